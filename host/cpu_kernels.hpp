@@ -1,0 +1,25 @@
+// The CPU backend's building blocks, exported so that tests compare each CUDA kernel with its
+// CPU reference. Shapes: W is (d, H) row-major; x is (d) of 0/1; h is (H).
+#pragma once
+
+#include <cstdint>
+
+#include "host/model.hpp"
+
+namespace rbm::cpu {
+
+// out (H) = b + W' x for a 0/1 vector x (d): the sum of the rows of W where x is 1.
+void hidden_preactivation(const Params& params, const uint8_t* x, float* out);
+
+// out (d) = a + W h for h (H) of 0/1 (a = 0 without visible bias).
+void visible_preactivation(const Params& params, const float* h, float* out);
+
+// uniforms[u] = philox_uniform(key, stream, phase, u) for u in [0, n).
+void philox_uniforms(uint64_t key, uint64_t stream, uint32_t phase, int n, float* uniforms);
+
+// For each unit u in [0, n): prob[u] = sigmoid(pre[u]) and
+// sample[u] = bernoulli(philox_uniform(key, stream, phase, u), prob[u]). prob may alias pre.
+void sigmoid_bernoulli(const float* pre, int n, uint64_t key, uint64_t stream, uint32_t phase,
+                       float* prob, float* sample);
+
+}  // namespace rbm::cpu
