@@ -14,8 +14,10 @@ void hidden_preactivation(const Params& params, const uint8_t* x, float* out);
 // out (d) = a + W h for h (H) of 0/1 (a = 0 without visible bias).
 void visible_preactivation(const Params& params, const float* h, float* out);
 
-// uniforms[u] = philox_uniform(key, stream, phase, u) for u in [0, n).
-void philox_uniforms(uint64_t key, uint64_t stream, uint32_t phase, int n, float* uniforms);
+// uniforms[u] = philox_uniform(key, stream, phase, first_unit + u) for u in [0, n);
+// first_unit must be a multiple of 4 (a Philox block boundary).
+void philox_uniforms(uint64_t key, uint64_t stream, uint32_t phase, int first_unit, int n,
+                     float* uniforms);
 
 // For each unit u in [0, n): prob[u] = sigmoid(pre[u]) and
 // sample[u] = bernoulli(philox_uniform(key, stream, phase, u), prob[u]). prob may alias pre.

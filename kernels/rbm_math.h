@@ -31,10 +31,10 @@ RBM_HD float float_from_bits(int32_t bits) {
 
 // exp(x) for x <= 0, in the Cephes expf scheme (range reduction by ln 2 in two parts, degree-5
 // polynomial, scaling by 2^n through the exponent bits): about 1 ulp, no branches, so that the
-// compiler vectorizes loops over it. Arguments below -87.3 (where exp(x) leaves the normal floats)
-// give 0, and so does -inf; NaN gives NaN.
+// compiler vectorizes loops over it. Arguments below ln(FLT_MIN) = -87.3365 (where exp(x) leaves
+// the normal floats) give 0, and so does -inf; NaN gives NaN.
 RBM_HD float exp_nonpositive(float x) {
-  constexpr float kLowest = -87.33f;  // exp(-87.33) ~ 1.2e-38, just above FLT_MIN
+  constexpr float kLowest = -87.3365447f;  // ln(FLT_MIN)
   const bool underflow = x < kLowest;
   x = x < kLowest ? kLowest : x;
   x = x > 0.0f ? 0.0f : x;
@@ -81,11 +81,12 @@ RBM_HD double log_one_plus_two_cosh(double t) {
 }
 
 // G(t) = E[h | t] = 2 sinh t / (1 + 2 cosh t) = (1 - e^2) / (1 + e + e^2) * sign(t),
-// e = exp(-|t|): the ternary unit's mean, which replaces sigm(t) in the gradient.
+// e = exp(-|t|): the ternary unit's mean, which replaces sigm(t) in the gradient. 1 - e^2 is
+// -expm1(-2|t|), which keeps its relative precision as t -> 0.
 RBM_HD float ternary_mean(float t) {
   const float abs_t = t < 0.0f ? -t : t;
   const float e = exp_nonpositive(-abs_t);
-  const float g = (1.0f - e * e) / (1.0f + e + e * e);
+  const float g = -expm1f(-2.0f * abs_t) / (1.0f + e + e * e);
   const float result = t < 0.0f ? -g : g;
   return t != t ? t : result;
 }

@@ -1,0 +1,103 @@
+// write_file_atomic and read_file over POSIX file descriptors (fsync needs one).
+#include "host/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "host/errors.hpp"
+
+namespace rbm {
+namespace {
+
+[[noreturn]] void fail(const std::filesystem::path& path, const std::string& what, int err) {
+  throw InputError(path.string() + ": " + what + ": " + std::strerror(err));
+}
+
+// Closes the descriptor unless released; keeps the error paths below free of leaks.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  // close() reports write-back errors on some file systems, so its result matters for writes.
+  int close() {
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+// Writes bytes to the temporary file and syncs it; returns 0 or the errno of the failure.
+int write_and_sync(const std::filesystem::path& tmp, std::string_view bytes) {
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return errno;
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fsync(fd.get()) != 0) return errno;
+  if (fd.close() != 0) return errno;
+  return 0;
+}
+
+}  // namespace
+
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  const std::filesystem::path tmp =
+      dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
+
+  if (const int err = write_and_sync(tmp, bytes); err != 0) {
+    ::unlink(tmp.c_str());
+    fail(path, "cannot write temporary file " + tmp.string(), err);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail(path, "cannot rename " + tmp.string() + " over it", err);
+  }
+  // The rename is durable only once the directory entry is; some file systems cannot sync a
+  // directory (EINVAL), and there is nothing more to do on those.
+  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) fail(path, "cannot open directory " + dir.string() + " to sync it", errno);
+  if (::fsync(dir_fd.get()) != 0 && errno != EINVAL) {
+    fail(path, "cannot sync directory " + dir.string(), errno);
+  }
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) fail(path, "cannot open", errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) fail(path, "cannot stat", errno);
+  if (!S_ISREG(st.st_mode)) throw InputError(path.string() + ": not a regular file");
+
+  // The size is a hint: read until end of file in case the file grows or shrinks meanwhile.
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t have = 0;
+  for (;;) {
+    if (have == bytes.size()) bytes.resize(bytes.size() + 65536);
+    const ssize_t n = ::read(fd.get(), bytes.data() + have, bytes.size() - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(path, "cannot read", errno);
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  bytes.resize(have);
+  return bytes;
+}
+
+}  // namespace rbm

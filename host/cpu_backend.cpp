@@ -1,0 +1,482 @@
+// The CPU backend: the reference every other backend is tested against. Single-sample CD-k uses
+// x and h as the binary vectors they are: W'x is a sum of the rows of W where x is 1, and the
+// update touches only those rows. W (d, H) = 784 x 100 floats = 313.6 KB stays in L2.
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/cpu_kernels.hpp"
+#include "kernels/philox.h"
+#include "kernels/rbm_math.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+namespace rbm {
+namespace {
+
+// Eight floats as one value: g++ and clang turn the arithmetic into AVX (or NEON) instructions.
+typedef float Float8 __attribute__((vector_size(32)));
+inline Float8 load8(const float* p) {
+  Float8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, Float8 v) { std::memcpy(p, &v, sizeof v); }
+
+// Writes the indices i < n with below[i] < above[i] to out; returns how many.
+int indices_where_less(const float* below, const float* above, int n, int* out) {
+  int count = 0, i = 0;
+#if defined(__AVX2__)
+  for (; i + 8 <= n; i += 8) {
+    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(below + i), _mm256_loadu_ps(above + i), _CMP_LT_OQ)));
+    for (; mask != 0; mask &= mask - 1) out[count++] = i + std::countr_zero(mask);
+  }
+#endif
+  for (; i < n; ++i) {
+    out[count] = i;
+    count += below[i] < above[i] ? 1 : 0;
+  }
+  return count;
+}
+
+// The model in the layout the single-sample loop wants: rows of W padded from H to Hp, a
+// multiple of 8, with zeros, so that every row is whole 8-float vectors. The padding stays zero:
+// padded hidden probabilities are set to 0, so padded units are never drawn and never updated.
+struct PaddedModel {
+  int d = 0, H = 0, Hp = 0;
+  std::vector<float> W;  // (d, Hp), row-major
+  std::vector<float> b;  // (Hp)
+  std::vector<float> a;  // (d), empty without visible bias
+
+  explicit PaddedModel(const Params& p = {})
+      : d(p.visible), H(p.hidden), Hp((p.hidden + 7) / 8 * 8), a(p.a) {
+    W.assign(static_cast<size_t>(d) * Hp, 0.0f);
+    b.assign(static_cast<size_t>(Hp), 0.0f);
+    for (int i = 0; i < d; ++i) std::copy_n(&p.W[static_cast<size_t>(i) * H], H, row(i));
+    std::copy(p.b.begin(), p.b.end(), b.begin());
+  }
+  Params unpadded() const {
+    Params p;
+    p.visible = d;
+    p.hidden = H;
+    p.W.resize(static_cast<size_t>(d) * H);
+    for (int i = 0; i < d; ++i) std::copy_n(row(i), H, &p.W[static_cast<size_t>(i) * H]);
+    p.b.assign(b.begin(), b.begin() + H);
+    p.a = a;
+    return p;
+  }
+  float* row(int i) { return W.data() + static_cast<size_t>(i) * Hp; }
+  const float* row(int i) const { return W.data() + static_cast<size_t>(i) * Hp; }
+
+  // sum (Hp) = the sum of the rows in active. Four 8-float blocks at a time, so that four
+  // independent additions are in flight (one would wait on its own latency for every row).
+  void sum_of_rows(const int* active, int n_active, float* sum) const {
+    int j = 0;
+    for (; j + 32 <= Hp; j += 32) {
+      Float8 s0 = {}, s1 = {}, s2 = {}, s3 = {};
+      for (int k = 0; k < n_active; ++k) {
+        const float* w = row(active[k]) + j;
+        s0 += load8(w);
+        s1 += load8(w + 8);
+        s2 += load8(w + 16);
+        s3 += load8(w + 24);
+      }
+      store8(sum + j, s0);
+      store8(sum + j + 8, s1);
+      store8(sum + j + 16, s2);
+      store8(sum + j + 24, s3);
+    }
+    for (; j < Hp; j += 8) {
+      Float8 s0 = {};
+      for (int k = 0; k < n_active; ++k) s0 += load8(row(active[k]) + j);
+      store8(sum + j, s0);
+    }
+  }
+
+  // pre[i - begin] = a_i + W_i h for rows i in [begin, end), eight rows at a time (independent
+  // accumulators hide the FMA latency), each row's eight partial sums reduced together.
+  void visible_preactivation(const float* h, int begin, int end, float* pre) const {
+    int i = begin;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; i + 8 <= end; i += 8) {
+      __m256 acc[8];
+      for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+      for (int j = 0; j < Hp; j += 8) {
+        const __m256 hv = _mm256_loadu_ps(h + j);
+        for (int r = 0; r < 8; ++r) {
+          acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row(i + r) + j), hv, acc[r]);
+        }
+      }
+      // Transpose-and-add: lane r of the result is the sum of acc[r]'s eight lanes.
+      const __m256 t0 = _mm256_hadd_ps(acc[0], acc[1]), t1 = _mm256_hadd_ps(acc[2], acc[3]);
+      const __m256 t2 = _mm256_hadd_ps(acc[4], acc[5]), t3 = _mm256_hadd_ps(acc[6], acc[7]);
+      const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+      const __m256 sums =
+          _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+      _mm256_storeu_ps(pre + (i - begin), sums);
+    }
+#endif
+    for (; i < end; ++i) {
+      Float8 acc = {};
+      for (int j = 0; j < Hp; j += 8) acc += load8(row(i) + j) * load8(h + j);
+      pre[i - begin] =
+          ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+    if (!a.empty()) {
+      for (int k = begin; k < end; ++k) pre[k - begin] += a[k];
+    }
+  }
+
+  // W[i] += delta (Hp) for each row i in active.
+  void add_to_rows(const int* active, int n_active, const float* delta) {
+    for (int k = 0; k < n_active; ++k) {
+      float* w_row = row(active[k]);
+      for (int j = 0; j < Hp; j += 8) store8(w_row + j, load8(w_row + j) + load8(delta + j));
+    }
+  }
+};
+
+// Indices of the ones in a 0/1 vector (d).
+void active_units(const uint8_t* x, int d, std::vector<int>& active) {
+  active.clear();
+  for (int i = 0; i < d; ++i) {
+    if (x[i]) active.push_back(i);
+  }
+}
+
+// out (H) = b + sum of the rows i in `active` of W (d, H).
+void sum_rows(const Params& params, const std::vector<int>& active, float* out) {
+  const int H = params.hidden;
+  std::copy(params.b.begin(), params.b.end(), out);
+  for (const int i : active) {
+    const float* w_row = params.W.data() + static_cast<size_t>(i) * H;
+    for (int j = 0; j < H; ++j) out[j] += w_row[j];
+  }
+}
+
+// A barrier for a few threads that spin briefly (the single-sample recipe meets one several
+// times per iteration, microseconds apart), then yield if the other thread is not running.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int parties) : parties_(parties) {}
+  void arrive_and_wait() {
+    const uint32_t generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.store(generation + 1, std::memory_order_release);
+      return;
+    }
+    for (int spin = 0; generation_.load(std::memory_order_acquire) == generation; ++spin) {
+      if (spin < 20000) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  const int parties_;
+  std::atomic<int> arrived_{0};
+  std::atomic<uint32_t> generation_{0};
+};
+
+// One persistent thread that runs a job at a time, so that training calls do not pay for a
+// thread start.
+class Worker {
+ public:
+  ~Worker() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  void start(std::function<void()> job) {
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+    {
+      std::lock_guard lock(mutex_);
+      job_ = std::move(job);
+      done_ = false;
+    }
+    wake_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [this] { return done_; });
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      wake_.wait(lock, [this] { return stop_ || job_; });
+      if (stop_) return;
+      std::function<void()> job = std::move(job_);
+      job_ = nullptr;
+      lock.unlock();
+      job();
+      lock.lock();
+      done_ = true;
+      wake_.notify_all();
+    }
+  }
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::function<void()> job_;
+  bool done_ = true, stop_ = false;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  std::string device_description() const override {
+    return "CPU, " + std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " threads";
+  }
+
+  void stage(const Dataset& train) override {
+    if (train.rows <= 0) throw std::invalid_argument("stage: no training images");
+    rows_ = train.rows;
+    d_ = train.cols();
+    // Compressed rows: the active pixels of image r are active_[offsets_[r] .. offsets_[r+1]).
+    offsets_.assign(static_cast<size_t>(rows_) + 1, 0);
+    active_.clear();
+    for (int64_t r = 0; r < rows_; ++r) {
+      const uint8_t* x = train.row(r);
+      for (int i = 0; i < d_; ++i) {
+        if (x[i]) active_.push_back(i);
+      }
+      offsets_[static_cast<size_t>(r) + 1] = static_cast<int64_t>(active_.size());
+    }
+    // The rows of W split in two shards at a multiple of 32 (whole SIMD blocks of uniforms);
+    // image r's active pixels in shard 1 start at active_[image_split_[r]].
+    split_row_ = d_ / 2 / 32 * 32;
+    image_split_.resize(static_cast<size_t>(rows_));
+    for (int64_t r = 0; r < rows_; ++r) {
+      const auto begin = active_.begin() + offsets_[r], end = active_.begin() + offsets_[r + 1];
+      image_split_[r] = std::lower_bound(begin, end, split_row_) - active_.begin();
+    }
+  }
+
+  void set_params(const Params& params) override { model_ = PaddedModel(params); }
+  Params get_params() override { return model_.unpadded(); }
+
+  void train_cd(const Recipe& recipe, int64_t first_iteration, int64_t count) override {
+    if (rows_ == 0) throw std::logic_error("train_cd: stage() the training images first");
+    if (model_.d != d_) throw std::logic_error("train_cd: model and data disagree on d");
+    // Short calls (tests, single iterations) run both shards on this thread; long ones put
+    // shard 1 on the worker. The arithmetic is the same either way, so are the results.
+    constexpr int64_t kThreadedFrom = 256;
+    partials_.assign(2 * kShards * ShardRunner::partial_stride(model_.Hp), 0.0f);
+    if (count < kThreadedFrom || std::thread::hardware_concurrency() < 2) {
+      ShardRunner runner(*this, recipe, {0, 1}, nullptr);
+      runner.run(first_iteration, count);
+      runner.store_biases();
+      return;
+    }
+    SpinBarrier barrier(2);
+    ShardRunner second(*this, recipe, {1}, &barrier);
+    worker_.start([&] { second.run(first_iteration, count); });
+    ShardRunner first(*this, recipe, {0}, &barrier);
+    first.run(first_iteration, count);
+    worker_.wait();
+    first.store_biases();
+  }
+
+  void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
+             int64_t steps) override {
+    const Params params = model_.unpadded();
+    const int d = params.visible, H = params.hidden;
+    if (static_cast<int64_t>(states.size()) != n_chains * d) {
+      throw std::invalid_argument("gibbs: states must be (n_chains, d)");
+    }
+    const uint64_t key = philox_key(seed, Purpose::sample);
+    const int64_t n_threads =
+        std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, std::max<int64_t>(1, n_chains));
+    auto run_chains = [&](int64_t chain_begin, int64_t chain_end) {
+      std::vector<float> pre(std::max(d, H)), prob(std::max(d, H)), h(H), x(d);
+      std::vector<int> active;
+      for (int64_t c = chain_begin; c < chain_end; ++c) {
+        uint8_t* state = states.data() + c * d;
+        active_units(state, d, active);
+        for (int64_t step = first_step; step < first_step + steps; ++step) {
+          sum_rows(params, active, pre.data());
+          cpu::sigmoid_bernoulli(pre.data(), H, key, static_cast<uint64_t>(c),
+                                 sample_hidden_phase(step), prob.data(), h.data());
+          cpu::visible_preactivation(params, h.data(), pre.data());
+          cpu::sigmoid_bernoulli(pre.data(), d, key, static_cast<uint64_t>(c),
+                                 sample_visible_phase(step), prob.data(), x.data());
+          active.clear();
+          for (int i = 0; i < d; ++i) {
+            state[i] = static_cast<uint8_t>(x[i] != 0.0f);
+            if (state[i]) active.push_back(i);
+          }
+        }
+      }
+    };
+    std::vector<std::thread> workers;
+    const int64_t per_thread = (n_chains + n_threads - 1) / n_threads;
+    for (int64_t w = 0; w < n_threads; ++w) {
+      const int64_t begin = w * per_thread, end = std::min(n_chains, begin + per_thread);
+      if (begin < end) workers.emplace_back(run_chains, begin, end);
+    }
+    for (auto& worker : workers) worker.join();
+  }
+
+ private:
+  // Single-sample CD-k on shards of W's rows. Each shard's rows stay with one thread (and that
+  // core's cache): it computes their part of W'x, their part of W h and their visible draws, and
+  // updates them. The shards meet once per hidden layer (k + 1 times per iteration) to add their
+  // partial sums of W'x, in a fixed order, so the result does not depend on the threading.
+  static constexpr int kShards = 2;
+
+  class ShardRunner {
+   public:
+    ShardRunner(CpuBackend& backend, const Recipe& recipe, std::vector<int> shards,
+                SpinBarrier* barrier)
+        : be_(backend),
+          model_(backend.model_),
+          recipe_(recipe),
+          shards_(std::move(shards)),
+          barrier_(barrier),
+          b_(model_.b),
+          prob_h0_(model_.Hp),
+          prob_hk_(model_.Hp),
+          h_(model_.Hp, 0.0f),
+          pre_v_(model_.d),
+          prob_v_(model_.d),
+          uniforms_(model_.d),
+          delta_(model_.Hp) {
+      for (auto& active : active_k_) active.resize(static_cast<size_t>(model_.d));
+    }
+
+    // Shard stride in the exchange buffer, a whole number of 64-byte lines (no false sharing).
+    static size_t partial_stride(int Hp) { return (static_cast<size_t>(Hp) + 15) / 16 * 16; }
+
+    void run(int64_t first_iteration, int64_t count) {
+      const int H = model_.H, Hp = model_.Hp;
+      const uint64_t key = philox_key(recipe_.seed, Purpose::train);
+      const float lr = recipe_.lr;
+      int parity = 0;
+      for (int64_t t = first_iteration; t < first_iteration + count; ++t) {
+        const uint64_t stream = static_cast<uint64_t>(t);
+        const uint32_t pick = philox_block(key, stream, train_index_phase(), 0).word[0];
+        const int64_t image = index_from_bits(pick, static_cast<uint32_t>(be_.rows_));
+        // Positive phase: p(h | x0), also the first hidden draw's probabilities.
+        for (const int s : shards_) {
+          const auto [x0, n0] = image_rows(image, s);
+          model_.sum_of_rows(x0, n0, partial(parity, s));
+        }
+        sync();
+        combine(parity, prob_h0_.data());
+        parity ^= 1;
+        const float* prob_h = prob_h0_.data();
+        for (int step = 0; step < recipe_.k; ++step) {
+          cpu::philox_uniforms(key, stream, train_hidden_phase(step), 0, H, uniforms_.data());
+          for (int j = 0; j < H; ++j) h_[j] = bernoulli(uniforms_[j], prob_h[j]);
+          for (const int s : shards_) {
+            const int begin = be_.shard_begin(s), n = be_.shard_end(s) - begin;
+            model_.visible_preactivation(h_.data(), begin, begin + n, pre_v_.data());
+            cpu::philox_uniforms(key, stream, train_visible_phase(step), begin, n,
+                                 uniforms_.data());
+            for (int i = 0; i < n; ++i) prob_v_[i] = sigmoid(pre_v_[i]);
+            int* active = active_k_[s].data();
+            n_active_k_[s] = indices_where_less(uniforms_.data(), prob_v_.data(), n, active);
+            for (int k = 0; k < n_active_k_[s]; ++k) active[k] += begin;
+            model_.sum_of_rows(active, n_active_k_[s], partial(parity, s));
+          }
+          sync();
+          combine(parity, prob_hk_.data());
+          parity ^= 1;
+          prob_h = prob_hk_.data();
+        }
+        // SGD step on the CD-k gradient: dW = x0 ph0' - xk phk', db = ph0 - phk, da = x0 - xk.
+        for (const int s : shards_) {
+          const auto [x0, n0] = image_rows(image, s);
+          for (int j = 0; j < Hp; ++j) delta_[j] = lr * prob_h0_[j];
+          model_.add_to_rows(x0, n0, delta_.data());
+          for (int j = 0; j < Hp; ++j) delta_[j] = -lr * prob_h[j];
+          model_.add_to_rows(active_k_[s].data(), n_active_k_[s], delta_.data());
+          if (!model_.a.empty()) {
+            for (int k = 0; k < n0; ++k) model_.a[x0[k]] += lr;
+            for (int k = 0; k < n_active_k_[s]; ++k) model_.a[active_k_[s][k]] -= lr;
+          }
+        }
+        for (int j = 0; j < H; ++j) b_[j] += lr * (prob_h0_[j] - prob_h[j]);
+      }
+    }
+
+    // Every runner updates its own copy of b identically; one of them writes it back.
+    void store_biases() { model_.b = b_; }
+
+   private:
+    void sync() {
+      if (barrier_ != nullptr) barrier_->arrive_and_wait();
+    }
+    float* partial(int parity, int shard) {
+      return be_.partials_.data() +
+             (static_cast<size_t>(parity) * kShards + shard) * partial_stride(model_.Hp);
+    }
+    // prob (Hp) = sigm(b + (partial_0 + partial_1)), padded lanes 0.
+    void combine(int parity, float* prob) {
+      const float* p0 = partial(parity, 0);
+      const float* p1 = partial(parity, 1);
+      for (int j = 0; j < model_.Hp; ++j) {
+        prob[j] = j < model_.H ? sigmoid(b_[j] + (p0[j] + p1[j])) : 0.0f;
+      }
+    }
+    // The active pixels of an image that lie in a shard's rows.
+    std::pair<const int*, int> image_rows(int64_t image, int shard) const {
+      const int64_t begin = shard == 0 ? be_.offsets_[image] : be_.image_split_[image];
+      const int64_t end = shard == 0 ? be_.image_split_[image] : be_.offsets_[image + 1];
+      return {be_.active_.data() + begin, static_cast<int>(end - begin)};
+    }
+
+    CpuBackend& be_;
+    PaddedModel& model_;
+    const Recipe& recipe_;
+    const std::vector<int> shards_;
+    SpinBarrier* const barrier_;
+    std::vector<float> b_;                          // (Hp)
+    std::vector<float> prob_h0_, prob_hk_, h_;      // (Hp)
+    std::vector<float> pre_v_, prob_v_, uniforms_;  // (d)
+    std::vector<float> delta_;                      // (Hp)
+    std::vector<int> active_k_[kShards];            // drawn ones of x_k, per shard
+    int n_active_k_[kShards] = {0, 0};
+  };
+
+  int shard_begin(int shard) const { return shard == 0 ? 0 : split_row_; }
+  int shard_end(int shard) const { return shard == 0 ? split_row_ : d_; }
+
+  PaddedModel model_;
+  int64_t rows_ = 0;
+  int d_ = 0;
+  std::vector<int64_t> offsets_;      // (rows + 1)
+  std::vector<int> active_;           // concatenated active pixel indices of all images
+  int split_row_ = 0;                 // first row of shard 1
+  std::vector<int64_t> image_split_;  // (rows): where each image's shard-1 pixels start
+  std::vector<float> partials_;       // (2 parities, kShards, stride) partial sums of W'x
+  Worker worker_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace rbm

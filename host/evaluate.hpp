@@ -1,0 +1,43 @@
+// How good a model is: free energy, exact log Z by enumerating the hidden layer (small H), the
+// exact log-probability of images, pseudo-log-likelihood and reconstruction error. All sums in
+// double. Shapes: images are (n, d) rows of 0/1.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "host/dataset.hpp"
+#include "host/model.hpp"
+
+namespace rbm {
+
+// F(x) = -a'x - sum_j softplus(w_j'x + b_j), so that p(x) = exp(-F(x)) / Z.
+double free_energy(const Params& params, const uint8_t* x);
+
+// Mean free energy over the images.
+double mean_free_energy(const Params& params, const Dataset& images);
+
+// log Z = log sum_h exp(b'h + sum_i softplus(W_i h + a_i)), exactly, by enumerating the 2^H hidden
+// states (H <= 30; multithreaded, log-sum-exp in double).
+double exact_log_partition(const Params& params);
+
+// Exact log p(x) for each image is -F(x) - log Z; this returns the mean over the images.
+double mean_log_prob(const Params& params, const Dataset& images, double log_partition);
+
+// Enumerates all 2^d visible states (d <= 24) and returns p(x) for each, x's bits read as
+// x_i = (index >> i) & 1. For tests of samplers on tiny models.
+std::vector<double> visible_distribution(const Params& params);
+
+// Mean-field reconstruction error: mean over images and pixels of (x - sigm(W sigm(W'x + b) +
+// a))^2.
+double reconstruction_error(const Params& params, const Dataset& images);
+
+// Exact pseudo-log-likelihood: the mean over images of sum_i log p(x_i | x_-i).
+double mean_pseudo_log_likelihood(const Params& params, const Dataset& images);
+
+// The exact log-likelihood gradient for tiny models (d <= 20), averaged over the images:
+// E_data[x h'] - E_model[x h'] with h replaced by its conditional mean. Returned as Params-shaped
+// gradients (W (d, H), b (H), a (d) when the model has a visible bias).
+Params exact_gradient(const Params& params, const Dataset& images);
+
+}  // namespace rbm

@@ -1,0 +1,4 @@
+// The one main of rbm_cpu and rbm_cuda; they differ only in the backend they link.
+#include "host/cli.hpp"
+
+int main(int argc, char** argv) { return rbm::run_cli(argc, argv); }

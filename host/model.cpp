@@ -1,0 +1,71 @@
+// Parameter initialization and checks (design.md, "The model" and the reference recipe).
+#include "host/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <string>
+
+#include "host/errors.hpp"
+#include "kernels/philox.h"
+
+namespace rbm {
+
+Params init_params(const Recipe& recipe, const Dataset& train) {
+  Params params;
+  params.visible = train.cols();
+  params.hidden = recipe.hidden;
+  const size_t n_weights = static_cast<size_t>(params.visible) * params.hidden;
+  params.W.resize(n_weights);
+  // Box-Muller on the four uniforms of block n gives normals 4n .. 4n+3.
+  const uint64_t key = philox_key(recipe.seed, Purpose::init);
+  for (size_t block = 0; 4 * block < n_weights; ++block) {
+    const PhiloxBlock r = philox_block(key, 0, 0, static_cast<uint32_t>(block));
+    double normals[4];
+    for (int pair = 0; pair < 2; ++pair) {
+      const double radius = std::sqrt(-2.0 * std::log(uniform_from_bits(r.word[2 * pair])));
+      const double angle = 2.0 * std::numbers::pi * uniform_from_bits(r.word[2 * pair + 1]);
+      normals[2 * pair] = radius * std::cos(angle);
+      normals[2 * pair + 1] = radius * std::sin(angle);
+    }
+    for (size_t w = 0; w < 4 && 4 * block + w < n_weights; ++w) {
+      params.W[4 * block + w] = static_cast<float>(recipe.init_std * normals[w]);
+    }
+  }
+  params.b.assign(static_cast<size_t>(params.hidden), 0.0f);
+  if (recipe.visible_bias) {
+    const std::vector<double> means = pixel_means(train);
+    params.a.resize(means.size());
+    for (size_t i = 0; i < means.size(); ++i) {
+      const double m = std::clamp(means[i], 1e-3, 1.0 - 1e-3);
+      params.a[i] = static_cast<float>(std::log(m / (1.0 - m)));
+    }
+  }
+  return params;
+}
+
+void check_shapes(const Params& params) {
+  const auto fail = [](const std::string& what) { throw InputError("model: " + what); };
+  if (params.visible <= 0 || params.hidden <= 0) fail("visible and hidden must be positive");
+  if (params.W.size() != static_cast<size_t>(params.visible) * params.hidden) {
+    fail("W holds " + std::to_string(params.W.size()) + " values, expected " +
+         std::to_string(params.visible) + " x " + std::to_string(params.hidden));
+  }
+  if (params.b.size() != static_cast<size_t>(params.hidden)) {
+    fail("b holds " + std::to_string(params.b.size()) + " values, expected " +
+         std::to_string(params.hidden));
+  }
+  if (!params.a.empty() && params.a.size() != static_cast<size_t>(params.visible)) {
+    fail("a holds " + std::to_string(params.a.size()) + " values, expected " +
+         std::to_string(params.visible));
+  }
+}
+
+bool all_finite(const Params& params) {
+  const auto finite = [](const std::vector<float>& v) {
+    return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+  };
+  return finite(params.W) && finite(params.b) && finite(params.a);
+}
+
+}  // namespace rbm

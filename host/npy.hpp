@@ -1,0 +1,31 @@
+// NumPy .npy files (format 1.0; 2.0 also read): little-endian float32 ('<f4') for parameters and
+// uint8 ('|u1') for sample states, C order, 1-D or 2-D. Loadable with numpy.load.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace rbm {
+
+template <class T>
+struct NpyArrayOf {
+  std::vector<int64_t> shape;  // 1 or 2 dimensions
+  std::vector<T> data;         // prod(shape) values, C order
+};
+using NpyArray = NpyArrayOf<float>;
+using NpyArrayU8 = NpyArrayOf<uint8_t>;
+
+// Write atomically (host/atomic_file.hpp). Throw InputError when the shape is not 1-D or 2-D or
+// does not hold data.size() values.
+void write_npy(const std::filesystem::path& path, const std::vector<float>& data,
+               std::vector<int64_t> shape);
+void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
+                  std::vector<int64_t> shape);
+
+// Throw InputError naming the file and the problem: bad magic or version, an unparsable header,
+// another dtype, Fortran order, a shape that is not 1-D or 2-D, or data of the wrong length.
+NpyArray read_npy(const std::filesystem::path& path);
+NpyArrayU8 read_npy_u8(const std::filesystem::path& path);
+
+}  // namespace rbm

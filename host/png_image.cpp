@@ -1,0 +1,128 @@
+// PNG through libpng's simplified API (png_image_*), which reports errors in image.message rather
+// than by longjmp, so no C++ object is ever jumped over; and the two mosaics on one layout.
+#include "host/png_image.hpp"
+
+#include <png.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "host/atomic_file.hpp"
+#include "host/errors.hpp"
+
+namespace rbm {
+namespace {
+
+[[noreturn]] void fail(const std::filesystem::path& path, const std::string& what) {
+  throw InputError(path.string() + ": " + what);
+}
+
+// Lays out n tiles of tile_w x tile_h as described in png_image.hpp; pixel_of(t, i) is pixel i
+// (row-major within the tile) of tile t.
+template <class PixelOf>
+GrayImage tile_mosaic(int n, int tile_w, int tile_h, PixelOf pixel_of) {
+  int columns = 0;
+  while (columns * columns < n) ++columns;
+  const int rows = columns == 0 ? 0 : (n + columns - 1) / columns;
+  GrayImage image;
+  image.width = std::max(0, columns * (tile_w + 1) - 1);
+  image.height = std::max(0, rows * (tile_h + 1) - 1);
+  image.pixels.assign(static_cast<size_t>(image.width) * image.height, kMosaicSeparator);
+  for (int t = 0; t < n; ++t) {
+    const int x0 = (t % columns) * (tile_w + 1), y0 = (t / columns) * (tile_h + 1);
+    for (int y = 0; y < tile_h; ++y) {
+      for (int x = 0; x < tile_w; ++x) {
+        image.pixels[static_cast<size_t>(y0 + y) * image.width + x0 + x] =
+            pixel_of(t, y * tile_w + x);
+      }
+    }
+  }
+  return image;
+}
+
+}  // namespace
+
+void write_png_gray(const std::filesystem::path& path, int width, int height,
+                    const std::vector<uint8_t>& pixels) {
+  if (width <= 0 || height <= 0 || pixels.size() != static_cast<size_t>(width) * height) {
+    fail(path, "cannot write a " + std::to_string(width) + "x" + std::to_string(height) +
+                   " PNG from " + std::to_string(pixels.size()) + " pixels");
+  }
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  image.width = static_cast<png_uint_32>(width);
+  image.height = static_cast<png_uint_32>(height);
+  image.format = PNG_FORMAT_GRAY;
+  // First call sizes the PNG, second writes it.
+  png_alloc_size_t size = 0;
+  if (!png_image_write_to_memory(&image, nullptr, &size, 0, pixels.data(), width, nullptr)) {
+    fail(path, std::string("libpng: ") + image.message);
+  }
+  std::string png(size, '\0');
+  if (!png_image_write_to_memory(&image, png.data(), &size, 0, pixels.data(), width, nullptr)) {
+    fail(path, std::string("libpng: ") + image.message);
+  }
+  png.resize(size);
+  write_file_atomic(path, png);
+}
+
+void write_png_gray(const std::filesystem::path& path, const GrayImage& image) {
+  write_png_gray(path, image.width, image.height, image.pixels);
+}
+
+GrayImage read_png_gray(const std::filesystem::path& path) {
+  const std::string file = read_file(path);
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&image, file.data(), file.size())) {
+    fail(path, std::string("not a readable PNG: ") + image.message);
+  }
+  image.format = PNG_FORMAT_GRAY;
+  GrayImage gray;
+  gray.width = static_cast<int>(image.width);
+  gray.height = static_cast<int>(image.height);
+  gray.pixels.resize(PNG_IMAGE_SIZE(image));
+  if (!png_image_finish_read(&image, nullptr, gray.pixels.data(), 0, nullptr)) {
+    fail(path, std::string("not a readable PNG: ") + image.message);
+  }
+  return gray;
+}
+
+GrayImage weight_mosaic(const Params& params, int tile_w, int tile_h) {
+  const int hidden = params.hidden;
+  const size_t visible = static_cast<size_t>(tile_w) * tile_h;
+  if (params.visible != static_cast<int>(visible) ||
+      params.W.size() != visible * static_cast<size_t>(hidden)) {
+    throw InputError("weight_mosaic: W holds " + std::to_string(params.W.size()) +
+                     " values for visible " + std::to_string(params.visible) + ", hidden " +
+                     std::to_string(hidden) + " and " + std::to_string(tile_w) + "x" +
+                     std::to_string(tile_h) + " tiles");
+  }
+  if (!std::all_of(params.W.begin(), params.W.end(), [](float w) { return std::isfinite(w); })) {
+    throw InputError("weight_mosaic: W holds a non-finite value");
+  }
+  const auto [lo, hi] = std::minmax_element(params.W.begin(), params.W.end());
+  const double min = params.W.empty() ? 0.0 : *lo;
+  const double range = params.W.empty() ? 0.0 : *hi - min;
+  return tile_mosaic(hidden, tile_w, tile_h, [&](int j, int i) -> uint8_t {
+    if (range == 0) return 128;
+    const double w = params.W[static_cast<size_t>(i) * hidden + j];
+    return static_cast<uint8_t>(std::lround((w - min) / range * 255.0));
+  });
+}
+
+GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images, int tile_w,
+                     int tile_h) {
+  const size_t cols = static_cast<size_t>(tile_w) * tile_h;
+  if (n < 0 || states.size() != static_cast<size_t>(n) * cols) {
+    throw InputError("image_grid: " + std::to_string(states.size()) + " states are not " +
+                     std::to_string(n) + " images of " + std::to_string(tile_w) + "x" +
+                     std::to_string(tile_h));
+  }
+  return tile_mosaic(std::min(n, max_images), tile_w, tile_h, [&](int t, int i) -> uint8_t {
+    return states[static_cast<size_t>(t) * cols + i] ? 255 : 0;
+  });
+}
+
+}  // namespace rbm

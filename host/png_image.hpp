@@ -1,0 +1,41 @@
+// Greyscale PNG files (libpng), and the mosaics drawn into them: the weight images of the hidden
+// units, and grids of sampled binary images.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+#include "host/model.hpp"
+
+namespace rbm {
+
+struct GrayImage {
+  int width = 0, height = 0;
+  std::vector<uint8_t> pixels;  // (height, width), row-major
+};
+
+// Writes an 8-bit greyscale PNG atomically (host/atomic_file.hpp). Throws InputError.
+void write_png_gray(const std::filesystem::path& path, int width, int height,
+                    const std::vector<uint8_t>& pixels);
+void write_png_gray(const std::filesystem::path& path, const GrayImage& image);
+
+// Reads any PNG as 8-bit greyscale. Throws InputError naming the file and libpng's message.
+GrayImage read_png_gray(const std::filesystem::path& path);
+
+// Mosaic layout, shared by both mosaics below: n tiles in ceil(sqrt(n)) columns and
+// ceil(n / columns) rows, tile t at row t / columns, column t % columns (row-major), separated by
+// 1-pixel lines of kMosaicSeparator (mid-grey, visible against black and white tiles); no outer
+// border, so the image is columns * (tile_w + 1) - 1 pixels wide. Unused cells are separator-grey.
+inline constexpr uint8_t kMosaicSeparator = 128;
+
+// Tile j is hidden unit j's weights, column j of W: pixel i of tile j is W[i * H + j], i over the
+// tile row-major. One grey scale for the whole mosaic: min(W) -> 0, max(W) -> 255 (constant W ->
+// 128). Throws InputError when W is not (tile_w * tile_h, hidden) or holds a non-finite value.
+GrayImage weight_mosaic(const Params& params, int tile_w = 28, int tile_h = 28);
+
+// The first min(n, max_images) images of `states` ((n, tile_w * tile_h), each 0 or 1), 1 -> 255.
+GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images = 100,
+                     int tile_w = 28, int tile_h = 28);
+
+}  // namespace rbm

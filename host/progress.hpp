@@ -1,0 +1,26 @@
+// Progress of a long loop on stderr: a redrawn bar with rate and ETA when stderr is a terminal,
+// a plain line per update otherwise (logs, CI).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace rbm {
+
+class Progress {
+ public:
+  Progress(std::string what, int64_t total);
+  // done units of total so far, and extra text for the line (metrics).
+  void update(int64_t done, const std::string& extra);
+  void finish();
+  bool interactive() const { return interactive_; }
+
+ private:
+  std::string what_;
+  int64_t total_;
+  bool interactive_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace rbm

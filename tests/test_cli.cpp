@@ -1,0 +1,126 @@
+// rbm_cpu's command line: bad values are refused with one line and exit code 2; a real run
+// writes the run directory, whose files load back.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "host/atomic_file.hpp"
+#include "host/model_io.hpp"
+#include "host/npy.hpp"
+#include "host/png_image.hpp"
+#include "tests/cli_runner.hpp"
+#include "tests/test_util.hpp"
+
+namespace rbm {
+namespace {
+
+test::CommandResult run_cpu(const std::vector<std::string>& args) {
+  return test::run_command(RBM_CPU_EXE, args);
+}
+
+TEST(Cli, HelpListsTheFlags) {
+  const test::CommandResult r = run_cpu({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--iters", "--hidden", "--lr", "--k", "--seed", "--data", "--digit",
+                           "--split", "--visible-bias", "--init-std", "--log-every", "--out"}) {
+    EXPECT_NE(r.output.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(Cli, BadValuesGetOneLineAndExitCode2) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"--iters", "0"},
+      {"--iters", "-5"},
+      {"--iters", "abc"},
+      {"--iters", "1e99"},
+      {"--hidden", "0"},
+      {"--hidden", "-3"},
+      {"--hidden", "9999999"},
+      {"--lr", "nan"},
+      {"--lr", "-0.1"},
+      {"--lr", "0"},
+      {"--lr", "inf"},
+      {"--lr", "fast"},
+      {"--k", "0"},
+      {"--seed", "-1"},
+      {"--seed", "4294967296"},
+      {"--digit", "11"},
+      {"--digit", "three"},
+      {"--split", "validation"},
+      {"--init-std", "nan"},
+      {"--init-std", "-1"},
+      {"--log-every", "0"},
+      {"--bogus", "1"},
+      {"train", "--iters", "0"},
+  };
+  for (const auto& args : cases) {
+    const test::CommandResult r = run_cpu(args);
+    EXPECT_EQ(r.exit_code, 2) << args[0] << " " << args[1] << ": " << r.output;
+    EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+    const std::string& flag = args[0] == "train" ? args[1] : args[0];
+    EXPECT_NE(r.output.find(flag), std::string::npos)
+        << "message should name " << flag << ": " << r.output;
+  }
+}
+
+TEST(Cli, MissingDataSaysHowToFetchIt) {
+  const test::CommandResult r = run_cpu({"--data", "/nonexistent/mnist", "--iters", "10"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("scripts/fetch_mnist"), std::string::npos) << r.output;
+  EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+}
+
+TEST(Cli, UnwritableOutputDirectoryIsRefused) {
+  test::TempDir dir;
+  test::write_bytes(dir / "file", "not a directory");
+  const test::CommandResult r =
+      run_cpu({"--data", RBM_MNIST_DIR, "--iters", "10", "--out", (dir / "file" / "run").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--out"), std::string::npos) << r.output;
+}
+
+TEST(Cli, TrainingWritesTheRunDirectory) {
+  test::TempDir dir;
+  const std::filesystem::path out = dir / "run";
+  const test::CommandResult r =
+      run_cpu({"--data", RBM_MNIST_DIR, "--iters", "300", "--log-every", "100", "--split", "train",
+               "--visible-bias", "--seed", "9", "--out", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Params params = read_model(out);
+  EXPECT_EQ(params.visible, 784);
+  EXPECT_EQ(params.hidden, 100);
+  EXPECT_TRUE(params.has_visible_bias());
+
+  const std::string csv = read_file(out / "metrics.csv");
+  EXPECT_EQ(test::line_count(csv), 4) << csv;  // header + iterations 100, 200, 300
+  EXPECT_NE(csv.find("\n300,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find(",,"), std::string::npos) << "held-out columns should be filled: " << csv;
+
+  const nlohmann::json run = nlohmann::json::parse(read_file(out / "run.json"));
+  EXPECT_EQ(run["iteration"], 300);
+  EXPECT_EQ(run["recipe"]["seed"], 9);
+  EXPECT_EQ(run["recipe"]["k"], 3);
+  EXPECT_EQ(run["data"]["rows"], 6131);
+  EXPECT_EQ(run["data"]["sha256"].get<std::string>().size(), 64u);
+  EXPECT_EQ(run["backend"], "cpu");
+
+  const GrayImage png = read_png_gray(out / "weights.png");
+  const GrayImage mosaic = weight_mosaic(params);
+  EXPECT_EQ(png.width, mosaic.width);
+  EXPECT_EQ(png.height, mosaic.height);
+  EXPECT_EQ(png.pixels, mosaic.pixels);
+}
+
+TEST(Cli, SameSeedGivesTheSameModel) {
+  test::TempDir dir;
+  for (const char* name : {"a", "b"}) {
+    const test::CommandResult r = run_cpu(
+        {"--data", RBM_MNIST_DIR, "--iters", "200", "--seed", "4", "--out", (dir / name).string()});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  EXPECT_EQ(read_npy(dir / "a" / "W.npy").data, read_npy(dir / "b" / "W.npy").data);
+}
+
+}  // namespace
+}  // namespace rbm

@@ -1,0 +1,219 @@
+// The CPU backend, the reference: its building blocks against long-double computations, one CD-k
+// iteration against the formula of design.md, and determinism of the counter-based draws.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/cpu_kernels.hpp"
+#include "kernels/philox.h"
+#include "kernels/rbm_math.h"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+long double ref_sigmoid(long double t) { return 1.0L / (1.0L + std::exp(-t)); }
+
+TEST(CpuKernels, PreactivationsMatchLongDouble) {
+  const Params p = test::random_params(40, 13, 0.5f, 3, /*visible_bias=*/true);
+  std::vector<uint8_t> x(40);
+  std::vector<float> h(13);
+  for (int i = 0; i < 40; ++i) x[i] = static_cast<uint8_t>((i * 7) % 3 == 0);
+  for (int j = 0; j < 13; ++j) h[j] = static_cast<float>(j % 2);
+  std::vector<float> pre_h(13), pre_v(40);
+  cpu::hidden_preactivation(p, x.data(), pre_h.data());
+  cpu::visible_preactivation(p, h.data(), pre_v.data());
+  // A float sum of n terms errs by at most n * eps * sum |terms| (n <= 41 here).
+  for (int j = 0; j < 13; ++j) {
+    long double want = p.b[j], magnitude = std::fabs(p.b[j]);
+    for (int i = 0; i < 40; ++i) {
+      if (x[i]) want += p.W[i * 13 + j], magnitude += std::fabs(p.W[i * 13 + j]);
+    }
+    EXPECT_NEAR(pre_h[j], static_cast<double>(want),
+                static_cast<double>(41 * FLT_EPSILON * magnitude));
+  }
+  for (int i = 0; i < 40; ++i) {
+    long double want = p.a[i], magnitude = std::fabs(p.a[i]);
+    for (int j = 0; j < 13; ++j) {
+      want += p.W[i * 13 + j] * h[j], magnitude += std::fabs(p.W[i * 13 + j] * h[j]);
+    }
+    EXPECT_NEAR(pre_v[i], static_cast<double>(want),
+                static_cast<double>(14 * FLT_EPSILON * magnitude));
+  }
+}
+
+TEST(CpuKernels, VectorizedUniformsEqualTheScalarDefinition) {
+  // philox_uniforms runs 32 or 128 units at a time with AVX2; every unit, tails included, must be
+  // exactly philox_uniform's value.
+  std::vector<float> got(1000);
+  for (const int first : {0, 4, 384}) {
+    for (const int n : {1, 3, 31, 32, 33, 100, 127, 128, 129, 400, 600}) {
+      for (const uint64_t stream : {uint64_t{0}, uint64_t{123456789}, ~uint64_t{0}}) {
+        const uint64_t key = philox_key(0xDEADBEEF, Purpose::train);
+        cpu::philox_uniforms(key, stream, 7, first, n, got.data());
+        for (int u = 0; u < n; ++u) {
+          ASSERT_EQ(got[u], philox_uniform(key, stream, 7, static_cast<uint32_t>(first + u)))
+              << "first " << first << " n " << n << " unit " << u;
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, ZeroModelMakesEveryUnitOneWithProbabilityHalf) {
+  // W = 0, b = 0 (and a = 0): every conditional is sigm(0) = 1/2. Per unit, the count of ones over
+  // N chains must lie within 6 standard deviations of N/2 (two-sided tail 2e-9 per unit; 48
+  // units: < 1e-7 in all).
+  constexpr int d = 32, H = 16, kChains = 1 << 16;
+  Params zero;
+  zero.visible = d;
+  zero.hidden = H;
+  zero.W.assign(d * H, 0.0f);
+  zero.b.assign(H, 0.0f);
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(zero);
+  std::vector<uint8_t> states(static_cast<size_t>(kChains) * d, 1);
+  backend->gibbs(states, kChains, 5, 0, 1);
+  const double sd = std::sqrt(kChains * 0.25);
+  for (int i = 0; i < d; ++i) {
+    int64_t ones = 0;
+    for (int c = 0; c < kChains; ++c) ones += states[static_cast<size_t>(c) * d + i];
+    EXPECT_NEAR(static_cast<double>(ones), kChains / 2.0, 6.0 * sd) << "visible unit " << i;
+  }
+  std::vector<float> pre(H, 0.0f), prob(H), sample(H);
+  std::vector<int64_t> ones(H, 0);
+  for (int stream = 0; stream < kChains; ++stream) {
+    cpu::sigmoid_bernoulli(pre.data(), H, philox_key(5, Purpose::sample), stream, 0, prob.data(),
+                           sample.data());
+    for (int j = 0; j < H; ++j) ones[j] += static_cast<int64_t>(sample[j]);
+  }
+  for (int j = 0; j < H; ++j) {
+    EXPECT_EQ(prob[j], 0.5f);
+    EXPECT_NEAR(static_cast<double>(ones[j]), kChains / 2.0, 6.0 * sd) << "hidden unit " << j;
+  }
+}
+
+// One CD-k iteration recomputed in long double from the same named uniforms: the chain
+// x0 -> h0 -> x1 -> ... -> xk and the update W += lr (x0 ph0' - xk phk'), b += lr (ph0 - phk),
+// a += lr (x0 - xk) (design.md; not the sheet's negative phase, which used the data's ph0).
+struct Reference {
+  std::vector<long double> W, b, a;
+  bool clear_of_ties = true;  // no uniform within 1e-4 of its probability
+};
+
+Reference cd_iteration_long_double(const Params& p, const Dataset& data, const Recipe& r,
+                                   int64_t t) {
+  const int d = p.visible, H = p.hidden;
+  const uint64_t key = philox_key(r.seed, Purpose::train);
+  Reference ref;
+  const uint32_t image =
+      index_from_bits(philox_block(key, t, 0, 0).word[0], static_cast<uint32_t>(data.rows));
+  std::vector<long double> x0(data.row(image), data.row(image) + d), x = x0;
+  const auto hidden_probs = [&](const std::vector<long double>& v) {
+    std::vector<long double> out(H);
+    for (int j = 0; j < H; ++j) {
+      long double s = p.b[j];
+      for (int i = 0; i < d; ++i) s += v[i] * p.W[i * H + j];
+      out[j] = ref_sigmoid(s);
+    }
+    return out;
+  };
+  const auto draw = [&](long double prob, uint32_t phase, int unit) {
+    const float u = philox_uniform(key, t, phase, static_cast<uint32_t>(unit));
+    if (std::fabs(u - prob) < 1e-4L) ref.clear_of_ties = false;
+    return u < prob ? 1.0L : 0.0L;
+  };
+  const std::vector<long double> ph0 = hidden_probs(x0);
+  std::vector<long double> ph = ph0;
+  for (int step = 0; step < r.k; ++step) {
+    std::vector<long double> h(H);
+    for (int j = 0; j < H; ++j) h[j] = draw(ph[j], train_hidden_phase(step), j);
+    for (int i = 0; i < d; ++i) {
+      long double s = p.has_visible_bias() ? p.a[i] : 0.0L;
+      for (int j = 0; j < H; ++j) s += p.W[i * H + j] * h[j];
+      x[i] = draw(ref_sigmoid(s), train_visible_phase(step), i);
+    }
+    ph = hidden_probs(x);
+  }
+  for (int i = 0; i < d; ++i) {
+    for (int j = 0; j < H; ++j) {
+      ref.W.push_back(p.W[i * H + j] + r.lr * (x0[i] * ph0[j] - x[i] * ph[j]));
+    }
+  }
+  for (int j = 0; j < H; ++j) ref.b.push_back(p.b[j] + r.lr * (ph0[j] - ph[j]));
+  for (int i = 0; i < d && p.has_visible_bias(); ++i)
+    ref.a.push_back(p.a[i] + r.lr * (x0[i] - x[i]));
+  return ref;
+}
+
+TEST(CpuBackend, OneIterationIsTheCdFormula) {
+  const Params start = test::random_params(6, 3, 1.0f, 21, /*visible_bias=*/true);
+  const Dataset data = test::bit_images(6, {0b101101, 0b010011, 0b111000});
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->stage(data);
+  Recipe recipe;
+  recipe.k = 3;
+  recipe.lr = 0.25f;
+  int checked = 0;
+  for (uint32_t seed = 1; seed <= 40; ++seed) {
+    recipe.seed = seed;
+    for (int64_t t : {0, 1, 1000003}) {
+      const Reference ref = cd_iteration_long_double(start, data, recipe, t);
+      if (!ref.clear_of_ties) continue;  // a float vs long-double tie could flip a draw
+      backend->set_params(start);
+      backend->train_cd(recipe, t, 1);
+      const Params got = backend->get_params();
+      // Each float result is W + lr (...) with |terms| <= 1.25 + |W|: a few roundings, 1e-6 abs.
+      for (size_t k = 0; k < ref.W.size(); ++k) {
+        ASSERT_NEAR(got.W[k], static_cast<double>(ref.W[k]), 1e-6) << "seed " << seed << " W " << k;
+      }
+      for (size_t j = 0; j < ref.b.size(); ++j)
+        ASSERT_NEAR(got.b[j], static_cast<double>(ref.b[j]), 1e-6);
+      for (size_t i = 0; i < ref.a.size(); ++i)
+        ASSERT_NEAR(got.a[i], static_cast<double>(ref.a[i]), 1e-6);
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 30);  // most (seed, t) pairs are clear of ties
+}
+
+TEST(CpuBackend, TrainingInPiecesEqualsOneCall) {
+  const Params start = test::random_params(20, 7, 0.3f, 4, /*visible_bias=*/true);
+  std::vector<uint32_t> patterns;
+  for (uint32_t n = 0; n < 50; ++n) patterns.push_back(n * 2654435761u);
+  const Dataset data = test::bit_images(20, patterns);
+  Recipe recipe;
+  recipe.lr = 0.05f;
+  std::unique_ptr<Backend> whole = make_cpu_backend(), pieces = make_cpu_backend();
+  for (Backend* b : {whole.get(), pieces.get()}) {
+    b->stage(data);
+    b->set_params(start);
+  }
+  whole->train_cd(recipe, 0, 500);
+  pieces->train_cd(recipe, 0, 123);
+  pieces->train_cd(recipe, 123, 377);
+  const Params a = whole->get_params(), b = pieces->get_params();
+  EXPECT_EQ(a.W, b.W);
+  EXPECT_EQ(a.b, b.b);
+  EXPECT_EQ(a.a, b.a);
+  EXPECT_NE(a.W, start.W);
+}
+
+TEST(CpuBackend, GibbsInPiecesEqualsOneCall) {
+  const Params p = test::random_params(12, 5, 1.0f, 8, /*visible_bias=*/true);
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  std::vector<uint8_t> init(12 * 100);
+  for (size_t k = 0; k < init.size(); ++k) init[k] = static_cast<uint8_t>((k * 31) % 7 < 3);
+  std::vector<uint8_t> whole = init, pieces = init;
+  backend->gibbs(whole, 100, 3, 0, 20);
+  backend->gibbs(pieces, 100, 3, 0, 8);
+  backend->gibbs(pieces, 100, 3, 8, 12);
+  EXPECT_EQ(whole, pieces);
+  EXPECT_NE(whole, init);
+}
+
+}  // namespace
+}  // namespace rbm

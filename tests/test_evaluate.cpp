@@ -1,0 +1,116 @@
+// Exact evaluation (host/evaluate.hpp) against direct enumerations over (x, h) in long double.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "host/evaluate.hpp"
+#include "kernels/rbm_math.h"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+// log sum_{x, h} exp(x'Wh + b'h + a'x) over all binary x and h.
+long double brute_force_log_partition(const Params& p) {
+  const int d = p.visible, H = p.hidden;
+  long double total = 0.0L;
+  for (uint32_t xs = 0; xs < (1u << d); ++xs) {
+    for (uint32_t hs = 0; hs < (1u << H); ++hs) {
+      long double energy = 0.0L;
+      for (int j = 0; j < H; ++j) {
+        if (!((hs >> j) & 1)) continue;
+        energy += p.b[j];
+        for (int i = 0; i < d; ++i) energy += ((xs >> i) & 1) ? p.W[i * H + j] : 0.0f;
+      }
+      for (int i = 0; i < d && p.has_visible_bias(); ++i) energy += ((xs >> i) & 1) ? p.a[i] : 0.0f;
+      total += std::exp(energy);
+    }
+  }
+  return std::log(total);
+}
+
+TEST(Evaluate, ExactLogPartitionMatchesBruteForce) {
+  for (bool visible_bias : {false, true}) {
+    const Params p = test::random_params(5, 4, 1.0f, 3, visible_bias);
+    EXPECT_NEAR(exact_log_partition(p), static_cast<double>(brute_force_log_partition(p)), 1e-10);
+  }
+}
+
+TEST(Evaluate, ExactLogPartitionAgreesWithVisibleEnumerationForManyHiddenUnits) {
+  // H = 14 exercises the Gray-code walk across threads; d = 8 lets us sum over x instead.
+  const Params p = test::random_params(8, 14, 0.5f, 4, true);
+  double log_z_visible = -1e300;
+  std::vector<uint8_t> x(8);
+  for (uint32_t s = 0; s < 256; ++s) {
+    for (int i = 0; i < 8; ++i) x[i] = static_cast<uint8_t>((s >> i) & 1);
+    const double v = -free_energy(p, x.data());
+    const double hi = std::max(log_z_visible, v);
+    log_z_visible = hi + std::log(std::exp(log_z_visible - hi) + std::exp(v - hi));
+  }
+  EXPECT_NEAR(exact_log_partition(p), log_z_visible, 1e-9);
+}
+
+TEST(Evaluate, ProbabilitiesSumToOne) {
+  const Params p = test::random_params(10, 7, 0.8f, 5, true);
+  const double log_z = exact_log_partition(p);
+  double total = 0.0;
+  std::vector<uint8_t> x(10);
+  for (uint32_t s = 0; s < 1024; ++s) {
+    for (int i = 0; i < 10; ++i) x[i] = static_cast<uint8_t>((s >> i) & 1);
+    total += std::exp(-free_energy(p, x.data()) - log_z);
+  }
+  EXPECT_NEAR(total, 1.0, 1e-10);
+  const std::vector<double> dist = visible_distribution(p);
+  double dist_total = 0.0;
+  for (double v : dist) dist_total += v;
+  EXPECT_NEAR(dist_total, 1.0, 1e-12);
+}
+
+TEST(Evaluate, MeanLogProbIsMinusFreeEnergyMinusLogZ) {
+  const Params p = test::random_params(9, 5, 0.8f, 6, true);
+  const Dataset data = test::bit_images(9, {0b101010101, 0b000011111, 0b110000011});
+  const std::vector<double> dist = visible_distribution(p);
+  const double want =
+      (std::log(dist[0b101010101]) + std::log(dist[0b000011111]) + std::log(dist[0b110000011])) / 3;
+  EXPECT_NEAR(mean_log_prob(p, data, exact_log_partition(p)), want, 1e-6);
+}
+
+TEST(Evaluate, PseudoLikelihoodMatchesDirectComputation) {
+  const Params p = test::random_params(7, 5, 0.9f, 7, true);
+  const std::vector<uint32_t> patterns = {0b1010101, 0b0001111, 0b1100011, 0};
+  const Dataset data = test::bit_images(7, patterns);
+  const std::vector<double> dist = visible_distribution(p);
+  double want = 0.0;
+  for (const uint32_t x : patterns) {
+    for (int i = 0; i < 7; ++i) want += std::log(dist[x] / (dist[x] + dist[x ^ (1u << i)]));
+  }
+  want /= static_cast<double>(patterns.size());
+  EXPECT_NEAR(mean_pseudo_log_likelihood(p, data), want, 1e-5);
+}
+
+TEST(Evaluate, ReconstructionErrorMatchesDirectComputation) {
+  const Params p = test::random_params(7, 5, 0.9f, 8, true);
+  const std::vector<uint32_t> patterns = {0b1010101, 0b0001111};
+  const Dataset data = test::bit_images(7, patterns);
+  double want = 0.0;
+  for (const uint32_t x : patterns) {
+    std::vector<double> ph(5);
+    for (int j = 0; j < 5; ++j) {
+      double t = p.b[j];
+      for (int i = 0; i < 7; ++i) t += ((x >> i) & 1) ? p.W[i * 5 + j] : 0.0;
+      ph[j] = 1.0 / (1.0 + std::exp(-t));
+    }
+    for (int i = 0; i < 7; ++i) {
+      double t = p.a[i];
+      for (int j = 0; j < 5; ++j) t += p.W[i * 5 + j] * ph[j];
+      const double diff = ((x >> i) & 1) - 1.0 / (1.0 + std::exp(-t));
+      want += diff * diff;
+    }
+  }
+  want /= 14.0;
+  EXPECT_NEAR(reconstruction_error(p, data), want, 1e-6);
+}
+
+}  // namespace
+}  // namespace rbm

@@ -1,0 +1,79 @@
+// The Gibbs sampler's long-run distribution on tiny RBMs against the exact p(x) by enumeration.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/evaluate.hpp"
+#include "kernels/philox.h"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+constexpr int64_t kChains = 1 << 18;
+// With W ~ N(0, 0.7^2) on d = 6, H = 4 the chain mixes within a few steps; 40 steps leave a
+// bias far below the test's resolution.
+constexpr int kBurnIn = 40;
+
+// Final states (n_chains, d) of independent chains started from Bernoulli(1/2).
+std::vector<uint8_t> run_chains(Backend& backend, const Params& params, uint32_t seed) {
+  const int d = params.visible;
+  std::vector<uint8_t> states(static_cast<size_t>(kChains) * d);
+  const uint64_t key = philox_key(seed, Purpose::sample);
+  for (int64_t c = 0; c < kChains; ++c) {
+    for (int i = 0; i < d; ++i) {
+      states[static_cast<size_t>(c) * d + i] =
+          static_cast<uint8_t>(philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
+                                              static_cast<uint32_t>(i)) < 0.5f);
+    }
+  }
+  backend.set_params(params);
+  backend.gibbs(states, kChains, seed, 0, kBurnIn);
+  return states;
+}
+
+// Pearson's chi-square of the states' histogram over all 2^d states against p.
+double chi_square(const std::vector<uint8_t>& states, int d, const std::vector<double>& p) {
+  const int64_t n = static_cast<int64_t>(states.size()) / d;
+  std::vector<int64_t> counts(p.size(), 0);
+  for (int64_t c = 0; c < n; ++c) {
+    size_t index = 0;
+    for (int i = 0; i < d; ++i) index |= size_t{states[static_cast<size_t>(c) * d + i]} << i;
+    ++counts[index];
+  }
+  double statistic = 0.0;
+  for (size_t s = 0; s < p.size(); ++s) {
+    const double expected = p[s] * static_cast<double>(n);
+    EXPECT_GE(expected, 5.0) << "too few chains for the chi-square approximation";
+    const double diff = static_cast<double>(counts[s]) - expected;
+    statistic += diff * diff / expected;
+  }
+  return statistic;
+}
+
+TEST(GibbsStats, TinyRbmMatchesEnumeration) {
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  for (bool visible_bias : {true, false}) {
+    const Params params = test::random_params(6, 4, 0.7f, visible_bias ? 5 : 6, visible_bias);
+    const std::vector<uint8_t> states = run_chains(*backend, params, 77);
+    // 63 degrees of freedom; a correct sampler exceeds the limit with probability < 1e-6.
+    EXPECT_LT(chi_square(states, 6, visible_distribution(params)), test::chi_square_limit_1e6(63))
+        << "visible bias " << visible_bias;
+  }
+}
+
+TEST(GibbsStats, ChiSquareDetectsAWrongModel) {
+  // The statistic must reject samples of a different model, or the test above proves nothing:
+  // chains run under W, scored against 1.5 W.
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  const Params params = test::random_params(6, 4, 0.7f, 5, true);
+  Params other = params;
+  for (float& w : other.W) w *= 1.5f;
+  const std::vector<uint8_t> states = run_chains(*backend, params, 78);
+  EXPECT_GT(chi_square(states, 6, visible_distribution(other)), test::chi_square_limit_1e6(63));
+}
+
+}  // namespace
+}  // namespace rbm

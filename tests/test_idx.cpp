@@ -1,0 +1,252 @@
+// IDX reading and the MNIST loader: the real files (scripts/fetch_mnist) for counts and
+// binarization, and hand-made broken files, each of which must be refused with a message naming
+// the file and the problem.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "host/dataset.hpp"
+#include "host/idx.hpp"
+#include "tests/test_util.hpp"
+
+namespace rbm {
+namespace {
+
+using test::TempDir;
+using test::write_bytes;
+
+const std::filesystem::path kMnistDir = RBM_MNIST_DIR;
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+// An IDX file: magic, big-endian dimensions, then `data`.
+std::string idx_file(uint32_t magic, const std::vector<uint32_t>& dims, const std::string& data) {
+  std::string file = be32(magic);
+  for (const uint32_t d : dims) file += be32(d);
+  return file + data;
+}
+
+std::string gzip(const std::string& raw) {
+  z_stream zs{};
+  EXPECT_EQ(
+      deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
+      Z_OK);
+  std::string out(deflateBound(&zs, static_cast<uLong>(raw.size())), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// A tiny MNIST-shaped split: n images of 28x28 where image k has every pixel equal to pixel(k).
+struct TinySplit {
+  std::string images, labels;
+};
+TinySplit tiny_split(const std::vector<uint8_t>& pixel, const std::vector<uint8_t>& labels) {
+  std::string data;
+  for (const uint8_t p : pixel) data.append(784, static_cast<char>(p));
+  return {idx_file(0x803, {static_cast<uint32_t>(pixel.size()), 28, 28}, data),
+          idx_file(0x801, {static_cast<uint32_t>(labels.size())},
+                   std::string(labels.begin(), labels.end()))};
+}
+
+void write_split(const TempDir& dir, const std::string& prefix, const TinySplit& split,
+                 const std::string& suffix = "") {
+  write_bytes(dir / (prefix + "-images-idx3-ubyte" + suffix), split.images);
+  write_bytes(dir / (prefix + "-labels-idx1-ubyte" + suffix), split.labels);
+}
+
+class RealMnist : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(kMnistDir / "train-images-idx3-ubyte")) {
+      GTEST_SKIP() << "no MNIST in " << kMnistDir << ": run scripts/fetch_mnist";
+    }
+  }
+};
+
+// --- the real MNIST files -----------------------------------------------------------------------
+
+TEST_F(RealMnist, DigitThreeCountsPerSplit) {
+  const Dataset all = load_mnist(kMnistDir, 3, Split::all);
+  EXPECT_EQ(all.rows, 7141);
+  EXPECT_EQ(load_mnist(kMnistDir, 3, Split::train).rows, 6131);
+  EXPECT_EQ(load_mnist(kMnistDir, 3, Split::test).rows, 1010);
+  EXPECT_EQ(all.width, 28);
+  EXPECT_EQ(all.height, 28);
+  EXPECT_EQ(all.pixels.size(), size_t{7141} * 784);
+  EXPECT_TRUE(std::all_of(all.labels.begin(), all.labels.end(), [](uint8_t l) { return l == 3; }));
+}
+
+TEST_F(RealMnist, AllDigitsAreBinary) {
+  const Dataset all = load_mnist(kMnistDir, std::nullopt, Split::all);
+  EXPECT_EQ(all.rows, 70000);
+  EXPECT_EQ(all.labels.size(), size_t{70000});
+  EXPECT_TRUE(std::all_of(all.pixels.begin(), all.pixels.end(), [](uint8_t p) { return p <= 1; }));
+  std::vector<int> per_digit(10, 0);
+  for (const uint8_t l : all.labels) ++per_digit[l];
+  EXPECT_EQ(per_digit[3], 7141);
+  // Roughly a fifth of MNIST's pixels are ink after binarization.
+  const double ink = std::accumulate(all.pixels.begin(), all.pixels.end(), 0.0) /
+                     static_cast<double>(all.pixels.size());
+  EXPECT_GT(ink, 0.1);
+  EXPECT_LT(ink, 0.2);
+}
+
+TEST_F(RealMnist, BinarizesTheRawPixelsInFileOrder) {
+  const IdxImages raw = read_idx_images(kMnistDir / "t10k-images-idx3-ubyte");
+  const std::vector<uint8_t> labels = read_idx_labels(kMnistDir / "t10k-labels-idx1-ubyte");
+  ASSERT_EQ(raw.count, 10000);
+  ASSERT_EQ(labels.size(), size_t{10000});
+  const Dataset sevens = load_mnist(kMnistDir, 7, Split::test);
+  // MNIST's first test image is a 7.
+  ASSERT_EQ(labels[0], 7);
+  for (int p = 0; p < 784; ++p) EXPECT_EQ(sevens.row(0)[p], raw.pixels[p] > 127 ? 1 : 0);
+}
+
+// --- hand-made files --------------------------------------------------------------------------
+
+TEST(Mnist, BinarizesAt128AndKeepsTrainBeforeTest) {
+  TempDir dir;
+  write_split(dir, "train", tiny_split({127, 128, 0}, {1, 1, 2}));
+  write_split(dir, "t10k", tiny_split({255}, {1}));
+  const Dataset ones = load_mnist(dir.path(), 1, Split::all);
+  ASSERT_EQ(ones.rows, 3);
+  EXPECT_EQ(ones.row(0)[0], 0);  // 127
+  EXPECT_EQ(ones.row(1)[0], 1);  // 128
+  EXPECT_EQ(ones.row(2)[0], 1);  // 255, from the test split
+  const std::vector<double> means = pixel_means(ones);
+  ASSERT_EQ(means.size(), size_t{784});
+  EXPECT_DOUBLE_EQ(means[0], 2.0 / 3.0);
+  EXPECT_EQ(load_mnist(dir.path(), std::nullopt, Split::train).rows, 3);
+  EXPECT_EQ(load_mnist(dir.path(), 2, Split::test).rows, 0);
+}
+
+TEST(Mnist, ReadsGzippedFiles) {
+  TempDir dir;
+  const TinySplit split = tiny_split({200, 10}, {4, 5});
+  write_split(dir, "train", {gzip(split.images), gzip(split.labels)}, ".gz");
+  write_split(dir, "t10k", split);
+  EXPECT_EQ(load_mnist(dir.path(), 4, Split::all).rows, 2);
+  const IdxImages images = read_idx_images(dir / "train-images-idx3-ubyte.gz");
+  EXPECT_EQ(images.count, 2);
+  EXPECT_EQ(images.pixels[784], 10);
+}
+
+TEST(Idx, ReadsConcatenatedGzipMembers) {
+  TempDir dir;
+  const std::string file = idx_file(0x801, {4}, "\x01\x02\x03\x04");
+  write_bytes(dir / "labels.gz", gzip(file.substr(0, 6)) + gzip(file.substr(6)));
+  EXPECT_EQ(read_idx_labels(dir / "labels.gz"), (std::vector<uint8_t>{1, 2, 3, 4}));
+}
+
+TEST(Idx, RejectsBadMagic) {
+  TempDir dir;
+  write_bytes(dir / "x", "GIF89a and then some more bytes");
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "x"), (dir / "x").string(), "bad magic");
+}
+
+TEST(Idx, RejectsWrongTypeAndRank) {
+  TempDir dir;
+  write_bytes(dir / "floats", idx_file(0x0D03, {1, 1, 1}, "abcd"));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "floats"), "floats", "data type 0x0d");
+  write_bytes(dir / "labels", idx_file(0x801, {1}, "\x01"));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "labels"), "labels", "rank 1, expected 3");
+  write_bytes(dir / "images", idx_file(0x803, {1, 1, 1}, "\x01"));
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "images"), "images", "rank 3, expected 1");
+}
+
+TEST(Idx, RejectsTruncatedHeader) {
+  TempDir dir;
+  write_bytes(dir / "short", idx_file(0x803, {60000, 28}, ""));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "short"), "short", "truncated header");
+  write_bytes(dir / "tiny", "\x00\x00");
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "tiny"), "tiny", "truncated header");
+}
+
+TEST(Idx, RejectsTruncatedAndOversizedData) {
+  TempDir dir;
+  write_bytes(dir / "train-images-idx3-ubyte",
+              idx_file(0x803, {60000, 28, 28}, std::string(1000, 'x')));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "train-images-idx3-ubyte"),
+                     (dir / "train-images-idx3-ubyte").string() +
+                         ": truncated: header says 60000 images of 28x28 = 47040000 bytes but the "
+                         "file holds 1000");
+  write_bytes(dir / "labels", idx_file(0x801, {3}, "\x01\x02\x03\x04"));
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "labels"), "labels", "trailing data", "3 labels");
+}
+
+TEST(Idx, RejectsAbsurdDimensionsWithoutAllocating) {
+  TempDir dir;
+  write_bytes(dir / "huge", idx_file(0x803, {60000, 1u << 31, 1u << 31}, "xyz"));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "huge"), "huge", "absurd dimensions");
+  // No overflow here, but far more than the file holds.
+  write_bytes(dir / "big", idx_file(0x803, {1, 1u << 31, 1u << 31}, "xyz"));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "big"), "big", "truncated", "4611686018427387904 bytes");
+  write_bytes(dir / "flat", idx_file(0x803, {0, 0, 28}, ""));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "flat"), "flat", "image size 0x28");
+}
+
+TEST(Idx, RejectsBadGzip) {
+  TempDir dir;
+  write_bytes(dir / "garbage.gz", std::string("\x1f\x8b") + "this is not deflate data at all");
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "garbage.gz"), "garbage.gz", "bad gzip data");
+  const std::string packed = gzip(idx_file(0x801, {1000}, std::string(1000, '\x07')));
+  write_bytes(dir / "cut.gz", packed.substr(0, packed.size() / 2));
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "cut.gz"), "cut.gz", "truncated gzip data");
+}
+
+TEST(Mnist, RejectsCountMismatchBetweenImagesAndLabels) {
+  TempDir dir;
+  write_split(dir, "train", tiny_split({1, 2, 3}, {0, 1}));
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), std::nullopt, Split::train),
+                     (dir / "train-labels-idx1-ubyte").string(),
+                     "holds 2 labels but train-images-idx3-ubyte holds 3 images");
+}
+
+TEST(Mnist, RejectsLabelsThatAreNotDigitsAndNon28x28Images) {
+  TempDir dir;
+  write_split(dir, "train", tiny_split({1, 2}, {0, 12}));
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), 0, Split::train), "train-labels-idx1-ubyte",
+                     "label 12 at index 1");
+  write_bytes(dir / "train-images-idx3-ubyte", idx_file(0x803, {2, 2, 2}, "12345678"));
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), 0, Split::train), "train-images-idx3-ubyte",
+                     "images are 2x2");
+}
+
+TEST(Mnist, MissingDataSaysHowToFetchIt) {
+  TempDir dir;
+  EXPECT_INPUT_ERROR(load_mnist(dir / "nowhere", 3, Split::all), "nowhere", "scripts/fetch_mnist",
+                     "--data");
+  write_split(dir, "train", tiny_split({1}, {3}));
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), 3, Split::all), "t10k-images-idx3-ubyte", "not found",
+                     "scripts/fetch_mnist", "--data");
+  EXPECT_EQ(load_mnist(dir.path(), 3, Split::train).rows, 1);
+}
+
+TEST(Mnist, RejectsDigitOutOfRange) {
+  TempDir dir;
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), 10, Split::all), "digit 10");
+}
+
+TEST(Split, ParsesAndNames) {
+  for (const Split split : {Split::all, Split::train, Split::test}) {
+    EXPECT_EQ(parse_split(split_name(split)), split);
+  }
+  EXPECT_INPUT_ERROR(parse_split("validation"), "validation");
+}
+
+}  // namespace
+}  // namespace rbm

@@ -1,0 +1,64 @@
+// Helpers shared by the tests: a temporary directory that cleans up after itself, and raw file
+// writing for hand-made (often deliberately broken) input files.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "host/errors.hpp"
+
+namespace rbm::test {
+
+// A fresh directory under $TMPDIR (default /tmp), removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "rbm_test_XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw std::system_error(errno, std::generic_category(), pattern);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Writes bytes as they are (no atomic rename: tests build inputs, not outputs).
+inline void write_bytes(const std::filesystem::path& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+}  // namespace rbm::test
+
+// Expects `statement` to throw rbm::InputError with a message containing each of the strings
+// that follow it, e.g. EXPECT_INPUT_ERROR(read_npy(p), p.string(), "bad magic").
+#define EXPECT_INPUT_ERROR(statement, ...)                                              \
+  do {                                                                                  \
+    try {                                                                               \
+      statement;                                                                        \
+      ADD_FAILURE() << #statement " did not throw InputError";                          \
+    } catch (const ::rbm::InputError& error) {                                          \
+      for (const std::string& part : std::initializer_list<std::string>{__VA_ARGS__}) { \
+        EXPECT_NE(std::string_view(error.what()).find(part), std::string_view::npos)    \
+            << "message \"" << error.what() << "\" lacks \"" << part << "\"";           \
+      }                                                                                 \
+    }                                                                                   \
+  } while (0)

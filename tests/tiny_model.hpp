@@ -1,0 +1,58 @@
+// Tiny models and datasets for exact checks: parameters drawn from Philox normals, images given
+// as bit patterns. Shared by the CPU and CUDA tests.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <vector>
+
+#include "host/dataset.hpp"
+#include "host/model.hpp"
+#include "kernels/philox.h"
+
+namespace rbm::test {
+
+// A model with W ~ N(0, scale^2), b and a (when visible_bias) ~ N(0, scale^2), from `seed`.
+inline Params random_params(int d, int H, float scale, uint32_t seed, bool visible_bias) {
+  uint32_t next = 0;
+  const uint64_t key = philox_key(seed, Purpose::init);
+  const auto normal = [&] {
+    const double u1 = philox_uniform(key, 99, 0, next++);
+    const double u2 = philox_uniform(key, 99, 0, next++);
+    return static_cast<float>(scale * std::sqrt(-2.0 * std::log(u1)) *
+                              std::cos(2.0 * std::numbers::pi * u2));
+  };
+  Params p;
+  p.visible = d;
+  p.hidden = H;
+  for (int k = 0; k < d * H; ++k) p.W.push_back(normal());
+  for (int j = 0; j < H; ++j) p.b.push_back(normal());
+  if (visible_bias) {
+    for (int i = 0; i < d; ++i) p.a.push_back(normal());
+  }
+  return p;
+}
+
+// A dataset of d-pixel images (width d, height 1) whose pixel i is bit i of each pattern.
+inline Dataset bit_images(int d, const std::vector<uint32_t>& patterns) {
+  Dataset data;
+  data.width = d;
+  data.height = 1;
+  data.rows = static_cast<int64_t>(patterns.size());
+  for (const uint32_t pattern : patterns) {
+    for (int i = 0; i < d; ++i) data.pixels.push_back(static_cast<uint8_t>((pattern >> i) & 1));
+    data.labels.push_back(0);
+  }
+  return data;
+}
+
+// The upper 1e-6 quantile of the chi-square distribution with k degrees of freedom, by the
+// Wilson-Hilferty cube approximation (accurate to about 1% here) with the normal quantile
+// z = 4.7534 (upper tail 1e-6), widened by 5% to cover the approximation's error.
+inline double chi_square_limit_1e6(int k) {
+  const double z = 4.7534, c = 2.0 / (9.0 * k);
+  return 1.05 * k * std::pow(1.0 - c + z * std::sqrt(c), 3.0);
+}
+
+}  // namespace rbm::test
