@@ -5,6 +5,7 @@
 #include <atomic>
 #include <bit>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -166,31 +167,33 @@ void sum_rows(const Params& params, const std::vector<int>& active, float* out) 
 }
 
 // A barrier for a few threads that spin briefly (the single-sample recipe meets one several
-// times per iteration, microseconds apart), then yield if the other thread is not running.
+// times per iteration, microseconds apart), then sleep on a futex (std::atomic::wait) so that a
+// descheduled partner costs a wake-up, not a busy core.
 class SpinBarrier {
  public:
   explicit SpinBarrier(int parties) : parties_(parties) {}
   void arrive_and_wait() {
-    const uint32_t generation = generation_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
-      arrived_.store(0, std::memory_order_relaxed);
-      generation_.store(generation + 1, std::memory_order_release);
+    const uint32_t generation = generation_.load();
+    if (arrived_.fetch_add(1) + 1 == parties_) {
+      arrived_.store(0);
+      generation_.store(generation + 1);
+      if (sleepers_.load() > 0) generation_.notify_all();
       return;
     }
-    for (int spin = 0; generation_.load(std::memory_order_acquire) == generation; ++spin) {
-      if (spin < 20000) {
+    for (int spin = 0; spin < 4000; ++spin) {
+      if (generation_.load(std::memory_order_acquire) != generation) return;
 #if defined(__x86_64__)
-        __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
-      } else {
-        std::this_thread::yield();
-      }
     }
+    sleepers_.fetch_add(1);
+    generation_.wait(generation);  // returns at once if the generation has moved on
+    sleepers_.fetch_sub(1);
   }
 
  private:
   const int parties_;
-  std::atomic<int> arrived_{0};
+  std::atomic<int> arrived_{0}, sleepers_{0};
   std::atomic<uint32_t> generation_{0};
 };
 
@@ -243,6 +246,17 @@ class Worker {
   bool done_ = true, stop_ = false;
 };
 
+// Whether a second core is free for the shard worker: at least two hardware threads and a
+// one-minute load average that leaves one idle besides this process. RBM_CPU_THREADS=1 or 2
+// overrides the guess (benchmarks, tests).
+bool second_core_idle() {
+  if (const char* forced = std::getenv("RBM_CPU_THREADS")) return std::atoi(forced) >= 2;
+  const unsigned cores = std::thread::hardware_concurrency();
+  double load = 0.0;
+  if (cores < 2 || getloadavg(&load, 1) != 1) return false;
+  return load < static_cast<double>(cores) - 0.5;
+}
+
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
@@ -280,11 +294,13 @@ class CpuBackend final : public Backend {
   void train_cd(const Recipe& recipe, int64_t first_iteration, int64_t count) override {
     if (rows_ == 0) throw std::logic_error("train_cd: stage() the training images first");
     if (model_.d != d_) throw std::logic_error("train_cd: model and data disagree on d");
-    // Short calls (tests, single iterations) run both shards on this thread; long ones put
-    // shard 1 on the worker. The arithmetic is the same either way, so are the results.
+    // Short calls (tests, single iterations) run both shards on this thread, and so does a
+    // machine without a second idle core, where a barrier would wait for the scheduler; long
+    // calls put shard 1 on the worker. The arithmetic is the same either way, and so are the
+    // results.
     constexpr int64_t kThreadedFrom = 256;
     partials_.assign(2 * kShards * ShardRunner::partial_stride(model_.Hp), 0.0f);
-    if (count < kThreadedFrom || std::thread::hardware_concurrency() < 2) {
+    if (count < kThreadedFrom || !second_core_idle()) {
       ShardRunner runner(*this, recipe, {0, 1}, nullptr);
       runner.run(first_iteration, count);
       runner.store_biases();

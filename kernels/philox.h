@@ -52,7 +52,9 @@ RBM_HD uint64_t philox_key(uint32_t seed, Purpose purpose) {
 // philox(counter = (unit / 4, phase, stream_lo, stream_hi), key). The stream is an iteration
 // (training) or a chain (sampling, AIS); the phase says which step of it (train.md in
 // host/trainer.hpp lists them); the unit is the visible or hidden unit drawn.
-// This is the cuRAND call curand_init(key, stream, 4 * ((phase << 32) | (unit / 4))).
+// On the device this is cuRAND's curand_init(key, stream, 4 n) then curand4, n = (phase << 32) |
+// block; the offset 4 n wraps mod 2^64 for phases >= 2^30, so kernels/gibbs_sample.cu adds n's
+// top bits as skipaheads (philox_words there).
 RBM_HD PhiloxBlock philox_block(uint64_t key, uint64_t stream, uint32_t phase, uint32_t block) {
   const uint32_t counter[4] = {block, phase, static_cast<uint32_t>(stream),
                                static_cast<uint32_t>(stream >> 32)};

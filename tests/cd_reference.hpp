@@ -1,0 +1,89 @@
+// One single-sample CD-k iteration recomputed in double from the named draws (design.md's formula;
+// not the sheet's negative phase), with how close any draw came to flipping. Shared by the CPU
+// backend's tests and the CUDA-vs-CPU tests: two correct implementations can differ in a draw only
+// where a uniform lies within float rounding of its probability, so tests compare trajectories
+// whose draws all keep a stated margin.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/dataset.hpp"
+#include "host/model.hpp"
+#include "kernels/philox.h"
+
+namespace rbm::test {
+
+struct CdReference {
+  Params after;             // the parameters after the iteration, rounded to float
+  double min_margin = 1.0;  // min over the iteration's draws of |u - p|
+};
+
+inline CdReference cd_iteration_reference(const Params& p, const Dataset& data, const Recipe& r,
+                                          int64_t t) {
+  const int d = p.visible, H = p.hidden;
+  const uint64_t key = philox_key(r.seed, Purpose::train);
+  const uint64_t stream = static_cast<uint64_t>(t);
+  CdReference ref;
+  const uint32_t image =
+      index_from_bits(philox_block(key, stream, 0, 0).word[0], static_cast<uint32_t>(data.rows));
+  const std::vector<double> x0(data.row(image), data.row(image) + d);
+  std::vector<double> x = x0;
+  const auto sigm = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  const auto hidden_probs = [&](const std::vector<double>& v) {
+    std::vector<double> out(p.b.begin(), p.b.end());
+    for (int i = 0; i < d; ++i) {
+      if (v[i] == 0.0) continue;
+      for (int j = 0; j < H; ++j) out[j] += p.W[static_cast<size_t>(i) * H + j];
+    }
+    for (double& o : out) o = sigm(o);
+    return out;
+  };
+  const auto draw = [&](double prob, uint32_t phase, int unit) {
+    const double u = philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
+    ref.min_margin = std::min(ref.min_margin, std::fabs(u - prob));
+    return u < prob ? 1.0 : 0.0;
+  };
+  const std::vector<double> ph0 = hidden_probs(x0);
+  std::vector<double> ph = ph0, h(H);
+  for (int step = 0; step < r.k; ++step) {
+    for (int j = 0; j < H; ++j) h[j] = draw(ph[j], train_hidden_phase(step), j);
+    for (int i = 0; i < d; ++i) {
+      double s = p.has_visible_bias() ? p.a[i] : 0.0;
+      for (int j = 0; j < H; ++j) s += p.W[static_cast<size_t>(i) * H + j] * h[j];
+      x[i] = draw(sigm(s), train_visible_phase(step), i);
+    }
+    ph = hidden_probs(x);
+  }
+  ref.after = p;
+  for (int i = 0; i < d; ++i) {
+    for (int j = 0; j < H; ++j) {
+      const size_t k = static_cast<size_t>(i) * H + j;
+      ref.after.W[k] = static_cast<float>(p.W[k] + r.lr * (x0[i] * ph0[j] - x[i] * ph[j]));
+    }
+  }
+  for (int j = 0; j < H; ++j) ref.after.b[j] = static_cast<float>(p.b[j] + r.lr * (ph0[j] - ph[j]));
+  for (int i = 0; i < d && p.has_visible_bias(); ++i) {
+    ref.after.a[i] = static_cast<float>(p.a[i] + r.lr * (x0[i] - x[i]));
+  }
+  return ref;
+}
+
+// The smallest draw margin over iterations [0, iterations) of the CPU trainer's trajectory from
+// init_params(recipe, data).
+inline double trajectory_min_margin(const Dataset& data, const Recipe& recipe, int64_t iterations) {
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  cpu->stage(data);
+  cpu->set_params(init_params(recipe, data));
+  double margin = 1.0;
+  for (int64_t t = 0; t < iterations; ++t) {
+    margin =
+        std::min(margin, cd_iteration_reference(cpu->get_params(), data, recipe, t).min_margin);
+    cpu->train_cd(recipe, t, 1);
+  }
+  return margin;
+}
+
+}  // namespace rbm::test

@@ -1,0 +1,35 @@
+// Shared by the GPU tests: skip visibly, with the reason, when no CUDA device is usable (never
+// count a skipped backend as passed); and paths that the device check may override.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "kernels/cuda_backend.hpp"
+
+namespace rbm::test {
+
+// Asked once per process: empty when a device is usable.
+inline const std::string& cuda_unusable_reason() {
+  static const std::string reason = usable_device_or_reason();
+  return reason;
+}
+
+// The environment variable `name` when set (scripts/device_check runs a build made elsewhere),
+// else the path compiled in.
+inline std::string path_from_env_or(const char* name, const char* compiled_in) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] != '\0' ? std::string(value) : std::string(compiled_in);
+}
+
+}  // namespace rbm::test
+
+// First statement of every GPU test.
+#define RBM_REQUIRE_CUDA_DEVICE()                                                \
+  do {                                                                           \
+    if (!::rbm::test::cuda_unusable_reason().empty()) {                          \
+      GTEST_SKIP() << "no CUDA device: " << ::rbm::test::cuda_unusable_reason(); \
+    }                                                                            \
+  } while (false)

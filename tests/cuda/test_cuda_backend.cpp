@@ -1,0 +1,368 @@
+// The CUDA backend against the CPU reference: same seed, same parameters and images give the same
+// W after 50 CD-3 iterations (graph and no-graph), the graph and no-graph paths agree bit for bit,
+// and the many-chain Gibbs sampler's states follow the exact distribution of a tiny RBM.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/dataset.hpp"
+#include "host/evaluate.hpp"
+#include "host/model.hpp"
+#include "kernels/cuda_backend.hpp"
+#include "kernels/philox.h"
+#include "tests/cd_reference.hpp"
+#include "tests/cuda/cuda_test_util.hpp"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+// 28 x 28 images of a noisy ring: pixel on with probability 0.7 on the ring, 0.05 elsewhere.
+Dataset synthetic_images(int64_t rows, uint64_t seed) {
+  Dataset data;
+  data.rows = rows;
+  data.pixels.resize(static_cast<size_t>(rows * data.cols()));
+  data.labels.assign(static_cast<size_t>(rows), 3);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int y = 0; y < data.height; ++y) {
+      for (int x = 0; x < data.width; ++x) {
+        const double radius = std::hypot(x - 13.5, y - 13.5);
+        const double p = radius > 6.0 && radius < 10.0 ? 0.7 : 0.05;
+        data.pixels[static_cast<size_t>(r * data.cols() + y * data.width + x)] =
+            uniform(rng) < p ? 1 : 0;
+      }
+    }
+  }
+  return data;
+}
+
+std::string mnist_dir() { return test::path_from_env_or("RBM_MNIST_DIR", RBM_MNIST_DIR); }
+
+bool mnist_present(const std::string& dir) {
+  namespace fs = std::filesystem;
+  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    const fs::path file = fs::path(dir) / name;
+    if (!fs::exists(file) && !fs::exists(file.string() + ".gz")) return false;
+  }
+  return true;
+}
+
+Params train(Backend& backend, const Dataset& data, const Params& start, const Recipe& recipe,
+             const std::vector<int64_t>& pieces) {
+  backend.stage(data);
+  backend.set_params(start);
+  int64_t t = 0;
+  for (const int64_t count : pieces) {
+    backend.train_cd(recipe, t, count);
+    t += count;
+  }
+  return backend.get_params();
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0.0;
+  for (const float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return m;
+}
+
+// The trainers part only through float summation order (cuBLAS against the CPU's row sums):
+// probabilities differ by ~1e-7, W by lr times that per iteration, ~1e-8 relative after 50
+// iterations. A draw named differently, or one flipped, moves W by ~lr / max|W| ~ 1e-2. So the
+// bound max |dW| / max |W| <= 1e-5 tells the two apart with room on both sides. b and a are held
+// to the same bound relative to max(max |b|, lr) and max |a|.
+constexpr double kTrainRelTol = 1e-5;
+// A correct pair of trainers can still part where a uniform falls within float rounding of its
+// probability (about 1 draw in 5e6 per 1e-7 of difference). The test therefore runs on a seed
+// whose CPU trajectory keeps every draw at least kMargin from its probability, 20 times the
+// probabilities' expected difference: then any part is a bug, and the test is deterministic.
+constexpr double kMargin = 2e-6;
+constexpr int64_t kIterations = 50;
+
+// The first seed from `first` on whose trajectory every draw keeps kMargin.
+uint32_t seed_clear_of_ties(const Dataset& data, Recipe recipe, uint32_t first) {
+  for (recipe.seed = first; recipe.seed < first + 200; ++recipe.seed) {
+    if (test::trajectory_min_margin(data, recipe, kIterations) >= kMargin) return recipe.seed;
+  }
+  ADD_FAILURE() << "no seed in [" << first << ", " << first + 200 << ") keeps every draw "
+                << kMargin << " from its probability";
+  return first;
+}
+
+void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias) {
+  Recipe recipe;
+  recipe.visible_bias = visible_bias;
+  recipe.seed = seed_clear_of_ties(data, recipe, 20240);
+  const Params start = init_params(recipe, data);
+  const std::vector<int64_t> pieces = {kIterations};
+  const std::unique_ptr<Backend> cpu = make_cpu_backend();
+  const Params expected = train(*cpu, data, start, recipe, pieces);
+  ASSERT_GT(max_abs_diff(expected.W, start.W), 0.0) << "the CPU reference did not train";
+  for (const bool use_graph : {true, false}) {
+    SCOPED_TRACE(use_graph ? "graph" : "no graph");
+    const std::unique_ptr<Backend> gpu = make_cuda_backend(CudaOptions{.use_graph = use_graph});
+    const Params got = train(*gpu, data, start, recipe, pieces);
+    ASSERT_EQ(got.W.size(), expected.W.size());
+    ASSERT_EQ(got.b.size(), expected.b.size());
+    ASSERT_EQ(got.a.size(), expected.a.size());
+    EXPECT_LE(max_abs_diff(got.W, expected.W) / max_abs(expected.W), kTrainRelTol);
+    EXPECT_LE(max_abs_diff(got.b, expected.b) /
+                  std::max(max_abs(expected.b), static_cast<double>(recipe.lr)),
+              kTrainRelTol);
+    if (visible_bias) {
+      EXPECT_LE(max_abs_diff(got.a, expected.a) / max_abs(expected.a), kTrainRelTol);
+    }
+  }
+}
+
+TEST(CudaBackend, MatchesCpuOnSyntheticImages) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const Dataset data = synthetic_images(500, 1);
+  for (const bool visible_bias : {false, true}) {
+    SCOPED_TRACE(visible_bias ? "visible bias" : "no visible bias");
+    expect_cuda_matches_cpu(data, visible_bias);
+  }
+}
+
+TEST(CudaBackend, MatchesCpuOnMnistThrees) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const std::string dir = mnist_dir();
+  if (!mnist_present(dir)) GTEST_SKIP() << "no MNIST in " << dir << " (scripts/fetch_mnist)";
+  const Dataset threes = load_mnist(dir, 3, Split::all);
+  ASSERT_EQ(threes.rows, 7141);
+  expect_cuda_matches_cpu(threes, false);
+}
+
+// The graph replays the very kernels the no-graph path enqueues, with the iteration read from the
+// same device counter: results must be identical, however the iterations are split into calls,
+// and when the recipe changes between calls (the graph is then captured again).
+TEST(CudaBackend, GraphAndNoGraphAgreeExactly) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const Dataset data = synthetic_images(300, 2);
+  Recipe recipe;
+  recipe.seed = 99;
+  recipe.visible_bias = true;
+  const Params start = init_params(recipe, data);
+  Recipe faster = recipe;
+  faster.lr = 0.02f;
+  faster.k = 2;
+
+  const auto run = [&](bool use_graph, const std::vector<int64_t>& pieces) {
+    const std::unique_ptr<Backend> gpu = make_cuda_backend(CudaOptions{.use_graph = use_graph});
+    Params params = train(*gpu, data, start, recipe, pieces);
+    gpu->set_params(params);  // same shapes: a captured graph stays valid
+    gpu->train_cd(faster, 50, 7);
+    gpu->train_cd(recipe, 57, 3);
+    return gpu->get_params();
+  };
+  const Params reference = run(false, {50});
+  for (const bool use_graph : {true, false}) {
+    for (const std::vector<int64_t>& pieces :
+         {std::vector<int64_t>{50}, std::vector<int64_t>{1, 19, 30}}) {
+      SCOPED_TRACE(std::string(use_graph ? "graph" : "no graph") + ", " +
+                   std::to_string(pieces.size()) + " pieces");
+      const Params got = run(use_graph, pieces);
+      EXPECT_EQ(got.W, reference.W);
+      EXPECT_EQ(got.b, reference.b);
+      EXPECT_EQ(got.a, reference.a);
+    }
+  }
+}
+
+// The many-chain sampler against the CPU's, chain by chain: same seed, same stream (the chain
+// index) and phases give the same states, except a chain where a draw falls within float rounding
+// of its probability (expected well under one chain here). Batches of 384 chains check that the
+// chain index, not the row within a batch, names the draws.
+TEST(CudaBackend, GibbsChainsMatchCpuChains) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const Dataset data = synthetic_images(50, 3);
+  Recipe recipe;
+  recipe.init_std = 0.1f;
+  recipe.visible_bias = true;
+  const Params params = init_params(recipe, data);
+  const int64_t n_chains = 1000;
+  std::vector<uint8_t> initial(data.pixels.begin(), data.pixels.end());
+  initial.resize(static_cast<size_t>(n_chains * params.visible));
+  std::mt19937_64 rng(4);
+  for (size_t i = data.pixels.size(); i < initial.size(); ++i) initial[i] = rng() & 1;
+
+  std::vector<uint8_t> expected = initial, got = initial;
+  const std::unique_ptr<Backend> cpu = make_cpu_backend();
+  cpu->set_params(params);
+  cpu->gibbs(expected, n_chains, 77, 5, 3);
+  const std::unique_ptr<Backend> gpu = make_cuda_backend(CudaOptions{.gibbs_batch_chains = 384});
+  gpu->set_params(params);
+  gpu->gibbs(got, n_chains, 77, 5, 3);
+
+  int64_t differing = 0;
+  for (int64_t c = 0; c < n_chains; ++c) {
+    differing +=
+        !std::equal(expected.begin() + c * params.visible,
+                    expected.begin() + (c + 1) * params.visible, got.begin() + c * params.visible);
+  }
+  EXPECT_LE(differing, n_chains / 100) << "chains whose final state differs from the CPU's";
+  EXPECT_NE(got, initial);
+}
+
+// The tiny RBM of the sampler tests: d = 6, H = 4, W, b, a ~ N(0, 1).
+Params tiny_model() { return test::random_params(6, 4, 1.0f, 12345, /*visible_bias=*/true); }
+
+double sigm(double t) { return 1.0 / (1.0 + std::exp(-t)); }
+
+// The law of a chain after `steps` Gibbs steps x -> h -> x' from the uniform initial law, exactly:
+// T(x, x') = sum_h p(h | x) p(x' | h) over the 2^H hidden states. States as in
+// visible_distribution: x_i = (index >> i) & 1.
+std::vector<double> exact_law_after(const Params& params, int steps) {
+  const int d = params.visible, H = params.hidden;
+  const int nx = 1 << d, nh = 1 << H;
+  std::vector<double> h_given_x(static_cast<size_t>(nx * nh)),
+      x_given_h(static_cast<size_t>(nh * nx));
+  for (int x = 0; x < nx; ++x) {
+    for (int h = 0; h < nh; ++h) {
+      double p = 1.0;
+      for (int j = 0; j < H; ++j) {
+        double t = params.b[j];
+        for (int i = 0; i < d; ++i) t += ((x >> i) & 1) * static_cast<double>(params.W[i * H + j]);
+        p *= ((h >> j) & 1) ? sigm(t) : 1.0 - sigm(t);
+      }
+      h_given_x[static_cast<size_t>(x * nh + h)] = p;
+    }
+  }
+  for (int h = 0; h < nh; ++h) {
+    for (int x = 0; x < nx; ++x) {
+      double p = 1.0;
+      for (int i = 0; i < d; ++i) {
+        double t = params.a[i];
+        for (int j = 0; j < H; ++j) t += ((h >> j) & 1) * static_cast<double>(params.W[i * H + j]);
+        p *= ((x >> i) & 1) ? sigm(t) : 1.0 - sigm(t);
+      }
+      x_given_h[static_cast<size_t>(h * nx + x)] = p;
+    }
+  }
+  std::vector<double> law(static_cast<size_t>(nx), 1.0 / nx), hidden(static_cast<size_t>(nh));
+  for (int s = 0; s < steps; ++s) {
+    std::fill(hidden.begin(), hidden.end(), 0.0);
+    for (int x = 0; x < nx; ++x) {
+      for (int h = 0; h < nh; ++h) hidden[h] += law[x] * h_given_x[static_cast<size_t>(x * nh + h)];
+    }
+    std::fill(law.begin(), law.end(), 0.0);
+    for (int h = 0; h < nh; ++h) {
+      for (int x = 0; x < nx; ++x) law[x] += hidden[h] * x_given_h[static_cast<size_t>(h * nx + x)];
+    }
+  }
+  return law;
+}
+
+constexpr int kBurnIn = 200;
+
+// The burn-in is long enough that the chains' law is the stationary one to within 1e-9 in total
+// variation; then the bias this adds to the chi-square statistic, N sum (dp)^2 / p, is below
+// 2^20 (2e-9)^2 / min p: nothing.
+TEST(CudaBackendStatistics, TinyModelMixesWithinBurnIn) {  // CPU only
+  const Params params = tiny_model();
+  const std::vector<double> stationary = visible_distribution(params);
+  const std::vector<double> law = exact_law_after(params, kBurnIn);
+  double total_variation = 0.0;
+  for (size_t x = 0; x < law.size(); ++x)
+    total_variation += 0.5 * std::fabs(law[x] - stationary[x]);
+  EXPECT_LT(total_variation, 1e-9);
+  double sum = 0.0;
+  for (const double p : stationary) sum += p;
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+}
+
+// Pearson's chi-square of the final states (n, d) over the 2^d states against p. The states
+// expected fewer than 5 times go into one pooled cell, with the next least likely ones until the
+// pool expects at least 5 (the chi-square approximation wants that); returns the statistic and
+// sets *dof to the cells less one.
+double pooled_chi_square(const std::vector<uint8_t>& states, int d, const std::vector<double>& p,
+                         int* dof) {
+  const int64_t n = static_cast<int64_t>(states.size()) / d;
+  std::vector<double> counts(p.size(), 0.0);
+  for (int64_t c = 0; c < n; ++c) {
+    size_t index = 0;
+    for (int i = 0; i < d; ++i) index |= size_t{states[static_cast<size_t>(c * d + i)]} << i;
+    counts[index] += 1.0;
+  }
+  std::vector<size_t> order(p.size());
+  for (size_t x = 0; x < order.size(); ++x) order[x] = x;
+  std::sort(order.begin(), order.end(), [&](size_t l, size_t r) { return p[l] < p[r]; });
+  double statistic = 0.0, pooled_observed = 0.0, pooled_expected = 0.0;
+  int cells = 0;
+  for (const size_t x : order) {
+    const double expected = p[x] * static_cast<double>(n);
+    if (expected < 5.0 || pooled_expected < 5.0) {
+      pooled_observed += counts[x];
+      pooled_expected += expected;
+    } else {
+      statistic += (counts[x] - expected) * (counts[x] - expected) / expected;
+      ++cells;
+    }
+  }
+  statistic +=
+      (pooled_observed - pooled_expected) * (pooled_observed - pooled_expected) / pooled_expected;
+  *dof = cells;  // (cells + 1 with the pool) - 1
+  return statistic;
+}
+
+// 2^20 independent chains from Bernoulli(1/2) states (Philox, kInitPhase, as the CPU test draws
+// them), kBurnIn steps each, one final state per chain: 2^20 independent draws from (to 1e-9, see
+// above) the model's p(x). Under a correct sampler the pooled statistic is chi-square with dof
+// degrees of freedom (63 when no state is pooled), and test::chi_square_limit_1e6(dof) is above
+// its 1 - 1e-6 quantile: a correct implementation fails with probability < 1e-6. For 63 dof the
+// exact quantile is 131.37 (mpmath's gammainc; 121, sometimes quoted, is the 1 - 1.6e-5 one) and
+// the helper's Wilson-Hilferty limit, widened by 5%, is 138.3. The same states scored against a
+// model with 1.5 W must fail, or the test could pass anything.
+TEST(CudaBackend, GibbsSamplerMatchesExactDistribution) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const Params params = tiny_model();
+  const int d = params.visible;
+  const int64_t n_chains = int64_t{1} << 20;
+  const uint32_t seed = 2718;
+  std::vector<uint8_t> states(static_cast<size_t>(n_chains * d));
+  const uint64_t key = philox_key(seed, Purpose::sample);
+  for (int64_t c = 0; c < n_chains; ++c) {
+    for (int i = 0; i < d; ++i) {
+      states[static_cast<size_t>(c * d + i)] =
+          static_cast<uint8_t>(philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
+                                              static_cast<uint32_t>(i)) < 0.5f);
+    }
+  }
+  const std::unique_ptr<Backend> gpu = make_cuda_backend();
+  gpu->set_params(params);
+  gpu->gibbs(states, n_chains, seed, 0, kBurnIn);
+  ASSERT_TRUE(std::all_of(states.begin(), states.end(), [](uint8_t x) { return x <= 1; }));
+
+  int dof = 0;
+  const double statistic = pooled_chi_square(states, d, visible_distribution(params), &dof);
+  EXPECT_LT(statistic, test::chi_square_limit_1e6(dof)) << dof << " degrees of freedom";
+  std::printf("gibbs chi-square %.2f, %d degrees of freedom, limit %.2f\n", statistic, dof,
+              test::chi_square_limit_1e6(dof));
+
+  Params other = params;
+  for (float& w : other.W) w *= 1.5f;
+  int other_dof = 0;
+  EXPECT_GT(pooled_chi_square(states, d, visible_distribution(other), &other_dof),
+            test::chi_square_limit_1e6(other_dof));
+}
+
+}  // namespace
+}  // namespace rbm
