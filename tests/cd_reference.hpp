@@ -1,7 +1,7 @@
-// One single-sample CD-k iteration recomputed in double from the named draws (design.md's formula;
-// not the sheet's negative phase), with how close any draw came to flipping. Shared by the CPU
-// backend's tests and the CUDA-vs-CPU tests: two correct implementations can differ in a draw only
-// where a uniform lies within float rounding of its probability, so tests compare trajectories
+// One single-sample CD-k iteration recomputed in long double from the named draws (design.md's
+// formula; not the sheet's negative phase), with how close any draw came to flipping. Shared by the
+// CPU backend's tests and the CUDA-vs-CPU tests: two correct implementations can differ in a draw
+// only where a uniform lies within float rounding of its probability, so tests compare trajectories
 // whose draws all keep a stated margin.
 #pragma once
 
@@ -21,6 +21,8 @@ struct CdReference {
   double min_margin = 1.0;  // min over the iteration's draws of |u - p|
 };
 
+using Real = long double;
+
 inline CdReference cd_iteration_reference(const Params& p, const Dataset& data, const Recipe& r,
                                           int64_t t) {
   const int d = p.visible, H = p.hidden;
@@ -29,29 +31,29 @@ inline CdReference cd_iteration_reference(const Params& p, const Dataset& data, 
   CdReference ref;
   const uint32_t image =
       index_from_bits(philox_block(key, stream, 0, 0).word[0], static_cast<uint32_t>(data.rows));
-  const std::vector<double> x0(data.row(image), data.row(image) + d);
-  std::vector<double> x = x0;
-  const auto sigm = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
-  const auto hidden_probs = [&](const std::vector<double>& v) {
-    std::vector<double> out(p.b.begin(), p.b.end());
+  const std::vector<Real> x0(data.row(image), data.row(image) + d);
+  std::vector<Real> x = x0;
+  const auto sigm = [](Real v) { return 1.0L / (1.0L + std::exp(-v)); };
+  const auto hidden_probs = [&](const std::vector<Real>& v) {
+    std::vector<Real> out(p.b.begin(), p.b.end());
     for (int i = 0; i < d; ++i) {
       if (v[i] == 0.0) continue;
       for (int j = 0; j < H; ++j) out[j] += p.W[static_cast<size_t>(i) * H + j];
     }
-    for (double& o : out) o = sigm(o);
+    for (Real& o : out) o = sigm(o);
     return out;
   };
-  const auto draw = [&](double prob, uint32_t phase, int unit) {
-    const double u = philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
-    ref.min_margin = std::min(ref.min_margin, std::fabs(u - prob));
-    return u < prob ? 1.0 : 0.0;
+  const auto draw = [&](Real prob, uint32_t phase, int unit) {
+    const Real u = philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
+    ref.min_margin = std::min(ref.min_margin, static_cast<double>(std::fabs(u - prob)));
+    return u < prob ? 1.0L : 0.0L;
   };
-  const std::vector<double> ph0 = hidden_probs(x0);
-  std::vector<double> ph = ph0, h(H);
+  const std::vector<Real> ph0 = hidden_probs(x0);
+  std::vector<Real> ph = ph0, h(H);
   for (int step = 0; step < r.k; ++step) {
     for (int j = 0; j < H; ++j) h[j] = draw(ph[j], train_hidden_phase(step), j);
     for (int i = 0; i < d; ++i) {
-      double s = p.has_visible_bias() ? p.a[i] : 0.0;
+      Real s = p.has_visible_bias() ? p.a[i] : 0.0L;
       for (int j = 0; j < H; ++j) s += p.W[static_cast<size_t>(i) * H + j] * h[j];
       x[i] = draw(sigm(s), train_visible_phase(step), i);
     }
