@@ -13,10 +13,7 @@
 #include <string>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
+#include "bench/peak.hpp"
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
 #include "host/model.hpp"
@@ -35,11 +32,7 @@ struct Options {
   bool numpy = false;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using bench::median;
 
 // Seconds of `iters` training iterations, the results copied back (which waits for a device).
 double time_training(Backend& backend, const Dataset& train, const Recipe& recipe) {
@@ -53,45 +46,8 @@ double time_training(Backend& backend, const Dataset& train, const Recipe& recip
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// One core's fused multiply-add throughput in GFLOP/s (2 FLOPs per lane per FMA): twelve
-// independent 8-lane multiply-add chains, enough to cover the FMA latency on both FMA pipes, with
-// the constants in registers. This is the limit the CPU build is measured against.
-double measure_core_fma_peak() {
-#if defined(__AVX2__) && defined(__FMA__)
-  __m256 mul = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-7f);
-  __asm__("" : "+x"(mul), "+x"(add));  // opaque values: kept in registers, not folded into loads
-  // Twelve named accumulators with distinct starts (equal ones would be merged into one chain,
-  // and an array of them ends up in memory at -O3).
-  __m256 a0 = _mm256_set1_ps(0.10f), a1 = _mm256_set1_ps(0.11f), a2 = _mm256_set1_ps(0.12f);
-  __m256 a3 = _mm256_set1_ps(0.13f), a4 = _mm256_set1_ps(0.14f), a5 = _mm256_set1_ps(0.15f);
-  __m256 a6 = _mm256_set1_ps(0.16f), a7 = _mm256_set1_ps(0.17f), a8 = _mm256_set1_ps(0.18f);
-  __m256 a9 = _mm256_set1_ps(0.19f), a10 = _mm256_set1_ps(0.20f), a11 = _mm256_set1_ps(0.21f);
-  constexpr int64_t kRounds = 100'000'000;
-  std::vector<double> rates;
-  for (int repeat = 0; repeat < 3; ++repeat) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int64_t r = 0; r < kRounds; ++r) {
-      a0 = _mm256_fmadd_ps(a0, mul, add), a1 = _mm256_fmadd_ps(a1, mul, add);
-      a2 = _mm256_fmadd_ps(a2, mul, add), a3 = _mm256_fmadd_ps(a3, mul, add);
-      a4 = _mm256_fmadd_ps(a4, mul, add), a5 = _mm256_fmadd_ps(a5, mul, add);
-      a6 = _mm256_fmadd_ps(a6, mul, add), a7 = _mm256_fmadd_ps(a7, mul, add);
-      a8 = _mm256_fmadd_ps(a8, mul, add), a9 = _mm256_fmadd_ps(a9, mul, add);
-      a10 = _mm256_fmadd_ps(a10, mul, add), a11 = _mm256_fmadd_ps(a11, mul, add);
-    }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    rates.push_back(static_cast<double>(kRounds) * 12 * 8 * 2 / seconds / 1e9);
-  }
-  const __m256 sum =
-      _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                                  _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
-                    _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-  if (_mm256_cvtss_f32(sum) == 1234.5f) std::printf(" ");  // keeps the chains alive
-  return median(rates);
-#else
-  return 0.0;  // no AVX2/FMA build: the limit is not measured
-#endif
-}
+// One core's FMA peak (bench/peak.hpp) is the limit the CPU build is measured against.
+using bench::measure_core_fma_peak;
 
 // Runs the sheet's numpy program once (it takes tens of seconds) and returns its training time.
 double time_numpy_sheet(const Options& o) {
@@ -150,6 +106,9 @@ int run(const Options& o) {
       {"cuda gemv", [] { return make_cuda_backend(CudaOptions{.use_graph = false}); }, reason});
   rows.push_back({"cuda gemv+graph",
                   [] { return make_cuda_backend(CudaOptions{.use_graph = true}); }, reason});
+  rows.push_back({"cuda fused",
+                  [] { return make_cuda_backend(CudaOptions{.engine = CudaEngine::fused}); },
+                  reason});
 #else
   rows.push_back({"cuda", nullptr, "not built (no CUDA toolkit at configure time)"});
 #endif

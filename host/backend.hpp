@@ -9,8 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "host/ais.hpp"
 #include "host/dataset.hpp"
+#include "host/minibatch.hpp"
 #include "host/model.hpp"
+#include "kernels/philox.h"
 
 namespace rbm {
 
@@ -22,6 +25,10 @@ namespace rbm {
 // The many-chain sampler: key (seed, Purpose::sample), stream = chain c, and for global step s
 //   phase 2 s         the hidden draw,   phase 2 s + 1   the visible draw,
 //   phase kInitPhase  the random initial state (Bernoulli(1/2) per visible unit).
+// AIS (host/ais.hpp): key (seed, Purpose::ais), stream = first_stream + run r, and
+//   phase 0           the initial visible state x_1 ~ p_0 (units 0..d-1)
+//   phase 2 k - 1     the hidden draw of the sweep at beta_k (units 0..H-1), k = 1..K-1
+//   phase 2 k         the visible draw of the sweep at beta_k (units 0..d-1)
 constexpr uint32_t train_index_phase() { return 0; }
 constexpr uint32_t train_hidden_phase(int step) { return 1 + 2 * static_cast<uint32_t>(step); }
 constexpr uint32_t train_visible_phase(int step) { return 2 + 2 * static_cast<uint32_t>(step); }
@@ -30,6 +37,24 @@ constexpr uint32_t sample_visible_phase(int64_t step) {
   return static_cast<uint32_t>(2 * step + 1);
 }
 constexpr uint32_t kInitPhase = 0xFFFFFFFFu;
+constexpr uint32_t ais_init_phase() { return 0; }
+
+// The sampler's random initial states (n_chains, d), as named above: unit i of chain c is 1 when
+// philox_uniform(key (seed, sample), stream c, kInitPhase, unit i) < 1/2.
+inline std::vector<uint8_t> random_initial_states(int64_t n_chains, int d, uint32_t seed) {
+  std::vector<uint8_t> states(static_cast<size_t>(n_chains) * static_cast<size_t>(d));
+  const uint64_t key = philox_key(seed, Purpose::sample);
+  for (int64_t c = 0; c < n_chains; ++c) {
+    for (int i = 0; i < d; ++i) {
+      states[static_cast<size_t>(c) * d + i] =
+          static_cast<uint8_t>(philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
+                                              static_cast<uint32_t>(i)) < 0.5f);
+    }
+  }
+  return states;
+}
+constexpr uint32_t ais_hidden_phase(int64_t k) { return static_cast<uint32_t>(2 * k - 1); }
+constexpr uint32_t ais_visible_phase(int64_t k) { return static_cast<uint32_t>(2 * k); }
 
 class Backend {
  public:
@@ -51,6 +76,24 @@ class Backend {
   // parameters, from global step first_step on. states is (n_chains, d), each 0 or 1, in place.
   virtual void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed,
                      int64_t first_step, int64_t steps) = 0;
+
+  // Minibatch CD-k / PCD-k (host/minibatch.hpp: data order, draws, gradient, momentum, decay):
+  // runs updates [first_update, first_update + count) on the staged images, updating the
+  // parameters and the training state in place; in pieces it gives the same result as in one
+  // call. Throws InputError for a recipe the staged data cannot run (check_minibatch_recipe).
+  virtual void train_minibatch(const Recipe& recipe, int64_t first_update, int64_t count) = 0;
+  // The training state (momentum velocities, PCD chains) for checkpoints; set_training_state()
+  // after set_params() restores it (set_params() and stage() clear it). Shapes are checked
+  // against the current parameters (InputError).
+  virtual TrainingState get_training_state() = 0;
+  virtual void set_training_state(const TrainingState& state) = 0;
+
+  // Evaluation of the current parameters (host/ais.hpp, host/log_z.hpp).
+  // log Z exactly, by enumerating the 2^H hidden states with log-sum-exp in double (H <= 30).
+  virtual double exact_log_partition() = 0;
+  // All request.runs AIS runs over all the temperatures; draws named as above. Throws InputError
+  // for a request that does not fit the model, or (CUDA) the device's memory.
+  virtual AisResult ais(const AisRequest& request) = 0;
 };
 
 // Each executable links exactly one definition: host/cpu_backend_factory.cpp for rbm_cpu,

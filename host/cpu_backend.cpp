@@ -15,6 +15,9 @@
 
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
+#include "host/cpu_minibatch.hpp"
+#include "host/evaluate.hpp"
+#include "host/float8.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 
@@ -25,31 +28,9 @@
 namespace rbm {
 namespace {
 
-// Eight floats as one value: g++ and clang turn the arithmetic into AVX (or NEON) instructions.
-typedef float Float8 __attribute__((vector_size(32)));
-inline Float8 load8(const float* p) {
-  Float8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store8(float* p, Float8 v) { std::memcpy(p, &v, sizeof v); }
-
-// Writes the indices i < n with below[i] < above[i] to out; returns how many.
-int indices_where_less(const float* below, const float* above, int n, int* out) {
-  int count = 0, i = 0;
-#if defined(__AVX2__)
-  for (; i + 8 <= n; i += 8) {
-    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
-        _mm256_cmp_ps(_mm256_loadu_ps(below + i), _mm256_loadu_ps(above + i), _CMP_LT_OQ)));
-    for (; mask != 0; mask &= mask - 1) out[count++] = i + std::countr_zero(mask);
-  }
-#endif
-  for (; i < n; ++i) {
-    out[count] = i;
-    count += below[i] < above[i] ? 1 : 0;
-  }
-  return count;
-}
+using cpu::Float8;
+using cpu::load8;
+using cpu::store8;
 
 // The model in the layout the single-sample loop wants: rows of W padded from H to Hp, a
 // multiple of 8, with zeros, so that every row is whole 8-float vectors. The padding stays zero:
@@ -80,29 +61,9 @@ struct PaddedModel {
   float* row(int i) { return W.data() + static_cast<size_t>(i) * Hp; }
   const float* row(int i) const { return W.data() + static_cast<size_t>(i) * Hp; }
 
-  // sum (Hp) = the sum of the rows in active. Four 8-float blocks at a time, so that four
-  // independent additions are in flight (one would wait on its own latency for every row).
+  // sum (Hp) = the sum of the rows in active.
   void sum_of_rows(const int* active, int n_active, float* sum) const {
-    int j = 0;
-    for (; j + 32 <= Hp; j += 32) {
-      Float8 s0 = {}, s1 = {}, s2 = {}, s3 = {};
-      for (int k = 0; k < n_active; ++k) {
-        const float* w = row(active[k]) + j;
-        s0 += load8(w);
-        s1 += load8(w + 8);
-        s2 += load8(w + 16);
-        s3 += load8(w + 24);
-      }
-      store8(sum + j, s0);
-      store8(sum + j + 8, s1);
-      store8(sum + j + 16, s2);
-      store8(sum + j + 24, s3);
-    }
-    for (; j < Hp; j += 8) {
-      Float8 s0 = {};
-      for (int k = 0; k < n_active; ++k) s0 += load8(row(active[k]) + j);
-      store8(sum + j, s0);
-    }
+    cpu::sum_of_rows(W.data(), static_cast<size_t>(Hp), active, n_active, Hp, sum);
   }
 
   // pre[i - begin] = a_i + W_i h for rows i in [begin, end), eight rows at a time (independent
@@ -147,24 +108,6 @@ struct PaddedModel {
     }
   }
 };
-
-// Indices of the ones in a 0/1 vector (d).
-void active_units(const uint8_t* x, int d, std::vector<int>& active) {
-  active.clear();
-  for (int i = 0; i < d; ++i) {
-    if (x[i]) active.push_back(i);
-  }
-}
-
-// out (H) = b + sum of the rows i in `active` of W (d, H).
-void sum_rows(const Params& params, const std::vector<int>& active, float* out) {
-  const int H = params.hidden;
-  std::copy(params.b.begin(), params.b.end(), out);
-  for (const int i : active) {
-    const float* w_row = params.W.data() + static_cast<size_t>(i) * H;
-    for (int j = 0; j < H; ++j) out[j] += w_row[j];
-  }
-}
 
 // A barrier for a few threads that spin briefly (the single-sample recipe meets one several
 // times per iteration, microseconds apart), then sleep on a futex (std::atomic::wait) so that a
@@ -286,9 +229,13 @@ class CpuBackend final : public Backend {
       const auto begin = active_.begin() + offsets_[r], end = active_.begin() + offsets_[r + 1];
       image_split_[r] = std::lower_bound(begin, end, split_row_) - active_.begin();
     }
+    minibatch_.stage(train);
   }
 
-  void set_params(const Params& params) override { model_ = PaddedModel(params); }
+  void set_params(const Params& params) override {
+    model_ = PaddedModel(params);
+    minibatch_.clear_state();
+  }
   Params get_params() override { return model_.unpadded(); }
 
   void train_cd(const Recipe& recipe, int64_t first_iteration, int64_t count) override {
@@ -317,43 +264,29 @@ class CpuBackend final : public Backend {
 
   void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
              int64_t steps) override {
+    // The GEMM sampler of host/cpu_minibatch.cpp: tiles of chains across all cores.
     const Params params = model_.unpadded();
-    const int d = params.visible, H = params.hidden;
-    if (static_cast<int64_t>(states.size()) != n_chains * d) {
+    if (n_chains < 0 || static_cast<int64_t>(states.size()) != n_chains * params.visible) {
       throw std::invalid_argument("gibbs: states must be (n_chains, d)");
     }
-    const uint64_t key = philox_key(seed, Purpose::sample);
-    const int64_t n_threads =
-        std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, std::max<int64_t>(1, n_chains));
-    auto run_chains = [&](int64_t chain_begin, int64_t chain_end) {
-      std::vector<float> pre(std::max(d, H)), prob(std::max(d, H)), h(H), x(d);
-      std::vector<int> active;
-      for (int64_t c = chain_begin; c < chain_end; ++c) {
-        uint8_t* state = states.data() + c * d;
-        active_units(state, d, active);
-        for (int64_t step = first_step; step < first_step + steps; ++step) {
-          sum_rows(params, active, pre.data());
-          cpu::sigmoid_bernoulli(pre.data(), H, key, static_cast<uint64_t>(c),
-                                 sample_hidden_phase(step), prob.data(), h.data());
-          cpu::visible_preactivation(params, h.data(), pre.data());
-          cpu::sigmoid_bernoulli(pre.data(), d, key, static_cast<uint64_t>(c),
-                                 sample_visible_phase(step), prob.data(), x.data());
-          active.clear();
-          for (int i = 0; i < d; ++i) {
-            state[i] = static_cast<uint8_t>(x[i] != 0.0f);
-            if (state[i]) active.push_back(i);
-          }
-        }
-      }
-    };
-    std::vector<std::thread> workers;
-    const int64_t per_thread = (n_chains + n_threads - 1) / n_threads;
-    for (int64_t w = 0; w < n_threads; ++w) {
-      const int64_t begin = w * per_thread, end = std::min(n_chains, begin + per_thread);
-      if (begin < end) workers.emplace_back(run_chains, begin, end);
-    }
-    for (auto& worker : workers) worker.join();
+    cpu::sample_chains(params, philox_key(seed, Purpose::sample), states.data(), n_chains,
+                       first_step, steps, cpu::gemm_threads());
   }
+
+  // Minibatch CD / PCD (host/cpu_minibatch.cpp) on the unpadded parameters.
+  void train_minibatch(const Recipe& recipe, int64_t first_update, int64_t count) override {
+    Params params = model_.unpadded();
+    minibatch_.train(params, recipe, first_update, count, cpu::gemm_threads());
+    model_ = PaddedModel(params);
+  }
+  TrainingState get_training_state() override { return minibatch_.state(); }
+  void set_training_state(const TrainingState& state) override {
+    minibatch_.set_state(model_.unpadded(), state);
+  }
+
+  // Evaluation: the references in host/evaluate.cpp and host/ais.cpp.
+  double exact_log_partition() override { return rbm::exact_log_partition(model_.unpadded()); }
+  AisResult ais(const AisRequest& request) override { return ais_cpu(model_.unpadded(), request); }
 
  private:
   // Single-sample CD-k on shards of W's rows. Each shard's rows stay with one thread (and that
@@ -413,7 +346,7 @@ class CpuBackend final : public Backend {
                                  uniforms_.data());
             for (int i = 0; i < n; ++i) prob_v_[i] = sigmoid(pre_v_[i]);
             int* active = active_k_[s].data();
-            n_active_k_[s] = indices_where_less(uniforms_.data(), prob_v_.data(), n, active);
+            n_active_k_[s] = cpu::indices_where_less(uniforms_.data(), prob_v_.data(), n, active);
             for (int k = 0; k < n_active_k_[s]; ++k) active[k] += begin;
             model_.sum_of_rows(active, n_active_k_[s], partial(parity, s));
           }
@@ -489,6 +422,7 @@ class CpuBackend final : public Backend {
   std::vector<int64_t> image_split_;  // (rows): where each image's shard-1 pixels start
   std::vector<float> partials_;       // (2 parities, kShards, stride) partial sums of W'x
   Worker worker_;
+  cpu::MinibatchTrainer minibatch_;  // minibatch CD / PCD: images, epoch order, training state
 };
 
 }  // namespace

@@ -2,12 +2,15 @@
 // them with AVX2: Philox over blocks, the branch-free sigmoid over units, rows of W as vectors.
 #include "host/cpu_kernels.hpp"
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
+#include <bit>
+#include <cstring>
 #include <vector>
 
+#include "host/float8.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 
@@ -31,6 +34,49 @@ void visible_preactivation(const Params& params, const float* h, float* out) {
     for (int j = 0; j < H; ++j) sum += w_row[j] * h[j];
     out[i] = sum + (params.has_visible_bias() ? params.a[i] : 0.0f);
   }
+}
+
+// Four 8-float blocks at a time, so that four independent additions are in flight (one would wait
+// on its own latency for every row).
+void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows, int width,
+                 float* sum) {
+  const auto row = [&](int k) { return matrix + static_cast<size_t>(rows[k]) * stride; };
+  int j = 0;
+  for (; j + 32 <= width; j += 32) {
+    Float8 s0 = {}, s1 = {}, s2 = {}, s3 = {};
+    for (int k = 0; k < n_rows; ++k) {
+      const float* w = row(k) + j;
+      s0 += load8(w);
+      s1 += load8(w + 8);
+      s2 += load8(w + 16);
+      s3 += load8(w + 24);
+    }
+    store8(sum + j, s0);
+    store8(sum + j + 8, s1);
+    store8(sum + j + 16, s2);
+    store8(sum + j + 24, s3);
+  }
+  for (; j < width; j += 8) {
+    Float8 s0 = {};
+    for (int k = 0; k < n_rows; ++k) s0 += load8(row(k) + j);
+    store8(sum + j, s0);
+  }
+}
+
+int indices_where_less(const float* below, const float* above, int n, int* out) {
+  int count = 0, i = 0;
+#if defined(__AVX2__)
+  for (; i + 8 <= n; i += 8) {
+    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(below + i), _mm256_loadu_ps(above + i), _CMP_LT_OQ)));
+    for (; mask != 0; mask &= mask - 1) out[count++] = i + std::countr_zero(mask);
+  }
+#endif
+  for (; i < n; ++i) {
+    out[count] = i;
+    count += below[i] < above[i] ? 1 : 0;
+  }
+  return count;
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // CPU reference. Shapes: W is (d, H) row-major; x is (d) of 0/1; h is (H).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "host/model.hpp"
@@ -13,6 +14,15 @@ void hidden_preactivation(const Params& params, const uint8_t* x, float* out);
 
 // out (d) = a + W h for h (H) of 0/1 (a = 0 without visible bias).
 void visible_preactivation(const Params& params, const float* h, float* out);
+
+// sum (width) = the sum of the rows rows[0..n_rows) of a row-major matrix whose rows start
+// `stride` floats apart; width must be a multiple of 8 (pad the rows with zeros).
+void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows, int width,
+                 float* sum);
+
+// Writes the indices i < n with below[i] < above[i] to out, in increasing order; returns how
+// many. With below the uniforms and above the probabilities: the units a Bernoulli draw sets to 1.
+int indices_where_less(const float* below, const float* above, int n, int* out);
 
 // uniforms[u] = philox_uniform(key, stream, phase, first_unit + u) for u in [0, n);
 // first_unit must be a multiple of 4 (a Philox block boundary).

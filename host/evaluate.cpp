@@ -9,47 +9,12 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <thread>
 
+#include "host/numeric.hpp"
 #include "kernels/rbm_math.h"
 
 namespace rbm {
 namespace {
-
-// A running log-sum-exp: log(sum exp(v)) without overflow.
-struct LogSumExp {
-  double max = -std::numeric_limits<double>::infinity();
-  double sum = 0.0;  // sum of exp(v - max)
-  void add(double v) {
-    if (v <= max) {
-      sum += std::exp(v - max);
-    } else {
-      sum = sum * std::exp(max - v) + 1.0;
-      max = v;
-    }
-  }
-  void merge(const LogSumExp& other) {
-    if (other.sum == 0.0) return;
-    add(other.max + std::log(other.sum));
-  }
-  double value() const { return max + std::log(sum); }
-};
-
-// Runs body(begin, end) on [0, n) split across the hardware threads.
-template <typename Body>
-void parallel_for(int64_t n, Body body) {
-  const int64_t n_threads =
-      std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, std::max<int64_t>(n, 1));
-  std::vector<std::thread> workers;
-  const int64_t per_thread = (n + n_threads - 1) / n_threads;
-  for (int64_t w = 0; w < n_threads; ++w) {
-    const int64_t begin = w * per_thread, end = std::min(n, begin + per_thread);
-    if (begin < end) workers.emplace_back(body, w, begin, end);
-  }
-  for (auto& worker : workers) worker.join();
-}
-
-int64_t thread_count() { return std::max<int64_t>(1, std::thread::hardware_concurrency()); }
 
 // The images as floats (n, d), row-major, for sgemm.
 std::vector<float> as_float(const Dataset& images) {

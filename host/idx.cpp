@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iterator>
 #include <string>
+#include <utility>
 
 #include "host/atomic_file.hpp"
 #include "host/dataset.hpp"
@@ -87,9 +88,9 @@ struct IdxFile {
 
 // Reads, decompresses and checks an IDX file of unsigned bytes of the given rank: magic, type,
 // rank, and that the dimensions match the data length, all before anything is allocated for them.
-IdxFile read_idx(const std::filesystem::path& path, int rank) {
+IdxFile check_idx(const std::filesystem::path& path, std::string file_bytes, int rank) {
   IdxFile idx;
-  idx.bytes = read_file(path);
+  idx.bytes = std::move(file_bytes);
   const bool gzipped = is_gzip(idx.bytes);
   if (gzipped) idx.bytes = gunzip(path, idx.bytes);
   const char* holds = gzipped ? "the decompressed file holds " : "the file holds ";
@@ -156,8 +157,8 @@ IdxFile read_idx(const std::filesystem::path& path, int rank) {
 
 }  // namespace
 
-IdxImages read_idx_images(const std::filesystem::path& path) {
-  const IdxFile idx = read_idx(path, 3);
+IdxImages parse_idx_images(const std::filesystem::path& path, std::string bytes) {
+  const IdxFile idx = check_idx(path, std::move(bytes), 3);
   if (idx.dims[1] == 0 || idx.dims[2] == 0 || idx.dims[1] > INT_MAX / idx.dims[2]) {
     fail(path,
          "unusable image size " + std::to_string(idx.dims[1]) + "x" + std::to_string(idx.dims[2]));
@@ -171,10 +172,18 @@ IdxImages read_idx_images(const std::filesystem::path& path) {
   return images;
 }
 
-std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path) {
-  const IdxFile idx = read_idx(path, 1);
+std::vector<uint8_t> parse_idx_labels(const std::filesystem::path& path, std::string bytes) {
+  const IdxFile idx = check_idx(path, std::move(bytes), 1);
   return std::vector<uint8_t>(idx.bytes.begin() + static_cast<ptrdiff_t>(idx.data_offset),
                               idx.bytes.end());
+}
+
+IdxImages read_idx_images(const std::filesystem::path& path) {
+  return parse_idx_images(path, read_file(path));
+}
+
+std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path) {
+  return parse_idx_labels(path, read_file(path));
 }
 
 Split parse_split(const std::string& text) {

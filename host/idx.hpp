@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 namespace rbm {
@@ -19,5 +20,9 @@ IdxImages read_idx_images(const std::filesystem::path& path);
 
 // Magic 0x00000801: unsigned bytes, rank 1 (count). Throws like read_idx_images.
 std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path);
+
+// The same on a file's bytes already in memory (raw or gzip); `path` only names it in messages.
+IdxImages parse_idx_images(const std::filesystem::path& path, std::string bytes);
+std::vector<uint8_t> parse_idx_labels(const std::filesystem::path& path, std::string bytes);
 
 }  // namespace rbm

@@ -38,12 +38,15 @@ MetricsRow compute_metrics(const Params& params, const Dataset& train_batch,
   return row;
 }
 
-std::string metrics_csv_header() {
-  return "iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,"
-         "free_energy_heldout\n";
+std::string metrics_csv_header(bool with_eval) {
+  return std::string(
+             "iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,"
+             "free_energy_heldout") +
+         (with_eval ? ",log_z,log_z_method,log_p_train,log_p_heldout,pll_train,pll_heldout" : "") +
+         "\n";
 }
 
-std::string metrics_csv_line(const MetricsRow& row) {
+std::string metrics_csv_line(const MetricsRow& row, bool with_eval) {
   const auto optional_value = [](const std::optional<double>& v) {
     char text[32] = "";
     if (v) std::snprintf(text, sizeof text, "%.6g", *v);
@@ -54,8 +57,24 @@ std::string metrics_csv_line(const MetricsRow& row) {
                 row.seconds, row.recon_error_train);
   char train_energy[32];
   std::snprintf(train_energy, sizeof train_energy, "%.6g", row.free_energy_train);
-  return std::string(head) + optional_value(row.recon_error_heldout) + "," + train_energy + "," +
-         optional_value(row.free_energy_heldout) + "\n";
+  std::string line = std::string(head) + optional_value(row.recon_error_heldout) + "," +
+                     train_energy + "," + optional_value(row.free_energy_heldout);
+  if (with_eval) {
+    // Nats to 1e-4 at least (log Z of MNIST models is ~500).
+    const auto precise = [](const std::optional<double>& v) {
+      char text[32] = "";
+      if (v) std::snprintf(text, sizeof text, "%.9g", *v);
+      return std::string(text);
+    };
+    const std::optional<EvalMetrics>& e = row.eval;
+    line += "," + precise(e ? std::optional(e->log_z) : std::nullopt) + "," +
+            (e ? e->log_z_method : "") + "," +
+            precise(e ? std::optional(e->log_p_train) : std::nullopt) + "," +
+            precise(e ? e->log_p_heldout : std::nullopt) + "," +
+            precise(e ? std::optional(e->pll_train) : std::nullopt) + "," +
+            precise(e ? e->pll_heldout : std::nullopt);
+  }
+  return line + "\n";
 }
 
 }  // namespace rbm

@@ -18,15 +18,25 @@ struct Params {
   bool has_visible_bias() const { return !a.empty(); }
 };
 
-// Single-sample CD-k with SGD: the reference recipe's defaults.
+enum class LrDecay { none, linear };
+
+// Single-sample CD-k with SGD: the reference recipe's defaults. The fields from `batch` on are
+// minibatch CD / PCD's (host/minibatch.hpp); their defaults keep the single-sample path.
 struct Recipe {
-  int64_t iters = 25000;
+  int64_t iters = 25000;  // single-sample iterations, or minibatch updates
   int hidden = 100;
   float lr = 0.005f;
   int k = 3;
   uint32_t seed = 1;
   float init_std = 0.1f;
   bool visible_bias = false;
+  int batch = 1;                     // images per update B
+  bool pcd = false;                  // persistent chains for the negative phase
+  int64_t chains = 0;                // PCD chains N; 0: B
+  float momentum = 0.0f;             // m in [0, 1)
+  float weight_decay = 0.0f;         // L2 on W only
+  int64_t epochs = 0;                // > 0: epochs x floor(rows / B) updates instead of iters
+  LrDecay lr_decay = LrDecay::none;  // linear: lr (U - u) / U at update u of U
 };
 
 // W ~ N(0, init_std^2) from Philox (key (seed, init), stream 0, Box-Muller), b = 0, and with

@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <bit>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "host/atomic_file.hpp"
 #include "host/errors.hpp"
@@ -41,8 +43,9 @@ std::optional<uint64_t> byte_count(const std::vector<int64_t>& shape, size_t ele
   return n;
 }
 
-void write_npy_bytes(const std::filesystem::path& path, std::string_view descr, const void* data,
-                     size_t count, size_t elem_size, const std::vector<int64_t>& shape) {
+std::string encode_npy_bytes(const std::filesystem::path& path, std::string_view descr,
+                             const void* data, size_t count, size_t elem_size,
+                             const std::vector<int64_t>& shape) {
   if (shape.empty() || shape.size() > 2) {
     fail(path, "cannot write shape " + shape_text(shape) + ": only 1-D and 2-D arrays");
   }
@@ -68,7 +71,7 @@ void write_npy_bytes(const std::filesystem::path& path, std::string_view descr, 
   file += static_cast<char>(header.size() >> 8);
   file += header;
   file.append(static_cast<const char*>(data), count * elem_size);
-  write_file_atomic(path, file);
+  return file;
 }
 
 // A recursive-descent reader for the header dict, which is a Python literal: single- or
@@ -117,8 +120,26 @@ class HeaderParser {
   }
 
  private:
+  // The message quotes the header on one line: control bytes escaped, trailing padding and
+  // anything past 200 bytes left out.
   [[noreturn]] void error(const std::string& what) {
-    fail(path_, "bad .npy header: " + what + " in " + std::string(text_));
+    std::string_view header = text_.substr(0, 200);
+    while (!header.empty() && std::isspace(static_cast<unsigned char>(header.back()))) {
+      header.remove_suffix(1);
+    }
+    std::string quoted;
+    for (const char c : header) {
+      const auto byte = static_cast<unsigned char>(c);
+      if (byte >= 0x20 && byte < 0x7f) {
+        quoted += c;
+      } else {
+        char escaped[8];
+        std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+        quoted += escaped;
+      }
+    }
+    if (text_.size() > 200) quoted += "...";
+    fail(path_, "bad .npy header: " + what + " in " + quoted);
   }
   void skip_space() {
     while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
@@ -196,10 +217,10 @@ struct CheckedNpy {
   size_t data_offset = 0;  // the data are file[data_offset...]
 };
 
-CheckedNpy read_checked(const std::filesystem::path& path, std::string_view descr,
-                        size_t elem_size) {
+CheckedNpy check_npy(const std::filesystem::path& path, std::string file_bytes,
+                     std::string_view descr, size_t elem_size) {
   CheckedNpy npy;
-  npy.file = read_file(path);
+  npy.file = std::move(file_bytes);
   const std::string_view file = npy.file;
   if (file.size() < kMagic.size() + 2 || file.substr(0, kMagic.size()) != kMagic) {
     fail(path, "not a .npy file (bad magic)");
@@ -247,31 +268,49 @@ CheckedNpy read_checked(const std::filesystem::path& path, std::string_view desc
 }
 
 template <class T>
-NpyArrayOf<T> read_npy_as(const std::filesystem::path& path, std::string_view descr) {
-  const CheckedNpy npy = read_checked(path, descr, sizeof(T));
+NpyArrayOf<T> parse_npy_as(const std::filesystem::path& path, std::string bytes,
+                           std::string_view descr) {
+  const CheckedNpy npy = check_npy(path, std::move(bytes), descr, sizeof(T));
   NpyArrayOf<T> array;
   array.shape = npy.shape;
   array.data.resize((npy.file.size() - npy.data_offset) / sizeof(T));
-  std::memcpy(array.data.data(), npy.file.data() + npy.data_offset, array.data.size() * sizeof(T));
+  // An empty array's data() may be null, which memcpy may not be given even for 0 bytes.
+  if (!array.data.empty()) {
+    std::memcpy(array.data.data(), npy.file.data() + npy.data_offset,
+                array.data.size() * sizeof(T));
+  }
   return array;
 }
 
 }  // namespace
 
+std::string encode_npy(const std::filesystem::path& path, const std::vector<float>& data,
+                       const std::vector<int64_t>& shape) {
+  return encode_npy_bytes(path, "<f4", data.data(), data.size(), sizeof(float), shape);
+}
+
 void write_npy(const std::filesystem::path& path, const std::vector<float>& data,
                std::vector<int64_t> shape) {
-  write_npy_bytes(path, "<f4", data.data(), data.size(), sizeof(float), shape);
+  write_file_atomic(path, encode_npy(path, data, shape));
 }
 
 void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
                   std::vector<int64_t> shape) {
-  write_npy_bytes(path, "|u1", data.data(), data.size(), 1, shape);
+  write_file_atomic(path, encode_npy_bytes(path, "|u1", data.data(), data.size(), 1, shape));
 }
 
-NpyArray read_npy(const std::filesystem::path& path) { return read_npy_as<float>(path, "<f4"); }
+NpyArray parse_npy(const std::filesystem::path& path, std::string bytes) {
+  return parse_npy_as<float>(path, std::move(bytes), "<f4");
+}
+
+NpyArrayU8 parse_npy_u8(const std::filesystem::path& path, std::string bytes) {
+  return parse_npy_as<uint8_t>(path, std::move(bytes), "|u1");
+}
+
+NpyArray read_npy(const std::filesystem::path& path) { return parse_npy(path, read_file(path)); }
 
 NpyArrayU8 read_npy_u8(const std::filesystem::path& path) {
-  return read_npy_as<uint8_t>(path, "|u1");
+  return parse_npy_u8(path, read_file(path));
 }
 
 }  // namespace rbm

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 namespace rbm {
@@ -23,9 +24,17 @@ void write_npy(const std::filesystem::path& path, const std::vector<float>& data
 void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
                   std::vector<int64_t> shape);
 
+// The bytes write_npy writes (for checksums of what goes to disk); `path` names it in errors.
+std::string encode_npy(const std::filesystem::path& path, const std::vector<float>& data,
+                       const std::vector<int64_t>& shape);
+
 // Throw InputError naming the file and the problem: bad magic or version, an unparsable header,
 // another dtype, Fortran order, a shape that is not 1-D or 2-D, or data of the wrong length.
 NpyArray read_npy(const std::filesystem::path& path);
 NpyArrayU8 read_npy_u8(const std::filesystem::path& path);
+
+// The same checks on a file's bytes already in memory; `path` only names it in messages.
+NpyArray parse_npy(const std::filesystem::path& path, std::string bytes);
+NpyArrayU8 parse_npy_u8(const std::filesystem::path& path, std::string bytes);
 
 }  // namespace rbm

@@ -19,11 +19,12 @@ namespace {
 }
 
 // Lays out n tiles of tile_w x tile_h as described in png_image.hpp; pixel_of(t, i) is pixel i
-// (row-major within the tile) of tile t.
+// (row-major within the tile) of tile t. columns = 0: ceil(sqrt(n)).
 template <class PixelOf>
-GrayImage tile_mosaic(int n, int tile_w, int tile_h, PixelOf pixel_of) {
-  int columns = 0;
-  while (columns * columns < n) ++columns;
+GrayImage tile_mosaic(int n, int tile_w, int tile_h, PixelOf pixel_of, int columns = 0) {
+  if (columns <= 0) {
+    while (columns * columns < n) ++columns;
+  }
   const int rows = columns == 0 ? 0 : (n + columns - 1) / columns;
   GrayImage image;
   image.width = std::max(0, columns * (tile_w + 1) - 1);
@@ -123,6 +124,26 @@ GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images, 
   return tile_mosaic(std::min(n, max_images), tile_w, tile_h, [&](int t, int i) -> uint8_t {
     return states[static_cast<size_t>(t) * cols + i] ? 255 : 0;
   });
+}
+
+GrayImage before_after_grid(const std::vector<uint8_t>& before, const std::vector<uint8_t>& after,
+                            int n, int max_pairs, int tile_w, int tile_h) {
+  const size_t cols = static_cast<size_t>(tile_w) * tile_h;
+  if (n < 0 || before.size() != static_cast<size_t>(n) * cols || after.size() != before.size()) {
+    throw InputError("before_after_grid: " + std::to_string(before.size()) + " and " +
+                     std::to_string(after.size()) + " states are not " + std::to_string(n) +
+                     " images of " + std::to_string(tile_w) + "x" + std::to_string(tile_h));
+  }
+  const int pairs = std::min(n, max_pairs);
+  int pair_columns = 0;
+  while (pair_columns * pair_columns < pairs) ++pair_columns;
+  return tile_mosaic(
+      2 * pairs, tile_w, tile_h,
+      [&](int t, int i) -> uint8_t {
+        const std::vector<uint8_t>& side = t % 2 == 0 ? before : after;
+        return side[static_cast<size_t>(t / 2) * cols + i] ? 255 : 0;
+      },
+      2 * pair_columns);
 }
 
 }  // namespace rbm

@@ -38,4 +38,10 @@ GrayImage weight_mosaic(const Params& params, int tile_w = 28, int tile_h = 28);
 GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images = 100,
                      int tile_w = 28, int tile_h = 28);
 
+// The before/after picture: pairs (before image t, after image t) side by side for the first
+// min(n, max_pairs) images of before and after (each (n, tile_w * tile_h), 0 or 1), in
+// 2 ceil(sqrt(pairs)) columns (before in the even columns, after in the odd ones), row-major.
+GrayImage before_after_grid(const std::vector<uint8_t>& before, const std::vector<uint8_t>& after,
+                            int n, int max_pairs = 50, int tile_w = 28, int tile_h = 28);
+
 }  // namespace rbm

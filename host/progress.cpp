@@ -7,16 +7,17 @@
 
 namespace rbm {
 
-Progress::Progress(std::string what, int64_t total)
+Progress::Progress(std::string what, int64_t total, int64_t first)
     : what_(std::move(what)),
       total_(total),
+      first_(first),
       interactive_(isatty(STDERR_FILENO) == 1),
       start_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t done, const std::string& extra) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double rate = elapsed > 0.0 ? static_cast<double>(done) / elapsed : 0.0;
+  const double rate = elapsed > 0.0 ? static_cast<double>(done - first_) / elapsed : 0.0;
   const double eta = rate > 0.0 ? static_cast<double>(total_ - done) / rate : 0.0;
   const double fraction = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1;
   if (interactive_) {

@@ -10,7 +10,8 @@ namespace rbm {
 
 class Progress {
  public:
-  Progress(std::string what, int64_t total);
+  // `first`: units done before this process started (a resumed run), left out of the rate.
+  Progress(std::string what, int64_t total, int64_t first = 0);
   // done units of total so far, and extra text for the line (metrics).
   void update(int64_t done, const std::string& extra);
   void finish();
@@ -19,6 +20,7 @@ class Progress {
  private:
   std::string what_;
   int64_t total_;
+  int64_t first_;
   bool interactive_;
   std::chrono::steady_clock::time_point start_;
 };

@@ -3,35 +3,54 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "host/atomic_file.hpp"
+#include "host/checkpoint.hpp"
 #include "host/errors.hpp"
 #include "host/metrics.hpp"
 #include "host/model_io.hpp"
 #include "host/png_image.hpp"
 #include "host/progress.hpp"
 #include "host/sha256.hpp"
+#include "host/signals.hpp"
+#include "host/train_eval.hpp"
 
 namespace rbm {
 namespace {
 
 constexpr int64_t kMetricsBatch = 500;  // images per fixed metrics batch
 
+int64_t checkpoint_interval(const TrainOptions& options) {
+  return options.checkpoint_every > 0 ? options.checkpoint_every : options.log_every;
+}
+
 nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
                           const std::string& data_sha256, int64_t train_rows, int64_t iteration,
                           double seconds) {
-  const Recipe& r = options.recipe;
+  Recipe r = options.recipe;
+  r.iters = total_updates(r, train_rows);  // --epochs resolved to updates
+  const int64_t checkpoint_every = checkpoint_interval(options);
   nlohmann::json recipe = {{"iters", r.iters},
                            {"hidden", r.hidden},
                            {"lr", r.lr},
                            {"k", r.k},
                            {"seed", r.seed},
                            {"init_std", r.init_std},
-                           {"visible_bias", r.visible_bias}};
-  nlohmann::json data = {{"dir", options.data_dir.string()},
+                           {"visible_bias", r.visible_bias},
+                           // minibatch CD / PCD (host/minibatch.hpp); the defaults: single-sample
+                           {"batch", r.batch},
+                           {"pcd", r.pcd},
+                           {"chains", r.chains},
+                           {"momentum", r.momentum},
+                           {"weight_decay", r.weight_decay},
+                           {"epochs", r.epochs},
+                           {"lr_decay", r.lr_decay == LrDecay::linear ? "linear" : "none"}};
+  // Absolute, so that --resume finds the data from any working directory.
+  nlohmann::json data = {{"dir", std::filesystem::absolute(options.data_dir).string()},
                          {"digit", options.digit ? nlohmann::json(*options.digit) : "all"},
                          {"split", split_name(options.split)},
                          {"rows", train_rows},
@@ -42,9 +61,13 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
           {"git_commit", RBM_GIT_COMMIT},
           {"backend", backend.name()},
           {"device", backend.device_description()},
-          {"algorithm", "cd"},
+          {"algorithm", !uses_minibatch(r) ? "cd" : (r.pcd ? "minibatch-pcd" : "minibatch-cd")},
           {"recipe", recipe},
           {"data", data},
+          {"schedule",
+           {{"log_every", options.log_every},
+            {"checkpoint_every", checkpoint_every},
+            {"eval_every", options.eval_every}}},
           {"iteration", iteration},
           // The RNG is counter-based: its position is the next iteration's stream.
           {"rng", {{"generator", "philox4x32-10"}, {"seed", r.seed}, {"next_stream", iteration}}},
@@ -63,6 +86,12 @@ std::string format_metrics(const MetricsRow& row) {
   return line;
 }
 
+bool finite_metrics(const MetricsRow& row) {
+  const auto finite = [](const std::optional<double>& v) { return !v || std::isfinite(*v); };
+  return std::isfinite(row.recon_error_train) && std::isfinite(row.free_energy_train) &&
+         finite(row.recon_error_heldout) && finite(row.free_energy_heldout);
+}
+
 }  // namespace
 
 std::optional<Split> heldout_split(Split split) {
@@ -78,65 +107,121 @@ std::optional<Split> heldout_split(Split split) {
 }
 
 void run_training(Backend& backend, const TrainOptions& options) {
-  const Recipe& recipe = options.recipe;
+  Recipe recipe = options.recipe;
   const Dataset train = load_mnist(options.data_dir, options.digit, options.split);
   if (train.rows == 0) throw InputError("no training images match the digit and split");
+  // Minibatch CD / PCD (host/minibatch.hpp): checked against the images, and --epochs resolved to
+  // updates, so that iters is the run's length on either path.
+  if (uses_minibatch(recipe)) check_minibatch_recipe(recipe, train.rows);
+  recipe.iters = total_updates(recipe, train.rows);
+  if (recipe.iters < 1) throw InputError("the run has no updates (--epochs with too few images?)");
   std::optional<Dataset> heldout;
   if (const auto other = heldout_split(options.split)) {
     heldout = fixed_batch(load_mnist(options.data_dir, options.digit, *other), kMetricsBatch);
   }
   const Dataset train_batch = fixed_batch(train, kMetricsBatch);
   const std::string data_sha256 = sha256_hex(train.pixels);
-
-  std::error_code error;
-  std::filesystem::create_directories(options.out_dir, error);
-  if (error) {
-    throw InputError("--out " + options.out_dir.string() + ": cannot create: " + error.message());
+  const ResumeFrom* resume = options.resume ? &*options.resume : nullptr;
+  if (resume && resume->data_sha256 != data_sha256) {
+    throw InputError("--resume " + options.out_dir.string() + ": the training images in " +
+                     options.data_dir.string() + " are not the run's (SHA-256 " + data_sha256 +
+                     ", the run's " + resume->data_sha256 + ")");
   }
-  const auto out = [&](const char* name) { return options.out_dir / name; };
-  std::string metrics_csv = metrics_csv_header();
-  write_file_atomic(out("metrics.csv"), metrics_csv);  // fails early if --out is not writable
+  if (resume && resume->params.visible != train.cols()) {
+    throw InputError("--resume " + options.out_dir.string() + ": the model has " +
+                     std::to_string(resume->params.visible) + " visible units, the images " +
+                     std::to_string(train.cols()) + " pixels");
+  }
 
-  Params params = init_params(recipe, train);
+  const auto out = [&](const char* name) { return options.out_dir / name; };
+  Params params = resume ? resume->params : init_params(recipe, train);
+  const bool with_eval = options.eval_every > 0;
+  std::string metrics_csv = resume ? resume->metrics_csv : metrics_csv_header(with_eval);
+  const std::vector<float> base_rate = with_eval ? base_rate_biases(train) : std::vector<float>();
+  double train_seconds = resume ? resume->train_seconds : 0.0;
+  int64_t done = resume ? resume->iteration : 0;
+  int64_t checkpoint_at = done;  // the iteration of the checkpoint on disk
+  const auto write_checkpoint_now = [&] {
+    write_checkpoint(options.out_dir, done, param_files(params),
+                     run_record(options, backend, data_sha256, train.rows, done, train_seconds));
+    checkpoint_at = done;
+  };
+  if (!resume) {
+    std::error_code error;
+    std::filesystem::create_directories(options.out_dir, error);
+    if (error) {
+      throw InputError("--out " + options.out_dir.string() + ": cannot create: " + error.message());
+    }
+    try {
+      write_file_atomic(out("metrics.csv"), metrics_csv);  // fails early if --out is not writable
+    } catch (const InputError& e) {
+      throw InputError("--out " + options.out_dir.string() + ": " + e.what());
+    }
+    write_checkpoint_now();  // a run can be resumed from its start
+  }
   backend.stage(train);
   backend.set_params(params);
 
-  Progress progress("train", recipe.iters);
-  // Pieces between progress updates; metrics, checkpoint and log line every log_every.
-  const int64_t piece = progress.interactive()
-                            ? std::clamp<int64_t>(recipe.iters / 100, 1, options.log_every)
-                            : options.log_every;
-  double train_seconds = 0.0;
+  const StopSignals signals;
+  const int64_t first = done;
+  const int64_t log_every = options.log_every, checkpoint_every = checkpoint_interval(options);
+  Progress progress("train", recipe.iters, first);
+  // Pieces of about kPieceSeconds between looks at the stop signals (and redraws of an
+  // interactive progress bar); metrics every log_every and a checkpoint every checkpoint_every.
+  // Training in pieces gives the same result as in one call (host/backend.hpp).
+  constexpr double kPieceSeconds = 0.05;
+  int64_t piece = 256;
   std::string last_metrics;
-  for (int64_t done = 0; done < recipe.iters;) {
-    const int64_t next_log =
-        std::min(recipe.iters, (done / options.log_every + 1) * options.log_every);
-    const int64_t count = std::min(piece, next_log - done);
+  const auto diverged = [&](const std::string& what) {
+    progress.finish();
+    return DivergenceError("training diverged: " + what + " at iteration " + std::to_string(done) +
+                           " (lower --lr); the last good checkpoint, iteration " +
+                           std::to_string(checkpoint_at) + ", is in " + options.out_dir.string());
+  };
+  while (done < recipe.iters) {
+    const int64_t next_log = std::min(recipe.iters, (done / log_every + 1) * log_every);
+    const int64_t next_checkpoint =
+        std::min(recipe.iters, (done / checkpoint_every + 1) * checkpoint_every);
+    const int64_t count = std::min({piece, next_log - done, next_checkpoint - done});
     const auto start = std::chrono::steady_clock::now();
-    backend.train_cd(recipe, done, count);
-    const bool log_now = done + count == next_log;
-    if (log_now) params = backend.get_params();  // also waits for an asynchronous backend
-    train_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    run_updates(backend, recipe, done, count);  // train_cd, or train_minibatch
     done += count;
+    const int stop = signals.received();
+    const bool log_now = done == next_log;
+    const bool checkpoint_now = done == next_checkpoint || stop != 0;
+    if (log_now || checkpoint_now) params = backend.get_params();  // waits for an async backend
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    train_seconds += seconds;
+    if (seconds > 0.0) {
+      piece = std::clamp<int64_t>(
+          static_cast<int64_t>(static_cast<double>(count) * kPieceSeconds / seconds), 1, 2 * piece);
+    }
+    // Every check comes before any write, so a non-finite value never reaches the disk.
+    if ((log_now || checkpoint_now) && !all_finite(params)) {
+      throw diverged("a parameter is not finite");
+    }
     if (log_now) {
-      if (!all_finite(params)) {
-        progress.finish();
-        throw DivergenceError("training diverged: a parameter is not finite at iteration " +
-                              std::to_string(done) + " (lower --lr); the last finite parameters " +
-                              "are in " + options.out_dir.string());
-      }
-      const MetricsRow row =
+      MetricsRow row =
           compute_metrics(params, train_batch, heldout ? &*heldout : nullptr, done, train_seconds);
-      metrics_csv += metrics_csv_line(row);
+      if (with_eval && (done % options.eval_every == 0 || done == recipe.iters)) {
+        row.eval = evaluate_for_metrics(backend, params, train_batch, heldout ? &*heldout : nullptr,
+                                        base_rate, recipe.seed);
+      }
+      if (!finite_metrics(row)) throw diverged("a metric is not finite");
+      metrics_csv += metrics_csv_line(row, with_eval);
       write_file_atomic(out("metrics.csv"), metrics_csv);
-      write_model(options.out_dir, params);
-      const nlohmann::json record =
-          run_record(options, backend, data_sha256, train.rows, done, train_seconds);
-      write_file_atomic(out("run.json"), record.dump(2) + "\n");
       last_metrics = format_metrics(row);
     }
-    progress.update(done, last_metrics);
+    if (checkpoint_now) write_checkpoint_now();
+    if (stop != 0) {
+      progress.finish();
+      throw Interrupted(stop, "interrupted by " + signal_name(stop) + " at iteration " +
+                                  std::to_string(done) + " of " + std::to_string(recipe.iters) +
+                                  "; checkpoint written to " + options.out_dir.string() +
+                                  "; continue it with --resume " + options.out_dir.string());
+    }
+    if (log_now || progress.interactive()) progress.update(done, last_metrics);
   }
   progress.finish();
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
 
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
@@ -12,20 +13,35 @@
 
 namespace rbm {
 
+// Where a resumed run starts (host/checkpoint.hpp reads it from the run directory).
+struct ResumeFrom {
+  int64_t iteration = 0;
+  Params params;
+  double train_seconds = 0.0;
+  std::string metrics_csv;  // the header and the rows up to `iteration`
+  std::string data_sha256;  // of the run's training images; other images are refused
+};
+
 struct TrainOptions {
   Recipe recipe;
   std::filesystem::path data_dir = "data/mnist";
   std::optional<int> digit = 3;  // empty: all ten digits
   Split split = Split::all;
   int64_t log_every = 5000;
+  int64_t checkpoint_every = 0;  // 0: every log_every
+  int64_t eval_every = 0;        // 0: never; else a multiple of log_every (host/train_eval.hpp)
   std::filesystem::path out_dir;
+  std::optional<ResumeFrom> resume;
 };
 
 // The held-out images for a split: the other split of the same digits (none for Split::all).
 std::optional<Split> heldout_split(Split split);
 
-// Trains and writes the run directory. Throws InputError (bad data or output directory) and
-// DivergenceError (non-finite parameters; the last finite ones stay on disk).
+// Trains (or continues options.resume) and writes the run directory, with a checkpoint
+// (host/checkpoint.hpp) at iteration 0, every checkpoint_every iterations and at the end. Throws
+// InputError (bad data or output directory), DivergenceError (a non-finite parameter or metric;
+// the last good checkpoint stays on disk) and, on SIGINT or SIGTERM, Interrupted
+// (host/signals.hpp) after writing a checkpoint at the iteration reached.
 void run_training(Backend& backend, const TrainOptions& options);
 
 }  // namespace rbm

@@ -5,16 +5,23 @@
 #include "kernels/cuda_backend.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "host/ais.hpp"
+#include "host/errors.hpp"
 #include "host/model.hpp"
+#include "kernels/ais.cuh"
 #include "kernels/cd_update.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/fused_cd.cuh"
 #include "kernels/device_memory.cuh"
+#include "kernels/exact_log_z.cuh"
 #include "kernels/gibbs_sample.cuh"
+#include "kernels/minibatch.cuh"
 #include "kernels/philox.h"
 
 namespace rbm {
@@ -25,8 +32,8 @@ using cuda::DeviceBuffer;
 // A user-owned cuBLAS workspace (NVIDIA's recommended size for Hopper), so that cuBLAS allocates
 // nothing while a graph is being captured.
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
-// gibbs() runs its chains in batches whose (chains, max(d, H)) float buffers stay under 64 MiB.
-constexpr int64_t kGibbsBufferElements = int64_t{1} << 24;
+// Device memory that AIS leaves free for cuBLAS and the rest of the process.
+constexpr size_t kAisMemoryMargin = size_t{256} << 20;
 
 // What a captured iteration bakes in besides the buffers: the draws' key, the step size, k.
 struct StepConfig {
@@ -60,6 +67,7 @@ class CudaBackend final : public Backend {
     rows_ = train.rows;
     d_ = train.cols();
     graph_.reset();  // it baked in the image pointer and the row count
+    minibatch_.stage(images_.data(), rows_, d_);
   }
 
   void set_params(const Params& params) override {
@@ -88,6 +96,7 @@ class CudaBackend final : public Backend {
     a_.upload(params.a.data(), params.a.size(), s);
     stream_.synchronize();
     params_set_ = true;
+    minibatch_.clear_state();
   }
 
   Params get_params() override {
@@ -115,6 +124,16 @@ class CudaBackend final : public Backend {
     if (count == 0) return;
     const StepConfig config{philox_key(recipe.seed, Purpose::train), recipe.lr, recipe.k};
     const cudaStream_t s = stream_.get();
+    if (options_.engine == CudaEngine::fused) {
+      const std::string why = cuda::fused_cd_unsupported_reason(visible_, hidden_);
+      if (!why.empty()) throw std::invalid_argument("fused engine: " + why);
+      cuda::launch_fused_cd({W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_,
+                             hidden_, images_.data(), rows_, config.key, config.lr, config.k,
+                             first_iteration, count},
+                            s);
+      stream_.synchronize();
+      return;
+    }
     cuda::launch_set_counter(counter_.data(), first_iteration, s);
     int64_t done = 0;
     if (options_.use_graph) {
@@ -135,43 +154,99 @@ class CudaBackend final : public Backend {
   void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
              int64_t steps) override {
     require_params("gibbs");
-    const int d = visible_, H = hidden_;
-    if (n_chains < 0 || steps < 0) throw std::invalid_argument("gibbs: bad chain or step count");
-    if (static_cast<int64_t>(states.size()) != n_chains * d) {
-      throw std::invalid_argument("gibbs: states must be (n_chains, d)");
-    }
-    if (n_chains == 0 || steps == 0) return;
-    const int64_t fit = std::max<int64_t>(1, kGibbsBufferElements / std::max(d, H));
-    const int64_t batch =
-        std::min(n_chains, options_.gibbs_batch_chains > 0 ? options_.gibbs_batch_chains : fit);
-    DeviceBuffer<uint8_t> bits(static_cast<size_t>(batch * d));  // (batch, d)
-    DeviceBuffer<float> x(static_cast<size_t>(batch * d));       // (batch, d) 0/1
-    DeviceBuffer<float> x_pre(static_cast<size_t>(batch * d));   // (batch, d)
-    DeviceBuffer<float> h_pre(static_cast<size_t>(batch * H));   // (batch, H)
-    DeviceBuffer<float> h(static_cast<size_t>(batch * H));       // (batch, H) 0/1
-    const uint64_t key = philox_key(seed, Purpose::sample);
-    const float* a = has_a_ ? a_.data() : nullptr;
-    const cudaStream_t s = stream_.get();
-    for (int64_t first_chain = 0; first_chain < n_chains; first_chain += batch) {
-      const int64_t chains = std::min(batch, n_chains - first_chain);
-      uint8_t* host = states.data() + first_chain * d;
-      bits.upload(host, static_cast<size_t>(chains * d), s);
-      cuda::launch_bytes_to_floats(bits.data(), chains * d, x.data(), s);
-      for (int64_t step = first_step; step < first_step + steps; ++step) {
-        // Chain c draws from stream c: row r of this batch is chain first_chain + r.
-        const cuda::DrawNames hidden_names{key, nullptr, first_chain, sample_hidden_phase(step)};
-        const cuda::DrawNames visible_names{key, nullptr, first_chain, sample_visible_phase(step)};
-        cuda::hidden_preactivation(blas_.get(), W_.data(), d, H, x.data(), chains, h_pre.data());
-        cuda::launch_sigmoid_bernoulli(h_pre.data(), b_.data(), chains, H, hidden_names, nullptr,
-                                       h.data(), s);
-        cuda::visible_preactivation(blas_.get(), W_.data(), d, H, h.data(), chains, x_pre.data());
-        cuda::launch_sigmoid_bernoulli(x_pre.data(), a, chains, d, visible_names, nullptr, x.data(),
-                                       s);
-      }
-      cuda::launch_floats_to_bytes(x.data(), chains * d, bits.data(), s);
-      bits.download(host, static_cast<size_t>(chains * d), s);
-    }
+    // kernels/minibatch.cu: all chains (or options_.gibbs_batch_chains at a time) resident, the
+    // memory checked first, two SGEMMs and two fused in-place kernels per step, no host sync.
+    cuda::gibbs_host_states(view(), states, n_chains, philox_key(seed, Purpose::sample), first_step,
+                            steps,
+                            {options_.gibbs_batch_chains, options_.packed_states, options_.tf32});
+  }
+
+  // Minibatch CD / PCD (kernels/minibatch.cu).
+  void train_minibatch(const Recipe& recipe, int64_t first_update, int64_t count) override {
+    require_params("train_minibatch");
+    minibatch_.train(view(), recipe, first_update, count);
     stream_.synchronize();
+  }
+  TrainingState get_training_state() override {
+    require_params("get_training_state");
+    return minibatch_.state(view());
+  }
+  void set_training_state(const TrainingState& state) override {
+    require_params("set_training_state");
+    minibatch_.set_state(view(), state);
+  }
+
+  double exact_log_partition() override {
+    require_params("exact_log_partition");
+    if (hidden_ > 30) throw InputError("exact log Z needs H <= 30 (this model has more)");
+    return cuda::exact_log_partition(W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_,
+                                     hidden_, stream_.get());
+  }
+
+  // All runs at once: per temperature two SGEMMs (x W and h W' for every run) and three fused
+  // kernels (host/ais.hpp has the math, kernels/ais.cuh the steps).
+  AisResult ais(const AisRequest& request) override {
+    require_params("ais");
+    check_ais_request(visible_, request);
+    const int d = visible_, H = hidden_;
+    const int64_t runs = request.runs;
+    if (runs > INT_MAX) throw InputError("AIS: more runs than cuBLAS takes (2^31 - 1)");
+    // x, hw (runs, d) and xw, h (runs, H) floats, log_w (runs) doubles, c (d) float, a - c (d)
+    // double; refused before allocating when more than the free memory less a margin for cuBLAS.
+    const size_t bytes =
+        static_cast<size_t>(runs) * (2 * (d + H) * sizeof(float) + sizeof(double)) +
+        static_cast<size_t>(d) * (sizeof(float) + sizeof(double));
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (bytes + kAisMemoryMargin > free_bytes) {
+      throw InputError(
+          "AIS with " + std::to_string(runs) + " runs needs " + std::to_string(bytes >> 20) +
+          " MiB of device memory and " + std::to_string(free_bytes >> 20) + " MiB are free (with " +
+          std::to_string(kAisMemoryMargin >> 20) + " MiB kept back): lower --ais-runs");
+    }
+    DeviceBuffer<float> x(static_cast<size_t>(runs) * d), hw(static_cast<size_t>(runs) * d);
+    DeviceBuffer<float> xw(static_cast<size_t>(runs) * H), h(static_cast<size_t>(runs) * H);
+    DeviceBuffer<double> log_w(static_cast<size_t>(runs));
+    DeviceBuffer<float> c(static_cast<size_t>(d));
+    DeviceBuffer<double> a_minus_c(static_cast<size_t>(d));
+    std::vector<float> host_a(a_.size());
+    a_.download(host_a.data(), host_a.size(), stream_.get());
+    std::vector<double> host_a_minus_c(static_cast<size_t>(d));
+    bool visible_term = false;
+    for (int i = 0; i < d; ++i) {
+      const double a = has_a_ ? host_a[i] : 0.0;
+      host_a_minus_c[i] = a - static_cast<double>(request.base_bias[i]);
+      visible_term |= host_a_minus_c[i] != 0.0;
+    }
+    const cudaStream_t s = stream_.get();
+    c.upload(request.base_bias.data(), request.base_bias.size(), s);
+    a_minus_c.upload(host_a_minus_c.data(), host_a_minus_c.size(), s);
+
+    const uint64_t key = philox_key(request.seed, Purpose::ais);
+    const uint64_t stream0 = request.first_stream;
+    const std::vector<double>& betas = request.betas;
+    const int64_t K = static_cast<int64_t>(betas.size()) - 1;
+    const float* a = has_a_ ? a_.data() : nullptr;
+    cuda::launch_ais_init(c.data(), runs, d, key, stream0, ais_init_phase(), x.data(), log_w.data(),
+                          s);
+    for (int64_t k = 1; k <= K; ++k) {
+      const bool last = k == K;
+      cuda::hidden_preactivation(blas_.get(), W_.data(), d, H, x.data(), runs, xw.data());
+      cuda::launch_ais_hidden(xw.data(), b_.data(), x.data(),
+                              visible_term ? a_minus_c.data() : nullptr, runs, d, H, betas[k],
+                              betas[k - 1], key, stream0, ais_hidden_phase(k), log_w.data(),
+                              last ? nullptr : h.data(), s);
+      if (last) break;
+      cuda::visible_preactivation(blas_.get(), W_.data(), d, H, h.data(), runs, hw.data());
+      cuda::launch_ais_visible(hw.data(), a, c.data(), runs, d, betas[k], key, stream0,
+                               ais_visible_phase(k), x.data(), s);
+    }
+    AisResult result;
+    result.log_weights.resize(static_cast<size_t>(runs));
+    log_w.download(result.log_weights.data(), result.log_weights.size(), s);
+    stream_.synchronize();
+    result.log_z_base = ais_log_z_base(request.base_bias, H);
+    return result;
   }
 
  private:
@@ -258,6 +333,20 @@ class CudaBackend final : public Backend {
 
   cuda::GraphExec graph_;
   StepConfig graph_config_;
+
+  // Minibatch CD / PCD: epoch order, momentum, persistent chains (kernels/minibatch.cuh).
+  cuda::MinibatchTrainer minibatch_;
+  cuda::ModelView view() {
+    cuda::ModelView v;
+    v.blas = blas_.get();
+    v.stream = stream_.get();
+    v.W = W_.data();
+    v.b = b_.data();
+    v.a = has_a_ ? a_.data() : nullptr;
+    v.d = visible_;
+    v.H = hidden_;
+    return v;
+  }
 };
 
 }  // namespace

@@ -11,11 +11,24 @@
 
 namespace rbm {
 
+// How train_cd runs single-sample CD-k: the design card's cuBLAS GEMVs and small kernels per
+// iteration (gemv), or all iterations in one persistent kernel on a thread-block cluster with W
+// in shared memory (fused, kernels/fused_cd.cuh; compute capability 9.0).
+enum class CudaEngine { gemv, fused };
+
 struct CudaOptions {
-  // Capture one training iteration in a CUDA graph and replay it (off: enqueue every kernel).
+  CudaEngine engine = CudaEngine::gemv;
+  // gemv engine: capture one training iteration in a CUDA graph and replay it (off: enqueue
+  // every kernel).
   bool use_graph = true;
-  // Chains per batch in gibbs(); 0: as many as keep each (chains, max(d, H)) buffer <= 64 MiB.
+  // Chains per batch in gibbs(); 0: all at once (the memory needed is checked first: about
+  // (d + H) floats and d bytes per chain; too many chains are refused with InputError).
   int64_t gibbs_batch_chains = 0;
+  // gibbs() moves states to and from the device as bits (8 units per byte) instead of bytes.
+  bool packed_states = false;
+  // gibbs() runs its two GEMMs on TF32 tensor cores (10-bit mantissas for W; x and h are 0/1 and
+  // exact). Off: fp32. tests/cuda/test_cuda_minibatch.cpp checks the statistics agree.
+  bool tf32 = false;
 };
 
 // Empty when device 0 is usable by this build, else one line saying why not: "no CUDA device",

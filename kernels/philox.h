@@ -53,8 +53,8 @@ RBM_HD uint64_t philox_key(uint32_t seed, Purpose purpose) {
 // (training) or a chain (sampling, AIS); the phase says which step of it (train.md in
 // host/trainer.hpp lists them); the unit is the visible or hidden unit drawn.
 // On the device this is cuRAND's curand_init(key, stream, 4 n) then curand4, n = (phase << 32) |
-// block; the offset 4 n wraps mod 2^64 for phases >= 2^30, so kernels/gibbs_sample.cu adds n's
-// top bits as skipaheads (philox_words there).
+// block; the offset 4 n wraps mod 2^64 for phases >= 2^30, so kernels/philox_device.cuh adds
+// n's top bits as skipaheads (philox_words there).
 RBM_HD PhiloxBlock philox_block(uint64_t key, uint64_t stream, uint32_t phase, uint32_t block) {
   const uint32_t counter[4] = {block, phase, static_cast<uint32_t>(stream),
                                static_cast<uint32_t>(stream >> 32)};

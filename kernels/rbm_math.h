@@ -72,6 +72,14 @@ RBM_HD double softplus(double t) {
   return (t > 0.0 ? t : 0.0) + log1p(exp(-abs_t));
 }
 
+// softplus(t1) - softplus(t2) for t1, t2 of the same sign (AIS's beta u and beta' u), with one
+// log1p: max(t1, 0) - max(t2, 0) + log((1 + e1) / (1 + e2)), e = exp(-|t|), where
+// (1 + e1) / (1 + e2) = 1 + (e1 - e2) / (1 + e2) keeps its precision when t1 is close to t2.
+RBM_HD double softplus_difference(double t1, double t2) {
+  const double e1 = exp(-(t1 < 0.0 ? -t1 : t1)), e2 = exp(-(t2 < 0.0 ? -t2 : t2));
+  return ((t1 > 0.0 ? t1 : 0.0) - (t2 > 0.0 ? t2 : 0.0)) + log1p((e1 - e2) / (1.0 + e2));
+}
+
 // Ternary hidden units (h in {-1, 0, 1}), p(h = s | t) proportional to exp(s t).
 // log(1 + 2 cosh t) = |t| + log(1 + e + e^2) with e = exp(-|t|): no overflow for any t.
 RBM_HD double log_one_plus_two_cosh(double t) {

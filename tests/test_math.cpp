@@ -1,6 +1,7 @@
 // The math both builds share (kernels/rbm_math.h), against long-double references.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <limits>
@@ -76,6 +77,23 @@ TEST(Math, SoftplusAgreesWithLongDouble) {
     EXPECT_NEAR(softplus(t), static_cast<double>(want),
                 1e-15 * static_cast<double>(std::max(1.0L, want)))
         << t;
+  }
+}
+
+// Against long double for pairs of the same sign, near and far apart (AIS takes beta u and
+// beta' u with beta - beta' from 1e-5 to 1e-3): within 1e-15 of the larger softplus, plus 1e-15
+// relative to the difference, which is what double rounding of the two terms allows.
+TEST(Math, SoftplusDifferenceAgreesWithLongDouble) {
+  for (double u : {-700.0, -40.0, -3.0, -1e-6, 0.0, 2e-7, 0.7, 25.0, 700.0}) {
+    for (double step : {1e-5, 1e-3, 0.5}) {
+      const double t1 = u, t2 = (1.0 - step) * u;
+      const long double l1 = std::log1p(std::exp(static_cast<long double>(t1)));
+      const long double l2 = std::log1p(std::exp(static_cast<long double>(t2)));
+      const double want = static_cast<double>(l1 - l2);
+      EXPECT_NEAR(softplus_difference(t1, t2), want,
+                  1e-15 * (static_cast<double>(std::max({1.0L, l1, l2})) + std::fabs(want)))
+          << u << " " << step;
+    }
   }
 }
 

@@ -196,5 +196,15 @@ TEST(AtomicFile, ReportsThePathAndTheReason) {
   EXPECT_EQ(entries, 1);
 }
 
+// Found by fuzz/fuzz_npy (UndefinedBehaviorSanitizer): an empty array's data pointer may be null.
+TEST(Npy, RoundTripsAnEmptyArray) {
+  TempDir dir;
+  write_npy(dir / "empty.npy", {}, {0, 3});
+  const NpyArray array = read_npy(dir / "empty.npy");
+  EXPECT_EQ(array.shape, (std::vector<int64_t>{0, 3}));
+  EXPECT_TRUE(array.data.empty());
+  EXPECT_EQ(parse_npy("same", read_file(dir / "empty.npy")).shape, array.shape);
+}
+
 }  // namespace
 }  // namespace rbm

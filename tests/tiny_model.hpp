@@ -34,14 +34,17 @@ inline Params random_params(int d, int H, float scale, uint32_t seed, bool visib
   return p;
 }
 
-// A dataset of d-pixel images (width d, height 1) whose pixel i is bit i of each pattern.
+// A dataset of d-pixel images (width d, height 1) whose pixel i is bit i of each pattern (0 for
+// i >= 32: a shift by 32 or more is undefined, as UndefinedBehaviorSanitizer points out).
 inline Dataset bit_images(int d, const std::vector<uint32_t>& patterns) {
   Dataset data;
   data.width = d;
   data.height = 1;
   data.rows = static_cast<int64_t>(patterns.size());
   for (const uint32_t pattern : patterns) {
-    for (int i = 0; i < d; ++i) data.pixels.push_back(static_cast<uint8_t>((pattern >> i) & 1));
+    for (int i = 0; i < d; ++i) {
+      data.pixels.push_back(static_cast<uint8_t>(i < 32 ? (pattern >> i) & 1 : 0));
+    }
     data.labels.push_back(0);
   }
   return data;

@@ -1,0 +1,74 @@
+// Annealed importance sampling (Salakhutdinov & Murray 2008, "On the quantitative analysis of deep
+// belief networks") for log Z of an RBM: the schedule, the base model, the CPU reference, and the
+// summary both builds share. Backend::ais (host/backend.hpp) runs the chains; estimate_log_z
+// (host/log_z.hpp) decides between exact enumeration and AIS.
+//
+// Intermediate distributions, k = 0..K, with the base model's visible biases c (d):
+//   p_k*(x, h) = exp((1 - beta_k) c'x + beta_k (a'x + x'Wh + b'h))
+//   p_k*(x)    = exp((1 - beta_k) c'x + beta_k a'x) prod_j (1 + exp(beta_k (w_j'x + b_j)))
+// At beta_0 = 0 the visible units are independent Bernoulli(sigm(c_i)) and the hidden units fair
+// coins: Z_0 = prod_i (1 + exp(c_i)) 2^H, log Z_0 = sum_i softplus(c_i) + H log 2. At beta_K = 1,
+// p_K* is the RBM. A run draws x_1 ~ p_0, then for k = 1..K adds
+//   log p_k*(x_k) - log p_{k-1}*(x_k) = (beta_k - beta_{k-1}) (a - c)'x_k
+//                                       + sum_j softplus(beta_k u_j) - softplus(beta_{k-1} u_j)
+// with u = W'x_k + b, to its log weight, and (for k < K) moves x_k -> x_{k+1} by one Gibbs sweep
+// that leaves p_k invariant: h ~ sigm(beta_k u), x ~ sigm(beta_k (W h + a) + (1 - beta_k) c).
+// Then Z / Z_0 is estimated by the mean of the weights exp(log w).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "host/dataset.hpp"
+#include "host/model.hpp"
+
+namespace rbm {
+
+struct AisRequest {
+  std::vector<float> base_bias;  // (d) visible biases c of the base model; all 0: uniform base
+  std::vector<double> betas;     // (K + 1) inverse temperatures, 0 = beta_0 < ... < beta_K = 1
+  int64_t runs = 100;            // independent runs M
+  uint32_t seed = 1;             // draws: key (seed, Purpose::ais), see host/backend.hpp
+  uint64_t first_stream = 0;     // run r draws from stream first_stream + r
+};
+
+struct AisResult {
+  double log_z_base = 0.0;          // log Z_0 = sum_i softplus(c_i) + H log 2
+  std::vector<double> log_weights;  // (runs) log w of each run
+};
+
+// Throws InputError when the request does not fit a model of d visible units (bias length or
+// values, schedule not from 0 to 1 or not increasing, runs < 1).
+void check_ais_request(int d, const AisRequest& request);
+
+// log Z_0 of the base model with visible biases c (d) and H hidden units.
+double ais_log_z_base(const std::vector<float>& c, int H);
+
+// n_betas + 1 inverse temperatures from 0 to 1 (n_betas AIS steps), spaced as in Salakhutdinov &
+// Murray for n_betas = 14500: 500 uniformly in [0, 0.5), 4000 in [0.5, 0.9), 10000 in [0.9, 1.0]
+// plus the final 1; other counts scale the three segments proportionally (rounded, each >= 1).
+// n_betas >= 3.
+std::vector<double> ais_betas(int64_t n_betas);
+
+// The base-rate model's visible biases: log-odds of the smoothed pixel frequencies of the
+// training images, p_i = (count_i + 0.05) / (n + 0.1) (never 0 or 1).
+std::vector<float> base_rate_biases(const Dataset& train);
+
+// log Z = log Zhat with a +-3 standard-error interval: Zhat = Z_0 mean(w), interval
+// Z_0 (mean(w) -+ 3 sd(w) / sqrt(M)) (low is -inf when that is not positive); the effective sample
+// size (sum w)^2 / sum w^2 (1..M).
+struct AisSummary {
+  double log_z = 0.0, log_z_low = 0.0, log_z_high = 0.0, ess = 0.0;
+};
+AisSummary summarize_ais(const AisResult& result);
+
+// The CPU reference of Backend::ais: runs in parallel over the hardware threads, each run's
+// arithmetic the same whatever the thread count. Draws named as host/backend.hpp says.
+AisResult ais_cpu(const Params& params, const AisRequest& request);
+
+// An exact lower bound: log Z >= log of the terms h in {0, e_1, .., e_H} of
+// Z = sum_h exp(b'h) prod_i (1 + exp(a_i + W_i h)). Without visible biases the h = 0 term alone
+// is 2^d, the mass of uniform-noise images, which AIS from the base-rate model can miss.
+double log_partition_lower_bound(const Params& params);
+
+}  // namespace rbm

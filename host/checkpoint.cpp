@@ -1,0 +1,365 @@
+// Checkpoints: stage, commit, publish; loading and resuming (see checkpoint.hpp).
+#include "host/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "host/atomic_file.hpp"
+#include "host/errors.hpp"
+#include "host/metrics.hpp"
+#include "host/npy.hpp"
+#include "host/sha256.hpp"
+
+namespace rbm {
+namespace {
+
+const char* const kRunJson = "run.json";
+const char* const kStagedSuffix = ".next";
+constexpr int64_t kMaxUnits = 100'000;  // the CLI's bound on --hidden, and on d
+
+std::filesystem::path staged(const std::filesystem::path& dir, const std::string& name) {
+  return dir / (name + kStagedSuffix);
+}
+
+void rename_or_throw(const std::filesystem::path& from, const std::filesystem::path& to) {
+  if (std::rename(from.c_str(), to.c_str()) != 0) {
+    throw InputError(to.string() + ": cannot rename " + from.string() +
+                     " over it: " + std::strerror(errno));
+  }
+}
+
+// Makes the renames of a publish durable. A failure here loses nothing that run.json does not
+// already describe, so it is not worth stopping a run for.
+void sync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// A plain file name in the run directory: letters, digits, '_', '-', '.', not starting with '.'.
+bool valid_file_name(const std::string& name) {
+  if (name.empty() || name.front() == '.' || name.size() > 64) return false;
+  return name.find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") ==
+         std::string::npos;
+}
+
+[[noreturn]] void bad_run_json(const std::filesystem::path& dir, const std::string& what) {
+  throw InputError((dir / kRunJson).string() + ": " + what);
+}
+
+template <class T>
+T field(const std::filesystem::path& dir, const nlohmann::json& object, const char* path_text,
+        std::initializer_list<const char*> keys) {
+  const nlohmann::json* node = &object;
+  for (const char* key : keys) {
+    if (!node->is_object() || !node->contains(key)) {
+      bad_run_json(dir, std::string("no ") + path_text + " entry");
+    }
+    node = &(*node)[key];
+  }
+  try {
+    return node->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    bad_run_json(dir, std::string(path_text) + " has the wrong type: " + node->dump());
+  }
+}
+
+}  // namespace
+
+std::vector<CheckpointFile> param_files(const Params& params) {
+  std::vector<CheckpointFile> files;
+  files.push_back({"W.npy", encode_npy("W.npy", params.W, {params.visible, params.hidden})});
+  files.push_back({"b.npy", encode_npy("b.npy", params.b, {params.hidden})});
+  if (params.has_visible_bias()) {
+    files.push_back({"a.npy", encode_npy("a.npy", params.a, {params.visible})});
+  }
+  return files;
+}
+
+void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
+                      const std::vector<CheckpointFile>& files, nlohmann::json run) {
+  nlohmann::json sums = nlohmann::json::object();
+  for (const CheckpointFile& file : files) {  // 1. stage
+    if (!valid_file_name(file.name)) {
+      throw std::invalid_argument("write_checkpoint: bad file name '" + file.name + "'");
+    }
+    write_file_atomic(staged(dir, file.name), file.bytes);
+    sums[file.name] = sha256_hex(file.bytes);
+  }
+  run["checkpoint"] = {{"iteration", iteration}, {"sha256", sums}};
+  write_file_atomic(dir / kRunJson, run.dump(2) + "\n");  // 2. commit
+  for (const CheckpointFile& file : files) {              // 3. publish
+    rename_or_throw(staged(dir, file.name), dir / file.name);
+  }
+  sync_directory(dir);
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& dir) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(dir, error)) {
+    throw InputError(dir.string() + ": not a directory");
+  }
+  Checkpoint checkpoint;
+  const std::string text = read_file(dir / kRunJson);
+  try {
+    checkpoint.run = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    bad_run_json(dir, std::string("not valid JSON: ") + e.what());
+  }
+  const nlohmann::json& run = checkpoint.run;
+  if (!run.is_object() || !run.contains("checkpoint")) {
+    bad_run_json(dir, "no \"checkpoint\" entry (written before checkpoints, or not by rbm)");
+  }
+  checkpoint.iteration =
+      field<int64_t>(dir, run, "checkpoint.iteration", {"checkpoint", "iteration"});
+  const auto iteration = field<int64_t>(dir, run, "iteration", {"iteration"});
+  if (checkpoint.iteration < 0 || iteration != checkpoint.iteration) {
+    bad_run_json(dir, "inconsistent iteration: checkpoint.iteration " +
+                          std::to_string(checkpoint.iteration) + ", iteration " +
+                          std::to_string(iteration));
+  }
+  const auto sums = field<nlohmann::json>(dir, run, "checkpoint.sha256", {"checkpoint", "sha256"});
+  if (!sums.is_object()) bad_run_json(dir, "checkpoint.sha256 is not an object");
+  for (const auto& [name, sum] : sums.items()) {
+    if (!valid_file_name(name)) {
+      bad_run_json(dir, "checkpoint.sha256 names a file '" + name + "' outside the directory");
+    }
+    if (!sum.is_string()) bad_run_json(dir, "checkpoint.sha256." + name + " is not a string");
+  }
+
+  // Each file as published, or as staged when the publish was cut short.
+  for (const auto& [name, sum] : sums.items()) {
+    const std::string expected = sum.get<std::string>();
+    bool found = false;
+    for (const bool is_staged : {false, true}) {
+      const std::filesystem::path path = is_staged ? staged(dir, name) : dir / name;
+      std::error_code ignored;
+      if (!std::filesystem::exists(path, ignored)) continue;
+      std::string bytes = read_file(path);
+      if (sha256_hex(bytes) != expected) continue;
+      if (is_staged) checkpoint.staged.push_back(name);
+      checkpoint.files.push_back({name, std::move(bytes)});
+      found = true;
+      break;
+    }
+    if (!found) {
+      throw InputError((dir / name).string() + ": does not match the SHA-256 that " + kRunJson +
+                       " records for it (nor does " + name + kStagedSuffix +
+                       "): not the checkpoint's file, or damaged");
+    }
+  }
+  const auto load = [&](const std::string& name, size_t rank) -> NpyArray {
+    const std::filesystem::path path = dir / name;
+    for (const CheckpointFile& file : checkpoint.files) {
+      if (file.name != name) continue;
+      NpyArray array = parse_npy(path, file.bytes);
+      if (array.shape.size() != rank) {
+        throw InputError(path.string() + ": " + std::to_string(array.shape.size()) +
+                         "-D, expected " + (rank == 2 ? "2-D (d, H)" : "1-D"));
+      }
+      for (const int64_t dim : array.shape) {
+        if (dim < 1 || dim > kMaxUnits) {
+          throw InputError(path.string() + ": dimension " + std::to_string(dim) + " not in 1.." +
+                           std::to_string(kMaxUnits));
+        }
+      }
+      return array;
+    }
+    bad_run_json(dir, "checkpoint.sha256 lacks " + name);
+  };
+  const NpyArray W = load("W.npy", 2);
+  Params& params = checkpoint.params;
+  params.visible = static_cast<int>(W.shape[0]);
+  params.hidden = static_cast<int>(W.shape[1]);
+  params.W = W.data;
+  params.b = load("b.npy", 1).data;
+  if (sums.contains("a.npy")) params.a = load("a.npy", 1).data;
+  try {
+    check_shapes(params);
+  } catch (const InputError& e) {
+    throw InputError(dir.string() + ": " + e.what());
+  }
+  if (!all_finite(params)) {
+    throw InputError(dir.string() + ": the checkpoint's parameters are not all finite");
+  }
+  return checkpoint;
+}
+
+void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint) {
+  for (const std::string& name : checkpoint.staged) rename_or_throw(staged(dir, name), dir / name);
+  // Staged files of a checkpoint that was never committed (NAME.next), and temporary files of
+  // writers that were killed (.NAME.tmp.PID, host/atomic_file.cpp).
+  const auto stale = [](const std::string& file) {
+    const auto ends_in_pid = [&](const std::string& prefix_end) {
+      const size_t at = file.rfind(prefix_end);
+      return at != std::string::npos && at + prefix_end.size() < file.size() &&
+             file.find_first_not_of("0123456789", at + prefix_end.size()) == std::string::npos;
+    };
+    const auto is_ours = [](const std::string& name) {
+      return name == kRunJson || name == "metrics.csv" || name == "weights.png" ||
+             (valid_file_name(name) && name.ends_with(".npy"));
+    };
+    if (file.ends_with(kStagedSuffix)) {
+      return is_ours(file.substr(0, file.size() - std::strlen(kStagedSuffix)));
+    }
+    if (file.starts_with(".") && ends_in_pid(".tmp.")) {
+      std::string target = file.substr(1, file.rfind(".tmp.") - 1);
+      if (target.ends_with(kStagedSuffix)) {
+        target.resize(target.size() - std::strlen(kStagedSuffix));
+      }
+      return is_ours(target);
+    }
+    return false;
+  };
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (stale(entry.path().filename().string())) std::filesystem::remove(entry.path(), error);
+  }
+  sync_directory(dir);
+}
+
+namespace {
+
+// metrics.csv's header and its rows up to `iteration`: rows after the checkpoint are computed
+// again by the resumed run.
+std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
+  const std::filesystem::path path = dir / "metrics.csv";
+  const std::string text = read_file(path);
+  const std::string header = text.substr(0, text.find('\n') + 1);
+  if (header != metrics_csv_header(false) && header != metrics_csv_header(true)) {
+    throw InputError(path.string() + ": not rbm's metrics header");
+  }
+  std::string kept = header;
+  int line = 1;
+  for (size_t pos = header.size(); pos < text.size();) {
+    ++line;
+    const size_t end = text.find('\n', pos);
+    const std::string_view row(text.data() + pos,
+                               (end == std::string::npos ? text.size() : end) - pos);
+    int64_t row_iteration = -1;
+    const auto [stop, ec] = std::from_chars(row.data(), row.data() + row.size(), row_iteration);
+    if (end == std::string::npos || ec != std::errc() || stop == row.data() + row.size() ||
+        *stop != ',') {
+      throw InputError(path.string() + ": line " + std::to_string(line) + " is not a metrics row");
+    }
+    if (row_iteration <= iteration) (kept += row) += '\n';
+    pos = end + 1;
+  }
+  return kept;
+}
+
+template <class T>
+void require_field(const std::filesystem::path& dir, bool ok, const char* name, T value,
+                   const char* rule) {
+  if (!ok) bad_run_json(dir, std::string(name) + " " + std::to_string(value) + " is not " + rule);
+}
+
+}  // namespace
+
+TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int64_t> iters,
+                            std::optional<std::filesystem::path> data_dir) {
+  try {
+    Checkpoint checkpoint = load_checkpoint(dir);
+    const nlohmann::json& run = checkpoint.run;
+    const Params& params = checkpoint.params;
+    // Minibatch runs keep more state than the parameters (velocities, persistent chains); until
+    // their checkpoints carry it (as more files: CheckpointFile), they cannot resume exactly.
+    if (run.contains("algorithm") && run["algorithm"] != "cd") {
+      bad_run_json(dir, "a " + run["algorithm"].dump() +
+                            " run: only single-sample CD runs can be resumed so far");
+    }
+    TrainOptions options;
+    Recipe& r = options.recipe;
+    const auto iters_recorded = field<int64_t>(dir, run, "recipe.iters", {"recipe", "iters"});
+    const auto hidden = field<int64_t>(dir, run, "recipe.hidden", {"recipe", "hidden"});
+    const auto k = field<int64_t>(dir, run, "recipe.k", {"recipe", "k"});
+    const auto seed = field<int64_t>(dir, run, "recipe.seed", {"recipe", "seed"});
+    const auto lr = field<double>(dir, run, "recipe.lr", {"recipe", "lr"});
+    const auto init_std = field<double>(dir, run, "recipe.init_std", {"recipe", "init_std"});
+    r.visible_bias = field<bool>(dir, run, "recipe.visible_bias", {"recipe", "visible_bias"});
+    require_field(dir, iters_recorded >= checkpoint.iteration, "recipe.iters", iters_recorded,
+                  "at least the checkpoint's iteration");
+    require_field(dir, hidden == params.hidden, "recipe.hidden", hidden, "W.npy's H");
+    require_field(dir, k >= 1 && k <= kMaxUnits, "recipe.k", k, "in 1..100000");
+    require_field(dir, seed >= 0 && seed <= 0xFFFFFFFFll, "recipe.seed", seed, "in 0..4294967295");
+    require_field(dir, std::isfinite(lr) && lr > 0.0 && lr <= 1e6, "recipe.lr", lr, "in (0, 1e6]");
+    require_field(dir, std::isfinite(init_std) && init_std >= 0.0 && init_std <= 1e3,
+                  "recipe.init_std", init_std, "in [0, 1000]");
+    if (r.visible_bias != params.has_visible_bias()) {
+      bad_run_json(dir, std::string("recipe.visible_bias is ") +
+                            (r.visible_bias ? "true" : "false") + " but the checkpoint " +
+                            (params.has_visible_bias() ? "has" : "lacks") + " a.npy");
+    }
+    r.iters = iters_recorded;
+    r.hidden = static_cast<int>(hidden);
+    r.k = static_cast<int>(k);
+    r.seed = static_cast<uint32_t>(seed);
+    r.lr = static_cast<float>(lr);
+    r.init_std = static_cast<float>(init_std);
+    if (iters) {
+      if (*iters < checkpoint.iteration) {
+        throw InputError("--iters " + std::to_string(*iters) +
+                         " is below the checkpoint's iteration " +
+                         std::to_string(checkpoint.iteration));
+      }
+      r.iters = *iters;
+    }
+
+    options.data_dir =
+        data_dir ? *data_dir
+                 : std::filesystem::path(field<std::string>(dir, run, "data.dir", {"data", "dir"}));
+    const auto digit = field<nlohmann::json>(dir, run, "data.digit", {"data", "digit"});
+    if (digit == "all") {
+      options.digit.reset();
+    } else if (digit.is_number_integer() && digit.get<int64_t>() >= 0 &&
+               digit.get<int64_t>() <= 9) {
+      options.digit = digit.get<int>();
+    } else {
+      bad_run_json(dir, "data.digit " + digit.dump() + " is not 0..9 or \"all\"");
+    }
+    options.split = parse_split(field<std::string>(dir, run, "data.split", {"data", "split"}));
+    options.log_every = field<int64_t>(dir, run, "schedule.log_every", {"schedule", "log_every"});
+    options.checkpoint_every =
+        field<int64_t>(dir, run, "schedule.checkpoint_every", {"schedule", "checkpoint_every"});
+    require_field(dir, options.log_every >= 1, "schedule.log_every", options.log_every,
+                  "at least 1");
+    require_field(dir, options.checkpoint_every >= 1, "schedule.checkpoint_every",
+                  options.checkpoint_every, "at least 1");
+    if (run["schedule"].contains("eval_every")) {
+      options.eval_every =
+          field<int64_t>(dir, run, "schedule.eval_every", {"schedule", "eval_every"});
+      require_field(dir, options.eval_every >= 0, "schedule.eval_every", options.eval_every,
+                    "at least 0");
+    }
+    // Runs recorded before `train --eval-every` existed have no eval_every: none.
+    options.eval_every = run["schedule"].value("eval_every", int64_t{0});
+    require_field(dir, options.eval_every >= 0 && options.eval_every % options.log_every == 0,
+                  "schedule.eval_every", options.eval_every, "0 or a multiple of log_every");
+    options.out_dir = dir;
+
+    ResumeFrom resume;
+    resume.iteration = checkpoint.iteration;
+    resume.train_seconds = field<double>(dir, run, "train_seconds", {"train_seconds"});
+    resume.data_sha256 = field<std::string>(dir, run, "data.sha256", {"data", "sha256"});
+    resume.metrics_csv = metrics_up_to(dir, checkpoint.iteration);
+    tidy_run_directory(dir, checkpoint);
+    resume.params = std::move(checkpoint.params);
+    options.resume = std::move(resume);
+    return options;
+  } catch (const InputError& e) {
+    throw InputError("--resume " + dir.string() + ": " + e.what());
+  }
+}
+
+}  // namespace rbm

@@ -1,0 +1,65 @@
+// Checkpoints in a run directory: W.npy, b.npy, [a.npy] and run.json, whose "checkpoint" entry
+// names the iteration and the SHA-256 of each parameter file, so that a loader can tell that the
+// files on disk belong together. The recipe is single-sample SGD CD-k: no momentum buffers or
+// persistent chains to keep, and the RNG is counter-based, so its position is the iteration.
+//
+// A checkpoint is written in three steps, each file atomically (host/atomic_file.hpp):
+//   1. stage:   each parameter file is written as NAME.next (W.npy.next, ...);
+//   2. commit:  run.json, naming the iteration and the SHA-256 of each staged file;
+//   3. publish: each NAME.next is renamed over NAME.
+// Wherever a kill lands, run.json and either NAME or NAME.next agree: before the commit run.json
+// still names the previous files, which are still in place; after it each file is either
+// published already or still staged. load_checkpoint takes whichever matches.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "host/model.hpp"
+#include "host/trainer.hpp"
+
+namespace rbm {
+
+// One file of a checkpoint: a file name in the run directory (NAME.npy) and its bytes.
+struct CheckpointFile {
+  std::string name;
+  std::string bytes;
+};
+
+// W.npy, b.npy and, with visible biases, a.npy, encoded as write_npy writes them.
+std::vector<CheckpointFile> param_files(const Params& params);
+
+// Writes `files` (at least param_files(); a trainer with more state adds its own .npy files) as
+// the checkpoint at `iteration`; `run` is run.json's content, to which this adds the
+// "checkpoint" entry. Throws InputError naming the file when a write fails.
+void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
+                      const std::vector<CheckpointFile>& files, nlohmann::json run);
+
+struct Checkpoint {
+  nlohmann::json run;  // run.json, as read
+  int64_t iteration = 0;
+  Params params;                      // from W.npy, b.npy, [a.npy]
+  std::vector<CheckpointFile> files;  // every file of the checkpoint, checked against its SHA-256
+  std::vector<std::string> staged;    // files found only as NAME.next (a publish was cut short)
+};
+
+// Reads run.json and the files it names and checks that they belong together (SHA-256 of each
+// file, one iteration), and that W.npy, b.npy, [a.npy] parse, have consistent shapes and hold
+// finite values. Reads only. Throws InputError naming the file and the problem.
+Checkpoint load_checkpoint(const std::filesystem::path& dir);
+
+// Finishes what a killed run left: publishes the checkpoint's staged files and removes stale
+// NAME.next and temporary files, so that the next checkpoint starts from a clean directory.
+void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint);
+
+// The options to continue the run in `dir` (the recipe, data selection and schedule it was
+// started with; out_dir = dir; resume = the checkpoint), after tidy_run_directory. `iters`
+// extends the run (at least the checkpoint's iteration); `data_dir` points at the same data in
+// another place (its checksum must match). Throws InputError starting "--resume DIR: ".
+TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int64_t> iters,
+                            std::optional<std::filesystem::path> data_dir);
+
+}  // namespace rbm

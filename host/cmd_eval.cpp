@@ -1,0 +1,202 @@
+// `eval --model DIR`: how good a trained model is. log Z (exact for small H, else AIS on the
+// backend; host/log_z.hpp), the average log p(x) of the selected images with the interval carried
+// over from log Z, the exact pseudo-log-likelihood, the mean-field reconstruction error and the
+// free-energy gap to the training images. Text, or one JSON object with --json.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "host/ais.hpp"
+#include "host/atomic_file.hpp"
+#include "host/backend.hpp"
+#include "host/command_flags.hpp"
+#include "host/commands.hpp"
+#include "host/errors.hpp"
+#include "host/evaluate.hpp"
+#include "host/log_z.hpp"
+#include "host/model_io.hpp"
+
+namespace rbm {
+namespace {
+
+struct EvalFlags {
+  std::string model, data = "data/mnist", digit, split = "test", method = "auto";
+  int64_t ais_runs = 100, ais_betas = 14500, seed = 1;
+  bool json = false;
+};
+
+// The digit the model was trained on, from DIR/run.json; 3 (the reference recipe's) when there is
+// no readable record.
+std::string recorded_digit(const std::filesystem::path& dir) {
+  try {
+    const nlohmann::json run = nlohmann::json::parse(read_file(dir / "run.json"));
+    const nlohmann::json& digit = run.at("data").at("digit");
+    return digit.is_number_integer() ? std::to_string(digit.get<int>()) : digit.get<std::string>();
+  } catch (const std::exception&) {
+    return "3";
+  }
+}
+
+LogZMethod parse_method(const std::string& text) {
+  if (text == "auto") return LogZMethod::automatic;
+  if (text == "exact") return LogZMethod::exact;
+  if (text == "ais") return LogZMethod::ais;
+  throw InputError("--method must be auto, exact or ais (got '" + text + "')");
+}
+
+std::string fixed(double v, int decimals = 3) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  return text;
+}
+
+}  // namespace
+
+int run_eval_command(const std::string& program, const std::vector<std::string>& args) {
+  CLI::App app{
+      "evaluate a trained model: log Z (exact for H <= 24, else annealed importance "
+      "sampling), average log p(x) and exact pseudo-log-likelihood of MNIST images",
+      "eval"};
+  EvalFlags f;
+  app.add_option("--model", f.model, "run directory holding W.npy, b.npy [, a.npy, run.json]")
+      ->required();
+  app.add_option("--data", f.data, "directory of the MNIST IDX files")->capture_default_str();
+  app.add_option("--digit", f.digit, "digit to score: 0..9 or all (default: run.json's, else 3)");
+  app.add_option("--split", f.split, "MNIST split to score: test, train or all")
+      ->capture_default_str();
+  app.add_option("--method", f.method, "log Z: auto (exact for H <= 24), exact or ais")
+      ->capture_default_str();
+  app.add_option("--ais-runs", f.ais_runs, "AIS runs per base model")->capture_default_str();
+  app.add_option("--ais-betas", f.ais_betas, "AIS steps (inverse temperatures)")
+      ->capture_default_str();
+  app.add_option("--seed", f.seed, "seed of the AIS draws, 0..4294967295")->capture_default_str();
+  app.add_flag("--json", f.json, "print one JSON object instead of text");
+  if (const auto exit_code = parse_command_flags(app, args, program)) return *exit_code;
+
+  require_flag(f.ais_runs >= 2 && f.ais_runs <= 10'000'000, "--ais-runs", "in 2..1e7", f.ais_runs);
+  require_flag(f.ais_betas >= 3 && f.ais_betas <= 100'000'000, "--ais-betas", "in 3..1e8",
+               f.ais_betas);
+  require_flag(f.seed >= 0 && f.seed <= 0xFFFFFFFFll, "--seed", "in 0..4294967295", f.seed);
+  const Split split = parse_split(f.split);
+  const std::string digit_text = f.digit.empty() ? recorded_digit(f.model) : f.digit;
+  const std::optional<int> digit = parse_digit_flag("--digit", digit_text);
+  LogZOptions options;
+  options.method = parse_method(f.method);
+  options.ais_runs = f.ais_runs;
+  options.ais_betas = f.ais_betas;
+  options.seed = static_cast<uint32_t>(f.seed);
+
+  const auto start = std::chrono::steady_clock::now();
+  const Params params = read_model(f.model);
+  if (!all_finite(params)) throw InputError("--model " + f.model + ": a parameter is not finite");
+  const Dataset images = load_mnist(f.data, digit, split);
+  const Dataset train = load_mnist(f.data, digit, Split::train);
+  if (images.rows == 0 || train.rows == 0) {
+    throw InputError("no images match --digit " + digit_text + " and --split " + f.split);
+  }
+  if (images.cols() != params.visible) {
+    throw InputError("--model " + f.model + " has " + std::to_string(params.visible) +
+                     " visible units, the images " + std::to_string(images.cols()) + " pixels");
+  }
+  options.base_rate = base_rate_biases(train);
+
+  std::unique_ptr<Backend> backend = make_backend();
+  backend->set_params(params);
+  const LogZEstimate log_z = estimate_log_z(*backend, params, options);
+  const double free_energy = mean_free_energy(params, images);
+  const double free_energy_train = mean_free_energy(params, train);
+  const double avg_log_p = -free_energy - log_z.log_z;
+  const double avg_pll = mean_pseudo_log_likelihood(params, images);
+  const double recon = reconstruction_error(params, images);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  if (f.json) {
+    nlohmann::json bases = nlohmann::json::object();
+    for (const AisBaseReport& base : log_z.bases) {
+      const AisSummary& s = base.summary;
+      bases[base.name] = {{"log_z", s.log_z},
+                          {"log_z_low", std::isfinite(s.log_z_low) ? nlohmann::json(s.log_z_low)
+                                                                   : nlohmann::json(nullptr)},
+                          {"log_z_high", s.log_z_high},
+                          {"ess", s.ess},
+                          {"log_z_base", base.log_z_base},
+                          {"seconds", base.seconds}};
+    }
+    nlohmann::json out = {{"model", f.model},
+                          {"backend", backend->name()},
+                          {"d", params.visible},
+                          {"H", params.hidden},
+                          {"visible_bias", params.has_visible_bias()},
+                          {"digit", digit ? nlohmann::json(*digit) : nlohmann::json("all")},
+                          {"split", split_name(split)},
+                          {"n_images", images.rows},
+                          {"log_z", log_z.log_z},
+                          {"log_z_method", log_z.method},
+                          {"log_z_low", log_z.log_z_low},
+                          {"log_z_high", log_z.log_z_high},
+                          {"log_z_lower_bound", log_z.lower_bound},
+                          {"ess", log_z.ess ? nlohmann::json(*log_z.ess) : nlohmann::json(nullptr)},
+                          {"avg_log_p", avg_log_p},
+                          {"avg_log_p_low", -free_energy - log_z.log_z_high},
+                          {"avg_log_p_high", -free_energy - log_z.log_z_low},
+                          {"avg_pll", avg_pll},
+                          {"recon_error", recon},
+                          {"free_energy", free_energy},
+                          {"free_energy_train", free_energy_train},
+                          {"free_energy_gap", free_energy - free_energy_train},
+                          {"log_z_seconds", log_z.seconds},
+                          {"seconds", seconds}};
+    if (log_z.method == "ais") {
+      out["ais"] = {{"runs", f.ais_runs},
+                    {"betas", f.ais_betas},
+                    {"seed", f.seed},
+                    {"base_rate_images", train.rows},
+                    {"chosen_base", log_z.chosen_base},
+                    {"bases", bases}};
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+
+  std::printf("model %s (d = %d, H = %d, visible bias: %s) on %s\n", f.model.c_str(),
+              params.visible, params.hidden, params.has_visible_bias() ? "yes" : "no",
+              backend->device_description().c_str());
+  std::printf("images      digit %s, split %s: %lld images\n", digit_text.c_str(),
+              split_name(split), static_cast<long long>(images.rows));
+  for (const AisBaseReport& base : log_z.bases) {
+    const AisSummary& s = base.summary;
+    std::printf("AIS %-9s %lld runs x %lld betas, seed %lld: log Z %s [%s, %s] ESS %.1f, %.1f s\n",
+                base.name.c_str(), static_cast<long long>(f.ais_runs),
+                static_cast<long long>(f.ais_betas), static_cast<long long>(f.seed),
+                fixed(s.log_z).c_str(),
+                std::isfinite(s.log_z_low) ? fixed(s.log_z_low).c_str() : "-inf",
+                fixed(s.log_z_high).c_str(), s.ess, base.seconds);
+  }
+  if (log_z.method == "exact") {
+    std::printf("log Z       %s exact (enumerating 2^%d hidden states, %.1f s)\n",
+                fixed(log_z.log_z, 6).c_str(), params.hidden, log_z.seconds);
+  } else {
+    std::printf(
+        "log Z       %s [%s, %s] (+-3 sd) AIS from the %s base, ESS %.1f; exact lower "
+        "bound %s\n",
+        fixed(log_z.log_z).c_str(), fixed(log_z.log_z_low).c_str(), fixed(log_z.log_z_high).c_str(),
+        log_z.chosen_base.c_str(), *log_z.ess, fixed(log_z.lower_bound).c_str());
+  }
+  std::printf("avg log p  %s nats [%s, %s]\n", fixed(avg_log_p).c_str(),
+              fixed(-free_energy - log_z.log_z_high).c_str(),
+              fixed(-free_energy - log_z.log_z_low).c_str());
+  std::printf("avg PLL    %s nats (exact, all %d pixels)\n", fixed(avg_pll).c_str(),
+              params.visible);
+  std::printf("recon err  %.5f (mean-field, per pixel)\n", recon);
+  std::printf("free energy %s here, %s on the %lld training images (gap %s)\n",
+              fixed(free_energy).c_str(), fixed(free_energy_train).c_str(),
+              static_cast<long long>(train.rows), fixed(free_energy - free_energy_train).c_str());
+  std::printf("%.1f s\n", seconds);
+  return 0;
+}
+
+}  // namespace rbm

@@ -1,0 +1,54 @@
+// The CPU's GEMM paths (issue 5): the many-chain Gibbs sampler and minibatch CD-k / PCD-k, on
+// OpenBLAS sgemm with the sigmoid and Bernoulli draw fused into one pass over each GEMM's output.
+// Work is split into tasks whose boundaries depend on the problem's shape only, never on the
+// thread count, and each task calls a single-threaded sgemm: results are bit-identical on any
+// number of threads. Shapes: W (d, H) row-major; states and chains (n, d) row-major.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "host/dataset.hpp"
+#include "host/minibatch.hpp"
+#include "host/model.hpp"
+
+namespace rbm::cpu {
+
+// Threads for the GEMM paths: RBM_CPU_THREADS when set (>= 1), else the hardware threads.
+int gemm_threads();
+
+// Advances n_chains chains by `steps` Gibbs steps x -> h -> x' from global step first_step on,
+// states (n_chains, d) of 0/1 in place. Chain c's draws: key, stream c, phases
+// sample_hidden_phase(g) and sample_visible_phase(g) at global step g (host/backend.hpp), so
+// Backend::gibbs is this under key (seed, Purpose::sample). Chains are split into tiles of
+// kSampleTile, each tile run through all steps on one thread (its states stay in cache).
+constexpr int64_t kSampleTile = 256;
+void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,
+                   int64_t first_step, int64_t steps, int threads);
+
+// Minibatch CD-k / PCD-k on the CPU (host/minibatch.hpp gives the meaning). Holds a copy of the
+// staged images, the permutation of the current epoch, and the training state.
+class MinibatchTrainer {
+ public:
+  MinibatchTrainer();
+  ~MinibatchTrainer();
+  MinibatchTrainer(const MinibatchTrainer&) = delete;
+  MinibatchTrainer& operator=(const MinibatchTrainer&) = delete;
+
+  void stage(const Dataset& train);  // also clears the training state
+  void clear_state();
+
+  // Updates [first, first + count) on params (d must match the staged images).
+  void train(Params& params, const Recipe& recipe, int64_t first, int64_t count, int threads);
+
+  TrainingState state() const;
+  // Throws InputError when a vector's size does not fit params (empty vectors are allowed).
+  void set_state(const Params& params, const TrainingState& state);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rbm::cpu

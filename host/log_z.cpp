@@ -1,0 +1,57 @@
+// log Z for eval and training (see log_z.hpp).
+#include "host/log_z.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "host/errors.hpp"
+
+namespace rbm {
+
+LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  LogZEstimate estimate;
+  estimate.lower_bound = log_partition_lower_bound(params);
+  const bool exact =
+      options.method == LogZMethod::exact ||
+      (options.method == LogZMethod::automatic && params.hidden <= options.max_exact_hidden);
+  if (exact) {
+    if (params.hidden > 30) throw InputError("exact log Z needs H <= 30 (this model has more)");
+    estimate.method = "exact";
+    estimate.log_z = estimate.log_z_low = estimate.log_z_high = backend.exact_log_partition();
+    estimate.seconds = seconds_since(start);
+    return estimate;
+  }
+  if (options.ais_runs < 2) throw InputError("--ais-runs must be at least 2");
+  estimate.method = "ais";
+  AisRequest request;
+  request.betas = ais_betas(options.ais_betas);
+  request.runs = options.ais_runs;
+  request.seed = options.seed;
+  const std::vector<float> uniform(static_cast<size_t>(params.visible), 0.0f);
+  for (const bool base_rate : {true, false}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    request.base_bias = base_rate ? options.base_rate : uniform;
+    request.first_stream = base_rate ? 0 : static_cast<uint64_t>(options.ais_runs);
+    const AisResult result = backend.ais(request);
+    estimate.bases.push_back({base_rate ? "base-rate" : "uniform", result.log_z_base,
+                              summarize_ais(result), seconds_since(t0)});
+  }
+  const AisBaseReport& best = *std::max_element(estimate.bases.begin(), estimate.bases.end(),
+                                                [](const AisBaseReport& l, const AisBaseReport& r) {
+                                                  return l.summary.log_z < r.summary.log_z;
+                                                });
+  estimate.chosen_base = best.name;
+  estimate.ess = best.summary.ess;
+  // log Z >= lower_bound holds exactly: an estimate (or interval end) below it is raised to it.
+  estimate.log_z = std::max(best.summary.log_z, estimate.lower_bound);
+  estimate.log_z_low = std::max(best.summary.log_z_low, estimate.lower_bound);
+  estimate.log_z_high = std::max(best.summary.log_z_high, estimate.lower_bound);
+  estimate.seconds = seconds_since(start);
+  return estimate;
+}
+
+}  // namespace rbm

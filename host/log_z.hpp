@@ -1,0 +1,58 @@
+// log Z of the backend's current model, the way `eval` and `train --eval-every` obtain it: exact
+// enumeration of the hidden layer when H is small, otherwise AIS from two base models (the
+// base-rate one of Salakhutdinov & Murray and the uniform one), keeping the larger estimate, and
+// never below the exact lower bound of host/ais.hpp.
+//
+// Why two bases: an RBM without (or with weak) visible biases puts the mass 2^d exp(0) of
+// uniform-noise images at h = 0 (log Z >= d log 2 = 543.4 for d = 784). AIS from the base-rate
+// model starts among digit-like images and misses that mode (scripts/independent_eval.py --check
+// saw -4 to -11 nats on trained H = 10 models); AIS from the uniform base starts among noise and
+// finds it, but misses the digit modes of a model with strong visible biases. Each estimate Zhat
+// has E[Zhat] = Z, so P(log Zhat > log Z + t) <= exp(-t) (Markov): an estimate is a stochastic
+// lower bound whose failure is a missed mode, too small a log Z. The larger of two keeps the bound
+// (P <= 2 exp(-t)) and repairs whichever missed a mode the other found.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/ais.hpp"
+#include "host/backend.hpp"
+#include "host/model.hpp"
+
+namespace rbm {
+
+enum class LogZMethod { automatic, exact, ais };
+
+struct LogZOptions {
+  LogZMethod method = LogZMethod::automatic;
+  int max_exact_hidden = 24;  // automatic: exact for H <= this, else AIS
+  int64_t ais_runs = 100;
+  int64_t ais_betas = 14500;
+  uint32_t seed = 1;
+  std::vector<float> base_rate;  // (d) base_rate_biases of the training images
+};
+
+struct AisBaseReport {
+  std::string name;  // "base-rate" or "uniform"
+  double log_z_base = 0.0;
+  AisSummary summary;
+  double seconds = 0.0;
+};
+
+struct LogZEstimate {
+  std::string method;  // "exact" or "ais"
+  double log_z = 0.0, log_z_low = 0.0, log_z_high = 0.0;
+  std::optional<double> ess;         // AIS: the chosen base's effective sample size
+  std::vector<AisBaseReport> bases;  // AIS: base-rate (streams 0..M-1), uniform (M..2M-1)
+  std::string chosen_base;           // AIS: the base with the larger estimate
+  double lower_bound = 0.0;          // log_partition_lower_bound
+  double seconds = 0.0;
+};
+
+// The backend must hold `params` (set_params). Throws InputError for bad options.
+LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOptions& options);
+
+}  // namespace rbm

@@ -1,0 +1,42 @@
+// Stop requests for the training loop: SIGINT and SIGTERM only record which signal came (the
+// handler is async-signal-safe), and the loop polls between pieces of training, writes a
+// checkpoint and throws Interrupted; the CLI exits with 128 + the signal number.
+#pragma once
+
+#include <signal.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace rbm {
+
+// Installs the handlers for its lifetime and restores the previous ones on destruction. A signal
+// that was ignored when the program started (a background job's SIGINT) stays ignored. Each
+// handler is one-shot (SA_RESETHAND): a second Ctrl-C kills the program at once, which the atomic
+// writes make safe.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  // 0 while none came, else the first of SIGINT or SIGTERM that did.
+  int received() const;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+// "SIGINT", "SIGTERM", or "signal N".
+std::string signal_name(int signal_number);
+
+// Training stopped on a signal after writing its checkpoint.
+struct Interrupted : std::runtime_error {
+  Interrupted(int signal_number, const std::string& what)
+      : std::runtime_error(what), signal(signal_number) {}
+  int signal;
+};
+
+}  // namespace rbm

@@ -1,0 +1,31 @@
+// `train --eval-every` (see train_eval.hpp).
+#include "host/train_eval.hpp"
+
+#include "host/evaluate.hpp"
+#include "host/log_z.hpp"
+
+namespace rbm {
+
+EvalMetrics evaluate_for_metrics(Backend& backend, const Params& params, const Dataset& train_batch,
+                                 const Dataset* heldout_batch, const std::vector<float>& base_rate,
+                                 uint32_t seed) {
+  LogZOptions options;
+  options.max_exact_hidden = kTrainExactHidden;
+  options.ais_runs = kTrainAisRuns;
+  options.ais_betas = kTrainAisBetas;
+  options.seed = seed;
+  options.base_rate = base_rate;
+  const LogZEstimate log_z = estimate_log_z(backend, params, options);
+  EvalMetrics metrics;
+  metrics.log_z = log_z.log_z;
+  metrics.log_z_method = log_z.method;
+  metrics.log_p_train = mean_log_prob(params, train_batch, log_z.log_z);
+  metrics.pll_train = mean_pseudo_log_likelihood(params, train_batch);
+  if (heldout_batch != nullptr) {
+    metrics.log_p_heldout = mean_log_prob(params, *heldout_batch, log_z.log_z);
+    metrics.pll_heldout = mean_pseudo_log_likelihood(params, *heldout_batch);
+  }
+  return metrics;
+}
+
+}  // namespace rbm

@@ -1,0 +1,35 @@
+// Single-sample CD-k in one persistent kernel (issue 8): W split by rows over the CTAs of one
+// thread-block cluster and kept in their shared memory for the whole run; the partial sums of
+// W'x are exchanged through distributed shared memory between cluster barriers. Same draws as
+// host/backend.hpp names them, so the result matches the CPU reference up to float summation
+// order. Launcher only; the kernel is static in fused_cd.cu.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+namespace rbm::cuda {
+
+struct FusedCdArgs {
+  float* W = nullptr;  // (d, H), row-major, device
+  float* b = nullptr;  // (H), device
+  float* a = nullptr;  // (d), device, null without visible bias
+  int d = 0, H = 0;
+  const uint8_t* images = nullptr;  // (rows, d) of 0/1, device
+  int64_t rows = 0;
+  uint64_t key = 0;  // philox_key(seed, Purpose::train)
+  float lr = 0.0f;
+  int k = 1;
+  int64_t first_iteration = 0, count = 0;
+};
+
+// Empty when the fused kernel can train this shape on the current device, else why not (no
+// thread-block clusters before compute capability 9.0; W's share per CTA beyond shared memory).
+std::string fused_cd_unsupported_reason(int d, int H);
+
+// Runs iterations [first_iteration, first_iteration + count) in one launch on `stream`.
+void launch_fused_cd(const FusedCdArgs& args, cudaStream_t stream);
+
+}  // namespace rbm::cuda

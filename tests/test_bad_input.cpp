@@ -1,0 +1,474 @@
+// Bad input to rbm_cpu, each refused with exit code 2 and one line that names the flag or the file
+// and the problem, never a crash: invalid values of every training flag, broken IDX files in a
+// --data directory, broken or mismatched .npy files and run.json in a --resume directory, and
+// output directories that cannot be written.
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "host/atomic_file.hpp"
+#include "host/model_io.hpp"
+#include "host/npy.hpp"
+#include "tests/checkpoint_util.hpp"
+#include "tests/cli_runner.hpp"
+#include "tests/test_util.hpp"
+
+namespace rbm {
+namespace {
+
+using test::TempDir;
+using test::write_bytes;
+
+test::CommandResult run_cpu(const std::vector<std::string>& args) {
+  return test::run_command(RBM_CPU_EXE, args);
+}
+
+std::string join(const std::vector<std::string>& args) {
+  std::string text;
+  for (const std::string& arg : args) text += (text.empty() ? "'" : " '") + arg + "'";
+  return text;
+}
+
+// Exit code 2, one line, and each of `parts` in it.
+void expect_refused(const std::vector<std::string>& args, const std::vector<std::string>& parts) {
+  const test::CommandResult r = run_cpu(args);
+  EXPECT_EQ(r.exit_code, 2) << join(args) << ": " << r.output;
+  EXPECT_EQ(test::line_count(r.output), 1) << join(args) << ": " << r.output;
+  for (const std::string& part : parts) {
+    EXPECT_NE(r.output.find(part), std::string::npos)
+        << join(args) << ": the message should name '" << part << "': " << r.output;
+  }
+}
+
+// --- flags --------------------------------------------------------------------------------------
+
+TEST(BadInput, EveryTrainingFlagRefusesItsInvalidValues) {
+  const std::vector<std::string> not_numbers = {
+      "abc", "", "nan", "1.5", "0x", "--", "1e99", "99999999999999999999", "-99999999999999999999"};
+  struct Flag {
+    std::string name;
+    std::vector<std::string> bad;  // beyond not_numbers
+  };
+  const std::vector<Flag> integer_flags = {
+      {"--iters", {"0", "-1", "1000000000001"}},
+      {"--hidden", {"0", "-3", "100001"}},
+      {"--k", {"0", "-1", "100001"}},
+      {"--seed", {"-1", "4294967296"}},
+      {"--log-every", {"0", "-1", "1000000000001"}},
+      {"--checkpoint-every", {"0", "-1", "1000000000001"}},
+  };
+  for (const Flag& flag : integer_flags) {
+    std::vector<std::string> values = flag.bad;
+    values.insert(values.end(), not_numbers.begin(), not_numbers.end());
+    for (const std::string& value : values) expect_refused({flag.name, value}, {flag.name});
+    expect_refused({"--iters", "10", flag.name}, {flag.name});  // no value at all
+  }
+  const std::vector<Flag> real_flags = {
+      {"--lr", {"0", "-0.1", "nan", "-nan", "inf", "-inf", "1e7", "1e400", "abc", "", "0.1.2"}},
+      {"--init-std", {"-1", "nan", "inf", "1001", "1e400", "abc", "", "--"}},
+  };
+  for (const Flag& flag : real_flags) {
+    for (const std::string& value : flag.bad) expect_refused({flag.name, value}, {flag.name});
+  }
+  for (const char* value : {"11", "-1", "three", "", "3.0", "03", "all3"}) {
+    expect_refused({"--digit", value}, {"--digit"});
+  }
+  for (const char* value : {"validation", "", "ALL", "train,test"}) {
+    expect_refused({"--split", value}, {"--split"});
+  }
+  expect_refused({"--bogus", "1"}, {"--bogus"});
+  expect_refused({"--iters", "10", "stray"}, {"stray"});
+  expect_refused({"--visible-bias=maybe"}, {"--visible-bias"});
+}
+
+TEST(BadInput, DataDirectoryThatIsNotOne) {
+  TempDir dir;
+  write_bytes(dir / "file", "x");
+  expect_refused({"--data", (dir / "missing").string(), "--iters", "5"},
+                 {(dir / "missing").string(), "--data"});
+  expect_refused({"--data", (dir / "file").string(), "--iters", "5"},
+                 {(dir / "file").string(), "--data"});
+  expect_refused({"--data", "", "--iters", "5"}, {"--data"});
+  expect_refused({"--data", dir.path().string(), "--iters", "5"},
+                 {"train-images-idx3-ubyte", "not found"});
+}
+
+// --- IDX files through --data -------------------------------------------------------------------
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+std::string idx_file(uint32_t magic, const std::vector<uint32_t>& dims, const std::string& data) {
+  std::string file = be32(magic);
+  for (const uint32_t d : dims) file += be32(d);
+  return file + data;
+}
+
+std::string gzip(const std::string& raw) {
+  z_stream zs{};
+  deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&zs, static_cast<uLong>(raw.size())), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// A tiny MNIST: n images of 28x28 (image k all pixels 40 k) with the given labels.
+std::string images(int n) {
+  std::string data;
+  for (int k = 0; k < n; ++k) data.append(784, static_cast<char>(40 * k));
+  return idx_file(0x803, {static_cast<uint32_t>(n), 28, 28}, data);
+}
+std::string labels(const std::string& values) {
+  return idx_file(0x801, {static_cast<uint32_t>(values.size())}, values);
+}
+
+const char* const kTrainImages = "train-images-idx3-ubyte";
+const char* const kTrainLabels = "train-labels-idx1-ubyte";
+
+void write_tiny_mnist(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  write_bytes(dir / kTrainImages, images(5));
+  write_bytes(dir / kTrainLabels, labels(std::string("\3\3\1\3\3")));
+  write_bytes(dir / "t10k-images-idx3-ubyte", images(3));
+  write_bytes(dir / "t10k-labels-idx1-ubyte", labels(std::string("\3\2\3")));
+}
+
+TEST(BadInput, BrokenIdxFilesInTheDataDirectory) {
+  TempDir dir;
+  {  // The tiny data set itself trains: what follows fails only for what was broken.
+    write_tiny_mnist(dir / "good");
+    const test::CommandResult r = run_cpu({"--data", (dir / "good").string(), "--iters", "20",
+                                           "--hidden", "4", "--out", (dir / "run").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  struct Case {
+    std::string what, file, bytes;
+    std::vector<std::string> parts;
+  };
+  const std::string good = images(5);
+  std::string huge = good;
+  huge.replace(4, 4, be32(0x7fffffff));  // 2^31 images of 28x28 in a file of 5
+  std::string absurd = idx_file(0x803, {0xffffffff, 0xffffffff, 0xffffffff}, "");
+  const std::vector<Case> cases = {
+      {"truncated", kTrainImages, good.substr(0, good.size() - 100), {"truncated"}},
+      {"trailing data", kTrainImages, good + "xyz", {"trailing data"}},
+      {"empty", kTrainImages, "", {"truncated header"}},
+      {"short header", kTrainImages, good.substr(0, 10), {"truncated header"}},
+      {"bad magic", kTrainImages, idx_file(0x12345678, {5, 28, 28}, ""), {"bad magic"}},
+      {"float data type", kTrainImages, idx_file(0x0D03, {5, 28, 28}, ""), {"data type 0x0d"}},
+      {"rank 1 images", kTrainImages, labels("\3\3\3\3\3"), {"rank 1, expected 3"}},
+      {"rank 3 labels", kTrainLabels, images(5), {"rank 3, expected 1"}},
+      {"2^31 images claimed", kTrainImages, huge, {"truncated", "2147483647 images"}},
+      {"dimensions overflow", kTrainImages, absurd, {"absurd dimensions"}},
+      {"count mismatch", kTrainLabels, labels("\3\3\3\3"), {"4 labels", "5 images"}},
+      {"not 28x28",
+       kTrainImages,
+       idx_file(0x803, {5, 27, 29}, std::string(5 * 27 * 29, '\0')),
+       {"27x29"}},
+      {"label 10", kTrainLabels, labels("\3\3\12\3\3"), {"label 10"}},
+      {"zero-sized images", kTrainImages, idx_file(0x803, {5, 0, 28}, ""), {"image size 0x28"}},
+      {"bad gzip", kTrainImages, std::string("\x1f\x8b\x08\x00garbage", 11), {"gzip"}},
+      {"truncated gzip",
+       kTrainImages,
+       gzip(good).substr(0, gzip(good).size() / 2),
+       {"truncated gzip"}},
+      {"gzip of a truncated file",
+       kTrainImages,
+       gzip(good.substr(0, 1000)),
+       {"truncated", "decompressed"}},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const std::filesystem::path data = dir / ("data" + std::to_string(n++));
+    write_tiny_mnist(data);
+    write_bytes(data / c.file, c.bytes);
+    std::vector<std::string> parts = c.parts;
+    parts.push_back((data / c.file).string());
+    expect_refused({"--data", data.string(), "--iters", "5", "--out", (dir / "out").string()},
+                   parts);
+  }
+  {  // A directory where a file should be, and a missing labels file.
+    const std::filesystem::path data = dir / "dirs";
+    write_tiny_mnist(data);
+    std::filesystem::remove(data / kTrainImages);
+    std::filesystem::create_directory(data / kTrainImages);
+    expect_refused({"--data", data.string(), "--iters", "5"},
+                   {(data / kTrainImages).string(), "not a regular file"});
+    std::filesystem::remove(data / kTrainLabels);
+    expect_refused({"--data", data.string(), "--iters", "5"},
+                   {(data / kTrainLabels).string(), "not found"});
+  }
+}
+
+// --- .npy files and run.json through --resume ---------------------------------------------------
+
+// A finished small run in dir/good, and fresh copies of it to damage.
+class ResumeInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const test::CommandResult r =
+        run_cpu({"--data", RBM_MNIST_DIR, "--iters", "100", "--hidden", "8", "--log-every", "50",
+                 "--out", (dir_ / "good").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  std::filesystem::path copy() {
+    const std::filesystem::path to = dir_ / ("copy" + std::to_string(copies_++));
+    std::filesystem::copy(dir_ / "good", to);
+    return to;
+  }
+  // A copy whose `name` holds `bytes`, recorded in run.json so that the set still belongs
+  // together: what is refused is the content, not the checksum.
+  std::filesystem::path with_file(const std::string& name, const std::string& bytes) {
+    const std::filesystem::path run = copy();
+    write_bytes(run / name, bytes);
+    test::rehash(run, name);
+    return run;
+  }
+  std::filesystem::path with_run_json(const std::function<void(nlohmann::json&)>& edit) {
+    const std::filesystem::path run = copy();
+    nlohmann::json record = test::read_json(run / "run.json");
+    edit(record);
+    test::write_json(run / "run.json", record);
+    return run;
+  }
+  void expect_resume_refused(const std::filesystem::path& run,
+                             const std::vector<std::string>& parts) {
+    std::vector<std::string> all = {"--resume", run.string()};
+    all.insert(all.end(), parts.begin(), parts.end());
+    expect_refused({"--resume", run.string(), "--iters", "200"}, all);
+  }
+
+  TempDir dir_;
+  int copies_ = 0;
+};
+
+// A .npy file with the given header dict and data, padded as numpy pads it.
+std::string npy_file(const std::string& dict, const std::string& data, char major = 1) {
+  std::string header = dict;
+  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  return std::string("\x93NUMPY", 6) + major + '\0' + static_cast<char>(header.size() & 0xff) +
+         static_cast<char>(header.size() >> 8) + header + data;
+}
+
+TEST_F(ResumeInput, BrokenNpyFiles) {
+  const std::string W_data(784 * 8 * 4, '\0');
+  const auto dict = [](const std::string& descr, const std::string& order,
+                       const std::string& shape) {
+    return "{'descr': '" + descr + "', 'fortran_order': " + order + ", 'shape': " + shape + ", }";
+  };
+  struct Case {
+    std::string what, bytes;
+    std::vector<std::string> parts;
+  };
+  const std::vector<Case> cases = {
+      {"float64", npy_file(dict("<f8", "False", "(784, 8)"), W_data + W_data), {"dtype '<f8'"}},
+      {"big-endian", npy_file(dict(">f4", "False", "(784, 8)"), W_data), {"dtype '>f4'"}},
+      {"int32", npy_file(dict("<i4", "False", "(784, 8)"), W_data), {"dtype '<i4'"}},
+      {"Fortran order", npy_file(dict("<f4", "True", "(784, 8)"), W_data), {"Fortran order"}},
+      {"3-D", npy_file(dict("<f4", "False", "(784, 8, 1)"), W_data), {"only 1-D and 2-D"}},
+      {"1-D", npy_file(dict("<f4", "False", "(6272,)"), W_data), {"expected 2-D"}},
+      {"a zero dimension", npy_file(dict("<f4", "False", "(784, 0)"), ""), {"dimension 0"}},
+      {"broken dict",
+       npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (784, 8", W_data),
+       {"bad .npy header"}},
+      {"unknown key",
+       npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (784, 8), "
+                "'x': 1}",
+                W_data),
+       {"bad .npy header", "unexpected key 'x'"}},
+      {"not a dict", npy_file("[1, 2, 3]", W_data), {"bad .npy header"}},
+      {"absurd shape",
+       npy_file(dict("<f4", "False", "(99999999999999999999, 8)"), W_data),
+       {"bad .npy header"}},
+      {"shape product overflows",
+       npy_file(dict("<f4", "False", "(4294967296, 4294967296)"), ""),
+       {"absurd shape"}},
+      {"truncated data",
+       npy_file(dict("<f4", "False", "(784, 8)"), W_data.substr(0, 100)),
+       {"truncated data"}},
+      {"trailing data",
+       npy_file(dict("<f4", "False", "(784, 8)"), W_data + "xxxx"),
+       {"trailing data"}},
+      {"bad magic", "PK\x03\x04 not numpy", {"bad magic"}},
+      {"empty", "", {"bad magic"}},
+      {"version 3.0", npy_file(dict("<f4", "False", "(784, 8)"), W_data, 3), {"version 3.0"}},
+      {"header longer than the file",
+       std::string("\x93NUMPY\x01\x00\xff\x7f{", 11),
+       {"truncated .npy header"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const std::filesystem::path run = with_file("W.npy", c.bytes);
+    std::vector<std::string> parts = c.parts;
+    parts.push_back((run / "W.npy").string());
+    expect_resume_refused(run, parts);
+  }
+}
+
+TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
+  const auto npy = [](const std::vector<int64_t>& shape) {
+    TempDir tmp;
+    int64_t n = 1;
+    for (const int64_t d : shape) n *= d;
+    write_npy(tmp / "x.npy", std::vector<float>(static_cast<size_t>(n), 0.1f), shape);
+    return read_file(tmp / "x.npy");
+  };
+  expect_resume_refused(with_file("b.npy", npy({5})), {"b holds 5 values, expected 8"});
+  expect_resume_refused(with_file("b.npy", npy({8, 1})), {"b.npy", "expected 1-D"});
+  // W for 100 pixels: the images have 784.
+  {
+    const std::filesystem::path run = with_file("W.npy", npy({100, 8}));
+    expect_resume_refused(run, {"100 visible units", "784 pixels"});
+  }
+  // W and b for H = 16, but the recipe says 8.
+  {
+    const std::filesystem::path run = with_file("W.npy", npy({784, 16}));
+    write_bytes(run / "b.npy", npy({16}));
+    test::rehash(run, "b.npy");
+    expect_resume_refused(run, {"run.json", "recipe.hidden 8"});
+  }
+  // Visible biases the recipe does not have.
+  {
+    const std::filesystem::path run = with_file("a.npy", npy({784}));
+    expect_resume_refused(run, {"run.json", "recipe.visible_bias", "a.npy"});
+  }
+  // The same through read_model, which eval and sample use on a model directory.
+  TempDir model;
+  write_npy(model / "W.npy", std::vector<float>(784 * 8, 0.0f), {784, 8});
+  write_npy(model / "b.npy", std::vector<float>(5, 0.0f), {5});
+  EXPECT_INPUT_ERROR(read_model(model.path()), "b holds 5 values, expected 8");
+  write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {8});
+  write_npy(model / "a.npy", std::vector<float>(100, 0.0f), {100});
+  EXPECT_INPUT_ERROR(read_model(model.path()), "a holds 100 values, expected 784");
+}
+
+TEST_F(ResumeInput, TornOrForeignCheckpoints) {
+  {  // W.npy replaced without run.json knowing: not this checkpoint's file.
+    const std::filesystem::path run = copy();
+    write_npy(run / "W.npy", std::vector<float>(784 * 8, 0.5f), {784, 8});
+    expect_resume_refused(run, {(run / "W.npy").string(), "SHA-256"});
+  }
+  {
+    const std::filesystem::path run = copy();
+    std::filesystem::remove(run / "b.npy");
+    expect_resume_refused(run, {(run / "b.npy").string()});
+  }
+  {
+    const std::filesystem::path run = copy();
+    std::filesystem::remove(run / "run.json");
+    expect_resume_refused(run, {(run / "run.json").string(), "cannot open"});
+  }
+  {
+    const std::filesystem::path run = copy();
+    write_bytes(run / "run.json", "{\"recipe\": ");
+    expect_resume_refused(run, {(run / "run.json").string(), "not valid JSON"});
+  }
+  {
+    const std::filesystem::path run = copy();
+    std::filesystem::remove(run / "metrics.csv");
+    expect_resume_refused(run, {(run / "metrics.csv").string()});
+  }
+  {
+    const std::filesystem::path run = copy();
+    write_bytes(run / "metrics.csv", "iteration,seconds\n50,1\n");
+    expect_resume_refused(run, {(run / "metrics.csv").string(), "header"});
+  }
+  const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::vector<std::string>>>
+      edits = {
+          {[](nlohmann::json& r) { r.erase("checkpoint"); }, {"no \"checkpoint\" entry"}},
+          {[](nlohmann::json& r) { r["iteration"] = 99; }, {"inconsistent iteration"}},
+          {[](nlohmann::json& r) { r["recipe"]["k"] = 0; }, {"recipe.k 0"}},
+          {[](nlohmann::json& r) { r["recipe"]["lr"] = -1.0; }, {"recipe.lr"}},
+          {[](nlohmann::json& r) { r["recipe"]["seed"] = "one"; }, {"recipe.seed", "wrong type"}},
+          {[](nlohmann::json& r) { r["recipe"]["iters"] = 50; }, {"recipe.iters 50"}},
+          {[](nlohmann::json& r) { r["recipe"].erase("hidden"); }, {"no recipe.hidden entry"}},
+          {[](nlohmann::json& r) { r["data"]["digit"] = 12; }, {"data.digit 12"}},
+          {[](nlohmann::json& r) { r["data"]["split"] = "dev"; }, {"dev"}},
+          {[](nlohmann::json& r) { r["schedule"]["log_every"] = 0; }, {"schedule.log_every 0"}},
+          {[](nlohmann::json& r) { r.erase("schedule"); }, {"no schedule.log_every entry"}},
+          {[](nlohmann::json& r) { r["algorithm"] = "minibatch-pcd"; },
+           {"only single-sample CD runs can be resumed"}},
+      };
+  for (const auto& [edit, parts] : edits) {
+    SCOPED_TRACE(parts.front());
+    expect_resume_refused(with_run_json(edit), parts);
+  }
+}
+
+TEST_F(ResumeInput, ResumeFlagsAndDirectories) {
+  const std::string good = (dir_ / "good").string();
+  for (const std::vector<std::string>& flag :
+       std::vector<std::vector<std::string>>{{"--hidden", "8"},
+                                             {"--lr", "0.1"},
+                                             {"--k", "3"},
+                                             {"--seed", "1"},
+                                             {"--digit", "3"},
+                                             {"--split", "all"},
+                                             {"--visible-bias"},
+                                             {"--init-std", "0.1"},
+                                             {"--log-every", "50"},
+                                             {"--checkpoint-every", "50"},
+                                             {"--out", good}}) {
+    std::vector<std::string> args = {"--resume", good};
+    args.insert(args.end(), flag.begin(), flag.end());
+    expect_refused(args, {flag.front(), "cannot be combined with --resume"});
+  }
+  expect_refused({"--resume", good, "--iters", "50"},
+                 {"--iters 50 is below the checkpoint's iteration 100"});
+  expect_refused({"--resume", good, "--iters", "0"}, {"--iters"});
+  expect_refused({"--resume", good, "--iters", "abc"}, {"--iters"});
+  expect_refused({"--resume", (dir_ / "missing").string()},
+                 {"--resume", (dir_ / "missing").string(), "not a directory"});
+  expect_refused({"--resume", ""}, {"--resume", "empty value"});
+  expect_refused({"--resume", (dir_ / "good" / "W.npy").string()}, {"--resume", "not a directory"});
+  expect_refused({"--resume"}, {"--resume"});
+  // Other images than the run's.
+  write_tiny_mnist(dir_ / "tiny");
+  expect_refused({"--resume", good, "--data", (dir_ / "tiny").string(), "--iters", "200"},
+                 {"--resume", "not the run's"});
+}
+
+// --- output directories -------------------------------------------------------------------------
+
+TEST(BadInput, OutputDirectoriesThatCannotBeWritten) {
+  TempDir dir;
+  write_bytes(dir / "file", "x");
+  const std::vector<std::string> data = {"--data", RBM_MNIST_DIR, "--iters", "10"};
+  const auto refused = [&](const std::filesystem::path& out) {
+    std::vector<std::string> args = data;
+    args.push_back("--out");
+    args.push_back(out.string());
+    expect_refused(args, {"--out", out.string()});
+  };
+  refused(dir / "file");             // a file
+  refused(dir / "file" / "run");     // under a file
+  refused("/proc/rbm_test_cannot");  // in a file system that takes no new directories
+  refused("/proc/self");             // a directory that takes no files
+  if (geteuid() != 0) {              // root writes anywhere
+    std::filesystem::create_directory(dir / "read-only");
+    std::filesystem::permissions(
+        dir / "read-only", std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+    refused(dir / "read-only");
+    refused(dir / "read-only" / "run");
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "file" / "run"));
+}
+
+}  // namespace
+}  // namespace rbm

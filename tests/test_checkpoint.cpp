@@ -1,0 +1,306 @@
+// Checkpoints in-process (host/checkpoint.hpp): what is written loads back; every state a kill
+// can leave between the steps of a write loads as the old or the new checkpoint; damaged sets
+// are refused with the file named; and the training loop stops on a non-finite parameter or
+// metric before writing it, keeping the last good checkpoint.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "host/atomic_file.hpp"
+#include "host/backend.hpp"
+#include "host/checkpoint.hpp"
+#include "host/errors.hpp"
+#include "host/npy.hpp"
+#include "host/sha256.hpp"
+#include "host/trainer.hpp"
+#include "tests/checkpoint_util.hpp"
+#include "tests/test_util.hpp"
+
+namespace rbm {
+namespace {
+
+using test::TempDir;
+
+// A small model whose values depend on `seed`, with or without visible biases.
+Params small_params(float seed, bool visible_bias) {
+  Params p;
+  p.visible = 6;
+  p.hidden = 3;
+  for (int i = 0; i < 18; ++i) p.W.push_back(seed + 0.25f * static_cast<float>(i));
+  p.b = {seed, -seed, 0.5f};
+  if (visible_bias) p.a = {1, 2, 3, 4, 5, seed};
+  return p;
+}
+
+nlohmann::json run_at(int64_t iteration) { return {{"iteration", iteration}, {"note", "test"}}; }
+
+void expect_same(const Params& a, const Params& b) {
+  EXPECT_EQ(a.visible, b.visible);
+  EXPECT_EQ(a.hidden, b.hidden);
+  EXPECT_EQ(a.W, b.W);
+  EXPECT_EQ(a.b, b.b);
+  EXPECT_EQ(a.a, b.a);
+}
+
+bool on_disk(const std::filesystem::path& path) { return std::filesystem::exists(path); }
+
+TEST(Checkpoint, WritesThenLoadsTheSameParameters) {
+  TempDir dir;
+  const Params params = small_params(1.5f, true);
+  write_checkpoint(dir.path(), 7, param_files(params), run_at(7));
+  const Checkpoint checkpoint = load_checkpoint(dir.path());
+  EXPECT_EQ(checkpoint.iteration, 7);
+  expect_same(checkpoint.params, params);
+  EXPECT_TRUE(checkpoint.staged.empty());
+  EXPECT_EQ(checkpoint.run["note"], "test");
+  // The files are plain .npy files (numpy.load reads them) whose checksums run.json records.
+  EXPECT_EQ(read_npy(dir / "W.npy").data, params.W);
+  const nlohmann::json run = test::read_json(dir / "run.json");
+  for (const char* name : {"W.npy", "b.npy", "a.npy"}) {
+    EXPECT_EQ(run["checkpoint"]["sha256"][name], sha256_hex(read_file(dir / name))) << name;
+    EXPECT_FALSE(on_disk(dir / (std::string(name) + ".next"))) << name;
+  }
+  EXPECT_EQ(run["checkpoint"]["iteration"], 7);
+}
+
+// The steps write_checkpoint takes (host/checkpoint.hpp), replayed one at a time: a kill after
+// any prefix of them must leave the old checkpoint or the new one, never a mixture or nothing.
+TEST(Checkpoint, EveryStateAKillCanLeaveLoadsAsTheOldOrTheNewCheckpoint) {
+  for (const bool visible_bias : {false, true}) {
+    const Params old_params = small_params(1.0f, visible_bias);
+    const Params new_params = small_params(2.0f, visible_bias);
+    TempDir reference;  // the new checkpoint written in full, for its run.json
+    write_checkpoint(reference.path(), 20, param_files(new_params), run_at(20));
+    const std::string new_run = read_file(reference / "run.json");
+
+    std::vector<std::function<void(const std::filesystem::path&)>> steps;
+    for (const CheckpointFile& file : param_files(new_params)) {
+      steps.push_back([file](const std::filesystem::path& dir) {
+        write_file_atomic(dir / (file.name + ".next"), file.bytes);
+      });
+    }
+    steps.push_back(
+        [&](const std::filesystem::path& dir) { write_file_atomic(dir / "run.json", new_run); });
+    for (const CheckpointFile& file : param_files(new_params)) {
+      steps.push_back([file](const std::filesystem::path& dir) {
+        std::filesystem::rename(dir / (file.name + ".next"), dir / file.name);
+      });
+    }
+    const size_t commit = param_files(new_params).size() + 1;  // steps up to the run.json write
+    for (size_t done = 0; done <= steps.size(); ++done) {
+      SCOPED_TRACE("visible_bias " + std::to_string(visible_bias) + ", steps done " +
+                   std::to_string(done));
+      TempDir dir;
+      write_checkpoint(dir.path(), 10, param_files(old_params), run_at(10));
+      for (size_t s = 0; s < done; ++s) steps[s](dir.path());
+      const Checkpoint checkpoint = load_checkpoint(dir.path());
+      EXPECT_EQ(checkpoint.iteration, done < commit ? 10 : 20);
+      expect_same(checkpoint.params, done < commit ? old_params : new_params);
+      // Resuming tidies up: afterwards the directory holds exactly the loaded checkpoint.
+      tidy_run_directory(dir.path(), checkpoint);
+      for (const CheckpointFile& file : param_files(checkpoint.params)) {
+        EXPECT_EQ(read_file(dir / file.name), file.bytes) << file.name;
+        EXPECT_FALSE(on_disk(dir / (file.name + ".next"))) << file.name;
+      }
+      EXPECT_TRUE(load_checkpoint(dir.path()).staged.empty());
+    }
+  }
+}
+
+TEST(Checkpoint, AFileThatDoesNotMatchItsChecksumIsRefused) {
+  TempDir dir;
+  write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, false)), run_at(3));
+  // A W.npy from another checkpoint: a valid file, but not this checkpoint's.
+  write_npy(dir / "W.npy", small_params(9.0f, false).W, {6, 3});
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), (dir / "W.npy").string(), "SHA-256");
+  std::filesystem::remove(dir / "W.npy");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), (dir / "W.npy").string(), "SHA-256");
+}
+
+TEST(Checkpoint, BrokenRunJsonIsRefusedNamingIt) {
+  TempDir dir;
+  const std::string run_json = (dir / "run.json").string();
+  EXPECT_INPUT_ERROR(load_checkpoint(dir / "missing"), "not a directory");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "cannot open");
+  write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, false)), run_at(3));
+  const nlohmann::json good = test::read_json(dir / "run.json");
+
+  test::write_bytes(dir / "run.json", "{\"iteration\": 3, ");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "not valid JSON");
+  test::write_bytes(dir / "run.json", "[1, 2]");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "no \"checkpoint\" entry");
+
+  const auto edited = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json run = good;
+    edit(run);
+    test::write_json(dir / "run.json", run);
+  };
+  edited([](nlohmann::json& run) { run["iteration"] = 4; });
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "inconsistent iteration");
+  edited([](nlohmann::json& run) { run["checkpoint"]["iteration"] = "three"; });
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "checkpoint.iteration", "wrong type");
+  edited([](nlohmann::json& run) { run["checkpoint"]["sha256"]["../W.npy"] = "00"; });
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "outside the directory");
+  edited([](nlohmann::json& run) { run["checkpoint"]["sha256"].erase("b.npy"); });
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "lacks b.npy");
+  edited([](nlohmann::json& run) { run["checkpoint"]["sha256"]["W.npy"] = 12; });
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "not a string");
+}
+
+TEST(Checkpoint, ParameterFilesThatBelongTogetherButDisagreeAreRefused) {
+  TempDir dir;
+  const auto fresh = [&] {
+    write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, true)), run_at(3));
+  };
+  fresh();
+  write_npy(dir / "b.npy", {1.0f, 2.0f}, {2});  // H = 3 in W.npy
+  test::rehash(dir.path(), "b.npy");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), dir.path().string(), "b holds 2 values");
+  fresh();
+  write_npy(dir / "a.npy", {1.0f, 2.0f, 3.0f}, {3});  // d = 6 in W.npy
+  test::rehash(dir.path(), "a.npy");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), "a holds 3 values");
+  fresh();
+  write_npy(dir / "W.npy", std::vector<float>(18, 0.0f), {18});
+  test::rehash(dir.path(), "W.npy");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), (dir / "W.npy").string(), "expected 2-D");
+  fresh();
+  write_npy(dir / "b.npy", {1.0f, std::numeric_limits<float>::quiet_NaN(), 3.0f}, {3});
+  test::rehash(dir.path(), "b.npy");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), "not all finite");
+  fresh();
+  test::write_bytes(dir / "W.npy", std::string("\x93NUMPY\x01\x00", 8));
+  test::rehash(dir.path(), "W.npy");
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), (dir / "W.npy").string(), "truncated");
+}
+
+TEST(Checkpoint, TidyingRemovesWhatKilledWritersLeftAndNothingElse) {
+  TempDir dir;
+  write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, false)), run_at(3));
+  const std::vector<std::string> stale = {".W.npy.tmp.1234", ".run.json.tmp.7",
+                                          ".metrics.csv.tmp.99", ".b.npy.next.tmp.5", "W.npy.next"};
+  const std::vector<std::string> kept = {"notes.txt", ".W.npy.tmp.x1", ".hidden", "mine.next.txt"};
+  for (const auto& name : stale) test::write_bytes(dir / name, "x");
+  for (const auto& name : kept) test::write_bytes(dir / name, "x");
+  tidy_run_directory(dir.path(), load_checkpoint(dir.path()));
+  for (const auto& name : stale) EXPECT_FALSE(on_disk(dir / name)) << name;
+  for (const auto& name : kept) EXPECT_TRUE(on_disk(dir / name)) << name;
+  EXPECT_EQ(load_checkpoint(dir.path()).iteration, 3);
+}
+
+// --- the training loop: divergence --------------------------------------------------------------
+
+// The CPU backend, except that from iteration `from` on, get_params() returns the parameters
+// changed by `poison`: a divergence that arrives at a known iteration.
+class PoisonedBackend final : public Backend {
+ public:
+  PoisonedBackend(int64_t from, std::function<void(Params&)> poison)
+      : from_(from), poison_(std::move(poison)) {}
+  std::string name() const override { return inner_->name(); }
+  std::string device_description() const override { return inner_->device_description(); }
+  void stage(const Dataset& train) override { inner_->stage(train); }
+  void set_params(const Params& params) override { inner_->set_params(params); }
+  Params get_params() override {
+    Params params = inner_->get_params();
+    if (reached_ >= from_) poison_(params);
+    return params;
+  }
+  void train_cd(const Recipe& recipe, int64_t first_iteration, int64_t count) override {
+    inner_->train_cd(recipe, first_iteration, count);
+    reached_ = first_iteration + count;
+  }
+  void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
+             int64_t steps) override {
+    inner_->gibbs(states, n_chains, seed, first_step, steps);
+  }
+  void train_minibatch(const Recipe& recipe, int64_t first_update, int64_t count) override {
+    inner_->train_minibatch(recipe, first_update, count);
+    reached_ = first_update + count;
+  }
+  TrainingState get_training_state() override { return inner_->get_training_state(); }
+  void set_training_state(const TrainingState& state) override {
+    inner_->set_training_state(state);
+  }
+  double exact_log_partition() override { return inner_->exact_log_partition(); }
+  AisResult ais(const AisRequest& request) override { return inner_->ais(request); }
+
+ private:
+  std::unique_ptr<Backend> inner_ = make_cpu_backend();
+  int64_t from_;
+  std::function<void(Params&)> poison_;
+  int64_t reached_ = 0;
+};
+
+TrainOptions short_run(const std::filesystem::path& out) {
+  TrainOptions options;
+  options.recipe.iters = 1000;
+  options.recipe.hidden = 16;
+  options.recipe.seed = 5;
+  options.data_dir = RBM_MNIST_DIR;
+  options.log_every = 100;
+  options.checkpoint_every = 100;
+  options.out_dir = out;
+  return options;
+}
+
+// The parameters an uninterrupted run of `options` has after `iterations`.
+Params reference_params(const TrainOptions& options, int64_t iterations) {
+  const Dataset train = load_mnist(options.data_dir, options.digit, options.split);
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->stage(train);
+  backend->set_params(init_params(options.recipe, train));
+  backend->train_cd(options.recipe, 0, iterations);
+  return backend->get_params();
+}
+
+void expect_divergence_keeps_checkpoint(const std::function<void(Params&)>& poison,
+                                        const std::string& what) {
+  TempDir dir;
+  const TrainOptions options = short_run(dir / "run");
+  PoisonedBackend backend(250, poison);
+  try {
+    run_training(backend, options);
+    ADD_FAILURE() << "training did not stop";
+  } catch (const DivergenceError& e) {
+    const std::string message = e.what();
+    for (const std::string& part :
+         {what, std::string("at iteration 300"), std::string("last good checkpoint, iteration 200"),
+          options.out_dir.string()}) {
+      EXPECT_NE(message.find(part), std::string::npos) << message << " lacks " << part;
+    }
+  }
+  // On disk: the checkpoint of iteration 200, exactly as an uninterrupted run has it, and the
+  // metrics up to there.
+  const Checkpoint checkpoint = load_checkpoint(options.out_dir);
+  EXPECT_EQ(checkpoint.iteration, 200);
+  expect_same(checkpoint.params, reference_params(options, 200));
+  const std::string csv = read_file(options.out_dir / "metrics.csv");
+  EXPECT_NE(csv.find("\n200,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("\n300,"), std::string::npos) << csv;
+}
+
+TEST(TrainingDivergence, ANonFiniteParameterStopsBeforeItIsWritten) {
+  expect_divergence_keeps_checkpoint(
+      [](Params& p) { p.W[p.W.size() / 2] = std::numeric_limits<float>::quiet_NaN(); },
+      "a parameter is not finite");
+  expect_divergence_keeps_checkpoint(
+      [](Params& p) { p.b[0] = std::numeric_limits<float>::infinity(); },
+      "a parameter is not finite");
+}
+
+TEST(TrainingDivergence, ANonFiniteMetricStopsBeforeAnythingIsWritten) {
+  // Finite parameters whose hidden pre-activations overflow float: the free energy is infinite.
+  expect_divergence_keeps_checkpoint(
+      [](Params& p) { std::fill(p.W.begin(), p.W.end(), std::numeric_limits<float>::max()); },
+      "a metric is not finite");
+}
+
+}  // namespace
+}  // namespace rbm

@@ -1,0 +1,309 @@
+// rbm_cpu's `eval` and `sample` commands, and training with --eval-every: the numbers they print
+// or write against the same computations done here in-process.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "host/atomic_file.hpp"
+#include "host/backend.hpp"
+#include "host/evaluate.hpp"
+#include "host/metrics.hpp"
+#include "host/model_io.hpp"
+#include "host/npy.hpp"
+#include "host/png_image.hpp"
+#include "kernels/philox.h"
+#include "tests/cli_runner.hpp"
+#include "tests/test_util.hpp"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+test::CommandResult run_cpu(const std::vector<std::string>& args) {
+  return test::run_command(RBM_CPU_EXE, args);
+}
+
+// A 784 x 12 model (small enough for exact log Z) written to dir.
+Params write_small_model(const std::filesystem::path& dir, bool visible_bias) {
+  Params p = test::random_params(784, 12, 0.1f, 7, visible_bias);
+  if (visible_bias) {
+    for (float& a : p.a) a = a * 10.0f - 1.0f;
+  }
+  std::filesystem::create_directories(dir);
+  write_model(dir, p);
+  return p;
+}
+
+nlohmann::json eval_json(const std::vector<std::string>& args) {
+  std::vector<std::string> all = {"eval", "--data", RBM_MNIST_DIR, "--json"};
+  all.insert(all.end(), args.begin(), args.end());
+  const test::CommandResult r = run_cpu(all);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return nlohmann::json::parse(r.output);
+}
+
+// Small H: log Z is exact, and every number is the in-process computation on the same images.
+// JSON carries doubles to 17 digits; the tolerances cover float summation order only (1e-9 for
+// log Z, computed by the same function; 1e-6 relative for the sgemm-based means).
+TEST(EvalCli, ExactForSmallHiddenLayer) {
+  const test::TempDir dir;
+  for (const bool visible_bias : {false, true}) {
+    SCOPED_TRACE(visible_bias ? "visible bias" : "no visible bias");
+    const Params p = write_small_model(dir / "model", visible_bias);
+    const nlohmann::json out = eval_json({"--model", (dir / "model").string()});
+    const Dataset test_threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);
+    const Dataset train_threes = load_mnist(RBM_MNIST_DIR, 3, Split::train);
+    const double log_z = exact_log_partition(p);
+    EXPECT_EQ(out["log_z_method"], "exact");
+    EXPECT_NEAR(out["log_z"].get<double>(), log_z, 1e-9);
+    EXPECT_EQ(out["log_z_low"].get<double>(), out["log_z"].get<double>());
+    EXPECT_EQ(out["log_z_high"].get<double>(), out["log_z"].get<double>());
+    EXPECT_TRUE(out["ess"].is_null());
+    EXPECT_EQ(out["n_images"], test_threes.rows);
+    EXPECT_EQ(out["split"], "test");
+    EXPECT_EQ(out["digit"], 3);
+    const double avg_log_p = mean_log_prob(p, test_threes, log_z);
+    EXPECT_NEAR(out["avg_log_p"].get<double>(), avg_log_p, 1e-6 * std::fabs(avg_log_p));
+    const double pll = mean_pseudo_log_likelihood(p, test_threes);
+    EXPECT_NEAR(out["avg_pll"].get<double>(), pll, 1e-6 * std::fabs(pll));
+    EXPECT_NEAR(out["recon_error"].get<double>(), reconstruction_error(p, test_threes), 1e-9);
+    const double gap = mean_free_energy(p, test_threes) - mean_free_energy(p, train_threes);
+    EXPECT_NEAR(out["free_energy_gap"].get<double>(), gap, 1e-6 * (1.0 + std::fabs(gap)));
+    EXPECT_EQ(out["H"], 12);
+    EXPECT_EQ(out["backend"], "cpu");
+  }
+}
+
+// AIS forced on the same small model: within the AIS tolerance of the exact value (see
+// tests/test_ais.cpp for the bound's reasoning; 100 runs of 1000 steps here, and the ESS check
+// that makes 0.5 nats a many-sigma event), with a consistent interval.
+TEST(EvalCli, AisAgreesWithExactOnSmallModel) {
+  const test::TempDir dir;
+  const Params p = write_small_model(dir / "model", false);
+  const nlohmann::json out = eval_json({"--model", (dir / "model").string(), "--method", "ais",
+                                        "--ais-runs", "100", "--ais-betas", "1000", "--seed", "3"});
+  const double exact = exact_log_partition(p);
+  EXPECT_EQ(out["log_z_method"], "ais");
+  EXPECT_NEAR(out["log_z"].get<double>(), exact, 0.5);
+  EXPECT_GE(out["ess"].get<double>(), 75.0);
+  EXPECT_LE(out["log_z_low"].get<double>(), out["log_z"].get<double>());
+  EXPECT_GE(out["log_z_high"].get<double>(), out["log_z"].get<double>());
+  EXPECT_GE(out["log_z"].get<double>(), out["log_z_lower_bound"].get<double>());
+  EXPECT_EQ(out["ais"]["runs"], 100);
+  EXPECT_EQ(out["ais"]["betas"], 1000);
+  EXPECT_TRUE(out["ais"]["bases"].contains("base-rate"));
+  EXPECT_TRUE(out["ais"]["bases"].contains("uniform"));
+  // The same seed gives the same estimate.
+  const nlohmann::json again =
+      eval_json({"--model", (dir / "model").string(), "--method", "ais", "--ais-runs", "100",
+                 "--ais-betas", "1000", "--seed", "3"});
+  EXPECT_EQ(again["log_z"].get<double>(), out["log_z"].get<double>());
+}
+
+TEST(EvalCli, TextReportNamesTheNumbers) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  const test::CommandResult r = run_cpu({"eval", "--model", (dir / "model").string(), "--data",
+                                         RBM_MNIST_DIR, "--split", "train", "--digit", "7"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* part :
+       {"log Z", "exact", "avg log p", "avg PLL", "recon err", "split train", "digit 7"}) {
+    EXPECT_NE(r.output.find(part), std::string::npos) << part << "\n" << r.output;
+  }
+}
+
+TEST(EvalCli, BadInputGetsOneLineAndExitCode2) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", false);
+  const std::string model = (dir / "model").string();
+  const std::vector<std::vector<std::string>> cases = {
+      {"eval"},
+      {"eval", "--model", (dir / "missing").string()},
+      {"eval", "--model", model, "--ais-runs", "1"},
+      {"eval", "--model", model, "--ais-betas", "2"},
+      {"eval", "--model", model, "--method", "guess"},
+      {"eval", "--model", model, "--split", "validation"},
+      {"eval", "--model", model, "--digit", "12"},
+      {"eval", "--model", model, "--seed", "-1"},
+      {"eval", "--model", model, "--data", "/nonexistent/mnist"},
+      {"eval", "--model", model, "--bogus"},
+      {"sample", "--out", (dir / "s.npy").string()},
+      {"sample", "--model", model},
+      {"sample", "--model", model, "--out", (dir / "s.npy").string(), "--chains", "0"},
+      {"sample", "--model", model, "--out", (dir / "s.npy").string(), "--steps", "-1"},
+      {"sample", "--model", model, "--out", (dir / "s.npy").string(), "--init", "zeros"},
+      {"sample", "--model", model, "--out", (dir / "no" / "such" / "dir" / "s.npy").string()},
+  };
+  for (const auto& args : cases) {
+    const test::CommandResult r = run_cpu(args);
+    std::string joined;
+    for (const std::string& a : args) joined += a + " ";
+    EXPECT_EQ(r.exit_code, 2) << joined << ": " << r.output;
+    EXPECT_EQ(test::line_count(r.output), 1) << joined << ": " << r.output;
+  }
+}
+
+TEST(EvalCli, HelpListsTheFlags) {
+  const test::CommandResult eval = run_cpu({"eval", "--help"});
+  EXPECT_EQ(eval.exit_code, 0);
+  for (const char* flag : {"--model", "--data", "--digit", "--split", "--ais-runs", "--ais-betas",
+                           "--seed", "--json", "--method"}) {
+    EXPECT_NE(eval.output.find(flag), std::string::npos) << flag;
+  }
+  const test::CommandResult sample = run_cpu({"sample", "--help"});
+  EXPECT_EQ(sample.exit_code, 0);
+  for (const char* flag :
+       {"--model", "--chains", "--steps", "--init", "--seed", "--out", "--png", "--before-after"}) {
+    EXPECT_NE(sample.output.find(flag), std::string::npos) << flag;
+  }
+}
+
+// The sampler's output is the CPU backend's gibbs() from the documented first states:
+// Bernoulli(1/2) from (seed, sample, chain, kInitPhase), or test image c mod n for chain c.
+TEST(SampleCli, WritesTheBackendsChainsAndPictures) {
+  const test::TempDir dir;
+  const Params p = write_small_model(dir / "model", true);
+  const std::string model = (dir / "model").string();
+  const int chains = 7, d = 784;
+  const test::CommandResult r =
+      run_cpu({"sample", "--model", model, "--chains", "7", "--steps", "5", "--seed", "11", "--out",
+               (dir / "s.npy").string(), "--png", (dir / "s.png").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const NpyArrayU8 states = read_npy_u8(dir / "s.npy");
+  ASSERT_EQ(states.shape, (std::vector<int64_t>{chains, d}));
+
+  std::vector<uint8_t> want = random_initial_states(chains, d, 11);
+  const uint64_t key = philox_key(11, Purpose::sample);
+  for (const auto& [c, i] : {std::pair{0, 0}, std::pair{3, 5}, std::pair{6, 783}}) {
+    ASSERT_EQ(want[static_cast<size_t>(c) * d + i], philox_uniform(key, c, kInitPhase, i) < 0.5f);
+  }
+  const std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  backend->gibbs(want, chains, 11, 0, 5);
+  EXPECT_EQ(states.data, want);
+
+  const GrayImage png = read_png_gray(dir / "s.png");
+  const GrayImage grid = image_grid(states.data, chains);
+  EXPECT_EQ(png.width, grid.width);
+  EXPECT_EQ(png.pixels, grid.pixels);
+}
+
+TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  const std::string model = (dir / "model").string();
+  const Dataset threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);
+  const int d = 784;
+  // Zero steps: the states are the start images, test threes 0..4.
+  test::CommandResult r =
+      run_cpu({"sample", "--model", model, "--chains", "5", "--steps", "0", "--init", "data",
+               "--data", RBM_MNIST_DIR, "--out", (dir / "zero.npy").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::vector<uint8_t> first5(threes.pixels.begin(), threes.pixels.begin() + 5 * d);
+  EXPECT_EQ(read_npy_u8(dir / "zero.npy").data, first5);
+
+  r = run_cpu({"sample", "--model", model, "--chains", "3", "--steps", "4", "--init", "data",
+               "--data", RBM_MNIST_DIR, "--out", (dir / "k.npy").string(), "--before-after",
+               (dir / "pairs.png").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::vector<uint8_t> after = read_npy_u8(dir / "k.npy").data;
+  const std::vector<uint8_t> before(threes.pixels.begin(), threes.pixels.begin() + 3 * d);
+  const GrayImage pairs = read_png_gray(dir / "pairs.png");
+  const GrayImage want = before_after_grid(before, after, 3);
+  // 3 pairs: 2 pair columns, so 4 tiles a row, 2 rows.
+  EXPECT_EQ(pairs.width, 4 * 29 - 1);
+  EXPECT_EQ(pairs.height, 2 * 29 - 1);
+  EXPECT_EQ(pairs.pixels, want.pixels);
+  // Pair 1's left tile (row 0, columns 2) is test three 1, pixel for pixel.
+  for (int y = 0; y < 28; ++y) {
+    for (int x = 0; x < 28; ++x) {
+      ASSERT_EQ(pairs.pixels[static_cast<size_t>(y) * pairs.width + 2 * 29 + x],
+                threes.row(1)[y * 28 + x] ? 255 : 0);
+    }
+  }
+}
+
+// Splits one CSV line at commas (no quoting in metrics.csv).
+std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> fields(1);
+  for (const char c : line) {
+    if (c == ',') {
+      fields.emplace_back();
+    } else {
+      fields.back() += c;
+    }
+  }
+  return fields;
+}
+
+// --eval-every adds six columns, filled at its multiples: log Z (exact here, H = 10) and the
+// exact log p(x) and PLL of the 500-image batches that the other columns use, as computed here
+// from the written model. metrics.csv prints 9 significant digits: 1e-5 relative covers that and
+// the float pre-activations.
+TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
+  const test::TempDir dir;
+  const std::filesystem::path out = dir / "run";
+  const test::CommandResult r =
+      run_cpu({"--data", RBM_MNIST_DIR, "--iters", "400", "--hidden", "10", "--log-every", "200",
+               "--eval-every", "400", "--split", "train", "--seed", "5", "--out", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> lines;
+  {
+    std::string line;
+    for (const char c : read_file(out / "metrics.csv")) {
+      if (c == '\n') {
+        lines.push_back(line);
+        line.clear();
+      } else {
+        line += c;
+      }
+    }
+  }
+  ASSERT_EQ(lines.size(), 3u);  // header, 200, 400
+  const std::vector<std::string> header = csv_fields(lines[0]);
+  const std::vector<std::string> want_header = {"iteration",
+                                                "seconds",
+                                                "recon_error_train",
+                                                "recon_error_heldout",
+                                                "free_energy_train",
+                                                "free_energy_heldout",
+                                                "log_z",
+                                                "log_z_method",
+                                                "log_p_train",
+                                                "log_p_heldout",
+                                                "pll_train",
+                                                "pll_heldout"};
+  ASSERT_EQ(header, want_header);
+  const std::vector<std::string> at200 = csv_fields(lines[1]), at400 = csv_fields(lines[2]);
+  ASSERT_EQ(at200.size(), 12u);
+  ASSERT_EQ(at400.size(), 12u);
+  for (size_t c = 6; c < 12; ++c) EXPECT_EQ(at200[c], "") << header[c];
+  EXPECT_EQ(at400[7], "exact");
+
+  const Params model = read_model(out);
+  const Dataset train_batch = fixed_batch(load_mnist(RBM_MNIST_DIR, 3, Split::train), 500);
+  const Dataset heldout_batch = fixed_batch(load_mnist(RBM_MNIST_DIR, 3, Split::test), 500);
+  const double log_z = exact_log_partition(model);
+  const auto near = [](const std::string& field, double want) {
+    EXPECT_NEAR(std::stod(field), want, 1e-5 * std::fabs(want)) << field;
+  };
+  near(at400[6], log_z);
+  near(at400[8], mean_log_prob(model, train_batch, log_z));
+  near(at400[9], mean_log_prob(model, heldout_batch, log_z));
+  near(at400[10], mean_pseudo_log_likelihood(model, train_batch));
+  near(at400[11], mean_pseudo_log_likelihood(model, heldout_batch));
+
+  // Not a multiple of --log-every: refused.
+  const test::CommandResult bad =
+      run_cpu({"--data", RBM_MNIST_DIR, "--iters", "400", "--log-every", "200", "--eval-every",
+               "300", "--out", (dir / "bad").string()});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--eval-every"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace rbm

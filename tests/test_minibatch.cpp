@@ -1,0 +1,462 @@
+// Minibatch CD-k / PCD-k and the GEMM sampler on the CPU (issue 5): the schedule (epoch order,
+// learning rate), the update against a double recomputation from the named draws (momentum,
+// weight decay, linear decay, visible biases), the minibatch gradient as the mean of single-sample
+// gradients, persistent chains, the training state, thread-count independence, and the sampler's
+// per-pixel means against enumeration.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/cpu_minibatch.hpp"
+#include "host/errors.hpp"
+#include "host/evaluate.hpp"
+#include "host/minibatch.hpp"
+#include "kernels/philox.h"
+#include "tests/cd_reference.hpp"
+#include "tests/cli_runner.hpp"
+#include "tests/minibatch_reference.hpp"
+#include "tests/test_util.hpp"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+Dataset patterned_images(int d, int rows, uint32_t salt) {
+  std::vector<uint32_t> patterns;
+  for (int n = 0; n < rows; ++n)
+    patterns.push_back((static_cast<uint32_t>(n) + salt) * 2654435761u);
+  return test::bit_images(d, patterns);
+}
+
+double max_abs_diff(const std::vector<float>& x, const std::vector<float>& y) {
+  EXPECT_EQ(x.size(), y.size());
+  double m = 0.0;
+  for (size_t k = 0; k < std::min(x.size(), y.size()); ++k) {
+    m = std::max(m, std::fabs(static_cast<double>(x[k]) - y[k]));
+  }
+  return m;
+}
+
+TEST(MinibatchSchedule, EpochPermutationIsAPermutationAndStable) {
+  for (const int64_t rows : {1, 2, 7, 1000, 60000}) {
+    const std::vector<uint32_t> p = epoch_permutation(9, 3, rows);
+    ASSERT_EQ(static_cast<int64_t>(p.size()), rows);
+    std::vector<uint32_t> sorted = p;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < rows; ++i) ASSERT_EQ(sorted[i], static_cast<uint32_t>(i));
+    EXPECT_EQ(p, epoch_permutation(9, 3, rows)) << "the same epoch twice";
+    // The order is the indices sorted by their keys.
+    for (int64_t q = 1; q < rows; ++q) {
+      ASSERT_LT(shuffle_key(9, 3, p[q - 1]), shuffle_key(9, 3, p[q]));
+    }
+    if (rows >= 7) {
+      EXPECT_NE(p, epoch_permutation(9, 4, rows)) << "another epoch";
+      EXPECT_NE(p, epoch_permutation(10, 3, rows)) << "another seed";
+    }
+  }
+}
+
+TEST(MinibatchSchedule, LengthsAndLearningRates) {
+  Recipe r;
+  r.batch = 100;
+  r.iters = 77;
+  EXPECT_EQ(batches_per_epoch(r, 60000), 600);
+  EXPECT_EQ(batches_per_epoch(r, 1099), 10);  // the partial batch is left out
+  EXPECT_EQ(total_updates(r, 60000), 77);
+  r.epochs = 3;
+  EXPECT_EQ(total_updates(r, 60000), 1800);
+  r.lr = 0.1f;
+  EXPECT_EQ(learning_rate_at(r, 0, 1800), 0.1f);
+  EXPECT_EQ(learning_rate_at(r, 1799, 1800), 0.1f);
+  r.lr_decay = LrDecay::linear;
+  EXPECT_FLOAT_EQ(learning_rate_at(r, 0, 1800), 0.1f);
+  EXPECT_FLOAT_EQ(learning_rate_at(r, 900, 1800), 0.05f);
+  EXPECT_FLOAT_EQ(learning_rate_at(r, 1799, 1800), 0.1f / 1800);
+  EXPECT_EQ(negative_samples(r), 100);
+  r.pcd = true;
+  EXPECT_EQ(negative_samples(r), 100);
+  r.chains = 250;
+  EXPECT_EQ(negative_samples(r), 250);
+  EXPECT_FALSE(uses_minibatch(Recipe{}));
+  EXPECT_TRUE(uses_minibatch(r));
+  Recipe momentum_only;
+  momentum_only.momentum = 0.5f;
+  EXPECT_TRUE(uses_minibatch(momentum_only));
+}
+
+TEST(MinibatchSchedule, BadRecipesAreRefused) {
+  const auto with = [](auto change) {
+    Recipe r;
+    r.batch = 10;
+    change(r);
+    return r;
+  };
+  EXPECT_NO_THROW(check_minibatch_recipe(with([](Recipe&) {}), 100));
+  EXPECT_INPUT_ERROR(check_minibatch_recipe(with([](Recipe& r) { r.batch = 101; }), 100),
+                     "--batch 101", "100 training images");
+  EXPECT_INPUT_ERROR(check_minibatch_recipe(with([](Recipe& r) { r.chains = 5; }), 100),
+                     "--chains needs --pcd");
+  EXPECT_INPUT_ERROR(check_minibatch_recipe(with([](Recipe& r) { r.momentum = 1.0f; }), 100),
+                     "--momentum");
+  EXPECT_INPUT_ERROR(check_minibatch_recipe(with([](Recipe& r) { r.weight_decay = -1.0f; }), 100),
+                     "--weight-decay");
+}
+
+// A recipe exercising everything: PCD or CD-2, momentum, weight decay, linear decay over two
+// epochs of 5 batches, visible biases.
+Recipe full_recipe(bool pcd, uint32_t seed) {
+  Recipe r;
+  r.batch = 4;
+  r.k = 2;
+  r.lr = 0.2f;
+  r.momentum = 0.5f;
+  r.weight_decay = 0.01f;
+  r.lr_decay = LrDecay::linear;
+  r.epochs = 2;
+  r.pcd = pcd;
+  r.chains = pcd ? 6 : 0;
+  r.seed = seed;
+  return r;
+}
+
+// Seven updates (across the epoch boundary at 5) on the backend against the double reference, on
+// a seed whose reference trajectory keeps every draw 1e-4 from its probability (float and double
+// then make the same draws; each float result is within a few roundings of the double one).
+void expect_updates_match_reference(bool pcd) {
+  const Dataset data = patterned_images(12, 20, 7);
+  const Params start = test::random_params(12, 5, 0.5f, 31, /*visible_bias=*/true);
+  int checked = 0;
+  for (uint32_t seed = 1; seed <= 30 && checked < 3; ++seed) {
+    const Recipe recipe = full_recipe(pcd, seed);
+    test::MinibatchReference ref(start, data, recipe);
+    for (int64_t u = 0; u < 7; ++u) ref.update(u);
+    if (ref.min_margin < 1e-4) continue;
+    std::unique_ptr<Backend> backend = make_cpu_backend();
+    backend->stage(data);
+    backend->set_params(start);
+    backend->train_minibatch(recipe, 0, 7);
+    const Params got = backend->get_params(), want = ref.params();
+    EXPECT_LE(max_abs_diff(got.W, want.W), 2e-6) << "seed " << seed;
+    EXPECT_LE(max_abs_diff(got.b, want.b), 2e-6) << "seed " << seed;
+    EXPECT_LE(max_abs_diff(got.a, want.a), 2e-6) << "seed " << seed;
+    const TrainingState state = backend->get_training_state();
+    const std::vector<float> vW(ref.vW.begin(), ref.vW.end());
+    EXPECT_LE(max_abs_diff(state.vW, vW), 2e-6) << "seed " << seed;
+    if (pcd) {
+      ASSERT_EQ(state.n_chains, 6);
+      std::vector<uint8_t> chains;
+      for (const auto& c : ref.chains) chains.insert(chains.end(), c.begin(), c.end());
+      EXPECT_EQ(state.chains, chains) << "seed " << seed;
+    } else {
+      EXPECT_EQ(state.n_chains, 0);
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3) << "too few seeds clear of ties";
+}
+
+TEST(Minibatch, CdUpdatesMatchDoubleReference) { expect_updates_match_reference(false); }
+TEST(Minibatch, PcdUpdatesMatchDoubleReference) { expect_updates_match_reference(true); }
+
+// The issue's statement: a minibatch gradient is the mean of single-sample gradients. With every
+// image the same, single-sample iteration t = u B + r picks that image and names its draws as
+// row r of minibatch update u does (host/minibatch.hpp), so with plain SGD the minibatch step
+// equals the mean of the B single-sample steps from the same parameters.
+TEST(Minibatch, GradientIsTheMeanOfSingleSampleGradients) {
+  const Dataset data = test::bit_images(10, std::vector<uint32_t>(16, 0b1011001110u));
+  const Params start = test::random_params(10, 4, 0.8f, 17, /*visible_bias=*/true);
+  Recipe single;
+  single.k = 2;
+  single.lr = 0.25f;
+  Recipe batch = single;
+  batch.batch = 8;
+  int checked = 0;
+  for (uint32_t seed = 1; seed <= 40 && checked < 10; ++seed) {
+    single.seed = batch.seed = seed;
+    const int64_t u = seed % 3;
+    double margin = 1.0;
+    for (int64_t r = 0; r < batch.batch; ++r) {
+      margin = std::min(
+          margin,
+          test::cd_iteration_reference(start, data, single, u * batch.batch + r).min_margin);
+    }
+    if (margin < 1e-4) continue;
+    std::unique_ptr<Backend> backend = make_cpu_backend();
+    backend->stage(data);
+    std::vector<double> W(start.W.size(), 0.0), b(start.b.size(), 0.0), a(start.a.size(), 0.0);
+    for (int64_t r = 0; r < batch.batch; ++r) {
+      backend->set_params(start);
+      backend->train_cd(single, u * batch.batch + r, 1);
+      const Params p = backend->get_params();
+      for (size_t q = 0; q < W.size(); ++q) W[q] += p.W[q] / static_cast<double>(batch.batch);
+      for (size_t q = 0; q < b.size(); ++q) b[q] += p.b[q] / static_cast<double>(batch.batch);
+      for (size_t q = 0; q < a.size(); ++q) a[q] += p.a[q] / static_cast<double>(batch.batch);
+    }
+    backend->set_params(start);
+    backend->train_minibatch(batch, u, 1);
+    const Params got = backend->get_params();
+    for (size_t q = 0; q < W.size(); ++q) ASSERT_NEAR(got.W[q], W[q], 2e-6) << "seed " << seed;
+    for (size_t q = 0; q < b.size(); ++q) ASSERT_NEAR(got.b[q], b[q], 2e-6) << "seed " << seed;
+    for (size_t q = 0; q < a.size(); ++q) ASSERT_NEAR(got.a[q], a[q], 2e-6) << "seed " << seed;
+    EXPECT_NE(got.W, start.W);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 10) << "too few seeds clear of ties";
+}
+
+// PCD's chains live in the backend between calls: two calls of one update give exactly one call
+// of two; the chains are N, not the batch's B, and after an update they are the sampler's k steps
+// (under key (seed, train), global steps u k ...) from the chains before it.
+TEST(Minibatch, PcdChainsPersistAcrossUpdates) {
+  const Dataset data = patterned_images(16, 30, 3);
+  const Params start = test::random_params(16, 6, 0.5f, 8, /*visible_bias=*/true);
+  Recipe recipe = full_recipe(true, 5);
+  recipe.chains = 9;
+  recipe.k = 3;
+  std::unique_ptr<Backend> one = make_cpu_backend(), two = make_cpu_backend();
+  for (Backend* be : {one.get(), two.get()}) {
+    be->stage(data);
+    be->set_params(start);
+  }
+  one->train_minibatch(recipe, 0, 2);
+  two->train_minibatch(recipe, 0, 1);
+  const TrainingState middle = two->get_training_state();
+  const Params params_middle = two->get_params();
+  two->train_minibatch(recipe, 1, 1);
+  EXPECT_EQ(one->get_params().W, two->get_params().W);
+  EXPECT_EQ(one->get_params().b, two->get_params().b);
+  EXPECT_EQ(one->get_params().a, two->get_params().a);
+  const TrainingState end = two->get_training_state();
+  EXPECT_EQ(one->get_training_state(), end);
+  ASSERT_EQ(end.n_chains, 9);
+  ASSERT_EQ(end.chains.size(), size_t{9} * 16);
+  EXPECT_NE(end.chains, middle.chains);
+
+  std::vector<uint8_t> sampled = middle.chains;
+  cpu::sample_chains(params_middle, philox_key(recipe.seed, Purpose::train), sampled.data(), 9,
+                     1 * recipe.k, recipe.k, 1);
+  EXPECT_EQ(sampled, end.chains) << "PCD's negative phase is the sampler";
+}
+
+// A checkpoint's view: the state read from one backend and set on another (after set_params)
+// continues exactly; set_params alone clears it; wrong shapes are refused.
+TEST(Minibatch, TrainingStateRoundTrip) {
+  const Dataset data = patterned_images(16, 30, 4);
+  const Params start = test::random_params(16, 6, 0.5f, 9, /*visible_bias=*/true);
+  const Recipe recipe = full_recipe(true, 11);
+  std::unique_ptr<Backend> whole = make_cpu_backend(), first = make_cpu_backend(),
+                           resumed = make_cpu_backend();
+  for (Backend* be : {whole.get(), first.get(), resumed.get()}) be->stage(data);
+  whole->set_params(start);
+  whole->train_minibatch(recipe, 0, 6);
+  first->set_params(start);
+  first->train_minibatch(recipe, 0, 4);
+  resumed->set_params(first->get_params());
+  resumed->set_training_state(first->get_training_state());
+  resumed->train_minibatch(recipe, 4, 2);
+  EXPECT_EQ(resumed->get_params().W, whole->get_params().W);
+  EXPECT_EQ(resumed->get_training_state(), whole->get_training_state());
+
+  resumed->set_params(start);
+  const TrainingState cleared = resumed->get_training_state();
+  EXPECT_TRUE(cleared.vW.empty());
+  EXPECT_EQ(cleared.n_chains, 0);
+
+  TrainingState bad = whole->get_training_state();
+  bad.vW.pop_back();
+  EXPECT_INPUT_ERROR(resumed->set_training_state(bad), "velocities");
+  bad = whole->get_training_state();
+  bad.n_chains += 1;
+  EXPECT_INPUT_ERROR(resumed->set_training_state(bad), "chains");
+}
+
+TEST(Minibatch, PlainRecipeStaysOnTheSingleSamplePath) {
+  const Dataset data = patterned_images(20, 50, 1);
+  const Params start = test::random_params(20, 7, 0.3f, 4, /*visible_bias=*/true);
+  Recipe recipe;
+  recipe.lr = 0.05f;
+  std::unique_ptr<Backend> direct = make_cpu_backend(), routed = make_cpu_backend();
+  for (Backend* be : {direct.get(), routed.get()}) {
+    be->stage(data);
+    be->set_params(start);
+  }
+  direct->train_cd(recipe, 0, 300);
+  run_updates(*routed, recipe, 0, 300);
+  EXPECT_EQ(direct->get_params().W, routed->get_params().W);
+}
+
+// Tasks have shape-only boundaries and single-threaded sgemm calls: 1, 2 and 3 threads give the
+// same bits, for training (several tiles of the batch, the chains and W) and for the sampler.
+TEST(Minibatch, ThreadCountDoesNotChangeResults) {
+  const Dataset data = patterned_images(150, 400, 2);
+  const Params start = test::random_params(150, 70, 0.1f, 10, /*visible_bias=*/true);
+  Recipe recipe = full_recipe(true, 3);
+  recipe.batch = 130;
+  recipe.chains = 140;
+  recipe.epochs = 0;
+  recipe.iters = 10;
+  std::vector<Params> trained;
+  std::vector<std::vector<uint8_t>> sampled;
+  for (const int threads : {1, 2, 3}) {
+    cpu::MinibatchTrainer trainer;
+    trainer.stage(data);
+    Params p = start;
+    trainer.train(p, recipe, 0, 4, threads);
+    trained.push_back(p);
+    std::vector<uint8_t> states(data.pixels.begin(), data.pixels.begin() + 300 * 150);
+    cpu::sample_chains(start, 42, states.data(), 300, 0, 5, threads);
+    sampled.push_back(states);
+  }
+  for (size_t t = 1; t < trained.size(); ++t) {
+    EXPECT_EQ(trained[t].W, trained[0].W) << t + 1 << " threads";
+    EXPECT_EQ(trained[t].b, trained[0].b) << t + 1 << " threads";
+    EXPECT_EQ(trained[t].a, trained[0].a) << t + 1 << " threads";
+    EXPECT_EQ(sampled[t], sampled[0]) << t + 1 << " threads";
+  }
+  EXPECT_NE(trained[0].W, start.W);
+}
+
+// The exact law of a chain after `steps` Gibbs steps from Bernoulli(1/2) states (transition
+// matrix over the 2^d visible states, summing the 2^H hidden ones), x_i = (index >> i) & 1.
+std::vector<double> exact_law_after(const Params& p, int steps) {
+  const int d = p.visible, H = p.hidden, nx = 1 << d, nh = 1 << H;
+  const auto sigm = [](double t) { return 1.0 / (1.0 + std::exp(-t)); };
+  std::vector<double> hx(static_cast<size_t>(nx) * nh), xh(static_cast<size_t>(nh) * nx);
+  for (int x = 0; x < nx; ++x) {
+    for (int h = 0; h < nh; ++h) {
+      double ph = 1.0, px = 1.0;
+      for (int j = 0; j < H; ++j) {
+        double t = p.b[j];
+        for (int i = 0; i < d; ++i) t += ((x >> i) & 1) * static_cast<double>(p.W[i * H + j]);
+        ph *= ((h >> j) & 1) ? sigm(t) : 1.0 - sigm(t);
+      }
+      for (int i = 0; i < d; ++i) {
+        double t = p.a[i];
+        for (int j = 0; j < H; ++j) t += ((h >> j) & 1) * static_cast<double>(p.W[i * H + j]);
+        px *= ((x >> i) & 1) ? sigm(t) : 1.0 - sigm(t);
+      }
+      hx[static_cast<size_t>(x) * nh + h] = ph;
+      xh[static_cast<size_t>(h) * nx + x] = px;
+    }
+  }
+  std::vector<double> law(static_cast<size_t>(nx), 1.0 / nx), hidden(static_cast<size_t>(nh));
+  for (int s = 0; s < steps; ++s) {
+    std::fill(hidden.begin(), hidden.end(), 0.0);
+    for (int x = 0; x < nx; ++x) {
+      for (int h = 0; h < nh; ++h) hidden[h] += law[x] * hx[static_cast<size_t>(x) * nh + h];
+    }
+    std::fill(law.begin(), law.end(), 0.0);
+    for (int h = 0; h < nh; ++h) {
+      for (int x = 0; x < nx; ++x) law[x] += hidden[h] * xh[static_cast<size_t>(h) * nx + x];
+    }
+  }
+  return law;
+}
+
+// Per-pixel means of 2^16 chains after kBurnIn steps of the CPU's GEMM sampler (Backend::gibbs)
+// against the exact marginals p_i = P(x_i = 1) by enumeration (d = 10, H = 5). The burn-in leaves
+// the chains' law within 1e-9 of the stationary one in total variation (checked here), so each
+// pixel's count is Binomial(N, p_i) to within that. A pixel fails when |mean - p_i| >
+// 5.33 sqrt(p_i (1 - p_i) / N) (two-sided normal tail 1e-7; 10 pixels, so a correct sampler fails
+// with probability < 1e-6 by the union bound). The same means scored against the model with
+// 1.3 W must fail, or the test could pass anything.
+TEST(Minibatch, SamplerPixelMeansMatchEnumeration) {
+  constexpr int d = 10, H = 5, kBurnIn = 60;
+  constexpr int64_t kChains = int64_t{1} << 16;
+  const Params params = test::random_params(d, H, 0.9f, 404, /*visible_bias=*/true);
+  const std::vector<double> stationary = visible_distribution(params);
+  const std::vector<double> law = exact_law_after(params, kBurnIn);
+  double tv = 0.0;
+  for (size_t x = 0; x < law.size(); ++x) tv += 0.5 * std::fabs(law[x] - stationary[x]);
+  ASSERT_LT(tv, 1e-9) << "the burn-in is too short for this model";
+
+  const uint32_t seed = 12;
+  const uint64_t key = philox_key(seed, Purpose::sample);
+  std::vector<uint8_t> states(static_cast<size_t>(kChains) * d);
+  for (int64_t c = 0; c < kChains; ++c) {
+    for (int i = 0; i < d; ++i) {
+      states[static_cast<size_t>(c) * d + i] =
+          static_cast<uint8_t>(philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
+                                              static_cast<uint32_t>(i)) < 0.5f);
+    }
+  }
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(params);
+  backend->gibbs(states, kChains, seed, 0, kBurnIn);
+
+  const auto marginals = [&](const std::vector<double>& p) {
+    std::vector<double> m(d, 0.0);
+    for (size_t x = 0; x < p.size(); ++x) {
+      for (int i = 0; i < d; ++i) m[i] += ((x >> i) & 1) ? p[x] : 0.0;
+    }
+    return m;
+  };
+  std::vector<double> mean(d, 0.0);
+  for (int64_t c = 0; c < kChains; ++c) {
+    for (int i = 0; i < d; ++i) mean[i] += states[static_cast<size_t>(c) * d + i];
+  }
+  for (double& m : mean) m /= static_cast<double>(kChains);
+  const auto failures = [&](const std::vector<double>& p) {
+    int n = 0;
+    for (int i = 0; i < d; ++i) {
+      const double bound = 5.33 * std::sqrt(p[i] * (1.0 - p[i]) / static_cast<double>(kChains));
+      n += std::fabs(mean[i] - p[i]) > bound ? 1 : 0;
+    }
+    return n;
+  };
+  const std::vector<double> exact = marginals(stationary);
+  for (int i = 0; i < d; ++i) {
+    EXPECT_NEAR(mean[i], exact[i],
+                5.33 * std::sqrt(exact[i] * (1.0 - exact[i]) / static_cast<double>(kChains)))
+        << "pixel " << i;
+  }
+  Params other = params;
+  for (float& w : other.W) w *= 1.3f;
+  EXPECT_GT(failures(marginals(visible_distribution(other))), 0)
+      << "the bound cannot tell this model from one with 1.3 W";
+}
+
+// The flags: bad values get one line naming the flag and exit code 2; a short PCD run on MNIST
+// threes writes its recipe and algorithm into run.json.
+TEST(MinibatchCli, BadFlagsAndARun) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--batch", "0"}, "--batch"},
+      {{"--chains", "5"}, "--chains needs --pcd"},
+      {{"--momentum", "1"}, "--momentum"},
+      {{"--weight-decay", "-1"}, "--weight-decay"},
+      {{"--epochs", "-2"}, "--epochs"},
+      {{"--lr-decay", "cubic"}, "--lr-decay"},
+      {{"--batch", "100000", "--data", RBM_MNIST_DIR, "--out", "/nonexistent/x"}, "--batch"},
+  };
+  for (const auto& [args, flag] : bad) {
+    const test::CommandResult r = test::run_command(RBM_CPU_EXE, args);
+    EXPECT_EQ(r.exit_code, 2) << args[0] << ": " << r.output;
+    EXPECT_NE(r.output.find(flag), std::string::npos) << r.output;
+    EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+  }
+  const test::TempDir dir;
+  const test::CommandResult r = test::run_command(
+      RBM_CPU_EXE,
+      {"--data",  RBM_MNIST_DIR, "--split", "test",           "--hidden", "16",
+       "--batch", "50",          "--pcd",   "--chains",       "30",       "--k",
+       "2",       "--lr",        "0.05",    "--momentum",     "0.5",      "--lr-decay",
+       "linear",  "--epochs",    "2",       "--visible-bias", "--out",    (dir / "run").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(dir / "run" / "run.json");
+  const nlohmann::json run = nlohmann::json::parse(in);
+  EXPECT_EQ(run["algorithm"], "minibatch-pcd");
+  EXPECT_EQ(run["recipe"]["iters"], 2 * (1010 / 50));  // 1010 test threes, 20 batches an epoch
+  EXPECT_EQ(run["recipe"]["chains"], 30);
+  EXPECT_EQ(run["recipe"]["lr_decay"], "linear");
+  EXPECT_EQ(run["iteration"], 40);
+}
+
+}  // namespace
+}  // namespace rbm

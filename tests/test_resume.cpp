@@ -1,0 +1,319 @@
+// rbm_cpu killed and resumed: SIGINT and SIGTERM stop it with a checkpoint at the iteration
+// reached (exit codes 130 and 143); SIGKILL at random moments always leaves a checkpoint that
+// loads, is consistent and equals an uninterrupted run at its iteration; resuming gives the
+// parameters of an uninterrupted run bit for bit; divergence exits with code 3 and keeps the
+// last good checkpoint.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "host/atomic_file.hpp"
+#include "host/backend.hpp"
+#include "host/checkpoint.hpp"
+#include "host/npy.hpp"
+#include "host/sha256.hpp"
+#include "tests/checkpoint_util.hpp"
+#include "tests/child_process.hpp"
+#include "tests/cli_runner.hpp"
+#include "tests/test_util.hpp"
+
+namespace rbm {
+namespace {
+
+using namespace std::chrono_literals;
+using test::TempDir;
+
+test::CommandResult run_cpu(const std::vector<std::string>& args) {
+  return test::run_command(RBM_CPU_EXE, args);
+}
+
+// The recipe the tests train: small enough to be quick, long enough to be interrupted.
+constexpr int kHidden = 32;
+constexpr uint32_t kSeed = 11;
+std::vector<std::string> recipe_flags() {
+  return {"--data", RBM_MNIST_DIR,        "--hidden", std::to_string(kHidden),
+          "--seed", std::to_string(kSeed)};
+}
+
+// An uninterrupted run of the recipe, in-process, advanced on request.
+class Reference {
+ public:
+  Reference() {
+    const Dataset train = load_mnist(RBM_MNIST_DIR, 3, Split::all);
+    recipe_.hidden = kHidden;
+    recipe_.seed = kSeed;
+    backend_->stage(train);
+    backend_->set_params(init_params(recipe_, train));
+  }
+  Params at(int64_t iteration) {
+    EXPECT_GE(iteration, done_) << "the reference only moves forward";
+    backend_->train_cd(recipe_, done_, iteration - done_);
+    done_ = iteration;
+    return backend_->get_params();
+  }
+
+ private:
+  Recipe recipe_;
+  std::unique_ptr<Backend> backend_ = make_cpu_backend();
+  int64_t done_ = 0;
+};
+
+void expect_same(const Params& a, const Params& b, const std::string& what) {
+  EXPECT_EQ(a.W, b.W) << what;
+  EXPECT_EQ(a.b, b.b) << what;
+  EXPECT_EQ(a.a, b.a) << what;
+}
+
+int64_t checkpoint_iteration(const std::filesystem::path& dir) {
+  try {
+    return test::read_json(dir / "run.json")["iteration"].get<int64_t>();
+  } catch (const std::exception&) {
+    return -1;  // not written yet
+  }
+}
+
+// Waits until the run in `dir` has a checkpoint past iteration 0 (or the child ended).
+void wait_for_training(const std::filesystem::path& dir, test::ChildProcess& child) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (checkpoint_iteration(dir) <= 0 && !child.ended() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+// metrics.csv without the seconds column, which differs between runs.
+std::string metrics_without_time(const std::filesystem::path& dir) {
+  std::string kept;
+  const std::string csv = read_file(dir / "metrics.csv");
+  size_t pos = 0;
+  while (pos < csv.size()) {
+    const size_t end = std::min(csv.find('\n', pos), csv.size());
+    const std::string line = csv.substr(pos, end - pos);
+    const size_t a = line.find(','), b = line.find(',', a + 1);
+    kept += line.substr(0, a) + line.substr(b) + "\n";
+    pos = end + 1;
+  }
+  return kept;
+}
+
+// Stops a long run with `signal_number` once it trains, then checks the exit code, the one line
+// it printed and the checkpoint; returns the iteration it stopped at.
+int64_t interrupt(const std::filesystem::path& run, int signal_number, int expected_code,
+                  const std::string& name) {
+  std::vector<std::string> args = recipe_flags();
+  for (const char* arg :
+       {"--iters", "1000000", "--log-every", "1000", "--checkpoint-every", "5000"}) {
+    args.push_back(arg);
+  }
+  args.push_back("--out");
+  args.push_back(run.string());
+  const std::filesystem::path log = run.parent_path() / (name + ".log");
+  test::ChildProcess child(RBM_CPU_EXE, args, log);
+  wait_for_training(run, child);
+  child.signal(signal_number);
+  child.wait();
+  const std::string output = read_file(log);
+  EXPECT_EQ(child.exit_code(), expected_code) << output;
+  // "PROGRAM: interrupted by NAME at iteration N of 1000000; checkpoint written to ..."
+  const std::string prefix = "interrupted by " + name + " at iteration ";
+  const size_t at = output.find(prefix);
+  const size_t of = output.find(" of 1000000;", at);
+  if (at == std::string::npos || of == std::string::npos) {
+    ADD_FAILURE() << "no '" << prefix << "N of 1000000;' line in: " << output;
+    return -1;
+  }
+  EXPECT_NE(output.find("--resume " + run.string()), std::string::npos) << output;
+  const int64_t iteration = std::stoll(output.substr(at + prefix.size(), of - at - prefix.size()));
+  EXPECT_GT(iteration, 0);
+  // The checkpoint is at the iteration reached, not at the last multiple of --checkpoint-every.
+  const Checkpoint checkpoint = load_checkpoint(run);
+  EXPECT_EQ(checkpoint.iteration, iteration);
+  EXPECT_TRUE(checkpoint.staged.empty());
+  return iteration;
+}
+
+TEST(Resume, SigintCheckpointsAndAResumedRunEqualsAnUninterruptedOne) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  const int64_t stopped = interrupt(run, SIGINT, 130, "SIGINT");
+  ASSERT_GT(stopped, 0);
+  Reference reference;
+  expect_same(load_checkpoint(run).params, reference.at(stopped), "the SIGINT checkpoint");
+
+  // Resume to a few thousand iterations past the interruption (--iters shortens the recorded
+  // million, which the draws do not depend on) and compare with a run that was never stopped.
+  const std::string end = std::to_string(stopped + 2500);
+  const test::CommandResult resumed = run_cpu({"--resume", run.string(), "--iters", end});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  std::vector<std::string> args = recipe_flags();
+  for (const std::string& arg :
+       {std::string("--iters"), end, std::string("--log-every"), std::string("1000"),
+        std::string("--out"), (dir / "straight").string()}) {
+    args.push_back(arg);
+  }
+  const test::CommandResult straight = run_cpu(args);
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  EXPECT_EQ(read_file(run / "W.npy"), read_file(dir / "straight" / "W.npy"));
+  EXPECT_EQ(read_file(run / "b.npy"), read_file(dir / "straight" / "b.npy"));
+  EXPECT_EQ(metrics_without_time(run), metrics_without_time(dir / "straight"));
+  EXPECT_EQ(load_checkpoint(run).iteration, stopped + 2500);
+  EXPECT_TRUE(std::filesystem::exists(run / "weights.png"));
+
+  // A finished run resumes to nothing new.
+  const std::string W = read_file(run / "W.npy");
+  const test::CommandResult again = run_cpu({"--resume", run.string()});
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(read_file(run / "W.npy"), W);
+}
+
+TEST(Resume, SigtermCheckpointsAndExitsWith143) {
+  TempDir dir;
+  const int64_t stopped = interrupt(dir / "run", SIGTERM, 143, "SIGTERM");
+  ASSERT_GT(stopped, 0);
+  Reference reference;
+  expect_same(load_checkpoint(dir / "run").params, reference.at(stopped), "the SIGTERM checkpoint");
+}
+
+// The checkpoint on disk after a SIGKILL: every file has the SHA-256 run.json records (as
+// published, or still staged), and the parameters are the uninterrupted run's at its iteration.
+TEST(Resume, SigkillAtRandomMomentsAlwaysLeavesALoadableConsistentCheckpoint) {
+  constexpr int kKills = 20;
+  const unsigned seed = std::random_device{}();
+  std::printf("kill moments from seed %u\n", seed);
+  std::mt19937 rng(seed);
+
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  std::vector<std::string> start = recipe_flags();
+  for (const char* arg : {"--iters", "1000000", "--log-every", "500", "--checkpoint-every", "50"}) {
+    start.push_back(arg);
+  }
+  start.push_back("--out");
+  start.push_back(run.string());
+  Reference reference;
+  int64_t last = 0;
+  int advanced = 0;  // kills after which the checkpoint had moved on
+  // The first kill comes once the new run has written its first checkpoint; `startup` is how long
+  // that took (loading the data, mostly). The others come at a random moment in the first
+  // startup + 0.6 s of a resumed run: some while it loads, most while it trains, many while it
+  // writes a checkpoint (with one every 50 iterations, writing is most of the training time).
+  std::chrono::milliseconds startup{0};
+  for (int kill = 0; kill < kKills; ++kill) {
+    const bool resume = kill > 0;
+    const auto delay = std::chrono::milliseconds(
+        std::uniform_int_distribution<int64_t>(0, startup.count() + 600)(rng));
+    SCOPED_TRACE("kill " + std::to_string(kill) +
+                 (resume ? " at " : " after the first checkpoint + ") +
+                 std::to_string(delay.count()) + " ms");
+    {
+      test::ChildProcess child(RBM_CPU_EXE,
+                               resume ? std::vector<std::string>{"--resume", run.string()} : start,
+                               dir / "child.log");
+      if (!resume) {
+        const auto spawned = std::chrono::steady_clock::now();
+        while (!std::filesystem::exists(run / "run.json") && !child.ended()) {
+          std::this_thread::sleep_for(1ms);
+        }
+        startup = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - spawned);
+        std::printf("the first checkpoint came after %lld ms\n",
+                    static_cast<long long>(startup.count()));
+      }
+      std::this_thread::sleep_for(resume ? delay : delay / 4);
+      child.signal(SIGKILL);
+      child.wait();
+      ASSERT_EQ(child.killed_by(), SIGKILL) << read_file(dir / "child.log");
+    }
+    ASSERT_TRUE(std::filesystem::exists(run / "run.json"));
+    const nlohmann::json record = test::read_json(run / "run.json");
+    for (const auto& [name, sum] : record["checkpoint"]["sha256"].items()) {
+      const auto matches = [&](const std::filesystem::path& path) {
+        return std::filesystem::exists(path) && sha256_hex(read_file(path)) == sum;
+      };
+      EXPECT_TRUE(matches(run / name) || matches(run / (name + ".next"))) << name;
+    }
+    const Checkpoint checkpoint = load_checkpoint(run);
+    EXPECT_EQ(checkpoint.iteration, record["iteration"]);
+    EXPECT_GE(checkpoint.iteration, last);
+    advanced += checkpoint.iteration > last;
+    last = checkpoint.iteration;
+    expect_same(checkpoint.params, reference.at(last), "after kill " + std::to_string(kill));
+  }
+  std::printf("%d kills, after %d of which the checkpoint had moved on; the last is at %lld\n",
+              kKills, advanced, static_cast<long long>(last));
+  EXPECT_GT(last, 0);
+
+  // And the run resumes to its end (a shorter one: --iters) as if it had never been killed.
+  const int64_t end = last + 300;
+  const test::CommandResult finished =
+      run_cpu({"--resume", run.string(), "--iters", std::to_string(end)});
+  ASSERT_EQ(finished.exit_code, 0) << finished.output;
+  const Checkpoint checkpoint = load_checkpoint(run);
+  EXPECT_EQ(checkpoint.iteration, end);
+  expect_same(checkpoint.params, reference.at(end), "at the end");
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(run)) {
+    files.push_back(entry.path().filename().string());
+  }
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files,
+            (std::vector<std::string>{"W.npy", "b.npy", "metrics.csv", "run.json", "weights.png"}))
+      << "no staged or temporary files are left";
+  // Metrics rows: every 500 iterations, once each, in order.
+  const std::string csv = read_file(run / "metrics.csv");
+  int64_t previous = 0;
+  for (size_t pos = csv.find('\n') + 1; pos < csv.size(); pos = csv.find('\n', pos) + 1) {
+    const int64_t iteration = std::stoll(csv.substr(pos));
+    EXPECT_TRUE(iteration > previous && (iteration % 500 == 0 || iteration == end))
+        << iteration << " after " << previous;
+    previous = iteration;
+  }
+}
+
+TEST(Resume, ANonFiniteRunExitsWith3AndKeepsTheLastGoodCheckpoint) {
+  // A checkpoint whose weights are finite but so large (+-FLT_MAX, alternating by pixel) that the
+  // next iterations overflow: training must stop before it writes anything.
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  std::vector<std::string> args = recipe_flags();
+  for (const std::string& arg :
+       {std::string("--iters"), std::string("200"), std::string("--out"), run.string()}) {
+    args.push_back(arg);
+  }
+  ASSERT_EQ(run_cpu(args).exit_code, 0);
+  NpyArray W = read_npy(run / "W.npy");
+  for (size_t i = 0; i < W.data.size(); ++i) {
+    W.data[i] =
+        (i / kHidden) % 2 ? std::numeric_limits<float>::max() : -std::numeric_limits<float>::max();
+  }
+  write_npy(run / "W.npy", W.data, W.shape);
+  test::rehash(run, "W.npy");
+  std::vector<std::string> before;
+  for (const char* name : {"W.npy", "b.npy", "run.json", "metrics.csv"}) {
+    before.push_back(read_file(run / name));
+  }
+
+  const test::CommandResult r = run_cpu({"--resume", run.string(), "--iters", "400"});
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("training diverged"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the last good checkpoint, iteration 200"), std::string::npos)
+      << r.output;
+  std::vector<std::string> after;
+  for (const char* name : {"W.npy", "b.npy", "run.json", "metrics.csv"}) {
+    after.push_back(read_file(run / name));
+  }
+  EXPECT_TRUE(before == after) << "the checkpoint on disk changed";
+  EXPECT_EQ(load_checkpoint(run).iteration, 200);
+}
+
+}  // namespace
+}  // namespace rbm
