@@ -11,10 +11,21 @@
 
 namespace rbm {
 
+const char* hidden_type_name(HiddenType type) {
+  return type == HiddenType::ternary ? "ternary" : "binary";
+}
+
+HiddenType parse_hidden_type(const std::string& text) {
+  if (text == "binary") return HiddenType::binary;
+  if (text == "ternary") return HiddenType::ternary;
+  throw InputError("hidden type '" + text + "' is not binary or ternary");
+}
+
 Params init_params(const Recipe& recipe, const Dataset& train) {
   Params params;
   params.visible = train.cols();
   params.hidden = recipe.hidden;
+  params.hidden_type = recipe.hidden_type;
   const size_t n_weights = static_cast<size_t>(params.visible) * params.hidden;
   params.W.resize(n_weights);
   // Box-Muller on the four uniforms of block n gives normals 4n .. 4n+3.

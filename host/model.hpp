@@ -9,9 +9,19 @@
 
 namespace rbm {
 
+// The hidden units' values (design.md): binary h in {0, 1}, or the sheet's ternary h in
+// {-1, 0, 1} with p(h_j = s | x) proportional to exp(s t_j) (kernels/rbm_math.h). A ternary
+// model's draws are named as a binary model's (host/backend.hpp): the same uniform u of hidden
+// unit j gives ternary_draw(u, t_j) instead of bernoulli(u, sigmoid(t_j)).
+enum class HiddenType { binary, ternary };
+const char* hidden_type_name(HiddenType type);  // "binary" or "ternary"
+// Throws InputError for anything but "binary" or "ternary".
+HiddenType parse_hidden_type(const std::string& text);
+
 struct Params {
   int visible = 0;       // d
   int hidden = 0;        // H
+  HiddenType hidden_type = HiddenType::binary;
   std::vector<float> W;  // (d, H), row-major
   std::vector<float> b;  // (H)
   std::vector<float> a;  // (d), empty when the model has no visible bias
@@ -30,6 +40,7 @@ struct Recipe {
   uint32_t seed = 1;
   float init_std = 0.1f;
   bool visible_bias = false;
+  HiddenType hidden_type = HiddenType::binary;  // init_params copies it into Params
   int batch = 1;                     // images per update B
   bool pcd = false;                  // persistent chains for the negative phase
   int64_t chains = 0;                // PCD chains N; 0: B

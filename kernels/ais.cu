@@ -20,7 +20,7 @@ unsigned grid_for(int64_t work) {
   return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, int64_t{1} << 16));
 }
 
-// Draws 0/1 into out[r, u] for u < units with p = prob_of(u, r), one thread per 4 units of a row.
+// Draws 0/1 into out[r, u] for u < units with p = prob_of(r, u), one thread per 4 units of a row.
 template <typename ProbOf>
 __device__ void bernoulli_rows(int64_t runs, int units, uint64_t key, uint64_t first_stream,
                                uint32_t phase, ProbOf prob_of, float* out) {
