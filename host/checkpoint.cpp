@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -83,6 +84,28 @@ std::vector<CheckpointFile> param_files(const Params& params) {
   files.push_back({"b.npy", encode_npy("b.npy", params.b, {params.hidden})});
   if (params.has_visible_bias()) {
     files.push_back({"a.npy", encode_npy("a.npy", params.a, {params.visible})});
+  }
+  return files;
+}
+
+std::vector<CheckpointFile> training_state_files(const TrainingState& state) {
+  std::vector<CheckpointFile> files;
+  const int64_t n_weights = static_cast<int64_t>(state.vW.size());
+  const int64_t H = static_cast<int64_t>(state.vb.size());
+  if (!state.vW.empty()) {
+    // vW has W's shape (d, H); vb is (H) and exists whenever vW does.
+    if (H == 0 || n_weights % H != 0) {
+      throw std::invalid_argument("training_state_files: vW and vb do not fit together");
+    }
+    files.push_back({"vW.npy", encode_npy("vW.npy", state.vW, {n_weights / H, H})});
+    files.push_back({"vb.npy", encode_npy("vb.npy", state.vb, {H})});
+  }
+  if (!state.va.empty()) {
+    files.push_back({"va.npy", encode_npy("va.npy", state.va, {static_cast<int64_t>(state.va.size())})});
+  }
+  if (state.n_chains > 0) {
+    const int64_t d = static_cast<int64_t>(state.chains.size()) / state.n_chains;
+    files.push_back({"chains.npy", encode_npy_u8("chains.npy", state.chains, {state.n_chains, d})});
   }
   return files;
 }
@@ -193,6 +216,53 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
   if (!all_finite(params)) {
     throw InputError(dir.string() + ": the checkpoint's parameters are not all finite");
   }
+  if (run.contains("recipe") && run["recipe"].contains("hidden_type")) {
+    params.hidden_type =
+        parse_hidden_type(field<std::string>(dir, run, "recipe.hidden_type", {"recipe", "hidden_type"}));
+  }
+
+  // The training state of a minibatch run: each part, when present, must fit the parameters.
+  TrainingState& state = checkpoint.state;
+  const auto expect_length = [&](const std::string& name, const std::vector<float>& values,
+                                 size_t n) {
+    if (values.size() != n) {
+      throw InputError((dir / name).string() + ": " + std::to_string(values.size()) +
+                       " values, expected " + std::to_string(n) + " (the model's shape)");
+    }
+    const bool finite =
+        std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+    if (!finite) throw InputError((dir / name).string() + ": not all finite");
+  };
+  const size_t d = static_cast<size_t>(params.visible), H = static_cast<size_t>(params.hidden);
+  if (sums.contains("vW.npy") != sums.contains("vb.npy")) {
+    bad_run_json(dir, "checkpoint.sha256 names one of vW.npy and vb.npy without the other");
+  }
+  if (sums.contains("vW.npy")) {
+    state.vW = load("vW.npy", 2).data;
+    expect_length("vW.npy", state.vW, d * H);
+    state.vb = load("vb.npy", 1).data;
+    expect_length("vb.npy", state.vb, H);
+  }
+  if (sums.contains("va.npy")) {
+    if (!params.has_visible_bias()) bad_run_json(dir, "va.npy without a.npy");
+    state.va = load("va.npy", 1).data;
+    expect_length("va.npy", state.va, d);
+  }
+  if (sums.contains("chains.npy")) {
+    const std::filesystem::path path = dir / "chains.npy";
+    const auto file = std::find_if(checkpoint.files.begin(), checkpoint.files.end(),
+                                   [](const CheckpointFile& f) { return f.name == "chains.npy"; });
+    NpyArrayU8 chains = parse_npy_u8(path, file->bytes);
+    if (chains.shape.size() != 2 || chains.shape[0] < 1 ||
+        chains.shape[1] != static_cast<int64_t>(d)) {
+      throw InputError(path.string() + ": not (n_chains, " + std::to_string(d) + ")");
+    }
+    if (std::any_of(chains.data.begin(), chains.data.end(), [](uint8_t v) { return v > 1; })) {
+      throw InputError(path.string() + ": a chain state is not 0 or 1");
+    }
+    state.n_chains = chains.shape[0];
+    state.chains = std::move(chains.data);
+  }
   return checkpoint;
 }
 
@@ -273,12 +343,6 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     Checkpoint checkpoint = load_checkpoint(dir);
     const nlohmann::json& run = checkpoint.run;
     const Params& params = checkpoint.params;
-    // Minibatch runs keep more state than the parameters (velocities, persistent chains); until
-    // their checkpoints carry it (as more files: CheckpointFile), they cannot resume exactly.
-    if (run.contains("algorithm") && run["algorithm"] != "cd") {
-      bad_run_json(dir, "a " + run["algorithm"].dump() +
-                            " run: only single-sample CD runs can be resumed so far");
-    }
     TrainOptions options;
     Recipe& r = options.recipe;
     const auto iters_recorded = field<int64_t>(dir, run, "recipe.iters", {"recipe", "iters"});
@@ -307,6 +371,42 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     r.seed = static_cast<uint32_t>(seed);
     r.lr = static_cast<float>(lr);
     r.init_std = static_cast<float>(init_std);
+    r.hidden_type = params.hidden_type;
+    // Minibatch CD / PCD (host/minibatch.hpp); runs recorded before it existed have none of these
+    // and are single-sample. run_training checks them against the data (check_minibatch_recipe).
+    const nlohmann::json& recorded = run["recipe"];
+    if (recorded.contains("batch")) {
+      const auto batch = field<int64_t>(dir, run, "recipe.batch", {"recipe", "batch"});
+      const auto chains = field<int64_t>(dir, run, "recipe.chains", {"recipe", "chains"});
+      const auto epochs = field<int64_t>(dir, run, "recipe.epochs", {"recipe", "epochs"});
+      const auto momentum = field<double>(dir, run, "recipe.momentum", {"recipe", "momentum"});
+      const auto decay = field<double>(dir, run, "recipe.weight_decay", {"recipe", "weight_decay"});
+      const auto lr_decay = field<std::string>(dir, run, "recipe.lr_decay", {"recipe", "lr_decay"});
+      require_field(dir, batch >= 1 && batch <= 1'000'000, "recipe.batch", batch, "in 1..1000000");
+      require_field(dir, chains >= 0 && chains <= 100'000'000, "recipe.chains", chains,
+                    "in 0..1e8");
+      require_field(dir, epochs >= 0 && epochs <= 1'000'000, "recipe.epochs", epochs,
+                    "in 0..1000000");
+      require_field(dir, std::isfinite(momentum) && momentum >= 0.0 && momentum < 1.0,
+                    "recipe.momentum", momentum, "in [0, 1)");
+      require_field(dir, std::isfinite(decay) && decay >= 0.0 && decay <= 1e6,
+                    "recipe.weight_decay", decay, "in [0, 1e6]");
+      if (lr_decay != "none" && lr_decay != "linear") {
+        bad_run_json(dir, "recipe.lr_decay \"" + lr_decay + "\" is not none or linear");
+      }
+      r.batch = static_cast<int>(batch);
+      r.pcd = field<bool>(dir, run, "recipe.pcd", {"recipe", "pcd"});
+      r.chains = chains;
+      r.epochs = epochs;
+      r.momentum = static_cast<float>(momentum);
+      r.weight_decay = static_cast<float>(decay);
+      r.lr_decay = lr_decay == "linear" ? LrDecay::linear : LrDecay::none;
+    }
+    // The checkpoint's state must be the recipe's: velocities only with momentum, chains only
+    // with PCD (set_training_state checks the shapes against the model).
+    const TrainingState& state = checkpoint.state;
+    if (!state.vW.empty() && r.momentum == 0.0f) bad_run_json(dir, "vW.npy without momentum");
+    if (state.n_chains > 0 && !r.pcd) bad_run_json(dir, "chains.npy without recipe.pcd");
     if (iters) {
       if (*iters < checkpoint.iteration) {
         throw InputError("--iters " + std::to_string(*iters) +
@@ -314,6 +414,7 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
                          std::to_string(checkpoint.iteration));
       }
       r.iters = *iters;
+      r.epochs = 0;  // --iters counts updates; the data order is the same (host/minibatch.hpp)
     }
 
     options.data_dir =
@@ -355,6 +456,7 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     resume.metrics_csv = metrics_up_to(dir, checkpoint.iteration);
     tidy_run_directory(dir, checkpoint);
     resume.params = std::move(checkpoint.params);
+    resume.state = std::move(checkpoint.state);
     options.resume = std::move(resume);
     return options;
   } catch (const InputError& e) {

@@ -1,7 +1,8 @@
 // Checkpoints in a run directory: W.npy, b.npy, [a.npy] and run.json, whose "checkpoint" entry
 // names the iteration and the SHA-256 of each parameter file, so that a loader can tell that the
-// files on disk belong together. The recipe is single-sample SGD CD-k: no momentum buffers or
-// persistent chains to keep, and the RNG is counter-based, so its position is the iteration.
+// files on disk belong together. A minibatch run adds its training state (host/minibatch.hpp):
+// vW.npy, vb.npy, va.npy (momentum velocities) and chains.npy (PCD chains), each once it exists.
+// The RNG is counter-based, so its position is the iteration: nothing to store for it.
 //
 // A checkpoint is written in three steps, each file atomically (host/atomic_file.hpp):
 //   1. stage:   each parameter file is written as NAME.next (W.npy.next, ...);
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "host/minibatch.hpp"
 #include "host/model.hpp"
 #include "host/trainer.hpp"
 
@@ -32,6 +34,10 @@ struct CheckpointFile {
 // W.npy, b.npy and, with visible biases, a.npy, encoded as write_npy writes them.
 std::vector<CheckpointFile> param_files(const Params& params);
 
+// The non-empty parts of a minibatch trainer's state: vW.npy (d, H), vb.npy (H), va.npy (d) as
+// float32, chains.npy (n_chains, d) as uint8 0/1.
+std::vector<CheckpointFile> training_state_files(const TrainingState& state);
+
 // Writes `files` (at least param_files(); a trainer with more state adds its own .npy files) as
 // the checkpoint at `iteration`; `run` is run.json's content, to which this adds the
 // "checkpoint" entry. Throws InputError naming the file when a write fails.
@@ -41,14 +47,15 @@ void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
 struct Checkpoint {
   nlohmann::json run;  // run.json, as read
   int64_t iteration = 0;
-  Params params;                      // from W.npy, b.npy, [a.npy]
+  Params params;                      // from W.npy, b.npy, [a.npy]; hidden type from run.json
+  TrainingState state;                // from vW.npy, vb.npy, va.npy, chains.npy where present
   std::vector<CheckpointFile> files;  // every file of the checkpoint, checked against its SHA-256
   std::vector<std::string> staged;    // files found only as NAME.next (a publish was cut short)
 };
 
 // Reads run.json and the files it names and checks that they belong together (SHA-256 of each
-// file, one iteration), and that W.npy, b.npy, [a.npy] parse, have consistent shapes and hold
-// finite values. Reads only. Throws InputError naming the file and the problem.
+// file, one iteration), and that W.npy, b.npy, [a.npy] and the training state's files parse,
+// have consistent shapes and hold finite values (chains: 0 or 1). Reads only. Throws InputError naming the file and the problem.
 Checkpoint load_checkpoint(const std::filesystem::path& dir);
 
 // Finishes what a killed run left: publishes the checkpoint's staged files and removes stale

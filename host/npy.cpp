@@ -294,9 +294,14 @@ void write_npy(const std::filesystem::path& path, const std::vector<float>& data
   write_file_atomic(path, encode_npy(path, data, shape));
 }
 
+std::string encode_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
+                          const std::vector<int64_t>& shape) {
+  return encode_npy_bytes(path, "|u1", data.data(), data.size(), 1, shape);
+}
+
 void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
                   std::vector<int64_t> shape) {
-  write_file_atomic(path, encode_npy_bytes(path, "|u1", data.data(), data.size(), 1, shape));
+  write_file_atomic(path, encode_npy_u8(path, data, shape));
 }
 
 NpyArray parse_npy(const std::filesystem::path& path, std::string bytes) {

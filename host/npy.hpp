@@ -27,6 +27,8 @@ void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>&
 // The bytes write_npy writes (for checksums of what goes to disk); `path` names it in errors.
 std::string encode_npy(const std::filesystem::path& path, const std::vector<float>& data,
                        const std::vector<int64_t>& shape);
+std::string encode_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
+                          const std::vector<int64_t>& shape);
 
 // Throw InputError naming the file and the problem: bad magic or version, an unparsable header,
 // another dtype, Fortran order, a shape that is not 1-D or 2-D, or data of the wrong length.

@@ -41,6 +41,7 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
                            {"seed", r.seed},
                            {"init_std", r.init_std},
                            {"visible_bias", r.visible_bias},
+                           {"hidden_type", hidden_type_name(r.hidden_type)},
                            // minibatch CD / PCD (host/minibatch.hpp); the defaults: single-sample
                            {"batch", r.batch},
                            {"pcd", r.pcd},
@@ -141,8 +142,14 @@ void run_training(Backend& backend, const TrainOptions& options) {
   double train_seconds = resume ? resume->train_seconds : 0.0;
   int64_t done = resume ? resume->iteration : 0;
   int64_t checkpoint_at = done;  // the iteration of the checkpoint on disk
+  // A minibatch run's checkpoint also holds its training state (momentum velocities, PCD chains),
+  // so that a resumed run continues exactly; the state before the first update is empty.
+  const bool minibatch = uses_minibatch(recipe);
+  TrainingState state = resume ? resume->state : TrainingState();
   const auto write_checkpoint_now = [&] {
-    write_checkpoint(options.out_dir, done, param_files(params),
+    std::vector<CheckpointFile> files = param_files(params);
+    for (CheckpointFile& file : training_state_files(state)) files.push_back(std::move(file));
+    write_checkpoint(options.out_dir, done, files,
                      run_record(options, backend, data_sha256, train.rows, done, train_seconds));
     checkpoint_at = done;
   };
@@ -161,6 +168,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
   }
   backend.stage(train);
   backend.set_params(params);
+  if (minibatch) backend.set_training_state(state);
 
   const StopSignals signals;
   const int64_t first = done;
@@ -190,6 +198,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     const bool log_now = done == next_log;
     const bool checkpoint_now = done == next_checkpoint || stop != 0;
     if (log_now || checkpoint_now) params = backend.get_params();  // waits for an async backend
+    if (checkpoint_now && minibatch) state = backend.get_training_state();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     train_seconds += seconds;
@@ -200,6 +209,12 @@ void run_training(Backend& backend, const TrainOptions& options) {
     // Every check comes before any write, so a non-finite value never reaches the disk.
     if ((log_now || checkpoint_now) && !all_finite(params)) {
       throw diverged("a parameter is not finite");
+    }
+    const auto finite = [](const std::vector<float>& v) {
+      return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+    };
+    if (checkpoint_now && !(finite(state.vW) && finite(state.vb) && finite(state.va))) {
+      throw diverged("a momentum velocity is not finite");
     }
     if (log_now) {
       MetricsRow row =

@@ -9,6 +9,7 @@
 
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
+#include "host/minibatch.hpp"
 #include "host/model.hpp"
 
 namespace rbm {
@@ -17,6 +18,7 @@ namespace rbm {
 struct ResumeFrom {
   int64_t iteration = 0;
   Params params;
+  TrainingState state;  // momentum velocities and PCD chains of a minibatch run
   double train_seconds = 0.0;
   std::string metrics_csv;  // the header and the rows up to `iteration`
   std::string data_sha256;  // of the run's training images; other images are refused
