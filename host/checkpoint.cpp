@@ -101,7 +101,8 @@ std::vector<CheckpointFile> training_state_files(const TrainingState& state) {
     files.push_back({"vb.npy", encode_npy("vb.npy", state.vb, {H})});
   }
   if (!state.va.empty()) {
-    files.push_back({"va.npy", encode_npy("va.npy", state.va, {static_cast<int64_t>(state.va.size())})});
+    files.push_back(
+        {"va.npy", encode_npy("va.npy", state.va, {static_cast<int64_t>(state.va.size())})});
   }
   if (state.n_chains > 0) {
     const int64_t d = static_cast<int64_t>(state.chains.size()) / state.n_chains;
@@ -217,8 +218,8 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
     throw InputError(dir.string() + ": the checkpoint's parameters are not all finite");
   }
   if (run.contains("recipe") && run["recipe"].contains("hidden_type")) {
-    params.hidden_type =
-        parse_hidden_type(field<std::string>(dir, run, "recipe.hidden_type", {"recipe", "hidden_type"}));
+    params.hidden_type = parse_hidden_type(
+        field<std::string>(dir, run, "recipe.hidden_type", {"recipe", "hidden_type"}));
   }
 
   // The training state of a minibatch run: each part, when present, must fit the parameters.

@@ -55,7 +55,8 @@ struct Checkpoint {
 
 // Reads run.json and the files it names and checks that they belong together (SHA-256 of each
 // file, one iteration), and that W.npy, b.npy, [a.npy] and the training state's files parse,
-// have consistent shapes and hold finite values (chains: 0 or 1). Reads only. Throws InputError naming the file and the problem.
+// have consistent shapes and hold finite values (chains: 0 or 1). Reads only. Throws InputError
+// naming the file and the problem.
 Checkpoint load_checkpoint(const std::filesystem::path& dir);
 
 // Finishes what a killed run left: publishes the checkpoint's staged files and removes stale

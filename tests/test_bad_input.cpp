@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -356,6 +357,48 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
   write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {8});
   write_npy(model / "a.npy", std::vector<float>(100, 0.0f), {100});
   EXPECT_INPUT_ERROR(read_model(model.path()), "a holds 100 values, expected 784");
+}
+
+// A minibatch run's state files (vW.npy, vb.npy, va.npy, chains.npy): each must fit the model and
+// the recipe, or --resume refuses the checkpoint.
+TEST_F(ResumeInput, TrainingStateFilesThatDoNotFit) {
+  const std::filesystem::path pcd = dir_ / "pcd";
+  const test::CommandResult r =
+      run_cpu({"--data", RBM_MNIST_DIR, "--iters", "20", "--hidden", "8", "--batch", "10", "--pcd",
+               "--chains", "6", "--momentum", "0.5", "--log-every", "10", "--out", pcd.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  int copies = 0;
+  const auto damaged = [&](const std::string& name, const std::string& bytes) {
+    const std::filesystem::path run = dir_ / ("pcd" + std::to_string(copies++));
+    std::filesystem::copy(pcd, run);
+    write_bytes(run / name, bytes);
+    test::rehash(run, name);
+    return run;
+  };
+  TempDir tmp;
+  const auto f32 = [&](const std::vector<int64_t>& shape, float value) {
+    int64_t n = 1;
+    for (const int64_t d : shape) n *= d;
+    write_npy(tmp / "x.npy", std::vector<float>(static_cast<size_t>(n), value), shape);
+    return read_file(tmp / "x.npy");
+  };
+  const auto u8 = [&](const std::vector<int64_t>& shape, uint8_t value) {
+    write_npy_u8(tmp / "c.npy",
+                 std::vector<uint8_t>(static_cast<size_t>(shape[0] * shape[1]), value), shape);
+    return read_file(tmp / "c.npy");
+  };
+  expect_resume_refused(damaged("vW.npy", f32({784, 4}, 0.0f)), {"vW.npy", "expected 6272"});
+  expect_resume_refused(damaged("vb.npy", f32({8}, NAN)), {"vb.npy", "not all finite"});
+  expect_resume_refused(damaged("chains.npy", u8({6, 100}, 1)), {"chains.npy", "(n_chains, 784)"});
+  expect_resume_refused(damaged("chains.npy", u8({6, 784}, 2)), {"chains.npy", "not 0 or 1"});
+  expect_resume_refused(damaged("chains.npy", f32({6, 784}, 1.0f)), {"chains.npy", "dtype '<f4'"});
+  // State the recipe does not have: chains in a single-sample run.
+  {
+    const std::filesystem::path run = copy();
+    std::filesystem::copy_file(pcd / "chains.npy", run / "chains.npy");
+    test::rehash(run, "chains.npy");
+    expect_resume_refused(run, {"run.json", "chains.npy without recipe.pcd"});
+  }
 }
 
 TEST_F(ResumeInput, TornOrForeignCheckpoints) {

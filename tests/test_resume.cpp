@@ -189,9 +189,9 @@ TEST(Resume, SigtermCheckpointsAndExitsWith143) {
 // checkpoint carries the velocities (vW, vb, va) and the persistent chains, and a run stopped by
 // SIGINT and resumed ends bit for bit where an uninterrupted one does, state included.
 TEST(Resume, MinibatchPcdStateResumesBitForBit) {
-  const std::vector<std::string> minibatch = {"--batch",    "20",  "--pcd",         "--chains",
-                                              "30",         "--momentum", "0.5",   "--visible-bias",
-                                              "--weight-decay", "0.001"};
+  const std::vector<std::string> minibatch = {
+      "--batch",    "20",  "--pcd",          "--chains",       "30",
+      "--momentum", "0.5", "--visible-bias", "--weight-decay", "0.001"};
   TempDir dir;
   const std::filesystem::path run = dir / "run";
   const int64_t stopped = interrupt(run, SIGINT, 130, "SIGINT", minibatch, "250");
@@ -206,9 +206,9 @@ TEST(Resume, MinibatchPcdStateResumesBitForBit) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   std::vector<std::string> args = recipe_flags();
   args.insert(args.end(), minibatch.begin(), minibatch.end());
-  for (const std::string& arg : {std::string("--iters"), end, std::string("--log-every"),
-                                 std::string("1000"), std::string("--out"),
-                                 (dir / "straight").string()}) {
+  for (const std::string& arg :
+       {std::string("--iters"), end, std::string("--log-every"), std::string("1000"),
+        std::string("--out"), (dir / "straight").string()}) {
     args.push_back(arg);
   }
   const test::CommandResult straight = run_cpu(args);
