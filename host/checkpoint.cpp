@@ -218,8 +218,11 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
     throw InputError(dir.string() + ": the checkpoint's parameters are not all finite");
   }
   if (run.contains("recipe") && run["recipe"].contains("hidden_type")) {
-    params.hidden_type = parse_hidden_type(
-        field<std::string>(dir, run, "recipe.hidden_type", {"recipe", "hidden_type"}));
+    const auto type = field<std::string>(dir, run, "recipe.hidden_type", {"recipe", "hidden_type"});
+    if (type != "binary" && type != "ternary") {
+      bad_run_json(dir, "recipe.hidden_type \"" + type + "\" is not binary or ternary");
+    }
+    params.hidden_type = parse_hidden_type(type);
   }
 
   // The training state of a minibatch run: each part, when present, must fit the parameters.

@@ -445,8 +445,11 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
           {[](nlohmann::json& r) { r["data"]["split"] = "dev"; }, {"dev"}},
           {[](nlohmann::json& r) { r["schedule"]["log_every"] = 0; }, {"schedule.log_every 0"}},
           {[](nlohmann::json& r) { r.erase("schedule"); }, {"no schedule.log_every entry"}},
-          {[](nlohmann::json& r) { r["algorithm"] = "minibatch-pcd"; },
-           {"only single-sample CD runs can be resumed"}},
+          {[](nlohmann::json& r) { r["recipe"]["momentum"] = 1.5; }, {"recipe.momentum 1.5"}},
+          {[](nlohmann::json& r) { r["recipe"]["batch"] = 0; }, {"recipe.batch 0"}},
+          {[](nlohmann::json& r) { r["recipe"]["lr_decay"] = "cosine"; }, {"recipe.lr_decay"}},
+          {[](nlohmann::json& r) { r["recipe"]["hidden_type"] = "quaternary"; },
+           {"run.json", "recipe.hidden_type", "quaternary"}},
       };
   for (const auto& [edit, parts] : edits) {
     SCOPED_TRACE(parts.front());
