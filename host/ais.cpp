@@ -1,6 +1,7 @@
 // AIS for log Z (see ais.hpp): the schedule, base rates, summary, and the CPU reference, one run at
 // a time per thread. x and h are binary, so W'x and W h are sums of rows of W (d, H) and of its
-// transpose (H, d), each padded to whole 8-float vectors.
+// transpose (H, d), each padded to whole 8-float vectors; ternary h's W h is the rows where h is 1
+// minus those where it is -1.
 #include "host/ais.hpp"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
 #include "host/errors.hpp"
+#include "host/hidden_units.hpp"
 #include "host/numeric.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
@@ -20,7 +22,6 @@ namespace rbm {
 namespace {
 
 int padded8(int n) { return (n + 7) / 8 * 8; }
-
 
 // The rows of a row-major matrix m (rows, cols), or of its transpose, each padded with zeros to
 // padded8(cols) floats: (rows, padded8(cols)).
@@ -143,52 +144,75 @@ AisResult ais_cpu(const Params& params, const AisRequest& request) {
 
   AisResult result;
   result.log_weights.assign(static_cast<size_t>(request.runs), 0.0);
-  parallel_for(request.runs, [&](int64_t, int64_t begin, int64_t end) {
-    std::vector<float> u(static_cast<size_t>(Hp)), t(static_cast<size_t>(dp));
-    std::vector<float> uniforms(static_cast<size_t>(std::max(d, H)));
-    std::vector<float> prob(static_cast<size_t>(std::max(d, H)));
-    std::vector<int> x_on(static_cast<size_t>(d)), h_on(static_cast<size_t>(H));
-    for (int64_t r = begin; r < end; ++r) {
-      const uint64_t stream = request.first_stream + static_cast<uint64_t>(r);
-      // x_1 ~ p_0; x_on[0..n_x) lists the units that are 1.
-      cpu::philox_uniforms(key, stream, ais_init_phase(), 0, d, uniforms.data());
-      int n_x = cpu::indices_where_less(uniforms.data(), base_prob.data(), d, x_on.data());
-      double log_w = 0.0;
-      for (int64_t k = 1; k <= K; ++k) {
-        // u (H) = W'x + b in float; the weight's increment in double.
-        cpu::sum_of_rows(W.data(), static_cast<size_t>(Hp), x_on.data(), n_x, Hp, u.data());
-        for (int j = 0; j < H; ++j) u[j] += params.b[j];
-        const double beta = betas[k], beta_prev = betas[k - 1];
-        double increment = 0.0;
-        if (visible_term) {
-          double dot = 0.0;
-          for (int n = 0; n < n_x; ++n) dot += a_minus_c[x_on[n]];
-          increment += (beta - beta_prev) * dot;
+  with_hidden_type(params.hidden_type, [&](auto type) {
+    constexpr HiddenType kType = decltype(type)::value;
+    parallel_for(request.runs, [&](int64_t, int64_t begin, int64_t end) {
+      std::vector<float> u(static_cast<size_t>(Hp)), t(static_cast<size_t>(dp));
+      std::vector<float> t_minus(kType == HiddenType::ternary ? static_cast<size_t>(dp) : 0);
+      std::vector<float> uniforms(static_cast<size_t>(std::max(d, H)));
+      std::vector<float> prob(static_cast<size_t>(std::max(d, H)));
+      std::vector<int> x_on(static_cast<size_t>(d)), h_on(static_cast<size_t>(H));
+      std::vector<int> h_minus(kType == HiddenType::ternary ? static_cast<size_t>(H) : 0);
+      for (int64_t r = begin; r < end; ++r) {
+        const uint64_t stream = request.first_stream + static_cast<uint64_t>(r);
+        // x_1 ~ p_0; x_on[0..n_x) lists the units that are 1.
+        cpu::philox_uniforms(key, stream, ais_init_phase(), 0, d, uniforms.data());
+        int n_x = cpu::indices_where_less(uniforms.data(), base_prob.data(), d, x_on.data());
+        double log_w = 0.0;
+        for (int64_t k = 1; k <= K; ++k) {
+          // u (H) = W'x + b in float; the weight's increment in double.
+          cpu::sum_of_rows(W.data(), static_cast<size_t>(Hp), x_on.data(), n_x, Hp, u.data());
+          for (int j = 0; j < H; ++j) u[j] += params.b[j];
+          const double beta = betas[k], beta_prev = betas[k - 1];
+          double increment = 0.0;
+          if (visible_term) {
+            double dot = 0.0;
+            for (int n = 0; n < n_x; ++n) dot += a_minus_c[x_on[n]];
+            increment += (beta - beta_prev) * dot;
+          }
+          for (int j = 0; j < H; ++j) {
+            increment += hidden_log_sum_difference<kType>(beta * u[j], beta_prev * u[j]);
+          }
+          log_w += increment;
+          if (k == K) break;
+          // One Gibbs sweep at beta_k: h ~ sigm(beta u), x ~ sigm(beta (W h + a) + (1 - beta) c).
+          const float beta_f = static_cast<float>(beta);
+          if constexpr (kType == HiddenType::ternary) {
+            // h_j = ternary_draw(uniform, beta u_j); W h = the rows of W' where h is 1 minus those
+            // where it is -1.
+            cpu::philox_uniforms(key, stream, ais_hidden_phase(k), 0, H, uniforms.data());
+            int n_plus = 0, n_minus = 0;
+            for (int j = 0; j < H; ++j) {
+              const float h = ternary_draw(uniforms[j], beta_f * u[j]);
+              if (h > 0.0f) h_on[n_plus++] = j;
+              if (h < 0.0f) h_minus[n_minus++] = j;
+            }
+            cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_on.data(), n_plus, dp, t.data());
+            cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_minus.data(), n_minus, dp,
+                             t_minus.data());
+            for (int i = 0; i < d; ++i) t[i] -= t_minus[i];
+          } else {
+            for (int j = 0; j < H; ++j) prob[j] = sigmoid(beta_f * u[j]);
+            cpu::philox_uniforms(key, stream, ais_hidden_phase(k), 0, H, uniforms.data());
+            const int n_h = cpu::indices_where_less(uniforms.data(), prob.data(), H, h_on.data());
+            cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_on.data(), n_h, dp, t.data());
+          }
+          cpu::philox_uniforms(key, stream, ais_visible_phase(k), 0, d, uniforms.data());
+          for (int i = 0; i < d; ++i) {
+            prob[i] = sigmoid(beta_f * (t[i] + a[i]) + (1.0f - beta_f) * c[i]);
+          }
+          n_x = cpu::indices_where_less(uniforms.data(), prob.data(), d, x_on.data());
         }
-        for (int j = 0; j < H; ++j) increment += softplus_difference(beta * u[j], beta_prev * u[j]);
-        log_w += increment;
-        if (k == K) break;
-        // One Gibbs sweep at beta_k: h ~ sigm(beta u), x ~ sigm(beta (W h + a) + (1 - beta) c).
-        const float beta_f = static_cast<float>(beta);
-        for (int j = 0; j < H; ++j) prob[j] = sigmoid(beta_f * u[j]);
-        cpu::philox_uniforms(key, stream, ais_hidden_phase(k), 0, H, uniforms.data());
-        const int n_h = cpu::indices_where_less(uniforms.data(), prob.data(), H, h_on.data());
-        cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_on.data(), n_h, dp, t.data());
-        cpu::philox_uniforms(key, stream, ais_visible_phase(k), 0, d, uniforms.data());
-        for (int i = 0; i < d; ++i) {
-          prob[i] = sigmoid(beta_f * (t[i] + a[i]) + (1.0f - beta_f) * c[i]);
-        }
-        n_x = cpu::indices_where_less(uniforms.data(), prob.data(), d, x_on.data());
+        result.log_weights[static_cast<size_t>(r)] = log_w;
       }
-      result.log_weights[static_cast<size_t>(r)] = log_w;
-    }
+    });
   });
-  result.log_z_base = ais_log_z_base(c, H);
+  result.log_z_base = ais_log_z_base(c, H, params.hidden_type);
   return result;
 }
 
-double ais_log_z_base(const std::vector<float>& c, int H) {
-  double log_z = H * std::numbers::ln2;
+double ais_log_z_base(const std::vector<float>& c, int H, HiddenType type) {
+  double log_z = H * (type == HiddenType::ternary ? std::log(3.0) : std::numbers::ln2);
   for (const float ci : c) log_z += softplus(ci);
   return log_z;
 }
@@ -200,10 +224,17 @@ double log_partition_lower_bound(const Params& params) {
   double h0 = 0.0;
   for (int i = 0; i < d; ++i) h0 += softplus(a(i));
   terms.add(h0);
+  // h = e_j, and for ternary units also h = -e_j.
+  const std::vector<double> signs =
+      params.hidden_type == HiddenType::ternary ? std::vector<double>{1.0, -1.0} : std::vector{1.0};
   for (int j = 0; j < H; ++j) {
-    double v = params.b[j];
-    for (int i = 0; i < d; ++i) v += softplus(a(i) + params.W[static_cast<size_t>(i) * H + j]);
-    terms.add(v);
+    for (const double s : signs) {
+      double v = s * params.b[j];
+      for (int i = 0; i < d; ++i) {
+        v += softplus(a(i) + s * params.W[static_cast<size_t>(i) * H + j]);
+      }
+      terms.add(v);
+    }
   }
   return terms.value();
 }

@@ -14,6 +14,12 @@
 // with u = W'x_k + b, to its log weight, and (for k < K) moves x_k -> x_{k+1} by one Gibbs sweep
 // that leaves p_k invariant: h ~ sigm(beta_k u), x ~ sigm(beta_k (W h + a) + (1 - beta_k) c).
 // Then Z / Z_0 is estimated by the mean of the weights exp(log w).
+//
+// Ternary hidden units (h_j in {-1, 0, 1}, Params::hidden_type) keep the same scheme: p_k*(x) has
+// prod_j (1 + 2 cosh(beta_k u_j)) in place of prod_j (1 + exp(beta_k u_j)), so Z_0 has 3^H for
+// 2^H (log Z_0 = sum_i softplus(c_i) + H log 3), the increment has log(1 + 2 cosh(beta_k u_j)) -
+// log(1 + 2 cosh(beta_{k-1} u_j)) (host/hidden_units.hpp) for the softplus terms, and the sweep
+// draws h_j = ternary_draw(uniform, beta_k u_j) from the same uniform a binary unit would use.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +39,7 @@ struct AisRequest {
 };
 
 struct AisResult {
-  double log_z_base = 0.0;          // log Z_0 = sum_i softplus(c_i) + H log 2
+  double log_z_base = 0.0;          // log Z_0 = sum_i softplus(c_i) + H log 2 (log 3 ternary)
   std::vector<double> log_weights;  // (runs) log w of each run
 };
 
@@ -41,8 +47,8 @@ struct AisResult {
 // values, schedule not from 0 to 1 or not increasing, runs < 1).
 void check_ais_request(int d, const AisRequest& request);
 
-// log Z_0 of the base model with visible biases c (d) and H hidden units.
-double ais_log_z_base(const std::vector<float>& c, int H);
+// log Z_0 of the base model with visible biases c (d) and H hidden units of the type.
+double ais_log_z_base(const std::vector<float>& c, int H, HiddenType type = HiddenType::binary);
 
 // n_betas + 1 inverse temperatures from 0 to 1 (n_betas AIS steps), spaced as in Salakhutdinov &
 // Murray for n_betas = 14500: 500 uniformly in [0, 0.5), 4000 in [0.5, 0.9), 10000 in [0.9, 1.0]
@@ -66,9 +72,10 @@ AisSummary summarize_ais(const AisResult& result);
 // arithmetic the same whatever the thread count. Draws named as host/backend.hpp says.
 AisResult ais_cpu(const Params& params, const AisRequest& request);
 
-// An exact lower bound: log Z >= log of the terms h in {0, e_1, .., e_H} of
-// Z = sum_h exp(b'h) prod_i (1 + exp(a_i + W_i h)). Without visible biases the h = 0 term alone
-// is 2^d, the mass of uniform-noise images, which AIS from the base-rate model can miss.
+// An exact lower bound: log Z >= log of the terms h in {0, e_1, .., e_H} (and -e_1, .., -e_H for
+// ternary units) of Z = sum_h exp(b'h) prod_i (1 + exp(a_i + W_i h)). Without visible biases the h
+// = 0 term alone is 2^d, the mass of uniform-noise images, which AIS from the base-rate model can
+// miss.
 double log_partition_lower_bound(const Params& params);
 
 }  // namespace rbm

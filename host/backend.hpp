@@ -89,7 +89,8 @@ class Backend {
   virtual void set_training_state(const TrainingState& state) = 0;
 
   // Evaluation of the current parameters (host/ais.hpp, host/log_z.hpp).
-  // log Z exactly, by enumerating the 2^H hidden states with log-sum-exp in double (H <= 30).
+  // log Z exactly, by enumerating the 2^H hidden states with log-sum-exp in double (H <= 30), or
+  // the 3^H of a ternary model (H <= 15).
   virtual double exact_log_partition() = 0;
   // All request.runs AIS runs over all the temperatures; draws named as above. Throws InputError
   // for a request that does not fit the model, or (CUDA) the device's memory.
@@ -98,11 +99,14 @@ class Backend {
 
 // Each executable links exactly one definition: host/cpu_backend_factory.cpp for rbm_cpu,
 // kernels/cuda_backend_factory.cpp for rbm_cuda. The CUDA one throws BackendUnavailable when no
-// device is usable.
+// device is usable. `engine` is train's --engine: rbm_cuda's single-sample trainer, "gemv" (the
+// default: cuBLAS GEMVs and small kernels) or "fused" (one persistent kernel); empty for the
+// default. rbm_cpu has one engine and refuses any name. A bad name is an InputError, before any
+// device is touched.
 struct BackendUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-std::unique_ptr<Backend> make_backend();
+std::unique_ptr<Backend> make_backend(const std::string& engine = "");
 std::string program_name();  // "rbm_cpu" or "rbm_cuda"
 
 std::unique_ptr<Backend> make_cpu_backend();

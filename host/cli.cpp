@@ -55,12 +55,20 @@ struct TrainFlags {
   double momentum = 0.0, weight_decay = 0.0;
   bool pcd = false;
   std::string lr_decay = "none";
+  std::string hidden_type = "binary";  // host/model.hpp's HiddenType
+  std::string engine;                  // empty: the build's default (host/backend.hpp)
   std::string data = "data/mnist", digit = "3", split = "all", out, resume;
 };
 
 void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--iters", f.iters, "SGD iterations, one image each")->capture_default_str();
   app.add_option("--hidden", f.hidden, "hidden units H")->capture_default_str();
+  app.add_option("--engine", f.engine,
+                 "rbm_cuda's single-sample trainer: gemv (cuBLAS, the default) or fused (one "
+                 "persistent kernel); rbm_cpu has one engine");
+  app.add_option("--hidden-type", f.hidden_type,
+                 "hidden units: binary (h in {0, 1}) or ternary (h in {-1, 0, 1})")
+      ->capture_default_str();
   app.add_option("--lr", f.lr, "learning rate")->capture_default_str();
   app.add_option("--k", f.k, "Gibbs steps of CD-k")->capture_default_str();
   app.add_option("--seed", f.seed, "random seed, 0..4294967295")->capture_default_str();
@@ -87,7 +95,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--log-every", f.log_every, "iterations between metrics")->capture_default_str();
   app.add_option("--eval-every", f.eval_every,
                  "iterations between log-likelihood and pseudo-likelihood metrics (a multiple of "
-                 "--log-every; log Z exact for H <= 20, else short AIS); 0: none")
+                 "--log-every; log Z exact for H <= 20, ternary H <= 12, else short AIS); 0: none")
       ->capture_default_str();
   app.add_option_function<int64_t>(
       "--checkpoint-every", [&f](const int64_t& value) { f.checkpoint_every = value; },
@@ -110,10 +118,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
 
 // Training flags that --resume takes from the run directory instead.
 constexpr const char* kRecordedFlags[] = {
-    "--hidden",       "--lr",           "--k",        "--seed",      "--digit",
-    "--split",        "--visible-bias", "--init-std", "--log-every", "--checkpoint-every",
-    "--out",          "--batch",        "--pcd",      "--chains",    "--momentum",
-    "--weight-decay", "--epochs",       "--lr-decay", "--eval-every"};
+    "--hidden",       "--lr",           "--k",        "--seed",       "--digit",
+    "--split",        "--visible-bias", "--init-std", "--log-every",  "--checkpoint-every",
+    "--out",          "--batch",        "--pcd",      "--chains",     "--momentum",
+    "--weight-decay", "--epochs",       "--lr-decay", "--eval-every", "--hidden-type"};
 
 TrainOptions resume_train_flags(const CLI::App& app, const TrainFlags& f) {
   for (const char* flag : kRecordedFlags) {
@@ -157,6 +165,10 @@ TrainOptions check_train_flags(const TrainFlags& f) {
   options.recipe.lr = static_cast<float>(f.lr);
   options.recipe.init_std = static_cast<float>(f.init_std);
   options.recipe.visible_bias = f.visible_bias;
+  if (f.hidden_type != "binary" && f.hidden_type != "ternary") {
+    throw InputError("--hidden-type must be binary or ternary (got '" + f.hidden_type + "')");
+  }
+  options.recipe.hidden_type = parse_hidden_type(f.hidden_type);
   require(f.batch >= 1 && f.batch <= 1'000'000, "--batch", "in 1..1000000", f.batch);
   require(f.chains >= 0 && f.chains <= 100'000'000, "--chains", "in 1..1e8", f.chains);
   if (f.chains > 0 && !f.pcd) throw InputError("--chains needs --pcd (CD's chains are the batch)");
@@ -226,7 +238,7 @@ int run_cli(int argc, char** argv) {
     }
     const TrainOptions options =
         app.count("--resume") == 0 ? check_train_flags(flags) : resume_train_flags(app, flags);
-    std::unique_ptr<Backend> backend = make_backend();
+    std::unique_ptr<Backend> backend = make_backend(flags.engine);
     run_training(*backend, options);
     return 0;
   } catch (const Interrupted& e) {

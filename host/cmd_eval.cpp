@@ -57,17 +57,20 @@ std::string fixed(double v, int decimals = 3) {
 
 int run_eval_command(const std::string& program, const std::vector<std::string>& args) {
   CLI::App app{
-      "evaluate a trained model: log Z (exact for H <= 24, else annealed importance "
-      "sampling), average log p(x) and exact pseudo-log-likelihood of MNIST images",
+      "evaluate a trained model: log Z (exact for H <= 24, ternary H <= 15, else annealed "
+      "importance sampling), average log p(x) and exact pseudo-log-likelihood of MNIST images",
       "eval"};
   EvalFlags f;
-  app.add_option("--model", f.model, "run directory holding W.npy, b.npy [, a.npy, run.json]")
+  app.add_option("--model", f.model,
+                 "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
+                 "binary or ternary hidden units, binary when absent)]")
       ->required();
   app.add_option("--data", f.data, "directory of the MNIST IDX files")->capture_default_str();
   app.add_option("--digit", f.digit, "digit to score: 0..9 or all (default: run.json's, else 3)");
   app.add_option("--split", f.split, "MNIST split to score: test, train or all")
       ->capture_default_str();
-  app.add_option("--method", f.method, "log Z: auto (exact for H <= 24), exact or ais")
+  app.add_option("--method", f.method,
+                 "log Z: auto (exact for H <= 24, ternary H <= 15), exact or ais")
       ->capture_default_str();
   app.add_option("--ais-runs", f.ais_runs, "AIS runs per base model")->capture_default_str();
   app.add_option("--ais-betas", f.ais_betas, "AIS steps (inverse temperatures)")
@@ -130,6 +133,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                           {"backend", backend->name()},
                           {"d", params.visible},
                           {"H", params.hidden},
+                          {"hidden_type", hidden_type_name(params.hidden_type)},
                           {"visible_bias", params.has_visible_bias()},
                           {"digit", digit ? nlohmann::json(*digit) : nlohmann::json("all")},
                           {"split", split_name(split)},
@@ -162,9 +166,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     return 0;
   }
 
-  std::printf("model %s (d = %d, H = %d, visible bias: %s) on %s\n", f.model.c_str(),
-              params.visible, params.hidden, params.has_visible_bias() ? "yes" : "no",
-              backend->device_description().c_str());
+  std::printf("model %s (d = %d, H = %d %s, visible bias: %s) on %s\n", f.model.c_str(),
+              params.visible, params.hidden, hidden_type_name(params.hidden_type),
+              params.has_visible_bias() ? "yes" : "no", backend->device_description().c_str());
   std::printf("images      digit %s, split %s: %lld images\n", digit_text.c_str(),
               split_name(split), static_cast<long long>(images.rows));
   for (const AisBaseReport& base : log_z.bases) {
@@ -177,8 +181,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                 fixed(s.log_z_high).c_str(), s.ess, base.seconds);
   }
   if (log_z.method == "exact") {
-    std::printf("log Z       %s exact (enumerating 2^%d hidden states, %.1f s)\n",
-                fixed(log_z.log_z, 6).c_str(), params.hidden, log_z.seconds);
+    std::printf("log Z       %s exact (enumerating %d^%d hidden states, %.1f s)\n",
+                fixed(log_z.log_z, 6).c_str(), params.hidden_type == HiddenType::ternary ? 3 : 2,
+                params.hidden, log_z.seconds);
   } else {
     std::printf(
         "log Z       %s [%s, %s] (+-3 sd) AIS from the %s base, ESS %.1f; exact lower "

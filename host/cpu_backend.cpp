@@ -1,6 +1,8 @@
 // The CPU backend: the reference every other backend is tested against. Single-sample CD-k uses
-// x and h as the binary vectors they are: W'x is a sum of the rows of W where x is 1, and the
-// update touches only those rows. W (d, H) = 784 x 100 floats = 313.6 KB stays in L2.
+// x as the binary vector it is: W'x is a sum of the rows of W where x is 1, and the update touches
+// only those rows. Ternary hidden units (h in {-1, 0, 1}) change only the hidden side: the draw
+// ternary_draw(u, t) from the pre-activation t, and G(t) for sigm(t) in the gradient. W (d, H) =
+// 784 x 100 floats = 313.6 KB stays in L2.
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -37,12 +39,13 @@ using cpu::store8;
 // padded hidden probabilities are set to 0, so padded units are never drawn and never updated.
 struct PaddedModel {
   int d = 0, H = 0, Hp = 0;
+  HiddenType hidden_type = HiddenType::binary;
   std::vector<float> W;  // (d, Hp), row-major
   std::vector<float> b;  // (Hp)
   std::vector<float> a;  // (d), empty without visible bias
 
   explicit PaddedModel(const Params& p = {})
-      : d(p.visible), H(p.hidden), Hp((p.hidden + 7) / 8 * 8), a(p.a) {
+      : d(p.visible), H(p.hidden), Hp((p.hidden + 7) / 8 * 8), hidden_type(p.hidden_type), a(p.a) {
     W.assign(static_cast<size_t>(d) * Hp, 0.0f);
     b.assign(static_cast<size_t>(Hp), 0.0f);
     for (int i = 0; i < d; ++i) std::copy_n(&p.W[static_cast<size_t>(i) * H], H, row(i));
@@ -52,6 +55,7 @@ struct PaddedModel {
     Params p;
     p.visible = d;
     p.hidden = H;
+    p.hidden_type = hidden_type;
     p.W.resize(static_cast<size_t>(d) * H);
     for (int i = 0; i < d; ++i) std::copy_n(row(i), H, &p.W[static_cast<size_t>(i) * H]);
     p.b.assign(b.begin(), b.begin() + H);
@@ -308,6 +312,8 @@ class CpuBackend final : public Backend {
           prob_h0_(model_.Hp),
           prob_hk_(model_.Hp),
           h_(model_.Hp, 0.0f),
+          pre_h0_(model_.hidden_type == HiddenType::ternary ? model_.Hp : 0),
+          pre_hk_(model_.hidden_type == HiddenType::ternary ? model_.Hp : 0),
           pre_v_(model_.d),
           prob_v_(model_.d),
           uniforms_(model_.d),
@@ -318,7 +324,21 @@ class CpuBackend final : public Backend {
     // Shard stride in the exchange buffer, a whole number of 64-byte lines (no false sharing).
     static size_t partial_stride(int Hp) { return (static_cast<size_t>(Hp) + 15) / 16 * 16; }
 
+    // One branch on the hidden type per call; the loop is compiled for each.
     void run(int64_t first_iteration, int64_t count) {
+      if (model_.hidden_type == HiddenType::ternary) {
+        run_typed<HiddenType::ternary>(first_iteration, count);
+      } else {
+        run_typed<HiddenType::binary>(first_iteration, count);
+      }
+    }
+
+    // Every runner updates its own copy of b identically; one of them writes it back.
+    void store_biases() { model_.b = b_; }
+
+   private:
+    template <HiddenType kType>
+    void run_typed(int64_t first_iteration, int64_t count) {
       const int H = model_.H, Hp = model_.Hp;
       const uint64_t key = philox_key(recipe_.seed, Purpose::train);
       const float lr = recipe_.lr;
@@ -333,12 +353,17 @@ class CpuBackend final : public Backend {
           model_.sum_of_rows(x0, n0, partial(parity, s));
         }
         sync();
-        combine(parity, prob_h0_.data());
+        combine<kType>(parity, prob_h0_.data(), pre_h0_.data());
         parity ^= 1;
         const float* prob_h = prob_h0_.data();
+        const float* pre_h = pre_h0_.data();
         for (int step = 0; step < recipe_.k; ++step) {
           cpu::philox_uniforms(key, stream, train_hidden_phase(step), 0, H, uniforms_.data());
-          for (int j = 0; j < H; ++j) h_[j] = bernoulli(uniforms_[j], prob_h[j]);
+          if constexpr (kType == HiddenType::ternary) {
+            for (int j = 0; j < H; ++j) h_[j] = ternary_draw(uniforms_[j], pre_h[j]);
+          } else {
+            for (int j = 0; j < H; ++j) h_[j] = bernoulli(uniforms_[j], prob_h[j]);
+          }
           for (const int s : shards_) {
             const int begin = be_.shard_begin(s), n = be_.shard_end(s) - begin;
             model_.visible_preactivation(h_.data(), begin, begin + n, pre_v_.data());
@@ -351,9 +376,10 @@ class CpuBackend final : public Backend {
             model_.sum_of_rows(active, n_active_k_[s], partial(parity, s));
           }
           sync();
-          combine(parity, prob_hk_.data());
+          combine<kType>(parity, prob_hk_.data(), pre_hk_.data());
           parity ^= 1;
           prob_h = prob_hk_.data();
+          pre_h = pre_hk_.data();
         }
         // SGD step on the CD-k gradient: dW = x0 ph0' - xk phk', db = ph0 - phk, da = x0 - xk.
         for (const int s : shards_) {
@@ -371,10 +397,6 @@ class CpuBackend final : public Backend {
       }
     }
 
-    // Every runner updates its own copy of b identically; one of them writes it back.
-    void store_biases() { model_.b = b_; }
-
-   private:
     void sync() {
       if (barrier_ != nullptr) barrier_->arrive_and_wait();
     }
@@ -382,12 +404,22 @@ class CpuBackend final : public Backend {
       return be_.partials_.data() +
              (static_cast<size_t>(parity) * kShards + shard) * partial_stride(model_.Hp);
     }
-    // prob (Hp) = sigm(b + (partial_0 + partial_1)), padded lanes 0.
-    void combine(int parity, float* prob) {
+    // prob (Hp) = sigm(b + (partial_0 + partial_1)), padded lanes 0. Ternary: pre (Hp) = the
+    // pre-activation t = b + (partial_0 + partial_1), which the draw needs, and prob = G(t).
+    template <HiddenType kType>
+    void combine(int parity, float* prob, float* pre) {
       const float* p0 = partial(parity, 0);
       const float* p1 = partial(parity, 1);
-      for (int j = 0; j < model_.Hp; ++j) {
-        prob[j] = j < model_.H ? sigmoid(b_[j] + (p0[j] + p1[j])) : 0.0f;
+      if constexpr (kType == HiddenType::ternary) {
+        for (int j = 0; j < model_.Hp; ++j) {
+          pre[j] = j < model_.H ? b_[j] + (p0[j] + p1[j]) : 0.0f;
+          prob[j] = j < model_.H ? ternary_mean(pre[j]) : 0.0f;
+        }
+      } else {
+        (void)pre;
+        for (int j = 0; j < model_.Hp; ++j) {
+          prob[j] = j < model_.H ? sigmoid(b_[j] + (p0[j] + p1[j])) : 0.0f;
+        }
       }
     }
     // The active pixels of an image that lie in a shard's rows.
@@ -404,6 +436,7 @@ class CpuBackend final : public Backend {
     SpinBarrier* const barrier_;
     std::vector<float> b_;                          // (Hp)
     std::vector<float> prob_h0_, prob_hk_, h_;      // (Hp)
+    std::vector<float> pre_h0_, pre_hk_;            // (Hp) ternary: the pre-activations t
     std::vector<float> pre_v_, prob_v_, uniforms_;  // (d)
     std::vector<float> delta_;                      // (Hp)
     std::vector<int> active_k_[kShards];            // drawn ones of x_k, per shard

@@ -1,9 +1,16 @@
 // rbm_cpu's backend: the CPU reference.
 #include "host/backend.hpp"
+#include "host/errors.hpp"
 
 namespace rbm {
 
-std::unique_ptr<Backend> make_backend() { return make_cpu_backend(); }
+std::unique_ptr<Backend> make_backend(const std::string& engine) {
+  if (!engine.empty()) {
+    throw InputError("--engine " + engine +
+                     ": rbm_cpu has one engine; gemv and fused are rbm_cuda's");
+  }
+  return make_cpu_backend();
+}
 std::string program_name() { return "rbm_cpu"; }
 
 }  // namespace rbm

@@ -12,7 +12,7 @@ namespace rbm::cpu {
 // out (H) = b + W' x for a 0/1 vector x (d): the sum of the rows of W where x is 1.
 void hidden_preactivation(const Params& params, const uint8_t* x, float* out);
 
-// out (d) = a + W h for h (H) of 0/1 (a = 0 without visible bias).
+// out (d) = a + W h for h (H) of 0/1, or -1/0/1 for ternary units (a = 0 without visible bias).
 void visible_preactivation(const Params& params, const float* h, float* out);
 
 // sum (width) = the sum of the rows rows[0..n_rows) of a row-major matrix whose rows start

@@ -1,5 +1,6 @@
 // The CPU's GEMM paths (see cpu_minibatch.hpp): a small pool of persistent threads, single-threaded
-// OpenBLAS sgemm calls on fixed tiles, and the fused sigmoid + Bernoulli pass over their outputs.
+// OpenBLAS sgemm calls on fixed tiles, and the fused sigmoid + Bernoulli pass over their outputs
+// (G(t) + ternary draw for the hidden units of a ternary model: hidden_rows).
 #include "host/cpu_minibatch.hpp"
 
 #include <cblas.h>
@@ -11,6 +12,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -159,6 +161,34 @@ void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, 
   }
 }
 
+// The hidden units' pass over a GEMM's output: sigmoid_bernoulli_rows for binary units; for
+// ternary ones (host/model.hpp), with t = pre[r, u] + bias[u], prob[r, u] = G(t) = ternary_mean(t)
+// and sample[r, u] = ternary_draw(uniform(r, u), t) in {-1, 0, 1}, the same uniforms. prob may
+// alias pre; sample may alias pre only without prob. One branch per call.
+void hidden_rows(HiddenType type, float* pre, int64_t rows, int n, const float* bias, uint64_t key,
+                 uint64_t stream0, uint32_t phase, float* prob, float* sample, float* uniforms) {
+  if (type == HiddenType::binary) {
+    sigmoid_bernoulli_rows(pre, rows, n, bias, key, stream0, phase, prob, sample, uniforms);
+    return;
+  }
+  if (sample == pre && prob != nullptr) {
+    throw std::logic_error("hidden_rows: the draws would overwrite the pre-activations");
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* t = pre + r * n;
+    for (int u = 0; u < n; ++u) t[u] += bias[u];
+    if (sample != nullptr) {
+      philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
+      float* s = sample + r * n;
+      for (int u = 0; u < n; ++u) s[u] = ternary_draw(uniforms[u], t[u]);
+    }
+    if (prob != nullptr) {
+      float* m = prob + r * n;
+      for (int u = 0; u < n; ++u) m[u] = ternary_mean(t[u]);
+    }
+  }
+}
+
 // Per-thread scratch of the chain steps: h (rows, H) and uniforms (max(d, H)).
 struct Scratch {
   std::vector<float> h, uniforms;
@@ -176,9 +206,8 @@ void chain_steps(const Params& p, const float* b, const float* a, uint64_t key, 
   const uint64_t stream0 = static_cast<uint64_t>(first_chain);
   for (int64_t g = first_step; g < first_step + steps; ++g) {
     gemm_hidden(p, X, rows, scratch.h.data());
-    sigmoid_bernoulli_rows(scratch.h.data(), rows, p.hidden, b, key, stream0,
-                           sample_hidden_phase(g), nullptr, scratch.h.data(),
-                           scratch.uniforms.data());
+    hidden_rows(p.hidden_type, scratch.h.data(), rows, p.hidden, b, key, stream0,
+                sample_hidden_phase(g), nullptr, scratch.h.data(), scratch.uniforms.data());
     gemm_visible(p, scratch.h.data(), rows, X);
     sigmoid_bernoulli_rows(X, rows, p.visible, a, key, stream0, sample_visible_phase(g), nullptr, X,
                            scratch.uniforms.data());
@@ -389,23 +418,23 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
       float* ph0 = Q0.data() + r0 * H;
       gemm_hidden(p, x0, n, ph0);
       if (recipe.pcd) {
-        sigmoid_bernoulli_rows(ph0, n, as_int(H), b, key, 0, 0, ph0, nullptr, uniforms);
+        hidden_rows(p.hidden_type, ph0, n, as_int(H), b, key, 0, 0, ph0, nullptr, uniforms);
       } else {
         // CD-k: row r's chain from x0, streams u B + r, the single-sample phases.
         const uint64_t stream0 = static_cast<uint64_t>(u * B + r0);
         float* h = s.h.data();
         float* xk = Xk.data() + r0 * d;
         float* phk = Qk.data() + r0 * H;
-        sigmoid_bernoulli_rows(ph0, n, as_int(H), b, key, stream0, train_hidden_phase(0), ph0, h,
-                               uniforms);
+        hidden_rows(p.hidden_type, ph0, n, as_int(H), b, key, stream0, train_hidden_phase(0), ph0,
+                    h, uniforms);
         for (int step = 0; step < k; ++step) {
           gemm_visible(p, h, n, xk);
           sigmoid_bernoulli_rows(xk, n, d, a, key, stream0, train_visible_phase(step), nullptr, xk,
                                  uniforms);
           gemm_hidden(p, xk, n, phk);
           const bool last = step + 1 == k;
-          sigmoid_bernoulli_rows(phk, n, as_int(H), b, key, stream0, train_hidden_phase(step + 1),
-                                 phk, last ? nullptr : h, uniforms);
+          hidden_rows(p.hidden_type, phk, n, as_int(H), b, key, stream0,
+                      train_hidden_phase(step + 1), phk, last ? nullptr : h, uniforms);
         }
         for (int64_t q = 0; q < n * H; ++q) phk[q] *= minus_inv_n;
       }
@@ -417,7 +446,7 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
       chain_steps(p, b, a, key, v, n, c0, u * k, k, s);
       float* phk = Qk.data() + c0 * H;
       gemm_hidden(p, v, n, phk);
-      sigmoid_bernoulli_rows(phk, n, as_int(H), b, key, 0, 0, phk, nullptr, uniforms);
+      hidden_rows(p.hidden_type, phk, n, as_int(H), b, key, 0, 0, phk, nullptr, uniforms);
       for (int64_t q = 0; q < n * H; ++q) phk[q] *= minus_inv_n;
     }
   });

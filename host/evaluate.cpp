@@ -9,7 +9,9 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
+#include "host/hidden_units.hpp"
 #include "host/numeric.hpp"
 #include "kernels/rbm_math.h"
 
@@ -32,6 +34,91 @@ std::vector<float> hidden_preactivations(const Params& params, const std::vector
   return out;
 }
 
+// log sum_h exp(b'h + sum_i softplus(W_i h + a_i)) over the hidden states [0, n_states) of a
+// walk in which each state differs from the one before in one unit, so that the visible
+// pre-activations W h + a (d) update in O(d); multithreaded, log-sum-exp in double. Walk(H, n) is
+// the walk at state n, walk.unit(j) its h_j, walk.next(n) moves to state n and returns the unit
+// that changed and by how much.
+template <typename Walk>
+double log_sum_over_hidden_walk(const Params& params, int64_t n_states) {
+  const int d = params.visible, H = params.hidden;
+  std::vector<LogSumExp> partial(static_cast<size_t>(thread_count()));
+  parallel_for(n_states, [&](int64_t worker, int64_t begin, int64_t end) {
+    Walk walk(H, begin);
+    std::vector<double> pre(static_cast<size_t>(d));  // (d) W h + a
+    double bias = 0.0;                                // b'h
+    for (int i = 0; i < d; ++i) pre[i] = params.has_visible_bias() ? params.a[i] : 0.0;
+    for (int j = 0; j < H; ++j) {
+      const double h = walk.unit(j);
+      if (h == 0.0) continue;
+      bias += h * params.b[j];
+      for (int i = 0; i < d; ++i) pre[i] += h * params.W[static_cast<size_t>(i) * H + j];
+    }
+    LogSumExp acc;
+    for (int64_t n = begin; n < end; ++n) {
+      if (n > begin) {
+        const auto [j, step] = walk.next(n);
+        bias += step * params.b[j];
+        for (int i = 0; i < d; ++i) pre[i] += step * params.W[static_cast<size_t>(i) * H + j];
+      }
+      double log_weight = bias;
+      for (int i = 0; i < d; ++i) log_weight += softplus(pre[i]);
+      acc.add(log_weight);
+    }
+    partial[static_cast<size_t>(worker)] = acc;
+  });
+  LogSumExp total;
+  for (const LogSumExp& p : partial) total.merge(p);
+  return total.value();
+}
+
+// The 2^H binary states in Gray-code order: state n is the bits of n ^ (n >> 1); from n - 1 to n
+// the bit that flips is the lowest set bit of n.
+class BinaryGrayWalk {
+ public:
+  BinaryGrayWalk(int, int64_t n) : state_(gray(n)) {}
+  double unit(int j) const { return static_cast<double>((state_ >> j) & 1); }
+  std::pair<int, double> next(int64_t n) {
+    const int j = std::countr_zero(static_cast<uint64_t>(n));  // the bit that flips
+    state_ = gray(n);
+    return {j, ((state_ >> j) & 1) ? 1.0 : -1.0};
+  }
+
+ private:
+  static int64_t gray(int64_t n) { return n ^ (n >> 1); }
+  int64_t state_;
+};
+
+// The 3^H ternary states in reflected ternary Gray-code order: state n's base-3 digits n_j give
+// h_j = g_j - 1 with g_j = n_j when the digits above j sum to an even number, else 2 - n_j. From
+// n - 1 to n only the lowest digit below 2 changes in g, by +-1 (the digits below it wrap 2 -> 0
+// while the parity above them flips, which leaves their g as it was).
+class TernaryGrayWalk {
+ public:
+  TernaryGrayWalk(int H, int64_t n) : digits_(static_cast<size_t>(H)), gray_(digits_.size()) {
+    for (int j = 0; j < H; ++j, n /= 3) digits_[j] = static_cast<int>(n % 3);
+    for (int j = 0; j < H; ++j) gray_[j] = reflected(j);
+  }
+  double unit(int j) const { return gray_[j] - 1; }
+  std::pair<int, double> next(int64_t) {
+    int j = 0;
+    while (digits_[j] == 2) digits_[j++] = 0;
+    ++digits_[j];
+    const int g = reflected(j);
+    const double step = g - gray_[j];  // +-1
+    gray_[j] = g;
+    return {j, step};
+  }
+
+ private:
+  int reflected(int j) const {
+    int above = 0;
+    for (size_t k = static_cast<size_t>(j) + 1; k < digits_.size(); ++k) above += digits_[k];
+    return (above & 1) ? 2 - digits_[j] : digits_[j];
+  }
+  std::vector<int> digits_, gray_;  // (H)
+};
+
 double visible_bias_term(const Params& params, const uint8_t* x) {
   double sum = 0.0;
   if (params.has_visible_bias()) {
@@ -50,7 +137,9 @@ double free_energy(const Params& params, const uint8_t* x) {
     for (int j = 0; j < H; ++j) pre[j] += params.W[static_cast<size_t>(i) * H + j];
   }
   double energy = -visible_bias_term(params, x);
-  for (const double t : pre) energy -= softplus(t);
+  with_hidden_type(params.hidden_type, [&](auto type) {
+    for (const double t : pre) energy -= hidden_log_sum<decltype(type)::value>(t);
+  });
   return energy;
 }
 
@@ -59,49 +148,30 @@ double mean_free_energy(const Params& params, const Dataset& images) {
   const int H = params.hidden;
   const std::vector<float> pre = hidden_preactivations(params, as_float(images), images.rows);
   double total = 0.0;
-  for (int64_t r = 0; r < images.rows; ++r) {
-    double energy = -visible_bias_term(params, images.row(r));
-    for (int j = 0; j < H; ++j) energy -= softplus(pre[static_cast<size_t>(r) * H + j]);
-    total += energy;
-  }
+  with_hidden_type(params.hidden_type, [&](auto type) {
+    for (int64_t r = 0; r < images.rows; ++r) {
+      double energy = -visible_bias_term(params, images.row(r));
+      for (int j = 0; j < H; ++j) {
+        energy -= hidden_log_sum<decltype(type)::value>(pre[static_cast<size_t>(r) * H + j]);
+      }
+      total += energy;
+    }
+  });
   return total / static_cast<double>(images.rows);
 }
 
 double exact_log_partition(const Params& params) {
-  const int d = params.visible, H = params.hidden;
+  const int H = params.hidden;
+  if (params.hidden_type == HiddenType::ternary) {
+    if (H > kMaxExactTernaryHidden) {
+      throw std::invalid_argument("exact_log_partition: a ternary H > 15 is out of reach");
+    }
+    int64_t n_states = 1;
+    for (int j = 0; j < H; ++j) n_states *= 3;
+    return log_sum_over_hidden_walk<TernaryGrayWalk>(params, n_states);
+  }
   if (H > 30) throw std::invalid_argument("exact_log_partition: H > 30 is out of reach");
-  const int64_t n_states = int64_t{1} << H;
-  std::vector<LogSumExp> partial(static_cast<size_t>(thread_count()));
-  // Walks the hidden states in Gray-code order, so that each state differs from the previous one
-  // in one unit and the visible pre-activations W h + a (d) update in O(d).
-  parallel_for(n_states, [&](int64_t worker, int64_t begin, int64_t end) {
-    std::vector<double> pre(static_cast<size_t>(d));
-    const auto gray = [](int64_t n) { return n ^ (n >> 1); };
-    int64_t state = gray(begin);
-    double bias = 0.0;
-    for (int i = 0; i < d; ++i) pre[i] = params.has_visible_bias() ? params.a[i] : 0.0;
-    for (int j = 0; j < H; ++j) {
-      if (!((state >> j) & 1)) continue;
-      bias += params.b[j];
-      for (int i = 0; i < d; ++i) pre[i] += params.W[static_cast<size_t>(i) * H + j];
-    }
-    LogSumExp acc;
-    for (int64_t n = begin; n < end; ++n) {
-      if (n > begin) {
-        const int j = std::countr_zero(static_cast<uint64_t>(n));  // the bit that flips
-        const double sign = ((gray(n) >> j) & 1) ? 1.0 : -1.0;
-        bias += sign * params.b[j];
-        for (int i = 0; i < d; ++i) pre[i] += sign * params.W[static_cast<size_t>(i) * H + j];
-      }
-      double log_weight = bias;
-      for (int i = 0; i < d; ++i) log_weight += softplus(pre[i]);
-      acc.add(log_weight);
-    }
-    partial[static_cast<size_t>(worker)] = acc;
-  });
-  LogSumExp total;
-  for (const LogSumExp& p : partial) total.merge(p);
-  return total.value();
+  return log_sum_over_hidden_walk<BinaryGrayWalk>(params, int64_t{1} << H);
 }
 
 double mean_log_prob(const Params& params, const Dataset& images, double log_partition) {
@@ -129,8 +199,10 @@ double reconstruction_error(const Params& params, const Dataset& images) {
   const int d = params.visible, H = params.hidden;
   const int n = static_cast<int>(images.rows);
   const std::vector<float> x = as_float(images);
-  std::vector<float> prob_h = hidden_preactivations(params, x, n);
-  for (float& t : prob_h) t = sigmoid(t);
+  std::vector<float> prob_h = hidden_preactivations(params, x, n);  // (n, H): E[h | x]
+  with_hidden_type(params.hidden_type, [&](auto type) {
+    for (float& t : prob_h) t = hidden_mean_f<decltype(type)::value>(t);
+  });
   std::vector<float> pre_v(static_cast<size_t>(n) * d, 0.0f);  // (n, d)
   if (params.has_visible_bias()) {
     for (int r = 0; r < n; ++r) std::copy(params.a.begin(), params.a.end(), pre_v.begin() + r * d);
@@ -151,25 +223,30 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images) {
   const std::vector<float> pre = hidden_preactivations(params, as_float(images), images.rows);
   std::vector<double> per_worker(static_cast<size_t>(thread_count()), 0.0);
   // log p(x_i | x_-i) = -softplus(F(x) - F(x with x_i flipped)); flipping x_i adds s W_i to the
-  // hidden pre-activations and s a_i to a'x, with s = 1 - 2 x_i.
-  parallel_for(images.rows, [&](int64_t worker, int64_t begin, int64_t end) {
-    double sum = 0.0;
-    for (int64_t r = begin; r < end; ++r) {
-      const uint8_t* x = images.row(r);
-      const float* t = pre.data() + static_cast<size_t>(r) * H;
-      double softplus_sum = 0.0;
-      for (int j = 0; j < H; ++j) softplus_sum += softplus(t[j]);
-      for (int i = 0; i < d; ++i) {
-        const double s = x[i] ? -1.0 : 1.0;
-        const float* w_row = params.W.data() + static_cast<size_t>(i) * H;
-        double flipped = 0.0;
-        for (int j = 0; j < H; ++j) flipped += softplus(t[j] + s * w_row[j]);
-        const double a_i = params.has_visible_bias() ? params.a[i] : 0.0;
-        // F(x) - F(x') = -(a'x - a'x') - (softplus_sum - flipped) = s a_i + flipped - softplus_sum
-        sum -= softplus(s * a_i + flipped - softplus_sum);
+  // hidden pre-activations and s a_i to a'x, with s = 1 - 2 x_i. The hidden units' terms are
+  // hidden_log_sum (softplus for binary units, log(1 + 2 cosh) for ternary ones).
+  with_hidden_type(params.hidden_type, [&](auto type) {
+    const auto unit_term = [](double t) { return hidden_log_sum<decltype(type)::value>(t); };
+    parallel_for(images.rows, [&](int64_t worker, int64_t begin, int64_t end) {
+      double sum = 0.0;
+      for (int64_t r = begin; r < end; ++r) {
+        const uint8_t* x = images.row(r);
+        const float* t = pre.data() + static_cast<size_t>(r) * H;
+        double softplus_sum = 0.0;
+        for (int j = 0; j < H; ++j) softplus_sum += unit_term(t[j]);
+        for (int i = 0; i < d; ++i) {
+          const double s = x[i] ? -1.0 : 1.0;
+          const float* w_row = params.W.data() + static_cast<size_t>(i) * H;
+          double flipped = 0.0;
+          for (int j = 0; j < H; ++j) flipped += unit_term(t[j] + s * w_row[j]);
+          const double a_i = params.has_visible_bias() ? params.a[i] : 0.0;
+          // F(x) - F(x') = -(a'x - a'x') - (softplus_sum - flipped) = s a_i + flipped -
+          // softplus_sum
+          sum -= softplus(s * a_i + flipped - softplus_sum);
+        }
       }
-    }
-    per_worker[static_cast<size_t>(worker)] = sum;
+      per_worker[static_cast<size_t>(worker)] = sum;
+    });
   });
   double total = 0.0;
   for (const double v : per_worker) total += v;
@@ -182,13 +259,17 @@ Params exact_gradient(const Params& params, const Dataset& images) {
   Params grad;
   grad.visible = d;
   grad.hidden = H;
+  grad.hidden_type = params.hidden_type;
   std::vector<double> gW(static_cast<size_t>(d) * H, 0.0), gb(H, 0.0), ga(d, 0.0);
-  // Adds weight * (x sigm(W'x + b)', sigm(W'x + b), x) to the sums.
+  // Adds weight * (x m', m, x) to the sums, m = E[h | x] (sigm(W'x + b), or G(W'x + b) for
+  // ternary units).
   const auto accumulate = [&](const uint8_t* x, double weight) {
     for (int j = 0; j < H; ++j) {
       double t = params.b[j];
       for (int i = 0; i < d; ++i) t += x[i] ? params.W[static_cast<size_t>(i) * H + j] : 0.0;
-      const double p = 1.0 / (1.0 + std::exp(-t));
+      const double p = params.hidden_type == HiddenType::ternary
+                           ? hidden_mean<HiddenType::ternary>(t)
+                           : hidden_mean<HiddenType::binary>(t);
       gb[j] += weight * p;
       for (int i = 0; i < d; ++i) gW[static_cast<size_t>(i) * H + j] += x[i] ? weight * p : 0.0;
     }

@@ -11,14 +11,19 @@
 
 namespace rbm {
 
-// F(x) = -a'x - sum_j softplus(w_j'x + b_j), so that p(x) = exp(-F(x)) / Z.
+// F(x) = -a'x - sum_j softplus(w_j'x + b_j), so that p(x) = exp(-F(x)) / Z; for ternary hidden
+// units F(x) = -a'x - sum_j log(1 + 2 cosh(w_j'x + b_j)) (host/hidden_units.hpp: no overflow, no
+// loss of precision at any |t|). Every function here follows params.hidden_type.
+
 double free_energy(const Params& params, const uint8_t* x);
 
 // Mean free energy over the images.
 double mean_free_energy(const Params& params, const Dataset& images);
 
 // log Z = log sum_h exp(b'h + sum_i softplus(W_i h + a_i)), exactly, by enumerating the 2^H hidden
-// states (H <= 30; multithreaded, log-sum-exp in double).
+// states (H <= 30), or the 3^H of a ternary model (H <= kMaxExactTernaryHidden); multithreaded,
+// log-sum-exp in double. std::invalid_argument beyond those.
+constexpr int kMaxExactTernaryHidden = 15;
 double exact_log_partition(const Params& params);
 
 // Exact log p(x) for each image is -F(x) - log Z; this returns the mean over the images.
@@ -28,15 +33,16 @@ double mean_log_prob(const Params& params, const Dataset& images, double log_par
 // x_i = (index >> i) & 1. For tests of samplers on tiny models.
 std::vector<double> visible_distribution(const Params& params);
 
-// Mean-field reconstruction error: mean over images and pixels of (x - sigm(W sigm(W'x + b) +
-// a))^2.
+// Mean-field reconstruction error: mean over images and pixels of (x - sigm(W m + a))^2 with
+// m = E[h | x] = sigm(W'x + b) (binary) or G(W'x + b) (ternary).
 double reconstruction_error(const Params& params, const Dataset& images);
 
 // Exact pseudo-log-likelihood: the mean over images of sum_i log p(x_i | x_-i).
 double mean_pseudo_log_likelihood(const Params& params, const Dataset& images);
 
 // The exact log-likelihood gradient for tiny models (d <= 20), averaged over the images:
-// E_data[x h'] - E_model[x h'] with h replaced by its conditional mean. Returned as Params-shaped
+// E_data[x h'] - E_model[x h'] with h replaced by its conditional mean (sigm, or G for ternary
+// units). Returned as Params-shaped
 // gradients (W (d, H), b (H), a (d) when the model has a visible bias).
 Params exact_gradient(const Params& params, const Dataset& images);
 

@@ -3,10 +3,20 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <string>
 
 #include "host/errors.hpp"
+#include "host/evaluate.hpp"
 
 namespace rbm {
+
+int max_exact_hidden(HiddenType type, int max_binary_hidden) {
+  if (type == HiddenType::binary) return max_binary_hidden;
+  // The largest H with 3^H <= 2^max_binary_hidden: H log2(3) <= max_binary_hidden.
+  const int same_work = static_cast<int>(std::floor(max_binary_hidden / std::log2(3.0)));
+  return std::min(same_work, kMaxExactTernaryHidden);
+}
 
 LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOptions& options) {
   const auto start = std::chrono::steady_clock::now();
@@ -15,11 +25,21 @@ LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOp
   };
   LogZEstimate estimate;
   estimate.lower_bound = log_partition_lower_bound(params);
+  const bool ternary = params.hidden_type == HiddenType::ternary;
   const bool exact =
       options.method == LogZMethod::exact ||
-      (options.method == LogZMethod::automatic && params.hidden <= options.max_exact_hidden);
+      (options.method == LogZMethod::automatic &&
+       params.hidden <= max_exact_hidden(params.hidden_type, options.max_exact_hidden));
   if (exact) {
-    if (params.hidden > 30) throw InputError("exact log Z needs H <= 30 (this model has more)");
+    if (!ternary && params.hidden > 30) {
+      throw InputError("exact log Z needs H <= 30 (this model has more)");
+    }
+    if (ternary && params.hidden > kMaxExactTernaryHidden) {
+      throw InputError(
+          "exact log Z of a ternary model enumerates 3^H hidden states and needs H <= " +
+          std::to_string(kMaxExactTernaryHidden) + " (this model has " +
+          std::to_string(params.hidden) + ")");
+    }
     estimate.method = "exact";
     estimate.log_z = estimate.log_z_low = estimate.log_z_high = backend.exact_log_partition();
     estimate.seconds = seconds_since(start);

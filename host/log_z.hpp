@@ -28,7 +28,7 @@ enum class LogZMethod { automatic, exact, ais };
 
 struct LogZOptions {
   LogZMethod method = LogZMethod::automatic;
-  int max_exact_hidden = 24;  // automatic: exact for H <= this, else AIS
+  int max_exact_hidden = 24;  // automatic: exact for H <= this (binary), else AIS
   int64_t ais_runs = 100;
   int64_t ais_betas = 14500;
   uint32_t seed = 1;
@@ -51,6 +51,11 @@ struct LogZEstimate {
   double lower_bound = 0.0;          // log_partition_lower_bound
   double seconds = 0.0;
 };
+
+// The largest H that `automatic` enumerates for a model of the type, given options'
+// max_exact_hidden for binary units: a ternary model gets the largest H with 3^H <= 2^that (the
+// same work), at most kMaxExactTernaryHidden (24 -> 15, 20 -> 12).
+int max_exact_hidden(HiddenType type, int max_binary_hidden);
 
 // The backend must hold `params` (set_params). Throws InputError for bad options.
 LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOptions& options);

@@ -23,6 +23,8 @@
 //             (N = B for CD): means, so a learning rate means the same at any batch size.
 //   step      lr_u = lr (linear decay: lr (U - u) / U);  vW = m vW + lr_u (gW - wd W),  W += vW;
 //             vb = m vb + lr_u gb, b += vb;  va = m va + lr_u ga, a += va (no decay on biases).
+// Ternary hidden units (host/model.hpp): every sigm(. + b) above is G(. + b), and every hidden draw
+// is ternary_draw(u, t) from the same uniform u a binary unit would use.
 // Velocities start at zero. set_params() and stage() clear the training state; a checkpoint
 // restores it with set_training_state() after set_params().
 #pragma once

@@ -1,10 +1,39 @@
 // Model directories (see model_io.hpp).
 #include "host/model_io.hpp"
 
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "host/atomic_file.hpp"
 #include "host/errors.hpp"
 #include "host/npy.hpp"
 
 namespace rbm {
+namespace {
+
+// recipe.hidden_type of DIR/run.json (host/checkpoint.hpp writes it); binary when the file or the
+// key is absent (models written before ternary units existed, or by hand).
+HiddenType recorded_hidden_type(const std::filesystem::path& dir) {
+  const std::filesystem::path path = dir / "run.json";
+  if (!std::filesystem::exists(path)) return HiddenType::binary;
+  nlohmann::json run;
+  try {
+    run = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(path.string() + ": not valid JSON");
+  }
+  if (!run.is_object() || !run.contains("recipe") || !run["recipe"].is_object() ||
+      !run["recipe"].contains("hidden_type")) {
+    return HiddenType::binary;
+  }
+  const nlohmann::json& type = run["recipe"]["hidden_type"];
+  if (type == "binary") return HiddenType::binary;
+  if (type == "ternary") return HiddenType::ternary;
+  throw InputError(path.string() + ": recipe.hidden_type " + type.dump() +
+                   " is not \"binary\" or \"ternary\"");
+}
+
+}  // namespace
 
 void write_model(const std::filesystem::path& dir, const Params& params) {
   write_npy(dir / "W.npy", params.W, {params.visible, params.hidden});
@@ -26,6 +55,7 @@ Params read_model(const std::filesystem::path& dir) {
   params.b = b.data;
   if (std::filesystem::exists(dir / "a.npy")) params.a = read_npy(dir / "a.npy").data;
   check_shapes(params);
+  params.hidden_type = recorded_hidden_type(dir);
   return params;
 }
 

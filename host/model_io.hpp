@@ -10,7 +10,8 @@ namespace rbm {
 
 void write_model(const std::filesystem::path& dir, const Params& params);
 
-// Reads and checks a model directory; InputError names the file and the problem.
+// Reads and checks a model directory; InputError names the file and the problem. The hidden type
+// is run.json's recipe.hidden_type ("binary" or "ternary"), binary without run.json or the key.
 Params read_model(const std::filesystem::path& dir);
 
 }  // namespace rbm

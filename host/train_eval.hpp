@@ -13,8 +13,9 @@
 
 namespace rbm {
 
-// During training: exact log Z up to this many hidden units (2^20 states: seconds on the CPU),
-// AIS with kTrainAisRuns runs of kTrainAisBetas steps from each base above it.
+// During training: exact log Z up to this many hidden units (2^20 states: seconds on the CPU; for
+// ternary units up to 12, 3^12 states: host/log_z.hpp's max_exact_hidden), AIS with kTrainAisRuns
+// runs of kTrainAisBetas steps from each base above it.
 constexpr int kTrainExactHidden = 20;
 constexpr int64_t kTrainAisRuns = 100;
 constexpr int64_t kTrainAisBetas = 1000;

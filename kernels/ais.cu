@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/hidden_units.cuh"
 #include "kernels/philox_device.cuh"
 #include "kernels/rbm_math.h"
 
@@ -66,6 +67,7 @@ __device__ double block_sum(double v, double* shared) {
   return total;
 }
 
+template <HiddenType kType>
 __global__ void __launch_bounds__(kRunThreads)
     ais_hidden_kernel(const float* __restrict__ xw, const float* __restrict__ b,
                       const float* __restrict__ x, const double* __restrict__ a_minus_c,
@@ -91,9 +93,9 @@ __global__ void __launch_bounds__(kRunThreads)
         const int j = 4 * group + w;
         if (j >= H) break;
         const float u = xw[r * H + j] + b[j];
-        increment += rbm::softplus_difference(beta * u, beta_prev * u);
+        increment += unit_log_term_difference<kType>(beta * u, beta_prev * u);
         if (h != nullptr) {
-          h[r * H + j] = rbm::bernoulli(rbm::uniform_from_bits(word[w]), rbm::sigmoid(beta_f * u));
+          h[r * H + j] = unit_draw<kType>(rbm::uniform_from_bits(word[w]), beta_f * u);
         }
       }
     }
@@ -134,13 +136,15 @@ void launch_ais_init(const float* c, int64_t runs, int d, uint64_t key, uint64_t
 }
 
 void launch_ais_hidden(const float* xw, const float* b, const float* x, const double* a_minus_c,
-                       int64_t runs, int d, int H, double beta, double beta_prev, uint64_t key,
-                       uint64_t first_stream, uint32_t phase, double* log_w, float* h,
-                       cudaStream_t stream) {
+                       int64_t runs, int d, int H, HiddenType hidden_type, double beta,
+                       double beta_prev, uint64_t key, uint64_t first_stream, uint32_t phase,
+                       double* log_w, float* h, cudaStream_t stream) {
   if (runs <= 0 || H <= 0) return;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(runs, int64_t{1} << 16));
-  ais_hidden_kernel<<<blocks, kRunThreads, 0, stream>>>(
-      xw, b, x, a_minus_c, runs, d, H, beta, beta_prev, key, first_stream, phase, log_w, h);
+  with_hidden_type(hidden_type, [&](auto tag) {
+    ais_hidden_kernel<decltype(tag)::value><<<blocks, kRunThreads, 0, stream>>>(
+        xw, b, x, a_minus_c, runs, d, H, beta, beta_prev, key, first_stream, phase, log_w, h);
+  });
   CUDA_CHECK_LAUNCH("ais_hidden_kernel");
 }
 

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "host/model.hpp"
+
 namespace rbm::cuda {
 
 // x (runs, d) = bernoulli(uniform(phase, i), sigmoid(c_i)), the base model's draw, c (d);
@@ -22,14 +24,17 @@ void launch_ais_init(const float* c, int64_t runs, int d, uint64_t key, uint64_t
 //   log_w[r] += (beta - beta_prev) sum_i x[r, i] a_minus_c[i]        (skipped when a_minus_c is
 //               + sum_j softplus(beta u_j) - softplus(beta_prev u_j)   null), all in double
 //   h[r, j] = bernoulli(uniform(phase, j), sigmoid(float(beta) u_j))   when h is not null
-// x (runs, d) 0/1, a_minus_c (d), h (runs, H).
+// x (runs, d) 0/1, a_minus_c (d), h (runs, H). Ternary hidden units (the tempered p_k* has
+// prod_j (1 + 2 cosh(beta u_j)) in place of prod_j (1 + exp(beta u_j))): log(1 + 2 cosh(.)) in
+// place of softplus, and h[r, j] = ternary_draw(uniform(phase, j), float(beta) u_j) in {-1, 0, 1}.
 void launch_ais_hidden(const float* xw, const float* b, const float* x, const double* a_minus_c,
-                       int64_t runs, int d, int H, double beta, double beta_prev, uint64_t key,
-                       uint64_t first_stream, uint32_t phase, double* log_w, float* h,
-                       cudaStream_t stream);
+                       int64_t runs, int d, int H, HiddenType hidden_type, double beta,
+                       double beta_prev, uint64_t key, uint64_t first_stream, uint32_t phase,
+                       double* log_w, float* h, cudaStream_t stream);
 
 // x[r, i] = bernoulli(uniform(phase, i), sigmoid(beta_f (hw[r, i] + a_i) + (1 - beta_f) c_i)),
-// beta_f = float(beta); hw (runs, d) = h W' from cuBLAS, a (d) or null (no visible bias), c (d).
+// beta_f = float(beta); hw (runs, d) = h W' from cuBLAS (h 0/1 or -1/0/1), a (d) or null (no
+// visible bias), c (d).
 void launch_ais_visible(const float* hw, const float* a, const float* c, int64_t runs, int d,
                         double beta, uint64_t key, uint64_t first_stream, uint32_t phase, float* x,
                         cudaStream_t stream);

@@ -1,6 +1,7 @@
 // The CUDA backend (design.md, "Data flow"): the binarized images resident on the device, cuBLAS
-// GEMVs for W'x and W h, the fused sigmoid + Bernoulli kernel, the image index drawn on the
-// device, the CD-k update in place. The iteration that names the draws lives in device memory, so
+// GEMVs for W'x and W h, the fused sigmoid + Bernoulli kernel (G(t) + ternary draw for a ternary
+// model's hidden units, chosen per launch), the image index drawn on the device, the CD-k update
+// in place. The iteration that names the draws lives in device memory, so
 // one training iteration is captured in a CUDA graph and replayed with no host round trip.
 #include "kernels/cuda_backend.hpp"
 
@@ -13,13 +14,14 @@
 
 #include "host/ais.hpp"
 #include "host/errors.hpp"
+#include "host/evaluate.hpp"
 #include "host/model.hpp"
 #include "kernels/ais.cuh"
 #include "kernels/cd_update.cuh"
 #include "kernels/cuda_check.cuh"
-#include "kernels/fused_cd.cuh"
 #include "kernels/device_memory.cuh"
 #include "kernels/exact_log_z.cuh"
+#include "kernels/fused_cd.cuh"
 #include "kernels/gibbs_sample.cuh"
 #include "kernels/minibatch.cuh"
 #include "kernels/philox.h"
@@ -74,10 +76,12 @@ class CudaBackend final : public Backend {
     check_shapes(params);
     const int d = params.visible, H = params.hidden;
     const bool has_a = params.has_visible_bias();
-    if (!params_set_ || d != visible_ || H != hidden_ || has_a != has_a_) {
+    if (!params_set_ || d != visible_ || H != hidden_ || has_a != has_a_ ||
+        params.hidden_type != hidden_type_) {
       visible_ = d;
       hidden_ = H;
       has_a_ = has_a;
+      hidden_type_ = params.hidden_type;
       W_.resize(static_cast<size_t>(d) * H);
       b_.resize(H);
       a_.resize(has_a ? d : 0);
@@ -88,7 +92,7 @@ class CudaBackend final : public Backend {
       ph0_.resize(H);
       phk_.resize(H);
       h_.resize(H);
-      graph_.reset();  // it baked in the buffers and shapes
+      graph_.reset();  // it baked in the buffers, shapes and the hidden kernels' type
     }
     const cudaStream_t s = stream_.get();
     W_.upload(params.W.data(), params.W.size(), s);
@@ -104,6 +108,7 @@ class CudaBackend final : public Backend {
     Params params;
     params.visible = visible_;
     params.hidden = hidden_;
+    params.hidden_type = hidden_type_;
     params.W.resize(W_.size());
     params.b.resize(b_.size());
     params.a.resize(a_.size());
@@ -127,10 +132,10 @@ class CudaBackend final : public Backend {
     if (options_.engine == CudaEngine::fused) {
       const std::string why = cuda::fused_cd_unsupported_reason(visible_, hidden_);
       if (!why.empty()) throw std::invalid_argument("fused engine: " + why);
-      cuda::launch_fused_cd({W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_,
-                             hidden_, images_.data(), rows_, config.key, config.lr, config.k,
-                             first_iteration, count},
-                            s);
+      cuda::launch_fused_cd(
+          {W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_, hidden_, hidden_type_,
+           images_.data(), rows_, config.key, config.lr, config.k, first_iteration, count},
+          s);
       stream_.synchronize();
       return;
     }
@@ -178,9 +183,15 @@ class CudaBackend final : public Backend {
 
   double exact_log_partition() override {
     require_params("exact_log_partition");
+    if (hidden_type_ == HiddenType::ternary && hidden_ > kMaxExactTernaryHidden) {
+      throw InputError(
+          "exact log Z of a ternary model enumerates 3^H hidden states and needs H <= " +
+          std::to_string(kMaxExactTernaryHidden) + " (this model has " + std::to_string(hidden_) +
+          ")");
+    }
     if (hidden_ > 30) throw InputError("exact log Z needs H <= 30 (this model has more)");
     return cuda::exact_log_partition(W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_,
-                                     hidden_, stream_.get());
+                                     hidden_, hidden_type_, stream_.get());
   }
 
   // All runs at once: per temperature two SGEMMs (x W and h W' for every run) and three fused
@@ -233,9 +244,9 @@ class CudaBackend final : public Backend {
       const bool last = k == K;
       cuda::hidden_preactivation(blas_.get(), W_.data(), d, H, x.data(), runs, xw.data());
       cuda::launch_ais_hidden(xw.data(), b_.data(), x.data(),
-                              visible_term ? a_minus_c.data() : nullptr, runs, d, H, betas[k],
-                              betas[k - 1], key, stream0, ais_hidden_phase(k), log_w.data(),
-                              last ? nullptr : h.data(), s);
+                              visible_term ? a_minus_c.data() : nullptr, runs, d, H, hidden_type_,
+                              betas[k], betas[k - 1], key, stream0, ais_hidden_phase(k),
+                              log_w.data(), last ? nullptr : h.data(), s);
       if (last) break;
       cuda::visible_preactivation(blas_.get(), W_.data(), d, H, h.data(), runs, hw.data());
       cuda::launch_ais_visible(hw.data(), a, c.data(), runs, d, betas[k], key, stream0,
@@ -245,7 +256,7 @@ class CudaBackend final : public Backend {
     result.log_weights.resize(static_cast<size_t>(runs));
     log_w.download(result.log_weights.data(), result.log_weights.size(), s);
     stream_.synchronize();
-    result.log_z_base = ais_log_z_base(request.base_bias, H);
+    result.log_z_base = ais_log_z_base(request.base_bias, H, hidden_type_);
     return result;
   }
 
@@ -266,10 +277,10 @@ class CudaBackend final : public Backend {
     };
     cuda::launch_pick_image(images_.data(), rows_, d, names(train_index_phase()), x0_.data(),
                             nullptr, s);
-    // ph0 = sigm(W'x0 + b), h0 ~ Bern(ph0).
+    // ph0 = sigm(W'x0 + b), h0 ~ Bern(ph0); ternary: ph0 = G(W'x0 + b), h0 its ternary draw.
     cuda::hidden_preactivation(blas, W_.data(), d, H, x0_.data(), 1, hpre_.data());
     cuda::launch_sigmoid_bernoulli(hpre_.data(), b_.data(), 1, H, names(train_hidden_phase(0)),
-                                   ph0_.data(), h_.data(), s);
+                                   ph0_.data(), h_.data(), s, hidden_type_);
     for (int step = 0; step < config.k; ++step) {
       // x_{s+1} ~ Bern(sigm(W h_s + a)); ph_{s+1} = sigm(W'x_{s+1} + b), and h_{s+1} ~
       // Bern(ph_{s+1}) except after the last step, whose probabilities phk enter the update.
@@ -280,7 +291,7 @@ class CudaBackend final : public Backend {
       const bool last = step + 1 == config.k;
       cuda::launch_sigmoid_bernoulli(hpre_.data(), b_.data(), 1, H,
                                      names(train_hidden_phase(step + 1)), phk_.data(),
-                                     last ? nullptr : h_.data(), s);
+                                     last ? nullptr : h_.data(), s, hidden_type_);
     }
     cuda::launch_cd_update(W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, d, H, x0_.data(),
                            ph0_.data(), xk_.data(), phk_.data(), config.lr, s);
@@ -323,11 +334,13 @@ class CudaBackend final : public Backend {
   bool params_set_ = false;
   int visible_ = 0, hidden_ = 0;
   bool has_a_ = false;
+  HiddenType hidden_type_ = HiddenType::binary;
   DeviceBuffer<float> W_;  // (d, H), row-major
   DeviceBuffer<float> b_;  // (H)
   DeviceBuffer<float> a_;  // (d), empty without visible bias
 
-  // One iteration's vectors: x0, xk, vpre (d); hpre, ph0, phk, h (H).
+  // One iteration's vectors: x0, xk, vpre (d); hpre, ph0, phk, h (H). h is 0/1 (binary) or
+  // -1/0/1 (ternary); ph0, phk are the hidden means (sigmoid or G) that the update uses.
   DeviceBuffer<float> x0_, xk_, vpre_, hpre_, ph0_, phk_, h_;
   DeviceBuffer<int64_t> counter_{1};  // the iteration t that names the draws
 
@@ -345,6 +358,7 @@ class CudaBackend final : public Backend {
     v.a = has_a_ ? a_.data() : nullptr;
     v.d = visible_;
     v.H = hidden_;
+    v.hidden_type = hidden_type_;
     return v;
   }
 };

@@ -26,8 +26,9 @@ struct CudaOptions {
   int64_t gibbs_batch_chains = 0;
   // gibbs() moves states to and from the device as bits (8 units per byte) instead of bytes.
   bool packed_states = false;
-  // gibbs() runs its two GEMMs on TF32 tensor cores (10-bit mantissas for W; x and h are 0/1 and
-  // exact). Off: fp32. tests/cuda/test_cuda_minibatch.cpp checks the statistics agree.
+  // gibbs() runs its two GEMMs on TF32 tensor cores (10-bit mantissas for W; x and h are 0/1, or
+  // -1/0/1 for ternary hidden units, and exact). Off: fp32. tests/cuda/test_cuda_minibatch.cpp
+  // checks the statistics agree.
   bool tf32 = false;
 };
 

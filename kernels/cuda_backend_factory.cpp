@@ -1,10 +1,19 @@
 // rbm_cuda's backend: the CUDA one, or BackendUnavailable saying why no device is usable (main
 // then says that rbm_cpu is the CPU build and exits with code 2).
+#include "host/errors.hpp"
 #include "kernels/cuda_backend.hpp"
 
 namespace rbm {
 
-std::unique_ptr<Backend> make_backend() { return make_cuda_backend(); }
+std::unique_ptr<Backend> make_backend(const std::string& engine) {
+  CudaOptions options;
+  if (engine == "fused") {
+    options.engine = CudaEngine::fused;
+  } else if (!engine.empty() && engine != "gemv") {
+    throw InputError("--engine must be gemv or fused (got '" + engine + "')");
+  }
+  return make_cuda_backend(options);
+}
 std::string program_name() { return "rbm_cuda"; }
 
 }  // namespace rbm

@@ -12,6 +12,8 @@
 //   barrier, which no CTA reaches before it has finished reading buffer p.
 // Draws come from rbm::philox_block (kernels/philox.h), word for word cuRAND's device Philox
 // (tests/cuda checks that), without curand_init's extra evaluations.
+// Ternary hidden units: ph0 and phk hold the pre-activations t = b + W'x while the chain runs
+// (the ternary draw needs t, not a probability) and become G(t) just before the update.
 #include "kernels/fused_cd.cuh"
 
 #include <cooperative_groups.h>
@@ -22,6 +24,7 @@
 
 #include "host/backend.hpp"
 #include "kernels/cuda_check.cuh"
+#include "kernels/hidden_units.cuh"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 
@@ -61,6 +64,8 @@ __device__ void partial_row_sums(const float* W_s, const float* x, int n_rows, i
 }
 
 // prob (H) = sigm(b + the cluster's partials added in rank order): identical in every CTA.
+// Ternary: prob (H) = b + the partials, the pre-activation itself.
+template <HiddenType kType>
 __device__ void combine_partials(const cg::cluster_group& cluster, float* partial, const float* b_s,
                                  int H, float* prob) {
   for (int j = threadIdx.x; j < H; j += blockDim.x) {
@@ -68,10 +73,15 @@ __device__ void combine_partials(const cg::cluster_group& cluster, float* partia
     for (int rank = 0; rank < kClusterCtas; ++rank) {
       total += cluster.map_shared_rank(partial, rank)[j];
     }
-    prob[j] = sigmoid(b_s[j] + total);
+    if constexpr (kType == HiddenType::ternary) {
+      prob[j] = b_s[j] + total;
+    } else {
+      prob[j] = sigmoid(b_s[j] + total);
+    }
   }
 }
 
+template <HiddenType kType>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
     fused_cd_kernel(FusedCdArgs args) {
   extern __shared__ float shared[];
@@ -116,14 +126,19 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
     // Positive phase: ph0 = sigm(b + W'x0), also the first hidden draw's probabilities.
     partial_row_sums(W_s, x0, n_rows, H, partials + buffer * H);
     cluster.sync();
-    combine_partials(cluster, partials + buffer * H, b_s, H, ph0);
+    combine_partials<kType>(cluster, partials + buffer * H, b_s, H, ph0);
     buffer ^= 1;
     __syncthreads();
 
     const float* prob_h = ph0;
     for (int step = 0; step < args.k; ++step) {
       for (int j = threadIdx.x; j < H; j += blockDim.x) {
-        h[j] = bernoulli(uniform(args.key, stream, train_hidden_phase(step), j), prob_h[j]);
+        const float u = uniform(args.key, stream, train_hidden_phase(step), j);
+        if constexpr (kType == HiddenType::ternary) {
+          h[j] = ternary_draw(u, prob_h[j]);  // prob_h holds t here
+        } else {
+          h[j] = bernoulli(u, prob_h[j]);
+        }
       }
       __syncthreads();
       // This CTA's visible units: a warp per row, lanes over the hidden units, a fixed
@@ -142,12 +157,20 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
       __syncthreads();
       partial_row_sums(W_s, xk, n_rows, H, partials + buffer * H);
       cluster.sync();
-      combine_partials(cluster, partials + buffer * H, b_s, H, phk);
+      combine_partials<kType>(cluster, partials + buffer * H, b_s, H, phk);
       buffer ^= 1;
       __syncthreads();
       prob_h = phk;
     }
 
+    if constexpr (kType == HiddenType::ternary) {
+      // The gradient's means G(t) in place of the pre-activations (this CTA's copies only).
+      for (int j = threadIdx.x; j < H; j += blockDim.x) {
+        ph0[j] = ternary_mean(ph0[j]);
+        phk[j] = ternary_mean(phk[j]);
+      }
+      __syncthreads();
+    }
     // SGD on the CD-k gradient, in the CPU reference's order of roundings:
     // W_i += lr ph0 where x0_i = 1, then W_i += -(lr phk) where xk_i = 1.
     const float lr = args.lr;
@@ -206,9 +229,13 @@ void launch_fused_cd(const FusedCdArgs& args, cudaStream_t stream) {
     throw std::invalid_argument("launch_fused_cd: bad rows or k");
   }
   const size_t bytes = shared_floats(args.d, args.H) * sizeof(float);
-  CUDA_CHECK(cudaFuncSetAttribute(fused_cd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(bytes)));
-  fused_cd_kernel<<<kClusterCtas, kThreads, bytes, stream>>>(args);
+  with_hidden_type(args.hidden_type, [&](auto tag) {
+    constexpr HiddenType kType = decltype(tag)::value;
+    CUDA_CHECK(cudaFuncSetAttribute(fused_cd_kernel<kType>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(bytes)));
+    fused_cd_kernel<kType><<<kClusterCtas, kThreads, bytes, stream>>>(args);
+  });
   CUDA_CHECK_LAUNCH("fused_cd_kernel");
 }
 

@@ -2,13 +2,16 @@
 // thread-block cluster and kept in their shared memory for the whole run; the partial sums of
 // W'x are exchanged through distributed shared memory between cluster barriers. Same draws as
 // host/backend.hpp names them, so the result matches the CPU reference up to float summation
-// order. Launcher only; the kernel is static in fused_cd.cu.
+// order. Binary and ternary hidden units (one kernel instantiation each). Launcher only; the
+// kernel is static in fused_cd.cu.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <string>
+
+#include "host/model.hpp"
 
 namespace rbm::cuda {
 
@@ -17,6 +20,7 @@ struct FusedCdArgs {
   float* b = nullptr;  // (H), device
   float* a = nullptr;  // (d), device, null without visible bias
   int d = 0, H = 0;
+  HiddenType hidden_type = HiddenType::binary;
   const uint8_t* images = nullptr;  // (rows, d) of 0/1, device
   int64_t rows = 0;
   uint64_t key = 0;  // philox_key(seed, Purpose::train)

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/hidden_units.cuh"
 #include "kernels/philox_device.cuh"
 #include "kernels/rbm_math.h"
 
@@ -35,6 +36,7 @@ __device__ uint64_t draw_stream(const DrawNames& names, int64_t row) {
 }
 
 // One thread per 4 consecutive units of a row: one curand4 call gives their 4 uniforms.
+template <HiddenType kType>
 __global__ void sigmoid_bernoulli_kernel(const float* pre, const float* __restrict__ bias,
                                          int64_t rows, int units, DrawNames names, float* prob,
                                          float* sample) {
@@ -56,9 +58,9 @@ __global__ void sigmoid_bernoulli_kernel(const float* pre, const float* __restri
       if (unit >= units) break;
       const int64_t at = row * units + unit;
       const float t = bias != nullptr ? pre[at] + bias[unit] : pre[at];
-      const float p = rbm::sigmoid(t);
+      const float p = unit_mean<kType>(t);
       if (prob != nullptr) prob[at] = p;
-      if (sample != nullptr) sample[at] = rbm::bernoulli(rbm::uniform_from_bits(words[w]), p);
+      if (sample != nullptr) sample[at] = unit_draw<kType>(rbm::uniform_from_bits(words[w]), t, p);
     }
   }
 }
@@ -114,11 +116,13 @@ __global__ void philox_words_kernel(const DrawBlock* __restrict__ blocks, int64_
 
 void launch_sigmoid_bernoulli(const float* pre, const float* bias, int64_t rows, int units,
                               const DrawNames& names, float* prob, float* sample,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, HiddenType type) {
   if (rows <= 0 || units <= 0 || (prob == nullptr && sample == nullptr)) return;
   const int64_t groups = rows * ((units + 3) / 4);
-  sigmoid_bernoulli_kernel<<<grid_for(groups), kThreads, 0, stream>>>(pre, bias, rows, units, names,
-                                                                      prob, sample);
+  with_hidden_type(type, [&](auto tag) {
+    sigmoid_bernoulli_kernel<decltype(tag)::value>
+        <<<grid_for(groups), kThreads, 0, stream>>>(pre, bias, rows, units, names, prob, sample);
+  });
   CUDA_CHECK_LAUNCH("sigmoid_bernoulli_kernel");
 }
 

@@ -1,14 +1,17 @@
 // One half-step of Gibbs sampling on the device: the cuBLAS pre-activations (W'x, W h), then one
-// fused kernel pre-activation (+ bias) -> probability (rbm::sigmoid) -> Bernoulli draw from
-// cuRAND's device Philox, named as host/backend.hpp says. Also the image pick of single-sample
-// CD-k, the iteration counter that names the draws of a captured graph, and raw Philox words for
-// the test of the generator match. Launchers only; the kernels are static in gibbs_sample.cu.
+// fused kernel pre-activation (+ bias) -> probability (rbm::sigmoid, or G(t) for ternary hidden
+// units) -> Bernoulli (or ternary) draw from cuRAND's device Philox, named as host/backend.hpp
+// says. Also the image pick of single-sample CD-k, the iteration counter that names the draws of a
+// captured graph, and raw Philox words for the test of the generator match. Launchers only; the
+// kernels are static in gibbs_sample.cu.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "host/model.hpp"
 
 namespace rbm::cuda {
 
@@ -28,10 +31,12 @@ struct DrawNames {
 //   t = pre[r, u] + (bias ? bias[u] : 0)                       bias (units)
 //   prob[r, u] = sigmoid(t)                                    when prob is not null
 //   sample[r, u] = bernoulli(uniform(names, r, u), sigmoid(t)) when sample is not null (0 or 1)
-// prob and sample are (rows, units) and must not overlap pre.
+// prob and sample are (rows, units) and must not overlap pre. With type ternary (hidden units of
+// a ternary model) prob is ternary_mean(t) and sample ternary_draw(uniform, t) in {-1, 0, 1},
+// from the same uniform; visible units are always binary.
 void launch_sigmoid_bernoulli(const float* pre, const float* bias, int64_t rows, int units,
                               const DrawNames& names, float* prob, float* sample,
-                              cudaStream_t stream);
+                              cudaStream_t stream, HiddenType type = HiddenType::binary);
 
 // x0 (d) = images[index] as 0/1 floats, images (rows, d) of 0/1 bytes, with
 // index = index_from_bits(word 0 of philox_block(key, stream, phase, 0), rows) (row 0 of names).

@@ -12,6 +12,7 @@
 #include "host/errors.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/gibbs_sample.cuh"
+#include "kernels/hidden_units.cuh"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 
@@ -65,7 +66,9 @@ __global__ void gather_kernel(const uint8_t* __restrict__ images,
 // r < rows and unit u < units of pre (rows, units), t = pre[r, u] + bias[u], p = sigm(t);
 //   prob[r, u] = scale p      when prob is not null,
 //   sample[r, u] = u < p      when sample is not null, uniform (key, stream0 + r, phase, u).
+// Ternary (hidden units of a ternary model): p = G(t), sample = ternary_draw(uniform, t).
 // prob and sample may be pre itself (each element is read before it is written, by its thread).
+template <HiddenType kType>
 __global__ void fused_kernel(float* pre, const float* __restrict__ bias, int64_t rows, int units,
                              uint64_t key, uint64_t stream0, uint32_t phase, float* prob,
                              float scale, float* sample) {
@@ -83,9 +86,10 @@ __global__ void fused_kernel(float* pre, const float* __restrict__ bias, int64_t
       const int unit = 4 * group + w;
       if (unit >= units) break;
       const int64_t at = row * units + unit;
-      const float p = rbm::sigmoid(bias != nullptr ? pre[at] + bias[unit] : pre[at]);
+      const float t = bias != nullptr ? pre[at] + bias[unit] : pre[at];
+      const float p = unit_mean<kType>(t);
       if (prob != nullptr) prob[at] = scale * p;
-      if (sample != nullptr) sample[at] = rbm::bernoulli(rbm::uniform_from_bits(r.word[w]), p);
+      if (sample != nullptr) sample[at] = unit_draw<kType>(rbm::uniform_from_bits(r.word[w]), t, p);
     }
   }
 }
@@ -142,12 +146,15 @@ __global__ void unpack_kernel(const uint8_t* __restrict__ bits, int64_t n, int d
   }
 }
 
-void launch_fused(float* pre, const float* bias, int64_t rows, int units, uint64_t key,
-                  uint64_t stream0, uint32_t phase, float* prob, float scale, float* sample,
-                  cudaStream_t stream) {
+// type: the units' (v.hidden_type for hidden units, HiddenType::binary for visible ones).
+void launch_fused(HiddenType type, float* pre, const float* bias, int64_t rows, int units,
+                  uint64_t key, uint64_t stream0, uint32_t phase, float* prob, float scale,
+                  float* sample, cudaStream_t stream) {
   if (rows <= 0 || units <= 0) return;
-  fused_kernel<<<grid_for(rows * ((units + 3) / 4)), kThreads, 0, stream>>>(
-      pre, bias, rows, units, key, stream0, phase, prob, scale, sample);
+  with_hidden_type(type, [&](auto tag) {
+    fused_kernel<decltype(tag)::value><<<grid_for(rows * ((units + 3) / 4)), kThreads, 0, stream>>>(
+        pre, bias, rows, units, key, stream0, phase, prob, scale, sample);
+  });
   CUDA_CHECK_LAUNCH("fused_kernel");
 }
 
@@ -216,10 +223,11 @@ void sample_steps(const ModelView& v, uint64_t key, float* X, float* Hs, int64_t
   const uint64_t stream0 = static_cast<uint64_t>(first_chain);
   for (int64_t g = first_step; g < first_step + steps; ++g) {
     hidden_preactivation(v.blas, v.W, v.d, v.H, X, n, Hs);
-    launch_fused(Hs, v.b, n, v.H, key, stream0, sample_hidden_phase(g), nullptr, 1.0f, Hs,
-                 v.stream);
+    launch_fused(v.hidden_type, Hs, v.b, n, v.H, key, stream0, sample_hidden_phase(g), nullptr,
+                 1.0f, Hs, v.stream);
     visible_preactivation(v.blas, v.W, v.d, v.H, Hs, n, X);
-    launch_fused(X, v.a, n, v.d, key, stream0, sample_visible_phase(g), nullptr, 1.0f, X, v.stream);
+    launch_fused(HiddenType::binary, X, v.a, n, v.d, key, stream0, sample_visible_phase(g), nullptr,
+                 1.0f, X, v.stream);
   }
 }
 
@@ -373,27 +381,30 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
   for (int64_t u = first; u < first + count; ++u) {
     order_for(v, recipe.seed, u / per_epoch);
     launch_gather(images_, sorted_.data() + (u % per_epoch) * B, nullptr, B, d, X0_.data(), s);
-    // Positive phase: Q0 = sigm(X0 W + b) / B.
+    // Positive phase: Q0 = sigm(X0 W + b) / B (G(X0 W + b) / B for ternary hidden units).
     hidden_preactivation(v.blas, v.W, d, H, X0_.data(), B, Q0_.data());
     if (recipe.pcd) {
-      launch_fused(Q0_.data(), v.b, B, H, key, 0, 0, Q0_.data(), inv_b, nullptr, s);
-      // The sampler's k steps on the chains, global steps u k ...; then Qk = -sigm(V W + b) / N.
+      launch_fused(v.hidden_type, Q0_.data(), v.b, B, H, key, 0, 0, Q0_.data(), inv_b, nullptr, s);
+      // The sampler's k steps on the chains, global steps u k ...; then Qk = -sigm(V W + b) / N
+      // (-G(V W + b) / N ternary).
       sample_steps(v, key, chains_.data(), Hs_.data(), N, 0, u * k, k);
       hidden_preactivation(v.blas, v.W, d, H, chains_.data(), N, Qk_.data());
-      launch_fused(Qk_.data(), v.b, N, H, key, 0, 0, Qk_.data(), minus_inv_n, nullptr, s);
+      launch_fused(v.hidden_type, Qk_.data(), v.b, N, H, key, 0, 0, Qk_.data(), minus_inv_n,
+                   nullptr, s);
     } else {
       // CD-k: row r's chain from X0[r], streams u B + r, the single-sample phases.
       const uint64_t stream0 = static_cast<uint64_t>(u * B);
-      launch_fused(Q0_.data(), v.b, B, H, key, stream0, train_hidden_phase(0), Q0_.data(), inv_b,
-                   Hs_.data(), s);
+      launch_fused(v.hidden_type, Q0_.data(), v.b, B, H, key, stream0, train_hidden_phase(0),
+                   Q0_.data(), inv_b, Hs_.data(), s);
       for (int step = 0; step < k; ++step) {
         visible_preactivation(v.blas, v.W, d, H, Hs_.data(), B, Xk_.data());
-        launch_fused(Xk_.data(), v.a, B, d, key, stream0, train_visible_phase(step), nullptr, 1.0f,
-                     Xk_.data(), s);
+        launch_fused(HiddenType::binary, Xk_.data(), v.a, B, d, key, stream0,
+                     train_visible_phase(step), nullptr, 1.0f, Xk_.data(), s);
         hidden_preactivation(v.blas, v.W, d, H, Xk_.data(), B, Qk_.data());
         const bool last = step + 1 == k;
-        launch_fused(Qk_.data(), v.b, B, H, key, stream0, train_hidden_phase(step + 1),
-                     last ? Qk_.data() : nullptr, minus_inv_n, last ? nullptr : Hs_.data(), s);
+        launch_fused(v.hidden_type, Qk_.data(), v.b, B, H, key, stream0,
+                     train_hidden_phase(step + 1), last ? Qk_.data() : nullptr, minus_inv_n,
+                     last ? nullptr : Hs_.data(), s);
       }
     }
     // G (d, H) row-major = G' (H, d) column-major = Q0' X0 + Qk' Xneg:

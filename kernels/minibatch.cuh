@@ -1,10 +1,11 @@
 // Minibatch CD-k / PCD-k and the many-chain sampler on the device (issue 5): cuBLAS SGEMMs for the
 // pre-activations and the gradient, one fused kernel pre-activation + bias -> sigmoid -> Bernoulli
-// after each GEMM (in place), the epoch permutation sorted on the device (CUB), and the update
-// with momentum and weight decay in one kernel. The meaning is host/minibatch.hpp's; the draws are
-// named as on the CPU (philox.h's philox_block, the function cuRAND's device Philox computes), so
-// both builds agree draw for draw. Includable from plain C++: no kernels here, only launchers and
-// owned state. Shapes: W (d, H) row-major; chain states (n, d) row-major.
+// (G(t) and the ternary draw for a ternary model's hidden units) after each GEMM (in place), the
+// epoch permutation sorted on the device (CUB), and the update with momentum and weight decay in
+// one kernel. The meaning is host/minibatch.hpp's; the draws are named as on the CPU (philox.h's
+// philox_block, the function cuRAND's device Philox computes), so both builds agree draw for draw.
+// Includable from plain C++: no kernels here, only launchers and owned state. Shapes: W (d, H)
+// row-major; chain states (n, d) row-major.
 #pragma once
 
 #include <cublas_v2.h>
@@ -28,6 +29,7 @@ struct ModelView {
   float* b = nullptr;  // (H)
   float* a = nullptr;  // (d), null without visible bias
   int d = 0, H = 0;
+  HiddenType hidden_type = HiddenType::binary;  // ternary: hidden states -1/0/1, means G(t)
 };
 
 // How Backend::gibbs runs on the device.
@@ -42,8 +44,8 @@ struct SamplerOptions {
 size_t sampler_bytes(int64_t chains, int d, int H, bool packed);
 
 // `steps` sampler steps on device-resident chains, enqueued on view.stream with no host
-// synchronization: X (n, d) 0/1 floats in place, Hs (n, H) scratch; row r is chain
-// first_chain + r, its draws key, stream first_chain + r, phases sample_hidden_phase(g) /
+// synchronization: X (n, d) 0/1 floats in place, Hs (n, H) scratch (0/1, or -1/0/1 ternary); row r
+// is chain first_chain + r, its draws key, stream first_chain + r, phases sample_hidden_phase(g) /
 // sample_visible_phase(g) at global step g from first_step on.
 void sample_steps(const ModelView& view, uint64_t key, float* X, float* Hs, int64_t n,
                   int64_t first_chain, int64_t first_step, int64_t steps);

@@ -88,6 +88,16 @@ RBM_HD double log_one_plus_two_cosh(double t) {
   return abs_t + log1p(e + e * e);
 }
 
+// log(1 + 2 cosh t1) - log(1 + 2 cosh t2) for t1, t2 of the same sign (AIS's beta u and beta' u):
+// |t1| - |t2| + log((1 + e1 + e1^2) / (1 + e2 + e2^2)), e = exp(-|t|), with the ratio written as
+// 1 + (e1 - e2)(1 + e1 + e2) / (1 + e2 + e2^2) so that it keeps its precision when t1 is close to
+// t2 (as softplus_difference does for binary units).
+RBM_HD double log_one_plus_two_cosh_difference(double t1, double t2) {
+  const double a1 = t1 < 0.0 ? -t1 : t1, a2 = t2 < 0.0 ? -t2 : t2;
+  const double e1 = exp(-a1), e2 = exp(-a2);
+  return (a1 - a2) + log1p((e1 - e2) * (1.0 + e1 + e2) / (1.0 + e2 + e2 * e2));
+}
+
 // G(t) = E[h | t] = 2 sinh t / (1 + 2 cosh t) = (1 - e^2) / (1 + e + e^2) * sign(t),
 // e = exp(-|t|): the ternary unit's mean, which replaces sigm(t) in the gradient. 1 - e^2 is
 // -expm1(-2|t|), which keeps its relative precision as t -> 0.

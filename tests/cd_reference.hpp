@@ -2,7 +2,9 @@
 // formula; not the sheet's negative phase), with how close any draw came to flipping. Shared by the
 // CPU backend's tests and the CUDA-vs-CPU tests: two correct implementations can differ in a draw
 // only where a uniform lies within float rounding of its probability, so tests compare trajectories
-// whose draws all keep a stated margin.
+// whose draws all keep a stated margin. Ternary hidden units (p.hidden_type): the hidden draw is
+// sign(t), 0 or -sign(t) by the uniform against the cumulative probabilities (1, e, e^2) /
+// (1 + e + e^2), e = exp(-|t|) (kernels/rbm_math.h's ternary_draw), and G(t) replaces sigm(t).
 #pragma once
 
 #include <algorithm>
@@ -15,6 +17,25 @@
 #include "kernels/philox.h"
 
 namespace rbm::test {
+
+// G(t) = 2 sinh t / (1 + 2 cosh t), the ternary unit's mean, in R (for moderate t).
+template <typename R>
+R ternary_mean_reference(R t) {
+  return 2 * std::sinh(t) / (1 + 2 * std::cosh(t));
+}
+
+// kernels/rbm_math.h's ternary_draw in R: sign(t), 0 or -sign(t) by the uniform u against the
+// cumulative probabilities (1, 1 + e) / (1 + e + e^2), e = exp(-|t|); lowers margin to u's
+// distance from either threshold.
+template <typename R>
+R ternary_draw_reference(R u, R t, double& margin) {
+  const R e = std::exp(-std::fabs(t)), norm = 1 + e + e * e;
+  const R p_sign = 1 / norm, p_sign_or_zero = (1 + e) / norm;
+  margin = std::min({margin, static_cast<double>(std::fabs(u - p_sign)),
+                     static_cast<double>(std::fabs(u - p_sign_or_zero))});
+  const R sign = t < 0 ? -1 : 1;
+  return u < p_sign ? sign : (u < p_sign_or_zero ? 0 : -sign);
+}
 
 struct CdReference {
   Params after;             // the parameters after the iteration, rounded to float
@@ -33,31 +54,44 @@ inline CdReference cd_iteration_reference(const Params& p, const Dataset& data, 
       index_from_bits(philox_block(key, stream, 0, 0).word[0], static_cast<uint32_t>(data.rows));
   const std::vector<Real> x0(data.row(image), data.row(image) + d);
   std::vector<Real> x = x0;
+  const bool ternary = p.hidden_type == HiddenType::ternary;
   const auto sigm = [](Real v) { return 1.0L / (1.0L + std::exp(-v)); };
-  const auto hidden_probs = [&](const std::vector<Real>& v) {
+  // The pre-activations W'v + b (H).
+  const auto hidden_pre = [&](const std::vector<Real>& v) {
     std::vector<Real> out(p.b.begin(), p.b.end());
     for (int i = 0; i < d; ++i) {
       if (v[i] == 0.0) continue;
       for (int j = 0; j < H; ++j) out[j] += p.W[static_cast<size_t>(i) * H + j];
     }
-    for (Real& o : out) o = sigm(o);
     return out;
+  };
+  // E[h | t]: sigm(t), or G(t) = 2 sinh t / (1 + 2 cosh t).
+  const auto means = [&](std::vector<Real> pre) {
+    for (Real& o : pre) o = ternary ? ternary_mean_reference(o) : sigm(o);
+    return pre;
   };
   const auto draw = [&](Real prob, uint32_t phase, int unit) {
     const Real u = philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
     ref.min_margin = std::min(ref.min_margin, static_cast<double>(std::fabs(u - prob)));
     return u < prob ? 1.0L : 0.0L;
   };
-  const std::vector<Real> ph0 = hidden_probs(x0);
+  const auto draw_hidden = [&](Real pre, uint32_t phase, int unit) {
+    if (!ternary) return draw(sigm(pre), phase, unit);
+    const Real u = philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
+    return ternary_draw_reference(u, pre, ref.min_margin);
+  };
+  std::vector<Real> pre_h = hidden_pre(x0);  // (H)
+  const std::vector<Real> ph0 = means(pre_h);
   std::vector<Real> ph = ph0, h(H);
   for (int step = 0; step < r.k; ++step) {
-    for (int j = 0; j < H; ++j) h[j] = draw(ph[j], train_hidden_phase(step), j);
+    for (int j = 0; j < H; ++j) h[j] = draw_hidden(pre_h[j], train_hidden_phase(step), j);
     for (int i = 0; i < d; ++i) {
       Real s = p.has_visible_bias() ? p.a[i] : 0.0L;
       for (int j = 0; j < H; ++j) s += p.W[static_cast<size_t>(i) * H + j] * h[j];
       x[i] = draw(sigm(s), train_visible_phase(step), i);
     }
-    ph = hidden_probs(x);
+    pre_h = hidden_pre(x);
+    ph = means(pre_h);
   }
   ref.after = p;
   for (int i = 0; i < d; ++i) {

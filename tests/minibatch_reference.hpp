@@ -1,7 +1,8 @@
 // Minibatch CD-k / PCD-k recomputed in double from the named draws (host/minibatch.hpp's meaning),
 // with how close any draw came to flipping. Shared by the CPU tests and the CUDA-vs-CPU tests:
 // two correct implementations part only where a uniform lies within float rounding of its
-// probability, so tests compare trajectories whose draws all keep a stated margin.
+// probability, so tests compare trajectories whose draws all keep a stated margin. Ternary hidden
+// units (start.hidden_type) as in tests/cd_reference.hpp: ternary draws, G(t) for sigm(t).
 #pragma once
 
 #include <algorithm>
@@ -14,13 +15,18 @@
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
 #include "kernels/philox.h"
+#include "tests/cd_reference.hpp"
 
 namespace rbm::test {
 
 class MinibatchReference {
  public:
   MinibatchReference(const Params& start, const Dataset& data, const Recipe& recipe)
-      : data_(data), recipe_(recipe), d_(start.visible), H_(start.hidden) {
+      : data_(data),
+        recipe_(recipe),
+        d_(start.visible),
+        H_(start.hidden),
+        ternary_(start.hidden_type == HiddenType::ternary) {
     W.assign(start.W.begin(), start.W.end());
     b.assign(start.b.begin(), start.b.end());
     a.assign(start.a.begin(), start.a.end());
@@ -56,8 +62,8 @@ class MinibatchReference {
         std::vector<double> v(chains[c].begin(), chains[c].end()), h(H);
         for (int s = 0; s < r.k; ++s) {
           const int64_t g = u * r.k + s;
-          const std::vector<double> ph = hidden_probs(v);
-          for (int j = 0; j < H; ++j) h[j] = draw(key, c, sample_hidden_phase(g), j, ph[j]);
+          const std::vector<double> t = hidden_pre(v);
+          for (int j = 0; j < H; ++j) h[j] = draw_hidden(key, c, sample_hidden_phase(g), j, t[j]);
           const std::vector<double> pv = visible_probs(h);
           for (int i = 0; i < d; ++i) v[i] = draw(key, c, sample_visible_phase(g), i, pv[i]);
         }
@@ -68,15 +74,16 @@ class MinibatchReference {
     } else {
       for (int64_t row = 0; row < B; ++row) {
         const uint64_t stream = static_cast<uint64_t>(u * B + row);
-        std::vector<double> x = x0[row], h(H), ph = ph0[row];
-        for (int j = 0; j < H; ++j) h[j] = draw(key, stream, train_hidden_phase(0), j, ph[j]);
+        std::vector<double> x = x0[row], h(H), ph = ph0[row], t = hidden_pre(x0[row]);
+        for (int j = 0; j < H; ++j) h[j] = draw_hidden(key, stream, train_hidden_phase(0), j, t[j]);
         for (int s = 0; s < r.k; ++s) {
           const std::vector<double> pv = visible_probs(h);
           for (int i = 0; i < d; ++i) x[i] = draw(key, stream, train_visible_phase(s), i, pv[i]);
-          ph = hidden_probs(x);
+          t = hidden_pre(x);
+          ph = means(t);
           if (s + 1 < r.k) {
             for (int j = 0; j < H; ++j)
-              h[j] = draw(key, stream, train_hidden_phase(s + 1), j, ph[j]);
+              h[j] = draw_hidden(key, stream, train_hidden_phase(s + 1), j, t[j]);
           }
         }
         xk.push_back(x);
@@ -113,6 +120,7 @@ class MinibatchReference {
     Params p;
     p.visible = d_;
     p.hidden = H_;
+    p.hidden_type = ternary_ ? HiddenType::ternary : HiddenType::binary;
     p.W.assign(W.begin(), W.end());
     p.b.assign(b.begin(), b.end());
     p.a.assign(a.begin(), a.end());
@@ -125,14 +133,29 @@ class MinibatchReference {
 
  private:
   static double sigm(double t) { return 1.0 / (1.0 + std::exp(-t)); }
-  std::vector<double> hidden_probs(const std::vector<double>& x) const {
+  // W'x + b (H).
+  std::vector<double> hidden_pre(const std::vector<double>& x) const {
     std::vector<double> out(b);
     for (int i = 0; i < d_; ++i) {
       if (x[i] == 0.0) continue;
       for (int j = 0; j < H_; ++j) out[j] += W[static_cast<size_t>(i) * H_ + j];
     }
-    for (double& o : out) o = sigm(o);
     return out;
+  }
+  // E[h | t]: sigm(t), or G(t) = 2 sinh t / (1 + 2 cosh t) for ternary units.
+  std::vector<double> means(std::vector<double> t) const {
+    for (double& o : t) o = ternary_ ? ternary_mean_reference(o) : sigm(o);
+    return t;
+  }
+  std::vector<double> hidden_probs(const std::vector<double>& x) const {
+    return means(hidden_pre(x));
+  }
+  // A hidden unit's draw from its pre-activation t: Bernoulli(sigm(t)), or ternary
+  // (kernels/rbm_math.h's ternary_draw), with the margin to each threshold.
+  double draw_hidden(uint64_t key, uint64_t stream, uint32_t phase, int unit, double t) {
+    if (!ternary_) return draw(key, stream, phase, unit, sigm(t));
+    const double u = philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
+    return ternary_draw_reference(u, t, min_margin);
   }
   std::vector<double> visible_probs(const std::vector<double>& h) const {
     std::vector<double> out(static_cast<size_t>(d_));
@@ -152,6 +175,7 @@ class MinibatchReference {
   const Dataset& data_;
   Recipe recipe_;
   int d_, H_;
+  bool ternary_;
 };
 
 }  // namespace rbm::test

@@ -51,6 +51,8 @@ TEST(Cli, BadValuesGetOneLineAndExitCode2) {
       {"--init-std", "nan"},
       {"--init-std", "-1"},
       {"--log-every", "0"},
+      {"--engine", "fused"},  // rbm_cuda's; rbm_cpu has one engine
+      {"--engine", "gemv"},
       {"--bogus", "1"},
       {"train", "--iters", "0"},
   };

@@ -94,8 +94,9 @@ TEST(CpuKernels, ZeroModelMakesEveryUnitOneWithProbabilityHalf) {
   }
 }
 
-TEST(CpuBackend, OneIterationIsTheCdFormula) {
-  const Params start = test::random_params(6, 3, 1.0f, 21, /*visible_bias=*/true);
+void expect_one_iteration_is_the_cd_formula(HiddenType type) {
+  Params start = test::random_params(6, 3, 1.0f, 21, /*visible_bias=*/true);
+  start.hidden_type = type;
   const Dataset data = test::bit_images(6, {0b101101, 0b010011, 0b111000});
   std::unique_ptr<Backend> backend = make_cpu_backend();
   backend->stage(data);
@@ -122,6 +123,14 @@ TEST(CpuBackend, OneIterationIsTheCdFormula) {
     }
   }
   EXPECT_GE(checked, 30);  // most (seed, t) pairs are clear of ties
+}
+
+TEST(CpuBackend, OneIterationIsTheCdFormula) {
+  expect_one_iteration_is_the_cd_formula(HiddenType::binary);
+}
+// Ternary hidden units (design.md): ternary draws from the same uniforms, G(t) for sigm(t).
+TEST(CpuBackend, OneIterationIsTheCdFormulaForTernaryHiddenUnits) {
+  expect_one_iteration_is_the_cd_formula(HiddenType::ternary);
 }
 
 TEST(CpuBackend, TrainingInPiecesEqualsOneCall) {

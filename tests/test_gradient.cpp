@@ -52,8 +52,9 @@ GradientStats cd_gradient_stats(const Params& start, const Dataset& data, int k,
   return stats;
 }
 
-TEST(Gradient, LargeKCdApproachesTheExactGradient) {
-  const Params start = test::random_params(6, 4, 0.7f, 31, /*visible_bias=*/true);
+void expect_large_k_cd_approaches_the_exact_gradient(HiddenType type) {
+  Params start = test::random_params(6, 4, 0.7f, 31, /*visible_bias=*/true);
+  start.hidden_type = type;
   const Dataset data = test::bit_images(6, {0b000111, 0b111000, 0b101010, 0b110011, 0b001100});
   const Params exact = exact_gradient(start, data);
   std::vector<double> want(exact.W.begin(), exact.W.end());
@@ -80,6 +81,15 @@ TEST(Gradient, LargeKCdApproachesTheExactGradient) {
     largest_z = std::max(largest_z, std::fabs(cd1.mean[q] - want[q]) / se);
   }
   EXPECT_GT(largest_z, 10.0);
+}
+
+TEST(Gradient, LargeKCdApproachesTheExactGradient) {
+  expect_large_k_cd_approaches_the_exact_gradient(HiddenType::binary);
+}
+// Ternary hidden units: CD with ternary draws and G(t) against the exact gradient with G(t) (the
+// finite-difference check of that exact gradient is in tests/test_ternary.cpp).
+TEST(Gradient, LargeKCdApproachesTheExactGradientForTernaryHiddenUnits) {
+  expect_large_k_cd_approaches_the_exact_gradient(HiddenType::ternary);
 }
 
 }  // namespace

@@ -129,9 +129,10 @@ Recipe full_recipe(bool pcd, uint32_t seed) {
 // Seven updates (across the epoch boundary at 5) on the backend against the double reference, on
 // a seed whose reference trajectory keeps every draw 1e-4 from its probability (float and double
 // then make the same draws; each float result is within a few roundings of the double one).
-void expect_updates_match_reference(bool pcd) {
+void expect_updates_match_reference(bool pcd, HiddenType type = HiddenType::binary) {
   const Dataset data = patterned_images(12, 20, 7);
-  const Params start = test::random_params(12, 5, 0.5f, 31, /*visible_bias=*/true);
+  Params start = test::random_params(12, 5, 0.5f, 31, /*visible_bias=*/true);
+  start.hidden_type = type;
   int checked = 0;
   for (uint32_t seed = 1; seed <= 30 && checked < 3; ++seed) {
     const Recipe recipe = full_recipe(pcd, seed);
@@ -164,14 +165,22 @@ void expect_updates_match_reference(bool pcd) {
 
 TEST(Minibatch, CdUpdatesMatchDoubleReference) { expect_updates_match_reference(false); }
 TEST(Minibatch, PcdUpdatesMatchDoubleReference) { expect_updates_match_reference(true); }
+// Ternary hidden units: G(t) for sigm(t), ternary draws from the same uniforms.
+TEST(Minibatch, TernaryCdUpdatesMatchDoubleReference) {
+  expect_updates_match_reference(false, HiddenType::ternary);
+}
+TEST(Minibatch, TernaryPcdUpdatesMatchDoubleReference) {
+  expect_updates_match_reference(true, HiddenType::ternary);
+}
 
 // The statement: a minibatch gradient is the mean of single-sample gradients. With every
 // image the same, single-sample iteration t = u B + r picks that image and names its draws as
 // row r of minibatch update u does (host/minibatch.hpp), so with plain SGD the minibatch step
 // equals the mean of the B single-sample steps from the same parameters.
-TEST(Minibatch, GradientIsTheMeanOfSingleSampleGradients) {
+void expect_gradient_is_the_mean_of_single_sample_gradients(HiddenType type) {
   const Dataset data = test::bit_images(10, std::vector<uint32_t>(16, 0b1011001110u));
-  const Params start = test::random_params(10, 4, 0.8f, 17, /*visible_bias=*/true);
+  Params start = test::random_params(10, 4, 0.8f, 17, /*visible_bias=*/true);
+  start.hidden_type = type;
   Recipe single;
   single.k = 2;
   single.lr = 0.25f;
@@ -209,6 +218,13 @@ TEST(Minibatch, GradientIsTheMeanOfSingleSampleGradients) {
     ++checked;
   }
   EXPECT_EQ(checked, 10) << "too few seeds clear of ties";
+}
+
+TEST(Minibatch, GradientIsTheMeanOfSingleSampleGradients) {
+  expect_gradient_is_the_mean_of_single_sample_gradients(HiddenType::binary);
+}
+TEST(Minibatch, TernaryGradientIsTheMeanOfSingleSampleGradients) {
+  expect_gradient_is_the_mean_of_single_sample_gradients(HiddenType::ternary);
 }
 
 // PCD's chains live in the backend between calls: two calls of one update give exactly one call
@@ -324,10 +340,18 @@ TEST(Minibatch, ThreadCountDoesNotChangeResults) {
 }
 
 // The exact law of a chain after `steps` Gibbs steps from Bernoulli(1/2) states (transition
-// matrix over the 2^d visible states, summing the 2^H hidden ones), x_i = (index >> i) & 1.
+// matrix over the 2^d visible states, summing the 2^H hidden ones, or the 3^H of a ternary model:
+// h_j = digit j of the index in base 3, minus 1), x_i = (index >> i) & 1.
 std::vector<double> exact_law_after(const Params& p, int steps) {
-  const int d = p.visible, H = p.hidden, nx = 1 << d, nh = 1 << H;
+  const bool ternary = p.hidden_type == HiddenType::ternary;
+  const int d = p.visible, H = p.hidden, nx = 1 << d, base = ternary ? 3 : 2;
+  int nh = 1;
+  for (int j = 0; j < H; ++j) nh *= base;
   const auto sigm = [](double t) { return 1.0 / (1.0 + std::exp(-t)); };
+  const auto unit = [&](int h, int j) {  // h_j of hidden state h
+    for (int k = 0; k < j; ++k) h /= base;
+    return h % base - (ternary ? 1 : 0);
+  };
   std::vector<double> hx(static_cast<size_t>(nx) * nh), xh(static_cast<size_t>(nh) * nx);
   for (int x = 0; x < nx; ++x) {
     for (int h = 0; h < nh; ++h) {
@@ -335,11 +359,13 @@ std::vector<double> exact_law_after(const Params& p, int steps) {
       for (int j = 0; j < H; ++j) {
         double t = p.b[j];
         for (int i = 0; i < d; ++i) t += ((x >> i) & 1) * static_cast<double>(p.W[i * H + j]);
-        ph *= ((h >> j) & 1) ? sigm(t) : 1.0 - sigm(t);
+        // P(h_j = s | t) = exp(s t) / sum_s' exp(s' t) over the unit's values.
+        ph *= ternary ? std::exp(unit(h, j) * t) / (1.0 + 2.0 * std::cosh(t))
+                      : (unit(h, j) ? sigm(t) : 1.0 - sigm(t));
       }
       for (int i = 0; i < d; ++i) {
         double t = p.a[i];
-        for (int j = 0; j < H; ++j) t += ((h >> j) & 1) * static_cast<double>(p.W[i * H + j]);
+        for (int j = 0; j < H; ++j) t += unit(h, j) * static_cast<double>(p.W[i * H + j]);
         px *= ((x >> i) & 1) ? sigm(t) : 1.0 - sigm(t);
       }
       hx[static_cast<size_t>(x) * nh + h] = ph;
@@ -367,10 +393,11 @@ std::vector<double> exact_law_after(const Params& p, int steps) {
 // 5.33 sqrt(p_i (1 - p_i) / N) (two-sided normal tail 1e-7; 10 pixels, so a correct sampler fails
 // with probability < 1e-6 by the union bound). The same means scored against the model with
 // 1.3 W must fail, or the test could pass anything.
-TEST(Minibatch, SamplerPixelMeansMatchEnumeration) {
+void expect_sampler_pixel_means_match_enumeration(HiddenType type) {
   constexpr int d = 10, H = 5, kBurnIn = 60;
   constexpr int64_t kChains = int64_t{1} << 16;
-  const Params params = test::random_params(d, H, 0.9f, 404, /*visible_bias=*/true);
+  Params params = test::random_params(d, H, 0.9f, 404, /*visible_bias=*/true);
+  params.hidden_type = type;
   const std::vector<double> stationary = visible_distribution(params);
   const std::vector<double> law = exact_law_after(params, kBurnIn);
   double tv = 0.0;
@@ -421,6 +448,15 @@ TEST(Minibatch, SamplerPixelMeansMatchEnumeration) {
   for (float& w : other.W) w *= 1.3f;
   EXPECT_GT(failures(marginals(visible_distribution(other))), 0)
       << "the bound cannot tell this model from one with 1.3 W";
+}
+
+TEST(Minibatch, SamplerPixelMeansMatchEnumeration) {
+  expect_sampler_pixel_means_match_enumeration(HiddenType::binary);
+}
+// The sampler with ternary hidden units (h ~ P(h_j = s) proportional to exp(s t_j)), the same
+// bounds and the same failure probability (< 1e-6) against the ternary model's enumeration.
+TEST(Minibatch, TernarySamplerPixelMeansMatchEnumeration) {
+  expect_sampler_pixel_means_match_enumeration(HiddenType::ternary);
 }
 
 // The flags: bad values get one line naming the flag and exit code 2; a short PCD run on MNIST

@@ -224,6 +224,31 @@ TEST(Resume, MinibatchPcdStateResumesBitForBit) {
   EXPECT_EQ(record["algorithm"], "minibatch-pcd");
 }
 
+// A ternary model (h in {-1, 0, 1}) resumes as a ternary model: run.json's recipe.hidden_type is
+// restored with the parameters, and the continued run equals an uninterrupted one bit for bit.
+TEST(Resume, TernaryRunResumesAsTernary) {
+  TempDir dir;
+  const auto train = [&](const std::string& out, const char* iters) {
+    std::vector<std::string> args = recipe_flags();
+    for (const std::string& arg :
+         {std::string("--hidden-type"), std::string("ternary"), std::string("--iters"),
+          std::string(iters), std::string("--log-every"), std::string("100"), std::string("--out"),
+          (dir / out).string()}) {
+      args.push_back(arg);
+    }
+    return run_cpu(args);
+  };
+  ASSERT_EQ(train("run", "300").exit_code, 0);
+  const test::CommandResult resumed =
+      run_cpu({"--resume", (dir / "run").string(), "--iters", "700"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  ASSERT_EQ(train("straight", "700").exit_code, 0);
+  EXPECT_EQ(load_checkpoint(dir / "run").params.hidden_type, HiddenType::ternary);
+  EXPECT_EQ(test::read_json(dir / "run" / "run.json")["recipe"]["hidden_type"], "ternary");
+  EXPECT_EQ(read_file(dir / "run" / "W.npy"), read_file(dir / "straight" / "W.npy"));
+  EXPECT_EQ(read_file(dir / "run" / "b.npy"), read_file(dir / "straight" / "b.npy"));
+}
+
 // The checkpoint on disk after a SIGKILL: every file has the SHA-256 run.json records (as
 // published, or still staged), and the parameters are the uninterrupted run's at its iteration.
 TEST(Resume, SigkillAtRandomMomentsAlwaysLeavesALoadableConsistentCheckpoint) {

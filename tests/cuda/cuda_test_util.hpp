@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda_backend.hpp"
 
@@ -19,6 +21,13 @@ inline const std::string& cuda_unusable_reason() {
 
 // The environment variable `name` when set (scripts/device_check runs a build made elsewhere),
 // else the path compiled in.
+// Total variation distance 1/2 sum |p - q| between two laws on the same states.
+inline double total_variation(const std::vector<double>& p, const std::vector<double>& q) {
+  double distance = 0.0;
+  for (size_t x = 0; x < p.size() && x < q.size(); ++x) distance += 0.5 * std::fabs(p[x] - q[x]);
+  return distance;
+}
+
 inline std::string path_from_env_or(const char* name, const char* compiled_in) {
   const char* value = std::getenv(name);
   return value != nullptr && value[0] != '\0' ? std::string(value) : std::string(compiled_in);

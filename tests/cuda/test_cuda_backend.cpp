@@ -107,9 +107,11 @@ uint32_t seed_clear_of_ties(const Dataset& data, Recipe recipe, uint32_t first) 
   return first;
 }
 
-void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias) {
+void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias,
+                             HiddenType type = HiddenType::binary) {
   Recipe recipe;
   recipe.visible_bias = visible_bias;
+  recipe.hidden_type = type;  // init_params copies it into the model
   recipe.seed = seed_clear_of_ties(data, recipe, 20240);
   const Params start = init_params(recipe, data);
   const std::vector<int64_t> pieces = {kIterations};
@@ -148,6 +150,14 @@ TEST(CudaBackend, MatchesCpuOnSyntheticImages) {
   }
 }
 
+// Ternary hidden units (issue 7): the same tolerance and margin. The means G(t) have slope <= 2/3
+// (the sigmoid's is 1/4), so a pre-activation's ~1e-7 difference moves them by ~1e-7 still, and
+// a ternary draw's two thresholds both keep kMargin on the chosen seed's trajectory.
+TEST(CudaBackend, TernaryMatchesCpuOnSyntheticImages) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  expect_cuda_matches_cpu(synthetic_images(500, 7), true, HiddenType::ternary);
+}
+
 TEST(CudaBackend, MatchesCpuOnMnistThrees) {
   RBM_REQUIRE_CUDA_DEVICE();
   const std::string dir = mnist_dir();
@@ -158,22 +168,30 @@ TEST(CudaBackend, MatchesCpuOnMnistThrees) {
 }
 
 // The fused kernel runs the iterations it is given in order, whatever the launches: training in
-// pieces gives bit-identical parameters.
+// pieces gives bit-identical parameters. Also its ternary instantiation (fewer iterations: the
+// device check runs this test under racecheck).
 TEST(CudaBackend, FusedInPiecesEqualsOneCall) {
   RBM_REQUIRE_CUDA_DEVICE();
   const Dataset data = synthetic_images(300, 5);
   Recipe recipe;
   recipe.seed = 7;
   recipe.visible_bias = true;
-  const Params start = init_params(recipe, data);
-  const std::unique_ptr<Backend> whole = make_cuda_backend({.engine = CudaEngine::fused});
-  const std::unique_ptr<Backend> pieces = make_cuda_backend({.engine = CudaEngine::fused});
-  const Params a = train(*whole, data, start, recipe, {200});
-  const Params b = train(*pieces, data, start, recipe, {1, 77, 122});
-  EXPECT_EQ(a.W, b.W);
-  EXPECT_EQ(a.b, b.b);
-  EXPECT_EQ(a.a, b.a);
-  EXPECT_NE(a.W, start.W);
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    SCOPED_TRACE(hidden_type_name(type));
+    recipe.hidden_type = type;
+    const Params start = init_params(recipe, data);
+    const std::unique_ptr<Backend> whole = make_cuda_backend({.engine = CudaEngine::fused});
+    const std::unique_ptr<Backend> pieces = make_cuda_backend({.engine = CudaEngine::fused});
+    const bool binary = type == HiddenType::binary;
+    const Params a = train(*whole, data, start, recipe, {binary ? 200 : 50});
+    const Params b =
+        train(*pieces, data, start, recipe,
+              binary ? std::vector<int64_t>{1, 77, 122} : std::vector<int64_t>{1, 20, 29});
+    EXPECT_EQ(a.W, b.W);
+    EXPECT_EQ(a.b, b.b);
+    EXPECT_EQ(a.a, b.a);
+    EXPECT_NE(a.W, start.W);
+  }
 }
 
 // The graph replays the very kernels the no-graph path enqueues, with the iteration read from the
@@ -305,10 +323,8 @@ TEST(CudaBackendStatistics, TinyModelMixesWithinBurnIn) {  // CPU only
   const Params params = tiny_model();
   const std::vector<double> stationary = visible_distribution(params);
   const std::vector<double> law = exact_law_after(params, kBurnIn);
-  double total_variation = 0.0;
-  for (size_t x = 0; x < law.size(); ++x)
-    total_variation += 0.5 * std::fabs(law[x] - stationary[x]);
-  EXPECT_LT(total_variation, 1e-9);
+  ASSERT_EQ(law.size(), stationary.size());
+  EXPECT_LT(test::total_variation(law, stationary), 1e-9);
   double sum = 0.0;
   for (const double p : stationary) sum += p;
   EXPECT_NEAR(sum, 1.0, 1e-12);

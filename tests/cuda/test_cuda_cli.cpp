@@ -28,15 +28,31 @@ TEST(CudaCli, WithoutDeviceExitsTwoNamingTheCpuBuild) {
   EXPECT_FALSE(std::filesystem::exists(dir / "run" / "W.npy"));
 }
 
-TEST(CudaCli, TrainsAndWritesTheRunDirectory) {
-  RBM_REQUIRE_CUDA_DEVICE();
+// An unknown --engine is refused before any device is looked for, so this runs everywhere.
+TEST(CudaCli, UnknownEngineIsRefusedWithOneLine) {
   const test::TempDir dir;
-  const std::filesystem::path out = dir / "run";
-  const test::CommandResult result = test::run_command(
-      cuda_exe(), {"--iters", "200", "--data", mnist_dir(), "--out", out.string()});
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  for (const char* name : {"W.npy", "b.npy", "weights.png", "metrics.csv", "run.json"}) {
-    EXPECT_TRUE(std::filesystem::is_regular_file(out / name)) << name << "\n" << result.output;
+  const test::CommandResult result =
+      test::run_command(cuda_exe(), {"--iters", "10", "--data", mnist_dir(), "--engine", "warp",
+                                     "--out", (dir / "run").string()});
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_EQ(test::line_count(result.output), 1) << result.output;
+  EXPECT_NE(result.output.find("--engine must be gemv or fused (got 'warp')"), std::string::npos)
+      << result.output;
+}
+
+TEST(CudaCli, TrainsAndWritesTheRunDirectoryWithEitherEngine) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  for (const char* engine : {"gemv", "fused"}) {
+    SCOPED_TRACE(engine);
+    const test::TempDir dir;
+    const std::filesystem::path out = dir / "run";
+    const test::CommandResult result = test::run_command(
+        cuda_exe(),
+        {"--iters", "200", "--data", mnist_dir(), "--engine", engine, "--out", out.string()});
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    for (const char* name : {"W.npy", "b.npy", "weights.png", "metrics.csv", "run.json"}) {
+      EXPECT_TRUE(std::filesystem::is_regular_file(out / name)) << name << "\n" << result.output;
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "host/ais.hpp"
@@ -28,7 +29,8 @@ namespace {
 // Both sides enumerate the same 2^H terms in double; they differ in the order of the sums over
 // the d units (lanes and shuffles against one loop) and where the Gray-code walks start, each a
 // relative 1e-15 or so on terms of size ~|log Z|: 1e-9 absolute is far above that and far below
-// any wrong term (a missing state, a float sum) could hide.
+// any wrong term (a missing state, a float sum) could hide. Ternary models (3^H states, H <= 15)
+// likewise: the device walks them in the reflected base-3 Gray code, the CPU in its own order.
 TEST(CudaEval, ExactLogPartitionMatchesCpu) {
   RBM_REQUIRE_CUDA_DEVICE();
   const std::unique_ptr<Backend> gpu = make_cuda_backend();
@@ -37,12 +39,19 @@ TEST(CudaEval, ExactLogPartitionMatchesCpu) {
     int d, H;
     float scale;
     bool visible_bias;
+    HiddenType type = HiddenType::binary;
   };
+  constexpr HiddenType kTernary = HiddenType::ternary;
   for (const Case& c : {Case{7, 1, 1.0f, true}, Case{7, 5, 1.0f, false}, Case{784, 12, 0.1f, false},
                         Case{784, 16, 0.3f, true}, Case{100, 20, 0.5f, true},
-                        Case{784, 20, 0.1f, false}, Case{3000, 6, 0.2f, true}}) {
-    SCOPED_TRACE("d = " + std::to_string(c.d) + ", H = " + std::to_string(c.H));
-    const Params p = test::random_params(c.d, c.H, c.scale, 100 + c.H, c.visible_bias);
+                        Case{784, 20, 0.1f, false}, Case{3000, 6, 0.2f, true},
+                        Case{7, 1, 1.0f, true, kTernary}, Case{7, 5, 1.0f, false, kTernary},
+                        Case{784, 8, 0.1f, false, kTernary}, Case{784, 12, 0.1f, true, kTernary},
+                        Case{16, 15, 0.3f, true, kTernary}, Case{3000, 4, 0.2f, true, kTernary}}) {
+    SCOPED_TRACE("d = " + std::to_string(c.d) + ", H = " + std::to_string(c.H) + ", " +
+                 hidden_type_name(c.type));
+    Params p = test::random_params(c.d, c.H, c.scale, 100 + c.H, c.visible_bias);
+    p.hidden_type = c.type;
     gpu->set_params(p);
     cpu->set_params(p);
     const double want = cpu->exact_log_partition();
@@ -70,13 +79,18 @@ int64_t differing_runs(const AisResult& gpu, const AisResult& cpu) {
 // A tiny model (d = 16, H = 12), 64 runs of 300 steps: each run takes 300 x 28 = 8400 draws, and
 // each draw flips with probability about |dp| <= 0.25 |du| ~ 2.5e-7, so a run parts with
 // probability ~2e-3 and the expected number of parted runs is ~0.13; at most 6 is allowed (Poisson
-// tail P(>= 7) ~ 1e-10 even at that rate). Both visible-bias cases and both kinds of base.
+// tail P(>= 7) ~ 1e-10 even at that rate). Both visible-bias cases and both kinds of base; and
+// ternary hidden units, whose two thresholds per draw make it 300 x (2 x 12 + 16) = 12000
+// thresholds a run, ~0.2 parted runs expected: the same bound holds.
 TEST(CudaEval, AisWeightsMatchCpuRunByRun) {
   RBM_REQUIRE_CUDA_DEVICE();
   const std::unique_ptr<Backend> gpu = make_cuda_backend();
   const std::unique_ptr<Backend> cpu = make_cpu_backend();
-  for (const bool visible_bias : {false, true}) {
-    const Params p = test::random_params(16, 12, 1.0f, 201, visible_bias);
+  for (const auto& [type, visible_bias] :
+       {std::pair{HiddenType::binary, false}, std::pair{HiddenType::binary, true},
+        std::pair{HiddenType::ternary, false}, std::pair{HiddenType::ternary, true}}) {
+    Params p = test::random_params(16, 12, 1.0f, 201, visible_bias);
+    p.hidden_type = type;
     gpu->set_params(p);
     cpu->set_params(p);
     AisRequest request;
@@ -85,7 +99,8 @@ TEST(CudaEval, AisWeightsMatchCpuRunByRun) {
     request.seed = 202;
     request.first_stream = 3;
     for (const float base : {0.0f, -0.7f}) {
-      SCOPED_TRACE(std::string(visible_bias ? "visible bias" : "no visible bias") + ", base " +
+      SCOPED_TRACE(std::string(hidden_type_name(type)) +
+                   (visible_bias ? ", visible bias" : ", no visible bias") + ", base " +
                    std::to_string(base));
       request.base_bias.assign(16, base);
       request.base_bias[5] = 1.5f;

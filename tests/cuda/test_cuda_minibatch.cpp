@@ -89,9 +89,11 @@ Recipe full_recipe(bool pcd, uint32_t seed) {
 // ~1e-7, so a seed whose double reference keeps every draw 2e-6 (20 times that) from its
 // probability makes the same draws on both; then W, b, a and the velocities agree to 1e-5
 // relative and the chains exactly. A draw named differently would move W by ~lr: far outside.
-void expect_cuda_matches_cpu(bool pcd) {
+// Ternary hidden units (type): the same, with each draw's two thresholds kept 2e-6 away.
+void expect_cuda_matches_cpu(bool pcd, HiddenType type = HiddenType::binary) {
   const Dataset data = patterned_images(32, 32, 5);
-  const Params start = test::random_params(32, 12, 0.4f, 77, /*visible_bias=*/true);
+  Params start = test::random_params(32, 12, 0.4f, 77, /*visible_bias=*/true);
+  start.hidden_type = type;
   constexpr int64_t kUpdates = 12;
   Recipe recipe;
   for (uint32_t seed = 100; seed < 300; ++seed) {
@@ -117,6 +119,7 @@ void expect_cuda_matches_cpu(bool pcd) {
   EXPECT_EQ(gpu_state.n_chains, cpu_state.n_chains);
   EXPECT_EQ(gpu_state.chains, cpu_state.chains);
   EXPECT_NE(got.W, start.W);
+  EXPECT_EQ(got.hidden_type, type);
 }
 
 TEST(CudaMinibatch, CdMatchesCpu) {
@@ -127,6 +130,16 @@ TEST(CudaMinibatch, CdMatchesCpu) {
 TEST(CudaMinibatch, PcdMatchesCpu) {
   RBM_REQUIRE_CUDA_DEVICE();
   expect_cuda_matches_cpu(true);
+}
+
+TEST(CudaMinibatch, TernaryCdMatchesCpu) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  expect_cuda_matches_cpu(false, HiddenType::ternary);
+}
+
+TEST(CudaMinibatch, TernaryPcdMatchesCpu) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  expect_cuda_matches_cpu(true, HiddenType::ternary);
 }
 
 // The device is deterministic (no atomics in cuBLAS or our kernels): pieces equal one call bit for
@@ -157,39 +170,44 @@ TEST(CudaMinibatch, PiecesAndTrainingStateRoundTrip) {
 // The sampler against the CPU's, chain by chain, on an MNIST-sized model: the same draws give
 // the same states except where a uniform falls within float rounding of its probability (well
 // under 1% of chains here). Batches of 384 check that the chain index names the draws; packed
-// transfers must not change a bit.
+// transfers must not change a bit. Ternary hidden units too (two thresholds per hidden draw, still
+// well under 1% of chains).
 TEST(CudaSampler, ChainsMatchCpu) {
   RBM_REQUIRE_CUDA_DEVICE();
-  const Dataset data = patterned_images(784, 50, 2);
-  Recipe init;
-  init.init_std = 0.1f;
-  init.visible_bias = true;
-  const Params params = init_params(init, data);
-  const int64_t n = 1000;
-  const std::vector<uint8_t> initial = bernoulli_half_states(n, 784, 3);
-  std::vector<uint8_t> want = initial;
-  const std::unique_ptr<Backend> cpu = make_cpu_backend();
-  cpu->set_params(params);
-  cpu->gibbs(want, n, 77, 5, 3);
-  std::vector<std::vector<uint8_t>> got;
-  for (const CudaOptions options :
-       {CudaOptions{}, CudaOptions{.gibbs_batch_chains = 384},
-        CudaOptions{.gibbs_batch_chains = 384, .packed_states = true}}) {
-    const std::unique_ptr<Backend> gpu = make_cuda_backend(options);
-    gpu->set_params(params);
-    std::vector<uint8_t> states = initial;
-    gpu->gibbs(states, n, 77, 5, 3);
-    got.push_back(states);
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    SCOPED_TRACE(hidden_type_name(type));
+    const Dataset data = patterned_images(784, 50, 2);
+    Recipe init;
+    init.init_std = 0.1f;
+    init.visible_bias = true;
+    init.hidden_type = type;
+    const Params params = init_params(init, data);
+    const int64_t n = 1000;
+    const std::vector<uint8_t> initial = bernoulli_half_states(n, 784, 3);
+    std::vector<uint8_t> want = initial;
+    const std::unique_ptr<Backend> cpu = make_cpu_backend();
+    cpu->set_params(params);
+    cpu->gibbs(want, n, 77, 5, 3);
+    std::vector<std::vector<uint8_t>> got;
+    for (const CudaOptions options :
+         {CudaOptions{}, CudaOptions{.gibbs_batch_chains = 384},
+          CudaOptions{.gibbs_batch_chains = 384, .packed_states = true}}) {
+      const std::unique_ptr<Backend> gpu = make_cuda_backend(options);
+      gpu->set_params(params);
+      std::vector<uint8_t> states = initial;
+      gpu->gibbs(states, n, 77, 5, 3);
+      got.push_back(states);
+    }
+    EXPECT_EQ(got[1], got[0]) << "batched";
+    EXPECT_EQ(got[2], got[0]) << "packed";
+    int64_t differing = 0;
+    for (int64_t c = 0; c < n; ++c) {
+      differing += !std::equal(want.begin() + c * 784, want.begin() + (c + 1) * 784,
+                               got[0].begin() + c * 784);
+    }
+    EXPECT_LE(differing, n / 100);
+    EXPECT_NE(got[0], initial);
   }
-  EXPECT_EQ(got[1], got[0]) << "batched";
-  EXPECT_EQ(got[2], got[0]) << "packed";
-  int64_t differing = 0;
-  for (int64_t c = 0; c < n; ++c) {
-    differing +=
-        !std::equal(want.begin() + c * 784, want.begin() + (c + 1) * 784, got[0].begin() + c * 784);
-  }
-  EXPECT_LE(differing, n / 100);
-  EXPECT_NE(got[0], initial);
 }
 
 TEST(CudaSampler, RefusesChainsThatDoNotFit) {
