@@ -514,10 +514,10 @@ int run(const Options& o) {
   // The table.
   std::printf(
       "\nbench_all, %s UTC. cpu: %d cores, fp32 FMA peak %.1f GFLOP/s measured on all "
-      "cores at once (load average %.2f at the start, %.2f at the end%s); cuda: %s%s%s; "
-      "peer: %s. Medians of %d runs.\n\n",
+      "cores at once (load average %.2f before it started, %.2f at the end with its own work%s); "
+      "cuda: %s%s%s; peer: %s. Medians of %d runs.\n\n",
       utc_stamp("%Y-%m-%d %H:%M").c_str(), cores, cpu_peak / 1e9, load, load_end,
-      std::max(load, load_end) > 0.5 * cores
+      load > 0.5 * cores  // the end's load average counts the benchmark's own threads
           ? ": a busy machine, so the peak and the CPU rates are both lowered"
           : "",
       cuda_note.c_str(), gpu_peak_text.empty() ? "" : ", fp32 peak ", gpu_peak_text.c_str(),
