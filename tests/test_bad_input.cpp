@@ -63,6 +63,9 @@ TEST(BadInput, EveryTrainingFlagRefusesItsInvalidValues) {
       {"--seed", {"-1", "4294967296"}},
       {"--log-every", {"0", "-1", "1000000000001"}},
       {"--checkpoint-every", {"0", "-1", "1000000000001"}},
+      {"--batch", {"0", "-1", "1000001"}},
+      {"--epochs", {"-1", "1000001"}},
+      {"--eval-every", {"-1", "7"}},  // 7: not a multiple of --log-every
   };
   for (const Flag& flag : integer_flags) {
     std::vector<std::string> values = flag.bad;
@@ -73,8 +76,24 @@ TEST(BadInput, EveryTrainingFlagRefusesItsInvalidValues) {
   const std::vector<Flag> real_flags = {
       {"--lr", {"0", "-0.1", "nan", "-nan", "inf", "-inf", "1e7", "1e400", "abc", "", "0.1.2"}},
       {"--init-std", {"-1", "nan", "inf", "1001", "1e400", "abc", "", "--"}},
+      {"--momentum", {"-0.1", "1", "1.5", "nan", "inf", "1e400", "abc", ""}},
+      {"--weight-decay", {"-1", "nan", "inf", "1001", "1e400", "abc", ""}},
   };
   for (const Flag& flag : real_flags) {
+    for (const std::string& value : flag.bad) expect_refused({flag.name, value}, {flag.name});
+  }
+  // --chains counts PCD chains: 0 means "--batch"; it needs --pcd.
+  for (const char* value : {"-1", "100000001", "abc", "", "nan", "1.5"}) {
+    expect_refused({"--pcd", "--chains", value}, {"--chains"});
+  }
+  expect_refused({"--chains", "5"}, {"--chains", "--pcd"});
+  // Words: each flag's own vocabulary, exactly.
+  const std::vector<Flag> word_flags = {
+      {"--lr-decay", {"cosine", "", "Linear", "1"}},
+      {"--hidden-type", {"quaternary", "", "Binary", "2"}},
+      {"--engine", {"fused", "gemv", ""}},  // rbm_cpu has one engine
+  };
+  for (const Flag& flag : word_flags) {
     for (const std::string& value : flag.bad) expect_refused({flag.name, value}, {flag.name});
   }
   for (const char* value : {"11", "-1", "three", "", "3.0", "03", "all3"}) {
