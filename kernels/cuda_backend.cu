@@ -130,12 +130,14 @@ class CudaBackend final : public Backend {
     const StepConfig config{philox_key(recipe.seed, Purpose::train), recipe.lr, recipe.k};
     const cudaStream_t s = stream_.get();
     if (options_.engine == CudaEngine::fused) {
-      const std::string why = cuda::fused_cd_unsupported_reason(visible_, hidden_);
+      const auto [ctas, threads] = options_.fused_variant;
+      const std::string why =
+          cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, ctas, threads);
       if (!why.empty()) throw std::invalid_argument("fused engine: " + why);
-      cuda::launch_fused_cd(
+      cuda::launch_fused_cd_variant(
           {W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_, hidden_, hidden_type_,
            images_.data(), rows_, config.key, config.lr, config.k, first_iteration, count},
-          s);
+          ctas, threads, s);
       stream_.synchronize();
       return;
     }

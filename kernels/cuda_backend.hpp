@@ -30,6 +30,11 @@ struct CudaOptions {
   // -1/0/1 for ternary hidden units, and exact). Off: fp32. tests/cuda/test_cuda_minibatch.cpp
   // checks the statistics agree.
   bool tf32 = false;
+  // fused engine, lab only (bench/fused_lab.cpp): the kernel variant, cluster CTAs x threads per
+  // CTA (kernels/fused_cd.cuh); the default is the product's.
+  struct {
+    int cluster_ctas = 8, threads = 256;
+  } fused_variant{};
 };
 
 // Empty when device 0 is usable by this build, else one line saying why not: "no CUDA device",

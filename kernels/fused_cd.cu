@@ -1,7 +1,9 @@
 // Single-sample CD-k in one persistent kernel (see fused_cd.cuh).
 //
-// One cluster of kClusterCtas CTAs. CTA c owns rows [c R, (c + 1) R) of W (R = ceil(d / C)) in
-// its shared memory, with its slice of x0, xk and a, and a copy of b. Per iteration t:
+// One cluster of C = kCtas CTAs of kThreads threads (template parameters: the product runs
+// 8 x 256; bench/fused_lab.cpp validates and times the other variants). CTA c owns rows
+// [c R, (c + 1) R) of W (R = ceil(d / C)) in its shared memory, with its slice of x0, xk and a,
+// and a copy of b. Per iteration t:
 //   pick the image (every CTA draws the same index); each CTA sums its rows of W where x0 is 1
 //   into its partial (H); cluster barrier; every CTA adds the C partials in rank order (so all
 //   CTAs hold identical ph0 = sigm(b + W'x0)); then k times: draw h (every CTA, identically), the
@@ -33,16 +35,19 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int kClusterCtas = 8;  // the portable cluster size
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+// The product's variant: the portable cluster size and 256 threads per CTA.
+constexpr int kProductClusterCtas = 8;
+constexpr int kProductThreads = 256;
+constexpr int kPortableClusterCtas = 8;  // beyond it: non-portable, only where the device allows
 
-__host__ __device__ int rows_per_cta(int d) { return (d + kClusterCtas - 1) / kClusterCtas; }
+__host__ __device__ int rows_per_cta(int d, int cluster_ctas) {
+  return (d + cluster_ctas - 1) / cluster_ctas;
+}
 
 // Shared memory of one CTA, in floats: W rows (R, H), partials (2, H), b, ph0, phk, h (H each),
 // x0, xk, a (R each).
-size_t shared_floats(int d, int H) {
-  const size_t R = static_cast<size_t>(rows_per_cta(d));
+size_t shared_floats(int d, int H, int cluster_ctas) {
+  const size_t R = static_cast<size_t>(rows_per_cta(d, cluster_ctas));
   return R * H + 6 * static_cast<size_t>(H) + 3 * R;
 }
 
@@ -65,12 +70,12 @@ __device__ void partial_row_sums(const float* W_s, const float* x, int n_rows, i
 
 // prob (H) = sigm(b + the cluster's partials added in rank order): identical in every CTA.
 // Ternary: prob (H) = b + the partials, the pre-activation itself.
-template <HiddenType kType>
+template <HiddenType kType, int kCtas>
 __device__ void combine_partials(const cg::cluster_group& cluster, float* partial, const float* b_s,
                                  int H, float* prob) {
   for (int j = threadIdx.x; j < H; j += blockDim.x) {
     float total = 0.0f;
-    for (int rank = 0; rank < kClusterCtas; ++rank) {
+    for (int rank = 0; rank < kCtas; ++rank) {
       total += cluster.map_shared_rank(partial, rank)[j];
     }
     if constexpr (kType == HiddenType::ternary) {
@@ -81,14 +86,16 @@ __device__ void combine_partials(const cg::cluster_group& cluster, float* partia
   }
 }
 
-template <HiddenType kType>
-__global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
-    fused_cd_kernel(FusedCdArgs args) {
+// The cluster's size comes with the launch (launch_variant), not __cluster_dims__: the
+// non-portable 16 needs cudaLaunchKernelEx's cluster attribute anyway.
+template <HiddenType kType, int kCtas, int kThreads>
+__global__ void __launch_bounds__(kThreads) fused_cd_kernel(FusedCdArgs args) {
+  constexpr int kWarps = kThreads / 32;
   extern __shared__ float shared[];
   __shared__ int64_t image;
   cg::cluster_group cluster = cg::this_cluster();
   const int d = args.d, H = args.H;
-  const int R = rows_per_cta(d);
+  const int R = rows_per_cta(d, kCtas);
   const int first_row = static_cast<int>(cluster.block_rank()) * R;
   const int n_rows = max(0, min(R, d - first_row));
   const bool has_a = args.a != nullptr;
@@ -126,7 +133,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
     // Positive phase: ph0 = sigm(b + W'x0), also the first hidden draw's probabilities.
     partial_row_sums(W_s, x0, n_rows, H, partials + buffer * H);
     cluster.sync();
-    combine_partials<kType>(cluster, partials + buffer * H, b_s, H, ph0);
+    combine_partials<kType, kCtas>(cluster, partials + buffer * H, b_s, H, ph0);
     buffer ^= 1;
     __syncthreads();
 
@@ -157,7 +164,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
       __syncthreads();
       partial_row_sums(W_s, xk, n_rows, H, partials + buffer * H);
       cluster.sync();
-      combine_partials<kType>(cluster, partials + buffer * H, b_s, H, phk);
+      combine_partials<kType, kCtas>(cluster, partials + buffer * H, b_s, H, phk);
       buffer ^= 1;
       __syncthreads();
       prob_h = phk;
@@ -206,37 +213,124 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
   cluster.sync();
 }
 
+template <HiddenType kType, int kCtas, int kThreads>
+void set_kernel_attributes(size_t bytes) {
+  const auto kernel = fused_cd_kernel<kType, kCtas, kThreads>;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(bytes)));
+  if constexpr (kCtas > kPortableClusterCtas) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  }
+}
+
+cudaLaunchConfig_t launch_config(int cluster_ctas, int threads, size_t bytes, cudaStream_t stream,
+                                 cudaLaunchAttribute* cluster) {
+  cluster->id = cudaLaunchAttributeClusterDimension;
+  cluster->val.clusterDim.x = static_cast<unsigned>(cluster_ctas);
+  cluster->val.clusterDim.y = 1;
+  cluster->val.clusterDim.z = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(cluster_ctas));
+  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.dynamicSmemBytes = bytes;
+  config.stream = stream;
+  config.attrs = cluster;
+  config.numAttrs = 1;
+  return config;
+}
+
+// How many clusters of this variant the device can hold at once (0: it cannot run one).
+template <int kCtas, int kThreads>
+int max_active_clusters(size_t bytes) {
+  constexpr HiddenType kType = HiddenType::binary;  // same resources for either unit
+  set_kernel_attributes<kType, kCtas, kThreads>(bytes);
+  cudaLaunchAttribute cluster;
+  const cudaLaunchConfig_t config = launch_config(kCtas, kThreads, bytes, nullptr, &cluster);
+  int clusters = 0;
+  CUDA_CHECK(
+      cudaOccupancyMaxActiveClusters(&clusters, fused_cd_kernel<kType, kCtas, kThreads>, &config));
+  return clusters;
+}
+
+template <int kCtas, int kThreads>
+void launch_variant(const FusedCdArgs& args, cudaStream_t stream) {
+  const size_t bytes = shared_floats(args.d, args.H, kCtas) * sizeof(float);
+  with_hidden_type(args.hidden_type, [&](auto tag) {
+    constexpr HiddenType kType = decltype(tag)::value;
+    set_kernel_attributes<kType, kCtas, kThreads>(bytes);
+    cudaLaunchAttribute cluster;
+    const cudaLaunchConfig_t config = launch_config(kCtas, kThreads, bytes, stream, &cluster);
+    CUDA_CHECK(cudaLaunchKernelEx(&config, fused_cd_kernel<kType, kCtas, kThreads>, args));
+  });
+  CUDA_CHECK_LAUNCH("fused_cd_kernel");
+}
+
+template <int kCtas, int kThreads>
+struct Variant {
+  static constexpr int ctas = kCtas, threads = kThreads;
+};
+
+// The variants compiled (each instantiates the kernel for both hidden types): calls f(Variant<C,
+// T>{}) for the one asked for and returns true; false for any other.
+template <typename F>
+bool with_variant(int cluster_ctas, int threads, F&& f) {
+  if (cluster_ctas == 8 && threads == 256) return f(Variant<8, 256>{}), true;
+  if (cluster_ctas == 8 && threads == 512) return f(Variant<8, 512>{}), true;
+  if (cluster_ctas == 16 && threads == 256) return f(Variant<16, 256>{}), true;
+  if (cluster_ctas == 16 && threads == 512) return f(Variant<16, 512>{}), true;
+  return false;
+}
+
 }  // namespace
 
-std::string fused_cd_unsupported_reason(int d, int H) {
+std::string fused_cd_variant_unsupported_reason(int d, int H, int cluster_ctas, int threads) {
+  if (!with_variant(cluster_ctas, threads, [](auto) {})) {
+    return "no variant " + std::to_string(cluster_ctas) + " x " + std::to_string(threads) +
+           " (cluster CTAs 8 or 16, threads 256 or 512)";
+  }
   int device = 0, major = 0, max_shared = 0;
   CUDA_CHECK(cudaGetDevice(&device));
   CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   if (major < 9) return "thread-block clusters need compute capability 9.0";
   if (d <= 0 || H <= 0) return "empty model";
-  const size_t bytes = shared_floats(d, H) * sizeof(float);
+  const size_t bytes = shared_floats(d, H, cluster_ctas) * sizeof(float);
   if (bytes + 64 > static_cast<size_t>(max_shared)) {
     return "W's share per CTA (" + std::to_string(bytes) + " bytes) exceeds shared memory (" +
            std::to_string(max_shared) + " bytes)";
   }
+  if (cluster_ctas > kPortableClusterCtas) {
+    // A non-portable cluster runs only where the device (or its MIG slice) can co-schedule it.
+    int clusters = 0;
+    with_variant(cluster_ctas, threads, [&](auto v) {
+      clusters = max_active_clusters<decltype(v)::ctas, decltype(v)::threads>(bytes);
+    });
+    if (clusters < 1) {
+      return "the device cannot schedule a cluster of " + std::to_string(cluster_ctas) +
+             " CTAs with " + std::to_string(bytes) + " bytes of shared memory each";
+    }
+  }
   return "";
 }
 
-void launch_fused_cd(const FusedCdArgs& args, cudaStream_t stream) {
+std::string fused_cd_unsupported_reason(int d, int H) {
+  return fused_cd_variant_unsupported_reason(d, H, kProductClusterCtas, kProductThreads);
+}
+
+void launch_fused_cd_variant(const FusedCdArgs& args, int cluster_ctas, int threads,
+                             cudaStream_t stream) {
   if (args.count <= 0) return;
   if (args.rows <= 0 || args.rows > int64_t{UINT32_MAX} || args.k < 1) {
     throw std::invalid_argument("launch_fused_cd: bad rows or k");
   }
-  const size_t bytes = shared_floats(args.d, args.H) * sizeof(float);
-  with_hidden_type(args.hidden_type, [&](auto tag) {
-    constexpr HiddenType kType = decltype(tag)::value;
-    CUDA_CHECK(cudaFuncSetAttribute(fused_cd_kernel<kType>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(bytes)));
-    fused_cd_kernel<kType><<<kClusterCtas, kThreads, bytes, stream>>>(args);
+  const bool known = with_variant(cluster_ctas, threads, [&](auto v) {
+    launch_variant<decltype(v)::ctas, decltype(v)::threads>(args, stream);
   });
-  CUDA_CHECK_LAUNCH("fused_cd_kernel");
+  if (!known) throw std::invalid_argument("launch_fused_cd_variant: no such variant");
+}
+
+void launch_fused_cd(const FusedCdArgs& args, cudaStream_t stream) {
+  launch_fused_cd_variant(args, kProductClusterCtas, kProductThreads, stream);
 }
 
 }  // namespace rbm::cuda

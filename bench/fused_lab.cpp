@@ -1,0 +1,202 @@
+// Kernel lab of the fused single-sample CD trainer (issue 8): the variants of
+// kernels/fused_cd.cu's kernel side by side on the reference recipe (MNIST threes, H 100, CD-3,
+// lr 0.005, seed 1). Each is validated against the CPU reference (W after 200 iterations from the
+// same initial parameters) and timed (25000 iterations, median of 3, microseconds per iteration,
+// synchronized). The product runs 8 x 256; the table says what the others would change. Without
+// a usable device it says so in one line and exits 0; a variant that fails validation prints
+// FAIL and the exit status is 1.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/flags.hpp"
+#include "bench/peak.hpp"
+#include "host/backend.hpp"
+#include "host/dataset.hpp"
+#include "host/model.hpp"
+#include "tests/cd_reference.hpp"
+#ifdef RBM_BENCH_CUDA
+#include "kernels/cuda_backend.hpp"
+#endif
+
+namespace rbm {
+namespace {
+
+struct Options {
+  int64_t iters = 25000;
+  int repeats = 3;
+  int64_t validate_iters = 200;
+  std::string data = "data/mnist";
+  Split split = Split::train;
+};
+
+#ifdef RBM_BENCH_CUDA
+
+struct Variant {
+  int cluster_ctas, threads;
+};
+constexpr Variant kVariants[] = {{8, 256}, {8, 512}, {16, 256}, {16, 512}};
+constexpr Variant kProduct = {8, 256};
+
+// Validation, with tests/cuda/test_cuda_backend.cpp's reasoning: a correct variant parts from the
+// CPU reference only through float summation order (its partial sums over the cluster's CTAs,
+// the CPU's row sums), so probabilities differ by ~1e-7 and W by about lr times that per
+// iteration: max |dW| / max |W| ~ 1e-7 after 200 iterations. A wrong draw (a bug in the named
+// draws, a race between CTAs) moves W by ~lr = 5e-3, ~1e-2 of max |W|. A bound of 1e-5 relative
+// to max |W| tells them apart with two orders of magnitude on both sides.
+constexpr double kRelTol = 1e-5;
+// A correct variant can still flip a draw whose uniform lies within float rounding of its
+// probability; so, as that test does, validation runs on the first seed from the recipe's on
+// whose CPU trajectory every draw keeps kMargin (20 times the probabilities' expected
+// difference) from its probability. Then any difference above the bound is a bug, and the
+// result is deterministic.
+constexpr double kMargin = 2e-6;
+
+uint32_t seed_clear_of_ties(const Dataset& train, Recipe recipe, int64_t iterations) {
+  const uint32_t first = recipe.seed;
+  for (; recipe.seed < first + 200; ++recipe.seed) {
+    if (test::trajectory_min_margin(train, recipe, iterations) >= kMargin) return recipe.seed;
+  }
+  throw std::runtime_error("no seed in [" + std::to_string(first) + ", " +
+                           std::to_string(first + 200) + ") keeps every draw clear of ties");
+}
+
+// max |a_i - b_i|; max |a_i| with b empty.
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b = {}) {
+  double m = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::fabs(static_cast<double>(a[i]) - (b.empty() ? 0.0 : b[i])));
+  }
+  return m;
+}
+
+Params train_from(Backend& backend, const Dataset& train, const Params& start, const Recipe& recipe,
+                  int64_t iterations) {
+  backend.stage(train);
+  backend.set_params(start);
+  backend.train_cd(recipe, 0, iterations);
+  return backend.get_params();
+}
+
+// Seconds of `iters` iterations after a 100-iteration warm-up; get_params() waits for the device.
+double seconds_of(Backend& backend, const Dataset& train, const Params& start,
+                  const Recipe& recipe) {
+  backend.stage(train);
+  backend.set_params(start);
+  backend.train_cd(recipe, 0, 100);
+  (void)backend.get_params();
+  const auto begin = std::chrono::steady_clock::now();
+  backend.train_cd(recipe, 100, recipe.iters);
+  (void)backend.get_params();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+}
+
+std::unique_ptr<Backend> make_variant(Variant v) {
+  return make_cuda_backend(
+      {.engine = CudaEngine::fused,
+       .fused_variant = {.cluster_ctas = v.cluster_ctas, .threads = v.threads}});
+}
+
+int run(const Options& o) {
+  const std::string reason = usable_device_or_reason();
+  if (!reason.empty()) {
+    std::printf("fused_lab: %s; nothing to measure\n", reason.c_str());
+    return 0;
+  }
+  const Dataset train = load_mnist(o.data, 3, o.split);
+  Recipe recipe;  // the reference recipe: H 100, CD-3, lr 0.005, seed 1
+  recipe.iters = o.iters;
+  const Params start = init_params(recipe, train);
+
+  Recipe check = recipe;
+  check.seed = seed_clear_of_ties(train, recipe, o.validate_iters);
+  const Params check_start = init_params(check, train);
+  const std::unique_ptr<Backend> cpu = make_cpu_backend();
+  const Params expected = train_from(*cpu, train, check_start, check, o.validate_iters);
+  const double scale = max_abs_diff(expected.W);
+
+  std::printf("device: %s\n", cuda_device_description().c_str());
+  std::printf(
+      "reference recipe: %lld threes (%s), H %d, CD-%d, lr %g; timing %lld iterations from seed "
+      "%u, median of %d; validation %lld iterations from seed %u (every draw >= %g from its "
+      "probability), max|dW| <= %g max|W| = %.3g\n",
+      static_cast<long long>(train.rows), split_name(o.split), recipe.hidden, recipe.k,
+      static_cast<double>(recipe.lr), static_cast<long long>(o.iters), recipe.seed, o.repeats,
+      static_cast<long long>(o.validate_iters), check.seed, kMargin, kRelTol, kRelTol * scale);
+  std::printf("\n%-10s %-6s %11s %10s %12s\n", "variant", "valid", "max|dW|", "us/iter",
+              "vs 8x256");
+
+  bool all_valid = true;
+  double product_us = 0.0;
+  for (const Variant v : kVariants) {
+    const std::string name = std::to_string(v.cluster_ctas) + "x" + std::to_string(v.threads);
+    std::unique_ptr<Backend> gpu = make_variant(v);
+    std::string error;
+    double diff = 0.0, us = 0.0;
+    try {
+      diff =
+          max_abs_diff(train_from(*gpu, train, check_start, check, o.validate_iters).W, expected.W);
+      std::vector<double> times;
+      for (int r = 0; r < o.repeats; ++r) times.push_back(seconds_of(*gpu, train, start, recipe));
+      us = 1e6 * bench::median(times) / static_cast<double>(o.iters);
+    } catch (const std::invalid_argument& e) {  // the variant refused this device or shape
+      error = e.what();
+    }
+    if (!error.empty()) {
+      std::printf("%-10s %-6s %s\n", name.c_str(), "SKIP", error.c_str());
+      continue;
+    }
+    const bool valid = diff <= kRelTol * scale;
+    all_valid = all_valid && valid;
+    if (v.cluster_ctas == kProduct.cluster_ctas && v.threads == kProduct.threads) product_us = us;
+    std::printf("%-10s %-6s %11.3g %10.3f ", name.c_str(), valid ? "ok" : "FAIL", diff, us);
+    if (product_us > 0) {
+      std::printf("%11.2fx\n", product_us / us);  // > 1: faster than the product
+    } else {
+      std::printf("%12s\n", "-");
+    }
+  }
+  return all_valid ? 0 : 1;
+}
+
+#else
+
+int run(const Options&) {
+  std::printf("fused_lab: built without CUDA; nothing to measure\n");
+  return 0;
+}
+
+#endif
+
+}  // namespace
+}  // namespace rbm
+
+int main(int argc, char** argv) {
+  rbm::Options o;
+  try {
+    const bool parsed = rbm::bench::parse_flags(
+        argc, argv,
+        {{"--iters", [&](const std::string& v) { o.iters = std::atoll(v.c_str()); }},
+         {"--repeats", [&](const std::string& v) { o.repeats = std::atoi(v.c_str()); }},
+         {"--validate-iters",
+          [&](const std::string& v) { o.validate_iters = std::atoll(v.c_str()); }},
+         {"--data", [&](const std::string& v) { o.data = v; }},
+         {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }}},
+        "fused_lab [--iters N] [--repeats R] [--validate-iters N] [--data DIR] [--split S]");
+    if (!parsed) return 2;
+    if (o.iters < 1 || o.repeats < 1 || o.validate_iters < 1) {
+      std::fprintf(stderr, "fused_lab: --iters, --repeats and --validate-iters must be positive\n");
+      return 2;
+    }
+    return rbm::run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fused_lab: %s\n", e.what());
+    return 2;
+  }
+}
