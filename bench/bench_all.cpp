@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/flags.hpp"
 #include "bench/peak.hpp"
 #include "host/ais.hpp"
 #include "host/backend.hpp"
@@ -163,26 +164,12 @@ Measure time_recipe(Backend& backend, const Dataset& threes, int64_t iters, int 
   return m;
 }
 
-// Chains from Bernoulli(1/2), kInitPhase of the sampler's key.
-std::vector<uint8_t> initial_states(int64_t n, int d, uint32_t seed) {
-  std::vector<uint8_t> states(static_cast<size_t>(n) * d);
-  const uint64_t key = philox_key(seed, Purpose::sample);
-  for (int64_t c = 0; c < n; ++c) {
-    for (int i = 0; i < d; ++i) {
-      states[static_cast<size_t>(c) * d + i] =
-          static_cast<uint8_t>(philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
-                                              static_cast<uint32_t>(i)) < 0.5f);
-    }
-  }
-  return states;
-}
-
 // The sampler's steady rate: K steps and 1 step timed (medians), the rate from the difference, so
 // that the states' way in and out (host <-> device, bytes <-> floats) does not count.
 Measure time_sampler(Backend& backend, const Params& params, int64_t chains, int64_t steps,
                      int repeats) {
   backend.set_params(params);
-  const std::vector<uint8_t> start_states = initial_states(chains, params.visible, 7);
+  const std::vector<uint8_t> start_states = random_initial_states(chains, params.visible, 7);
   std::vector<uint8_t> states = start_states;
   backend.gibbs(states, chains, 7, 0, 1);  // warm-up
   std::vector<double> full, one;
@@ -588,37 +575,19 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   rbm::Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_all: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--data") {
-      o.data = value();
-    } else if (arg == "--results") {
-      o.results = value();
-    } else if (arg == "--peer") {
-      o.peer = value();
-    } else if (arg == "--python") {
-      o.python = value();
-    } else if (arg == "--repeats") {
-      o.repeats = std::atoi(value().c_str());
-    } else if (arg == "--no-torch") {
-      o.torch = false;
-    } else if (arg == "--quick") {
-      o.quick = true;
-    } else {
-      std::fprintf(stderr,
-                   "usage: bench_all [--data DIR] [--results DIR] [--peer PATH] [--python PATH] "
-                   "[--repeats R] [--no-torch] [--quick]\n"
-                   "Run from the repository root (the peer's default path is relative).\n");
-      return 2;
-    }
-  }
+  const bool parsed = rbm::bench::parse_flags(
+      argc, argv,
+      {{"--data", [&](const std::string& v) { o.data = v; }},
+       {"--results", [&](const std::string& v) { o.results = v; }},
+       {"--peer", [&](const std::string& v) { o.peer = v; }},
+       {"--python", [&](const std::string& v) { o.python = v; }},
+       {"--repeats", [&](const std::string& v) { o.repeats = std::atoi(v.c_str()); }},
+       rbm::bench::switch_flag("--no-torch", [&] { o.torch = false; }),
+       rbm::bench::switch_flag("--quick", [&] { o.quick = true; })},
+      "bench_all [--data DIR] [--results DIR] [--peer PATH] [--python PATH] [--repeats R] "
+      "[--no-torch] [--quick]\nRun from the repository root (the peer's default path is "
+      "relative).");
+  if (!parsed) return 2;
   if (o.repeats < 1) {
     std::fprintf(stderr, "bench_all: --repeats must be at least 1\n");
     return 2;

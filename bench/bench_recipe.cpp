@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/flags.hpp"
 #include "bench/peak.hpp"
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
@@ -165,31 +166,19 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   rbm::Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_recipe: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--iters") {
-      o.iters = std::atoll(value().c_str());
-    } else if (arg == "--repeats") {
-      o.repeats = std::atoi(value().c_str());
-    } else if (arg == "--data") {
-      o.data = value();
-    } else if (arg == "--split") {
-      o.split = rbm::parse_split(value());
-    } else if (arg == "--numpy") {
-      o.numpy = true;
-    } else {
-      std::fprintf(stderr,
-                   "usage: bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] "
-                   "[--numpy]\n");
-      return 2;
-    }
+  try {
+    const bool parsed = rbm::bench::parse_flags(
+        argc, argv,
+        {{"--iters", [&](const std::string& v) { o.iters = std::atoll(v.c_str()); }},
+         {"--repeats", [&](const std::string& v) { o.repeats = std::atoi(v.c_str()); }},
+         {"--data", [&](const std::string& v) { o.data = v; }},
+         {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }},
+         rbm::bench::switch_flag("--numpy", [&] { o.numpy = true; })},
+        "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy]");
+    if (!parsed) return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_recipe: %s\n", e.what());
+    return 2;
   }
   if (o.iters < 1 || o.repeats < 1) {
     std::fprintf(stderr, "bench_recipe: --iters and --repeats must be positive\n");

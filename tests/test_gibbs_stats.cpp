@@ -20,15 +20,7 @@ constexpr int kBurnIn = 40;
 // Final states (n_chains, d) of independent chains started from Bernoulli(1/2).
 std::vector<uint8_t> run_chains(Backend& backend, const Params& params, uint32_t seed) {
   const int d = params.visible;
-  std::vector<uint8_t> states(static_cast<size_t>(kChains) * d);
-  const uint64_t key = philox_key(seed, Purpose::sample);
-  for (int64_t c = 0; c < kChains; ++c) {
-    for (int i = 0; i < d; ++i) {
-      states[static_cast<size_t>(c) * d + i] =
-          static_cast<uint8_t>(philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
-                                              static_cast<uint32_t>(i)) < 0.5f);
-    }
-  }
+  std::vector<uint8_t> states = random_initial_states(kChains, d, seed);
   backend.set_params(params);
   backend.gibbs(states, kChains, seed, 0, kBurnIn);
   return states;

@@ -46,19 +46,6 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-std::vector<uint8_t> bernoulli_half_states(int64_t n, int d, uint32_t seed) {
-  std::vector<uint8_t> states(static_cast<size_t>(n) * d);
-  const uint64_t key = philox_key(seed, Purpose::sample);
-  for (int64_t c = 0; c < n; ++c) {
-    for (int i = 0; i < d; ++i) {
-      states[static_cast<size_t>(c) * d + i] =
-          static_cast<uint8_t>(philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
-                                              static_cast<uint32_t>(i)) < 0.5f);
-    }
-  }
-  return states;
-}
-
 TEST(CudaMinibatch, DevicePermutationMatchesHost) {
   RBM_REQUIRE_CUDA_DEVICE();
   for (const auto& [rows, epoch] : std::vector<std::pair<int64_t, int64_t>>{
@@ -183,7 +170,7 @@ TEST(CudaSampler, ChainsMatchCpu) {
     init.hidden_type = type;
     const Params params = init_params(init, data);
     const int64_t n = 1000;
-    const std::vector<uint8_t> initial = bernoulli_half_states(n, 784, 3);
+    const std::vector<uint8_t> initial = random_initial_states(n, 784, 3);
     std::vector<uint8_t> want = initial;
     const std::unique_ptr<Backend> cpu = make_cpu_backend();
     cpu->set_params(params);
@@ -261,7 +248,7 @@ TEST(CudaSampler, Tf32StatisticsAgreeWithFp32) {
   init.visible_bias = true;
   const Params params = init_params(init, data);
   const int64_t n = 65536;
-  const std::vector<uint8_t> initial = bernoulli_half_states(n, 784, 8);
+  const std::vector<uint8_t> initial = random_initial_states(n, 784, 8);
   std::vector<std::vector<double>> means;
   for (const bool tf32 : {false, true}) {
     const std::unique_ptr<Backend> gpu = make_cuda_backend(CudaOptions{.tf32 = tf32});
@@ -279,7 +266,7 @@ TEST(CudaSampler, Tf32StatisticsAgreeWithFp32) {
 
   const Params tiny = test::random_params(6, 4, 1.0f, 12345, /*visible_bias=*/true);
   const int64_t chains = int64_t{1} << 20;
-  std::vector<uint8_t> states = bernoulli_half_states(chains, 6, 2718);
+  std::vector<uint8_t> states = random_initial_states(chains, 6, 2718);
   const std::unique_ptr<Backend> gpu = make_cuda_backend(CudaOptions{.tf32 = true});
   gpu->set_params(tiny);
   gpu->gibbs(states, chains, 2718, 0, 200);
