@@ -4,7 +4,6 @@
 // output directories that cannot be written.
 #include <gtest/gtest.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cmath>
 #include <filesystem>
@@ -18,11 +17,15 @@
 #include "host/npy.hpp"
 #include "tests/checkpoint_util.hpp"
 #include "tests/cli_runner.hpp"
+#include "tests/idx_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace rbm {
 namespace {
 
+using test::be32;
+using test::gzip;
+using test::idx_file;
 using test::TempDir;
 using test::write_bytes;
 
@@ -120,31 +123,6 @@ TEST(BadInput, DataDirectoryThatIsNotOne) {
 }
 
 // --- IDX files through --data -------------------------------------------------------------------
-
-std::string be32(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-          static_cast<char>(v)};
-}
-
-std::string idx_file(uint32_t magic, const std::vector<uint32_t>& dims, const std::string& data) {
-  std::string file = be32(magic);
-  for (const uint32_t d : dims) file += be32(d);
-  return file + data;
-}
-
-std::string gzip(const std::string& raw) {
-  z_stream zs{};
-  deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&zs, static_cast<uLong>(raw.size())), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
-  zs.avail_in = static_cast<uInt>(raw.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
 
 // A tiny MNIST: n images of 28x28 (image k all pixels 40 k) with the given labels.
 std::string images(int n) {

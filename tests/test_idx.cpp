@@ -2,7 +2,6 @@
 // binarization, and hand-made broken files, each of which must be refused with a message naming
 // the file and the problem.
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -12,43 +11,18 @@
 
 #include "host/dataset.hpp"
 #include "host/idx.hpp"
+#include "tests/idx_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace rbm {
 namespace {
 
+using test::gzip;
+using test::idx_file;
 using test::TempDir;
 using test::write_bytes;
 
 const std::filesystem::path kMnistDir = RBM_MNIST_DIR;
-
-std::string be32(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-          static_cast<char>(v)};
-}
-
-// An IDX file: magic, big-endian dimensions, then `data`.
-std::string idx_file(uint32_t magic, const std::vector<uint32_t>& dims, const std::string& data) {
-  std::string file = be32(magic);
-  for (const uint32_t d : dims) file += be32(d);
-  return file + data;
-}
-
-std::string gzip(const std::string& raw) {
-  z_stream zs{};
-  EXPECT_EQ(
-      deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
-      Z_OK);
-  std::string out(deflateBound(&zs, static_cast<uLong>(raw.size())), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
-  zs.avail_in = static_cast<uInt>(raw.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
 
 // A tiny MNIST-shaped split: n images of 28x28 where image k has every pixel equal to pixel(k).
 struct TinySplit {

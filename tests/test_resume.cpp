@@ -44,6 +44,19 @@ std::vector<std::string> recipe_flags() {
           "--seed", std::to_string(kSeed)};
 }
 
+// rbm_cpu on the recipe plus `extra` flags, to `iters`, metrics every `log_every`, into `out`.
+test::CommandResult train_recipe(const std::filesystem::path& out,
+                                 const std::vector<std::string>& extra, const std::string& iters,
+                                 const std::string& log_every = "1000") {
+  std::vector<std::string> args = recipe_flags();
+  args.insert(args.end(), extra.begin(), extra.end());
+  for (const std::string& arg : {std::string("--iters"), iters, std::string("--log-every"),
+                                 log_every, std::string("--out"), out.string()}) {
+    args.push_back(arg);
+  }
+  return run_cpu(args);
+}
+
 // An uninterrupted run of the recipe, in-process, advanced on request.
 class Reference {
  public:
@@ -156,13 +169,7 @@ TEST(Resume, SigintCheckpointsAndAResumedRunEqualsAnUninterruptedOne) {
   const std::string end = std::to_string(stopped + 2500);
   const test::CommandResult resumed = run_cpu({"--resume", run.string(), "--iters", end});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  std::vector<std::string> args = recipe_flags();
-  for (const std::string& arg :
-       {std::string("--iters"), end, std::string("--log-every"), std::string("1000"),
-        std::string("--out"), (dir / "straight").string()}) {
-    args.push_back(arg);
-  }
-  const test::CommandResult straight = run_cpu(args);
+  const test::CommandResult straight = train_recipe(dir / "straight", {}, end);
   ASSERT_EQ(straight.exit_code, 0) << straight.output;
   EXPECT_EQ(read_file(run / "W.npy"), read_file(dir / "straight" / "W.npy"));
   EXPECT_EQ(read_file(run / "b.npy"), read_file(dir / "straight" / "b.npy"));
@@ -204,14 +211,7 @@ TEST(Resume, MinibatchPcdStateResumesBitForBit) {
   const std::string end = std::to_string(stopped + 200);
   const test::CommandResult resumed = run_cpu({"--resume", run.string(), "--iters", end});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  std::vector<std::string> args = recipe_flags();
-  args.insert(args.end(), minibatch.begin(), minibatch.end());
-  for (const std::string& arg :
-       {std::string("--iters"), end, std::string("--log-every"), std::string("1000"),
-        std::string("--out"), (dir / "straight").string()}) {
-    args.push_back(arg);
-  }
-  const test::CommandResult straight = run_cpu(args);
+  const test::CommandResult straight = train_recipe(dir / "straight", minibatch, end);
   ASSERT_EQ(straight.exit_code, 0) << straight.output;
   for (const char* name : {"W.npy", "b.npy", "a.npy", "vW.npy", "vb.npy", "va.npy", "chains.npy"}) {
     ASSERT_TRUE(std::filesystem::exists(run / name)) << name;
@@ -229,14 +229,7 @@ TEST(Resume, MinibatchPcdStateResumesBitForBit) {
 TEST(Resume, TernaryRunResumesAsTernary) {
   TempDir dir;
   const auto train = [&](const std::string& out, const char* iters) {
-    std::vector<std::string> args = recipe_flags();
-    for (const std::string& arg :
-         {std::string("--hidden-type"), std::string("ternary"), std::string("--iters"),
-          std::string(iters), std::string("--log-every"), std::string("100"), std::string("--out"),
-          (dir / out).string()}) {
-      args.push_back(arg);
-    }
-    return run_cpu(args);
+    return train_recipe(dir / out, {"--hidden-type", "ternary"}, iters, "100");
   };
   ASSERT_EQ(train("run", "300").exit_code, 0);
   const test::CommandResult resumed =
@@ -362,12 +355,7 @@ TEST(Resume, ANonFiniteRunExitsWith3AndKeepsTheLastGoodCheckpoint) {
   // next iterations overflow: training must stop before it writes anything.
   TempDir dir;
   const std::filesystem::path run = dir / "run";
-  std::vector<std::string> args = recipe_flags();
-  for (const std::string& arg :
-       {std::string("--iters"), std::string("200"), std::string("--out"), run.string()}) {
-    args.push_back(arg);
-  }
-  ASSERT_EQ(run_cpu(args).exit_code, 0);
+  ASSERT_EQ(train_recipe(run, {}, "200", "5000").exit_code, 0);  // 5000: the default
   NpyArray W = read_npy(run / "W.npy");
   for (size_t i = 0; i < W.data.size(); ++i) {
     W.data[i] =
