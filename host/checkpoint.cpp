@@ -233,9 +233,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
       throw InputError((dir / name).string() + ": " + std::to_string(values.size()) +
                        " values, expected " + std::to_string(n) + " (the model's shape)");
     }
-    const bool finite =
-        std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
-    if (!finite) throw InputError((dir / name).string() + ": not all finite");
+    if (!all_finite(values)) throw InputError((dir / name).string() + ": not all finite");
   };
   const size_t d = static_cast<size_t>(params.visible), H = static_cast<size_t>(params.hidden);
   if (sums.contains("vW.npy") != sums.contains("vb.npy")) {

@@ -72,11 +72,12 @@ void check_shapes(const Params& params) {
   }
 }
 
+bool all_finite(const std::vector<float>& values) {
+  return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
+}
+
 bool all_finite(const Params& params) {
-  const auto finite = [](const std::vector<float>& v) {
-    return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
-  };
-  return finite(params.W) && finite(params.b) && finite(params.a);
+  return all_finite(params.W) && all_finite(params.b) && all_finite(params.a);
 }
 
 }  // namespace rbm

@@ -19,8 +19,8 @@ const char* hidden_type_name(HiddenType type);  // "binary" or "ternary"
 HiddenType parse_hidden_type(const std::string& text);
 
 struct Params {
-  int visible = 0;       // d
-  int hidden = 0;        // H
+  int visible = 0;  // d
+  int hidden = 0;   // H
   HiddenType hidden_type = HiddenType::binary;
   std::vector<float> W;  // (d, H), row-major
   std::vector<float> b;  // (H)
@@ -41,11 +41,11 @@ struct Recipe {
   float init_std = 0.1f;
   bool visible_bias = false;
   HiddenType hidden_type = HiddenType::binary;  // init_params copies it into Params
-  int batch = 1;                     // images per update B
-  bool pcd = false;                  // persistent chains for the negative phase
-  int64_t chains = 0;                // PCD chains N; 0: B
-  float momentum = 0.0f;             // m in [0, 1)
-  float weight_decay = 0.0f;         // L2 on W only
+  int batch = 1;                                // images per update B
+  bool pcd = false;                             // persistent chains for the negative phase
+  int64_t chains = 0;                           // PCD chains N; 0: B
+  float momentum = 0.0f;                        // m in [0, 1)
+  float weight_decay = 0.0f;                    // L2 on W only
   int64_t epochs = 0;                // > 0: epochs x floor(rows / B) updates instead of iters
   LrDecay lr_decay = LrDecay::none;  // linear: lr (U - u) / U at update u of U
 };
@@ -58,7 +58,8 @@ Params init_params(const Recipe& recipe, const Dataset& train);
 // Throws InputError when the shapes of W, b, a disagree with visible and hidden.
 void check_shapes(const Params& params);
 
-// True when every parameter is finite.
+// True when every value (or every parameter) is finite.
+bool all_finite(const std::vector<float>& values);
 bool all_finite(const Params& params);
 
 }  // namespace rbm

@@ -210,10 +210,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     if ((log_now || checkpoint_now) && !all_finite(params)) {
       throw diverged("a parameter is not finite");
     }
-    const auto finite = [](const std::vector<float>& v) {
-      return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
-    };
-    if (checkpoint_now && !(finite(state.vW) && finite(state.vb) && finite(state.va))) {
+    if (checkpoint_now && !(all_finite(state.vW) && all_finite(state.vb) && all_finite(state.va))) {
       throw diverged("a momentum velocity is not finite");
     }
     if (log_now) {
