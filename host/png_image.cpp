@@ -100,7 +100,7 @@ GrayImage weight_mosaic(const Params& params, int tile_w, int tile_h) {
                      std::to_string(hidden) + " and " + std::to_string(tile_w) + "x" +
                      std::to_string(tile_h) + " tiles");
   }
-  if (!std::all_of(params.W.begin(), params.W.end(), [](float w) { return std::isfinite(w); })) {
+  if (!all_finite(params.W)) {
     throw InputError("weight_mosaic: W holds a non-finite value");
   }
   const auto [lo, hi] = std::minmax_element(params.W.begin(), params.W.end());
