@@ -44,37 +44,13 @@ struct Variant {
 constexpr Variant kVariants[] = {{8, 256}, {8, 512}, {16, 256}, {16, 512}};
 constexpr Variant kProduct = {8, 256};
 
-// Validation, with tests/cuda/test_cuda_backend.cpp's reasoning: a correct variant parts from the
-// CPU reference only through float summation order (its partial sums over the cluster's CTAs,
-// the CPU's row sums), so probabilities differ by ~1e-7 and W by about lr times that per
-// iteration: max |dW| / max |W| ~ 1e-7 after 200 iterations. A wrong draw (a bug in the named
-// draws, a race between CTAs) moves W by ~lr = 5e-3, ~1e-2 of max |W|. A bound of 1e-5 relative
-// to max |W| tells them apart with two orders of magnitude on both sides.
-constexpr double kRelTol = 1e-5;
-// A correct variant can still flip a draw whose uniform lies within float rounding of its
-// probability; so, as that test does, validation runs on the first seed from the recipe's on
-// whose CPU trajectory every draw keeps kMargin (20 times the probabilities' expected
-// difference) from its probability. Then any difference above the bound is a bug, and the
-// result is deterministic.
-constexpr double kMargin = 2e-6;
-
-uint32_t seed_clear_of_ties(const Dataset& train, Recipe recipe, int64_t iterations) {
-  const uint32_t first = recipe.seed;
-  for (; recipe.seed < first + 200; ++recipe.seed) {
-    if (test::trajectory_min_margin(train, recipe, iterations) >= kMargin) return recipe.seed;
-  }
-  throw std::runtime_error("no seed in [" + std::to_string(first) + ", " +
-                           std::to_string(first + 200) + ") keeps every draw clear of ties");
-}
-
-// max |a_i - b_i|; max |a_i| with b empty.
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b = {}) {
-  double m = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, std::fabs(static_cast<double>(a[i]) - (b.empty() ? 0.0 : b[i])));
-  }
-  return m;
-}
+// Validation with tests/cd_reference.hpp's bound and margin: on a seed whose CPU trajectory keeps
+// every draw kMargin from its probability, a correct variant parts from the CPU reference only
+// through float summation order, max |dW| / max |W| ~ 1e-7 after 200 iterations; a wrong draw
+// (a bug in the named draws, a race between CTAs) moves W by ~1e-2 of max |W|. The bound
+// kTrainRelTol = 1e-5 (also on b) tells them apart.
+using test::kMargin;
+using test::kTrainRelTol;
 
 Params train_from(Backend& backend, const Dataset& train, const Params& start, const Recipe& recipe,
                   int64_t iterations) {
@@ -115,21 +91,20 @@ int run(const Options& o) {
   const Params start = init_params(recipe, train);
 
   Recipe check = recipe;
-  check.seed = seed_clear_of_ties(train, recipe, o.validate_iters);
+  check.seed = test::seed_clear_of_ties(train, recipe, o.validate_iters);
   const Params check_start = init_params(check, train);
   const std::unique_ptr<Backend> cpu = make_cpu_backend();
   const Params expected = train_from(*cpu, train, check_start, check, o.validate_iters);
-  const double scale = max_abs_diff(expected.W);
 
   std::printf("device: %s\n", cuda_device_description().c_str());
   std::printf(
       "reference recipe: %lld threes (%s), H %d, CD-%d, lr %g; timing %lld iterations from seed "
       "%u, median of %d; validation %lld iterations from seed %u (every draw >= %g from its "
-      "probability), max|dW| <= %g max|W| = %.3g\n",
+      "probability): max |dW| / max |W| and max |db| / max |b| <= %g\n",
       static_cast<long long>(train.rows), split_name(o.split), recipe.hidden, recipe.k,
       static_cast<double>(recipe.lr), static_cast<long long>(o.iters), recipe.seed, o.repeats,
-      static_cast<long long>(o.validate_iters), check.seed, kMargin, kRelTol, kRelTol * scale);
-  std::printf("\n%-10s %-6s %11s %10s %12s\n", "variant", "valid", "max|dW|", "us/iter",
+      static_cast<long long>(o.validate_iters), check.seed, kMargin, kTrainRelTol);
+  std::printf("\n%-10s %-6s %11s %10s %12s\n", "variant", "valid", "rel diff", "us/iter",
               "vs 8x256");
 
   bool all_valid = true;
@@ -140,8 +115,9 @@ int run(const Options& o) {
     std::string error;
     double diff = 0.0, us = 0.0;
     try {
-      diff =
-          max_abs_diff(train_from(*gpu, train, check_start, check, o.validate_iters).W, expected.W);
+      const test::TrainedDifference d = test::trained_difference(
+          train_from(*gpu, train, check_start, check, o.validate_iters), expected, check);
+      diff = std::max(d.W, d.b);
       std::vector<double> times;
       for (int r = 0; r < o.repeats; ++r) times.push_back(seconds_of(*gpu, train, start, recipe));
       us = 1e6 * bench::median(times) / static_cast<double>(o.iters);
@@ -152,7 +128,7 @@ int run(const Options& o) {
       std::printf("%-10s %-6s %s\n", name.c_str(), "SKIP", error.c_str());
       continue;
     }
-    const bool valid = diff <= kRelTol * scale;
+    const bool valid = diff <= kTrainRelTol;
     all_valid = all_valid && valid;
     if (v.cluster_ctas == kProduct.cluster_ctas && v.threads == kProduct.threads) product_us = us;
     std::printf("%-10s %-6s %11.3g %10.3f ", name.c_str(), valid ? "ok" : "FAIL", diff, us);

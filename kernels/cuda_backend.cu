@@ -134,10 +134,15 @@ class CudaBackend final : public Backend {
       const std::string why =
           cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, ctas, threads);
       if (!why.empty()) throw std::invalid_argument("fused engine: " + why);
-      cuda::launch_fused_cd_variant(
-          {W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_, hidden_, hidden_type_,
-           images_.data(), rows_, config.key, config.lr, config.k, first_iteration, count},
-          ctas, threads, s);
+      cuda::FusedCdArgs args;
+      args.problem = {W_.data(), b_.data(),  has_a_ ? a_.data() : nullptr,
+                      visible_,  hidden_,    images_.data(),
+                      rows_,     config.key, config.lr,
+                      config.k};
+      args.hidden_type = hidden_type_;
+      args.first_iteration = first_iteration;
+      args.count = count;
+      cuda::launch_fused_cd_variant(args, ctas, threads, s);
       stream_.synchronize();
       return;
     }

@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace rbm::cuda {
 
@@ -55,6 +56,9 @@ inline std::string describe(curandStatus_t status) {
 template <typename Status>
 void check(Status status, const char* statement, const char* function, const char* file, int line) {
   if (!failed(status)) return;
+  // The runtime also keeps a failed call's error as the thread's last error; a later
+  // CUDA_CHECK_LAUNCH would report it again, under another kernel's name.
+  if constexpr (std::is_same_v<Status, cudaError_t>) (void)cudaGetLastError();
   throw std::runtime_error(describe(status) + " in `" + statement + "` (" + function + ", " + file +
                            ":" + std::to_string(line) + ")");
 }

@@ -2,8 +2,9 @@
 // thread-block cluster and kept in their shared memory for the whole run; the partial sums of
 // W'x are exchanged through distributed shared memory between cluster barriers. Same draws as
 // host/backend.hpp names them, so the result matches the CPU reference up to float summation
-// order. Binary and ternary hidden units (one kernel instantiation each). Launcher only; the
-// kernel is static in fused_cd.cu.
+// order. Binary and ternary hidden units (one kernel instantiation each). The algorithm is
+// kernels/fused_cd_cta.h's (emulated on the CPU by tests/test_fused_emulation.cpp); this is
+// the launcher, and the kernel is static in fused_cd.cu.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,20 +13,13 @@
 #include <string>
 
 #include "host/model.hpp"
+#include "kernels/fused_cd_cta.h"
 
 namespace rbm::cuda {
 
 struct FusedCdArgs {
-  float* W = nullptr;  // (d, H), row-major, device
-  float* b = nullptr;  // (H), device
-  float* a = nullptr;  // (d), device, null without visible bias
-  int d = 0, H = 0;
+  fused::Problem problem;  // device pointers
   HiddenType hidden_type = HiddenType::binary;
-  const uint8_t* images = nullptr;  // (rows, d) of 0/1, device
-  int64_t rows = 0;
-  uint64_t key = 0;  // philox_key(seed, Purpose::train)
-  float lr = 0.0f;
-  int k = 1;
   int64_t first_iteration = 0, count = 0;
 };
 

@@ -442,7 +442,7 @@ TrainingState MinibatchTrainer::state(const ModelView& v) {
   }
   state.n_chains = n_chains_;
   if (n_chains_ > 0) {
-    const size_t n = static_cast<size_t>(n_chains_) * d_;
+    const size_t n = chains_.size();  // (n_chains, d): d of the state set, before any stage()
     DeviceBuffer<uint8_t> bytes(n);
     launch_floats_to_bytes(chains_.data(), static_cast<int64_t>(n), bytes.data(), s);
     state.chains.resize(n);

@@ -62,8 +62,16 @@ RBM_HD PhiloxBlock philox_block(uint64_t key, uint64_t stream, uint32_t phase, u
   return philox4x32_10(counter, key_words);
 }
 
+// Word i (0..3) of a block, by selects: indexing the array with a run-time i would put the block
+// in the device's local memory.
+RBM_HD uint32_t philox_word(const PhiloxBlock& r, uint32_t i) {
+  const uint32_t low = (i & 1) != 0 ? r.word[1] : r.word[0];
+  const uint32_t high = (i & 1) != 0 ? r.word[3] : r.word[2];
+  return (i & 2) != 0 ? high : low;
+}
+
 RBM_HD float philox_uniform(uint64_t key, uint64_t stream, uint32_t phase, uint32_t unit) {
-  return uniform_from_bits(philox_block(key, stream, phase, unit / 4).word[unit % 4]);
+  return uniform_from_bits(philox_word(philox_block(key, stream, phase, unit / 4), unit % 4));
 }
 
 }  // namespace rbm

@@ -9,6 +9,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "host/backend.hpp"
@@ -120,6 +125,87 @@ inline double trajectory_min_margin(const Dataset& data, const Recipe& recipe, i
     cpu->train_cd(recipe, t, 1);
   }
   return margin;
+}
+
+// --- Comparing a single-sample trainer with the CPU reference --------------------------------
+// Used by the CUDA engines' tests (tests/cuda/test_cuda_backend.cpp), the fused kernel's CPU
+// emulation (tests/test_fused_emulation.cpp) and the kernel lab (bench/fused_lab.cpp).
+//
+// Two correct trainers part only through float summation order (cuBLAS or a cluster's partial
+// sums against the CPU's row sums): probabilities differ by ~1e-7, W by lr times that per
+// iteration, ~1e-7 of max |W| after a few hundred iterations. A draw named differently, or one
+// flipped, moves W by ~lr / max|W| ~ 1e-2. So the bound max |dW| / max |W| <= 1e-5 tells the two
+// apart with two orders of magnitude on both sides. b and a are held to the same bound relative
+// to max(max |b|, lr) and max |a|.
+constexpr double kTrainRelTol = 1e-5;
+// A correct pair of trainers can still part where a uniform falls within float rounding of its
+// probability (about 1 draw in 5e6 per 1e-7 of difference). Comparisons therefore run on a seed
+// whose CPU trajectory keeps every draw at least kMargin from its probability, 20 times the
+// probabilities' expected difference: then any part is a bug, and the comparison is
+// deterministic.
+constexpr double kMargin = 2e-6;
+
+// The first seed from recipe.seed on whose CPU trajectory (`iterations` long) every draw keeps
+// kMargin; throws when none of 200 does.
+inline uint32_t seed_clear_of_ties(const Dataset& data, Recipe recipe, int64_t iterations) {
+  const uint32_t first = recipe.seed;
+  for (; recipe.seed < first + 200; ++recipe.seed) {
+    if (trajectory_min_margin(data, recipe, iterations) >= kMargin) return recipe.seed;
+  }
+  throw std::runtime_error("no seed in [" + std::to_string(first) + ", " +
+                           std::to_string(first + 200) + ") keeps every draw " +
+                           std::to_string(kMargin) + " from its probability");
+}
+
+// max |v_i|.
+inline double max_abs(const std::vector<float>& v) {
+  double m = 0.0;
+  for (const float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
+}
+
+// max |x_i - y_i|; the sizes must agree.
+inline double max_abs_diff(const std::vector<float>& x, const std::vector<float>& y) {
+  if (x.size() != y.size()) throw std::invalid_argument("max_abs_diff: sizes differ");
+  double m = 0.0;
+  for (size_t k = 0; k < x.size(); ++k) {
+    m = std::max(m, std::fabs(static_cast<double>(x[k]) - y[k]));
+  }
+  return m;
+}
+
+// The relative differences kTrainRelTol bounds, of W, b and a (0 without visible bias).
+struct TrainedDifference {
+  double W = 0.0, b = 0.0, a = 0.0;
+};
+inline TrainedDifference trained_difference(const Params& got, const Params& want,
+                                            const Recipe& recipe) {
+  TrainedDifference diff;
+  diff.W = max_abs_diff(got.W, want.W) / max_abs(want.W);
+  diff.b = max_abs_diff(got.b, want.b) / std::max(max_abs(want.b), static_cast<double>(recipe.lr));
+  if (!want.a.empty()) diff.a = max_abs_diff(got.a, want.a) / max_abs(want.a);
+  return diff;
+}
+
+// 28 x 28 images of a noisy ring: pixel on with probability 0.7 on the ring, 0.05 elsewhere.
+inline Dataset synthetic_images(int64_t rows, uint64_t seed) {
+  Dataset data;
+  data.rows = rows;
+  data.pixels.resize(static_cast<size_t>(rows * data.cols()));
+  data.labels.assign(static_cast<size_t>(rows), 3);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int y = 0; y < data.height; ++y) {
+      for (int x = 0; x < data.width; ++x) {
+        const double radius = std::hypot(x - 13.5, y - 13.5);
+        const double p = radius > 6.0 && radius < 10.0 ? 0.7 : 0.05;
+        data.pixels[static_cast<size_t>(r * data.cols() + y * data.width + x)] =
+            uniform(rng) < p ? 1 : 0;
+      }
+    }
+  }
+  return data;
 }
 
 }  // namespace rbm::test

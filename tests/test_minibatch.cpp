@@ -28,21 +28,8 @@
 namespace rbm {
 namespace {
 
-Dataset patterned_images(int d, int rows, uint32_t salt) {
-  std::vector<uint32_t> patterns;
-  for (int n = 0; n < rows; ++n)
-    patterns.push_back((static_cast<uint32_t>(n) + salt) * 2654435761u);
-  return test::bit_images(d, patterns);
-}
-
-double max_abs_diff(const std::vector<float>& x, const std::vector<float>& y) {
-  EXPECT_EQ(x.size(), y.size());
-  double m = 0.0;
-  for (size_t k = 0; k < std::min(x.size(), y.size()); ++k) {
-    m = std::max(m, std::fabs(static_cast<double>(x[k]) - y[k]));
-  }
-  return m;
-}
+using test::max_abs_diff;
+using test::patterned_images;
 
 TEST(MinibatchSchedule, EpochPermutationIsAPermutationAndStable) {
   for (const int64_t rows : {1, 2, 7, 1000, 60000}) {

@@ -50,6 +50,14 @@ inline Dataset bit_images(int d, const std::vector<uint32_t>& patterns) {
   return data;
 }
 
+// `rows` bit_images of d pixels from a multiplicative hash of the row number and `salt`.
+inline Dataset patterned_images(int d, int rows, uint32_t salt) {
+  std::vector<uint32_t> patterns;
+  for (int n = 0; n < rows; ++n)
+    patterns.push_back((static_cast<uint32_t>(n) + salt) * 2654435761u);
+  return bit_images(d, patterns);
+}
+
 // The upper 1e-6 quantile of the chi-square distribution with k degrees of freedom, by the
 // Wilson-Hilferty cube approximation (accurate to about 1% here) with the normal quantile
 // z = 4.7534 (upper tail 1e-6), widened by 5% to cover the approximation's error.

@@ -25,27 +25,6 @@
 namespace rbm {
 namespace {
 
-// 28 x 28 images of a noisy ring: pixel on with probability 0.7 on the ring, 0.05 elsewhere.
-Dataset synthetic_images(int64_t rows, uint64_t seed) {
-  Dataset data;
-  data.rows = rows;
-  data.pixels.resize(static_cast<size_t>(rows * data.cols()));
-  data.labels.assign(static_cast<size_t>(rows), 3);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int y = 0; y < data.height; ++y) {
-      for (int x = 0; x < data.width; ++x) {
-        const double radius = std::hypot(x - 13.5, y - 13.5);
-        const double p = radius > 6.0 && radius < 10.0 ? 0.7 : 0.05;
-        data.pixels[static_cast<size_t>(r * data.cols() + y * data.width + x)] =
-            uniform(rng) < p ? 1 : 0;
-      }
-    }
-  }
-  return data;
-}
-
 std::string mnist_dir() { return test::path_from_env_or("RBM_MNIST_DIR", RBM_MNIST_DIR); }
 
 bool mnist_present(const std::string& dir) {
@@ -70,49 +49,20 @@ Params train(Backend& backend, const Dataset& data, const Params& start, const R
   return backend.get_params();
 }
 
-double max_abs(const std::vector<float>& v) {
-  double m = 0.0;
-  for (const float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
-  return m;
-}
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  double m = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
-  }
-  return m;
-}
-
-// The trainers part only through float summation order (cuBLAS against the CPU's row sums):
-// probabilities differ by ~1e-7, W by lr times that per iteration, ~1e-8 relative after 50
-// iterations. A draw named differently, or one flipped, moves W by ~lr / max|W| ~ 1e-2. So the
-// bound max |dW| / max |W| <= 1e-5 tells the two apart with room on both sides. b and a are held
-// to the same bound relative to max(max |b|, lr) and max |a|.
-constexpr double kTrainRelTol = 1e-5;
-// A correct pair of trainers can still part where a uniform falls within float rounding of its
-// probability (about 1 draw in 5e6 per 1e-7 of difference). The test therefore runs on a seed
-// whose CPU trajectory keeps every draw at least kMargin from its probability, 20 times the
-// probabilities' expected difference: then any part is a bug, and the test is deterministic.
-constexpr double kMargin = 2e-6;
+// The engines are compared over kIterations on a seed clear of ties (tests/cd_reference.hpp's
+// kTrainRelTol and kMargin say why).
 constexpr int64_t kIterations = 50;
-
-// The first seed from `first` on whose trajectory every draw keeps kMargin.
-uint32_t seed_clear_of_ties(const Dataset& data, Recipe recipe, uint32_t first) {
-  for (recipe.seed = first; recipe.seed < first + 200; ++recipe.seed) {
-    if (test::trajectory_min_margin(data, recipe, kIterations) >= kMargin) return recipe.seed;
-  }
-  ADD_FAILURE() << "no seed in [" << first << ", " << first + 200 << ") keeps every draw "
-                << kMargin << " from its probability";
-  return first;
-}
+using test::kTrainRelTol;
+using test::max_abs_diff;
+using test::synthetic_images;
 
 void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias,
                              HiddenType type = HiddenType::binary) {
   Recipe recipe;
   recipe.visible_bias = visible_bias;
   recipe.hidden_type = type;  // init_params copies it into the model
-  recipe.seed = seed_clear_of_ties(data, recipe, 20240);
+  recipe.seed = 20240;
+  recipe.seed = test::seed_clear_of_ties(data, recipe, kIterations);
   const Params start = init_params(recipe, data);
   const std::vector<int64_t> pieces = {kIterations};
   const std::unique_ptr<Backend> cpu = make_cpu_backend();
@@ -131,13 +81,10 @@ void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias,
     ASSERT_EQ(got.W.size(), expected.W.size());
     ASSERT_EQ(got.b.size(), expected.b.size());
     ASSERT_EQ(got.a.size(), expected.a.size());
-    EXPECT_LE(max_abs_diff(got.W, expected.W) / max_abs(expected.W), kTrainRelTol);
-    EXPECT_LE(max_abs_diff(got.b, expected.b) /
-                  std::max(max_abs(expected.b), static_cast<double>(recipe.lr)),
-              kTrainRelTol);
-    if (visible_bias) {
-      EXPECT_LE(max_abs_diff(got.a, expected.a) / max_abs(expected.a), kTrainRelTol);
-    }
+    const test::TrainedDifference diff = test::trained_difference(got, expected, recipe);
+    EXPECT_LE(diff.W, kTrainRelTol);
+    EXPECT_LE(diff.b, kTrainRelTol);
+    EXPECT_LE(diff.a, kTrainRelTol);
   }
 }
 

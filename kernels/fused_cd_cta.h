@@ -1,0 +1,317 @@
+// The fused single-sample CD-k trainer's algorithm (issue 8), written once for two executors:
+// the CUDA kernel in kernels/fused_cd.cu, where each CTA of a thread-block cluster runs it for
+// its own threads, and tests/test_fused_emulation.cpp, which runs every CTA's threads one after
+// another on the CPU (phase by phase, in any order) and checks the result against the CPU
+// reference build. So the kernel's indexing, draws and update order are tested in CI; only the
+// barriers and distributed shared memory need a device.
+//
+// One cluster of C CTAs of T threads. CTA c owns rows [c R, (c + 1) R) of W (R = ceil(d / C))
+// in its shared memory, with its slice of x0, xk and a, and a copy of b. Per iteration t:
+//   pick the image (every CTA draws the same index); each CTA sums its rows of W where x0 is 1
+//   into its partial (H); cluster barrier; every CTA adds the C partials in rank order (so all
+//   CTAs hold identical ph0 = sigm(b + W'x0)); then k times: draw h (every CTA, identically), the
+//   CTA's rows of W h + a (a thread per row), their sigmoid and draws (units named by their
+//   global row), the partial sums of W'xk, barrier, ph = sigm(b + W'xk); finally each CTA
+//   updates its rows of W and a, and its copy of b (identically everywhere). The partials are
+//   double-buffered, so one cluster barrier per hidden layer suffices: a CTA writes buffer p
+//   again only after the next barrier, which no CTA reaches before it has finished reading
+//   buffer p.
+// Ternary hidden units: ph0 and phk hold the pre-activations t = b + W'x while the chain runs
+// (the ternary draw needs t, not a probability); the update takes G(t) from them.
+//
+// An executor E provides, for the CTA (device) or every CTA (emulation):
+//   e.each_thread(f)       calls f(cta, thread, threads) for its threads: one phase;
+//   e.sync_cta()           __syncthreads(): the phases before it are done in this CTA;
+//   e.sync_cluster()       cluster.sync(): ... in every CTA of the cluster;
+//   e.partials_of(cta, r)  CTA r's partials (2, H) (distributed shared memory on the device).
+// Phases only communicate across a sync: a thread reads what another thread of its phase
+// writes never (the emulator checks that every two phases have a sync between them and that
+// the thread order does not change the result).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "host/backend.hpp"
+#include "host/model.hpp"
+#include "kernels/philox.h"
+#include "kernels/rbm_math.h"
+
+#if defined(__CUDACC__)
+#define RBM_FUSED_HD __host__ __device__
+#else
+#define RBM_FUSED_HD
+#endif
+
+namespace rbm::fused {
+
+// What every CTA shares: the problem, in global memory (device) or host memory (emulation).
+struct Problem {
+  float* W = nullptr;  // (d, H), row-major
+  float* b = nullptr;  // (H)
+  float* a = nullptr;  // (d), null without visible bias
+  int d = 0, H = 0;
+  const uint8_t* images = nullptr;  // (rows, d) of 0/1
+  int64_t rows = 0;
+  uint64_t key = 0;  // philox_key(seed, Purpose::train)
+  float lr = 0.0f;
+  int k = 1;
+};
+
+RBM_FUSED_HD inline int rows_per_cta(int d, int cluster_ctas) {
+  return (d + cluster_ctas - 1) / cluster_ctas;
+}
+
+// W's row stride in shared memory: H rounded up to odd, so that the visible pass's threads
+// (a thread per row, all reading column j at once) hit 32 different banks.
+RBM_FUSED_HD inline int row_stride(int H) { return H | 1; }
+
+// One CTA's shared memory, in floats: a 16-byte header (the image index, int64), W rows
+// (R, stride), partials (2, H), b, ph0, phk, h (H each), x0, xk, a (R each).
+constexpr int kHeaderFloats = 4;
+RBM_FUSED_HD inline size_t cta_floats(int d, int H, int cluster_ctas) {
+  const size_t R = static_cast<size_t>(rows_per_cta(d, cluster_ctas));
+  return kHeaderFloats + R * static_cast<size_t>(row_stride(H)) + 6 * static_cast<size_t>(H) +
+         3 * R;
+}
+
+// One CTA's view of its shared memory (each thread holds a copy of the pointers).
+struct Cta {
+  int rank = 0, first_row = 0, n_rows = 0, stride = 0;
+  int64_t* image = nullptr;   // the iteration's image index (1)
+  float* W = nullptr;         // (n_rows, stride): rows first_row.. of W
+  float* partials = nullptr;  // (2, H): this CTA's part of W'x, double-buffered
+  float* b = nullptr;         // (H): this CTA's copy of b
+  float* ph0 = nullptr;       // (H): sigm(b + W'x0); ternary: b + W'x0
+  float* phk = nullptr;       // (H): sigm(b + W'xk); ternary: b + W'xk
+  float* h = nullptr;         // (H): the hidden draw
+  float* x0 = nullptr;        // (n_rows): the image's pixels of this CTA's rows, 0 or 1
+  float* xk = nullptr;        // (n_rows): the visible draw
+  float* a = nullptr;         // (n_rows): this CTA's part of a (0 without visible bias)
+};
+
+// Carves CTA `rank`'s view from its shared memory `base` (16-byte aligned, cta_floats long).
+RBM_FUSED_HD inline Cta carve_cta(float* base, int d, int H, int cluster_ctas, int rank) {
+  Cta c;
+  const int R = rows_per_cta(d, cluster_ctas);
+  c.rank = rank;
+  c.first_row = rank * R;
+  c.n_rows = d - c.first_row < R ? (d - c.first_row > 0 ? d - c.first_row : 0) : R;
+  c.stride = row_stride(H);
+  c.image = reinterpret_cast<int64_t*>(base);
+  c.W = base + kHeaderFloats;
+  c.partials = c.W + static_cast<size_t>(R) * c.stride;
+  c.b = c.partials + 2 * H;
+  c.ph0 = c.b + H;
+  c.phk = c.ph0 + H;
+  c.h = c.phk + H;
+  c.x0 = c.h + H;
+  c.xk = c.x0 + R;
+  c.a = c.xk + R;
+  return c;
+}
+
+// partial (H) = the sum of this CTA's rows of W where x (n_rows) is 1, in row order; thread j
+// sums column j.
+RBM_FUSED_HD inline void partial_row_sums(const Cta& c, const float* x, int H, float* partial,
+                                          int thread, int threads) {
+  for (int j = thread; j < H; j += threads) {
+    float sum = 0.0f;
+    for (int i = 0; i < c.n_rows; ++i) {
+      if (x[i] != 0.0f) sum += c.W[i * c.stride + j];
+    }
+    partial[j] = sum;
+  }
+}
+
+// Roundings spelled out for the update, as the CPU reference build (x86-64-v3,
+// -ffp-contract=fast) rounds: W += lr ph is a product then a sum (the CPU stores lr ph first);
+// b += lr (ph0 - phk) is one fused multiply-add. The device's compiler would otherwise choose.
+RBM_FUSED_HD inline float add_rn(float x, float y) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(x, y);
+#else
+  return x + y;
+#endif
+}
+RBM_FUSED_HD inline float fma_rn(float x, float y, float z) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(x, y, z);
+#else
+  return std::fma(x, y, z);
+#endif
+}
+RBM_FUSED_HD inline float mul_rn(float x, float y) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(x, y);
+#else
+  return x * y;
+#endif
+}
+
+// The draw named (key, stream, phase, unit) as a uniform in (0, 1] (kernels/philox.h).
+RBM_FUSED_HD inline float uniform(uint64_t key, uint64_t stream, uint32_t phase, int unit) {
+  return philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
+}
+
+// Runs iterations [first, first + count) of single-sample CD-k, from loading W, b and a into
+// the CTAs' shared memory to storing them back. kCtas (the cluster's size) is a template
+// parameter so that the sum over the cluster's partials unrolls.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <HiddenType kType, int kCtas, class Executor>
+RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int64_t count) {
+  const int d = p.d, H = p.H;
+  const bool has_a = p.a != nullptr;
+
+  e.each_thread([&](Cta& c, int thread, int threads) {
+    for (int i = 0; i < c.n_rows; ++i) {
+      for (int j = thread; j < H; j += threads) {
+        c.W[i * c.stride + j] = p.W[static_cast<int64_t>(c.first_row + i) * H + j];
+      }
+    }
+    for (int j = thread; j < H; j += threads) c.b[j] = p.b[j];
+    for (int i = thread; i < c.n_rows; i += threads) c.a[i] = has_a ? p.a[c.first_row + i] : 0.0f;
+  });
+  e.sync_cta();
+
+  // ph (H) = sigm(b + the cluster's partials of buffer `buffer`, added in rank order): the same
+  // in every CTA. Ternary: ph = b + the partials, the pre-activation itself.
+  const auto combine_partials = [&](int buffer, bool positive) {
+    e.each_thread([&](Cta& c, int thread, int threads) {
+      float* ph = positive ? c.ph0 : c.phk;
+      for (int j = thread; j < H; j += threads) {
+        float total = 0.0f;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+        for (int rank = 0; rank < kCtas; ++rank) total += e.partials_of(c, rank)[buffer * H + j];
+        if constexpr (kType == HiddenType::ternary) {
+          ph[j] = c.b[j] + total;
+        } else {
+          ph[j] = sigmoid(c.b[j] + total);
+        }
+      }
+    });
+  };
+
+  int buffer = 0;
+  for (int64_t t = first; t < first + count; ++t) {
+    const uint64_t stream = static_cast<uint64_t>(t);
+    e.each_thread([&](Cta& c, int thread, int) {
+      if (thread == 0) {
+        const uint32_t word = philox_block(p.key, stream, train_index_phase(), 0).word[0];
+        *c.image = index_from_bits(word, static_cast<uint32_t>(p.rows));
+      }
+    });
+    e.sync_cta();
+    e.each_thread([&](Cta& c, int thread, int threads) {
+      const uint8_t* pixels = p.images + *c.image * d + c.first_row;
+      for (int i = thread; i < c.n_rows; i += threads) c.x0[i] = pixels[i] != 0 ? 1.0f : 0.0f;
+    });
+    e.sync_cta();
+
+    // Positive phase: ph0 = sigm(b + W'x0), also the first hidden draw's probabilities.
+    e.each_thread([&](Cta& c, int thread, int threads) {
+      partial_row_sums(c, c.x0, H, c.partials + buffer * H, thread, threads);
+    });
+    e.sync_cluster();
+    combine_partials(buffer, true);
+    buffer ^= 1;
+    e.sync_cta();
+
+    for (int step = 0; step < p.k; ++step) {
+      e.each_thread([&](Cta& c, int thread, int threads) {
+        const float* ph = step == 0 ? c.ph0 : c.phk;
+        for (int j = thread; j < H; j += threads) {
+          const float u = uniform(p.key, stream, train_hidden_phase(step), j);
+          if constexpr (kType == HiddenType::ternary) {
+            c.h[j] = ternary_draw(u, ph[j]);  // ph holds t here
+          } else {
+            c.h[j] = bernoulli(u, ph[j]);
+          }
+        }
+      });
+      e.sync_cta();
+      // This CTA's visible units, a thread per row: W_i h + a_i (h in {0, 1} or {-1, 0, 1}, so
+      // each product is exact; four partial sums for the latency), the sigmoid and the draw.
+      e.each_thread([&](Cta& c, int thread, int threads) {
+        for (int i = thread; i < c.n_rows; i += threads) {
+          const float* row = c.W + i * c.stride;
+          float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          int j = 0;
+          for (; j + 4 <= H; j += 4) {
+            sum[0] += row[j] * c.h[j];
+            sum[1] += row[j + 1] * c.h[j + 1];
+            sum[2] += row[j + 2] * c.h[j + 2];
+            sum[3] += row[j + 3] * c.h[j + 3];
+          }
+          for (; j < H; ++j) sum[0] += row[j] * c.h[j];
+          const float pre = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+          const float prob = sigmoid(pre + c.a[i]);
+          c.xk[i] =
+              bernoulli(uniform(p.key, stream, train_visible_phase(step), c.first_row + i), prob);
+        }
+      });
+      e.sync_cta();
+      e.each_thread([&](Cta& c, int thread, int threads) {
+        partial_row_sums(c, c.xk, H, c.partials + buffer * H, thread, threads);
+      });
+      e.sync_cluster();
+      combine_partials(buffer, false);
+      buffer ^= 1;
+      e.sync_cta();
+    }
+
+    // SGD on the CD-k gradient, in the CPU reference's order of roundings (add_rn above): W_i +=
+    // lr ph0 where x0_i = 1, then W_i += -(lr phk) where xk_i = 1; b += lr (ph0 - phk);
+    // a += lr (x0 - xk).
+    // Threads in groups of H: thread (g, j) updates column j of rows g, g + groups, ...
+    e.each_thread([&](Cta& c, int thread, int threads) {
+      const float lr = p.lr;
+      const int groups = threads >= H ? threads / H : 1;
+      for (int q = thread; q < groups * H; q += threads) {
+        const int j = q % H, group = q / H;
+        float m0 = c.ph0[j], mk = c.phk[j];
+        if constexpr (kType == HiddenType::ternary) {
+          m0 = ternary_mean(m0);
+          mk = ternary_mean(mk);
+        }
+        const float up = mul_rn(lr, m0), down = -mul_rn(lr, mk);
+        for (int i = group; i < c.n_rows; i += groups) {
+          float& w = c.W[i * c.stride + j];
+          if (c.x0[i] != 0.0f) w = add_rn(w, up);
+          if (c.xk[i] != 0.0f) w = add_rn(w, down);
+        }
+        if (group == 0) c.b[j] = fma_rn(lr, m0 - mk, c.b[j]);
+      }
+      if (has_a) {
+        for (int i = thread; i < c.n_rows; i += threads) {
+          if (c.x0[i] != 0.0f) c.a[i] = add_rn(c.a[i], lr);
+          if (c.xk[i] != 0.0f) c.a[i] = add_rn(c.a[i], -lr);
+        }
+      }
+    });
+    e.sync_cta();
+  }
+
+  e.each_thread([&](Cta& c, int thread, int threads) {
+    for (int i = 0; i < c.n_rows; ++i) {
+      for (int j = thread; j < H; j += threads) {
+        p.W[static_cast<int64_t>(c.first_row + i) * H + j] = c.W[i * c.stride + j];
+      }
+    }
+    if (c.rank == 0) {
+      for (int j = thread; j < H; j += threads) p.b[j] = c.b[j];
+    }
+    if (has_a) {
+      for (int i = thread; i < c.n_rows; i += threads) p.a[c.first_row + i] = c.a[i];
+    }
+  });
+  // No CTA may exit while another can still read its shared memory.
+  e.sync_cluster();
+}
+
+}  // namespace rbm::fused
