@@ -165,6 +165,7 @@ int run(const Options& o) {
 }  // namespace rbm
 
 int main(int argc, char** argv) {
+  rbm::bench::flush_each_line();
   rbm::Options o;
   try {
     const bool parsed = rbm::bench::parse_flags(

@@ -39,4 +39,8 @@ inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
   return true;
 }
 
+// stdout a line at a time even into a pipe or file (scripts/device_check's log): a benchmark
+// stopped by a timeout keeps every line it printed.
+inline void flush_each_line() { std::setvbuf(stdout, nullptr, _IOLBF, 0); }
+
 }  // namespace rbm::bench

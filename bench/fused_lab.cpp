@@ -1,10 +1,11 @@
 // Kernel lab of the fused single-sample CD trainer (issue 8): the variants of
 // kernels/fused_cd.cu's kernel side by side on the reference recipe (MNIST threes, H 100, CD-3,
-// lr 0.005, seed 1). Each is validated against the CPU reference (W after 200 iterations from the
-// same initial parameters) and timed (25000 iterations, median of 3, microseconds per iteration,
-// synchronized). The product runs 8 x 256; the table says what the others would change. Without
-// a usable device it says so in one line and exits 0; a variant that fails validation prints
-// FAIL and the exit status is 1.
+// lr 0.005, seed 1). Each is validated against the CPU reference (W, b and a after 200
+// iterations from the same initial parameters, without and with visible biases) and timed (25000
+// iterations, median of 3, microseconds per iteration, synchronized; the repeats must give the
+// same W). The product runs 8 x 256; the table says what the others would change. Without a
+// usable device it says so in one line and exits 0; a variant that fails validation or errs, or
+// a product the device refuses, prints FAIL and the exit status is 1.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -90,20 +91,33 @@ int run(const Options& o) {
   recipe.iters = o.iters;
   const Params start = init_params(recipe, train);
 
-  Recipe check = recipe;
-  check.seed = test::seed_clear_of_ties(train, recipe, o.validate_iters);
-  const Params check_start = init_params(check, train);
+  // Validation cases: the reference recipe, and with visible biases (a's update too).
+  struct Check {
+    Recipe recipe;
+    Params start, expected;
+  };
+  std::vector<Check> checks;
   const std::unique_ptr<Backend> cpu = make_cpu_backend();
-  const Params expected = train_from(*cpu, train, check_start, check, o.validate_iters);
+  for (const bool visible_bias : {false, true}) {
+    Check check;
+    check.recipe = recipe;
+    check.recipe.visible_bias = visible_bias;
+    check.recipe.seed = test::seed_clear_of_ties(train, check.recipe, o.validate_iters);
+    check.start = init_params(check.recipe, train);
+    check.expected = train_from(*cpu, train, check.start, check.recipe, o.validate_iters);
+    checks.push_back(check);
+  }
 
   std::printf("device: %s\n", cuda_device_description().c_str());
   std::printf(
       "reference recipe: %lld threes (%s), H %d, CD-%d, lr %g; timing %lld iterations from seed "
-      "%u, median of %d; validation %lld iterations from seed %u (every draw >= %g from its "
-      "probability): max |dW| / max |W| and max |db| / max |b| <= %g\n",
+      "%u, median of %d (the repeats must agree bit for bit); validation %lld iterations from "
+      "seeds %u and %u (with visible biases), every draw >= %g from its probability: max |dW| / "
+      "max |W|, the same of b and a, <= %g\n",
       static_cast<long long>(train.rows), split_name(o.split), recipe.hidden, recipe.k,
       static_cast<double>(recipe.lr), static_cast<long long>(o.iters), recipe.seed, o.repeats,
-      static_cast<long long>(o.validate_iters), check.seed, kMargin, kTrainRelTol);
+      static_cast<long long>(o.validate_iters), checks[0].recipe.seed, checks[1].recipe.seed,
+      kMargin, kTrainRelTol);
   std::printf("\n%-10s %-6s %11s %10s %12s\n", "variant", "valid", "rel diff", "us/iter",
               "vs 8x256");
 
@@ -111,26 +125,45 @@ int run(const Options& o) {
   double product_us = 0.0;
   for (const Variant v : kVariants) {
     const std::string name = std::to_string(v.cluster_ctas) + "x" + std::to_string(v.threads);
-    std::unique_ptr<Backend> gpu = make_variant(v);
-    std::string error;
+    const bool product = v.cluster_ctas == kProduct.cluster_ctas && v.threads == kProduct.threads;
+    std::string refused, failed;
     double diff = 0.0, us = 0.0;
     try {
-      const test::TrainedDifference d = test::trained_difference(
-          train_from(*gpu, train, check_start, check, o.validate_iters), expected, check);
-      diff = std::max(d.W, d.b);
+      std::unique_ptr<Backend> gpu = make_variant(v);
+      for (const Check& check : checks) {
+        const test::TrainedDifference d = test::trained_difference(
+            train_from(*gpu, train, check.start, check.recipe, o.validate_iters), check.expected,
+            check.recipe);
+        diff = std::max({diff, d.W, d.b, d.a});
+      }
+      // The timed runs start from the same parameters: a race would show as repeats that differ.
       std::vector<double> times;
-      for (int r = 0; r < o.repeats; ++r) times.push_back(seconds_of(*gpu, train, start, recipe));
+      std::vector<float> first_W;
+      for (int r = 0; r < o.repeats; ++r) {
+        times.push_back(seconds_of(*gpu, train, start, recipe));
+        const std::vector<float> W = gpu->get_params().W;
+        if (!all_finite(W)) failed = "W not finite after the timed run";
+        if (r == 0) first_W = W;
+        if (W != first_W) failed = "the timed repeats gave different W";
+      }
       us = 1e6 * bench::median(times) / static_cast<double>(o.iters);
     } catch (const std::invalid_argument& e) {  // the variant refused this device or shape
-      error = e.what();
+      refused = e.what();
+    } catch (const std::exception& e) {
+      failed = e.what();
     }
-    if (!error.empty()) {
-      std::printf("%-10s %-6s %s\n", name.c_str(), "SKIP", error.c_str());
+    if (!refused.empty() && !product) {
+      std::printf("%-10s %-6s %s\n", name.c_str(), "SKIP", refused.c_str());
+      continue;
+    }
+    if (!refused.empty() || !failed.empty()) {  // the product must run, and nothing may fail
+      all_valid = false;
+      std::printf("%-10s %-6s %s\n", name.c_str(), "FAIL", (refused + failed).c_str());
       continue;
     }
     const bool valid = diff <= kTrainRelTol;
     all_valid = all_valid && valid;
-    if (v.cluster_ctas == kProduct.cluster_ctas && v.threads == kProduct.threads) product_us = us;
+    if (product) product_us = us;
     std::printf("%-10s %-6s %11.3g %10.3f ", name.c_str(), valid ? "ok" : "FAIL", diff, us);
     if (product_us > 0) {
       std::printf("%11.2fx\n", product_us / us);  // > 1: faster than the product
@@ -154,6 +187,7 @@ int run(const Options&) {
 }  // namespace rbm
 
 int main(int argc, char** argv) {
+  rbm::bench::flush_each_line();
   rbm::Options o;
   try {
     const bool parsed = rbm::bench::parse_flags(

@@ -33,12 +33,23 @@ inline std::string path_from_env_or(const char* name, const char* compiled_in) {
   return value != nullptr && value[0] != '\0' ? std::string(value) : std::string(compiled_in);
 }
 
+// RBM_REQUIRE_GPU=1 (scripts/device_check sets it): a device must be usable, so a test that
+// would skip fails instead; under compute-sanitizer on a runtime it does not support, every test
+// would otherwise skip and the step pass with nothing checked.
+inline bool gpu_required() {
+  const char* value = std::getenv("RBM_REQUIRE_GPU");
+  return value != nullptr && std::string(value) == "1";
+}
+
 }  // namespace rbm::test
 
 // First statement of every GPU test.
-#define RBM_REQUIRE_CUDA_DEVICE()                                                \
-  do {                                                                           \
-    if (!::rbm::test::cuda_unusable_reason().empty()) {                          \
-      GTEST_SKIP() << "no CUDA device: " << ::rbm::test::cuda_unusable_reason(); \
-    }                                                                            \
+#define RBM_REQUIRE_CUDA_DEVICE()                                                                  \
+  do {                                                                                             \
+    if (!::rbm::test::cuda_unusable_reason().empty()) {                                            \
+      if (::rbm::test::gpu_required()) {                                                           \
+        FAIL() << "RBM_REQUIRE_GPU=1 and no CUDA device: " << ::rbm::test::cuda_unusable_reason(); \
+      }                                                                                            \
+      GTEST_SKIP() << "no CUDA device: " << ::rbm::test::cuda_unusable_reason();                   \
+    }                                                                                              \
   } while (false)
