@@ -27,8 +27,8 @@ constexpr int kProductClusterCtas = 8;
 constexpr int kProductThreads = 256;
 constexpr int kPortableClusterCtas = 8;  // beyond it: non-portable, only where the device allows
 
-size_t shared_bytes(int d, int H, int cluster_ctas) {
-  return fused::cta_floats(d, H, cluster_ctas) * sizeof(float);
+size_t shared_bytes(int d, int H, int cluster_ctas, int threads) {
+  return fused::cta_floats(d, H, cluster_ctas, threads) * sizeof(float);
 }
 
 // kernels/fused_cd_cta.h's executor on the device: this CTA's threads, its barriers, the
@@ -50,14 +50,16 @@ struct ClusterCta {
 };
 
 // The cluster's size comes with the launch (launch_variant), not __cluster_dims__: the
-// non-portable 16 needs cudaLaunchKernelEx's cluster attribute anyway.
+// non-portable 16 needs cudaLaunchKernelEx's cluster attribute anyway. Launch bounds (kThreads,
+// 1): the one cluster's CTAs have the multiprocessors to themselves, so ptxas may use every
+// register (with the default it spilled in one instantiation).
 template <HiddenType kType, int kCtas, int kThreads>
-__global__ void __launch_bounds__(kThreads) fused_cd_kernel(FusedCdArgs args) {
+__global__ void __launch_bounds__(kThreads, 1) fused_cd_kernel(FusedCdArgs args) {
   extern __shared__ float4 shared_memory[];  // 16-byte aligned, fused::cta_floats long
   cg::cluster_group cluster = cg::this_cluster();
   ClusterCta<kThreads> executor{
       fused::carve_cta(reinterpret_cast<float*>(shared_memory), args.problem.d, args.problem.H,
-                       kCtas, static_cast<int>(cluster.block_rank())),
+                       kCtas, kThreads, static_cast<int>(cluster.block_rank())),
       cluster};
   fused::run_fused_cd<kType, kCtas>(executor, args.problem, args.first_iteration, args.count);
 }
@@ -103,7 +105,7 @@ int max_active_clusters(size_t bytes) {
 
 template <int kCtas, int kThreads>
 void launch_variant(const FusedCdArgs& args, cudaStream_t stream) {
-  const size_t bytes = shared_bytes(args.problem.d, args.problem.H, kCtas);
+  const size_t bytes = shared_bytes(args.problem.d, args.problem.H, kCtas, kThreads);
   with_hidden_type(args.hidden_type, [&](auto tag) {
     constexpr HiddenType kType = decltype(tag)::value;
     set_kernel_attributes<kType, kCtas, kThreads>(bytes);
@@ -143,7 +145,7 @@ std::string fused_cd_variant_unsupported_reason(int d, int H, int cluster_ctas, 
   CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   if (major < 9) return "thread-block clusters need compute capability 9.0";
   if (d <= 0 || H <= 0) return "empty model";
-  const size_t bytes = shared_bytes(d, H, cluster_ctas);
+  const size_t bytes = shared_bytes(d, H, cluster_ctas, threads);
   if (bytes > static_cast<size_t>(max_shared)) {
     return "W's share per CTA (" + std::to_string(bytes) + " bytes) exceeds shared memory (" +
            std::to_string(max_shared) + " bytes)";

@@ -8,7 +8,8 @@
 // One cluster of C CTAs of T threads. CTA c owns rows [c R, (c + 1) R) of W (R = ceil(d / C))
 // in its shared memory, with its slice of x0, xk and a, and a copy of b. Per iteration t:
 //   pick the image (every CTA draws the same index); each CTA sums its rows of W where x0 is 1
-//   into its partial (H); cluster barrier; every CTA adds the C partials in rank order (so all
+//   into its partial (H) (its threads in column groups, each down every groups-th row, then the
+//   groups' sums added); cluster barrier; every CTA adds the C partials in rank order (so all
 //   CTAs hold identical ph0 = sigm(b + W'x0)); then k times: draw h (every CTA, identically), the
 //   CTA's rows of W h + a (a thread per row), their sigmoid and draws (units named by their
 //   global row), the partial sums of W'xk, barrier, ph = sigm(b + W'xk); finally each CTA
@@ -67,38 +68,47 @@ RBM_FUSED_HD inline int rows_per_cta(int d, int cluster_ctas) {
 // (a thread per row, all reading column j at once) hit 32 different banks.
 RBM_FUSED_HD inline int row_stride(int H) { return H | 1; }
 
+// How many groups of H threads a CTA's threads make (at least 1): the passes down W's columns
+// (the partial sums, the update) give group g rows g, g + groups, ..., so that more threads
+// than hidden units shorten each thread's walk down a column.
+RBM_FUSED_HD inline int column_groups(int threads, int H) { return threads > H ? threads / H : 1; }
+
 // One CTA's shared memory, in floats: a 16-byte header (the image index, int64), W rows
-// (R, stride), partials (2, H), b, ph0, phk, h (H each), x0, xk, a (R each).
+// (R, stride), partials (2, H), b, ph0, phk, h (H each), the column groups' sums (groups, H),
+// x0, xk, a (R each).
 constexpr int kHeaderFloats = 4;
-RBM_FUSED_HD inline size_t cta_floats(int d, int H, int cluster_ctas) {
+RBM_FUSED_HD inline size_t cta_floats(int d, int H, int cluster_ctas, int threads) {
   const size_t R = static_cast<size_t>(rows_per_cta(d, cluster_ctas));
   return kHeaderFloats + R * static_cast<size_t>(row_stride(H)) + 6 * static_cast<size_t>(H) +
-         3 * R;
+         static_cast<size_t>(column_groups(threads, H)) * H + 3 * R;
 }
 
 // One CTA's view of its shared memory (each thread holds a copy of the pointers).
 struct Cta {
-  int rank = 0, first_row = 0, n_rows = 0, stride = 0;
-  int64_t* image = nullptr;   // the iteration's image index (1)
-  float* W = nullptr;         // (n_rows, stride): rows first_row.. of W
-  float* partials = nullptr;  // (2, H): this CTA's part of W'x, double-buffered
-  float* b = nullptr;         // (H): this CTA's copy of b
-  float* ph0 = nullptr;       // (H): sigm(b + W'x0); ternary: b + W'x0
-  float* phk = nullptr;       // (H): sigm(b + W'xk); ternary: b + W'xk
-  float* h = nullptr;         // (H): the hidden draw
-  float* x0 = nullptr;        // (n_rows): the image's pixels of this CTA's rows, 0 or 1
-  float* xk = nullptr;        // (n_rows): the visible draw
-  float* a = nullptr;         // (n_rows): this CTA's part of a (0 without visible bias)
+  int rank = 0, first_row = 0, n_rows = 0, stride = 0, groups = 1;
+  int64_t* image = nullptr;     // the iteration's image index (1)
+  float* W = nullptr;           // (n_rows, stride): rows first_row.. of W
+  float* partials = nullptr;    // (2, H): this CTA's part of W'x, double-buffered
+  float* b = nullptr;           // (H): this CTA's copy of b
+  float* ph0 = nullptr;         // (H): sigm(b + W'x0); ternary: b + W'x0
+  float* phk = nullptr;         // (H): sigm(b + W'xk); ternary: b + W'xk
+  float* h = nullptr;           // (H): the hidden draw
+  float* group_sums = nullptr;  // (groups, H): each column group's part of W'x
+  float* x0 = nullptr;          // (n_rows): the image's pixels of this CTA's rows, 0 or 1
+  float* xk = nullptr;          // (n_rows): the visible draw
+  float* a = nullptr;           // (n_rows): this CTA's part of a (0 without visible bias)
 };
 
 // Carves CTA `rank`'s view from its shared memory `base` (16-byte aligned, cta_floats long).
-RBM_FUSED_HD inline Cta carve_cta(float* base, int d, int H, int cluster_ctas, int rank) {
+RBM_FUSED_HD inline Cta carve_cta(float* base, int d, int H, int cluster_ctas, int threads,
+                                  int rank) {
   Cta c;
   const int R = rows_per_cta(d, cluster_ctas);
   c.rank = rank;
   c.first_row = rank * R;
   c.n_rows = d - c.first_row < R ? (d - c.first_row > 0 ? d - c.first_row : 0) : R;
   c.stride = row_stride(H);
+  c.groups = column_groups(threads, H);
   c.image = reinterpret_cast<int64_t*>(base);
   c.W = base + kHeaderFloats;
   c.partials = c.W + static_cast<size_t>(R) * c.stride;
@@ -106,22 +116,34 @@ RBM_FUSED_HD inline Cta carve_cta(float* base, int d, int H, int cluster_ctas, i
   c.ph0 = c.b + H;
   c.phk = c.ph0 + H;
   c.h = c.phk + H;
-  c.x0 = c.h + H;
+  c.group_sums = c.h + H;
+  c.x0 = c.group_sums + static_cast<size_t>(c.groups) * H;
   c.xk = c.x0 + R;
   c.a = c.xk + R;
   return c;
 }
 
-// partial (H) = the sum of this CTA's rows of W where x (n_rows) is 1, in row order; thread j
-// sums column j.
-RBM_FUSED_HD inline void partial_row_sums(const Cta& c, const float* x, int H, float* partial,
-                                          int thread, int threads) {
-  for (int j = thread; j < H; j += threads) {
+// group_sums (groups, H): thread (g, j) sums column j of this CTA's rows g, g + groups, ...
+// where x (n_rows) is 1, in row order.
+RBM_FUSED_HD inline void column_group_sums(const Cta& c, const float* x, int H, int thread,
+                                           int threads) {
+  for (int q = thread; q < c.groups * H; q += threads) {
+    const int j = q % H, group = q / H;
     float sum = 0.0f;
-    for (int i = 0; i < c.n_rows; ++i) {
+    for (int i = group; i < c.n_rows; i += c.groups) {
       if (x[i] != 0.0f) sum += c.W[i * c.stride + j];
     }
-    partial[j] = sum;
+    c.group_sums[group * H + j] = sum;
+  }
+}
+
+// partial (H) = the column groups' sums added in group order: this CTA's part of W'x.
+RBM_FUSED_HD inline void add_group_sums(const Cta& c, int H, float* partial, int thread,
+                                        int threads) {
+  for (int j = thread; j < H; j += threads) {
+    float total = 0.0f;
+    for (int g = 0; g < c.groups; ++g) total += c.group_sums[g * H + j];
+    partial[j] = total;
   }
 }
 
@@ -197,6 +219,17 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
     });
   };
 
+  // This CTA's part of W'x (x = x0, or xk for a sample) into partials buffer `buffer`.
+  const auto partial_sums = [&](bool sample, int buffer) {
+    e.each_thread([&](Cta& c, int thread, int threads) {
+      column_group_sums(c, sample ? c.xk : c.x0, H, thread, threads);
+    });
+    e.sync_cta();
+    e.each_thread([&](Cta& c, int thread, int threads) {
+      add_group_sums(c, H, c.partials + buffer * H, thread, threads);
+    });
+  };
+
   int buffer = 0;
   for (int64_t t = first; t < first + count; ++t) {
     const uint64_t stream = static_cast<uint64_t>(t);
@@ -214,9 +247,7 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
     e.sync_cta();
 
     // Positive phase: ph0 = sigm(b + W'x0), also the first hidden draw's probabilities.
-    e.each_thread([&](Cta& c, int thread, int threads) {
-      partial_row_sums(c, c.x0, H, c.partials + buffer * H, thread, threads);
-    });
+    partial_sums(false, buffer);
     e.sync_cluster();
     combine_partials(buffer, true);
     buffer ^= 1;
@@ -256,9 +287,7 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
         }
       });
       e.sync_cta();
-      e.each_thread([&](Cta& c, int thread, int threads) {
-        partial_row_sums(c, c.xk, H, c.partials + buffer * H, thread, threads);
-      });
+      partial_sums(true, buffer);
       e.sync_cluster();
       combine_partials(buffer, false);
       buffer ^= 1;
@@ -271,7 +300,7 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
     // Threads in groups of H: thread (g, j) updates column j of rows g, g + groups, ...
     e.each_thread([&](Cta& c, int thread, int threads) {
       const float lr = p.lr;
-      const int groups = threads >= H ? threads / H : 1;
+      const int groups = c.groups;
       for (int q = thread; q < groups * H; q += threads) {
         const int j = q % H, group = q / H;
         float m0 = c.ph0[j], mk = c.phk[j];

@@ -41,8 +41,8 @@ class EmulatedCluster {
       : threads_(threads), backwards_(backwards), memory_(static_cast<size_t>(cluster_ctas)) {
     for (int rank = 0; rank < cluster_ctas; ++rank) {
       std::vector<float>& memory = memory_[static_cast<size_t>(rank)];
-      memory.assign(fused::cta_floats(d, H, cluster_ctas), 0.0f);
-      ctas_.push_back(fused::carve_cta(memory.data(), d, H, cluster_ctas, rank));
+      memory.assign(fused::cta_floats(d, H, cluster_ctas, threads), 0.0f);
+      ctas_.push_back(fused::carve_cta(memory.data(), d, H, cluster_ctas, threads, rank));
       // Everything after the image index's header is NaN until the kernel writes it.
       std::fill(memory.begin() + fused::kHeaderFloats, memory.end(), std::nanf(""));
     }
