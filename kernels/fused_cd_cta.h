@@ -11,12 +11,12 @@
 //   into its partial (H) (its threads in column groups, each down every groups-th row, then the
 //   groups' sums added); cluster barrier; every CTA adds the C partials in rank order (so all
 //   CTAs hold identical ph0 = sigm(b + W'x0)); then k times: draw h (every CTA, identically), the
-//   CTA's rows of W h + a (a thread per row), their sigmoid and draws (units named by their
-//   global row), the partial sums of W'xk, barrier, ph = sigm(b + W'xk); finally each CTA
-//   updates its rows of W and a, and its copy of b (identically everywhere). The partials are
-//   double-buffered, so one cluster barrier per hidden layer suffices: a CTA writes buffer p
-//   again only after the next barrier, which no CTA reaches before it has finished reading
-//   buffer p.
+//   CTA's rows of W h + a (row groups of threads, then the groups' sums added), their sigmoid
+//   and draws (units named by their global row), the partial sums of W'xk, barrier, ph = sigm(b +
+//   W'xk); finally each CTA updates its rows of W and a, and its copy of b (identically
+//   everywhere). The partials are double-buffered, so one cluster barrier per hidden layer
+//   suffices: a CTA writes buffer p again only after the next barrier, which no CTA reaches before
+//   it has finished reading buffer p.
 // Ternary hidden units: ph0 and phk hold the pre-activations t = b + W'x while the chain runs
 // (the ternary draw needs t, not a probability); the update takes G(t) from them.
 //
@@ -65,7 +65,7 @@ RBM_FUSED_HD inline int rows_per_cta(int d, int cluster_ctas) {
 }
 
 // W's row stride in shared memory: H rounded up to odd, so that the visible pass's threads
-// (a thread per row, all reading column j at once) hit 32 different banks.
+// (a row group's threads, one per row, all reading column j at once) hit 32 different banks.
 RBM_FUSED_HD inline int row_stride(int H) { return H | 1; }
 
 // How many groups of H threads a CTA's threads make (at least 1): the passes down W's columns
@@ -73,19 +73,27 @@ RBM_FUSED_HD inline int row_stride(int H) { return H | 1; }
 // than hidden units shorten each thread's walk down a column.
 RBM_FUSED_HD inline int column_groups(int threads, int H) { return threads > H ? threads / H : 1; }
 
+// Likewise along W's rows (the visible pass): groups of R threads, group g summing the units
+// g, g + groups, ... of a row.
+RBM_FUSED_HD inline int row_groups(int threads, int R) { return threads > R ? threads / R : 1; }
+
 // One CTA's shared memory, in floats: a 16-byte header (the image index, int64), W rows
 // (R, stride), partials (2, H), b, ph0, phk, h (H each), the column groups' sums (groups, H),
-// x0, xk, a (R each).
+// the row groups' sums (groups, R), x0, xk, a (R each).
 constexpr int kHeaderFloats = 4;
 RBM_FUSED_HD inline size_t cta_floats(int d, int H, int cluster_ctas, int threads) {
   const size_t R = static_cast<size_t>(rows_per_cta(d, cluster_ctas));
   return kHeaderFloats + R * static_cast<size_t>(row_stride(H)) + 6 * static_cast<size_t>(H) +
-         static_cast<size_t>(column_groups(threads, H)) * H + 3 * R;
+         static_cast<size_t>(column_groups(threads, H)) * H +
+         static_cast<size_t>(row_groups(threads, static_cast<int>(R))) * R + 3 * R;
 }
 
 // One CTA's view of its shared memory (each thread holds a copy of the pointers).
 struct Cta {
-  int rank = 0, first_row = 0, n_rows = 0, stride = 0, groups = 1;
+  int rank = 0, first_row = 0, n_rows = 0, stride = 0;
+  int R = 0;                    // rows per CTA (n_rows, but for the last CTAs)
+  int groups = 1;               // column groups (column_groups)
+  int row_groups = 1;           // row groups (row_groups)
   int64_t* image = nullptr;     // the iteration's image index (1)
   float* W = nullptr;           // (n_rows, stride): rows first_row.. of W
   float* partials = nullptr;    // (2, H): this CTA's part of W'x, double-buffered
@@ -94,6 +102,7 @@ struct Cta {
   float* phk = nullptr;         // (H): sigm(b + W'xk); ternary: b + W'xk
   float* h = nullptr;           // (H): the hidden draw
   float* group_sums = nullptr;  // (groups, H): each column group's part of W'x
+  float* row_sums = nullptr;    // (row_groups, R): each row group's part of W h
   float* x0 = nullptr;          // (n_rows): the image's pixels of this CTA's rows, 0 or 1
   float* xk = nullptr;          // (n_rows): the visible draw
   float* a = nullptr;           // (n_rows): this CTA's part of a (0 without visible bias)
@@ -108,7 +117,9 @@ RBM_FUSED_HD inline Cta carve_cta(float* base, int d, int H, int cluster_ctas, i
   c.first_row = rank * R;
   c.n_rows = d - c.first_row < R ? (d - c.first_row > 0 ? d - c.first_row : 0) : R;
   c.stride = row_stride(H);
+  c.R = R;
   c.groups = column_groups(threads, H);
+  c.row_groups = row_groups(threads, R);
   c.image = reinterpret_cast<int64_t*>(base);
   c.W = base + kHeaderFloats;
   c.partials = c.W + static_cast<size_t>(R) * c.stride;
@@ -117,7 +128,8 @@ RBM_FUSED_HD inline Cta carve_cta(float* base, int d, int H, int cluster_ctas, i
   c.phk = c.ph0 + H;
   c.h = c.phk + H;
   c.group_sums = c.h + H;
-  c.x0 = c.group_sums + static_cast<size_t>(c.groups) * H;
+  c.row_sums = c.group_sums + static_cast<size_t>(c.groups) * H;
+  c.x0 = c.row_sums + static_cast<size_t>(c.row_groups) * R;
   c.xk = c.x0 + R;
   c.a = c.xk + R;
   return c;
@@ -266,21 +278,33 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
         }
       });
       e.sync_cta();
-      // This CTA's visible units, a thread per row: W_i h + a_i (h in {0, 1} or {-1, 0, 1}, so
-      // each product is exact; four partial sums for the latency), the sigmoid and the draw.
+      // This CTA's visible units in two phases. Thread (g, i) of the row groups sums W_ij h_j
+      // over j = g, g + groups, ... (h in {0, 1} or {-1, 0, 1}, so each product is exact; four
+      // running sums for the latency); then thread i adds the groups' sums in group order, a_i,
+      // and draws x_i from the sigmoid.
+      e.each_thread([&](Cta& c, int thread, int threads) {
+        const int G = c.row_groups;
+        for (int q = thread; q < G * c.R; q += threads) {
+          const int i = q % c.R, group = q / c.R;
+          if (i >= c.n_rows) continue;
+          const float* row = c.W + i * c.stride;
+          float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+          int j = group;
+          for (; j + 3 * G < H; j += 4 * G) {
+            s0 += row[j] * c.h[j];
+            s1 += row[j + G] * c.h[j + G];
+            s2 += row[j + 2 * G] * c.h[j + 2 * G];
+            s3 += row[j + 3 * G] * c.h[j + 3 * G];
+          }
+          for (; j < H; j += G) s0 += row[j] * c.h[j];
+          c.row_sums[group * c.R + i] = (s0 + s1) + (s2 + s3);
+        }
+      });
+      e.sync_cta();
       e.each_thread([&](Cta& c, int thread, int threads) {
         for (int i = thread; i < c.n_rows; i += threads) {
-          const float* row = c.W + i * c.stride;
-          float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          int j = 0;
-          for (; j + 4 <= H; j += 4) {
-            sum[0] += row[j] * c.h[j];
-            sum[1] += row[j + 1] * c.h[j + 1];
-            sum[2] += row[j + 2] * c.h[j + 2];
-            sum[3] += row[j + 3] * c.h[j + 3];
-          }
-          for (; j < H; ++j) sum[0] += row[j] * c.h[j];
-          const float pre = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+          float pre = 0.0f;
+          for (int g = 0; g < c.row_groups; ++g) pre += c.row_sums[g * c.R + i];
           const float prob = sigmoid(pre + c.a[i]);
           c.xk[i] =
               bernoulli(uniform(p.key, stream, train_visible_phase(step), c.first_row + i), prob);
