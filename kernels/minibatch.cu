@@ -20,8 +20,9 @@ namespace rbm::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-// Device memory the sampler leaves free for cuBLAS and the rest of the process.
-constexpr size_t kSamplerMemoryMargin = size_t{256} << 20;
+// Device memory the sampler and minibatch training leave free for cuBLAS and the rest of the
+// process.
+constexpr size_t kMemoryMargin = size_t{256} << 20;
 
 // Blocks for a grid-stride loop over `work` items.
 unsigned grid_for(int64_t work) {
@@ -204,6 +205,16 @@ class MathMode {
   cublasMath_t previous_ = CUBLAS_DEFAULT_MATH;
 };
 
+// Device bytes of MinibatchTrainer::train's buffers: the velocities and the gradient (2 d H +
+// H + d), X0 (B, d), Q0 (B, H), Qk and Hs (N, H), and the negative phase's states: PCD's chains
+// (N, d) and their start images (N), or CD's Xk (B, d).
+size_t minibatch_bytes(int64_t B, int64_t N, int d, int H, bool pcd) {
+  const size_t b = static_cast<size_t>(B), n = static_cast<size_t>(N);
+  const size_t D = static_cast<size_t>(d), h = static_cast<size_t>(H);
+  const size_t floats = 2 * D * h + h + D + b * (D + h) + 2 * n * h + (pcd ? n * D : b * D);
+  return floats * sizeof(float) + (pcd ? n * sizeof(uint32_t) : 0);
+}
+
 void check_rows(int64_t rows, const char* what) {
   if (rows > INT_MAX)
     throw InputError(std::string(what) + ": more rows than cuBLAS takes (2^31 - 1)");
@@ -246,12 +257,12 @@ void gibbs_host_states(const ModelView& v, std::vector<uint8_t>& states, int64_t
   const size_t bytes = sampler_bytes(batch, d, v.H, options.packed);
   size_t free_bytes = 0, total_bytes = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  if (bytes + kSamplerMemoryMargin > free_bytes) {
-    throw InputError(
-        "sample: " + std::to_string(batch) + " chains at once need " + std::to_string(bytes >> 20) +
-        " MiB of device memory ((d + H) floats and the " + "state per chain) and " +
-        std::to_string(free_bytes >> 20) + " MiB are free (with " +
-        std::to_string(kSamplerMemoryMargin >> 20) + " MiB kept back): use fewer chains");
+  if (bytes + kMemoryMargin > free_bytes) {
+    throw InputError("sample: " + std::to_string(batch) + " chains at once need " +
+                     std::to_string(bytes >> 20) +
+                     " MiB of device memory ((d + H) floats and the " + "state per chain) and " +
+                     std::to_string(free_bytes >> 20) + " MiB are free (with " +
+                     std::to_string(kMemoryMargin >> 20) + " MiB kept back): use fewer chains");
   }
   const int row_bytes = options.packed ? (d + 7) / 8 : d;
   DeviceBuffer<float> X(static_cast<size_t>(batch) * d), Hs(static_cast<size_t>(batch) * v.H);
@@ -343,6 +354,23 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
   if (recipe.pcd && n_chains_ != 0 && n_chains_ != N) {
     throw InputError("train_minibatch: the backend holds " + std::to_string(n_chains_) +
                      " PCD chains, the recipe asks for " + std::to_string(N));
+  }
+  // Refused before allocating, with what it needs: the allocations below grow the buffers
+  // already held to this recipe's sizes.
+  const size_t need = minibatch_bytes(B, N, d, H, recipe.pcd);
+  const size_t held = vW_.bytes() + vb_.bytes() + va_.bytes() + G_.bytes() + X0_.bytes() +
+                      Q0_.bytes() + Qk_.bytes() + Hs_.bytes() + Xk_.bytes() + chains_.bytes() +
+                      chain_images_.bytes();
+  if (need > held) {
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (need - held + kMemoryMargin > free_bytes) {
+      throw InputError("train_minibatch: a batch of " + std::to_string(B) + " and " +
+                       std::to_string(N) + " negative chains need " + std::to_string(need >> 20) +
+                       " MiB of device memory and " + std::to_string(free_bytes >> 20) +
+                       " MiB are free (with " + std::to_string(kMemoryMargin >> 20) +
+                       " MiB kept back): use a smaller --batch or --chains");
+    }
   }
   const cudaStream_t s = v.stream;
   const size_t dH = static_cast<size_t>(d) * H;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "host/backend.hpp"
@@ -153,9 +154,10 @@ TEST(CudaMinibatch, PiecesAndTrainingStateRoundTrip) {
 // The sampler against the CPU's, chain by chain, on an MNIST-sized model (noisy rings: every pixel
 // live): the same draws give the same states except where a uniform falls within float rounding
 // (~1e-7) of its probability. A chain makes 3 x (784 + 100) draws, so ~3e-4 of chains are
-// expected to differ; at most 1% (10 of 1000) has a Poisson tail below 1e-15. Batches of 384 check that the chain index names the draws (a chain
-// named wrongly differs in almost every state); packed transfers must not change a bit. Ternary
-// hidden units too (two thresholds per hidden draw, still well under 1% of chains).
+// expected to differ; at most 1% (10 of 1000) has a Poisson tail below 1e-15. Batches of 384 check
+// that the chain index names the draws (a chain named wrongly differs in almost every state);
+// packed transfers must not change a bit. Ternary hidden units too (two thresholds per hidden draw,
+// still well under 1% of chains).
 TEST(CudaSampler, ChainsMatchCpu) {
   RBM_REQUIRE_CUDA_DEVICE();
   for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
@@ -213,6 +215,29 @@ TEST(CudaSampler, RefusesChainsThatDoNotFit) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("MiB of device memory"), std::string::npos) << e.what();
   }
+}
+
+// Training asks for its memory before allocating: 1e8 PCD chains of 784 pixels (the CLI's
+// largest --chains) need ~390 GB, more than any device; refused with what it needs, and the
+// backend trains a recipe that fits afterwards.
+TEST(CudaMinibatch, RefusesChainsThatDoNotFit) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const Dataset data = patterned_images(784, 20, 1);
+  const Params start = test::random_params(784, 100, 0.01f, 3, /*visible_bias=*/true);
+  const std::unique_ptr<Backend> gpu = make_cuda_backend();
+  gpu->stage(data);
+  gpu->set_params(start);
+  Recipe recipe = full_recipe(true, 1);
+  recipe.chains = 100'000'000;
+  try {
+    gpu->train_minibatch(recipe, 0, 1);
+    ADD_FAILURE() << "1e8 PCD chains of 784 pixels were not refused";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("MiB of device memory"), std::string::npos) << e.what();
+  }
+  recipe.chains = 10;
+  gpu->train_minibatch(recipe, 0, 2);
+  EXPECT_NE(gpu->get_params().W, start.W);
 }
 
 // The size: a million chains of an MNIST model, all resident at once.
