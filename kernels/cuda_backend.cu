@@ -34,8 +34,6 @@ using cuda::DeviceBuffer;
 // A user-owned cuBLAS workspace (NVIDIA's recommended size for Hopper), so that cuBLAS allocates
 // nothing while a graph is being captured.
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
-// Device memory that AIS leaves free for cuBLAS and the rest of the process.
-constexpr size_t kAisMemoryMargin = size_t{256} << 20;
 
 // What a captured iteration bakes in besides the buffers: the draws' key, the step size, k.
 struct StepConfig {
@@ -214,14 +212,8 @@ class CudaBackend final : public Backend {
     const size_t bytes =
         static_cast<size_t>(runs) * (2 * (d + H) * sizeof(float) + sizeof(double)) +
         static_cast<size_t>(d) * (sizeof(float) + sizeof(double));
-    size_t free_bytes = 0, total_bytes = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    if (bytes + kAisMemoryMargin > free_bytes) {
-      throw InputError(
-          "AIS with " + std::to_string(runs) + " runs needs " + std::to_string(bytes >> 20) +
-          " MiB of device memory and " + std::to_string(free_bytes >> 20) + " MiB are free (with " +
-          std::to_string(kAisMemoryMargin >> 20) + " MiB kept back): lower --ais-runs");
-    }
+    cuda::require_free_device_memory(bytes, "AIS with " + std::to_string(runs) + " runs needs",
+                                     "lower --ais-runs");
     DeviceBuffer<float> x(static_cast<size_t>(runs) * d), hw(static_cast<size_t>(runs) * d);
     DeviceBuffer<float> xw(static_cast<size_t>(runs) * H), h(static_cast<size_t>(runs) * H);
     DeviceBuffer<double> log_w(static_cast<size_t>(runs));

@@ -9,9 +9,11 @@
 #include <cstddef>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
+#include "host/errors.hpp"
 #include "kernels/cuda_check.cuh"
 
 namespace rbm::cuda {
@@ -178,5 +180,22 @@ struct GraphExecDeleter {
 };
 using Graph = std::unique_ptr<std::remove_pointer_t<cudaGraph_t>, GraphDeleter>;
 using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
+
+// Device memory a request leaves free for cuBLAS and the rest of the process.
+constexpr size_t kMemoryMargin = size_t{256} << 20;
+
+// Refuses a request before it allocates: unless `bytes` more fit in the free device memory less
+// kMemoryMargin, throws InputError "<request> N MiB of device memory and F MiB are free (with
+// M MiB kept back): <advice>", request saying who needs it ("AIS with 100 runs needs").
+inline void require_free_device_memory(size_t bytes, const std::string& request,
+                                       const std::string& advice) {
+  size_t free_bytes = 0, total_bytes = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  if (bytes + kMemoryMargin > free_bytes) {
+    throw InputError(request + " " + std::to_string(bytes >> 20) + " MiB of device memory and " +
+                     std::to_string(free_bytes >> 20) + " MiB are free (with " +
+                     std::to_string(kMemoryMargin >> 20) + " MiB kept back): " + advice);
+  }
+}
 
 }  // namespace rbm::cuda

@@ -20,9 +20,6 @@ namespace rbm::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-// Device memory the sampler and minibatch training leave free for cuBLAS and the rest of the
-// process.
-constexpr size_t kMemoryMargin = size_t{256} << 20;
 
 // Blocks for a grid-stride loop over `work` items.
 unsigned grid_for(int64_t work) {
@@ -255,15 +252,10 @@ void gibbs_host_states(const ModelView& v, std::vector<uint8_t>& states, int64_t
       options.batch_chains > 0 ? std::min(n_chains, options.batch_chains) : n_chains;
   check_rows(batch, "sample");
   const size_t bytes = sampler_bytes(batch, d, v.H, options.packed);
-  size_t free_bytes = 0, total_bytes = 0;
-  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  if (bytes + kMemoryMargin > free_bytes) {
-    throw InputError("sample: " + std::to_string(batch) + " chains at once need " +
-                     std::to_string(bytes >> 20) +
-                     " MiB of device memory ((d + H) floats and the " + "state per chain) and " +
-                     std::to_string(free_bytes >> 20) + " MiB are free (with " +
-                     std::to_string(kMemoryMargin >> 20) + " MiB kept back): use fewer chains");
-  }
+  require_free_device_memory(bytes,
+                             "sample: " + std::to_string(batch) +
+                                 " chains at once ((d + H) floats and the state per chain) need",
+                             "use fewer chains");
   const int row_bytes = options.packed ? (d + 7) / 8 : d;
   DeviceBuffer<float> X(static_cast<size_t>(batch) * d), Hs(static_cast<size_t>(batch) * v.H);
   DeviceBuffer<uint8_t> transfer(static_cast<size_t>(batch) * row_bytes);
@@ -362,15 +354,11 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
                       Q0_.bytes() + Qk_.bytes() + Hs_.bytes() + Xk_.bytes() + chains_.bytes() +
                       chain_images_.bytes();
   if (need > held) {
-    size_t free_bytes = 0, total_bytes = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    if (need - held + kMemoryMargin > free_bytes) {
-      throw InputError("train_minibatch: a batch of " + std::to_string(B) + " and " +
-                       std::to_string(N) + " negative chains need " + std::to_string(need >> 20) +
-                       " MiB of device memory and " + std::to_string(free_bytes >> 20) +
-                       " MiB are free (with " + std::to_string(kMemoryMargin >> 20) +
-                       " MiB kept back): use a smaller --batch or --chains");
-    }
+    require_free_device_memory(need - held,
+                               "train_minibatch: a batch of " + std::to_string(B) + " and " +
+                                   std::to_string(N) + " negative chains need" +
+                                   (held > 0 ? " (beyond the buffers held)" : ""),
+                               "use a smaller --batch or --chains");
   }
   const cudaStream_t s = v.stream;
   const size_t dH = static_cast<size_t>(d) * H;
