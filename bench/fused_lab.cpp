@@ -53,14 +53,6 @@ constexpr Variant kProduct = {8, 256};
 using test::kMargin;
 using test::kTrainRelTol;
 
-Params train_from(Backend& backend, const Dataset& train, const Params& start, const Recipe& recipe,
-                  int64_t iterations) {
-  backend.stage(train);
-  backend.set_params(start);
-  backend.train_cd(recipe, 0, iterations);
-  return backend.get_params();
-}
-
 // Seconds of `iters` iterations after a 100-iteration warm-up; get_params() waits for the device.
 double seconds_of(Backend& backend, const Dataset& train, const Params& start,
                   const Recipe& recipe) {
@@ -104,7 +96,8 @@ int run(const Options& o) {
     check.recipe.visible_bias = visible_bias;
     check.recipe.seed = test::seed_clear_of_ties(train, check.recipe, o.validate_iters);
     check.start = init_params(check.recipe, train);
-    check.expected = train_from(*cpu, train, check.start, check.recipe, o.validate_iters);
+    check.expected =
+        test::train_in_pieces(*cpu, train, check.start, check.recipe, {o.validate_iters});
     checks.push_back(check);
   }
 
@@ -132,8 +125,8 @@ int run(const Options& o) {
       std::unique_ptr<Backend> gpu = make_variant(v);
       for (const Check& check : checks) {
         const test::TrainedDifference d = test::trained_difference(
-            train_from(*gpu, train, check.start, check.recipe, o.validate_iters), check.expected,
-            check.recipe);
+            test::train_in_pieces(*gpu, train, check.start, check.recipe, {o.validate_iters}),
+            check.expected, check.recipe);
         diff = std::max({diff, d.W, d.b, d.a});
       }
       // The timed runs start from the same parameters: a race would show as repeats that differ.

@@ -145,6 +145,20 @@ constexpr double kTrainRelTol = 1e-5;
 // deterministic.
 constexpr double kMargin = 2e-6;
 
+// `start` trained by `backend` on `data`: iterations [0, sum of pieces) of single-sample CD, one
+// train_cd call per piece.
+inline Params train_in_pieces(Backend& backend, const Dataset& data, const Params& start,
+                              const Recipe& recipe, const std::vector<int64_t>& pieces) {
+  backend.stage(data);
+  backend.set_params(start);
+  int64_t t = 0;
+  for (const int64_t count : pieces) {
+    backend.train_cd(recipe, t, count);
+    t += count;
+  }
+  return backend.get_params();
+}
+
 // The first seed from recipe.seed on whose CPU trajectory (`iterations` long) every draw keeps
 // kMargin; throws when none of 200 does.
 inline uint32_t seed_clear_of_ties(const Dataset& data, Recipe recipe, int64_t iterations) {

@@ -127,15 +127,6 @@ Params train_emulated(const Dataset& data, const Params& start, const Recipe& re
   return params;
 }
 
-Params train_cpu(const Dataset& data, const Params& start, const Recipe& recipe,
-                 int64_t iterations) {
-  const std::unique_ptr<Backend> cpu = make_cpu_backend();
-  cpu->stage(data);
-  cpu->set_params(start);
-  cpu->train_cd(recipe, 0, iterations);
-  return cpu->get_params();
-}
-
 // rows images of d pixels, each on with probability `density`.
 Dataset random_images(int d, int64_t rows, double density, uint64_t seed) {
   Dataset data;
@@ -156,7 +147,7 @@ Params expect_matches_cpu(const Dataset& data, Recipe recipe, Cluster cluster, i
   recipe.seed = 20240;
   recipe.seed = test::seed_clear_of_ties(data, recipe, iterations);
   const Params start = init_params(recipe, data);
-  const Params want = train_cpu(data, start, recipe, iterations);
+  const Params want = test::train_in_pieces(*make_cpu_backend(), data, start, recipe, {iterations});
   const Params got = train_emulated(data, start, recipe, cluster, false, {iterations});
   EXPECT_GT(test::max_abs_diff(want.W, start.W), 0.0) << "the CPU reference did not train";
   const test::TrainedDifference diff = test::trained_difference(got, want, recipe);

@@ -37,18 +37,6 @@ bool mnist_present(const std::string& dir) {
   return true;
 }
 
-Params train(Backend& backend, const Dataset& data, const Params& start, const Recipe& recipe,
-             const std::vector<int64_t>& pieces) {
-  backend.stage(data);
-  backend.set_params(start);
-  int64_t t = 0;
-  for (const int64_t count : pieces) {
-    backend.train_cd(recipe, t, count);
-    t += count;
-  }
-  return backend.get_params();
-}
-
 // The engines are compared over kIterations on a seed clear of ties (tests/cd_reference.hpp's
 // kTrainRelTol and kMargin say why).
 constexpr int64_t kIterations = 50;
@@ -66,7 +54,7 @@ void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias,
   const Params start = init_params(recipe, data);
   const std::vector<int64_t> pieces = {kIterations};
   const std::unique_ptr<Backend> cpu = make_cpu_backend();
-  const Params expected = train(*cpu, data, start, recipe, pieces);
+  const Params expected = test::train_in_pieces(*cpu, data, start, recipe, pieces);
   ASSERT_GT(max_abs_diff(expected.W, start.W), 0.0) << "the CPU reference did not train";
   const struct {
     const char* name;
@@ -77,7 +65,7 @@ void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias,
   for (const auto& engine : engines) {
     SCOPED_TRACE(engine.name);
     const std::unique_ptr<Backend> gpu = make_cuda_backend(engine.options);
-    const Params got = train(*gpu, data, start, recipe, pieces);
+    const Params got = test::train_in_pieces(*gpu, data, start, recipe, pieces);
     ASSERT_EQ(got.W.size(), expected.W.size());
     ASSERT_EQ(got.b.size(), expected.b.size());
     ASSERT_EQ(got.a.size(), expected.a.size());
@@ -130,10 +118,10 @@ TEST(CudaBackend, FusedInPiecesEqualsOneCall) {
     const std::unique_ptr<Backend> whole = make_cuda_backend({.engine = CudaEngine::fused});
     const std::unique_ptr<Backend> pieces = make_cuda_backend({.engine = CudaEngine::fused});
     const bool binary = type == HiddenType::binary;
-    const Params a = train(*whole, data, start, recipe, {binary ? 200 : 50});
-    const Params b =
-        train(*pieces, data, start, recipe,
-              binary ? std::vector<int64_t>{1, 77, 122} : std::vector<int64_t>{1, 20, 29});
+    const Params a = test::train_in_pieces(*whole, data, start, recipe, {binary ? 200 : 50});
+    const Params b = test::train_in_pieces(
+        *pieces, data, start, recipe,
+        binary ? std::vector<int64_t>{1, 77, 122} : std::vector<int64_t>{1, 20, 29});
     EXPECT_EQ(a.W, b.W);
     EXPECT_EQ(a.b, b.b);
     EXPECT_EQ(a.a, b.a);
@@ -157,7 +145,7 @@ TEST(CudaBackend, GraphAndNoGraphAgreeExactly) {
 
   const auto run = [&](bool use_graph, const std::vector<int64_t>& pieces) {
     const std::unique_ptr<Backend> gpu = make_cuda_backend(CudaOptions{.use_graph = use_graph});
-    Params params = train(*gpu, data, start, recipe, pieces);
+    Params params = test::train_in_pieces(*gpu, data, start, recipe, pieces);
     gpu->set_params(params);  // same shapes: a captured graph stays valid
     gpu->train_cd(faster, 50, 7);
     gpu->train_cd(recipe, 57, 3);
