@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -152,12 +153,22 @@ class CudaBackend final : public Backend {
         // cuBLAS pick its own before the capture.
         enqueue_iteration(config);
         ++done;
-        capture_iteration(config);
+        try {
+          capture_iteration(config);
+        } catch (const std::runtime_error& e) {
+          // The graph only saves launch latency. The warm-up iteration stays applied and the
+          // rest run as plain launches, so the iteration count stays right; a device fault
+          // behind the failure resurfaces at the next check.
+          std::fprintf(stderr, "rbm_cuda: CUDA graph capture failed, using plain launches: %s\n",
+                       e.what());
+          options_.use_graph = false;
+        }
       }
-      for (; done < count; ++done) CUDA_CHECK(cudaGraphLaunch(graph_.get(), s));
-    } else {
-      for (; done < count; ++done) enqueue_iteration(config);
+      if (options_.use_graph) {
+        for (; done < count; ++done) CUDA_CHECK(cudaGraphLaunch(graph_.get(), s));
+      }
     }
+    for (; done < count; ++done) enqueue_iteration(config);
     stream_.synchronize();
   }
 
