@@ -147,26 +147,24 @@ class CudaBackend final : public Backend {
     }
     cuda::launch_set_counter(counter_.data(), first_iteration, s);
     int64_t done = 0;
+    if (options_.use_graph && !(graph_ && graph_config_ == config)) {
+      // Warm-up: a real iteration (t = first_iteration) that also loads every kernel and lets
+      // cuBLAS pick its own before the capture.
+      enqueue_iteration(config);
+      ++done;
+      try {
+        capture_iteration(config);
+      } catch (const std::runtime_error& e) {
+        // The graph only saves launch latency. The warm-up iteration stays applied and the rest
+        // run as plain launches, so the iteration count stays right; a device fault behind the
+        // failure resurfaces at the next check.
+        std::fprintf(stderr, "rbm_cuda: CUDA graph capture failed, using plain launches: %s\n",
+                     e.what());
+        options_.use_graph = false;
+      }
+    }
     if (options_.use_graph) {
-      if (!graph_ || !(graph_config_ == config)) {
-        // Warm-up: a real iteration (t = first_iteration) that also loads every kernel and lets
-        // cuBLAS pick its own before the capture.
-        enqueue_iteration(config);
-        ++done;
-        try {
-          capture_iteration(config);
-        } catch (const std::runtime_error& e) {
-          // The graph only saves launch latency. The warm-up iteration stays applied and the
-          // rest run as plain launches, so the iteration count stays right; a device fault
-          // behind the failure resurfaces at the next check.
-          std::fprintf(stderr, "rbm_cuda: CUDA graph capture failed, using plain launches: %s\n",
-                       e.what());
-          options_.use_graph = false;
-        }
-      }
-      if (options_.use_graph) {
-        for (; done < count; ++done) CUDA_CHECK(cudaGraphLaunch(graph_.get(), s));
-      }
+      for (; done < count; ++done) CUDA_CHECK(cudaGraphLaunch(graph_.get(), s));
     }
     for (; done < count; ++done) enqueue_iteration(config);
     stream_.synchronize();
