@@ -316,7 +316,7 @@ class CpuBackend final : public Backend {
           pre_hk_(model_.hidden_type == HiddenType::ternary ? model_.Hp : 0),
           pre_v_(model_.d),
           prob_v_(model_.d),
-          uniforms_(model_.d),
+          uniforms_(std::max(model_.d, model_.Hp)),
           delta_(model_.Hp) {
       for (auto& active : active_k_) active.resize(static_cast<size_t>(model_.d));
     }
@@ -434,12 +434,13 @@ class CpuBackend final : public Backend {
     const Recipe& recipe_;
     const std::vector<int> shards_;
     SpinBarrier* const barrier_;
-    std::vector<float> b_;                          // (Hp)
-    std::vector<float> prob_h0_, prob_hk_, h_;      // (Hp)
-    std::vector<float> pre_h0_, pre_hk_;            // (Hp) ternary: the pre-activations t
-    std::vector<float> pre_v_, prob_v_, uniforms_;  // (d)
-    std::vector<float> delta_;                      // (Hp)
-    std::vector<int> active_k_[kShards];            // drawn ones of x_k, per shard
+    std::vector<float> b_;                      // (Hp)
+    std::vector<float> prob_h0_, prob_hk_, h_;  // (Hp)
+    std::vector<float> pre_h0_, pre_hk_;        // (Hp) ternary: the pre-activations t
+    std::vector<float> pre_v_, prob_v_;         // (d)
+    std::vector<float> uniforms_;               // (max(d, Hp)): one layer's draws
+    std::vector<float> delta_;                  // (Hp)
+    std::vector<int> active_k_[kShards];        // drawn ones of x_k, per shard
     int n_active_k_[kShards] = {0, 0};
   };
 

@@ -94,8 +94,8 @@ TEST(CpuKernels, ZeroModelMakesEveryUnitOneWithProbabilityHalf) {
   }
 }
 
-void expect_one_iteration_is_the_cd_formula(HiddenType type) {
-  Params start = test::random_params(6, 3, 1.0f, 21, /*visible_bias=*/true);
+void expect_one_iteration_is_the_cd_formula(HiddenType type, int hidden = 3) {
+  Params start = test::random_params(6, hidden, 1.0f, 21, /*visible_bias=*/true);
   start.hidden_type = type;
   const Dataset data = test::bit_images(6, {0b101101, 0b010011, 0b111000});
   std::unique_ptr<Backend> backend = make_cpu_backend();
@@ -131,6 +131,12 @@ TEST(CpuBackend, OneIterationIsTheCdFormula) {
 // Ternary hidden units (design.md): ternary draws from the same uniforms, G(t) for sigm(t).
 TEST(CpuBackend, OneIterationIsTheCdFormulaForTernaryHiddenUnits) {
   expect_one_iteration_is_the_cd_formula(HiddenType::ternary);
+}
+// More hidden than visible units (H 20 > d 6): the hidden draws' uniforms once overran a buffer
+// sized d (rbm_cpu --hidden 1000 crashed); under AddressSanitizer this test catches that too.
+TEST(CpuBackend, OneIterationIsTheCdFormulaWithMoreHiddenThanVisibleUnits) {
+  expect_one_iteration_is_the_cd_formula(HiddenType::binary, 20);
+  expect_one_iteration_is_the_cd_formula(HiddenType::ternary, 20);
 }
 
 TEST(CpuBackend, TrainingInPiecesEqualsOneCall) {
