@@ -404,11 +404,11 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
       r.weight_decay = static_cast<float>(decay);
       r.lr_decay = lr_decay == "linear" ? LrDecay::linear : LrDecay::none;
     }
-    // The checkpoint's state must be the recipe's: velocities only with momentum, chains only
-    // with PCD (set_training_state checks the shapes against the model).
-    const TrainingState& state = checkpoint.state;
-    if (!state.vW.empty() && r.momentum == 0.0f) bad_run_json(dir, "vW.npy without momentum");
-    if (state.n_chains > 0 && !r.pcd) bad_run_json(dir, "chains.npy without recipe.pcd");
+    // The checkpoint's state must be the recipe's: chains only with PCD (set_training_state checks
+    // the shapes against the model); velocities without momentum are dropped (resumable_state).
+    if (checkpoint.state.n_chains > 0 && !r.pcd) {
+      bad_run_json(dir, "chains.npy without recipe.pcd");
+    }
     if (iters) {
       if (*iters < checkpoint.iteration) {
         throw InputError("--iters " + std::to_string(*iters) +
@@ -458,7 +458,7 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     resume.metrics_csv = metrics_up_to(dir, checkpoint.iteration);
     tidy_run_directory(dir, checkpoint);
     resume.params = std::move(checkpoint.params);
-    resume.state = std::move(checkpoint.state);
+    resume.state = resumable_state(r, std::move(checkpoint.state));
     options.resume = std::move(resume);
     return options;
   } catch (const InputError& e) {

@@ -16,6 +16,15 @@ bool uses_minibatch(const Recipe& r) {
          r.lr_decay != LrDecay::none || r.epochs > 0;
 }
 
+TrainingState resumable_state(const Recipe& recipe, TrainingState state) {
+  if (recipe.momentum == 0.0f) {
+    state.vW.clear();
+    state.vb.clear();
+    state.va.clear();
+  }
+  return state;
+}
+
 int64_t batches_per_epoch(const Recipe& recipe, int64_t rows) {
   return recipe.batch > 0 ? rows / recipe.batch : 0;
 }

@@ -48,6 +48,12 @@ struct TrainingState {
   bool operator==(const TrainingState&) const = default;
 };
 
+// The part of a backend's state that a resumed run needs: the velocities only with momentum (with
+// m = 0 an update overwrites them: v = 0 v + lr (g - wd W)), so a run without momentum writes no
+// vW.npy, vb.npy, va.npy, and a checkpoint that has them (written before this rule) loads
+// without them.
+TrainingState resumable_state(const Recipe& recipe, TrainingState state);
+
 // True when the recipe needs the minibatch path: anything but plain single-sample CD (batch 1,
 // no PCD, momentum, weight decay, learning-rate decay or epochs). The plain recipe stays on
 // Backend::train_cd, bit for bit as before.

@@ -198,7 +198,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     const bool log_now = done == next_log;
     const bool checkpoint_now = done == next_checkpoint || stop != 0;
     if (log_now || checkpoint_now) params = backend.get_params();  // waits for an async backend
-    if (checkpoint_now && minibatch) state = backend.get_training_state();
+    if (checkpoint_now && minibatch) state = resumable_state(recipe, backend.get_training_state());
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     train_seconds += seconds;

@@ -224,6 +224,46 @@ TEST(Resume, MinibatchPcdStateResumesBitForBit) {
   EXPECT_EQ(record["algorithm"], "minibatch-pcd");
 }
 
+// A minibatch run without momentum: an update overwrites the velocities (v = 0 v + lr (...)), so
+// its checkpoint carries none, and the resumed run ends bit for bit where an uninterrupted one
+// does. Such runs once wrote vW.npy and vb.npy and then refused to resume ("vW.npy without
+// momentum"); a checkpoint that still carries them resumes the same, without them.
+TEST(Resume, MinibatchWithoutMomentumResumesBitForBit) {
+  const std::vector<std::string> minibatch = {"--batch", "20", "--weight-decay", "0.001"};
+  TempDir dir;
+  const std::filesystem::path run = dir / "run", old = dir / "old";
+  const test::CommandResult first = train_recipe(run, minibatch, "100", "100");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  for (const char* name : {"vW.npy", "vb.npy", "va.npy"}) {
+    EXPECT_FALSE(std::filesystem::exists(run / name)) << name;
+  }
+  std::filesystem::copy(run, old);
+  const Checkpoint checkpoint = load_checkpoint(old);
+  std::vector<CheckpointFile> files = param_files(checkpoint.params);
+  TrainingState velocities;
+  velocities.vW.assign(784 * kHidden, 0.25f);
+  velocities.vb.assign(kHidden, 0.25f);
+  for (CheckpointFile& file : training_state_files(velocities)) files.push_back(std::move(file));
+  write_checkpoint(old, checkpoint.iteration, files, checkpoint.run);
+  ASSERT_EQ(load_checkpoint(old).state.vW.size(), static_cast<size_t>(784 * kHidden));
+
+  for (const std::filesystem::path& resumed_dir : {run, old}) {
+    const test::CommandResult resumed =
+        run_cpu({"--resume", resumed_dir.string(), "--iters", "200"});
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  }
+  const test::CommandResult straight = train_recipe(dir / "straight", minibatch, "200", "100");
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  for (const std::filesystem::path& resumed_dir : {run, old}) {
+    for (const char* name : {"W.npy", "b.npy"}) {
+      EXPECT_EQ(read_file(resumed_dir / name), read_file(dir / "straight" / name))
+          << resumed_dir << " " << name;
+    }
+    EXPECT_EQ(metrics_without_time(resumed_dir), metrics_without_time(dir / "straight"));
+    EXPECT_FALSE(load_checkpoint(resumed_dir).run["checkpoint"]["sha256"].contains("vW.npy"));
+  }
+}
+
 // A ternary model (h in {-1, 0, 1}) resumes as a ternary model: run.json's recipe.hidden_type is
 // restored with the parameters, and the continued run equals an uninterrupted one bit for bit.
 TEST(Resume, TernaryRunResumesAsTernary) {
