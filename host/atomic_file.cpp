@@ -2,6 +2,7 @@
 #include "host/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,5 +100,25 @@ std::string read_file(const std::filesystem::path& path) {
   bytes.resize(have);
   return bytes;
 }
+
+DirectoryLock::DirectoryLock(const std::filesystem::path& dir)
+    : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+  if (fd_ < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+    throw InputError(dir.string() + ": not a directory");
+  }
+  if (fd_ < 0) fail(dir, "cannot open the directory to lock it", errno);
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    if (err == EWOULDBLOCK) {
+      throw InputError(dir.string() +
+                       ": another rbm process is writing to this run directory (training or "
+                       "resuming it); wait for it to finish or stop it first");
+    }
+    fail(dir, "cannot lock the directory", err);
+  }
+}
+
+DirectoryLock::~DirectoryLock() { ::close(fd_); }
 
 }  // namespace rbm

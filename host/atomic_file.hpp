@@ -1,5 +1,6 @@
 // Whole-file I/O: the project's single writer of output files (atomic: temporary file, fsync,
-// rename, fsync of the directory) and the matching whole-file reader.
+// rename, fsync of the directory), the matching whole-file reader, and the lock that gives a run
+// directory one writer.
 #pragma once
 
 #include <filesystem>
@@ -15,5 +16,20 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 
 // The whole content of `path`. Throws InputError naming the path and strerror(errno).
 std::string read_file(const std::filesystem::path& path);
+
+// An exclusive flock(2) on a directory, held from construction to destruction (or to the death of
+// the process): two runs that would write the same run directory (a second --resume, a new run
+// into it) cannot both hold it. Throws InputError naming the directory when another process holds
+// it, or when it cannot be opened.
+class DirectoryLock {
+ public:
+  explicit DirectoryLock(const std::filesystem::path& dir);
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 }  // namespace rbm

@@ -342,6 +342,8 @@ void require_field(const std::filesystem::path& dir, bool ok, const char* name, 
 TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int64_t> iters,
                             std::optional<std::filesystem::path> data_dir) {
   try {
+    // Before anything is read: the tidying below renames files, and training writes them.
+    auto lock = std::make_shared<const DirectoryLock>(dir);
     Checkpoint checkpoint = load_checkpoint(dir);
     const nlohmann::json& run = checkpoint.run;
     const Params& params = checkpoint.params;
@@ -459,6 +461,7 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     tidy_run_directory(dir, checkpoint);
     resume.params = std::move(checkpoint.params);
     resume.state = resumable_state(r, std::move(checkpoint.state));
+    resume.lock = std::move(lock);
     options.resume = std::move(resume);
     return options;
   } catch (const InputError& e) {

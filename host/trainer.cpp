@@ -93,6 +93,20 @@ bool finite_metrics(const MetricsRow& row) {
          finite(row.recon_error_heldout) && finite(row.free_energy_heldout);
 }
 
+// A new run never overwrites the files of another (a finished run, a checkpoint): they are the
+// result of someone's training.
+void refuse_to_overwrite_a_run(const std::filesystem::path& dir) {
+  for (const char* name : {"run.json", "W.npy", "b.npy", "a.npy", "vW.npy", "vb.npy", "va.npy",
+                           "chains.npy", "metrics.csv", "weights.png"}) {
+    std::error_code error;
+    if (std::filesystem::exists(dir / name, error) || error) {
+      throw InputError("--out " + dir.string() + " already holds " + name +
+                       ": a new run does not overwrite a run's files (--resume " + dir.string() +
+                       " continues the run there; choose another --out for a new one)");
+    }
+  }
+}
+
 }  // namespace
 
 std::optional<Split> heldout_split(Split split) {
@@ -153,12 +167,19 @@ void run_training(Backend& backend, const TrainOptions& options) {
                      run_record(options, backend, data_sha256, train.rows, done, train_seconds));
     checkpoint_at = done;
   };
+  std::shared_ptr<const DirectoryLock> lock = resume ? resume->lock : nullptr;
   if (!resume) {
     std::error_code error;
     std::filesystem::create_directories(options.out_dir, error);
     if (error) {
       throw InputError("--out " + options.out_dir.string() + ": cannot create: " + error.message());
     }
+    try {
+      lock = std::make_shared<const DirectoryLock>(options.out_dir);
+    } catch (const InputError& e) {
+      throw InputError(std::string("--out ") + e.what());
+    }
+    refuse_to_overwrite_a_run(options.out_dir);
     try {
       write_file_atomic(out("metrics.csv"), metrics_csv);  // fails early if --out is not writable
     } catch (const InputError& e) {

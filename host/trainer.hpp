@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "host/atomic_file.hpp"
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
 #include "host/minibatch.hpp"
@@ -22,6 +24,8 @@ struct ResumeFrom {
   double train_seconds = 0.0;
   std::string metrics_csv;  // the header and the rows up to `iteration`
   std::string data_sha256;  // of the run's training images; other images are refused
+  // Taken before the checkpoint was read and the directory tidied, held to the end of training.
+  std::shared_ptr<const DirectoryLock> lock;
 };
 
 struct TrainOptions {

@@ -264,6 +264,62 @@ TEST(Resume, MinibatchWithoutMomentumResumesBitForBit) {
   }
 }
 
+// A run directory has one writer. A new run into a directory that holds a run's files is
+// refused (it once replaced a finished run's checkpoint without a word), and so is every writer
+// while another holds the directory's lock (a --resume of a running run once made the first run
+// die on a rename and left the second's model in its place).
+TEST(Resume, ARunDirectoryIsNeverOverwrittenAndHasOneWriter) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  const test::CommandResult first = train_recipe(run, {}, "50");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const auto snapshot = [&] {
+    std::vector<std::string> bytes;
+    for (const char* name : {"run.json", "W.npy", "b.npy", "metrics.csv", "weights.png"}) {
+      bytes.push_back(read_file(run / name));
+    }
+    return bytes;
+  };
+  const std::vector<std::string> before = snapshot();
+
+  const test::CommandResult again = train_recipe(run, {"--k", "2"}, "20");
+  EXPECT_EQ(again.exit_code, 2) << again.output;
+  EXPECT_NE(again.output.find("already holds run.json"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("--resume " + run.string()), std::string::npos) << again.output;
+  EXPECT_EQ(snapshot(), before);
+
+  // Not a run, but a file a run would write: still not overwritten.
+  const std::filesystem::path other = dir / "other";
+  std::filesystem::create_directories(other);
+  write_file_atomic(other / "W.npy", "someone's weights");
+  const test::CommandResult into_other = train_recipe(other, {}, "20");
+  EXPECT_EQ(into_other.exit_code, 2) << into_other.output;
+  EXPECT_NE(into_other.output.find("already holds W.npy"), std::string::npos) << into_other.output;
+  EXPECT_EQ(read_file(other / "W.npy"), "someone's weights");
+
+  {
+    // This process plays the run that is writing: every other writer is refused.
+    const DirectoryLock writing(run);
+    const test::CommandResult resumed = run_cpu({"--resume", run.string(), "--iters", "100"});
+    EXPECT_EQ(resumed.exit_code, 2) << resumed.output;
+    EXPECT_NE(resumed.output.find("another rbm process is writing"), std::string::npos)
+        << resumed.output;
+    EXPECT_EQ(snapshot(), before);
+    const std::filesystem::path empty = dir / "empty";
+    std::filesystem::create_directories(empty);
+    const DirectoryLock writing_empty(empty);
+    const test::CommandResult fresh = train_recipe(empty, {}, "20");
+    EXPECT_EQ(fresh.exit_code, 2) << fresh.output;
+    EXPECT_NE(fresh.output.find("another rbm process is writing"), std::string::npos)
+        << fresh.output;
+    EXPECT_FALSE(std::filesystem::exists(empty / "run.json"));
+  }
+  // The lock went with its holder: the run resumes.
+  const test::CommandResult resumed = run_cpu({"--resume", run.string(), "--iters", "100"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(load_checkpoint(run).iteration, 100);
+}
+
 // A ternary model (h in {-1, 0, 1}) resumes as a ternary model: run.json's recipe.hidden_type is
 // restored with the parameters, and the continued run equals an uninterrupted one bit for bit.
 TEST(Resume, TernaryRunResumesAsTernary) {
