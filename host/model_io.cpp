@@ -5,6 +5,7 @@
 #include <string>
 
 #include "host/atomic_file.hpp"
+#include "host/checkpoint.hpp"
 #include "host/errors.hpp"
 #include "host/npy.hpp"
 
@@ -33,6 +34,19 @@ HiddenType recorded_hidden_type(const std::filesystem::path& dir) {
                    " is not \"binary\" or \"ternary\"");
 }
 
+// Whether DIR/run.json is a run's record with a checkpoint entry (host/checkpoint.hpp); models
+// written by hand have none.
+bool recorded_checkpoint(const std::filesystem::path& dir) {
+  const std::filesystem::path path = dir / "run.json";
+  if (!std::filesystem::exists(path)) return false;
+  try {
+    const nlohmann::json run = nlohmann::json::parse(read_file(path));
+    return run.is_object() && run.contains("checkpoint");
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(path.string() + ": not valid JSON");
+  }
+}
+
 }  // namespace
 
 void write_model(const std::filesystem::path& dir, const Params& params) {
@@ -44,6 +58,16 @@ void write_model(const std::filesystem::path& dir, const Params& params) {
 Params read_model(const std::filesystem::path& dir) {
   if (!std::filesystem::is_directory(dir)) {
     throw InputError("--model " + dir.string() + ": not a directory");
+  }
+  // A run directory: the checkpoint that run.json commits to, each file checked against its
+  // SHA-256 (NAME or NAME.next, whichever matches: a run may be writing it), a.npy only when the
+  // checkpoint has it.
+  if (recorded_checkpoint(dir)) {
+    try {
+      return load_checkpoint(dir).params;
+    } catch (const InputError& e) {
+      throw InputError("--model " + dir.string() + ": " + e.what());
+    }
   }
   const NpyArray W = read_npy(dir / "W.npy");
   if (W.shape.size() != 2) throw InputError((dir / "W.npy").string() + ": must be 2-D (d, H)");

@@ -10,8 +10,11 @@ namespace rbm {
 
 void write_model(const std::filesystem::path& dir, const Params& params);
 
-// Reads and checks a model directory; InputError names the file and the problem. The hidden type
-// is run.json's recipe.hidden_type ("binary" or "ternary"), binary without run.json or the key.
+// Reads and checks a model directory; InputError names the file and the problem. A run directory
+// (run.json with a checkpoint) is read as load_checkpoint reads it: the files run.json records,
+// each checked against its SHA-256. Otherwise W.npy, b.npy, [a.npy] as they are, and the hidden
+// type is run.json's recipe.hidden_type ("binary" or "ternary"), binary without run.json or the
+// key.
 Params read_model(const std::filesystem::path& dir);
 
 }  // namespace rbm

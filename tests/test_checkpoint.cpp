@@ -17,6 +17,7 @@
 #include "host/backend.hpp"
 #include "host/checkpoint.hpp"
 #include "host/errors.hpp"
+#include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/sha256.hpp"
 #include "host/trainer.hpp"
@@ -103,6 +104,8 @@ TEST(Checkpoint, EveryStateAKillCanLeaveLoadsAsTheOldOrTheNewCheckpoint) {
       const Checkpoint checkpoint = load_checkpoint(dir.path());
       EXPECT_EQ(checkpoint.iteration, done < commit ? 10 : 20);
       expect_same(checkpoint.params, done < commit ? old_params : new_params);
+      // eval and sample read a run directory the same way (it may be training meanwhile).
+      expect_same(read_model(dir.path()), checkpoint.params);
       // Resuming tidies up: afterwards the directory holds exactly the loaded checkpoint.
       tidy_run_directory(dir.path(), checkpoint);
       for (const CheckpointFile& file : param_files(checkpoint.params)) {
@@ -122,6 +125,20 @@ TEST(Checkpoint, AFileThatDoesNotMatchItsChecksumIsRefused) {
   EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), (dir / "W.npy").string(), "SHA-256");
   std::filesystem::remove(dir / "W.npy");
   EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), (dir / "W.npy").string(), "SHA-256");
+}
+
+// eval's and sample's loader (read_model) on a run directory checks what load_checkpoint checks: a
+// file from another checkpoint is refused, and a.npy that the checkpoint lacks is not read (it
+// once scored a mixture of two models, and a stray a.npy moved log Z from 543 to 3925).
+TEST(Checkpoint, ReadModelOfARunDirectoryReadsItsCheckpoint) {
+  TempDir dir;
+  const Params params = small_params(1.0f, false);
+  write_checkpoint(dir.path(), 3, param_files(params), run_at(3));
+  write_npy(dir / "a.npy", {1, 2, 3, 4, 5, 6}, {6});
+  expect_same(read_model(dir.path()), params);
+  write_npy(dir / "b.npy", small_params(9.0f, false).b, {3});
+  EXPECT_INPUT_ERROR(read_model(dir.path()), "--model " + dir.path().string(),
+                     (dir / "b.npy").string(), "SHA-256");
 }
 
 TEST(Checkpoint, BrokenRunJsonIsRefusedNamingIt) {
