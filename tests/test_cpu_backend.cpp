@@ -2,7 +2,12 @@
 // iteration against the formula of design.md, and determinism of the counter-based draws.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <cmath>
+#include <fstream>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "host/backend.hpp"
@@ -159,6 +164,105 @@ TEST(CpuBackend, TrainingInPiecesEqualsOneCall) {
   EXPECT_EQ(a.b, b.b);
   EXPECT_EQ(a.a, b.a);
   EXPECT_NE(a.W, start.W);
+}
+
+// Sets an environment variable for the guard's lifetime, then restores the old value (or its
+// absence), so that a forced thread count does not leak into the tests that follow.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    set(value);
+  }
+  ~ScopedEnv() { set(old_ ? old_->c_str() : nullptr); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  void set(const char* value) {
+    if (value) {
+      setenv(name_.c_str(), value, 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+// The number of threads of this process (Linux: /proc/self/status), 0 when unreadable.
+int thread_count() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return 0;
+}
+
+// The two-thread single-sample path (train_cd with count >= 256 on a machine with an idle second
+// core: two ShardRunners meeting at a SpinBarrier k + 1 times per iteration) against the
+// one-thread path, on the reference recipe's shape (784 x 100, CD-3, MNIST training threes).
+// README: "The results are bit-identical either way", so every float must be equal. Without
+// RBM_CPU_THREADS=2 the threaded path would run only when the test machine happens to be idle.
+// Bugs this fails: a missing or misplaced barrier (shard 0 combining shard 1's partial sums of
+// W'x before they are written, or while the next layer overwrites them), the partial sums added
+// in an order that depends on which thread arrives first, a shard's row updates or visible-bias
+// updates lost, or the hidden biases stored from a runner that did not update them. The thread
+// count after each call shows that the environment variable really chose the path (the worker
+// thread, started by the first threaded call, lives as long as the backend); without that check
+// the comparison would pass vacuously if the override stopped working.
+void expect_two_threads_equal_one(const Recipe& recipe) {
+  constexpr int64_t kIterations = 300;  // >= 256, the threaded path's minimum call
+  const Dataset train = load_mnist(RBM_MNIST_DIR, 3, Split::train);
+  const Params start = init_params(recipe, train);
+  const auto trained = [&](const char* threads, int64_t piece, int expect_new_threads) {
+    const ScopedEnv env("RBM_CPU_THREADS", threads);
+    std::unique_ptr<Backend> backend = make_cpu_backend();
+    backend->stage(train);
+    backend->set_params(start);
+    const int before = thread_count();
+    for (int64_t t = 0; t < kIterations; t += piece) backend->train_cd(recipe, t, piece);
+    if (before > 0) {
+      EXPECT_EQ(thread_count() - before, expect_new_threads)
+          << "RBM_CPU_THREADS=" << threads << ", pieces of " << piece;
+    }
+    return backend->get_params();
+  };
+  ASSERT_GT(thread_count(), 0) << "cannot count threads (no /proc/self/status)";
+  const Params two = trained("2", kIterations, 1);
+  const Params one = trained("1", kIterations, 0);
+  const Params singles = trained("2", 1, 0);  // calls under 256 iterations stay on one thread
+  for (const Params* other : {&one, &singles}) {
+    const char* what = other == &one ? "RBM_CPU_THREADS=1" : "300 one-iteration calls";
+    ASSERT_EQ(two.W.size(), other->W.size());
+    for (size_t k = 0; k < two.W.size(); ++k) {
+      ASSERT_EQ(two.W[k], other->W[k]) << what << ": W[" << k / 100 << "][" << k % 100 << "]";
+    }
+    EXPECT_EQ(two.b, other->b) << what;
+    EXPECT_EQ(two.a, other->a) << what;
+  }
+  EXPECT_NE(two.W, start.W);
+  EXPECT_NE(two.b, start.b);
+  if (recipe.visible_bias) {
+    EXPECT_NE(two.a, start.a);
+  }
+}
+
+TEST(CpuBackend, TwoThreadsEqualOneThreadBitForBit) { expect_two_threads_equal_one(Recipe{}); }
+
+TEST(CpuBackend, TwoThreadsEqualOneThreadBitForBitWithVisibleBias) {
+  Recipe recipe;
+  recipe.visible_bias = true;  // a's updates: each shard updates its own rows' biases
+  recipe.seed = 6;
+  expect_two_threads_equal_one(recipe);
+}
+
+TEST(CpuBackend, TwoThreadsEqualOneThreadBitForBitTernary) {
+  Recipe recipe;
+  recipe.hidden_type = HiddenType::ternary;  // the ternary combine keeps the pre-activations too
+  recipe.seed = 7;
+  expect_two_threads_equal_one(recipe);
 }
 
 TEST(CpuBackend, GibbsInPiecesEqualsOneCall) {

@@ -305,5 +305,82 @@ TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
   EXPECT_NE(bad.output.find("--eval-every"), std::string::npos) << bad.output;
 }
 
+// Half a unit in the last of the 6 significant digits that metrics.csv's %.6g prints for v.
+double printed_half_unit(double v) {
+  return 0.5 * std::pow(10.0, std::floor(std::log10(std::fabs(v))) - 5.0);
+}
+
+// The values of metrics.csv, not only its columns: the last row (the final checkpoint's
+// iteration, checked against run.json) recomputed here from the saved W.npy, b.npy, a.npy on the
+// trainer's fixed 500-image batches (fixed_batch of the training threes and of the held-out test
+// threes, as host/trainer.cpp takes them) with the library's reconstruction_error and
+// mean_free_energy. Tolerance: half a unit in the 6th significant digit (the printed precision)
+// plus 1e-9 relative for a different summation order (another sgemm thread split) pushing a value
+// across a rounding boundary. Bugs this fails: held-out columns computed on the training batch
+// (the two batches' values differ by far more than the tolerance here: asserted, so the test
+// cannot pass vacuously), train and held-out or recon and free-energy columns swapped, a batch
+// taken from other images, metrics of the model at an earlier log point (the row at 200 differs
+// from the model at 300 by more than the tolerance: asserted too).
+TEST(TrainEvalCli, MetricsValuesAreTheSavedModelsScores) {
+  const test::TempDir dir;
+  const std::filesystem::path out = dir / "run";
+  const test::CommandResult r =
+      run_cpu({"--data", RBM_MNIST_DIR, "--iters", "300", "--log-every", "100", "--split", "train",
+               "--visible-bias", "--seed", "9", "--out", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> lines;
+  {
+    std::string line;
+    for (const char c : read_file(out / "metrics.csv")) {
+      if (c == '\n') {
+        lines.push_back(line);
+        line.clear();
+      } else {
+        line += c;
+      }
+    }
+  }
+  ASSERT_EQ(lines.size(), 4u);  // header, 100, 200, 300
+  const std::vector<std::string> header = csv_fields(lines[0]);
+  const std::vector<std::string> want_header = {"iteration",         "seconds",
+                                                "recon_error_train", "recon_error_heldout",
+                                                "free_energy_train", "free_energy_heldout"};
+  ASSERT_EQ(header, want_header);
+  const std::vector<std::string> last = csv_fields(lines.back());
+  ASSERT_EQ(last.size(), header.size());
+  const nlohmann::json record = nlohmann::json::parse(read_file(out / "run.json"));
+  ASSERT_EQ(std::to_string(record["checkpoint"]["iteration"].get<int64_t>()), last[0]);
+
+  const Params model = read_model(out);
+  ASSERT_TRUE(model.has_visible_bias());
+  const Dataset train_batch = fixed_batch(load_mnist(RBM_MNIST_DIR, 3, Split::train), 500);
+  const Dataset heldout_batch = fixed_batch(load_mnist(RBM_MNIST_DIR, 3, Split::test), 500);
+  ASSERT_EQ(train_batch.rows, 500);
+  ASSERT_EQ(heldout_batch.rows, 500);
+  const auto tolerance = [](double want) {
+    return printed_half_unit(want) + 1e-9 * std::fabs(want);
+  };
+  const auto expect_printed = [&](size_t column, double want) {
+    EXPECT_NEAR(std::stod(last[column]), want, tolerance(want))
+        << header[column] << " printed " << last[column];
+  };
+  const double recon_train = reconstruction_error(model, train_batch);
+  const double recon_heldout = reconstruction_error(model, heldout_batch);
+  const double energy_train = mean_free_energy(model, train_batch);
+  const double energy_heldout = mean_free_energy(model, heldout_batch);
+  expect_printed(2, recon_train);
+  expect_printed(3, recon_heldout);
+  expect_printed(4, energy_train);
+  expect_printed(5, energy_heldout);
+  const std::vector<std::string> previous = csv_fields(lines[2]);
+  ASSERT_EQ(previous[0], "200");
+  EXPECT_GT(std::fabs(std::stod(previous[4]) - energy_train), tolerance(energy_train));
+  // Each held-out value must be told apart from the training one at the printed precision.
+  EXPECT_GT(std::fabs(recon_heldout - recon_train),
+            tolerance(recon_heldout) + tolerance(recon_train));
+  EXPECT_GT(std::fabs(energy_heldout - energy_train),
+            tolerance(energy_heldout) + tolerance(energy_train));
+}
+
 }  // namespace
 }  // namespace rbm

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "host/backend.hpp"
@@ -13,9 +14,24 @@ namespace rbm {
 namespace {
 
 constexpr int64_t kChains = 1 << 18;
-// With W ~ N(0, 0.7^2) on d = 6, H = 4 the chain mixes within a few steps; 40 steps leave a
-// bias far below the test's resolution.
+// With W ~ N(0, 0.7^2) on d = 6, H = 4 the chain mixes within a few steps: after 40 the law of
+// each chain is within kMaxBurnInDistance of p(x) in total variation, computed exactly by
+// test::exact_law_after and asserted before any chain runs. Then the N independent chains' joint
+// law is within N kMaxBurnInDistance = 2.6e-8 of N independent draws from p(x), so the burn-in
+// adds at most that to the chi-square test's failure probability (1e-6).
 constexpr int kBurnIn = 40;
+constexpr double kMaxBurnInDistance = 1e-13;
+
+// Asserts that kBurnIn steps from Bernoulli(1/2) bring the chain's law to within
+// kMaxBurnInDistance of p(x) (visible_distribution) in total variation.
+void expect_burn_in_reaches_stationarity(const Params& params) {
+  const std::vector<double> law = test::exact_law_after(params, kBurnIn);
+  const std::vector<double> stationary = visible_distribution(params);
+  ASSERT_EQ(law.size(), stationary.size());
+  double tv = 0.0;
+  for (size_t x = 0; x < law.size(); ++x) tv += 0.5 * std::fabs(law[x] - stationary[x]);
+  ASSERT_LT(tv, kMaxBurnInDistance) << "the burn-in is too short for this model";
+}
 
 // Final states (n_chains, d) of independent chains started from Bernoulli(1/2).
 std::vector<uint8_t> run_chains(Backend& backend, const Params& params, uint32_t seed) {
@@ -49,6 +65,8 @@ TEST(GibbsStats, TinyRbmMatchesEnumeration) {
   std::unique_ptr<Backend> backend = make_cpu_backend();
   for (bool visible_bias : {true, false}) {
     const Params params = test::random_params(6, 4, 0.7f, visible_bias ? 5 : 6, visible_bias);
+    ASSERT_NO_FATAL_FAILURE(expect_burn_in_reaches_stationarity(params))
+        << "visible bias " << visible_bias;
     const std::vector<uint8_t> states = run_chains(*backend, params, 77);
     // 63 degrees of freedom; a correct sampler exceeds the limit with probability < 1e-6.
     EXPECT_LT(chi_square(states, 6, visible_distribution(params)), test::chi_square_limit_1e6(63))

@@ -326,70 +326,28 @@ TEST(Minibatch, ThreadCountDoesNotChangeResults) {
   EXPECT_NE(trained[0].W, start.W);
 }
 
-// The exact law of a chain after `steps` Gibbs steps from Bernoulli(1/2) states (transition
-// matrix over the 2^d visible states, summing the 2^H hidden ones, or the 3^H of a ternary model:
-// h_j = digit j of the index in base 3, minus 1), x_i = (index >> i) & 1.
-std::vector<double> exact_law_after(const Params& p, int steps) {
-  const bool ternary = p.hidden_type == HiddenType::ternary;
-  const int d = p.visible, H = p.hidden, nx = 1 << d, base = ternary ? 3 : 2;
-  int nh = 1;
-  for (int j = 0; j < H; ++j) nh *= base;
-  const auto sigm = [](double t) { return 1.0 / (1.0 + std::exp(-t)); };
-  const auto unit = [&](int h, int j) {  // h_j of hidden state h
-    for (int k = 0; k < j; ++k) h /= base;
-    return h % base - (ternary ? 1 : 0);
-  };
-  std::vector<double> hx(static_cast<size_t>(nx) * nh), xh(static_cast<size_t>(nh) * nx);
-  for (int x = 0; x < nx; ++x) {
-    for (int h = 0; h < nh; ++h) {
-      double ph = 1.0, px = 1.0;
-      for (int j = 0; j < H; ++j) {
-        double t = p.b[j];
-        for (int i = 0; i < d; ++i) t += ((x >> i) & 1) * static_cast<double>(p.W[i * H + j]);
-        // P(h_j = s | t) = exp(s t) / sum_s' exp(s' t) over the unit's values.
-        ph *= ternary ? std::exp(unit(h, j) * t) / (1.0 + 2.0 * std::cosh(t))
-                      : (unit(h, j) ? sigm(t) : 1.0 - sigm(t));
-      }
-      for (int i = 0; i < d; ++i) {
-        double t = p.a[i];
-        for (int j = 0; j < H; ++j) t += unit(h, j) * static_cast<double>(p.W[i * H + j]);
-        px *= ((x >> i) & 1) ? sigm(t) : 1.0 - sigm(t);
-      }
-      hx[static_cast<size_t>(x) * nh + h] = ph;
-      xh[static_cast<size_t>(h) * nx + x] = px;
-    }
-  }
-  std::vector<double> law(static_cast<size_t>(nx), 1.0 / nx), hidden(static_cast<size_t>(nh));
-  for (int s = 0; s < steps; ++s) {
-    std::fill(hidden.begin(), hidden.end(), 0.0);
-    for (int x = 0; x < nx; ++x) {
-      for (int h = 0; h < nh; ++h) hidden[h] += law[x] * hx[static_cast<size_t>(x) * nh + h];
-    }
-    std::fill(law.begin(), law.end(), 0.0);
-    for (int h = 0; h < nh; ++h) {
-      for (int x = 0; x < nx; ++x) law[x] += hidden[h] * xh[static_cast<size_t>(h) * nx + x];
-    }
-  }
-  return law;
-}
-
 // Per-pixel means of 2^16 chains after kBurnIn steps of the CPU's GEMM sampler (Backend::gibbs)
 // against the exact marginals p_i = P(x_i = 1) by enumeration (d = 10, H = 5). The burn-in leaves
-// the chains' law within 1e-9 of the stationary one in total variation (checked here), so each
-// pixel's count is Binomial(N, p_i) to within that. A pixel fails when |mean - p_i| >
-// 5.33 sqrt(p_i (1 - p_i) / N) (two-sided normal tail 1e-7; 10 pixels, so a correct sampler fails
-// with probability < 1e-6 by the union bound). The same means scored against the model with
-// 1.3 W must fail, or the test could pass anything.
+// each chain's law within 1e-12 of the stationary one in total variation (checked here; it is
+// ~1e-14, the floor of the double computation), so the N independent chains' joint law is within
+// N 1e-12 = 6.6e-8 of independent draws from p(x), and each pixel's count is Binomial(N, p_i) to
+// within that. A pixel fails when |mean - p_i| > kZ sqrt(p_i (1 - p_i) / N), kZ = 5.6: a
+// two-sided normal tail of 2.1e-8 per pixel, 2.1e-7 for the 10 pixels of one test, 2.8e-7 with
+// the burn-in's 6.6e-8, and 5.6e-7 for the two tests (binary and ternary) by the union bound. (It
+// was 5.33 with a 1e-9 burn-in bound: 9.8e-8 per pixel, 9.8e-7 per test before the burn-in's
+// N 1e-9 = 6.6e-5, 2e-6 for the pair.) The same means scored against the model with 1.3 W must
+// fail, or the test could pass anything.
 void expect_sampler_pixel_means_match_enumeration(HiddenType type) {
   constexpr int d = 10, H = 5, kBurnIn = 60;
+  constexpr double kZ = 5.6;
   constexpr int64_t kChains = int64_t{1} << 16;
   Params params = test::random_params(d, H, 0.9f, 404, /*visible_bias=*/true);
   params.hidden_type = type;
   const std::vector<double> stationary = visible_distribution(params);
-  const std::vector<double> law = exact_law_after(params, kBurnIn);
+  const std::vector<double> law = test::exact_law_after(params, kBurnIn);
   double tv = 0.0;
   for (size_t x = 0; x < law.size(); ++x) tv += 0.5 * std::fabs(law[x] - stationary[x]);
-  ASSERT_LT(tv, 1e-9) << "the burn-in is too short for this model";
+  ASSERT_LT(tv, 1e-12) << "the burn-in is too short for this model";
 
   const uint32_t seed = 12;
   const uint64_t key = philox_key(seed, Purpose::sample);
@@ -420,7 +378,7 @@ void expect_sampler_pixel_means_match_enumeration(HiddenType type) {
   const auto failures = [&](const std::vector<double>& p) {
     int n = 0;
     for (int i = 0; i < d; ++i) {
-      const double bound = 5.33 * std::sqrt(p[i] * (1.0 - p[i]) / static_cast<double>(kChains));
+      const double bound = kZ * std::sqrt(p[i] * (1.0 - p[i]) / static_cast<double>(kChains));
       n += std::fabs(mean[i] - p[i]) > bound ? 1 : 0;
     }
     return n;
@@ -428,7 +386,7 @@ void expect_sampler_pixel_means_match_enumeration(HiddenType type) {
   const std::vector<double> exact = marginals(stationary);
   for (int i = 0; i < d; ++i) {
     EXPECT_NEAR(mean[i], exact[i],
-                5.33 * std::sqrt(exact[i] * (1.0 - exact[i]) / static_cast<double>(kChains)))
+                kZ * std::sqrt(exact[i] * (1.0 - exact[i]) / static_cast<double>(kChains)))
         << "pixel " << i;
   }
   Params other = params;

@@ -2,6 +2,7 @@
 // as bit patterns. Shared by the CPU and CUDA tests.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
@@ -56,6 +57,54 @@ inline Dataset patterned_images(int d, int rows, uint32_t salt) {
   for (int n = 0; n < rows; ++n)
     patterns.push_back((static_cast<uint32_t>(n) + salt) * 2654435761u);
   return bit_images(d, patterns);
+}
+
+// The exact law of a chain after `steps` Gibbs steps from Bernoulli(1/2) states (transition
+// matrix over the 2^d visible states, summing the 2^H hidden ones, or the 3^H of a ternary model:
+// h_j = digit j of the index in base 3, minus 1), x_i = (index >> i) & 1. Shared by the tests of
+// the sampler's burn-in (tests/test_minibatch.cpp, tests/test_gibbs_stats.cpp).
+inline std::vector<double> exact_law_after(const Params& p, int steps) {
+  const bool ternary = p.hidden_type == HiddenType::ternary;
+  const int d = p.visible, H = p.hidden, nx = 1 << d, base = ternary ? 3 : 2;
+  int nh = 1;
+  for (int j = 0; j < H; ++j) nh *= base;
+  const auto sigm = [](double t) { return 1.0 / (1.0 + std::exp(-t)); };
+  const auto unit = [&](int h, int j) {  // h_j of hidden state h
+    for (int k = 0; k < j; ++k) h /= base;
+    return h % base - (ternary ? 1 : 0);
+  };
+  std::vector<double> hx(static_cast<size_t>(nx) * nh), xh(static_cast<size_t>(nh) * nx);
+  for (int x = 0; x < nx; ++x) {
+    for (int h = 0; h < nh; ++h) {
+      double ph = 1.0, px = 1.0;
+      for (int j = 0; j < H; ++j) {
+        double t = p.b[j];
+        for (int i = 0; i < d; ++i) t += ((x >> i) & 1) * static_cast<double>(p.W[i * H + j]);
+        // P(h_j = s | t) = exp(s t) / sum_s' exp(s' t) over the unit's values.
+        ph *= ternary ? std::exp(unit(h, j) * t) / (1.0 + 2.0 * std::cosh(t))
+                      : (unit(h, j) ? sigm(t) : 1.0 - sigm(t));
+      }
+      for (int i = 0; i < d; ++i) {
+        double t = p.has_visible_bias() ? p.a[i] : 0.0;
+        for (int j = 0; j < H; ++j) t += unit(h, j) * static_cast<double>(p.W[i * H + j]);
+        px *= ((x >> i) & 1) ? sigm(t) : 1.0 - sigm(t);
+      }
+      hx[static_cast<size_t>(x) * nh + h] = ph;
+      xh[static_cast<size_t>(h) * nx + x] = px;
+    }
+  }
+  std::vector<double> law(static_cast<size_t>(nx), 1.0 / nx), hidden(static_cast<size_t>(nh));
+  for (int s = 0; s < steps; ++s) {
+    std::fill(hidden.begin(), hidden.end(), 0.0);
+    for (int x = 0; x < nx; ++x) {
+      for (int h = 0; h < nh; ++h) hidden[h] += law[x] * hx[static_cast<size_t>(x) * nh + h];
+    }
+    std::fill(law.begin(), law.end(), 0.0);
+    for (int h = 0; h < nh; ++h) {
+      for (int x = 0; x < nx; ++x) law[x] += hidden[h] * xh[static_cast<size_t>(h) * nx + x];
+    }
+  }
+  return law;
 }
 
 // The upper 1e-6 quantile of the chi-square distribution with k degrees of freedom, by the
