@@ -11,6 +11,7 @@
 
 #include "host/backend.hpp"
 #include "host/checkpoint.hpp"
+#include "host/command_flags.hpp"
 #include "host/commands.hpp"
 #include "host/errors.hpp"
 #include "host/signals.hpp"
@@ -31,28 +32,18 @@ std::string timestamp_dir() {
   return text;
 }
 
-template <typename T>
-void require(bool ok, const std::string& flag, const std::string& rule, T value) {
-  if (ok) return;
-  throw InputError(flag + " must be " + rule + " (got " + std::to_string(value) + ")");
-}
-
-std::optional<int> parse_digit(const std::string& text) {
-  if (text == "all") return std::nullopt;
-  if (text.size() == 1 && text[0] >= '0' && text[0] <= '9') return text[0] - '0';
-  throw InputError("--digit must be 0..9 or all (got '" + text + "')");
-}
-
-// Flags as typed, before checking; wider types than the recipe's so that checks see the value.
+// Flags as typed, checked by check_train_flags (host/command_flags.hpp's parsers): numbers stay
+// text until then, so that a message can quote what was typed. An empty text is a flag not given
+// (an empty value is refused while parsing).
 struct TrainFlags {
-  int64_t iters = 25000, hidden = 100, k = 3, seed = 1, log_every = 5000;
-  int64_t eval_every = 0;                   // 0: no log-likelihood columns (host/train_eval.hpp)
-  std::optional<int64_t> checkpoint_every;  // default: log_every
-  double lr = 0.005, init_std = 0.1;
+  std::string iters = "25000", hidden = "100", k = "3", seed = "1", log_every = "5000";
+  std::string eval_every = "0";  // 0: no log-likelihood columns (host/train_eval.hpp)
+  std::string checkpoint_every;  // default: log_every
+  std::string lr = "0.005", init_std = "0.1";
   bool visible_bias = false;
   // Minibatch CD / PCD (host/minibatch.hpp).
-  int64_t batch = 1, chains = 0, epochs = 0;
-  double momentum = 0.0, weight_decay = 0.0;
+  std::string batch = "1", chains, epochs;  // chains: default --batch; epochs: default --iters
+  std::string momentum = "0", weight_decay = "0";
   bool pcd = false;
   std::string lr_decay = "none";
   std::string hidden_type = "binary";  // host/model.hpp's HiddenType
@@ -60,17 +51,21 @@ struct TrainFlags {
   std::string data = "data/mnist", digit = "3", split = "all", out, resume;
 };
 
-void add_train_flags(CLI::App& app, TrainFlags& f) {
-  app.add_option("--iters", f.iters, "SGD iterations, one image each")->capture_default_str();
-  app.add_option("--hidden", f.hidden, "hidden units H")->capture_default_str();
+void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
+  app.add_option("--iters", f.iters, "SGD iterations, one image each, 1..1e12")
+      ->capture_default_str();
+  app.add_option("--hidden", f.hidden, "hidden units H, 1..100000")->capture_default_str();
+  // rbm_cpu has one engine and refuses the flag; it keeps it (rather than hiding it, which would
+  // leave CLI11's messages without its name) and says so.
   app.add_option("--engine", f.engine,
-                 "rbm_cuda's single-sample trainer: gemv (cuBLAS, the default) or fused (one "
-                 "persistent kernel); rbm_cpu has one engine");
+                 std::string(program == "rbm_cuda" ? "" : "rbm_cuda only: ") +
+                     "single-sample trainer: gemv (cuBLAS, the default) or fused (one persistent "
+                     "kernel)");
   app.add_option("--hidden-type", f.hidden_type,
                  "hidden units: binary (h in {0, 1}) or ternary (h in {-1, 0, 1})")
       ->capture_default_str();
-  app.add_option("--lr", f.lr, "learning rate")->capture_default_str();
-  app.add_option("--k", f.k, "Gibbs steps of CD-k")->capture_default_str();
+  app.add_option("--lr", f.lr, "learning rate, in (0, 1e6]")->capture_default_str();
+  app.add_option("--k", f.k, "Gibbs steps of CD-k, 1..100000")->capture_default_str();
   app.add_option("--seed", f.seed, "random seed, 0..4294967295")->capture_default_str();
   app.add_option("--data", f.data, "directory of the MNIST IDX files")->capture_default_str();
   app.add_option("--digit", f.digit, "digit to train on: 0..9 or all")->capture_default_str();
@@ -78,18 +73,20 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
       ->capture_default_str();
   app.add_flag("--visible-bias", f.visible_bias,
                "learn visible biases a, initialised to the data's pixel log-odds");
-  app.add_option("--init-std", f.init_std, "standard deviation of the initial weights")
+  app.add_option("--init-std", f.init_std,
+                 "standard deviation of the initial weights, in [0, 1000]")
       ->capture_default_str();
   app.add_option("--batch", f.batch,
-                 "images per update B; B > 1 (or any flag below) trains with minibatch GEMMs, "
-                 "and --iters counts updates")
+                 "images per update B, 1..1000000; B > 1 (or any flag below) trains with "
+                 "minibatch GEMMs, and --iters counts updates")
       ->capture_default_str();
   app.add_flag("--pcd", f.pcd, "persistent contrastive divergence: persistent negative chains");
-  app.add_option("--chains", f.chains, "PCD chains (default: --batch)");
+  app.add_option("--chains", f.chains, "PCD chains, 1..1e8 (default: --batch)");
   app.add_option("--momentum", f.momentum, "momentum m in [0, 1)")->capture_default_str();
-  app.add_option("--weight-decay", f.weight_decay, "L2 weight decay on W")->capture_default_str();
+  app.add_option("--weight-decay", f.weight_decay, "L2 weight decay on W, in [0, 1000]")
+      ->capture_default_str();
   app.add_option("--epochs", f.epochs,
-                 "passes over the shuffled training images, instead of --iters");
+                 "passes over the shuffled training images, 1..1000000, instead of --iters");
   app.add_option("--lr-decay", f.lr_decay, "learning-rate schedule: none or linear (to 0)")
       ->capture_default_str();
   app.add_option("--log-every", f.log_every, "iterations between metrics")->capture_default_str();
@@ -97,23 +94,13 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
                  "iterations between log-likelihood and pseudo-likelihood metrics (a multiple of "
                  "--log-every; log Z exact for H <= 20, ternary H <= 12, else short AIS); 0: none")
       ->capture_default_str();
-  app.add_option_function<int64_t>(
-      "--checkpoint-every", [&f](const int64_t& value) { f.checkpoint_every = value; },
-      "iterations between checkpoints (default: --log-every); one is also written at "
-      "the start, at the end and on SIGINT or SIGTERM");
+  app.add_option("--checkpoint-every", f.checkpoint_every,
+                 "iterations between checkpoints (default: --log-every); one is also written at "
+                 "the start, at the end and on SIGINT or SIGTERM");
   app.add_option("--out", f.out, "run directory (default runs/<timestamp>)");
   app.add_option("--resume", f.resume,
                  "continue the run in DIR from its checkpoint, with the flags it was started with; "
                  "only --iters (to extend it) and --data (the same images elsewhere) may be given");
-  // CLI11 reads an empty value as 0 (a valid --seed) or as an empty path: refuse it instead.
-  const CLI::Validator not_empty(
-      [](std::string& value) { return value.empty() ? std::string("empty value") : std::string(); },
-      "", "not empty");
-  for (CLI::Option* option : app.get_options()) {
-    if (option->get_expected_min() > 0 && option->get_type_size_min() > 0) {
-      option->check(not_empty);
-    }
-  }
 }
 
 // Training flags that --resume takes from the run directory instead.
@@ -123,6 +110,8 @@ constexpr const char* kRecordedFlags[] = {
     "--out",          "--batch",        "--pcd",      "--chains",     "--momentum",
     "--weight-decay", "--epochs",       "--lr-decay", "--eval-every", "--hidden-type"};
 
+constexpr int64_t kMaxIters = 1'000'000'000'000;
+
 TrainOptions resume_train_flags(const CLI::App& app, const TrainFlags& f) {
   for (const char* flag : kRecordedFlags) {
     if (app.count(flag) > 0) {
@@ -131,71 +120,66 @@ TrainOptions resume_train_flags(const CLI::App& app, const TrainFlags& f) {
     }
   }
   std::optional<int64_t> iters;
-  if (app.count("--iters") > 0) {
-    require(f.iters >= 1 && f.iters <= 1'000'000'000'000, "--iters", "in 1..1e12", f.iters);
-    iters = f.iters;
-  }
+  if (app.count("--iters") > 0) iters = parse_int_flag("--iters", f.iters, 1, kMaxIters, "1..1e12");
   std::optional<std::filesystem::path> data;
   if (app.count("--data") > 0) data = f.data;
   return resume_options(f.resume, iters, data);
 }
 
-TrainOptions check_train_flags(const TrainFlags& f) {
-  require(f.iters >= 1 && f.iters <= 1'000'000'000'000, "--iters", "in 1..1e12", f.iters);
-  require(f.hidden >= 1 && f.hidden <= 100'000, "--hidden", "in 1..100000", f.hidden);
-  require(f.k >= 1 && f.k <= 100'000, "--k", "in 1..100000", f.k);
-  require(f.seed >= 0 && f.seed <= 0xFFFFFFFFll, "--seed", "in 0..4294967295", f.seed);
-  require(f.log_every >= 1 && f.log_every <= 1'000'000'000'000, "--log-every", "in 1..1e12",
-          f.log_every);
-  require(f.eval_every >= 0 && f.eval_every % f.log_every == 0, "--eval-every",
-          "0 or a multiple of --log-every", f.eval_every);
-  if (f.checkpoint_every) {
-    require(*f.checkpoint_every >= 1 && *f.checkpoint_every <= 1'000'000'000'000,
-            "--checkpoint-every", "in 1..1e12", *f.checkpoint_every);
-  }
-  require(std::isfinite(f.lr) && f.lr > 0.0 && f.lr <= 1e6, "--lr", "a finite number in (0, 1e6]",
-          f.lr);
-  require(std::isfinite(f.init_std) && f.init_std >= 0.0 && f.init_std <= 1e3, "--init-std",
-          "a finite number in [0, 1000]", f.init_std);
+TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
   TrainOptions options;
-  options.recipe.iters = f.iters;
-  options.recipe.hidden = static_cast<int>(f.hidden);
-  options.recipe.k = static_cast<int>(f.k);
-  options.recipe.seed = static_cast<uint32_t>(f.seed);
-  options.recipe.lr = static_cast<float>(f.lr);
-  options.recipe.init_std = static_cast<float>(f.init_std);
-  options.recipe.visible_bias = f.visible_bias;
+  Recipe& recipe = options.recipe;
+  recipe.iters = parse_int_flag("--iters", f.iters, 1, kMaxIters, "1..1e12");
+  recipe.hidden = static_cast<int>(parse_int_flag("--hidden", f.hidden, 1, 100'000, "1..100000"));
+  recipe.k = static_cast<int>(parse_int_flag("--k", f.k, 1, 100'000, "1..100000"));
+  recipe.seed =
+      static_cast<uint32_t>(parse_int_flag("--seed", f.seed, 0, 0xFFFFFFFFll, "0..4294967295"));
+  options.log_every = parse_int_flag("--log-every", f.log_every, 1, kMaxIters, "1..1e12");
+  options.eval_every = parse_int_flag("--eval-every", f.eval_every, 0, kMaxIters, "0..1e12");
+  if (options.eval_every % options.log_every != 0) {
+    throw InputError("--eval-every must be 0 or a multiple of --log-every " +
+                     std::to_string(options.log_every) + " (got '" + f.eval_every + "')");
+  }
+  options.checkpoint_every =
+      f.checkpoint_every.empty()
+          ? options.log_every
+          : parse_int_flag("--checkpoint-every", f.checkpoint_every, 1, kMaxIters, "1..1e12");
+  recipe.lr = parse_float_flag("--lr", f.lr, "in (0, 1e6]",
+                               [](float v) { return std::isfinite(v) && v > 0.0f && v <= 1e6f; });
+  recipe.init_std = parse_float_flag("--init-std", f.init_std, "in [0, 1000]", [](float v) {
+    return std::isfinite(v) && v >= 0.0f && v <= 1e3f;
+  });
+  recipe.visible_bias = f.visible_bias;
   if (f.hidden_type != "binary" && f.hidden_type != "ternary") {
     throw InputError("--hidden-type must be binary or ternary (got '" + f.hidden_type + "')");
   }
-  options.recipe.hidden_type = parse_hidden_type(f.hidden_type);
-  require(f.batch >= 1 && f.batch <= 1'000'000, "--batch", "in 1..1000000", f.batch);
-  require(f.chains >= 0 && f.chains <= 100'000'000, "--chains", "in 1..1e8", f.chains);
-  if (f.chains > 0 && !f.pcd) throw InputError("--chains needs --pcd (CD's chains are the batch)");
-  require(f.epochs >= 0 && f.epochs <= 1'000'000, "--epochs", "in 1..1000000", f.epochs);
-  require(std::isfinite(f.momentum) && f.momentum >= 0.0 && f.momentum < 1.0, "--momentum",
-          "in [0, 1)", f.momentum);
-  require(std::isfinite(f.weight_decay) && f.weight_decay >= 0.0 && f.weight_decay <= 1e3,
-          "--weight-decay", "in [0, 1000]", f.weight_decay);
+  recipe.hidden_type = parse_hidden_type(f.hidden_type);
+  recipe.batch = static_cast<int>(parse_int_flag("--batch", f.batch, 1, 1'000'000, "1..1000000"));
+  recipe.pcd = f.pcd;
+  if (!f.chains.empty()) {
+    recipe.chains = parse_int_flag("--chains", f.chains, 1, 100'000'000, "1..1e8");
+    if (!f.pcd) throw InputError("--chains needs --pcd (CD's chains are the batch)");
+  }
+  if (!f.epochs.empty()) {
+    recipe.epochs = parse_int_flag("--epochs", f.epochs, 1, 1'000'000, "1..1000000");
+    if (app.count("--iters") > 0) {
+      throw InputError(
+          "--epochs cannot be combined with --iters: --epochs E trains E passes "
+          "over the images, --iters N trains N updates; give one of them");
+    }
+  }
+  recipe.momentum = parse_float_flag("--momentum", f.momentum, "in [0, 1)", [](float v) {
+    return std::isfinite(v) && v >= 0.0f && v < 1.0f;
+  });
+  recipe.weight_decay = parse_float_flag("--weight-decay", f.weight_decay, "in [0, 1000]",
+                                         [](float v) { return v >= 0.0f && v <= 1e3f; });
   if (f.lr_decay != "none" && f.lr_decay != "linear") {
     throw InputError("--lr-decay must be none or linear (got '" + f.lr_decay + "')");
   }
-  options.recipe.batch = static_cast<int>(f.batch);
-  options.recipe.pcd = f.pcd;
-  options.recipe.chains = f.chains;
-  options.recipe.epochs = f.epochs;
-  options.recipe.momentum = static_cast<float>(f.momentum);
-  options.recipe.weight_decay = static_cast<float>(f.weight_decay);
-  options.recipe.lr_decay = f.lr_decay == "linear" ? LrDecay::linear : LrDecay::none;
+  recipe.lr_decay = f.lr_decay == "linear" ? LrDecay::linear : LrDecay::none;
   options.data_dir = f.data;
-  options.digit = parse_digit(f.digit);
-  if (f.split != "all" && f.split != "train" && f.split != "test") {
-    throw InputError("--split must be all, train or test (got '" + f.split + "')");
-  }
-  options.split = parse_split(f.split);
-  options.log_every = f.log_every;
-  options.checkpoint_every = f.checkpoint_every.value_or(f.log_every);
-  options.eval_every = f.eval_every;
+  options.digit = parse_digit_flag("--digit", f.digit);
+  options.split = parse_split_flag("--split", f.split);
   options.out_dir = f.out.empty() ? timestamp_dir() : f.out;
   return options;
 }
@@ -209,10 +193,11 @@ int run_cli(int argc, char** argv) {
                program};
   app.set_version_flag("--version", std::string(RBM_VERSION) + " (" + RBM_GIT_COMMIT + ")");
   TrainFlags flags;
-  add_train_flags(app, flags);
+  add_train_flags(app, flags, program);
   bool device_info = false;
   app.add_flag("--device-info", device_info,
                "print the device this build computes on and exit (exit code 2 if none is usable)");
+  prepare_flags(app);
   // `train` is the default command and may be named.
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args.front() == "train") args.erase(args.begin());
@@ -232,12 +217,19 @@ int run_cli(int argc, char** argv) {
   try {
     if (eval) return run_eval_command(program, command_args);
     if (sample) return run_sample_command(program, command_args);
+    reject_repeated_flags(app);
     if (device_info) {
+      for (const CLI::Option* option : app.get_options()) {
+        if (option->count() > 0 && option->get_name() != "--device-info") {
+          throw InputError("--device-info prints the device and exits: it takes no other flag " +
+                           std::string("(got ") + option->get_name() + ")");
+        }
+      }
       std::printf("%s\n", make_backend()->device_description().c_str());
       return 0;
     }
     const TrainOptions options =
-        app.count("--resume") == 0 ? check_train_flags(flags) : resume_train_flags(app, flags);
+        app.count("--resume") == 0 ? check_train_flags(app, flags) : resume_train_flags(app, flags);
     std::unique_ptr<Backend> backend = make_backend(flags.engine);
     run_training(*backend, options);
     return 0;

@@ -22,23 +22,12 @@
 namespace rbm {
 namespace {
 
+// Numbers stay text until parse_int_flag checks them (host/command_flags.hpp).
 struct EvalFlags {
   std::string model, data = "data/mnist", digit, split = "test", method = "auto";
-  int64_t ais_runs = 100, ais_betas = 14500, seed = 1;
+  std::string ais_runs = "100", ais_betas = "14500", seed = "1";
   bool json = false;
 };
-
-// The digit the model was trained on, from DIR/run.json; 3 (the reference recipe's) when there is
-// no readable record.
-std::string recorded_digit(const std::filesystem::path& dir) {
-  try {
-    const nlohmann::json run = nlohmann::json::parse(read_file(dir / "run.json"));
-    const nlohmann::json& digit = run.at("data").at("digit");
-    return digit.is_number_integer() ? std::to_string(digit.get<int>()) : digit.get<std::string>();
-  } catch (const std::exception&) {
-    return "3";
-  }
-}
 
 LogZMethod parse_method(const std::string& text) {
   if (text == "auto") return LogZMethod::automatic;
@@ -47,11 +36,8 @@ LogZMethod parse_method(const std::string& text) {
   throw InputError("--method must be auto, exact or ais (got '" + text + "')");
 }
 
-std::string fixed(double v, int decimals = 3) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.*f", decimals, v);
-  return text;
-}
+// Fixed decimals for the usual magnitudes; 9 significant digits for huge ones.
+std::string fixed(double v, int decimals = 3) { return format_number(v, decimals); }
 
 }  // namespace
 
@@ -59,7 +45,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   CLI::App app{
       "evaluate a trained model: log Z (exact for H <= 24, ternary H <= 15, else annealed "
       "importance sampling), average log p(x) and exact pseudo-log-likelihood of MNIST images",
-      "eval"};
+      program + " eval"};
   EvalFlags f;
   app.add_option("--model", f.model,
                  "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
@@ -77,20 +63,20 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
       ->capture_default_str();
   app.add_option("--seed", f.seed, "seed of the AIS draws, 0..4294967295")->capture_default_str();
   app.add_flag("--json", f.json, "print one JSON object instead of text");
-  if (const auto exit_code = parse_command_flags(app, args, program)) return *exit_code;
+  if (const auto exit_code = parse_command_flags(app, args)) return *exit_code;
 
-  require_flag(f.ais_runs >= 2 && f.ais_runs <= 10'000'000, "--ais-runs", "in 2..1e7", f.ais_runs);
-  require_flag(f.ais_betas >= 3 && f.ais_betas <= 100'000'000, "--ais-betas", "in 3..1e8",
-               f.ais_betas);
-  require_flag(f.seed >= 0 && f.seed <= 0xFFFFFFFFll, "--seed", "in 0..4294967295", f.seed);
-  const Split split = parse_split(f.split);
+  const int64_t ais_runs = parse_int_flag("--ais-runs", f.ais_runs, 2, 10'000'000, "2..1e7");
+  const int64_t ais_betas = parse_int_flag("--ais-betas", f.ais_betas, 3, 100'000'000, "3..1e8");
+  const int64_t seed = parse_int_flag("--seed", f.seed, 0, 0xFFFFFFFFll, "0..4294967295");
+  const Split split = parse_split_flag("--split", f.split);
   const std::string digit_text = f.digit.empty() ? recorded_digit(f.model) : f.digit;
-  const std::optional<int> digit = parse_digit_flag("--digit", digit_text);
+  const std::optional<int> digit = parse_digit_flag(
+      f.digit.empty() ? f.model + "/run.json's data.digit" : "--digit", digit_text);
   LogZOptions options;
   options.method = parse_method(f.method);
-  options.ais_runs = f.ais_runs;
-  options.ais_betas = f.ais_betas;
-  options.seed = static_cast<uint32_t>(f.seed);
+  options.ais_runs = ais_runs;
+  options.ais_betas = ais_betas;
+  options.seed = static_cast<uint32_t>(seed);
 
   const auto start = std::chrono::steady_clock::now();
   const Params params = read_model(f.model);
@@ -155,9 +141,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                           {"log_z_seconds", log_z.seconds},
                           {"seconds", seconds}};
     if (log_z.method == "ais") {
-      out["ais"] = {{"runs", f.ais_runs},
-                    {"betas", f.ais_betas},
-                    {"seed", f.seed},
+      out["ais"] = {{"runs", ais_runs},
+                    {"betas", ais_betas},
+                    {"seed", seed},
                     {"base_rate_images", train.rows},
                     {"chosen_base", log_z.chosen_base},
                     {"bases", bases}};
@@ -174,8 +160,8 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   for (const AisBaseReport& base : log_z.bases) {
     const AisSummary& s = base.summary;
     std::printf("AIS %-9s %lld runs x %lld betas, seed %lld: log Z %s [%s, %s] ESS %.1f, %.1f s\n",
-                base.name.c_str(), static_cast<long long>(f.ais_runs),
-                static_cast<long long>(f.ais_betas), static_cast<long long>(f.seed),
+                base.name.c_str(), static_cast<long long>(ais_runs),
+                static_cast<long long>(ais_betas), static_cast<long long>(seed),
                 fixed(s.log_z).c_str(),
                 std::isfinite(s.log_z_low) ? fixed(s.log_z_low).c_str() : "-inf",
                 fixed(s.log_z_high).c_str(), s.ess, base.seconds);

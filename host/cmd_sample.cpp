@@ -4,7 +4,10 @@
 // and the before/after picture (each start image beside its K-step sample).
 #include <algorithm>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "host/backend.hpp"
@@ -18,11 +21,15 @@
 namespace rbm {
 namespace {
 
+// Numbers stay text until parse_int_flag checks them (host/command_flags.hpp); an empty digit is
+// one not given.
 struct SampleFlags {
-  std::string model, out, png, before_after, init = "random", data = "data/mnist", digit = "3",
+  std::string model, out, png, before_after, init = "random", data = "data/mnist", digit,
                                              split = "test";
-  int64_t chains = 100, steps = 1000, seed = 1;
+  std::string chains = "100", steps = "1000", seed = "1";
 };
+
+constexpr int kImagePixels = 28 * 28;  // --png and --before-after draw MNIST-sized tiles
 
 // Chain c starts from image c mod n of the selection.
 std::vector<uint8_t> data_states(int64_t chains, const Dataset& images) {
@@ -34,77 +41,120 @@ std::vector<uint8_t> data_states(int64_t chains, const Dataset& images) {
   return states;
 }
 
+// Writes one output file; a failure names the flag that asked for it.
+void write_output(const std::string& flag, const std::function<void()>& write) {
+  try {
+    write();
+  } catch (const InputError& e) {
+    throw InputError(flag + " " + e.what());
+  }
+}
+
 }  // namespace
 
 int run_sample_command(const std::string& program, const std::vector<std::string>& args) {
-  CLI::App app{"run Gibbs chains of a trained model and write their final states", "sample"};
+  CLI::App app{"run Gibbs chains of a trained model and write their final states",
+               program + " sample"};
   SampleFlags f;
   app.add_option("--model", f.model, "run directory holding W.npy, b.npy [, a.npy]")->required();
-  app.add_option("--chains", f.chains, "independent chains N")->capture_default_str();
-  app.add_option("--steps", f.steps, "Gibbs steps x -> h -> x' per chain K")->capture_default_str();
+  app.add_option("--chains", f.chains, "independent chains N, 1..1e7")->capture_default_str();
+  app.add_option("--steps", f.steps, "Gibbs steps x -> h -> x' per chain K, 0..1e9")
+      ->capture_default_str();
   app.add_option("--init", f.init, "first states: random (Bernoulli(1/2)) or data (images)")
       ->capture_default_str();
   app.add_option("--seed", f.seed, "random seed, 0..4294967295")->capture_default_str();
   app.add_option("--out", f.out, "the final states, (N, d) uint8 .npy")->required();
-  app.add_option("--png", f.png, "a PNG grid of the first min(N, 100) final states");
+  app.add_option("--png", f.png, "a PNG grid of the first min(N, 100) final states (d = 784)");
   app.add_option("--before-after", f.before_after,
-                 "a PNG of the first min(N, 50) start images, each beside its final state");
-  app.add_option("--data", f.data, "directory of the MNIST IDX files (--init data)")
+                 "a PNG of the first min(N, 50) start images, each beside its final state "
+                 "(d = 784)");
+  app.add_option("--data", f.data, "directory of the MNIST IDX files (with --init data)")
       ->capture_default_str();
-  app.add_option("--digit", f.digit, "digit of the start images: 0..9 or all")
+  app.add_option("--digit", f.digit,
+                 "digit of the start images (with --init data): 0..9 or all (default: the "
+                 "model's run.json's, else 3)");
+  app.add_option("--split", f.split,
+                 "MNIST split of the start images (with --init data): test, train or all")
       ->capture_default_str();
-  app.add_option("--split", f.split, "MNIST split of the start images: test, train or all")
-      ->capture_default_str();
-  if (const auto exit_code = parse_command_flags(app, args, program)) return *exit_code;
+  if (const auto exit_code = parse_command_flags(app, args)) return *exit_code;
 
-  require_flag(f.chains >= 1 && f.chains <= 10'000'000, "--chains", "in 1..1e7", f.chains);
-  require_flag(f.steps >= 0 && f.steps <= 1'000'000'000, "--steps", "in 0..1e9", f.steps);
-  require_flag(f.seed >= 0 && f.seed <= 0xFFFFFFFFll, "--seed", "in 0..4294967295", f.seed);
+  const int64_t chains = parse_int_flag("--chains", f.chains, 1, 10'000'000, "1..1e7");
+  const int64_t steps = parse_int_flag("--steps", f.steps, 0, 1'000'000'000, "0..1e9");
+  const uint32_t seed =
+      static_cast<uint32_t>(parse_int_flag("--seed", f.seed, 0, 0xFFFFFFFFll, "0..4294967295"));
   if (f.init != "random" && f.init != "data") {
     throw InputError("--init must be random or data (got '" + f.init + "')");
   }
-  const uint32_t seed = static_cast<uint32_t>(f.seed);
+  const bool from_data = f.init == "data";
+  for (const char* flag : {"--data", "--digit", "--split"}) {
+    if (!from_data && app.count(flag) > 0) {
+      throw InputError(std::string(flag) + " selects the start images: it needs --init data");
+    }
+  }
+  const Split split = parse_split_flag("--split", f.split);
+  // The start images' digit: --digit, else the one the model was trained on (as eval does).
+  std::string digit_text;
+  std::optional<int> digit;
+  if (from_data) {
+    digit_text = f.digit.empty() ? recorded_digit(f.model) : f.digit;
+    digit = parse_digit_flag(f.digit.empty() ? f.model + "/run.json's data.digit" : "--digit",
+                             digit_text);
+  }
+  // Every output path before any work: none of them may be found wanting after the sampling.
+  check_output_file("--out", f.out);
+  if (app.count("--png") > 0) check_output_file("--png", f.png);
+  if (app.count("--before-after") > 0) check_output_file("--before-after", f.before_after);
+  reject_same_files({{"--out", f.out}, {"--png", f.png}, {"--before-after", f.before_after}});
 
   const Params params = read_model(f.model);
   if (!all_finite(params)) throw InputError("--model " + f.model + ": a parameter is not finite");
   const int d = params.visible;
-  if (static_cast<double>(f.chains) * d > 4e9) {
-    throw InputError("--chains " + std::to_string(f.chains) + " x " + std::to_string(d) +
+  for (const auto& [flag, path] : {std::pair{"--png", f.png}, {"--before-after", f.before_after}}) {
+    if (!path.empty() && d != kImagePixels) {
+      throw InputError(std::string(flag) + " draws 28x28 images: the model in " + f.model +
+                       " has " + std::to_string(d) + " visible units, not 784");
+    }
+  }
+  if (static_cast<double>(chains) * d > 4e9) {
+    throw InputError("--chains " + f.chains + " x " + std::to_string(d) +
                      " units is more than 4e9 states");
   }
   std::vector<uint8_t> states;
-  if (f.init == "data") {
-    const Dataset images =
-        load_mnist(f.data, parse_digit_flag("--digit", f.digit), parse_split(f.split));
-    if (images.rows == 0) throw InputError("no images match --digit and --split");
+  if (from_data) {
+    const Dataset images = load_mnist(f.data, digit, split);
+    if (images.rows == 0) {
+      throw InputError("no images match --digit " + digit_text + " and --split " + f.split);
+    }
     if (images.cols() != d) {
       throw InputError("--model " + f.model + " has " + std::to_string(d) +
                        " visible units, the images " + std::to_string(images.cols()) + " pixels");
     }
-    states = data_states(f.chains, images);
+    states = data_states(chains, images);
   } else {
-    states = random_initial_states(f.chains, d, seed);
+    states = random_initial_states(chains, d, seed);
   }
   const std::vector<uint8_t> start = states;
 
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
-  backend->gibbs(states, f.chains, seed, 0, f.steps);
+  backend->gibbs(states, chains, seed, 0, steps);
 
-  write_npy_u8(f.out, states, {f.chains, d});
-  const int n = static_cast<int>(std::min<int64_t>(f.chains, 100));
+  write_output("--out", [&] { write_npy_u8(f.out, states, {chains, d}); });
+  const int n = static_cast<int>(std::min<int64_t>(chains, 100));
   if (!f.png.empty()) {
     const std::vector<uint8_t> first(states.begin(), states.begin() + static_cast<size_t>(n) * d);
-    write_png_gray(f.png, image_grid(first, n));
+    write_output("--png", [&] { write_png_gray(f.png, image_grid(first, n)); });
   }
   if (!f.before_after.empty()) {
     const size_t count = static_cast<size_t>(std::min(n, 50)) * d;
     const std::vector<uint8_t> before(start.begin(), start.begin() + count);
     const std::vector<uint8_t> after(states.begin(), states.begin() + count);
-    write_png_gray(f.before_after, before_after_grid(before, after, std::min(n, 50)));
+    write_output("--before-after", [&] {
+      write_png_gray(f.before_after, before_after_grid(before, after, std::min(n, 50)));
+    });
   }
   std::printf("sampled %lld chains x %lld steps from %s starts with %s; wrote %s%s%s%s%s\n",
-              static_cast<long long>(f.chains), static_cast<long long>(f.steps), f.init.c_str(),
+              static_cast<long long>(chains), static_cast<long long>(steps), f.init.c_str(),
               backend->name().c_str(), f.out.c_str(), f.png.empty() ? "" : " ", f.png.c_str(),
               f.before_after.empty() ? "" : " ", f.before_after.c_str());
   return 0;

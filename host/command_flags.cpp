@@ -1,35 +1,229 @@
 // Flag parsing shared by the commands (see command_flags.hpp).
 #include "host/command_flags.hpp"
 
-#include <algorithm>
-#include <cstdio>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <system_error>
+
+#include "host/atomic_file.hpp"
 #include "host/errors.hpp"
 
 namespace rbm {
+namespace {
 
-std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::string>& args,
-                                       const std::string& program) {
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// A decimal number as typed: [+-] digits [. digits] [(e|E) [+-] digits], at least one mantissa
+// digit, nothing else. Its value is sign * mantissa * 10^exponent, the mantissa's digits without
+// the decimal point.
+struct DecimalText {
+  bool negative = false;
+  std::string mantissa;
+  int64_t exponent = 0;
+};
+
+std::optional<DecimalText> scan_decimal(const std::string& text) {
+  DecimalText out;
+  size_t i = 0;
+  const size_t n = text.size();
+  if (i < n && (text[i] == '+' || text[i] == '-')) out.negative = text[i++] == '-';
+  for (; i < n && is_digit(text[i]); ++i) out.mantissa += text[i];
+  if (i < n && text[i] == '.') {
+    for (++i; i < n && is_digit(text[i]); ++i) {
+      out.mantissa += text[i];
+      --out.exponent;
+    }
+  }
+  if (out.mantissa.empty()) return std::nullopt;
+  if (i < n && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    bool negative = false;
+    if (i < n && (text[i] == '+' || text[i] == '-')) negative = text[i++] == '-';
+    if (i == n || !is_digit(text[i])) return std::nullopt;
+    int64_t e = 0;
+    for (; i < n && is_digit(text[i]); ++i) {
+      e = std::min<int64_t>(e * 10 + (text[i] - '0'), 1'000'000'000);  // far beyond any value
+    }
+    out.exponent += negative ? -e : e;
+  }
+  if (i != n) return std::nullopt;
+  return out;
+}
+
+// The exact integer value of `text`, when it is one of magnitude below 1e18.
+std::optional<int64_t> exact_integer(const std::string& text) {
+  std::optional<DecimalText> number = scan_decimal(text);
+  if (!number) return std::nullopt;
+  std::string digits = number->mantissa;
+  int64_t exponent = number->exponent;
+  digits.erase(0, std::min(digits.find_first_not_of('0'), digits.size()));
+  if (digits.empty()) return 0;
+  while (exponent < 0 && digits.back() == '0') {
+    digits.pop_back();
+    ++exponent;
+  }
+  if (exponent < 0) return std::nullopt;  // a fraction
+  if (static_cast<int64_t>(digits.size()) + exponent > 18) return std::nullopt;
+  int64_t value = 0;
+  for (const char c : digits) value = value * 10 + (c - '0');
+  for (int64_t e = 0; e < exponent; ++e) value *= 10;
+  return number->negative ? -value : value;
+}
+
+}  // namespace
+
+void prepare_flags(CLI::App& app) {
+  // CLI11 reads an empty value as 0 (a valid --seed) or as an empty path: refuse it instead.
+  const CLI::Validator not_empty(
+      [](std::string& value) { return value.empty() ? std::string("empty value") : std::string(); },
+      "", "not empty");
+  for (CLI::Option* option : app.get_options()) {
+    if (option->get_expected_min() > 0 && option->get_type_size_min() > 0) {
+      option->check(not_empty);
+    }
+    // Keep every occurrence; reject_repeated_flags says what is wrong in plain words.
+    option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
+}
+
+void reject_repeated_flags(const CLI::App& app) {
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->count() > 1) throw InputError(option->get_name() + " given twice");
+  }
+}
+
+std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::string>& args) {
+  prepare_flags(app);
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them reversed
   try {
     app.parse(reversed);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "%s %s: %s (see --help)\n", program.c_str(), app.get_name().c_str(),
-                 e.what());
+    std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), e.what());
     return 2;
   }
+  reject_repeated_flags(app);
   return std::nullopt;
+}
+
+int64_t parse_int_flag(const std::string& flag, const std::string& text, int64_t low, int64_t high,
+                       const std::string& range) {
+  const std::optional<int64_t> value = exact_integer(text);
+  if (!value || *value < low || *value > high) {
+    throw InputError(flag + " must be an integer in " + range + " (got '" + text + "')");
+  }
+  return *value;
+}
+
+float parse_float_flag(const std::string& flag, const std::string& text, const std::string& rule,
+                       const std::function<bool(float)>& ok) {
+  const std::string message = flag + " must be a number " + rule + " (got '" + text + "'";
+  if (!scan_decimal(text)) throw InputError(message + ")");
+  const double value = std::strtod(text.c_str(), nullptr);  // the syntax is strtod's subset
+  if (!(std::fabs(value) <= FLT_MAX)) throw InputError(message + ", beyond a 32-bit float)");
+  const float narrowed = static_cast<float>(value);
+  if (!ok(narrowed)) {
+    // The double may pass where its float does not (1e-46 is 0, 0.9999999999 is 1): say so.
+    const bool changed = static_cast<double>(narrowed) != value;
+    throw InputError(message +
+                     (changed ? ", which is " + format_number(narrowed, -1) + " as a 32-bit float)"
+                              : std::string(")")));
+  }
+  return narrowed;
 }
 
 std::optional<int> parse_digit_flag(const std::string& flag, const std::string& text) {
   if (text == "all") return std::nullopt;
-  if (text.size() == 1 && text[0] >= '0' && text[0] <= '9') return text[0] - '0';
+  if (text.size() == 1 && is_digit(text[0])) return text[0] - '0';
   throw InputError(flag + " must be 0..9 or all (got '" + text + "')");
 }
 
-void require_flag(bool ok, const std::string& flag, const std::string& rule, int64_t value) {
-  if (!ok) throw InputError(flag + " must be " + rule + " (got " + std::to_string(value) + ")");
+Split parse_split_flag(const std::string& flag, const std::string& text) {
+  if (text != "all" && text != "train" && text != "test") {
+    throw InputError(flag + " must be all, train or test (got '" + text + "')");
+  }
+  return parse_split(text);
+}
+
+std::string recorded_digit(const std::filesystem::path& dir) {
+  try {
+    const nlohmann::json run = nlohmann::json::parse(read_file(dir / "run.json"));
+    const nlohmann::json& digit = run.at("data").at("digit");
+    return digit.is_number_integer() ? std::to_string(digit.get<int>()) : digit.get<std::string>();
+  } catch (const std::exception&) {
+    return "3";
+  }
+}
+
+void check_output_file(const std::string& flag, const std::string& text) {
+  namespace fs = std::filesystem;
+  const std::string where = flag + " " + text + ": ";
+  if (text.empty()) throw InputError(flag + ": empty value");
+  const fs::path path(text);
+  if (!path.has_filename()) throw InputError(where + "names a directory, not a file");
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  if (error && status.type() != fs::file_type::not_found) {
+    throw InputError(where + "cannot be examined: " + error.message());
+  }
+  if (fs::is_directory(status)) throw InputError(where + "is a directory");
+  if (fs::exists(status) && !fs::is_regular_file(status)) {
+    throw InputError(where + "exists and is not a regular file");
+  }
+  const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  const fs::file_status parent_status = fs::status(parent, error);
+  if (!fs::exists(parent_status)) {
+    throw InputError(where + "its directory " + parent.string() + " does not exist");
+  }
+  if (!fs::is_directory(parent_status)) {
+    throw InputError(where + parent.string() + " is not a directory");
+  }
+  if (::access(parent.c_str(), W_OK | X_OK) != 0) {
+    throw InputError(where + "cannot write in " + parent.string() + ": " + std::strerror(errno));
+  }
+}
+
+void reject_same_files(const std::vector<std::pair<std::string, std::string>>& outputs) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> normal;
+  for (const auto& [flag, text] : outputs) {
+    std::error_code error;
+    // absolute first: weakly_canonical leaves a relative path relative when no prefix exists.
+    fs::path path = text.empty() ? fs::path() : fs::absolute(text, error).lexically_normal();
+    if (!text.empty()) {
+      const fs::path canonical = fs::weakly_canonical(path, error);
+      if (!error) path = canonical;
+    }
+    normal.push_back(path);
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t j = i + 1; j < outputs.size(); ++j) {
+      if (!normal[i].empty() && normal[i] == normal[j]) {
+        throw InputError(outputs[j].first + " " + outputs[j].second + " is the same file as " +
+                         outputs[i].first + " " + outputs[i].second);
+      }
+    }
+  }
+}
+
+std::string format_number(double v, int decimals) {
+  char text[64];
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (decimals >= 0 && std::fabs(v) < 1e9) {
+    std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  } else {
+    std::snprintf(text, sizeof text, "%.9g", v);
+  }
+  return text;
 }
 
 }  // namespace rbm

@@ -1,23 +1,68 @@
-// Flag parsing shared by the `eval` and `sample` commands (host/commands.hpp).
+// Flag parsing shared by the commands: train (host/cli.cpp), `eval` and `sample`
+// (host/commands.hpp). Every bad value is an InputError (or a CLI11 ParseError) whose one line
+// names the flag and quotes the text the user typed.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "host/dataset.hpp"
 
 namespace rbm {
 
-// Parses args (in order) into app. Returns the exit code when the command should stop now: 0
-// after --help, 2 after a bad flag (one line on stderr naming it); nullopt to go on.
-std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::string>& args,
-                                       const std::string& program);
+// Call after adding app's options and before parsing: a value may not be empty, and an option
+// given twice parses (reject_repeated_flags then refuses it with a plain message instead of
+// CLI11's "At Most 1 required but received 2").
+void prepare_flags(CLI::App& app);
+
+// InputError "FLAG given twice" for the first of app's options given more than once.
+void reject_repeated_flags(const CLI::App& app);
+
+// prepare_flags, then parses args (in order) into app and reject_repeated_flags. Returns the exit
+// code when the command should stop now: 0 after --help, 2 after a bad flag (one line on stderr
+// naming it); nullopt to go on.
+std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::string>& args);
+
+// An integer flag: decimal digits with an optional sign, or scientific notation whose value is an
+// exact integer (1e3, 2.5e4); no hex, no spaces, nothing around it. InputError
+// "FLAG must be an integer in RANGE (got 'TEXT')" unless it is one in [low, high].
+int64_t parse_int_flag(const std::string& flag, const std::string& text, int64_t low, int64_t high,
+                       const std::string& range);
+
+// A real flag stored as float: decimal or scientific notation (no hex, inf or nan). `ok` judges
+// the value after narrowing to float, so 1e-46 (0 as a float) fails "> 0" and 0.9999999999 (1 as
+// a float) fails "< 1". InputError "FLAG must be a number RULE (got 'TEXT'...)" otherwise.
+float parse_float_flag(const std::string& flag, const std::string& text, const std::string& rule,
+                       const std::function<bool(float)>& ok);
 
 // "0".."9" or "all" (all ten digits: nullopt); InputError naming `flag` otherwise.
 std::optional<int> parse_digit_flag(const std::string& flag, const std::string& text);
 
-// InputError "FLAG must be RULE (got VALUE)" unless ok.
-void require_flag(bool ok, const std::string& flag, const std::string& rule, int64_t value);
+// "all", "train" or "test"; InputError naming `flag` otherwise.
+Split parse_split_flag(const std::string& flag, const std::string& text);
+
+// The digit a model was trained on, from DIR/run.json's data.digit ("0".."9" or "all"); "3" (the
+// reference recipe's) when there is no readable record.
+std::string recorded_digit(const std::filesystem::path& dir);
+
+// An output file that the command will write (atomically, through a temporary file beside it):
+// InputError naming `flag` and the path unless it names no directory and no other non-regular
+// file, and its directory exists and can be written. Checked before any work.
+void check_output_file(const std::string& flag, const std::string& path);
+
+// InputError when two of the (flag, path) pairs name the same file (after normalizing the paths);
+// empty paths (flags not given) are skipped.
+void reject_same_files(const std::vector<std::pair<std::string, std::string>>& outputs);
+
+// A double for messages and reports: fixed with `decimals` decimals while that stays readable
+// (|v| < 1e9), else (or with decimals < 0) 9 significant digits ("3.86470151e+33", "0.1"); "inf",
+// "-inf" and "nan" as such.
+std::string format_number(double v, int decimals);
 
 }  // namespace rbm

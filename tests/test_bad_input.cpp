@@ -19,6 +19,7 @@
 #include "tests/cli_runner.hpp"
 #include "tests/idx_util.hpp"
 #include "tests/test_util.hpp"
+#include "tests/tiny_model.hpp"
 
 namespace rbm {
 namespace {
@@ -108,6 +109,143 @@ TEST(BadInput, EveryTrainingFlagRefusesItsInvalidValues) {
   expect_refused({"--bogus", "1"}, {"--bogus"});
   expect_refused({"--iters", "10", "stray"}, {"stray"});
   expect_refused({"--visible-bias=maybe"}, {"--visible-bias"});
+}
+
+// Integer flags read plain decimal integers and exact integers in scientific notation; anything
+// else (hex, spaces, fractions, out of range) is refused with the text as typed in the message.
+TEST(BadInput, NumbersAreReadAsTyped) {
+  TempDir dir;
+  {
+    const test::CommandResult r =
+        run_cpu({"--data", RBM_MNIST_DIR, "--iters", "1e2", "--log-every", "2.5e1", "--hidden",
+                 "+4", "--seed", "7E0", "--lr", "5e-3", "--out", (dir / "run").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const nlohmann::json run = test::read_json(dir / "run" / "run.json");
+    EXPECT_EQ(run["recipe"]["iters"], 100);
+    EXPECT_EQ(run["recipe"]["hidden"], 4);
+    EXPECT_EQ(run["recipe"]["seed"], 7);
+    EXPECT_EQ(run["schedule"]["log_every"], 25);
+  }
+  for (const char* value : {"0x10", " 5", "5 ", "5x", "1e3.5", "2.5", "1e-1", "1e", "e3", "1,000",
+                            "99999999999999999999", "1e13", "-99999999999999999999", "1e999999"}) {
+    expect_refused({"--iters", value}, {"--iters", "(got '" + std::string(value) + "')"});
+  }
+  for (const char* value :
+       {"0x10", "0x1p-3", " 0.1", "0.1 ", "inf", "-inf", "nan", "infinity", ".", "1e", "0.1f"}) {
+    expect_refused({"--lr", value}, {"--lr", "(got '" + std::string(value) + "')"});
+  }
+  // The value is judged as the float it becomes, and the message says what that is.
+  expect_refused({"--lr", "1e-46"}, {"--lr", "'1e-46'", "which is 0 as a 32-bit float"});
+  expect_refused({"--momentum", "0.9999999999"},
+                 {"--momentum", "in [0, 1)", "'0.9999999999'", "which is 1 as a 32-bit float"});
+  expect_refused({"--lr", "1e-400"}, {"--lr", "(got '1e-400')"});
+  expect_refused({"--lr", "1e39"}, {"--lr", "(got '1e39', beyond a 32-bit float)"});
+  expect_refused({"--init-std", "1e39"}, {"--init-std", "'1e39'"});
+  // No %f renderings of what was typed (0.000000, 1.000000, a 40-digit number).
+  for (const char* value : {"1e-400", "1e39", "1e7"}) {
+    const test::CommandResult r = run_cpu({"--lr", value});
+    EXPECT_EQ(r.output.find("000000"), std::string::npos) << r.output;
+  }
+}
+
+TEST(BadInput, FlagsGivenTwice) {
+  expect_refused({"--hidden", "5", "--hidden", "6"}, {"--hidden given twice"});
+  expect_refused({"--hidden=5", "--hidden", "5"}, {"--hidden given twice"});
+  expect_refused({"--visible-bias", "--visible-bias"}, {"--visible-bias given twice"});
+  expect_refused({"--pcd", "--batch", "5", "--pcd"}, {"--pcd given twice"});
+  expect_refused({"--out", "a", "--out", "b"}, {"--out given twice"});
+  expect_refused({"eval", "--model", "m", "--json", "--json"}, {"--json given twice"});
+  expect_refused({"eval", "--model", "m", "--seed", "1", "--seed", "2"}, {"--seed given twice"});
+  expect_refused({"sample", "--model", "m", "--out", "a.npy", "--chains", "1", "--chains", "1"},
+                 {"--chains given twice"});
+  const test::CommandResult r = run_cpu({"--hidden", "5", "--hidden", "6"});
+  EXPECT_EQ(r.output.find("At Most"), std::string::npos) << r.output;
+}
+
+// Values that used to be silently ignored or silently replaced by a default.
+TEST(BadInput, NothingIsSilentlyIgnored) {
+  expect_refused({"--epochs", "0"}, {"--epochs", "1..1000000", "'0'"});
+  expect_refused({"--epochs", "2", "--iters", "5"}, {"--epochs", "--iters", "cannot be combined"});
+  expect_refused({"--iters", "5", "--batch", "10", "--epochs", "2"}, {"--epochs", "--iters"});
+  expect_refused({"--pcd", "--batch", "5", "--chains", "0"}, {"--chains", "'0'"});
+  expect_refused({"--device-info", "--iters", "0"}, {"--device-info", "--iters"});
+  expect_refused({"--device-info", "--hidden", "abc"}, {"--device-info", "--hidden"});
+}
+
+// sample's output paths: each checked before any work, and no two the same file.
+TEST(BadInput, SampleOutputFiles) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "model");
+  write_model(dir / "model", test::random_params(784, 4, 0.1f, 3, false));
+  std::filesystem::create_directories(dir / "small");
+  write_model(dir / "small", test::random_params(100, 4, 0.1f, 3, false));
+  const std::string model = (dir / "model").string();
+  const std::string out = (dir / "s.npy").string(), png = (dir / "s.png").string();
+  const auto sample = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> args = {"sample", "--model", model, "--chains", "3", "--steps", "2"};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  // The same file twice.
+  expect_refused(sample({"--out", out, "--png", out}), {"--png", "same file", "--out"});
+  expect_refused(sample({"--out", out, "--png", (dir / "." / "s.npy").string()}),
+                 {"--png", "same file", "--out"});
+  expect_refused(sample({"--out", out, "--png", png, "--before-after", png}),
+                 {"--before-after", "same file", "--png"});
+  expect_refused(sample({"--out", out, "--before-after", out}),
+                 {"--before-after", "same file", "--out"});
+  {  // Relative and absolute names of one file.
+    const std::filesystem::path cwd = std::filesystem::current_path();
+    std::filesystem::current_path(dir.path());
+    expect_refused(sample({"--out", "s.npy", "--png", out}), {"--png", "same file", "--out"});
+    std::filesystem::current_path(cwd);
+  }
+  // Empty paths.
+  expect_refused(sample({"--out", ""}), {"--out", "empty"});
+  expect_refused(sample({"--out", out, "--png", ""}), {"--png", "empty"});
+  expect_refused(sample({"--out", out, "--before-after", ""}), {"--before-after", "empty"});
+  // Paths that cannot be written: refused before sampling, so nothing is written.
+  expect_refused(sample({"--out", out, "--png", "/nonexistent/x.png"}),
+                 {"--png", "/nonexistent/x.png", "does not exist"});
+  expect_refused(sample({"--out", dir.path().string()}), {"--out", "is a directory"});
+  expect_refused(sample({"--out", out, "--png", dir.path().string()}), {"--png", "is a directory"});
+  expect_refused(sample({"--out", out, "--before-after", (dir / "missing" / "x.png").string()}),
+                 {"--before-after", "does not exist"});
+  write_bytes(dir / "file", "x");
+  expect_refused(sample({"--out", (dir / "file" / "s.npy").string()}),
+                 {"--out", "not a directory"});
+  expect_refused(sample({"--out", (dir / "sub/").string()}), {"--out", "directory"});
+  if (geteuid() != 0) {  // root writes anywhere
+    std::filesystem::create_directory(dir / "read-only");
+    std::filesystem::permissions(
+        dir / "read-only", std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+    expect_refused(sample({"--out", out, "--png", (dir / "read-only" / "x.png").string()}),
+                   {"--png", "cannot write"});
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
+  // Pictures need 28x28 images: refused for a model of 100 visible units.
+  const std::string small = (dir / "small").string();
+  expect_refused({"sample", "--model", small, "--out", out, "--png", png},
+                 {"--png", "28x28", "100 visible units"});
+  expect_refused({"sample", "--model", small, "--out", out, "--before-after", png},
+                 {"--before-after", "28x28", "100 visible units"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
+  {  // Without pictures, that model samples.
+    const test::CommandResult r = run_cpu({"sample", "--model", small, "--out", out});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  }
+  // The start images' flags need --init data.
+  for (const std::vector<std::string>& flag : std::vector<std::vector<std::string>>{
+           {"--digit", "5"}, {"--split", "train"}, {"--data", RBM_MNIST_DIR}}) {
+    std::vector<std::string> args = sample({"--out", out});
+    args.insert(args.end(), flag.begin(), flag.end());
+    expect_refused(args, {flag.front(), "--init data"});
+  }
+  expect_refused(sample({"--out", out, "--init", "data", "--split", "dev"}), {"--split", "'dev'"});
+  expect_refused({"sample", "--model", model, "--out", out, "--chains", "1e8"},
+                 {"--chains", "'1e8'"});
+  expect_refused({"sample", "--model", model, "--out", out, "--steps", "0x10"},
+                 {"--steps", "'0x10'"});
 }
 
 TEST(BadInput, DataDirectoryThatIsNotOne) {

@@ -26,6 +26,12 @@ TEST(Cli, HelpListsTheFlags) {
                            "--split", "--visible-bias", "--init-std", "--log-every", "--out"}) {
     EXPECT_NE(r.output.find(flag), std::string::npos) << flag;
   }
+  // --engine is rbm_cuda's: rbm_cpu refuses it, and its help says so.
+  const size_t engine = r.output.find("--engine");
+  ASSERT_NE(engine, std::string::npos) << r.output;
+  EXPECT_NE(r.output.substr(engine, r.output.find('\n', engine) - engine).find("rbm_cuda only"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST(Cli, BadValuesGetOneLineAndExitCode2) {

@@ -147,9 +147,54 @@ TEST(EvalCli, BadInputGetsOneLineAndExitCode2) {
   }
 }
 
+// Each bad value names its flag, quoting what was typed.
+TEST(EvalCli, BadValuesNameTheirFlag) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", false);
+  const std::string model = (dir / "model").string();
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> cases = {
+      {{"--split", "foo"}, {"--split", "'foo'"}},
+      {{"--ais-runs", "0x10"}, {"--ais-runs", "'0x10'"}},
+      {{"--ais-betas", "1e9"}, {"--ais-betas", "'1e9'"}},
+      {{"--seed", " 1"}, {"--seed", "' 1'"}},
+      {{"--digit", ""}, {"--digit", "empty"}},
+  };
+  for (const auto& [flag, parts] : cases) {
+    std::vector<std::string> args = {"eval", "--model", model};
+    args.insert(args.end(), flag.begin(), flag.end());
+    const test::CommandResult r = run_cpu(args);
+    EXPECT_EQ(r.exit_code, 2) << flag[0] << ": " << r.output;
+    EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+    for (const std::string& part : parts) {
+      EXPECT_NE(r.output.find(part), std::string::npos) << part << ": " << r.output;
+    }
+  }
+  // AIS sizes in scientific notation are integers like any other.
+  const nlohmann::json out =
+      eval_json({"--model", model, "--method", "ais", "--ais-runs", "1e1", "--ais-betas", "2e2"});
+  EXPECT_EQ(out["ais"]["runs"], 10);
+  EXPECT_EQ(out["ais"]["betas"], 200);
+}
+
+// Huge numbers print as 9 significant digits, not as 40-digit fixed-point numbers.
+TEST(EvalCli, TextReportKeepsHugeNumbersReadable) {
+  const test::TempDir dir;
+  Params p = test::random_params(784, 4, 0.1f, 7, true);
+  for (float& a : p.a) a = 1e33f;
+  std::filesystem::create_directories(dir / "model");
+  write_model(dir / "model", p);
+  const test::CommandResult r =
+      run_cpu({"eval", "--model", (dir / "model").string(), "--data", RBM_MNIST_DIR});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("e+35 exact"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("0000000000"), std::string::npos) << r.output;
+}
+
 TEST(EvalCli, HelpListsTheFlags) {
   const test::CommandResult eval = run_cpu({"eval", "--help"});
   EXPECT_EQ(eval.exit_code, 0);
+  EXPECT_NE(eval.output.find("Usage: rbm_cpu eval"), std::string::npos) << eval.output;
+  EXPECT_NE(run_cpu({"sample", "--help"}).output.find("Usage: rbm_cpu sample"), std::string::npos);
   for (const char* flag : {"--model", "--data", "--digit", "--split", "--ais-runs", "--ais-betas",
                            "--seed", "--json", "--method"}) {
     EXPECT_NE(eval.output.find(flag), std::string::npos) << flag;
@@ -225,6 +270,45 @@ TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
                 threes.row(1)[y * 28 + x] ? 255 : 0);
     }
   }
+}
+
+// --init data without --digit starts from the digit in the model's run.json, as eval scores it.
+TEST(SampleCli, DataStartsFromTheModelsDigit) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  const std::string model = (dir / "model").string();
+  const auto first_states = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> args = {"sample",
+                                     "--model",
+                                     model,
+                                     "--chains",
+                                     "4",
+                                     "--steps",
+                                     "0",
+                                     "--init",
+                                     "data",
+                                     "--data",
+                                     RBM_MNIST_DIR,
+                                     "--out",
+                                     (dir / "s.npy").string()};
+    args.insert(args.end(), more.begin(), more.end());
+    const test::CommandResult r = run_cpu(args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return read_npy_u8(dir / "s.npy").data;
+  };
+  const auto first_test_images = [](int digit) {
+    const Dataset images = load_mnist(RBM_MNIST_DIR, digit, Split::test);
+    return std::vector<uint8_t>(images.pixels.begin(), images.pixels.begin() + 4 * 784);
+  };
+  EXPECT_EQ(first_states({}), first_test_images(3));  // no run.json: the reference recipe's 3
+  test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 7, "split": "all"}})");
+  EXPECT_EQ(first_states({}), first_test_images(7));
+  EXPECT_EQ(first_states({"--digit", "5"}), first_test_images(5));  // --digit wins
+  test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 12}})");
+  const test::CommandResult r = run_cpu({"sample", "--model", model, "--init", "data", "--data",
+                                         RBM_MNIST_DIR, "--out", (dir / "s.npy").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("run.json's data.digit"), std::string::npos) << r.output;
 }
 
 // Splits one CSV line at commas (no quoting in metrics.csv).
