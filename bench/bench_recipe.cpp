@@ -105,8 +105,10 @@ int run(const Options& o) {
   const std::string reason = usable_device_or_reason();
   rows.push_back(
       {"cuda gemv", [] { return make_cuda_backend(CudaOptions{.use_graph = false}); }, reason});
-  rows.push_back({"cuda gemv+graph",
-                  [] { return make_cuda_backend(CudaOptions{.use_graph = true}); }, reason});
+  rows.push_back(
+      {"cuda gemv+graph",
+       [] { return make_cuda_backend(CudaOptions{.use_graph = true, .graph_fallback = false}); },
+       reason});
   rows.push_back({"cuda fused",
                   [] { return make_cuda_backend(CudaOptions{.engine = CudaEngine::fused}); },
                   reason});

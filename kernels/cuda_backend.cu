@@ -155,6 +155,7 @@ class CudaBackend final : public Backend {
       try {
         capture_iteration(config);
       } catch (const std::runtime_error& e) {
+        if (!options_.graph_fallback) throw;
         // The graph only saves launch latency. The warm-up iteration stays applied and the rest
         // run as plain launches, so the iteration count stays right; a device fault behind the
         // failure resurfaces at the next check.
@@ -215,7 +216,12 @@ class CudaBackend final : public Backend {
     check_ais_request(visible_, request);
     const int d = visible_, H = hidden_;
     const int64_t runs = request.runs;
-    if (runs > INT_MAX) throw InputError("AIS: more runs than cuBLAS takes (2^31 - 1)");
+    // One cuBLAS operand stays within 2^31 - 1 elements (kernels/minibatch.cu, max_operand_rows).
+    if (runs > INT_MAX / std::max(d, H)) {
+      throw InputError("AIS: " + std::to_string(runs) + " runs of " +
+                       std::to_string(std::max(d, H)) +
+                       " units exceed the 2^31 - 1 elements of one cuBLAS operand");
+    }
     // x, hw (runs, d) and xw, h (runs, H) floats, log_w (runs) doubles, c (d) float, a - c (d)
     // double; refused before allocating when more than the free memory less a margin for cuBLAS.
     const size_t bytes =

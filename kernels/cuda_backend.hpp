@@ -21,8 +21,13 @@ struct CudaOptions {
   // gemv engine: capture one training iteration in a CUDA graph and replay it (off: enqueue
   // every kernel).
   bool use_graph = true;
-  // Chains per batch in gibbs(); 0: all at once (the memory needed is checked first: about
-  // (d + H) floats and d bytes per chain; too many chains are refused with InputError).
+  // When the capture fails: true (rbm_cuda) says so on stderr and runs plain launches; false
+  // (tests and benchmarks of the graph, which must not pass or time plain launches under its
+  // name) throws.
+  bool graph_fallback = true;
+  // Chains per batch in gibbs(); 0: all at once, or as many as one cuBLAS operand of 2^31 - 1
+  // elements holds (2.7 million at d = 784) (the memory needed is checked first: about (d + H)
+  // floats and d bytes per chain; too many chains are refused with InputError).
   int64_t gibbs_batch_chains = 0;
   // gibbs() moves states to and from the device as bits (8 units per byte) instead of bytes.
   bool packed_states = false;

@@ -65,13 +65,16 @@ __global__ void __launch_bounds__(kThreads, 1) fused_cd_kernel(FusedCdArgs args)
 }
 
 template <HiddenType kType, int kCtas, int kThreads>
-void set_kernel_attributes(size_t bytes) {
+cudaError_t set_kernel_attributes(size_t bytes) {
   const auto kernel = fused_cd_kernel<kType, kCtas, kThreads>;
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(bytes)));
+  cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(bytes));
   if constexpr (kCtas > kPortableClusterCtas) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    if (status == cudaSuccess) {
+      status = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    }
   }
+  return status;
 }
 
 cudaLaunchConfig_t launch_config(int cluster_ctas, int threads, size_t bytes, cudaStream_t stream,
@@ -90,16 +93,24 @@ cudaLaunchConfig_t launch_config(int cluster_ctas, int threads, size_t bytes, cu
   return config;
 }
 
-// How many clusters of this variant the device can hold at once (0: it cannot run one).
+// How many clusters of this variant the device can hold at once (0: it cannot run one). A device
+// (or a MIG slice) may refuse the cluster size or the shared memory with an error rather than
+// answer 0; that error is not sticky, and it means the same: the variant cannot run here.
 template <int kCtas, int kThreads>
 int max_active_clusters(size_t bytes) {
   constexpr HiddenType kType = HiddenType::binary;  // same resources for either unit
-  set_kernel_attributes<kType, kCtas, kThreads>(bytes);
+  cudaError_t status = set_kernel_attributes<kType, kCtas, kThreads>(bytes);
   cudaLaunchAttribute cluster;
   const cudaLaunchConfig_t config = launch_config(kCtas, kThreads, bytes, nullptr, &cluster);
   int clusters = 0;
-  CUDA_CHECK(
-      cudaOccupancyMaxActiveClusters(&clusters, fused_cd_kernel<kType, kCtas, kThreads>, &config));
+  if (status == cudaSuccess) {
+    status =
+        cudaOccupancyMaxActiveClusters(&clusters, fused_cd_kernel<kType, kCtas, kThreads>, &config);
+  }
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();  // clears it, so that the next check does not report it
+    return 0;
+  }
   return clusters;
 }
 
@@ -108,7 +119,7 @@ void launch_variant(const FusedCdArgs& args, cudaStream_t stream) {
   const size_t bytes = shared_bytes(args.problem.d, args.problem.H, kCtas, kThreads);
   with_hidden_type(args.hidden_type, [&](auto tag) {
     constexpr HiddenType kType = decltype(tag)::value;
-    set_kernel_attributes<kType, kCtas, kThreads>(bytes);
+    CUDA_CHECK((set_kernel_attributes<kType, kCtas, kThreads>(bytes)));
     cudaLaunchAttribute cluster;
     const cudaLaunchConfig_t config = launch_config(kCtas, kThreads, bytes, stream, &cluster);
     CUDA_CHECK(cudaLaunchKernelEx(&config, fused_cd_kernel<kType, kCtas, kThreads>, args));

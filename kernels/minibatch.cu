@@ -212,9 +212,17 @@ size_t minibatch_bytes(int64_t B, int64_t N, int d, int H, bool pcd) {
   return floats * sizeof(float) + (pcd ? n * sizeof(uint32_t) : 0);
 }
 
-void check_rows(int64_t rows, const char* what) {
-  if (rows > INT_MAX)
-    throw InputError(std::string(what) + ": more rows than cuBLAS takes (2^31 - 1)");
+// The most rows of `width` floats one cuBLAS operand may hold: the legacy API's dimensions are int,
+// and whether every kernel behind it computes element offsets in 64 bits is not documented, so
+// an operand stays within 2^31 - 1 elements (2.7 million chains at d = 784).
+int64_t max_operand_rows(int width) { return INT_MAX / std::max(width, 1); }
+
+void check_rows(int64_t rows, int width, const char* what) {
+  if (rows > max_operand_rows(width)) {
+    throw InputError(std::string(what) + ": " + std::to_string(rows) + " rows of " +
+                     std::to_string(width) + " units exceed the 2^31 - 1 elements of one cuBLAS " +
+                     "operand (at most " + std::to_string(max_operand_rows(width)) + " rows)");
+  }
 }
 
 }  // namespace
@@ -227,7 +235,7 @@ size_t sampler_bytes(int64_t chains, int d, int H, bool packed) {
 
 void sample_steps(const ModelView& v, uint64_t key, float* X, float* Hs, int64_t n,
                   int64_t first_chain, int64_t first_step, int64_t steps) {
-  check_rows(n, "sample");
+  check_rows(n, std::max(v.d, v.H), "sample");
   const uint64_t stream0 = static_cast<uint64_t>(first_chain);
   for (int64_t g = first_step; g < first_step + steps; ++g) {
     hidden_preactivation(v.blas, v.W, v.d, v.H, X, n, Hs);
@@ -248,9 +256,11 @@ void gibbs_host_states(const ModelView& v, std::vector<uint8_t>& states, int64_t
     throw std::invalid_argument("gibbs: states must be (n_chains, d)");
   }
   if (n_chains == 0 || steps == 0) return;
+  // All chains at once by default, in as few batches as cuBLAS's operand size allows.
   const int64_t batch =
-      options.batch_chains > 0 ? std::min(n_chains, options.batch_chains) : n_chains;
-  check_rows(batch, "sample");
+      std::min(n_chains, options.batch_chains > 0 ? options.batch_chains
+                                                  : max_operand_rows(std::max(d, v.H)));
+  check_rows(batch, std::max(d, v.H), "sample");
   const size_t bytes = sampler_bytes(batch, d, v.H, options.packed);
   require_free_device_memory(bytes,
                              "sample: " + std::to_string(batch) +
@@ -342,7 +352,7 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
   if (count == 0) return;
   const int64_t B = recipe.batch, N = negative_samples(recipe);
   const int d = v.d, H = v.H, k = recipe.k;
-  check_rows(std::max(B, N), "train_minibatch");
+  check_rows(std::max(B, N), std::max(d, H), "train_minibatch");
   if (recipe.pcd && n_chains_ != 0 && n_chains_ != N) {
     throw InputError("train_minibatch: the backend holds " + std::to_string(n_chains_) +
                      " PCD chains, the recipe asks for " + std::to_string(N));

@@ -59,9 +59,10 @@ void expect_cuda_matches_cpu(const Dataset& data, bool visible_bias,
   const struct {
     const char* name;
     CudaOptions options;
-  } engines[] = {{"gemv, graph", {.engine = CudaEngine::gemv, .use_graph = true}},
-                 {"gemv, no graph", {.engine = CudaEngine::gemv, .use_graph = false}},
-                 {"fused", {.engine = CudaEngine::fused}}};
+  } engines[] = {
+      {"gemv, graph", {.engine = CudaEngine::gemv, .use_graph = true, .graph_fallback = false}},
+      {"gemv, no graph", {.engine = CudaEngine::gemv, .use_graph = false}},
+      {"fused", {.engine = CudaEngine::fused}}};
   for (const auto& engine : engines) {
     SCOPED_TRACE(engine.name);
     const std::unique_ptr<Backend> gpu = make_cuda_backend(engine.options);
@@ -144,7 +145,8 @@ TEST(CudaBackend, GraphAndNoGraphAgreeExactly) {
   faster.k = 2;
 
   const auto run = [&](bool use_graph, const std::vector<int64_t>& pieces) {
-    const std::unique_ptr<Backend> gpu = make_cuda_backend(CudaOptions{.use_graph = use_graph});
+    const std::unique_ptr<Backend> gpu =
+        make_cuda_backend(CudaOptions{.use_graph = use_graph, .graph_fallback = false});
     Params params = test::train_in_pieces(*gpu, data, start, recipe, pieces);
     gpu->set_params(params);  // same shapes: a captured graph stays valid
     gpu->train_cd(faster, 50, 7);
