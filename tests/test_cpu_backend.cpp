@@ -99,15 +99,14 @@ TEST(CpuKernels, ZeroModelMakesEveryUnitOneWithProbabilityHalf) {
   }
 }
 
-void expect_one_iteration_is_the_cd_formula(HiddenType type, int hidden = 3) {
-  Params start = test::random_params(6, hidden, 1.0f, 21, /*visible_bias=*/true);
-  start.hidden_type = type;
-  const Dataset data = test::bit_images(6, {0b101101, 0b010011, 0b111000});
+// One CD-3 iteration from `start` on `data`, for 40 seeds and three iteration numbers, against the
+// long-double recomputation of the formula (tests/cd_reference.hpp).
+void expect_one_iteration_is_the_cd_formula(const Params& start, const Dataset& data, float lr) {
   std::unique_ptr<Backend> backend = make_cpu_backend();
   backend->stage(data);
   Recipe recipe;
   recipe.k = 3;
-  recipe.lr = 0.25f;
+  recipe.lr = lr;
   int checked = 0;
   for (uint32_t seed = 1; seed <= 40; ++seed) {
     recipe.seed = seed;
@@ -130,6 +129,13 @@ void expect_one_iteration_is_the_cd_formula(HiddenType type, int hidden = 3) {
   EXPECT_GE(checked, 30);  // most (seed, t) pairs are clear of ties
 }
 
+void expect_one_iteration_is_the_cd_formula(HiddenType type, int hidden = 3) {
+  Params start = test::random_params(6, hidden, 1.0f, 21, /*visible_bias=*/true);
+  start.hidden_type = type;
+  expect_one_iteration_is_the_cd_formula(start, test::bit_images(6, {0b101101, 0b010011, 0b111000}),
+                                         0.25f);
+}
+
 TEST(CpuBackend, OneIterationIsTheCdFormula) {
   expect_one_iteration_is_the_cd_formula(HiddenType::binary);
 }
@@ -137,6 +143,22 @@ TEST(CpuBackend, OneIterationIsTheCdFormula) {
 TEST(CpuBackend, OneIterationIsTheCdFormulaForTernaryHiddenUnits) {
   expect_one_iteration_is_the_cd_formula(HiddenType::ternary);
 }
+// The reference recipe's shape on real images (784 x 100, W ~ N(0, 0.1^2), MNIST training
+// threes): the vectorized rows, both shards and the padded hidden layer (100 -> 104), which the
+// 6-pixel model above leaves to the scalar tails.
+TEST(CpuBackend, OneIterationIsTheCdFormulaAtTheRecipesShape) {
+  const Dataset threes = load_mnist(RBM_MNIST_DIR, 3, Split::train);
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    for (const bool visible_bias : {false, true}) {
+      SCOPED_TRACE(std::string(type == HiddenType::ternary ? "ternary" : "binary") +
+                   (visible_bias ? ", visible bias" : ""));
+      Params start = test::random_params(784, 100, 0.1f, 5, visible_bias);
+      start.hidden_type = type;
+      expect_one_iteration_is_the_cd_formula(start, threes, 0.05f);
+    }
+  }
+}
+
 // More hidden than visible units (H 20 > d 6): the hidden draws' uniforms once overran a buffer
 // sized d (rbm_cpu --hidden 1000 crashed); under AddressSanitizer this test catches that too.
 TEST(CpuBackend, OneIterationIsTheCdFormulaWithMoreHiddenThanVisibleUnits) {
