@@ -165,17 +165,22 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
   // Each file as published, or as staged when the publish was cut short.
   for (const auto& [name, sum] : sums.items()) {
     const std::string expected = sum.get<std::string>();
-    bool found = false;
+    bool found = false, exists = false;
     for (const bool is_staged : {false, true}) {
       const std::filesystem::path path = is_staged ? staged(dir, name) : dir / name;
       std::error_code ignored;
       if (!std::filesystem::exists(path, ignored)) continue;
+      exists = true;
       std::string bytes = read_file(path);
       if (sha256_hex(bytes) != expected) continue;
       if (is_staged) checkpoint.staged.push_back(name);
       checkpoint.files.push_back({name, std::move(bytes)});
       found = true;
       break;
+    }
+    if (!exists) {
+      throw InputError((dir / name).string() + ": missing (nor is there " + name + kStagedSuffix +
+                       "), though " + kRunJson + " records it as part of the checkpoint");
     }
     if (!found) {
       throw InputError((dir / name).string() + ": does not match the SHA-256 that " + kRunJson +

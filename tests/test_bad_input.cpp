@@ -545,7 +545,7 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
   {
     const std::filesystem::path run = copy();
     std::filesystem::remove(run / "b.npy");
-    expect_resume_refused(run, {(run / "b.npy").string()});
+    expect_resume_refused(run, {(run / "b.npy").string(), "missing"});
   }
   {
     const std::filesystem::path run = copy();
