@@ -260,10 +260,17 @@ void run_training(Backend& backend, const TrainOptions& options) {
 
   const GrayImage mosaic = weight_mosaic(params);
   write_png_gray(out("weights.png"), mosaic.width, mosaic.height, mosaic.pixels);
-  std::printf("trained %lld iterations on %lld images with %s in %.3f s (%.2f us/iteration)\n",
-              static_cast<long long>(recipe.iters), static_cast<long long>(train.rows),
-              backend.name().c_str(), train_seconds,
-              1e6 * train_seconds / static_cast<double>(recipe.iters));
+  if (first == recipe.iters && resume) {
+    std::printf("the run is already at iteration %lld: nothing to train (--iters extends it)\n",
+                static_cast<long long>(first));
+  } else {
+    // Time and rate over the whole run, the pieces before a resume included.
+    const std::string resumed = resume ? " (resumed at " + std::to_string(first) + ")" : "";
+    std::printf("trained %lld iterations%s on %lld images with %s in %.3f s (%.2f us/iteration)\n",
+                static_cast<long long>(recipe.iters), resumed.c_str(),
+                static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
+                1e6 * train_seconds / static_cast<double>(recipe.iters));
+  }
   std::printf("wrote %s: W.npy b.npy%s weights.png metrics.csv run.json\n",
               options.out_dir.string().c_str(), params.has_visible_bias() ? " a.npy" : "");
 }
