@@ -69,9 +69,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   const int64_t ais_betas = parse_int_flag("--ais-betas", f.ais_betas, 3, 100'000'000, "3..1e8");
   const int64_t seed = parse_int_flag("--seed", f.seed, 0, 0xFFFFFFFFll, "0..4294967295");
   const Split split = parse_split_flag("--split", f.split);
-  const std::string digit_text = f.digit.empty() ? recorded_digit(f.model) : f.digit;
-  const std::optional<int> digit = parse_digit_flag(
-      f.digit.empty() ? f.model + "/run.json's data.digit" : "--digit", digit_text);
+  const auto [digit_text, digit] = digit_flag_or_recorded(f.digit, f.model);
   LogZOptions options;
   options.method = parse_method(f.method);
   options.ais_runs = ais_runs;

@@ -93,13 +93,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   }
   const Split split = parse_split_flag("--split", f.split);
   // The start images' digit: --digit, else the one the model was trained on (as eval does).
-  std::string digit_text;
-  std::optional<int> digit;
-  if (from_data) {
-    digit_text = f.digit.empty() ? recorded_digit(f.model) : f.digit;
-    digit = parse_digit_flag(f.digit.empty() ? f.model + "/run.json's data.digit" : "--digit",
-                             digit_text);
-  }
+  const DigitChoice start_digit =
+      from_data ? digit_flag_or_recorded(f.digit, f.model) : DigitChoice{};
   // Every output path before any work: none of them may be found wanting after the sampling.
   check_output_file("--out", f.out);
   if (app.count("--png") > 0) check_output_file("--png", f.png);
@@ -121,9 +116,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   }
   std::vector<uint8_t> states;
   if (from_data) {
-    const Dataset images = load_mnist(f.data, digit, split);
+    const Dataset images = load_mnist(f.data, start_digit.digit, split);
     if (images.rows == 0) {
-      throw InputError("no images match --digit " + digit_text + " and --split " + f.split);
+      throw InputError("no images match --digit " + start_digit.text + " and --split " + f.split);
     }
     if (images.cols() != d) {
       throw InputError("--model " + f.model + " has " + std::to_string(d) +

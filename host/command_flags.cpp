@@ -153,14 +153,17 @@ Split parse_split_flag(const std::string& flag, const std::string& text) {
   return parse_split(text);
 }
 
-std::string recorded_digit(const std::filesystem::path& dir) {
+DigitChoice digit_flag_or_recorded(const std::string& flag_text, const std::filesystem::path& dir) {
+  if (!flag_text.empty()) return {flag_text, parse_digit_flag("--digit", flag_text)};
+  std::string text = "3";
   try {
     const nlohmann::json run = nlohmann::json::parse(read_file(dir / "run.json"));
     const nlohmann::json& digit = run.at("data").at("digit");
-    return digit.is_number_integer() ? std::to_string(digit.get<int>()) : digit.get<std::string>();
+    text = digit.is_number_integer() ? std::to_string(digit.get<int>()) : digit.get<std::string>();
   } catch (const std::exception&) {
-    return "3";
+    return {text, 3};
   }
+  return {text, parse_digit_flag(dir.string() + "/run.json's data.digit", text)};
 }
 
 void check_output_file(const std::string& flag, const std::string& text) {

@@ -47,9 +47,15 @@ std::optional<int> parse_digit_flag(const std::string& flag, const std::string& 
 // "all", "train" or "test"; InputError naming `flag` otherwise.
 Split parse_split_flag(const std::string& flag, const std::string& text);
 
-// The digit a model was trained on, from DIR/run.json's data.digit ("0".."9" or "all"); "3" (the
-// reference recipe's) when there is no readable record.
-std::string recorded_digit(const std::filesystem::path& dir);
+// The digit of the images to use with the model in `dir`: --digit's text when given (non-empty),
+// else the one the model was trained on (DIR/run.json's data.digit), else "3" (the reference
+// recipe's, when there is no readable record). InputError naming --digit or run.json when the
+// text is not 0..9 or all.
+struct DigitChoice {
+  std::string text;          // as given or recorded, for messages
+  std::optional<int> digit;  // nullopt: all ten digits
+};
+DigitChoice digit_flag_or_recorded(const std::string& flag_text, const std::filesystem::path& dir);
 
 // An output file that the command will write (atomically, through a temporary file beside it):
 // InputError naming `flag` and the path unless it names no directory and no other non-regular

@@ -167,7 +167,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
                      run_record(options, backend, data_sha256, train.rows, done, train_seconds));
     checkpoint_at = done;
   };
-  std::shared_ptr<const DirectoryLock> lock = resume ? resume->lock : nullptr;
+  std::optional<DirectoryLock> new_run_lock;  // a resumed run holds resume->lock
   if (!resume) {
     std::error_code error;
     std::filesystem::create_directories(options.out_dir, error);
@@ -175,7 +175,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
       throw InputError("--out " + options.out_dir.string() + ": cannot create: " + error.message());
     }
     try {
-      lock = std::make_shared<const DirectoryLock>(options.out_dir);
+      new_run_lock.emplace(options.out_dir);
     } catch (const InputError& e) {
       throw InputError(std::string("--out ") + e.what());
     }
