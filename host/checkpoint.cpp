@@ -422,6 +422,16 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
                          " is below the checkpoint's iteration " +
                          std::to_string(checkpoint.iteration));
       }
+      // lr (U - u) / U depends on the run's length U: another end would give the updates still
+      // to come a schedule that the updates already made did not follow, and run.json could not
+      // record the run that was trained.
+      if (r.lr_decay == LrDecay::linear && *iters != iters_recorded) {
+        throw InputError("--iters " + std::to_string(*iters) +
+                         ": the run's learning rate falls linearly to 0 over its " +
+                         std::to_string(iters_recorded) +
+                         " updates (--lr-decay linear), and another end would change that "
+                         "schedule part way; resume it without --iters, or start a new run");
+      }
       r.iters = *iters;
       r.epochs = 0;  // --iters counts updates; the data order is the same (host/minibatch.hpp)
     }
@@ -446,14 +456,11 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
                   "at least 1");
     require_field(dir, options.checkpoint_every >= 1, "schedule.checkpoint_every",
                   options.checkpoint_every, "at least 1");
+    // Runs recorded before `train --eval-every` existed have no eval_every: none (the default).
     if (run["schedule"].contains("eval_every")) {
       options.eval_every =
           field<int64_t>(dir, run, "schedule.eval_every", {"schedule", "eval_every"});
-      require_field(dir, options.eval_every >= 0, "schedule.eval_every", options.eval_every,
-                    "at least 0");
     }
-    // Runs recorded before `train --eval-every` existed have no eval_every: none.
-    options.eval_every = run["schedule"].value("eval_every", int64_t{0});
     require_field(dir, options.eval_every >= 0 && options.eval_every % options.log_every == 0,
                   "schedule.eval_every", options.eval_every, "0 or a multiple of log_every");
     options.out_dir = dir;

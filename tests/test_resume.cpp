@@ -264,6 +264,30 @@ TEST(Resume, MinibatchWithoutMomentumResumesBitForBit) {
   }
 }
 
+// A --lr-decay linear run's schedule is lr (U - u) / U over its U updates: resuming it to
+// another end would change the schedule part way and record a run that was not trained, so it is
+// refused with one line, and the checkpoint stays as it was. The same end is accepted.
+TEST(Resume, ALinearDecayRunKeepsItsLength) {
+  const std::vector<std::string> linear = {"--batch", "20", "--lr-decay", "linear"};
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  const test::CommandResult first = train_recipe(run, linear, "60", "20");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::string weights = read_file(run / "W.npy"), record = read_file(run / "run.json");
+  for (const char* end : {"100", "60000"}) {
+    const test::CommandResult longer = run_cpu({"--resume", run.string(), "--iters", end});
+    EXPECT_EQ(longer.exit_code, 2) << longer.output;
+    EXPECT_EQ(test::line_count(longer.output), 1) << longer.output;
+    EXPECT_NE(longer.output.find("linearly to 0 over its 60 updates"), std::string::npos)
+        << longer.output;
+  }
+  EXPECT_EQ(read_file(run / "W.npy"), weights);
+  EXPECT_EQ(read_file(run / "run.json"), record);
+  const test::CommandResult same = run_cpu({"--resume", run.string(), "--iters", "60"});
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_EQ(read_file(run / "W.npy"), weights);
+}
+
 // A run directory has one writer. A new run into a directory that holds a run's files is
 // refused (it once replaced a finished run's checkpoint without a word), and so is every writer
 // while another holds the directory's lock (a --resume of a running run once made the first run

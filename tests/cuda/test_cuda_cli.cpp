@@ -1,10 +1,16 @@
 // The rbm_cuda executable: without a usable device it exits 2 with one line that names rbm_cpu;
-// with one it trains and writes the same files as rbm_cpu.
+// with one it trains, writes the same files as rbm_cpu, and its model is rbm_cpu's on the same
+// flags within the tolerance between the builds.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
+#include "host/checkpoint.hpp"
+#include "host/dataset.hpp"
+#include "host/model.hpp"
+#include "tests/cd_reference.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/cuda/cuda_test_util.hpp"
 #include "tests/test_util.hpp"
@@ -13,6 +19,7 @@ namespace rbm {
 namespace {
 
 std::string cuda_exe() { return test::path_from_env_or("RBM_CUDA_EXE", RBM_CUDA_EXE); }
+std::string cpu_exe() { return test::path_from_env_or("RBM_CPU_EXE", RBM_CPU_EXE); }
 std::string mnist_dir() { return test::path_from_env_or("RBM_MNIST_DIR", RBM_MNIST_DIR); }
 
 // Runs where no device is usable (CI); where one is, the next test covers the executable.
@@ -53,6 +60,47 @@ TEST(CudaCli, TrainsAndWritesTheRunDirectoryWithEitherEngine) {
     for (const char* name : {"W.npy", "b.npy", "weights.png", "metrics.csv", "run.json"}) {
       EXPECT_TRUE(std::filesystem::is_regular_file(out / name)) << name << "\n" << result.output;
     }
+  }
+}
+
+// The headline command, rbm_cuda against rbm_cpu: the default recipe on MNIST threes (digit 3,
+// both splits), 50 iterations from the same seed, with either engine. The seed is the first from
+// 20240 on whose CPU trajectory every draw keeps tests/cd_reference.hpp's kMargin from its
+// probability, so the builds part only through float summation order and the saved W and b are
+// held to kTrainRelTol (that header says why it separates rounding from a wrong draw by two orders
+// of magnitude each way). What this adds to CudaBackend.MatchesCpuOnMnistThrees: the flags, the
+// data loading, init_params and the checkpoint the executables write.
+TEST(CudaCli, ModelEqualsRbmCpusOnTheSameFlags) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  constexpr int64_t kIterations = 50;
+  Recipe recipe;  // the command line's defaults (host/cli.cpp): H 100, lr 0.005, CD-3
+  recipe.seed = 20240;
+  const Dataset threes = load_mnist(mnist_dir(), 3, Split::all);
+  recipe.seed = test::seed_clear_of_ties(threes, recipe, kIterations);
+  const test::TempDir dir;
+  const auto train = [&](const std::string& exe, const std::string& name,
+                         std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--iters", std::to_string(kIterations),
+                                     "--seed",  std::to_string(recipe.seed),
+                                     "--data",  mnist_dir(),
+                                     "--out",   (dir / name).string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const test::CommandResult result = test::run_command(exe, args);
+    EXPECT_EQ(result.exit_code, 0) << name << ": " << result.output;
+    return load_checkpoint(dir / name).params;
+  };
+  const Params want = train(cpu_exe(), "cpu", {});
+  const Params start = init_params(recipe, threes);
+  ASSERT_GT(test::max_abs_diff(want.W, start.W), 0.0) << "rbm_cpu did not train";
+  for (const char* engine : {"gemv", "fused"}) {
+    SCOPED_TRACE(engine);
+    const Params got = train(cuda_exe(), engine, {"--engine", engine});
+    ASSERT_EQ(got.W.size(), want.W.size());
+    ASSERT_EQ(got.b.size(), want.b.size());
+    EXPECT_TRUE(got.a.empty());
+    const test::TrainedDifference diff = test::trained_difference(got, want, recipe);
+    EXPECT_LE(diff.W, test::kTrainRelTol);
+    EXPECT_LE(diff.b, test::kTrainRelTol);
   }
 }
 
