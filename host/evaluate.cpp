@@ -127,15 +127,35 @@ double visible_bias_term(const Params& params, const uint8_t* x) {
   return sum;
 }
 
-}  // namespace
-
-double free_energy(const Params& params, const uint8_t* x) {
+// W'x + b (H) summed in double.
+void exact_preactivations(const Params& params, const uint8_t* x, std::vector<double>& pre) {
   const int d = params.visible, H = params.hidden;
-  std::vector<double> pre(params.b.begin(), params.b.end());  // (H)
+  pre.assign(params.b.begin(), params.b.end());
   for (int i = 0; i < d; ++i) {
     if (!x[i]) continue;
     for (int j = 0; j < H; ++j) pre[j] += params.W[static_cast<size_t>(i) * H + j];
   }
+}
+
+// Row r's pre-activations (H) in double: the float GEMM's `pre` (n, H), or, where one of them
+// overflowed float (weights near FLT_MAX, finite as the model's own), summed again in double, so
+// that a finite model's free energies are finite.
+void row_preactivations(const Params& params, const std::vector<float>& pre, const uint8_t* x,
+                        int64_t r, std::vector<double>& out) {
+  const int H = params.hidden;
+  const float* row = pre.data() + static_cast<size_t>(r) * H;
+  if (std::all_of(row, row + H, [](float t) { return std::isfinite(t); })) {
+    out.assign(row, row + H);
+  } else {
+    exact_preactivations(params, x, out);
+  }
+}
+
+}  // namespace
+
+double free_energy(const Params& params, const uint8_t* x) {
+  std::vector<double> pre;  // (H)
+  exact_preactivations(params, x, pre);
   double energy = -visible_bias_term(params, x);
   with_hidden_type(params.hidden_type, [&](auto type) {
     for (const double t : pre) energy -= hidden_log_sum<decltype(type)::value>(t);
@@ -149,11 +169,11 @@ double mean_free_energy(const Params& params, const Dataset& images) {
   const std::vector<float> pre = hidden_preactivations(params, as_float(images), images.rows);
   double total = 0.0;
   with_hidden_type(params.hidden_type, [&](auto type) {
+    std::vector<double> row;  // (H)
     for (int64_t r = 0; r < images.rows; ++r) {
+      row_preactivations(params, pre, images.row(r), r, row);
       double energy = -visible_bias_term(params, images.row(r));
-      for (int j = 0; j < H; ++j) {
-        energy -= hidden_log_sum<decltype(type)::value>(pre[static_cast<size_t>(r) * H + j]);
-      }
+      for (int j = 0; j < H; ++j) energy -= hidden_log_sum<decltype(type)::value>(row[j]);
       total += energy;
     }
   });
@@ -229,9 +249,10 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images) {
     const auto unit_term = [](double t) { return hidden_log_sum<decltype(type)::value>(t); };
     parallel_for(images.rows, [&](int64_t worker, int64_t begin, int64_t end) {
       double sum = 0.0;
+      std::vector<double> t;  // (H)
       for (int64_t r = begin; r < end; ++r) {
         const uint8_t* x = images.row(r);
-        const float* t = pre.data() + static_cast<size_t>(r) * H;
+        row_preactivations(params, pre, x, r, t);
         double softplus_sum = 0.0;
         for (int j = 0; j < H; ++j) softplus_sum += unit_term(t[j]);
         for (int i = 0; i < d; ++i) {

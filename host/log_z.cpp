@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "host/errors.hpp"
@@ -66,10 +67,16 @@ LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOp
                                                 });
   estimate.chosen_base = best.name;
   estimate.ess = best.summary.ess;
-  // log Z >= lower_bound holds exactly: an estimate (or interval end) below it is raised to it.
+  // log Z >= lower_bound holds exactly: an estimate or a lower end below it is raised to it. An
+  // upper end below it is not an upper end of anything: AIS missed mass (it errs low), and the
+  // interval [bound, bound] would claim an exactness nothing supports.
   estimate.log_z = std::max(best.summary.log_z, estimate.lower_bound);
   estimate.log_z_low = std::max(best.summary.log_z_low, estimate.lower_bound);
-  estimate.log_z_high = std::max(best.summary.log_z_high, estimate.lower_bound);
+  estimate.log_z_high = best.summary.log_z_high;
+  if (estimate.log_z_high < estimate.lower_bound) {
+    estimate.ais_below_bound = true;
+    estimate.log_z_high = std::numeric_limits<double>::infinity();
+  }
   estimate.seconds = seconds_since(start);
   return estimate;
 }

@@ -49,6 +49,10 @@ struct LogZEstimate {
   std::vector<AisBaseReport> bases;  // AIS: base-rate (streams 0..M-1), uniform (M..2M-1)
   std::string chosen_base;           // AIS: the base with the larger estimate
   double lower_bound = 0.0;          // log_partition_lower_bound
+  // AIS: even the chosen interval's upper end fell below lower_bound, so AIS missed mass it cannot
+  // say how much of: log Z >= lower_bound is all that is known (log_z = log_z_low = lower_bound,
+  // log_z_high = +inf). More temperatures may repair it.
+  bool ais_below_bound = false;
   double seconds = 0.0;
 };
 

@@ -112,6 +112,31 @@ TEST(Evaluate, PseudoLikelihoodMatchesDirectComputation) {
   EXPECT_NEAR(mean_pseudo_log_likelihood(p, data), want, 1e-5);
 }
 
+// Weights near FLT_MAX are finite, and so are the model's free energies: where the float GEMM's
+// pre-activations overflow, they are summed again in double. Want: the mean of free_energy (double
+// throughout) and the PLL from it, log p(x_i | x_-i) = -softplus(F(x) - F(x flipped at i)).
+TEST(Evaluate, WeightsNearFloatMaxGiveFiniteScores) {
+  Params p = test::random_params(7, 3, 0.5f, 8, true);
+  for (size_t k = 0; k < p.W.size(); ++k) p.W[k] = (k % 3 == 0 ? -3e38f : 3e38f);
+  const std::vector<uint32_t> patterns = {0b1010101, 0b0001111, 0b1100011, 0};
+  const Dataset data = test::bit_images(7, patterns);
+  double want_f = 0.0, want_pll = 0.0;
+  for (int64_t r = 0; r < data.rows; ++r) {
+    const double f = free_energy(p, data.row(r));
+    ASSERT_TRUE(std::isfinite(f));
+    want_f += f;
+    for (int i = 0; i < 7; ++i) {
+      std::vector<uint8_t> flipped(data.row(r), data.row(r) + 7);
+      flipped[static_cast<size_t>(i)] ^= 1;
+      want_pll -= softplus(f - free_energy(p, flipped.data()));
+    }
+  }
+  want_f /= static_cast<double>(data.rows);
+  want_pll /= static_cast<double>(data.rows);
+  EXPECT_NEAR(mean_free_energy(p, data), want_f, 1e-12 * std::fabs(want_f));
+  EXPECT_NEAR(mean_pseudo_log_likelihood(p, data), want_pll, 1e-12 * std::fabs(want_pll));
+}
+
 TEST(Evaluate, ReconstructionErrorMatchesDirectComputation) {
   const Params p = test::random_params(7, 5, 0.9f, 8, true);
   const std::vector<uint32_t> patterns = {0b1010101, 0b0001111};
