@@ -2,6 +2,7 @@
 #include "host/metrics.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "host/evaluate.hpp"
@@ -22,6 +23,18 @@ Dataset fixed_batch(const Dataset& images, int64_t max_rows) {
     batch.labels[r] = images.labels[source];
   }
   return batch;
+}
+
+bool metrics_finite(const MetricsRow& row) {
+  const auto finite = [](const std::optional<double>& v) { return !v || std::isfinite(*v); };
+  bool all = std::isfinite(row.recon_error_train) && std::isfinite(row.free_energy_train) &&
+             finite(row.recon_error_heldout) && finite(row.free_energy_heldout);
+  if (row.eval) {
+    const EvalMetrics& e = *row.eval;
+    all = all && std::isfinite(e.log_z) && std::isfinite(e.log_p_train) &&
+          std::isfinite(e.pll_train) && finite(e.log_p_heldout) && finite(e.pll_heldout);
+  }
+  return all;
 }
 
 MetricsRow compute_metrics(const Params& params, const Dataset& train_batch,

@@ -32,6 +32,11 @@ struct MetricsRow {
   std::optional<EvalMetrics> eval;  // rows at --eval-every points
 };
 
+// Every number of the row is finite; training stops before writing a row that is not
+// (host/trainer.cpp). With finite parameters the free energies always are (pre-activations that
+// overflow float are summed again in double): this is a guard against a defect, not a limit.
+bool metrics_finite(const MetricsRow& row);
+
 // Up to max_rows images spread evenly over the dataset (always the same ones).
 Dataset fixed_batch(const Dataset& images, int64_t max_rows);
 

@@ -87,12 +87,6 @@ std::string format_metrics(const MetricsRow& row) {
   return line;
 }
 
-bool finite_metrics(const MetricsRow& row) {
-  const auto finite = [](const std::optional<double>& v) { return !v || std::isfinite(*v); };
-  return std::isfinite(row.recon_error_train) && std::isfinite(row.free_energy_train) &&
-         finite(row.recon_error_heldout) && finite(row.free_energy_heldout);
-}
-
 // A new run never overwrites the files of another (a finished run, a checkpoint): they are the
 // result of someone's training.
 void refuse_to_overwrite_a_run(const std::filesystem::path& dir) {
@@ -241,7 +235,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
         row.eval = evaluate_for_metrics(backend, params, train_batch, heldout ? &*heldout : nullptr,
                                         base_rate, recipe.seed);
       }
-      if (!finite_metrics(row)) throw diverged("a metric is not finite");
+      if (!metrics_finite(row)) throw diverged("a metric is not finite");
       metrics_csv += metrics_csv_line(row, with_eval);
       write_file_atomic(out("metrics.csv"), metrics_csv);
       last_metrics = format_metrics(row);

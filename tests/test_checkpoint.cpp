@@ -4,6 +4,7 @@
 // metric before writing it, keeping the last good checkpoint.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "host/backend.hpp"
 #include "host/checkpoint.hpp"
 #include "host/errors.hpp"
+#include "host/metrics.hpp"
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/sha256.hpp"
@@ -312,11 +314,58 @@ TEST(TrainingDivergence, ANonFiniteParameterStopsBeforeItIsWritten) {
       "a parameter is not finite");
 }
 
-TEST(TrainingDivergence, ANonFiniteMetricStopsBeforeAnythingIsWritten) {
-  // Finite parameters whose hidden pre-activations overflow float: the free energy is infinite.
-  expect_divergence_keeps_checkpoint(
-      [](Params& p) { std::fill(p.W.begin(), p.W.end(), std::numeric_limits<float>::max()); },
-      "a metric is not finite");
+// Weights at FLT_MAX are finite, and so are the metrics of such a model: the run trains on (it once
+// stopped here, "a metric is not finite", because the float pre-activations overflowed).
+TEST(TrainingDivergence, FiniteHugeWeightsTrainOnWithFiniteMetrics) {
+  TempDir dir;
+  const TrainOptions options = short_run(dir / "run");
+  PoisonedBackend backend(
+      250, [](Params& p) { std::fill(p.W.begin(), p.W.end(), std::numeric_limits<float>::max()); });
+  run_training(backend, options);
+  EXPECT_EQ(load_checkpoint(options.out_dir).iteration, options.recipe.iters);
+  const std::string csv = read_file(options.out_dir / "metrics.csv");
+  EXPECT_NE(csv.find("\n300,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("nan"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("inf"), std::string::npos) << csv;
+}
+
+// The guard itself: any number of a metrics row that is not finite, with or without held-out
+// images and --eval-every columns.
+TEST(TrainingDivergence, MetricsFiniteNamesEveryColumn) {
+  MetricsRow row;
+  row.recon_error_heldout = 0.1;
+  row.free_energy_heldout = -100.0;
+  row.eval = EvalMetrics{.log_z = 500.0,
+                         .log_z_method = "exact",
+                         .log_p_train = -90.0,
+                         .log_p_heldout = -95.0,
+                         .pll_train = -80.0,
+                         .pll_heldout = -85.0};
+  EXPECT_TRUE(metrics_finite(row));
+  const double bad[] = {std::numeric_limits<double>::quiet_NaN(),
+                        std::numeric_limits<double>::infinity(),
+                        -std::numeric_limits<double>::infinity()};
+  for (const double value : bad) {
+    const std::vector<std::function<void(MetricsRow&)>> spoil = {
+        [&](MetricsRow& r) { r.recon_error_train = value; },
+        [&](MetricsRow& r) { r.free_energy_train = value; },
+        [&](MetricsRow& r) { r.recon_error_heldout = value; },
+        [&](MetricsRow& r) { r.free_energy_heldout = value; },
+        [&](MetricsRow& r) { r.eval->log_z = value; },
+        [&](MetricsRow& r) { r.eval->log_p_train = value; },
+        [&](MetricsRow& r) { r.eval->log_p_heldout = value; },
+        [&](MetricsRow& r) { r.eval->pll_train = value; },
+        [&](MetricsRow& r) { r.eval->pll_heldout = value; }};
+    for (size_t k = 0; k < spoil.size(); ++k) {
+      MetricsRow spoiled = row;
+      spoil[k](spoiled);
+      EXPECT_FALSE(metrics_finite(spoiled)) << "column " << k << " = " << value;
+    }
+  }
+  row.recon_error_heldout.reset();
+  row.free_energy_heldout.reset();
+  row.eval.reset();
+  EXPECT_TRUE(metrics_finite(row));
 }
 
 }  // namespace
