@@ -39,15 +39,18 @@ class Fd {
   int fd_;
 };
 
-// Writes bytes to the temporary file and syncs it; returns 0 or the errno of the failure.
-int write_and_sync(const std::filesystem::path& tmp, std::string_view bytes) {
+// Writes the pieces to the temporary file and syncs it; returns 0 or the errno of the failure.
+int write_and_sync(const std::filesystem::path& tmp,
+                   const std::function<std::string_view()>& next_piece) {
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return errno;
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return n < 0 ? errno : EIO;
-    bytes.remove_prefix(static_cast<size_t>(n));
+  for (std::string_view bytes = next_piece(); !bytes.empty(); bytes = next_piece()) {
+    while (!bytes.empty()) {
+      const ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return n < 0 ? errno : EIO;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
   }
   if (::fsync(fd.get()) != 0) return errno;
   if (fd.close() != 0) return errno;
@@ -57,13 +60,30 @@ int write_and_sync(const std::filesystem::path& tmp, std::string_view bytes) {
 }  // namespace
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+  bool written = false;
+  write_file_atomic(path, [&]() -> std::string_view {
+    if (written) return {};
+    written = true;
+    return bytes;
+  });
+}
+
+void write_file_atomic(const std::filesystem::path& path,
+                       const std::function<std::string_view()>& next_piece) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   const std::filesystem::path tmp =
       dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
 
-  if (const int err = write_and_sync(tmp, bytes); err != 0) {
+  int write_error = 0;
+  try {
+    write_error = write_and_sync(tmp, next_piece);
+  } catch (...) {
     ::unlink(tmp.c_str());
-    fail(path, "cannot write temporary file " + tmp.string(), err);
+    throw;
+  }
+  if (write_error != 0) {
+    ::unlink(tmp.c_str());
+    fail(path, "cannot write temporary file " + tmp.string(), write_error);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;

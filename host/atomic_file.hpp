@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -13,6 +14,12 @@ namespace rbm {
 // new one, never a torn one. Throws InputError naming the path and strerror(errno); the temporary
 // file (.NAME.tmp.PID in the same directory) is removed on failure.
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+
+// The same for a file written a piece at a time: its bytes are the pieces `next_piece` returns, in
+// order, until it returns an empty one (large outputs need no whole-file copy in memory). An
+// exception from next_piece removes the temporary file and passes through.
+void write_file_atomic(const std::filesystem::path& path,
+                       const std::function<std::string_view()>& next_piece);
 
 // The whole content of `path`. Throws InputError naming the path and strerror(errno).
 std::string read_file(const std::filesystem::path& path);

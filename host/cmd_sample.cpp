@@ -1,7 +1,8 @@
 // `sample --model DIR --out FILE.npy`: N independent Gibbs chains of K steps on the backend
 // (Backend::gibbs, draws named as host/backend.hpp says), from Bernoulli(1/2) noise or from data
-// images; writes the final states (N, d) as uint8 .npy, optionally a PNG grid of up to 100 chains
-// and the before/after picture (each start image beside its K-step sample).
+// images; writes the final states (N, d) as a float32 or packed-bit .npy (host/npy.hpp), optionally
+// a PNG grid of up to 100 chains and the before/after picture (each start image beside its K-step
+// sample).
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -24,8 +25,8 @@ namespace {
 // Numbers stay text until parse_int_flag checks them (host/command_flags.hpp); an empty digit is
 // one not given.
 struct SampleFlags {
-  std::string model, out, png, before_after, init = "random", data = "data/mnist", digit,
-                                             split = "test";
+  std::string model, out, format = "float", png, before_after, init = "random", data = "data/mnist",
+                          digit, split = "test";
   std::string chains = "100", steps = "1000", seed = "1";
 };
 
@@ -63,7 +64,11 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   app.add_option("--init", f.init, "first states: random (Bernoulli(1/2)) or data (images)")
       ->capture_default_str();
   app.add_option("--seed", f.seed, "random seed, 0..4294967295")->capture_default_str();
-  app.add_option("--out", f.out, "the final states, (N, d) uint8 .npy")->required();
+  app.add_option("--out", f.out, "the final states, .npy (see --format)")->required();
+  app.add_option("--format", f.format,
+                 "--out's layout: float ((N, d) float32 0/1) or packed ((N, ceil(d/8)) uint8, "
+                 "numpy.packbits(states, axis=1); 32 times smaller)")
+      ->capture_default_str();
   app.add_option("--png", f.png, "a PNG grid of the first min(N, 100) final states (d = 784)");
   app.add_option("--before-after", f.before_after,
                  "a PNG of the first min(N, 50) start images, each beside its final state "
@@ -82,6 +87,10 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   const int64_t steps = parse_int_flag("--steps", f.steps, 0, 1'000'000'000, "0..1e9");
   const uint32_t seed =
       static_cast<uint32_t>(parse_int_flag("--seed", f.seed, 0, 0xFFFFFFFFll, "0..4294967295"));
+  if (f.format != "float" && f.format != "packed") {
+    throw InputError("--format must be float or packed (got '" + f.format + "')");
+  }
+  const StatesFormat format = f.format == "float" ? StatesFormat::float32 : StatesFormat::packed;
   if (f.init != "random" && f.init != "data") {
     throw InputError("--init must be random or data (got '" + f.init + "')");
   }
@@ -134,7 +143,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   backend->set_params(params);
   backend->gibbs(states, chains, seed, 0, steps);
 
-  write_output("--out", [&] { write_npy_u8(f.out, states, {chains, d}); });
+  write_output("--out", [&] { write_npy_states(f.out, states, chains, d, format); });
   const int n = static_cast<int>(std::min<int64_t>(chains, 100));
   if (!f.png.empty()) {
     const std::vector<uint8_t> first(states.begin(), states.begin() + static_cast<size_t>(n) * d);

@@ -1,5 +1,6 @@
 // NumPy .npy files (format 1.0; 2.0 also read): little-endian float32 ('<f4') for parameters and
-// uint8 ('|u1') for sample states, C order, 1-D or 2-D. Loadable with numpy.load.
+// uint8 ('|u1') for PCD's chains, C order, 1-D or 2-D; `sample`'s states as float32 or packed bits.
+// Loadable with numpy.load.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,15 @@ void write_npy(const std::filesystem::path& path, const std::vector<float>& data
                std::vector<int64_t> shape);
 void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
                   std::vector<int64_t> shape);
+
+// How `sample` writes states (N, d) of 0/1 bytes: float32 0.0/1.0 ('<f4', (N, d)), or 8 units to a
+// byte as numpy.packbits(states, axis=1) writes them ('|u1', (N, ceil(d / 8)), unit i in byte
+// i / 8 at bit 7 - i % 8; numpy.unpackbits(a, axis=1, count=d) gives the states back). Written
+// atomically a block of rows at a time, so no whole-size copy is made. Throws InputError when
+// states does not hold rows * cols values.
+enum class StatesFormat { float32, packed };
+void write_npy_states(const std::filesystem::path& path, const std::vector<uint8_t>& states,
+                      int64_t rows, int64_t cols, StatesFormat format);
 
 // The bytes write_npy writes (for checksums of what goes to disk); `path` names it in errors.
 std::string encode_npy(const std::filesystem::path& path, const std::vector<float>& data,

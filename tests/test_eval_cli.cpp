@@ -38,6 +38,18 @@ Params write_small_model(const std::filesystem::path& dir, bool visible_bias) {
   return p;
 }
 
+// sample's --out in its default --format float: (N, d) float32 that must be exactly 0 or 1,
+// returned as bytes.
+NpyArrayU8 read_sample_states(const std::filesystem::path& path) {
+  const NpyArray values = read_npy(path);
+  NpyArrayU8 states{values.shape, {}};
+  for (const float v : values.data) {
+    EXPECT_TRUE(v == 0.0f || v == 1.0f) << path << " holds " << v;
+    states.data.push_back(v != 0.0f);
+  }
+  return states;
+}
+
 nlohmann::json eval_json(const std::vector<std::string>& args) {
   std::vector<std::string> all = {"eval", "--data", RBM_MNIST_DIR, "--json"};
   all.insert(all.end(), args.begin(), args.end());
@@ -201,8 +213,8 @@ TEST(EvalCli, HelpListsTheFlags) {
   }
   const test::CommandResult sample = run_cpu({"sample", "--help"});
   EXPECT_EQ(sample.exit_code, 0);
-  for (const char* flag :
-       {"--model", "--chains", "--steps", "--init", "--seed", "--out", "--png", "--before-after"}) {
+  for (const char* flag : {"--model", "--chains", "--steps", "--init", "--seed", "--out",
+                           "--format", "--png", "--before-after"}) {
     EXPECT_NE(sample.output.find(flag), std::string::npos) << flag;
   }
 }
@@ -218,7 +230,7 @@ TEST(SampleCli, WritesTheBackendsChainsAndPictures) {
       run_cpu({"sample", "--model", model, "--chains", "7", "--steps", "5", "--seed", "11", "--out",
                (dir / "s.npy").string(), "--png", (dir / "s.png").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const NpyArrayU8 states = read_npy_u8(dir / "s.npy");
+  const NpyArrayU8 states = read_sample_states(dir / "s.npy");
   ASSERT_EQ(states.shape, (std::vector<int64_t>{chains, d}));
 
   std::vector<uint8_t> want = random_initial_states(chains, d, 11);
@@ -235,6 +247,25 @@ TEST(SampleCli, WritesTheBackendsChainsAndPictures) {
   const GrayImage grid = image_grid(states.data, chains);
   EXPECT_EQ(png.width, grid.width);
   EXPECT_EQ(png.pixels, grid.pixels);
+
+  // --format packed: the same chains, 8 units to a byte (numpy.packbits(states, axis=1)).
+  const test::CommandResult packed =
+      run_cpu({"sample", "--model", model, "--chains", "7", "--steps", "5", "--seed", "11", "--out",
+               (dir / "p.npy").string(), "--format", "packed"});
+  ASSERT_EQ(packed.exit_code, 0) << packed.output;
+  const NpyArrayU8 bits = read_npy_u8(dir / "p.npy");
+  ASSERT_EQ(bits.shape, (std::vector<int64_t>{chains, d / 8}));
+  for (int c = 0; c < chains; ++c) {
+    for (int i = 0; i < d; ++i) {
+      ASSERT_EQ((bits.data[static_cast<size_t>(c) * (d / 8) + i / 8] >> (7 - i % 8)) & 1,
+                want[static_cast<size_t>(c) * d + i]);
+    }
+  }
+  const test::CommandResult bad =
+      run_cpu({"sample", "--model", model, "--out", (dir / "b.npy").string(), "--format", "uint8"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("--format must be float or packed (got 'uint8')"), std::string::npos)
+      << bad.output;
 }
 
 TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
@@ -249,13 +280,13 @@ TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
                "--data", RBM_MNIST_DIR, "--out", (dir / "zero.npy").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::vector<uint8_t> first5(threes.pixels.begin(), threes.pixels.begin() + 5 * d);
-  EXPECT_EQ(read_npy_u8(dir / "zero.npy").data, first5);
+  EXPECT_EQ(read_sample_states(dir / "zero.npy").data, first5);
 
   r = run_cpu({"sample", "--model", model, "--chains", "3", "--steps", "4", "--init", "data",
                "--data", RBM_MNIST_DIR, "--out", (dir / "k.npy").string(), "--before-after",
                (dir / "pairs.png").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::vector<uint8_t> after = read_npy_u8(dir / "k.npy").data;
+  const std::vector<uint8_t> after = read_sample_states(dir / "k.npy").data;
   const std::vector<uint8_t> before(threes.pixels.begin(), threes.pixels.begin() + 3 * d);
   const GrayImage pairs = read_png_gray(dir / "pairs.png");
   const GrayImage want = before_after_grid(before, after, 3);
@@ -294,7 +325,7 @@ TEST(SampleCli, DataStartsFromTheModelsDigit) {
     args.insert(args.end(), more.begin(), more.end());
     const test::CommandResult r = run_cpu(args);
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    return read_npy_u8(dir / "s.npy").data;
+    return read_sample_states(dir / "s.npy").data;
   };
   const auto first_test_images = [](int digit) {
     const Dataset images = load_mnist(RBM_MNIST_DIR, digit, Split::test);

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -194,6 +195,64 @@ TEST(AtomicFile, ReportsThePathAndTheReason) {
     ++entries;
   }
   EXPECT_EQ(entries, 1);
+}
+
+// sample's --format float: the states as 0.0/1.0 float32, the same bytes write_npy writes; 3000
+// rows of 784 cross the writer's 4 MiB blocks (1337 rows each).
+TEST(NpyStates, FloatIsTheStatesAsFloat32) {
+  TempDir dir;
+  const int64_t rows = 3000, cols = 784;
+  std::vector<uint8_t> states(static_cast<size_t>(rows * cols));
+  for (size_t k = 0; k < states.size(); ++k) states[k] = static_cast<uint8_t>((k * 7919 % 13) < 6);
+  write_npy_states(dir / "s.npy", states, rows, cols, StatesFormat::float32);
+  const std::vector<float> want(states.begin(), states.end());
+  EXPECT_EQ(read_file(dir / "s.npy"), encode_npy("s.npy", want, {rows, cols}));
+}
+
+// --format packed is numpy.packbits(states, axis=1): unit i in byte i / 8 at bit 7 - i % 8, the
+// last byte's unused bits 0. Here d = 10: two bytes a row.
+TEST(NpyStates, PackedIsNumpysPackbitsAlongRows) {
+  TempDir dir;
+  const std::vector<uint8_t> states = {1, 0, 0, 0, 0, 0, 0, 1, 1, 0,   // 0x81 0x80
+                                       0, 1, 1, 1, 0, 0, 0, 0, 0, 1};  // 0x70 0x40
+  write_npy_states(dir / "p.npy", states, 2, 10, StatesFormat::packed);
+  const NpyArrayU8 packed = read_npy_u8(dir / "p.npy");
+  EXPECT_EQ(packed.shape, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(packed.data, (std::vector<uint8_t>{0x81, 0x80, 0x70, 0x40}));
+
+  // Many rows (across blocks) unpack to the states.
+  const int64_t rows = 50000, cols = 784;
+  std::vector<uint8_t> many(static_cast<size_t>(rows * cols));
+  for (size_t k = 0; k < many.size(); ++k) many[k] = static_cast<uint8_t>((k * 104729 % 11) < 4);
+  write_npy_states(dir / "many.npy", many, rows, cols, StatesFormat::packed);
+  const NpyArrayU8 read = read_npy_u8(dir / "many.npy");
+  ASSERT_EQ(read.shape, (std::vector<int64_t>{rows, 98}));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < cols; ++i) {
+      const int bit = (read.data[static_cast<size_t>(r * 98 + i / 8)] >> (7 - i % 8)) & 1;
+      ASSERT_EQ(bit, many[static_cast<size_t>(r * cols + i)]) << "row " << r << " unit " << i;
+    }
+  }
+}
+
+TEST(NpyStates, RejectsAShapeThatDoesNotFit) {
+  TempDir dir;
+  EXPECT_INPUT_ERROR(write_npy_states(dir / "s.npy", {1, 0, 1}, 2, 2, StatesFormat::packed),
+                     "s.npy", "shape (2, 2)");
+  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
+}
+
+// A piece writer that throws leaves neither the target nor a temporary file.
+TEST(AtomicFile, AWriterThatThrowsLeavesNothing) {
+  TempDir dir;
+  int calls = 0;
+  EXPECT_THROW(write_file_atomic(dir / "x.npy",
+                                 [&]() -> std::string_view {
+                                   if (++calls == 1) return "first piece";
+                                   throw std::runtime_error("encoder failed");
+                                 }),
+               std::runtime_error);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
 // Found by fuzz/fuzz_npy (UndefinedBehaviorSanitizer): an empty array's data pointer may be null.
