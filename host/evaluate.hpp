@@ -26,6 +26,12 @@ double mean_free_energy(const Params& params, const Dataset& images);
 constexpr int kMaxExactTernaryHidden = 15;
 double exact_log_partition(const Params& params);
 
+// Which sum exact_log_partition takes: true for the product of the factors (1 + e^{p_i}) over the
+// visible units, updated by a multiplication a unit per step (no exp or log per unit; about 20
+// times faster), taken when every pre-activation p_i = W_i h + a_i stays within +-600 over all
+// hidden states (then no e^{p_i} overflows or underflows); false for the sum of softplus(p_i).
+bool exact_log_partition_uses_products(const Params& params);
+
 // Exact log p(x) for each image is -F(x) - log Z; this returns the mean over the images.
 double mean_log_prob(const Params& params, const Dataset& images, double log_partition);
 

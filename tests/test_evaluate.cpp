@@ -1,6 +1,7 @@
 // Exact evaluation (host/evaluate.hpp) against direct enumerations over (x, h) in long double.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -50,6 +51,68 @@ TEST(Evaluate, ExactLogPartitionAgreesWithVisibleEnumerationForManyHiddenUnits) 
     log_z_visible = hi + std::log(std::exp(log_z_visible - hi) + std::exp(v - hi));
   }
   EXPECT_NEAR(exact_log_partition(p), log_z_visible, 1e-9);
+}
+
+// log sum_h exp(b'h + sum_i softplus(W_i h + a_i)) over every hidden state (h in {0, 1}^H, or
+// {-1, 0, 1}^H for ternary units), each state's pre-activations summed afresh in long double.
+long double log_partition_over_fresh_states(const Params& p) {
+  const int d = p.visible, H = p.hidden;
+  const bool ternary = p.hidden_type == HiddenType::ternary;
+  int64_t n_states = 1;
+  for (int j = 0; j < H; ++j) n_states *= ternary ? 3 : 2;
+  std::vector<long double> log_weights;
+  std::vector<int> h(static_cast<size_t>(H));
+  for (int64_t s = 0; s < n_states; ++s) {
+    int64_t rest = s;
+    long double log_weight = 0.0L;
+    for (int j = 0; j < H; ++j) {
+      h[j] = ternary ? static_cast<int>(rest % 3) - 1 : static_cast<int>(rest % 2);
+      rest /= ternary ? 3 : 2;
+      log_weight += h[j] * static_cast<long double>(p.b[j]);
+    }
+    for (int i = 0; i < d; ++i) {
+      long double t = p.has_visible_bias() ? p.a[i] : 0.0L;
+      for (int j = 0; j < H; ++j) t += h[j] * static_cast<long double>(p.W[i * H + j]);
+      log_weight += t > 0 ? t + std::log1p(std::exp(-t)) : std::log1p(std::exp(t));
+    }
+    log_weights.push_back(log_weight);
+  }
+  const long double top = *std::max_element(log_weights.begin(), log_weights.end());
+  long double sum = 0.0L;
+  for (const long double v : log_weights) sum += std::exp(v - top);
+  return top + std::log(sum);
+}
+
+// At d = 784, both sums exact_log_partition may take (the product of the factors 1 + e^{p_i},
+// refreshed from p every 64 states, in groups that cannot overflow; and the softplus sum when
+// some p_i can leave +-600) against fresh long-double sums over every state. Bound: each state's
+// log weight is off by at most 784 units x (64 + 2) roundings of 1.1e-16 relative in the product
+// (5.7e-12), plus the walk's running sums of p; relative 1e-11 of |log Z| covers both, and is
+// 1000 times below anything the reports print.
+TEST(Evaluate, ExactLogPartitionMatchesFreshSumsAtFullSize) {
+  struct Case {
+    int H;
+    float scale;  // of W, b and a
+    HiddenType type;
+    bool visible_bias, products;
+  };
+  const Case cases[] = {
+      {12, 0.3f, HiddenType::binary, true, true},    {12, 0.3f, HiddenType::binary, false, true},
+      {12, 20.0f, HiddenType::binary, true, true},  // p_i up to ~100: groups of a few units
+      {7, 0.3f, HiddenType::ternary, true, true},    {7, 20.0f, HiddenType::ternary, false, true},
+      {10, 300.0f, HiddenType::binary, true, false},  // p_i beyond 600: the softplus sum
+      {6, 300.0f, HiddenType::ternary, true, false},
+  };
+  uint32_t seed = 70;
+  for (const Case& c : cases) {
+    Params p = test::random_params(784, c.H, c.scale, ++seed, c.visible_bias);
+    p.hidden_type = c.type;
+    SCOPED_TRACE(::testing::Message() << "H " << c.H << " scale " << c.scale
+                                      << (c.type == HiddenType::ternary ? " ternary" : " binary"));
+    ASSERT_EQ(exact_log_partition_uses_products(p), c.products);
+    const double want = static_cast<double>(log_partition_over_fresh_states(p));
+    EXPECT_NEAR(exact_log_partition(p), want, 1e-11 * std::fabs(want));
+  }
 }
 
 TEST(Evaluate, ProbabilitiesSumToOne) {
