@@ -62,12 +62,17 @@ class CudaBackend final : public Backend {
     if (train.rows > int64_t{UINT32_MAX}) throw std::invalid_argument("stage: too many images");
     const size_t n = static_cast<size_t>(train.rows) * static_cast<size_t>(train.cols());
     if (train.pixels.size() != n) throw std::invalid_argument("stage: pixels are not (rows, d)");
+    // Forget the old images before freeing them: if the allocation or the copy below throws, no
+    // graph (it baked in the image pointer and the row count) or trainer still points at them.
+    graph_.reset();
+    rows_ = 0;
+    d_ = 0;
+    minibatch_.stage(nullptr, 0, 0);
     images_.resize(n);
     images_.upload(train.pixels.data(), n, stream_.get());
     stream_.synchronize();
     rows_ = train.rows;
     d_ = train.cols();
-    graph_.reset();  // it baked in the image pointer and the row count
     minibatch_.stage(images_.data(), rows_, d_);
   }
 
@@ -216,12 +221,6 @@ class CudaBackend final : public Backend {
     check_ais_request(visible_, request);
     const int d = visible_, H = hidden_;
     const int64_t runs = request.runs;
-    // One cuBLAS operand stays within 2^31 - 1 elements (kernels/minibatch.cu, max_operand_rows).
-    if (runs > INT_MAX / std::max(d, H)) {
-      throw InputError("AIS: " + std::to_string(runs) + " runs of " +
-                       std::to_string(std::max(d, H)) +
-                       " units exceed the 2^31 - 1 elements of one cuBLAS operand");
-    }
     // x, hw (runs, d) and xw, h (runs, H) floats, log_w (runs) doubles, c (d) float, a - c (d)
     // double; refused before allocating when more than the free memory less a margin for cuBLAS.
     const size_t bytes =
@@ -229,6 +228,14 @@ class CudaBackend final : public Backend {
         static_cast<size_t>(d) * (sizeof(float) + sizeof(double));
     cuda::require_free_device_memory(bytes, "AIS with " + std::to_string(runs) + " runs needs",
                                      "lower --ais-runs");
+    // One cuBLAS operand stays within 2^31 - 1 elements (kernels/minibatch.cu, max_operand_rows).
+    if (runs > INT_MAX / std::max(d, H)) {
+      throw InputError("AIS: " + std::to_string(runs) + " runs of " +
+                       std::to_string(std::max(d, H)) +
+                       " units exceed the 2^31 - 1 elements of one cuBLAS operand; lower "
+                       "--ais-runs to at most " +
+                       std::to_string(INT_MAX / std::max(d, H)));
+    }
     DeviceBuffer<float> x(static_cast<size_t>(runs) * d), hw(static_cast<size_t>(runs) * d);
     DeviceBuffer<float> xw(static_cast<size_t>(runs) * H), h(static_cast<size_t>(runs) * H);
     DeviceBuffer<double> log_w(static_cast<size_t>(runs));

@@ -63,13 +63,16 @@ class DeviceBuffer {
     if (count == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(data_, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
   }
-  // Device -> host; synchronous for pageable destinations, so call stream sync for pinned ones.
+  // Device -> host, ordered on `stream`; returns once the data are on the host. CUDA documents an
+  // async copy to pageable memory only as one that "might be synchronous", so the stream is
+  // synchronized here rather than trusted to have been.
   void download(T* host, size_t count, cudaStream_t stream) const {
     if (count > size_) {
       throw std::length_error("DeviceBuffer::download: more elements than held");
     }
     if (count == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(host, data_, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
   }
 
  private:

@@ -260,12 +260,13 @@ void gibbs_host_states(const ModelView& v, std::vector<uint8_t>& states, int64_t
   const int64_t batch =
       std::min(n_chains, options.batch_chains > 0 ? options.batch_chains
                                                   : max_operand_rows(std::max(d, v.H)));
-  check_rows(batch, std::max(d, v.H), "sample");
+  // Memory first: its message says what the request needs.
   const size_t bytes = sampler_bytes(batch, d, v.H, options.packed);
   require_free_device_memory(bytes,
                              "sample: " + std::to_string(batch) +
                                  " chains at once ((d + H) floats and the state per chain) need",
                              "use fewer chains");
+  check_rows(batch, std::max(d, v.H), "sample");
   const int row_bytes = options.packed ? (d + 7) / 8 : d;
   DeviceBuffer<float> X(static_cast<size_t>(batch) * d), Hs(static_cast<size_t>(batch) * v.H);
   DeviceBuffer<uint8_t> transfer(static_cast<size_t>(batch) * row_bytes);
@@ -352,7 +353,6 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
   if (count == 0) return;
   const int64_t B = recipe.batch, N = negative_samples(recipe);
   const int d = v.d, H = v.H, k = recipe.k;
-  check_rows(std::max(B, N), std::max(d, H), "train_minibatch");
   if (recipe.pcd && n_chains_ != 0 && n_chains_ != N) {
     throw InputError("train_minibatch: the backend holds " + std::to_string(n_chains_) +
                      " PCD chains, the recipe asks for " + std::to_string(N));
@@ -370,6 +370,7 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
                                    (held > 0 ? " (beyond the buffers held)" : ""),
                                "use a smaller --batch or --chains");
   }
+  check_rows(std::max(B, N), std::max(d, H), "train_minibatch");  // after memory's clearer message
   const cudaStream_t s = v.stream;
   const size_t dH = static_cast<size_t>(d) * H;
   if (!has_velocity_) {

@@ -44,12 +44,12 @@ inline bool gpu_required() {
 }  // namespace rbm::test
 
 // First statement of every GPU test.
-#define RBM_REQUIRE_CUDA_DEVICE()                                                                  \
-  do {                                                                                             \
-    if (!::rbm::test::cuda_unusable_reason().empty()) {                                            \
-      if (::rbm::test::gpu_required()) {                                                           \
-        FAIL() << "RBM_REQUIRE_GPU=1 and no CUDA device: " << ::rbm::test::cuda_unusable_reason(); \
-      }                                                                                            \
-      GTEST_SKIP() << "no CUDA device: " << ::rbm::test::cuda_unusable_reason();                   \
-    }                                                                                              \
+#define RBM_REQUIRE_CUDA_DEVICE()                                                  \
+  do {                                                                             \
+    if (!::rbm::test::cuda_unusable_reason().empty()) {                            \
+      if (::rbm::test::gpu_required()) {                                           \
+        FAIL() << "RBM_REQUIRE_GPU=1 but " << ::rbm::test::cuda_unusable_reason(); \
+      }                                                                            \
+      GTEST_SKIP() << ::rbm::test::cuda_unusable_reason();                         \
+    }                                                                              \
   } while (false)

@@ -202,11 +202,14 @@ TEST(CudaSampler, ChainsMatchCpu) {
   }
 }
 
+// By default gibbs() runs the chains in batches that one cuBLAS operand holds (at most 2^31 - 1
+// floats, 8.6 GB, and a device has room for that), so a refusal needs a batch asked for.
 TEST(CudaSampler, RefusesChainsThatDoNotFit) {
   RBM_REQUIRE_CUDA_DEVICE();
-  // d = 16, H = 100000: a million chains need (16 + 100000) floats each, 400 GB.
+  // d = 16, H = 100000: a million chains at once need (16 + 100000) floats each, 400 GB.
   const Params params = test::random_params(16, 100000, 0.01f, 1, /*visible_bias=*/false);
-  const std::unique_ptr<Backend> gpu = make_cuda_backend();
+  const std::unique_ptr<Backend> gpu =
+      make_cuda_backend(CudaOptions{.gibbs_batch_chains = 1'000'000});
   gpu->set_params(params);
   const int64_t n = 1'000'000;
   std::vector<uint8_t> states(static_cast<size_t>(n) * 16, 0);
