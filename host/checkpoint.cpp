@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -312,11 +313,10 @@ namespace {
 // again by the resumed run.
 std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
   const std::filesystem::path path = dir / "metrics.csv";
-  const std::string text = read_file(path);
+  const std::optional<std::string> current = metrics_csv_in_current_columns(read_file(path));
+  if (!current) throw InputError(path.string() + ": not rbm's metrics header");
+  const std::string& text = *current;
   const std::string header = text.substr(0, text.find('\n') + 1);
-  if (header != metrics_csv_header(false) && header != metrics_csv_header(true)) {
-    throw InputError(path.string() + ": not rbm's metrics header");
-  }
   std::string kept = header;
   int line = 1;
   for (size_t pos = header.size(); pos < text.size();) {

@@ -87,6 +87,32 @@ double softplus_walk(const Params& params, int64_t n_states) {
   return total.value();
 }
 
+// log prod_{k < n} factor(k), in groups [begin, group_end(begin)) whose products cannot overflow,
+// kept as a mantissa and a power of two across the groups (no exp or log per factor).
+template <typename Factor, typename GroupEnd>
+double log_product_in_groups(int n, const Factor& factor, const GroupEnd& group_end) {
+  double mantissa = 1.0;
+  int64_t exponent = 0;  // the product is mantissa 2^exponent
+  for (int begin = 0; begin < n;) {
+    const int end = group_end(begin);
+    // Four running products, so that the multiplications need not wait on each other.
+    double p0 = 1.0, p1 = 1.0, p2 = 1.0, p3 = 1.0;
+    int k = begin;
+    for (; k + 3 < end; k += 4) {
+      p0 *= factor(k);
+      p1 *= factor(k + 1);
+      p2 *= factor(k + 2);
+      p3 *= factor(k + 3);
+    }
+    for (; k < end; ++k) p0 *= factor(k);
+    int group_exponent = 0;
+    mantissa = std::frexp(mantissa * ((p0 * p1) * (p2 * p3)), &group_exponent);
+    exponent += group_exponent;
+    begin = end;
+  }
+  return std::log(mantissa) + static_cast<double>(exponent) * std::numbers::ln2;
+}
+
 // product_walk's range: every p_i stays in [-kProductMaxExponent, kProductMaxExponent] over all
 // hidden states, so e^{p_i} neither overflows nor leaves the normal doubles (a product that
 // reached 0 could never come back). Its products are taken over groups of units whose factors
@@ -163,24 +189,12 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
         since_refresh = 0;
       }
       ++since_refresh;
-      double mantissa = 1.0;
-      int64_t exponent = 0;  // the product is mantissa 2^exponent
-      int i = 0;
-      for (const int group_end : group_ends) {
-        // Four running products, so that the multiplications need not wait on each other.
-        double p0 = 1.0, p1 = 1.0, p2 = 1.0, p3 = 1.0;
-        for (; i + 3 < group_end; i += 4) {
-          p0 *= 1.0 + e_pre[i];
-          p1 *= 1.0 + e_pre[i + 1];
-          p2 *= 1.0 + e_pre[i + 2];
-          p3 *= 1.0 + e_pre[i + 3];
-        }
-        for (; i < group_end; ++i) p0 *= 1.0 + e_pre[i];
-        int group_exponent = 0;
-        mantissa = std::frexp(mantissa * ((p0 * p1) * (p2 * p3)), &group_exponent);
-        exponent += group_exponent;
-      }
-      acc.add(bias + std::log(mantissa) + static_cast<double>(exponent) * std::numbers::ln2);
+      const double log_product = log_product_in_groups(
+          d, [&](int i) { return 1.0 + e_pre[i]; },
+          [&](int group_begin) {
+            return *std::upper_bound(group_ends.begin(), group_ends.end(), group_begin);
+          });
+      acc.add(bias + log_product);
     }
     partial[static_cast<size_t>(worker)] = acc;
   });
@@ -369,37 +383,91 @@ double reconstruction_error(const Params& params, const Dataset& images) {
 double mean_pseudo_log_likelihood(const Params& params, const Dataset& images) {
   if (images.rows == 0) return std::numeric_limits<double>::quiet_NaN();
   const int d = params.visible, H = params.hidden;
-  const std::vector<float> pre = hidden_preactivations(params, as_float(images), images.rows);
-  std::vector<double> per_worker(static_cast<size_t>(thread_count()), 0.0);
-  // log p(x_i | x_-i) = -softplus(F(x) - F(x with x_i flipped)); flipping x_i adds s W_i to the
-  // hidden pre-activations and s a_i to a'x, with s = 1 - 2 x_i. The hidden units' terms are
-  // hidden_log_sum (softplus for binary units, log(1 + 2 cosh) for ternary ones).
+  double w_max = 0.0;
+  for (const float w : params.W) w_max = std::max(w_max, static_cast<double>(std::fabs(w)));
+  // log p(x_i | x_-i) = -softplus(F(x) - F(x')), x' = x with x_i flipped: flipping x_i adds
+  // s W_i to the hidden pre-activations t and s a_i to a'x, s = 1 - 2 x_i, so
+  // F(x) - F(x') = s a_i + sum_j u(t_j + s W_ij) - sum_j u(t_j), u the hidden unit's log-sum
+  // (softplus, or log(1 + 2 cosh) for ternary units). The flipped sum is the log of the product
+  // of the factors e^{u(t_j + s W_ij)} = 1 + e^{t_j} e^{s W_ij} (+ e^{-t_j} e^{-s W_ij} for
+  // ternary units) from tables of e^{+-t} (per image) and e^{+-W} (per pixel): H multiplications
+  // instead of H exps and log1ps. An image with max |t_j| + max |W_ij| > 600 (a factor could
+  // overflow) takes the sum of u instead.
+  constexpr int kBlock = 256;  // images whose tables (H doubles each) are held at once
+  double total = 0.0;
   with_hidden_type(params.hidden_type, [&](auto type) {
-    const auto unit_term = [](double t) { return hidden_log_sum<decltype(type)::value>(t); };
-    parallel_for(images.rows, [&](int64_t worker, int64_t begin, int64_t end) {
-      double sum = 0.0;
-      std::vector<double> t;  // (H)
-      for (int64_t r = begin; r < end; ++r) {
-        const uint8_t* x = images.row(r);
-        row_preactivations(params, pre, x, r, t);
-        double softplus_sum = 0.0;
-        for (int j = 0; j < H; ++j) softplus_sum += unit_term(t[j]);
-        for (int i = 0; i < d; ++i) {
-          const double s = x[i] ? -1.0 : 1.0;
-          const float* w_row = params.W.data() + static_cast<size_t>(i) * H;
-          double flipped = 0.0;
-          for (int j = 0; j < H; ++j) flipped += unit_term(t[j] + s * w_row[j]);
-          const double a_i = params.has_visible_bias() ? params.a[i] : 0.0;
-          // F(x) - F(x') = -(a'x - a'x') - (softplus_sum - flipped) = s a_i + flipped -
-          // softplus_sum
-          sum -= softplus(s * a_i + flipped - softplus_sum);
+    constexpr HiddenType kType = decltype(type)::value;
+    for (int64_t first = 0; first < images.rows; first += kBlock) {
+      const int n = static_cast<int>(std::min<int64_t>(kBlock, images.rows - first));
+      std::vector<double> t(static_cast<size_t>(n) * H), e_pos(t.size()), e_neg(t.size());
+      std::vector<double> base(static_cast<size_t>(n));  // sum_j u(t_j)
+      std::vector<int> group(static_cast<size_t>(n));    // 0: the sum of u
+      std::vector<double> row;                           // (H)
+      for (int k = 0; k < n; ++k) {
+        exact_preactivations(params, images.row(first + k), row);  // in double: no float rounding
+        double sum = 0.0, t_max = 0.0;
+        for (int j = 0; j < H; ++j) {
+          const size_t at = static_cast<size_t>(k) * H + j;
+          t[at] = row[j];
+          sum += hidden_log_sum<kType>(row[j]);
+          t_max = std::max(t_max, std::fabs(row[j]));
+        }
+        base[k] = sum;
+        // log of a factor <= |t_j + s W_ij| + log 3.
+        const double factor_log = t_max + w_max + std::log(3.0);
+        if (factor_log <= kProductMaxExponent) {
+          group[k] = std::max(1, static_cast<int>(kProductMaxExponent / factor_log));
+          for (int j = 0; j < H; ++j) {
+            const size_t at = static_cast<size_t>(k) * H + j;
+            e_pos[at] = std::exp(t[at]);
+            e_neg[at] = std::exp(-t[at]);
+          }
         }
       }
-      per_worker[static_cast<size_t>(worker)] = sum;
-    });
+      std::vector<double> per_worker(static_cast<size_t>(thread_count()), 0.0);
+      parallel_for(d, [&](int64_t worker, int64_t begin, int64_t end) {
+        std::vector<double> up(static_cast<size_t>(H)), down(up.size());  // e^{W_i}, e^{-W_i}
+        double sum = 0.0;
+        for (int64_t i = begin; i < end; ++i) {
+          const float* w_row = params.W.data() + static_cast<size_t>(i) * H;
+          for (int j = 0; j < H; ++j) {
+            up[j] = std::exp(static_cast<double>(w_row[j]));
+            down[j] = std::exp(-static_cast<double>(w_row[j]));
+          }
+          const double a_i = params.has_visible_bias() ? params.a[i] : 0.0;
+          for (int k = 0; k < n; ++k) {
+            const bool on = images.row(first + k)[i] != 0;
+            const double s = on ? -1.0 : 1.0;
+            const size_t at = static_cast<size_t>(k) * H;
+            double flipped = 0.0;
+            if (group[k] > 0) {
+              // e^{t_j + s W_ij} and e^{-(t_j + s W_ij)}
+              const double* e = e_pos.data() + at;
+              const double* e_inv = e_neg.data() + at;
+              const double* g = on ? down.data() : up.data();
+              const double* g_inv = on ? up.data() : down.data();
+              const auto factor = [&](int j) {
+                if constexpr (kType == HiddenType::ternary) {
+                  return 1.0 + e[j] * g[j] + e_inv[j] * g_inv[j];
+                } else {
+                  return 1.0 + e[j] * g[j];
+                }
+              };
+              const int size = group[k];
+              flipped = log_product_in_groups(
+                  H, factor, [&](int group_begin) { return std::min(H, group_begin + size); });
+            } else {
+              for (int j = 0; j < H; ++j)
+                flipped += hidden_log_sum<kType>(t[at + j] + s * w_row[j]);
+            }
+            sum -= softplus(s * a_i + flipped - base[k]);
+          }
+        }
+        per_worker[static_cast<size_t>(worker)] += sum;
+      });
+      for (const double v : per_worker) total += v;
+    }
   });
-  double total = 0.0;
-  for (const double v : per_worker) total += v;
   return total / static_cast<double>(images.rows);
 }
 

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string_view>
+#include <vector>
 
 #include "host/evaluate.hpp"
 
@@ -28,11 +30,11 @@ Dataset fixed_batch(const Dataset& images, int64_t max_rows) {
 bool metrics_finite(const MetricsRow& row) {
   const auto finite = [](const std::optional<double>& v) { return !v || std::isfinite(*v); };
   bool all = std::isfinite(row.recon_error_train) && std::isfinite(row.free_energy_train) &&
-             finite(row.recon_error_heldout) && finite(row.free_energy_heldout);
+             std::isfinite(row.pll_train) && finite(row.recon_error_heldout) &&
+             finite(row.free_energy_heldout) && finite(row.pll_heldout);
   if (row.eval) {
     const EvalMetrics& e = *row.eval;
-    all = all && std::isfinite(e.log_z) && std::isfinite(e.log_p_train) &&
-          std::isfinite(e.pll_train) && finite(e.log_p_heldout) && finite(e.pll_heldout);
+    all = all && std::isfinite(e.log_z) && std::isfinite(e.log_p_train) && finite(e.log_p_heldout);
   }
   return all;
 }
@@ -44,19 +46,66 @@ MetricsRow compute_metrics(const Params& params, const Dataset& train_batch,
   row.seconds = seconds;
   row.recon_error_train = reconstruction_error(params, train_batch);
   row.free_energy_train = mean_free_energy(params, train_batch);
+  row.pll_train = mean_pseudo_log_likelihood(params, train_batch);
   if (heldout_batch != nullptr) {
     row.recon_error_heldout = reconstruction_error(params, *heldout_batch);
     row.free_energy_heldout = mean_free_energy(params, *heldout_batch);
+    row.pll_heldout = mean_pseudo_log_likelihood(params, *heldout_batch);
   }
   return row;
 }
 
+namespace {
+
+constexpr const char* kBaseColumns =
+    "iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,"
+    "free_energy_heldout";
+constexpr const char* kEvalColumns = ",log_z,log_z_method,log_p_train,log_p_heldout";
+
+std::vector<std::string> split_fields(std::string_view line) {
+  std::vector<std::string> fields;
+  for (size_t begin = 0;;) {
+    const size_t comma = line.find(',', begin);
+    fields.emplace_back(
+        line.substr(begin, comma == std::string_view::npos ? comma : comma - begin));
+    if (comma == std::string_view::npos) return fields;
+    begin = comma + 1;
+  }
+}
+
+}  // namespace
+
 std::string metrics_csv_header(bool with_eval) {
-  return std::string(
-             "iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,"
-             "free_energy_heldout") +
-         (with_eval ? ",log_z,log_z_method,log_p_train,log_p_heldout,pll_train,pll_heldout" : "") +
+  return std::string(kBaseColumns) + ",pll_train,pll_heldout" + (with_eval ? kEvalColumns : "") +
          "\n";
+}
+
+std::optional<std::string> metrics_csv_in_current_columns(const std::string& text) {
+  const std::string header = text.substr(0, text.find('\n') + 1);
+  if (header == metrics_csv_header(false) || header == metrics_csv_header(true)) return text;
+  // The earlier versions' headers: PLL only at --eval-every points, as the last two columns.
+  const std::string earlier = std::string(kBaseColumns) + "\n";
+  const std::string earlier_eval =
+      std::string(kBaseColumns) + kEvalColumns + ",pll_train,pll_heldout\n";
+  if (header != earlier && header != earlier_eval) return std::nullopt;
+  const std::string now = metrics_csv_header(header == earlier_eval);
+  const std::vector<std::string> from = split_fields(header.substr(0, header.size() - 1));
+  const std::vector<std::string> to = split_fields(now.substr(0, now.size() - 1));
+  std::string converted = now;
+  for (size_t pos = header.size(); pos < text.size();) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    const std::vector<std::string> fields =
+        split_fields(std::string_view(text).substr(pos, end - pos));
+    if (fields.size() != from.size()) return std::nullopt;
+    for (size_t k = 0; k < to.size(); ++k) {
+      const auto at = std::find(from.begin(), from.end(), to[k]);
+      if (k > 0) converted += ',';
+      if (at != from.end()) converted += fields[static_cast<size_t>(at - from.begin())];
+    }
+    converted += '\n';
+    pos = end + 1;
+  }
+  return converted;
 }
 
 std::string metrics_csv_line(const MetricsRow& row, bool with_eval) {
@@ -70,22 +119,21 @@ std::string metrics_csv_line(const MetricsRow& row, bool with_eval) {
                 row.seconds, row.recon_error_train);
   char train_energy[32];
   std::snprintf(train_energy, sizeof train_energy, "%.6g", row.free_energy_train);
+  // Log-likelihoods in nats to 1e-4 at least (log Z of MNIST models is ~500).
+  const auto precise = [](const std::optional<double>& v) {
+    char text[32] = "";
+    if (v) std::snprintf(text, sizeof text, "%.9g", *v);
+    return std::string(text);
+  };
   std::string line = std::string(head) + optional_value(row.recon_error_heldout) + "," +
-                     train_energy + "," + optional_value(row.free_energy_heldout);
+                     train_energy + "," + optional_value(row.free_energy_heldout) + "," +
+                     precise(row.pll_train) + "," + precise(row.pll_heldout);
   if (with_eval) {
-    // Nats to 1e-4 at least (log Z of MNIST models is ~500).
-    const auto precise = [](const std::optional<double>& v) {
-      char text[32] = "";
-      if (v) std::snprintf(text, sizeof text, "%.9g", *v);
-      return std::string(text);
-    };
     const std::optional<EvalMetrics>& e = row.eval;
     line += "," + precise(e ? std::optional(e->log_z) : std::nullopt) + "," +
             (e ? e->log_z_method : "") + "," +
             precise(e ? std::optional(e->log_p_train) : std::nullopt) + "," +
-            precise(e ? e->log_p_heldout : std::nullopt) + "," +
-            precise(e ? std::optional(e->pll_train) : std::nullopt) + "," +
-            precise(e ? e->pll_heldout : std::nullopt);
+            precise(e ? e->log_p_heldout : std::nullopt);
   }
   return line + "\n";
 }

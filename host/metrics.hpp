@@ -1,5 +1,6 @@
-// What training logs to metrics.csv: reconstruction error and mean free energy on fixed batches
-// of training and held-out images (the gap between the two free energies shows overfitting).
+// What training logs to metrics.csv: reconstruction error, mean free energy and exact
+// pseudo-log-likelihood on fixed batches of training and held-out images (the gap between the two
+// free energies shows overfitting).
 #pragma once
 
 #include <cstdint>
@@ -11,15 +12,13 @@
 
 namespace rbm {
 
-// What `train --eval-every` adds (host/train_eval.hpp): log Z and how it was obtained, the exact
-// log p(x) and pseudo-log-likelihood averaged over the same fixed batches.
+// What `train --eval-every` adds (host/train_eval.hpp): log Z and how it was obtained, and the
+// log p(x) averaged over the same fixed batches.
 struct EvalMetrics {
   double log_z = 0.0;
-  std::string log_z_method;  // "exact" or "ais"
+  std::string log_z_method;  // "exact", "ais" or "ais-below-bound"
   double log_p_train = 0.0;
   std::optional<double> log_p_heldout;
-  double pll_train = 0.0;
-  std::optional<double> pll_heldout;
 };
 
 struct MetricsRow {
@@ -29,6 +28,8 @@ struct MetricsRow {
   std::optional<double> recon_error_heldout;
   double free_energy_train = 0.0;
   std::optional<double> free_energy_heldout;
+  double pll_train = 0.0;  // mean_pseudo_log_likelihood (host/evaluate.hpp)
+  std::optional<double> pll_heldout;
   std::optional<EvalMetrics> eval;  // rows at --eval-every points
 };
 
@@ -43,9 +44,16 @@ Dataset fixed_batch(const Dataset& images, int64_t max_rows);
 MetricsRow compute_metrics(const Params& params, const Dataset& train_batch,
                            const Dataset* heldout_batch, int64_t iteration, double seconds);
 
-// with_eval: six more columns, log_z,log_z_method,log_p_train,log_p_heldout,pll_train,pll_heldout,
-// empty in rows without row.eval.
+// iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,free_energy_heldout,
+// pll_train,pll_heldout; with_eval: four more, log_z,log_z_method,log_p_train,log_p_heldout, empty
+// in rows without row.eval.
 std::string metrics_csv_header(bool with_eval = false);
 std::string metrics_csv_line(const MetricsRow& row, bool with_eval = false);
+
+// metrics.csv's text (header and rows) in this version's columns: an earlier version's file (it
+// had no pll columns, or had them only with --eval-every, after log_p_heldout) gets its columns
+// moved by name, and empty fields for what it did not log. Nothing when `header` is neither this
+// version's nor an earlier one's.
+std::optional<std::string> metrics_csv_in_current_columns(const std::string& text);
 
 }  // namespace rbm

@@ -21,10 +21,8 @@ EvalMetrics evaluate_for_metrics(Backend& backend, const Params& params, const D
   // A log Z that is only the exact lower bound (log_z.hpp) is named so: log p is then an upper end.
   metrics.log_z_method = log_z.ais_below_bound ? "ais-below-bound" : log_z.method;
   metrics.log_p_train = mean_log_prob(params, train_batch, log_z.log_z);
-  metrics.pll_train = mean_pseudo_log_likelihood(params, train_batch);
   if (heldout_batch != nullptr) {
     metrics.log_p_heldout = mean_log_prob(params, *heldout_batch, log_z.log_z);
-    metrics.pll_heldout = mean_pseudo_log_likelihood(params, *heldout_batch);
   }
   return metrics;
 }

@@ -1,6 +1,6 @@
 // What `train --eval-every N` adds to metrics.csv: log Z of the current model (exact when H is
-// small, AIS with a short schedule otherwise; host/log_z.hpp), and the exact log p(x) and
-// pseudo-log-likelihood of the fixed training and held-out batches.
+// small, AIS with a short schedule otherwise; host/log_z.hpp), and the log p(x) of the fixed
+// training and held-out batches (exact when log Z is).
 #pragma once
 
 #include <cstdint>

@@ -77,11 +77,12 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
 
 std::string format_metrics(const MetricsRow& row) {
   char text[160];
-  std::snprintf(text, sizeof text, "recon %.4f F(train) %.2f", row.recon_error_train,
-                row.free_energy_train);
+  std::snprintf(text, sizeof text, "recon %.4f F(train) %.2f PLL(train) %.2f",
+                row.recon_error_train, row.free_energy_train, row.pll_train);
   std::string line = text;
-  if (row.free_energy_heldout) {
-    std::snprintf(text, sizeof text, " F(heldout) %.2f", *row.free_energy_heldout);
+  if (row.free_energy_heldout && row.pll_heldout) {
+    std::snprintf(text, sizeof text, " F(heldout) %.2f PLL(heldout) %.2f", *row.free_energy_heldout,
+                  *row.pll_heldout);
     line += text;
   }
   return line;

@@ -335,12 +335,10 @@ TEST(TrainingDivergence, MetricsFiniteNamesEveryColumn) {
   MetricsRow row;
   row.recon_error_heldout = 0.1;
   row.free_energy_heldout = -100.0;
-  row.eval = EvalMetrics{.log_z = 500.0,
-                         .log_z_method = "exact",
-                         .log_p_train = -90.0,
-                         .log_p_heldout = -95.0,
-                         .pll_train = -80.0,
-                         .pll_heldout = -85.0};
+  row.pll_train = -80.0;
+  row.pll_heldout = -85.0;
+  row.eval = EvalMetrics{
+      .log_z = 500.0, .log_z_method = "exact", .log_p_train = -90.0, .log_p_heldout = -95.0};
   EXPECT_TRUE(metrics_finite(row));
   const double bad[] = {std::numeric_limits<double>::quiet_NaN(),
                         std::numeric_limits<double>::infinity(),
@@ -351,11 +349,11 @@ TEST(TrainingDivergence, MetricsFiniteNamesEveryColumn) {
         [&](MetricsRow& r) { r.free_energy_train = value; },
         [&](MetricsRow& r) { r.recon_error_heldout = value; },
         [&](MetricsRow& r) { r.free_energy_heldout = value; },
+        [&](MetricsRow& r) { r.pll_train = value; },
+        [&](MetricsRow& r) { r.pll_heldout = value; },
         [&](MetricsRow& r) { r.eval->log_z = value; },
         [&](MetricsRow& r) { r.eval->log_p_train = value; },
-        [&](MetricsRow& r) { r.eval->log_p_heldout = value; },
-        [&](MetricsRow& r) { r.eval->pll_train = value; },
-        [&](MetricsRow& r) { r.eval->pll_heldout = value; }};
+        [&](MetricsRow& r) { r.eval->log_p_heldout = value; }};
     for (size_t k = 0; k < spoil.size(); ++k) {
       MetricsRow spoiled = row;
       spoil[k](spoiled);
@@ -364,8 +362,34 @@ TEST(TrainingDivergence, MetricsFiniteNamesEveryColumn) {
   }
   row.recon_error_heldout.reset();
   row.free_energy_heldout.reset();
+  row.pll_heldout.reset();
   row.eval.reset();
   EXPECT_TRUE(metrics_finite(row));
+}
+
+// metrics.csv of an earlier version (no PLL columns; with --eval-every, PLL after log_p_heldout)
+// is read in this version's columns, moved by name, empty where it logged nothing; this version's
+// passes as it is; anything else is refused.
+TEST(MetricsCsv, AnEarlierVersionsFileTakesTheNewColumns) {
+  const std::string base =
+      "iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,"
+      "free_energy_heldout";
+  const std::string earlier_eval = base +
+                                   ",log_z,log_z_method,log_p_train,log_p_heldout,pll_train,"
+                                   "pll_heldout\n"
+                                   "100,0.1,0.03,,-200,,,,,,,\n"
+                                   "200,0.2,0.02,,-210,,543.1,exact,-300.5,,-90.5,\n";
+  EXPECT_EQ(metrics_csv_in_current_columns(earlier_eval),
+            metrics_csv_header(true) +
+                "100,0.1,0.03,,-200,,,,,,,\n"
+                "200,0.2,0.02,,-210,,-90.5,,543.1,exact,-300.5,\n");
+  const std::string earlier = base + "\n100,0.1,0.03,0.04,-200,-190\n";
+  EXPECT_EQ(metrics_csv_in_current_columns(earlier),
+            metrics_csv_header(false) + "100,0.1,0.03,0.04,-200,-190,,\n");
+  const std::string current = metrics_csv_header(false) + "100,0.1,0.03,0.04,-200,-190,-90,-95\n";
+  EXPECT_EQ(metrics_csv_in_current_columns(current), current);
+  EXPECT_EQ(metrics_csv_in_current_columns("iteration,seconds\n100,1\n"), std::nullopt);
+  EXPECT_EQ(metrics_csv_in_current_columns(base + "\n100,0.1\n"), std::nullopt);  // short row
 }
 
 }  // namespace

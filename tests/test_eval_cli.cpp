@@ -370,10 +370,10 @@ std::vector<std::string> file_lines(const std::filesystem::path& path) {
   return lines;
 }
 
-// --eval-every adds six columns, filled at its multiples: log Z (exact here, H = 10) and the
-// exact log p(x) and PLL of the 500-image batches that the other columns use, as computed here
-// from the written model. metrics.csv prints 9 significant digits: 1e-5 relative covers that and
-// the float pre-activations.
+// --eval-every adds four columns, filled at its multiples: log Z (exact here, H = 10) and the
+// exact log p(x) of the 500-image batches that the other columns use, as computed here from the
+// written model. metrics.csv prints 9 significant digits: 1e-5 relative covers that and the float
+// pre-activations.
 TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
   const test::TempDir dir;
   const std::filesystem::path out = dir / "run";
@@ -384,24 +384,17 @@ TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
   const std::vector<std::string> lines = file_lines(out / "metrics.csv");
   ASSERT_EQ(lines.size(), 3u);  // header, 200, 400
   const std::vector<std::string> header = csv_fields(lines[0]);
-  const std::vector<std::string> want_header = {"iteration",
-                                                "seconds",
-                                                "recon_error_train",
-                                                "recon_error_heldout",
-                                                "free_energy_train",
-                                                "free_energy_heldout",
-                                                "log_z",
-                                                "log_z_method",
-                                                "log_p_train",
-                                                "log_p_heldout",
-                                                "pll_train",
-                                                "pll_heldout"};
+  const std::vector<std::string> want_header = {
+      "iteration",           "seconds",           "recon_error_train",
+      "recon_error_heldout", "free_energy_train", "free_energy_heldout",
+      "pll_train",           "pll_heldout",       "log_z",
+      "log_z_method",        "log_p_train",       "log_p_heldout"};
   ASSERT_EQ(header, want_header);
   const std::vector<std::string> at200 = csv_fields(lines[1]), at400 = csv_fields(lines[2]);
   ASSERT_EQ(at200.size(), 12u);
   ASSERT_EQ(at400.size(), 12u);
-  for (size_t c = 6; c < 12; ++c) EXPECT_EQ(at200[c], "") << header[c];
-  EXPECT_EQ(at400[7], "exact");
+  for (size_t c = 8; c < 12; ++c) EXPECT_EQ(at200[c], "") << header[c];
+  EXPECT_EQ(at400[9], "exact");
 
   const Params model = read_model(out);
   const Dataset train_batch = fixed_batch(load_mnist(RBM_MNIST_DIR, 3, Split::train), 500);
@@ -410,11 +403,9 @@ TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
   const auto near = [](const std::string& field, double want) {
     EXPECT_NEAR(std::stod(field), want, 1e-5 * std::fabs(want)) << field;
   };
-  near(at400[6], log_z);
-  near(at400[8], mean_log_prob(model, train_batch, log_z));
-  near(at400[9], mean_log_prob(model, heldout_batch, log_z));
-  near(at400[10], mean_pseudo_log_likelihood(model, train_batch));
-  near(at400[11], mean_pseudo_log_likelihood(model, heldout_batch));
+  near(at400[8], log_z);
+  near(at400[10], mean_log_prob(model, train_batch, log_z));
+  near(at400[11], mean_log_prob(model, heldout_batch, log_z));
 
   // Not a multiple of --log-every: refused.
   const test::CommandResult bad =
@@ -424,22 +415,24 @@ TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
   EXPECT_NE(bad.output.find("--eval-every"), std::string::npos) << bad.output;
 }
 
-// Half a unit in the last of the 6 significant digits that metrics.csv's %.6g prints for v.
-double printed_half_unit(double v) {
-  return 0.5 * std::pow(10.0, std::floor(std::log10(std::fabs(v))) - 5.0);
+// Half a unit in the last of the `digits` significant digits that metrics.csv prints for v (%.6g,
+// or %.9g for log-likelihoods).
+double printed_half_unit(double v, int digits = 6) {
+  return 0.5 * std::pow(10.0, std::floor(std::log10(std::fabs(v))) - (digits - 1));
 }
 
 // The values of metrics.csv, not only its columns: the last row (the final checkpoint's
 // iteration, checked against run.json) recomputed here from the saved W.npy, b.npy, a.npy on the
 // trainer's fixed 500-image batches (fixed_batch of the training threes and of the held-out test
-// threes, as host/trainer.cpp takes them) with the library's reconstruction_error and
-// mean_free_energy. Tolerance: half a unit in the 6th significant digit (the printed precision)
-// plus 1e-9 relative for a different summation order (another sgemm thread split) pushing a value
-// across a rounding boundary. Bugs this fails: held-out columns computed on the training batch
-// (the two batches' values differ by far more than the tolerance here: asserted, so the test
-// cannot pass vacuously), train and held-out or recon and free-energy columns swapped, a batch
-// taken from other images, metrics of the model at an earlier log point (the row at 200 differs
-// from the model at 300 by more than the tolerance: asserted too).
+// threes, as host/trainer.cpp takes them) with the library's reconstruction_error,
+// mean_free_energy and mean_pseudo_log_likelihood. Tolerance: half a unit in the last printed
+// significant digit (the 6th; the 9th for the PLL) plus 1e-9 relative for a different summation
+// order (another sgemm or thread split) pushing a value across a rounding boundary. Bugs this
+// fails: held-out columns computed on the training batch (the two batches' values differ by far
+// more than the tolerance here: asserted, so the test cannot pass vacuously), train and held-out or
+// recon and free-energy columns swapped, a batch taken from other images, metrics of the model at
+// an earlier log point (the row at 200 differs from the model at 300 by more than the tolerance:
+// asserted too).
 TEST(TrainEvalCli, MetricsValuesAreTheSavedModelsScores) {
   const test::TempDir dir;
   const std::filesystem::path out = dir / "run";
@@ -452,7 +445,8 @@ TEST(TrainEvalCli, MetricsValuesAreTheSavedModelsScores) {
   const std::vector<std::string> header = csv_fields(lines[0]);
   const std::vector<std::string> want_header = {"iteration",         "seconds",
                                                 "recon_error_train", "recon_error_heldout",
-                                                "free_energy_train", "free_energy_heldout"};
+                                                "free_energy_train", "free_energy_heldout",
+                                                "pll_train",         "pll_heldout"};
   ASSERT_EQ(header, want_header);
   const std::vector<std::string> last = csv_fields(lines.back());
   ASSERT_EQ(last.size(), header.size());
@@ -480,6 +474,14 @@ TEST(TrainEvalCli, MetricsValuesAreTheSavedModelsScores) {
   expect_printed(3, recon_heldout);
   expect_printed(4, energy_train);
   expect_printed(5, energy_heldout);
+  const double pll_train = mean_pseudo_log_likelihood(model, train_batch);
+  const double pll_heldout = mean_pseudo_log_likelihood(model, heldout_batch);
+  const auto pll_tolerance = [](double want) {
+    return printed_half_unit(want, 9) + 1e-9 * std::fabs(want);
+  };
+  EXPECT_NEAR(std::stod(last[6]), pll_train, pll_tolerance(pll_train)) << last[6];
+  EXPECT_NEAR(std::stod(last[7]), pll_heldout, pll_tolerance(pll_heldout)) << last[7];
+  EXPECT_GT(std::fabs(pll_heldout - pll_train), 1e-6 * std::fabs(pll_train));
   const std::vector<std::string> previous = csv_fields(lines[2]);
   ASSERT_EQ(previous[0], "200");
   EXPECT_GT(std::fabs(std::stod(previous[4]) - energy_train), tolerance(energy_train));

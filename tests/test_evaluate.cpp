@@ -7,6 +7,7 @@
 
 #include "host/backend.hpp"
 #include "host/evaluate.hpp"
+#include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 #include "tests/tiny_model.hpp"
 
@@ -198,6 +199,53 @@ TEST(Evaluate, WeightsNearFloatMaxGiveFiniteScores) {
   want_pll /= static_cast<double>(data.rows);
   EXPECT_NEAR(mean_free_energy(p, data), want_f, 1e-12 * std::fabs(want_f));
   EXPECT_NEAR(mean_pseudo_log_likelihood(p, data), want_pll, 1e-12 * std::fabs(want_pll));
+}
+
+// At d = 784 the exact PLL takes each flipped sum as the log of a product of factors
+// 1 + e^{t_j} e^{s W_ij} (ternary: + e^{-t_j} e^{-s W_ij}), in groups sized so that none
+// overflows, or as a sum of softplus when max |t_j| + max |W_ij| > 600. Each case against
+// F(x) - F(x flipped) from free_energy (double, its own sums); the scales make groups of all 100
+// factors (0.3), of a few (3), of one (20), and the softplus sum (60). Tolerance: the product's
+// relative rounding, about (H + 8) x 1.1e-16 per flipped sum of size ~|F|, is far below 1e-11 of
+// the PLL.
+TEST(Evaluate, PseudoLikelihoodAtFullSizeMatchesFreeEnergyDifferences) {
+  const int d = 784;
+  Dataset images;
+  images.width = images.height = 28;
+  images.rows = 2;
+  const uint64_t key = philox_key(5, Purpose::init);
+  for (int k = 0; k < images.rows * d; ++k) {
+    images.pixels.push_back(static_cast<uint8_t>(philox_uniform(key, 7, 0, k) < 0.2f));
+    if (k % d == 0) images.labels.push_back(3);
+  }
+  struct Case {
+    int H;
+    float scale;
+    HiddenType type;
+  };
+  const Case cases[] = {{100, 0.3f, HiddenType::binary}, {30, 3.0f, HiddenType::binary},
+                        {30, 20.0f, HiddenType::binary}, {30, 60.0f, HiddenType::binary},
+                        {30, 0.3f, HiddenType::ternary}, {30, 3.0f, HiddenType::ternary},
+                        {30, 60.0f, HiddenType::ternary}};
+  uint32_t seed = 90;
+  for (const Case& c : cases) {
+    Params p = test::random_params(d, c.H, c.scale, ++seed, /*visible_bias=*/true);
+    p.hidden_type = c.type;
+    SCOPED_TRACE(::testing::Message() << "H " << c.H << " scale " << c.scale
+                                      << (c.type == HiddenType::ternary ? " ternary" : " binary"));
+    double want = 0.0;
+    for (int64_t r = 0; r < images.rows; ++r) {
+      const double f = free_energy(p, images.row(r));
+      std::vector<uint8_t> flipped(images.row(r), images.row(r) + d);
+      for (int i = 0; i < d; ++i) {
+        flipped[static_cast<size_t>(i)] ^= 1;
+        want -= softplus(f - free_energy(p, flipped.data()));
+        flipped[static_cast<size_t>(i)] ^= 1;
+      }
+    }
+    want /= static_cast<double>(images.rows);
+    EXPECT_NEAR(mean_pseudo_log_likelihood(p, images), want, 1e-11 * std::fabs(want));
+  }
 }
 
 TEST(Evaluate, ReconstructionErrorMatchesDirectComputation) {

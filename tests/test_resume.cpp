@@ -19,6 +19,7 @@
 #include "host/atomic_file.hpp"
 #include "host/backend.hpp"
 #include "host/checkpoint.hpp"
+#include "host/metrics.hpp"
 #include "host/npy.hpp"
 #include "host/sha256.hpp"
 #include "tests/checkpoint_util.hpp"
@@ -101,6 +102,51 @@ void wait_for_training(const std::filesystem::path& dir, test::ChildProcess& chi
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(5ms);
   }
+}
+
+// A run directory of an earlier version (its metrics.csv without the PLL columns) resumes: the
+// rows it logged keep their values with empty PLL fields, and the rows after it have PLLs.
+TEST(Resume, AnEarlierVersionsMetricsCsvTakesTheNewColumns) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  const test::CommandResult first = train_recipe(run, {"--split", "train"}, "200", "100");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  // As the earlier version wrote it: the first six columns.
+  std::string earlier;
+  const std::string csv = read_file(run / "metrics.csv");
+  for (size_t pos = 0; pos < csv.size();) {
+    const size_t end = std::min(csv.find('\n', pos), csv.size());
+    const std::string line = csv.substr(pos, end - pos);
+    size_t cut = 0;
+    for (int k = 0; k < 6; ++k) cut = line.find(',', cut) + 1;
+    earlier += line.substr(0, cut - 1) + "\n";
+    pos = end + 1;
+  }
+  ASSERT_EQ(earlier.find("pll"), std::string::npos);
+  test::write_bytes(run / "metrics.csv", earlier);
+  const test::CommandResult resumed =
+      run_cpu({"--resume", run.string(), "--iters", "300", "--data", RBM_MNIST_DIR});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const std::string after = read_file(run / "metrics.csv");
+  std::vector<std::string> lines;
+  for (size_t pos = 0; pos < after.size();) {
+    const size_t end = std::min(after.find('\n', pos), after.size());
+    lines.push_back(after.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  ASSERT_EQ(lines.size(), 4u) << after;  // header, 100, 200, 300
+  EXPECT_EQ(lines[0] + "\n", metrics_csv_header(false));
+  // The earlier rows, each with two empty PLL fields.
+  std::string earlier_rows;
+  for (size_t pos = earlier.find('\n') + 1; pos < earlier.size();) {
+    const size_t end = earlier.find('\n', pos);
+    earlier_rows += earlier.substr(pos, end - pos) + ",,\n";
+    pos = end + 1;
+  }
+  EXPECT_EQ(lines[1] + "\n" + lines[2] + "\n", earlier_rows);
+  EXPECT_EQ(lines[3].rfind("300,", 0), 0u) << lines[3];
+  EXPECT_EQ(lines[3].find(",,"), std::string::npos) << lines[3];  // held-out and PLLs filled
+  EXPECT_NE(lines[3].back(), ',') << lines[3];
 }
 
 // metrics.csv without the seconds column, which differs between runs.
