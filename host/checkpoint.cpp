@@ -318,6 +318,7 @@ std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
   const std::string& text = *current;
   const std::string header = text.substr(0, text.find('\n') + 1);
   std::string kept = header;
+  const auto header_commas = std::count(header.begin(), header.end(), ',');  // every row's
   int line = 1;
   for (size_t pos = header.size(); pos < text.size();) {
     ++line;
@@ -327,7 +328,7 @@ std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
     int64_t row_iteration = -1;
     const auto [stop, ec] = std::from_chars(row.data(), row.data() + row.size(), row_iteration);
     if (end == std::string::npos || ec != std::errc() || stop == row.data() + row.size() ||
-        *stop != ',') {
+        *stop != ',' || std::count(row.begin(), row.end(), ',') != header_commas) {
       throw InputError(path.string() + ": line " + std::to_string(line) + " is not a metrics row");
     }
     if (row_iteration <= iteration) (kept += row) += '\n';

@@ -123,8 +123,10 @@ constexpr double kProductMaxExponent = 600.0;
 constexpr int kProductRefreshSteps = 64;
 
 // The ends of product_walk's groups of visible units, or nothing when some p_i can leave the
-// range. p_i = a_i + sum_j W_ij h_j lies within a_i plus the sums of W_ij's that can be negative
-// (low) and positive (high): h in {0, 1} takes W_ij's own sign, h in {-1, 0, 1} either.
+// range, or some step factor e^{+-W_ij} would not be a finite normal double (|W_ij| > 600: a
+// bias can hold p_i in range while a single weight is larger). p_i = a_i + sum_j W_ij h_j lies
+// within a_i plus the sums of W_ij's that can be negative (low) and positive (high): h in {0, 1}
+// takes W_ij's own sign, h in {-1, 0, 1} either.
 std::optional<std::vector<int>> product_groups(const Params& params) {
   const int d = params.visible, H = params.hidden;
   const bool ternary = params.hidden_type == HiddenType::ternary;
@@ -134,6 +136,7 @@ std::optional<std::vector<int>> product_groups(const Params& params) {
     double low = params.has_visible_bias() ? params.a[i] : 0.0, high = low;
     for (int j = 0; j < H; ++j) {
       const double w = params.W[static_cast<size_t>(i) * H + j];
+      if (!(std::fabs(w) <= kProductMaxExponent)) return std::nullopt;
       low -= ternary ? std::fabs(w) : std::max(-w, 0.0);
       high += ternary ? std::fabs(w) : std::max(w, 0.0);
     }
@@ -204,10 +207,13 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
 }
 
 template <typename Walk>
-double log_sum_over_hidden_walk(const Params& params, int64_t n_states) {
-  if (const auto groups = product_groups(params)) {
-    return product_walk<Walk>(params, n_states, *groups);
+double log_sum_over_hidden_walk(const Params& params, int64_t n_states, LogZSum sum) {
+  const std::optional<std::vector<int>> groups = product_groups(params);
+  if (sum == LogZSum::products && !groups) {
+    throw std::invalid_argument(
+        "exact_log_partition: the product of factors would overflow for this model");
   }
+  if (groups && sum != LogZSum::softplus) return product_walk<Walk>(params, n_states, *groups);
   return softplus_walk<Walk>(params, n_states);
 }
 
@@ -319,7 +325,7 @@ double mean_free_energy(const Params& params, const Dataset& images) {
   return total / static_cast<double>(images.rows);
 }
 
-double exact_log_partition(const Params& params) {
+double exact_log_partition(const Params& params, LogZSum sum) {
   const int H = params.hidden;
   if (params.hidden_type == HiddenType::ternary) {
     if (H > kMaxExactTernaryHidden) {
@@ -327,10 +333,10 @@ double exact_log_partition(const Params& params) {
     }
     int64_t n_states = 1;
     for (int j = 0; j < H; ++j) n_states *= 3;
-    return log_sum_over_hidden_walk<TernaryGrayWalk>(params, n_states);
+    return log_sum_over_hidden_walk<TernaryGrayWalk>(params, n_states, sum);
   }
   if (H > 30) throw std::invalid_argument("exact_log_partition: H > 30 is out of reach");
-  return log_sum_over_hidden_walk<BinaryGrayWalk>(params, int64_t{1} << H);
+  return log_sum_over_hidden_walk<BinaryGrayWalk>(params, int64_t{1} << H, sum);
 }
 
 bool exact_log_partition_uses_products(const Params& params) {

@@ -23,13 +23,19 @@ double mean_free_energy(const Params& params, const Dataset& images);
 // log Z = log sum_h exp(b'h + sum_i softplus(W_i h + a_i)), exactly, by enumerating the 2^H hidden
 // states (H <= 30), or the 3^H of a ternary model (H <= kMaxExactTernaryHidden); multithreaded,
 // log-sum-exp in double. std::invalid_argument beyond those.
+//
+// Two sums give it. `products`: exp(sum_i softplus(p_i)) as the product of the factors
+// (1 + e^{p_i}) over the visible units, p = W h + a, each e^{p_i} updated by a multiplication by
+// e^{+-W_ij} a step (no exp or log per unit; about 20 times faster), and recomputed from p every
+// 64 steps. It needs every p_i within +-600 over all hidden states and every |W_ij| <= 600 (then
+// no e^{p_i} and no step factor overflows or underflows). `softplus`: the sum of softplus(p_i).
+// `automatic` takes products where they can be taken; asking for products where they cannot is
+// std::invalid_argument.
 constexpr int kMaxExactTernaryHidden = 15;
-double exact_log_partition(const Params& params);
+enum class LogZSum { automatic, products, softplus };
+double exact_log_partition(const Params& params, LogZSum sum = LogZSum::automatic);
 
-// Which sum exact_log_partition takes: true for the product of the factors (1 + e^{p_i}) over the
-// visible units, updated by a multiplication a unit per step (no exp or log per unit; about 20
-// times faster), taken when every pre-activation p_i = W_i h + a_i stays within +-600 over all
-// hidden states (then no e^{p_i} overflows or underflows); false for the sum of softplus(p_i).
+// Whether the products can be taken (what `automatic` takes).
 bool exact_log_partition_uses_products(const Params& params);
 
 // Exact log p(x) for each image is -F(x) - log Z; this returns the mean over the images.

@@ -93,10 +93,15 @@ std::optional<std::string> metrics_csv_in_current_columns(const std::string& tex
   const std::vector<std::string> to = split_fields(now.substr(0, now.size() - 1));
   std::string converted = now;
   for (size_t pos = header.size(); pos < text.size();) {
-    const size_t end = std::min(text.find('\n', pos), text.size());
-    const std::vector<std::string> fields =
-        split_fields(std::string_view(text).substr(pos, end - pos));
-    if (fields.size() != from.size()) return std::nullopt;
+    const size_t newline = text.find('\n', pos);
+    const size_t end = std::min(newline, text.size());
+    const std::string_view line = std::string_view(text).substr(pos, end - pos);
+    const std::vector<std::string> fields = split_fields(line);
+    if (newline == std::string::npos || fields.size() != from.size()) {
+      // Not a row of that version: left as it is, for the reader's checks to name its line.
+      converted += text.substr(pos);
+      break;
+    }
     for (size_t k = 0; k < to.size(); ++k) {
       const auto at = std::find(from.begin(), from.end(), to[k]);
       if (k > 0) converted += ',';

@@ -52,8 +52,9 @@ std::string metrics_csv_line(const MetricsRow& row, bool with_eval = false);
 
 // metrics.csv's text (header and rows) in this version's columns: an earlier version's file (it
 // had no pll columns, or had them only with --eval-every, after log_p_heldout) gets its columns
-// moved by name, and empty fields for what it did not log. Nothing when `header` is neither this
-// version's nor an earlier one's.
+// moved by name, and empty fields for what it did not log; from the first line that is not one
+// of its rows (another number of fields, no final newline) on, the text is left as it is, for the
+// reader to refuse by line. Nothing when the header is neither this version's nor an earlier one's.
 std::optional<std::string> metrics_csv_in_current_columns(const std::string& text);
 
 }  // namespace rbm

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "host/atomic_file.hpp"
+#include "host/metrics.hpp"
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "tests/checkpoint_util.hpp"
@@ -566,6 +567,16 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
     const std::filesystem::path run = copy();
     write_bytes(run / "metrics.csv", "iteration,seconds\n50,1\n");
     expect_resume_refused(run, {(run / "metrics.csv").string(), "header"});
+  }
+  // A row with fewer fields than its header, in this version's file and in an earlier one's
+  // (which is otherwise read with its columns moved), is refused by its line.
+  for (const std::string& header :
+       {metrics_csv_header(false),
+        std::string("iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,"
+                    "free_energy_heldout\n")}) {
+    const std::filesystem::path run = copy();
+    write_bytes(run / "metrics.csv", header + "50,1\n");
+    expect_resume_refused(run, {(run / "metrics.csv").string(), "line 2 is not a metrics row"});
   }
   const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::vector<std::string>>>
       edits = {

@@ -389,7 +389,16 @@ TEST(MetricsCsv, AnEarlierVersionsFileTakesTheNewColumns) {
   const std::string current = metrics_csv_header(false) + "100,0.1,0.03,0.04,-200,-190,-90,-95\n";
   EXPECT_EQ(metrics_csv_in_current_columns(current), current);
   EXPECT_EQ(metrics_csv_in_current_columns("iteration,seconds\n100,1\n"), std::nullopt);
-  EXPECT_EQ(metrics_csv_in_current_columns(base + "\n100,0.1\n"), std::nullopt);  // short row
+  // From a line that is not a row of its version on, the text stays as it is (the reader refuses
+  // it by line): a short row, an empty line, a last row without its newline.
+  const std::string row = "100,0.1,0.03,0.04,-200,-190\n";
+  EXPECT_EQ(metrics_csv_in_current_columns(base + "\n" + row + "200,0.1\n" + row),
+            metrics_csv_header(false) + "100,0.1,0.03,0.04,-200,-190,,\n200,0.1\n" + row);
+  EXPECT_EQ(metrics_csv_in_current_columns(base + "\n" + row + "\n"),
+            metrics_csv_header(false) + "100,0.1,0.03,0.04,-200,-190,,\n\n");
+  EXPECT_EQ(metrics_csv_in_current_columns(base + "\n" + row + "200,0.2,0.02,0.03,-210,-200"),
+            metrics_csv_header(false) + "100,0.1,0.03,0.04,-200,-190,,\n" +
+                "200,0.2,0.02,0.03,-210,-200");
 }
 
 }  // namespace
