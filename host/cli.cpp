@@ -89,9 +89,12 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
                  "passes over the shuffled training images, 1..1000000, instead of --iters");
   app.add_option("--lr-decay", f.lr_decay, "learning-rate schedule: none or linear (to 0)")
       ->capture_default_str();
-  app.add_option("--log-every", f.log_every, "iterations between metrics")->capture_default_str();
+  app.add_option("--log-every", f.log_every,
+                 "iterations between metrics (reconstruction error, free energy, exact "
+                 "pseudo-log-likelihood)")
+      ->capture_default_str();
   app.add_option("--eval-every", f.eval_every,
-                 "iterations between log-likelihood and pseudo-likelihood metrics (a multiple of "
+                 "iterations between log Z and log-likelihood metrics (a multiple of "
                  "--log-every; log Z exact for H <= 20, ternary H <= 12, else short AIS); 0: none")
       ->capture_default_str();
   app.add_option("--checkpoint-every", f.checkpoint_every,

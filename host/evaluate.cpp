@@ -379,10 +379,33 @@ double reconstruction_error(const Params& params, const Dataset& images) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, H, 1.0f, prob_h.data(), H,
               params.W.data(), H, 1.0f, pre_v.data(), d);
   double total = 0.0;
-  for (size_t k = 0; k < pre_v.size(); ++k) {
-    const double diff = x[k] - sigmoid(pre_v[k]);
-    total += diff * diff;
-  }
+  with_hidden_type(params.hidden_type, [&](auto type) {
+    std::vector<double> t;                             // (H)
+    std::vector<double> mean(static_cast<size_t>(H));  // (H) E[h | x]
+    for (int r = 0; r < n; ++r) {
+      const float* v = pre_v.data() + static_cast<size_t>(r) * d;
+      const float* p = prob_h.data() + static_cast<size_t>(r) * H;
+      const float* xr = x.data() + static_cast<size_t>(r) * d;
+      if (std::all_of(v, v + d, [](float u) { return std::isfinite(u); }) &&
+          std::none_of(p, p + H, [](float u) { return std::isnan(u); })) {
+        for (int i = 0; i < d; ++i) {
+          const double diff = xr[i] - sigmoid(v[i]);
+          total += diff * diff;
+        }
+        continue;
+      }
+      // A float sum overflowed (weights near FLT_MAX, finite as the model's own; +inf meeting
+      // -inf is NaN): the row again in double, as row_preactivations does for free energies.
+      exact_preactivations(params, images.row(r), t);
+      for (int j = 0; j < H; ++j) mean[j] = hidden_mean<decltype(type)::value>(t[j]);
+      for (int i = 0; i < d; ++i) {
+        double u = params.has_visible_bias() ? params.a[i] : 0.0;
+        for (int j = 0; j < H; ++j) u += params.W[static_cast<size_t>(i) * H + j] * mean[j];
+        const double diff = xr[i] - hidden_mean<HiddenType::binary>(u);  // sigm(u)
+        total += diff * diff;
+      }
+    }
+  });
   return total / static_cast<double>(pre_v.size());
 }
 

@@ -13,7 +13,7 @@
 
 namespace rbm {
 
-// During training: exact log Z up to this many hidden units (2^20 states: seconds on the CPU; for
+// During training: exact log Z up to this many hidden units (2^20 states: 0.2 s on 2 cores; for
 // ternary units up to 12, 3^12 states: host/log_z.hpp's max_exact_hidden), AIS with kTrainAisRuns
 // runs of kTrainAisBetas steps from each base above it.
 constexpr int kTrainExactHidden = 20;

@@ -230,6 +230,27 @@ TEST(Evaluate, WeightsNearFloatMaxGiveFiniteScores) {
   want_pll /= static_cast<double>(data.rows);
   EXPECT_NEAR(mean_free_energy(p, data), want_f, 1e-12 * std::fabs(want_f));
   EXPECT_NEAR(mean_pseudo_log_likelihood(p, data), want_pll, 1e-12 * std::fabs(want_pll));
+
+  // The reconstruction error too: its float sums of W h overflow (to +inf, or to NaN where the
+  // summation order meets +inf and -inf); such rows are summed again in double. Want: the mean
+  // squared error from sums in double throughout.
+  double want_recon = 0.0;
+  for (int64_t r = 0; r < data.rows; ++r) {
+    std::vector<double> mean(3);
+    for (int j = 0; j < 3; ++j) {
+      double t = p.b[j];
+      for (int i = 0; i < 7; ++i) t += data.row(r)[i] ? p.W[i * 3 + j] : 0.0;
+      mean[j] = 1.0 / (1.0 + std::exp(-t));
+    }
+    for (int i = 0; i < 7; ++i) {
+      double u = p.a[i];
+      for (int j = 0; j < 3; ++j) u += p.W[i * 3 + j] * mean[j];
+      const double diff = data.row(r)[i] - 1.0 / (1.0 + std::exp(-u));
+      want_recon += diff * diff;
+    }
+  }
+  want_recon /= static_cast<double>(data.rows * 7);
+  EXPECT_NEAR(reconstruction_error(p, data), want_recon, 1e-12);
 }
 
 // At d = 784 the exact PLL takes each flipped sum as the log of a product of factors
