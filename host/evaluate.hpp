@@ -27,7 +27,7 @@ double mean_free_energy(const Params& params, const Dataset& images);
 // Two sums give it. `products`: exp(sum_i softplus(p_i)) as the product of the factors
 // (1 + e^{p_i}) over the visible units, p = W h + a, each e^{p_i} updated by a multiplication by
 // e^{+-W_ij} a step (no exp or log per unit; about 20 times faster), and recomputed from p every
-// 64 steps. It needs every p_i within +-600 over all hidden states and every |W_ij| <= 600 (then
+// 256 steps. It needs every p_i within +-600 over all hidden states and every |W_ij| <= 600 (then
 // no e^{p_i} and no step factor overflows or underflows). `softplus`: the sum of softplus(p_i).
 // `automatic` takes products where they can be taken; asking for products where they cannot is
 // std::invalid_argument.
