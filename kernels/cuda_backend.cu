@@ -119,8 +119,7 @@ class CudaBackend final : public Backend {
     const cudaStream_t s = stream_.get();
     W_.download(params.W.data(), params.W.size(), s);
     b_.download(params.b.data(), params.b.size(), s);
-    a_.download(params.a.data(), params.a.size(), s);
-    stream_.synchronize();
+    a_.download(params.a.data(), params.a.size(), s);  // downloads return with the data on the host
     return params;
   }
 
@@ -276,7 +275,6 @@ class CudaBackend final : public Backend {
     AisResult result;
     result.log_weights.resize(static_cast<size_t>(runs));
     log_w.download(result.log_weights.data(), result.log_weights.size(), s);
-    stream_.synchronize();
     result.log_z_base = ais_log_z_base(request.base_bias, H, hidden_type_);
     return result;
   }

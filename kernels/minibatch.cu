@@ -296,7 +296,6 @@ void gibbs_host_states(const ModelView& v, std::vector<uint8_t>& states, int64_t
       pack_kernel<<<grid_for(n * row_bytes), kThreads, 0, s>>>(X.data(), n, d, transfer.data());
       CUDA_CHECK_LAUNCH("pack_kernel");
       transfer.download(packed_host.data(), static_cast<size_t>(n) * row_bytes, s);
-      CUDA_CHECK(cudaStreamSynchronize(s));
       for (int64_t r = 0; r < n; ++r) {
         for (int i = 0; i < d; ++i)
           host[r * d + i] = (packed_host[r * row_bytes + i / 8] >> (i % 8)) & 1;
@@ -316,7 +315,6 @@ std::vector<uint32_t> device_epoch_permutation(uint32_t seed, int64_t epoch, int
   sort_epoch_keys(seed, epoch, rows, keys, sorted, temp, stream);
   std::vector<uint64_t> host(static_cast<size_t>(rows));
   sorted.download(host.data(), host.size(), stream);
-  CUDA_CHECK(cudaStreamSynchronize(stream));
   std::vector<uint32_t> permutation(host.size());
   for (size_t p = 0; p < host.size(); ++p) permutation[p] = static_cast<uint32_t>(host[p]);
   return permutation;
