@@ -431,10 +431,12 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images) {
     constexpr HiddenType kType = decltype(type)::value;
     for (int64_t first = 0; first < images.rows; first += kBlock) {
       const int n = static_cast<int>(std::min<int64_t>(kBlock, images.rows - first));
-      std::vector<double> t(static_cast<size_t>(n) * H), e_pos(t.size()), e_neg(t.size());
-      std::vector<double> base(static_cast<size_t>(n));  // sum_j u(t_j)
-      std::vector<int> group(static_cast<size_t>(n));    // 0: the sum of u
-      std::vector<double> row;                           // (H)
+      constexpr bool kTernary = kType == HiddenType::ternary;
+      std::vector<double> t(static_cast<size_t>(n) * H), e_pos(t.size());  // (n, H) t, e^t
+      std::vector<double> e_neg(kTernary ? t.size() : 0);                  // (n, H) e^-t, ternary
+      std::vector<double> base(static_cast<size_t>(n));                    // sum_j u(t_j)
+      std::vector<int> group(static_cast<size_t>(n));                      // 0: the sum of u
+      std::vector<double> row;                                             // (H)
       for (int k = 0; k < n; ++k) {
         exact_preactivations(params, images.row(first + k), row);  // in double: no float rounding
         double sum = 0.0, t_max = 0.0;
@@ -452,7 +454,7 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images) {
           for (int j = 0; j < H; ++j) {
             const size_t at = static_cast<size_t>(k) * H + j;
             e_pos[at] = std::exp(t[at]);
-            e_neg[at] = std::exp(-t[at]);
+            if constexpr (kTernary) e_neg[at] = std::exp(-t[at]);
           }
         }
       }
@@ -475,12 +477,11 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images) {
             if (group[k] > 0) {
               // e^{t_j + s W_ij} and e^{-(t_j + s W_ij)}
               const double* e = e_pos.data() + at;
-              const double* e_inv = e_neg.data() + at;
               const double* g = on ? down.data() : up.data();
               const double* g_inv = on ? up.data() : down.data();
               const auto factor = [&](int j) {
-                if constexpr (kType == HiddenType::ternary) {
-                  return 1.0 + e[j] * g[j] + e_inv[j] * g_inv[j];
+                if constexpr (kTernary) {
+                  return 1.0 + e[j] * g[j] + e_neg[at + j] * g_inv[j];
                 } else {
                   return 1.0 + e[j] * g[j];
                 }
