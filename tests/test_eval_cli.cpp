@@ -355,21 +355,6 @@ std::vector<std::string> csv_fields(const std::string& line) {
   return fields;
 }
 
-// The lines of a text file, each without its '\n' (an unterminated last line is dropped).
-std::vector<std::string> file_lines(const std::filesystem::path& path) {
-  std::vector<std::string> lines;
-  std::string line;
-  for (const char c : read_file(path)) {
-    if (c == '\n') {
-      lines.push_back(line);
-      line.clear();
-    } else {
-      line += c;
-    }
-  }
-  return lines;
-}
-
 // --eval-every adds four columns, filled at its multiples: log Z (exact here, H = 10) and the
 // exact log p(x) of the 500-image batches that the other columns use, as computed here from the
 // written model. metrics.csv prints 9 significant digits: 1e-5 relative covers that and the float
@@ -381,7 +366,7 @@ TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
       run_cpu({"--data", RBM_MNIST_DIR, "--iters", "400", "--hidden", "10", "--log-every", "200",
                "--eval-every", "400", "--split", "train", "--seed", "5", "--out", out.string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::vector<std::string> lines = file_lines(out / "metrics.csv");
+  const std::vector<std::string> lines = test::file_lines(out / "metrics.csv");
   ASSERT_EQ(lines.size(), 3u);  // header, 200, 400
   const std::vector<std::string> header = csv_fields(lines[0]);
   const std::vector<std::string> want_header = {
@@ -440,7 +425,7 @@ TEST(TrainEvalCli, MetricsValuesAreTheSavedModelsScores) {
       run_cpu({"--data", RBM_MNIST_DIR, "--iters", "300", "--log-every", "100", "--split", "train",
                "--visible-bias", "--seed", "9", "--out", out.string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::vector<std::string> lines = file_lines(out / "metrics.csv");
+  const std::vector<std::string> lines = test::file_lines(out / "metrics.csv");
   ASSERT_EQ(lines.size(), 4u);  // header, 100, 200, 300
   const std::vector<std::string> header = csv_fields(lines[0]);
   const std::vector<std::string> want_header = {"iteration",         "seconds",

@@ -112,38 +112,26 @@ TEST(Resume, AnEarlierVersionsMetricsCsvTakesTheNewColumns) {
   const test::CommandResult first = train_recipe(run, {"--split", "train"}, "200", "100");
   ASSERT_EQ(first.exit_code, 0) << first.output;
   // As the earlier version wrote it: the first six columns.
+  std::vector<std::string> earlier_lines;
   std::string earlier;
-  const std::string csv = read_file(run / "metrics.csv");
-  for (size_t pos = 0; pos < csv.size();) {
-    const size_t end = std::min(csv.find('\n', pos), csv.size());
-    const std::string line = csv.substr(pos, end - pos);
+  for (const std::string& line : test::file_lines(run / "metrics.csv")) {
     size_t cut = 0;
     for (int k = 0; k < 6; ++k) cut = line.find(',', cut) + 1;
-    earlier += line.substr(0, cut - 1) + "\n";
-    pos = end + 1;
+    earlier_lines.push_back(line.substr(0, cut - 1));
+    earlier += earlier_lines.back() + "\n";
   }
+  ASSERT_EQ(earlier_lines.size(), 3u);  // header, 100, 200
   ASSERT_EQ(earlier.find("pll"), std::string::npos);
   test::write_bytes(run / "metrics.csv", earlier);
   const test::CommandResult resumed =
       run_cpu({"--resume", run.string(), "--iters", "300", "--data", RBM_MNIST_DIR});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  const std::string after = read_file(run / "metrics.csv");
-  std::vector<std::string> lines;
-  for (size_t pos = 0; pos < after.size();) {
-    const size_t end = std::min(after.find('\n', pos), after.size());
-    lines.push_back(after.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  ASSERT_EQ(lines.size(), 4u) << after;  // header, 100, 200, 300
+  const std::vector<std::string> lines = test::file_lines(run / "metrics.csv");
+  ASSERT_EQ(lines.size(), 4u) << read_file(run / "metrics.csv");  // header, 100, 200, 300
   EXPECT_EQ(lines[0] + "\n", metrics_csv_header(false));
   // The earlier rows, each with two empty PLL fields.
-  std::string earlier_rows;
-  for (size_t pos = earlier.find('\n') + 1; pos < earlier.size();) {
-    const size_t end = earlier.find('\n', pos);
-    earlier_rows += earlier.substr(pos, end - pos) + ",,\n";
-    pos = end + 1;
-  }
-  EXPECT_EQ(lines[1] + "\n" + lines[2] + "\n", earlier_rows);
+  EXPECT_EQ(lines[1], earlier_lines[1] + ",,");
+  EXPECT_EQ(lines[2], earlier_lines[2] + ",,");
   EXPECT_EQ(lines[3].rfind("300,", 0), 0u) << lines[3];
   EXPECT_EQ(lines[3].find(",,"), std::string::npos) << lines[3];  // held-out and PLLs filled
   EXPECT_NE(lines[3].back(), ',') << lines[3];

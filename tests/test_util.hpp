@@ -1,5 +1,5 @@
-// Helpers shared by the tests: a temporary directory that cleans up after itself, and raw file
-// writing for hand-made (often deliberately broken) input files.
+// Helpers shared by the tests: a temporary directory that cleans up after itself, a text file's
+// lines, and raw file writing for hand-made (often deliberately broken) input files.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,7 +12,9 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
+#include "host/atomic_file.hpp"
 #include "host/errors.hpp"
 
 namespace rbm::test {
@@ -38,6 +40,21 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The lines of a text file, each without its '\n' (an unterminated last line is dropped).
+inline std::vector<std::string> file_lines(const std::filesystem::path& path) {
+  std::vector<std::string> lines;
+  std::string line;
+  for (const char c : read_file(path)) {
+    if (c == '\n') {
+      lines.push_back(line);
+      line.clear();
+    } else {
+      line += c;
+    }
+  }
+  return lines;
+}
 
 // Writes bytes as they are (no atomic rename: tests build inputs, not outputs).
 inline void write_bytes(const std::filesystem::path& path, std::string_view bytes) {
