@@ -16,6 +16,7 @@
 #include "host/errors.hpp"
 #include "host/signals.hpp"
 #include "host/trainer.hpp"
+#include "host/version.hpp"
 
 namespace rbm {
 namespace {
@@ -194,7 +195,7 @@ int run_cli(int argc, char** argv) {
   CLI::App app{program + ": train a Restricted Boltzmann Machine on binarized MNIST with " +
                    "single-sample CD-k (the reference recipe by default)",
                program};
-  app.set_version_flag("--version", std::string(RBM_VERSION) + " (" + RBM_GIT_COMMIT + ")");
+  app.set_version_flag("--version", std::string(version()) + " (" + git_commit() + ")");
   TrainFlags flags;
   add_train_flags(app, flags, program);
   bool device_info = false;

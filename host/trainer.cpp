@@ -18,6 +18,7 @@
 #include "host/sha256.hpp"
 #include "host/signals.hpp"
 #include "host/train_eval.hpp"
+#include "host/version.hpp"
 
 namespace rbm {
 namespace {
@@ -58,8 +59,8 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
                          {"binarize", "pixel > 127.5"},
                          {"sha256", data_sha256}};
   return {{"program", "rbm"},
-          {"version", RBM_VERSION},
-          {"git_commit", RBM_GIT_COMMIT},
+          {"version", version()},
+          {"git_commit", git_commit()},
           {"backend", backend.name()},
           {"device", backend.device_description()},
           {"algorithm", !uses_minibatch(r) ? "cd" : (r.pcd ? "minibatch-pcd" : "minibatch-cd")},

@@ -4,11 +4,13 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "host/atomic_file.hpp"
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/png_image.hpp"
+#include "host/version.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/test_util.hpp"
 
@@ -112,12 +114,23 @@ TEST(Cli, TrainingWritesTheRunDirectory) {
   EXPECT_EQ(run["data"]["rows"], 6131);
   EXPECT_EQ(run["data"]["sha256"].get<std::string>().size(), 64u);
   EXPECT_EQ(run["backend"], "cpu");
+  EXPECT_EQ(run["version"], version());
+  EXPECT_EQ(run["git_commit"], git_commit());
 
   const GrayImage png = read_png_gray(out / "weights.png");
   const GrayImage mosaic = weight_mosaic(params);
   EXPECT_EQ(png.width, mosaic.width);
   EXPECT_EQ(png.height, mosaic.height);
   EXPECT_EQ(png.pixels, mosaic.pixels);
+}
+
+TEST(Cli, VersionNamesTheCommitItWasBuiltFrom) {
+  const test::CommandResult r = run_cpu({"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.output, std::string(version()) + " (" + git_commit() + ")\n");
+  // HEAD's 12 hex digits when built ("-dirty" when tracked files differed), else "unknown".
+  EXPECT_TRUE(std::regex_match(git_commit(), std::regex("[0-9a-f]{12}(-dirty)?|unknown")))
+      << git_commit();
 }
 
 TEST(Cli, SameSeedGivesTheSameModel) {
