@@ -38,6 +38,7 @@
 #include "host/dataset.hpp"
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
+#include "host/version.hpp"
 #include "kernels/philox.h"
 #ifdef RBM_BENCH_CUDA
 #include "kernels/cuda_backend.hpp"
@@ -531,8 +532,8 @@ int run(const Options& o) {
   struct utsname host {};
   uname(&host);
   nlohmann::json out = {{"program", "bench_all"},
-                        {"version", RBM_VERSION},
-                        {"git_commit", RBM_GIT_COMMIT},
+                        {"version", version()},
+                        {"git_commit", git_commit()},
                         {"utc", utc_stamp("%Y-%m-%dT%H:%M:%SZ")},
                         {"host", host.nodename},
                         {"cpu_cores", cores},
@@ -574,29 +575,18 @@ int run(const Options& o) {
 }  // namespace rbm
 
 int main(int argc, char** argv) {
-  rbm::bench::flush_each_line();
   rbm::Options o;
-  const bool parsed = rbm::bench::parse_flags(
+  return rbm::bench::bench_main(
       argc, argv,
       {{"--data", [&](const std::string& v) { o.data = v; }},
        {"--results", [&](const std::string& v) { o.results = v; }},
        {"--peer", [&](const std::string& v) { o.peer = v; }},
        {"--python", [&](const std::string& v) { o.python = v; }},
-       {"--repeats", [&](const std::string& v) { o.repeats = std::atoi(v.c_str()); }},
+       rbm::bench::int_flag("--repeats", o.repeats, 1, 1000),
        rbm::bench::switch_flag("--no-torch", [&] { o.torch = false; }),
        rbm::bench::switch_flag("--quick", [&] { o.quick = true; })},
       "bench_all [--data DIR] [--results DIR] [--peer PATH] [--python PATH] [--repeats R] "
       "[--no-torch] [--quick]\nRun from the repository root (the peer's default path is "
-      "relative).");
-  if (!parsed) return 2;
-  if (o.repeats < 1) {
-    std::fprintf(stderr, "bench_all: --repeats must be at least 1\n");
-    return 2;
-  }
-  try {
-    return rbm::run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_all: %s\n", e.what());
-    return 2;
-  }
+      "relative).",
+      [&] { return rbm::run(o); });
 }

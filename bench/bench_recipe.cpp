@@ -167,30 +167,14 @@ int run(const Options& o) {
 }  // namespace rbm
 
 int main(int argc, char** argv) {
-  rbm::bench::flush_each_line();
   rbm::Options o;
-  try {
-    const bool parsed = rbm::bench::parse_flags(
-        argc, argv,
-        {{"--iters", [&](const std::string& v) { o.iters = std::atoll(v.c_str()); }},
-         {"--repeats", [&](const std::string& v) { o.repeats = std::atoi(v.c_str()); }},
-         {"--data", [&](const std::string& v) { o.data = v; }},
-         {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }},
-         rbm::bench::switch_flag("--numpy", [&] { o.numpy = true; })},
-        "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy]");
-    if (!parsed) return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_recipe: %s\n", e.what());
-    return 2;
-  }
-  if (o.iters < 1 || o.repeats < 1) {
-    std::fprintf(stderr, "bench_recipe: --iters and --repeats must be positive\n");
-    return 2;
-  }
-  try {
-    return rbm::run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_recipe: %s\n", e.what());
-    return 2;
-  }
+  return rbm::bench::bench_main(
+      argc, argv,
+      {rbm::bench::int_flag<int64_t>("--iters", o.iters, 1, int64_t{1} << 40),
+       rbm::bench::int_flag("--repeats", o.repeats, 1, 1000),
+       {"--data", [&](const std::string& v) { o.data = v; }},
+       {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }},
+       rbm::bench::switch_flag("--numpy", [&] { o.numpy = true; })},
+      "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy]",
+      [&] { return rbm::run(o); });
 }

@@ -2,8 +2,11 @@
 // and switches that take none, each set by a handler.
 #pragma once
 
+#include <charconv>
 #include <cstdio>
+#include <exception>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,8 +24,25 @@ inline Flag switch_flag(std::string name, std::function<void()> on) {
   return {std::move(name), [on = std::move(on)](const std::string&) { on(); }, false};
 }
 
-// Applies argv's "--flag value" pairs in order; on an unknown flag or a missing value prints the
-// usage line to stderr and returns false.
+// A flag that sets an integer in [min, max]; any other value ("10x", "", "0" below min 1) is
+// refused, naming the flag.
+template <typename Int>
+Flag int_flag(std::string name, Int& target, Int min, Int max) {
+  return {
+      name, [name, &target, min, max](const std::string& value) {
+        Int parsed{};
+        const char* end = value.data() + value.size();
+        const auto [stop, error] = std::from_chars(value.data(), end, parsed);
+        if (value.empty() || error != std::errc() || stop != end || parsed < min || parsed > max) {
+          throw std::invalid_argument(name + " takes an integer in [" + std::to_string(min) + ", " +
+                                      std::to_string(max) + "], not '" + value + "'");
+        }
+        target = parsed;
+      }};
+}
+
+// Applies argv's "--flag value" pairs in order; on an unknown flag, a missing value or a value
+// its handler refuses (by throwing) prints why and the usage line to stderr and returns false.
 inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
                         const std::string& usage) {
   for (int i = 1; i < argc; ++i) {
@@ -34,7 +54,13 @@ inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
                    arg.c_str(), flag == nullptr ? "is not a flag" : "needs a value", usage.c_str());
       return false;
     }
-    flag->set(flag->takes_value ? std::string(argv[++i]) : std::string());
+    try {
+      flag->set(flag->takes_value ? std::string(argv[++i]) : std::string());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: %s\nusage: %s\n", usage.substr(0, usage.find(' ')).c_str(),
+                   e.what(), usage.c_str());
+      return false;
+    }
   }
   return true;
 }
@@ -42,5 +68,21 @@ inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
 // stdout a line at a time even into a pipe or file (scripts/device_check's log): a benchmark
 // stopped by a timeout keeps every line it printed.
 inline void flush_each_line() { std::setvbuf(stdout, nullptr, _IOLBF, 0); }
+
+// A benchmark's main: stdout flushed a line at a time, the flags parsed, then run(); a bad flag,
+// or an exception out of run(), is one line on stderr and exit code 2. The program's name is the
+// usage line's first word.
+template <typename Run>
+int bench_main(int argc, char** argv, const std::vector<Flag>& flags, const std::string& usage,
+               Run run) {
+  flush_each_line();
+  if (!parse_flags(argc, argv, flags, usage)) return 2;
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", usage.substr(0, usage.find(' ')).c_str(), e.what());
+    return 2;
+  }
+}
 
 }  // namespace rbm::bench
