@@ -1,7 +1,8 @@
 // Kernel lab of the fused single-sample CD trainer (issue 8): the variants of
 // kernels/fused_cd.cu's kernel side by side on the reference recipe (MNIST threes, H 100, CD-3,
 // lr 0.005, seed 1). Each is validated against the CPU reference (W, b and a after 200
-// iterations from the same initial parameters, without and with visible biases) and timed (25000
+// iterations from the same initial parameters, without and with visible biases, and with ternary
+// hidden units) and timed (25000
 // iterations, median of 3, microseconds per iteration, synchronized; the repeats must give the
 // same W). The product runs 8 x 256; the table says what the others would change. Without a
 // usable device it says so in one line and exits 0; a variant that fails validation or errs, or
@@ -83,34 +84,35 @@ int run(const Options& o) {
   recipe.iters = o.iters;
   const Params start = init_params(recipe, train);
 
-  // Validation cases: the reference recipe, and with visible biases (a's update too).
+  // Validation cases: the reference recipe, with visible biases (a's update too), and with
+  // ternary hidden units (the kernel's other instantiation of every variant).
   struct Check {
+    const char* name;
     Recipe recipe;
     Params start, expected;
   };
-  std::vector<Check> checks;
+  std::vector<Check> checks = {
+      {"binary", recipe, {}, {}}, {"binary+a", recipe, {}, {}}, {"ternary+a", recipe, {}, {}}};
+  checks[1].recipe.visible_bias = checks[2].recipe.visible_bias = true;
+  checks[2].recipe.hidden_type = HiddenType::ternary;
   const std::unique_ptr<Backend> cpu = make_cpu_backend();
-  for (const bool visible_bias : {false, true}) {
-    Check check;
-    check.recipe = recipe;
-    check.recipe.visible_bias = visible_bias;
+  for (Check& check : checks) {
     check.recipe.seed = test::seed_clear_of_ties(train, check.recipe, o.validate_iters);
     check.start = init_params(check.recipe, train);
     check.expected =
         test::train_in_pieces(*cpu, train, check.start, check.recipe, {o.validate_iters});
-    checks.push_back(check);
   }
 
   std::printf("device: %s\n", cuda_device_description().c_str());
   std::printf(
       "reference recipe: %lld threes (%s), H %d, CD-%d, lr %g; timing %lld iterations from seed "
-      "%u, median of %d (the repeats must agree bit for bit); validation %lld iterations from "
-      "seeds %u and %u (with visible biases), every draw >= %g from its probability: max |dW| / "
-      "max |W|, the same of b and a, <= %g\n",
+      "%u, median of %d (the repeats must agree bit for bit); validation %lld iterations, every "
+      "draw >= %g from its probability: max |dW| / max |W|, the same of b and a, <= %g, on",
       static_cast<long long>(train.rows), split_name(o.split), recipe.hidden, recipe.k,
       static_cast<double>(recipe.lr), static_cast<long long>(o.iters), recipe.seed, o.repeats,
-      static_cast<long long>(o.validate_iters), checks[0].recipe.seed, checks[1].recipe.seed,
-      kMargin, kTrainRelTol);
+      static_cast<long long>(o.validate_iters), kMargin, kTrainRelTol);
+  for (const Check& check : checks) std::printf(" %s (seed %u)", check.name, check.recipe.seed);
+  std::printf("\n");
   std::printf("\n%-10s %-6s %11s %10s %12s\n", "variant", "valid", "rel diff", "us/iter",
               "vs 8x256");
 
@@ -180,26 +182,14 @@ int run(const Options&) {
 }  // namespace rbm
 
 int main(int argc, char** argv) {
-  rbm::bench::flush_each_line();
   rbm::Options o;
-  try {
-    const bool parsed = rbm::bench::parse_flags(
-        argc, argv,
-        {{"--iters", [&](const std::string& v) { o.iters = std::atoll(v.c_str()); }},
-         {"--repeats", [&](const std::string& v) { o.repeats = std::atoi(v.c_str()); }},
-         {"--validate-iters",
-          [&](const std::string& v) { o.validate_iters = std::atoll(v.c_str()); }},
-         {"--data", [&](const std::string& v) { o.data = v; }},
-         {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }}},
-        "fused_lab [--iters N] [--repeats R] [--validate-iters N] [--data DIR] [--split S]");
-    if (!parsed) return 2;
-    if (o.iters < 1 || o.repeats < 1 || o.validate_iters < 1) {
-      std::fprintf(stderr, "fused_lab: --iters, --repeats and --validate-iters must be positive\n");
-      return 2;
-    }
-    return rbm::run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fused_lab: %s\n", e.what());
-    return 2;
-  }
+  return rbm::bench::bench_main(
+      argc, argv,
+      {rbm::bench::int_flag<int64_t>("--iters", o.iters, 1, int64_t{1} << 40),
+       rbm::bench::int_flag("--repeats", o.repeats, 1, 1000),
+       rbm::bench::int_flag<int64_t>("--validate-iters", o.validate_iters, 1, 1'000'000),
+       {"--data", [&](const std::string& v) { o.data = v; }},
+       {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }}},
+      "fused_lab [--iters N] [--repeats R] [--validate-iters N] [--data DIR] [--split S]",
+      [&] { return rbm::run(o); });
 }

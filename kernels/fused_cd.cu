@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
+#include <string>
 
 #include "host/hidden_units.hpp"
 #include "kernels/cuda_check.cuh"
@@ -96,9 +97,8 @@ cudaLaunchConfig_t launch_config(int cluster_ctas, int threads, size_t bytes, cu
 // How many clusters of this variant the device can hold at once (0: it cannot run one). A device
 // (or a MIG slice) may refuse the cluster size or the shared memory with an error rather than
 // answer 0; that error is not sticky, and it means the same: the variant cannot run here.
-template <int kCtas, int kThreads>
+template <HiddenType kType, int kCtas, int kThreads>
 int max_active_clusters(size_t bytes) {
-  constexpr HiddenType kType = HiddenType::binary;  // same resources for either unit
   cudaError_t status = set_kernel_attributes<kType, kCtas, kThreads>(bytes);
   cudaLaunchAttribute cluster;
   const cudaLaunchConfig_t config = launch_config(kCtas, kThreads, bytes, nullptr, &cluster);
@@ -114,6 +114,15 @@ int max_active_clusters(size_t bytes) {
   return clusters;
 }
 
+// The fewer of the two hidden types' instantiations: they differ in registers (ptxas -v for
+// sm_90, binary and ternary: 62 and 72 a thread in clusters of 8, 78 and 119 in clusters of 16),
+// so a variant counts as supported only when both fit.
+template <int kCtas, int kThreads>
+int max_active_clusters_of_both_types(size_t bytes) {
+  return std::min(max_active_clusters<HiddenType::binary, kCtas, kThreads>(bytes),
+                  max_active_clusters<HiddenType::ternary, kCtas, kThreads>(bytes));
+}
+
 template <int kCtas, int kThreads>
 void launch_variant(const FusedCdArgs& args, cudaStream_t stream) {
   const size_t bytes = shared_bytes(args.problem.d, args.problem.H, kCtas, kThreads);
@@ -122,7 +131,18 @@ void launch_variant(const FusedCdArgs& args, cudaStream_t stream) {
     CUDA_CHECK((set_kernel_attributes<kType, kCtas, kThreads>(bytes)));
     cudaLaunchAttribute cluster;
     const cudaLaunchConfig_t config = launch_config(kCtas, kThreads, bytes, stream, &cluster);
-    CUDA_CHECK(cudaLaunchKernelEx(&config, fused_cd_kernel<kType, kCtas, kThreads>, args));
+    const cudaError_t status =
+        cudaLaunchKernelEx(&config, fused_cd_kernel<kType, kCtas, kThreads>, args);
+    // The occupancy query said the cluster fits; should the launch still refuse its cluster or
+    // its resources (errors that are not sticky), that is a variant this device cannot run (the
+    // lab skips it), not a fault.
+    if (status == cudaErrorInvalidClusterSize || status == cudaErrorLaunchOutOfResources) {
+      (void)cudaGetLastError();
+      throw std::invalid_argument("fused engine: the device refused a cluster of " +
+                                  std::to_string(kCtas) + " x " + std::to_string(kThreads) + " (" +
+                                  cudaGetErrorString(status) + ")");
+    }
+    CUDA_CHECK(status);
   });
   CUDA_CHECK_LAUNCH("fused_cd_kernel");
 }
@@ -165,7 +185,7 @@ std::string fused_cd_variant_unsupported_reason(int d, int H, int cluster_ctas, 
   // co-schedule all its CTAs; a non-portable one of 16 may not fit anywhere.
   int clusters = 0;
   with_variant(cluster_ctas, threads, [&](auto v) {
-    clusters = max_active_clusters<decltype(v)::ctas, decltype(v)::threads>(bytes);
+    clusters = max_active_clusters_of_both_types<decltype(v)::ctas, decltype(v)::threads>(bytes);
   });
   if (clusters < 1) {
     return "the device cannot schedule a cluster of " + std::to_string(cluster_ctas) +
