@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/grid_stride.cuh"
 #include "kernels/hidden_units.cuh"
 #include "kernels/philox_device.cuh"
 #include "kernels/rbm_math.h"
@@ -13,13 +14,7 @@
 namespace rbm::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kRunThreads = 128;  // threads of the one-block-per-run kernel
-
-unsigned grid_for(int64_t work) {
-  const int64_t blocks = (work + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, int64_t{1} << 16));
-}
 
 // Draws 0/1 into out[r, u] for u < units with p = prob_of(r, u), one thread per 4 units of a row.
 template <typename ProbOf>
@@ -27,8 +22,7 @@ __device__ void bernoulli_rows(int64_t runs, int units, uint64_t key, uint64_t f
                                uint32_t phase, ProbOf prob_of, float* out) {
   const int groups = (units + 3) / 4;
   const int64_t total = runs * groups;
-  for (int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; g < total;
-       g += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t g = global_index(); g < total; g += grid_stride()) {
     const int64_t r = g / groups;
     const int group = static_cast<int>(g % groups);
     const uint4 words = philox_words(key, first_stream + static_cast<uint64_t>(r), phase,
@@ -48,8 +42,7 @@ __global__ void ais_init_kernel(const float* __restrict__ c, int64_t runs, int d
                                 double* __restrict__ log_w) {
   bernoulli_rows(
       runs, d, key, first_stream, phase, [&](int64_t, int i) { return rbm::sigmoid(c[i]); }, x);
-  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < runs;
-       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t r = global_index(); r < runs; r += grid_stride()) {
     log_w[r] = 0.0;
   }
 }

@@ -5,11 +5,10 @@
 #include <cstdint>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/grid_stride.cuh"
 
 namespace rbm::cuda {
 namespace {
-
-constexpr int kThreads = 256;
 
 // Thread i of the grid-stride loop updates W[i] for i < d H, then b[i - d H], then a[i - d H - H].
 // __fmul_rn / __fadd_rn / __fsub_rn keep nvcc from fusing them into FMAs.
@@ -19,8 +18,7 @@ __global__ void cd_update_kernel(float* __restrict__ W, float* __restrict__ b,
                                  const float* __restrict__ phk, float lr) {
   const int64_t n_w = static_cast<int64_t>(d) * H;
   const int64_t total = n_w + H + (a != nullptr ? d : 0);
-  for (int64_t at = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; at < total;
-       at += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t at = global_index(); at < total; at += grid_stride()) {
     if (at < n_w) {
       const int i = static_cast<int>(at / H), j = static_cast<int>(at % H);
       const float plus = __fmul_rn(x0[i], __fmul_rn(lr, ph0[j]));
@@ -42,9 +40,7 @@ void launch_cd_update(float* W, float* b, float* a, int d, int H, const float* x
                       const float* xk, const float* phk, float lr, cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(d) * H + H + (a != nullptr ? d : 0);
   if (total <= 0) return;
-  const int64_t blocks = std::clamp<int64_t>((total + kThreads - 1) / kThreads, 1, 1 << 16);
-  cd_update_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(W, b, a, d, H, x0, ph0,
-                                                                           xk, phk, lr);
+  cd_update_kernel<<<grid_for(total), kThreads, 0, stream>>>(W, b, a, d, H, x0, ph0, xk, phk, lr);
   CUDA_CHECK_LAUNCH("cd_update_kernel");
 }
 

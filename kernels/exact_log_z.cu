@@ -20,6 +20,7 @@
 #include "host/numeric.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/device_memory.cuh"
+#include "kernels/grid_stride.cuh"
 #include "kernels/rbm_math.h"
 
 namespace rbm::cuda {
@@ -87,8 +88,7 @@ class TernaryWalk {
 __global__ void transpose_kernel(const float* __restrict__ W, int d, int H,
                                  float* __restrict__ WT) {
   const int64_t n = static_cast<int64_t>(d) * H;
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t k = global_index(); k < n; k += grid_stride()) {
     const int64_t i = k / H, j = k % H;
     WT[j * d + i] = W[k];
   }
@@ -180,10 +180,8 @@ double exact_log_partition(const float* W, const float* b, const float* a, int d
                                     static_cast<int>(shared)));
   }
   DeviceBuffer<float> WT(static_cast<size_t>(d) * H);
-  const int64_t n_weights = static_cast<int64_t>(d) * H;
-  const unsigned transpose_blocks =
-      static_cast<unsigned>(std::clamp<int64_t>((n_weights + 255) / 256, 1, int64_t{1} << 16));
-  transpose_kernel<<<transpose_blocks, 256, 0, stream>>>(W, d, H, WT.data());
+  transpose_kernel<<<grid_for(static_cast<int64_t>(d) * H), kThreads, 0, stream>>>(W, d, H,
+                                                                                   WT.data());
   CUDA_CHECK_LAUNCH("transpose_kernel");
 
   const int64_t blocks = (warps + warps_per_block - 1) / warps_per_block;

@@ -8,20 +8,13 @@
 #include <string>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/grid_stride.cuh"
 #include "kernels/hidden_units.cuh"
 #include "kernels/philox_device.cuh"
 #include "kernels/rbm_math.h"
 
 namespace rbm::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-// Blocks for a grid-stride loop over `work` items.
-unsigned grid_for(int64_t work) {
-  const int64_t blocks = (work + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, int64_t{1} << 16));
-}
 
 int checked_int(int64_t value, const char* what) {
   if (value < 0 || value > INT_MAX) {
@@ -42,8 +35,7 @@ __global__ void sigmoid_bernoulli_kernel(const float* pre, const float* __restri
                                          float* sample) {
   const int groups = (units + 3) / 4;
   const int64_t total = rows * groups;
-  for (int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; g < total;
-       g += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t g = global_index(); g < total; g += grid_stride()) {
     const int64_t row = g / groups;
     const int group = static_cast<int>(g % groups);
     uint4 r = make_uint4(0, 0, 0, 0);
@@ -85,24 +77,21 @@ __global__ void advance_counter_kernel(int64_t* counter) { *counter += 1; }
 
 __global__ void bytes_to_floats_kernel(const uint8_t* __restrict__ in, int64_t n,
                                        float* __restrict__ out) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
     out[i] = in[i] != 0 ? 1.0f : 0.0f;
   }
 }
 
 __global__ void floats_to_bytes_kernel(const float* __restrict__ in, int64_t n,
                                        uint8_t* __restrict__ out) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
     out[i] = in[i] != 0.0f ? 1 : 0;
   }
 }
 
 __global__ void philox_words_kernel(const DrawBlock* __restrict__ blocks, int64_t n,
                                     uint32_t* __restrict__ words) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
     const DrawBlock b = blocks[i];
     const uint4 r = philox_words(b.key, b.stream, b.phase, b.block);
     words[4 * i + 0] = r.x;

@@ -12,25 +12,13 @@
 #include "host/errors.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/gibbs_sample.cuh"
+#include "kernels/grid_stride.cuh"
 #include "kernels/hidden_units.cuh"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 
 namespace rbm::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-// Blocks for a grid-stride loop over `work` items.
-unsigned grid_for(int64_t work) {
-  const int64_t blocks = (work + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, int64_t{1} << 16));
-}
-
-__device__ int64_t global_index() {
-  return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-}
-__device__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 // keys[i] = (word << 32) | i, word = word i % 4 of philox_block(key, epoch, 0, i / 4): one thread
 // per Philox block of four images (host/minibatch.hpp's shuffle_key).
