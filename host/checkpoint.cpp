@@ -70,11 +70,19 @@ T field(const std::filesystem::path& dir, const nlohmann::json& object, const ch
     }
     node = &(*node)[key];
   }
-  try {
-    return node->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    bad_run_json(dir, std::string(path_text) + " has the wrong type: " + node->dump());
+  // An integer field takes a JSON integer within int64 (8.5 or 2^64 is not read as 8 or -2^63);
+  // run.json is written with integers as integers.
+  bool right_type = true;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    right_type = node->is_number_integer() &&
+                 !(node->is_number_unsigned() &&
+                   node->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()});
   }
+  try {
+    if (right_type) return node->get<T>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  bad_run_json(dir, std::string(path_text) + " has the wrong type: " + node->dump());
 }
 
 }  // namespace
@@ -274,6 +282,29 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
   return checkpoint;
 }
 
+const std::vector<std::string>& run_file_names() {
+  static const std::vector<std::string> names = {kRunJson, "metrics.csv", "weights.png", "W.npy",
+                                                 "b.npy",  "a.npy",       "vW.npy",      "vb.npy",
+                                                 "va.npy", "chains.npy"};
+  return names;
+}
+
+bool is_run_file_name(const std::string& file_name) {
+  const std::string name = file_name.ends_with(kStagedSuffix)
+                               ? file_name.substr(0, file_name.size() - std::strlen(kStagedSuffix))
+                               : file_name;
+  return std::find(run_file_names().begin(), run_file_names().end(), name) !=
+         run_file_names().end();
+}
+
+bool stopped_before_its_first_checkpoint(const std::filesystem::path& dir) {
+  std::error_code error;
+  if (std::filesystem::exists(dir / kRunJson, error) || error) return false;
+  if (std::filesystem::file_size(dir / "metrics.csv", error) > 4096 || error) return false;
+  const std::string text = read_file(dir / "metrics.csv");
+  return text == metrics_csv_header(false) || text == metrics_csv_header(true);
+}
+
 void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint) {
   for (const std::string& name : checkpoint.staged) rename_or_throw(staged(dir, name), dir / name);
   // Staged files of a checkpoint that was never committed (NAME.next), and temporary files of
@@ -340,7 +371,14 @@ std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
 template <class T>
 void require_field(const std::filesystem::path& dir, bool ok, const char* name, T value,
                    const char* rule) {
-  if (!ok) bad_run_json(dir, std::string(name) + " " + std::to_string(value) + " is not " + rule);
+  if (ok) return;
+  std::string text = std::to_string(value);
+  if constexpr (std::is_floating_point_v<T>) {
+    char shortest[32];
+    std::snprintf(shortest, sizeof shortest, "%.9g", static_cast<double>(value));
+    text = shortest;
+  }
+  bad_run_json(dir, std::string(name) + " " + text + " is not " + rule);
 }
 
 }  // namespace
@@ -350,6 +388,12 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
   try {
     // Before anything is read: the tidying below renames files, and training writes them.
     auto lock = std::make_shared<const DirectoryLock>(dir);
+    if (stopped_before_its_first_checkpoint(dir)) {
+      throw InputError(std::string("no ") + kRunJson +
+                       ": its run stopped before its first checkpoint, so there is nothing to "
+                       "continue; start a new run with --out " +
+                       dir.string());
+    }
     Checkpoint checkpoint = load_checkpoint(dir);
     const nlohmann::json& run = checkpoint.run;
     const Params& params = checkpoint.params;
@@ -362,12 +406,14 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     const auto lr = field<double>(dir, run, "recipe.lr", {"recipe", "lr"});
     const auto init_std = field<double>(dir, run, "recipe.init_std", {"recipe", "init_std"});
     r.visible_bias = field<bool>(dir, run, "recipe.visible_bias", {"recipe", "visible_bias"});
-    require_field(dir, iters_recorded >= checkpoint.iteration, "recipe.iters", iters_recorded,
-                  "at least the checkpoint's iteration");
+    require_field(dir, iters_recorded >= checkpoint.iteration && iters_recorded <= kMaxIters,
+                  "recipe.iters", iters_recorded, "between the checkpoint's iteration and 1e12");
     require_field(dir, hidden == params.hidden, "recipe.hidden", hidden, "W.npy's H");
     require_field(dir, k >= 1 && k <= kMaxUnits, "recipe.k", k, "in 1..100000");
     require_field(dir, seed >= 0 && seed <= 0xFFFFFFFFll, "recipe.seed", seed, "in 0..4294967295");
-    require_field(dir, std::isfinite(lr) && lr > 0.0 && lr <= 1e6, "recipe.lr", lr, "in (0, 1e6]");
+    // Judged as the float it becomes, as --lr is: 1e-300 would train with a rate of 0.
+    require_field(dir, std::isfinite(lr) && static_cast<float>(lr) > 0.0f && lr <= 1e6, "recipe.lr",
+                  lr, "in (0, 1e6] as a float");
     require_field(dir, std::isfinite(init_std) && init_std >= 0.0 && init_std <= 1e3,
                   "recipe.init_std", init_std, "in [0, 1000]");
     if (r.visible_bias != params.has_visible_bias()) {
@@ -453,10 +499,10 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     options.log_every = field<int64_t>(dir, run, "schedule.log_every", {"schedule", "log_every"});
     options.checkpoint_every =
         field<int64_t>(dir, run, "schedule.checkpoint_every", {"schedule", "checkpoint_every"});
-    require_field(dir, options.log_every >= 1, "schedule.log_every", options.log_every,
-                  "at least 1");
-    require_field(dir, options.checkpoint_every >= 1, "schedule.checkpoint_every",
-                  options.checkpoint_every, "at least 1");
+    require_field(dir, options.log_every >= 1 && options.log_every <= kMaxIters,
+                  "schedule.log_every", options.log_every, "in 1..1e12");
+    require_field(dir, options.checkpoint_every >= 1 && options.checkpoint_every <= kMaxIters,
+                  "schedule.checkpoint_every", options.checkpoint_every, "in 1..1e12");
     // Runs recorded before `train --eval-every` existed have no eval_every: none (the default).
     if (run["schedule"].contains("eval_every")) {
       options.eval_every =

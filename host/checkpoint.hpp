@@ -25,6 +25,17 @@
 
 namespace rbm {
 
+// The files of a run directory that its training writes and owns: run.json, metrics.csv,
+// weights.png and every checkpoint file (W.npy, b.npy, a.npy, vW.npy, vb.npy, va.npy, chains.npy).
+const std::vector<std::string>& run_file_names();
+// Whether `file_name` (a name, no directory) is one of run_file_names() or its staged NAME.next.
+bool is_run_file_name(const std::string& file_name);
+
+// Whether `dir` holds what a new run writes before its first checkpoint, and no more: no run.json,
+// and a metrics.csv of a header and no row. Such a run was stopped (killed, or its disk full)
+// before run.json existed; nothing of it can be resumed, and a new run may start over it.
+bool stopped_before_its_first_checkpoint(const std::filesystem::path& dir);
+
 // One file of a checkpoint: a file name in the run directory (NAME.npy) and its bytes.
 struct CheckpointFile {
   std::string name;

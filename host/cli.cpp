@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <new>
 #include <string>
 
 #include "host/backend.hpp"
@@ -20,9 +22,6 @@
 
 namespace rbm {
 namespace {
-
-constexpr int kExitBadInput = 2;
-constexpr int kExitDiverged = 3;
 
 std::string timestamp_dir() {
   const std::time_t now = std::time(nullptr);
@@ -113,8 +112,6 @@ constexpr const char* kRecordedFlags[] = {
     "--split",        "--visible-bias", "--init-std", "--log-every",  "--checkpoint-every",
     "--out",          "--batch",        "--pcd",      "--chains",     "--momentum",
     "--weight-decay", "--epochs",       "--lr-decay", "--eval-every", "--hidden-type"};
-
-constexpr int64_t kMaxIters = 1'000'000'000'000;
 
 TrainOptions resume_train_flags(const CLI::App& app, const TrainFlags& f) {
   for (const char* flag : kRecordedFlags) {
@@ -250,6 +247,17 @@ int run_cli(int argc, char** argv) {
   } catch (const DivergenceError& e) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
     return kExitDiverged;
+  } catch (const std::bad_alloc&) {
+    // An absurd size that no check caught (the CPU build sizes its buffers from the flags).
+    std::fprintf(stderr,
+                 "%s: out of memory: the request needs more memory than this machine gives "
+                 "(fewer --chains, a smaller --hidden or --batch)\n",
+                 program.c_str());
+    return kExitBadInput;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path that cannot be examined (a symlink loop, a name too long, no permission).
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    return kExitBadInput;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: internal error: %s\n", program.c_str(), e.what());
     return 1;

@@ -4,6 +4,9 @@
 
 namespace rbm {
 
+constexpr int kExitBadInput = 2;
+constexpr int kExitDiverged = 3;
+
 int run_cli(int argc, char** argv);
 
 }  // namespace rbm

@@ -24,7 +24,7 @@ namespace {
 
 // Numbers stay text until parse_int_flag checks them (host/command_flags.hpp).
 struct EvalFlags {
-  std::string model, data = "data/mnist", digit, split = "test", method = "auto";
+  std::string model, data, digit, split = "test", method = "auto";
   std::string ais_runs = "100", ais_betas = "14500", seed = "1";
   bool json = false;
 };
@@ -51,7 +51,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                  "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
                  "binary or ternary hidden units, binary when absent)]")
       ->required();
-  app.add_option("--data", f.data, "directory of the MNIST IDX files")->capture_default_str();
+  app.add_option("--data", f.data,
+                 "directory of the MNIST IDX files (default: the one run.json records, when it "
+                 "exists, else data/mnist)");
   app.add_option("--digit", f.digit, "digit to score: 0..9 or all (default: run.json's, else 3)");
   app.add_option("--split", f.split, "MNIST split to score: test, train or all")
       ->capture_default_str();
@@ -70,8 +72,14 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   const int64_t seed = parse_int_flag("--seed", f.seed, 0, 0xFFFFFFFFll, "0..4294967295");
   const Split split = parse_split_flag("--split", f.split);
   const auto [digit_text, digit] = digit_flag_or_recorded(f.digit, f.model);
+  if (app.count("--data") == 0) f.data = recorded_data_dir(f.model);
   LogZOptions options;
   options.method = parse_method(f.method);
+  for (const char* flag : {"--ais-runs", "--ais-betas", "--seed"}) {
+    if (options.method == LogZMethod::exact && app.count(flag) > 0) {
+      throw InputError(std::string(flag) + " sets AIS, which --method exact does not run");
+    }
+  }
   options.ais_runs = ais_runs;
   options.ais_betas = ais_betas;
   options.seed = static_cast<uint32_t>(seed);

@@ -25,8 +25,8 @@ namespace {
 // Numbers stay text until parse_int_flag checks them (host/command_flags.hpp); an empty digit is
 // one not given.
 struct SampleFlags {
-  std::string model, out, format = "float", png, before_after, init = "random", data = "data/mnist",
-                          digit, split = "test";
+  std::string model, out, format = "float", png, before_after, init = "random", data, digit,
+                          split = "test";
   std::string chains = "100", steps = "1000", seed = "1";
 };
 
@@ -58,7 +58,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                program + " sample"};
   SampleFlags f;
   app.add_option("--model", f.model, "run directory holding W.npy, b.npy [, a.npy]")->required();
-  app.add_option("--chains", f.chains, "independent chains N, 1..1e7")->capture_default_str();
+  app.add_option("--chains", f.chains, "independent chains N, 1..1e7, with N d <= 4e9")
+      ->capture_default_str();
   app.add_option("--steps", f.steps, "Gibbs steps x -> h -> x' per chain K, 0..1e9")
       ->capture_default_str();
   app.add_option("--init", f.init, "first states: random (Bernoulli(1/2)) or data (images)")
@@ -73,8 +74,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   app.add_option("--before-after", f.before_after,
                  "a PNG of the first min(N, 50) start images, each beside its final state "
                  "(d = 784)");
-  app.add_option("--data", f.data, "directory of the MNIST IDX files (with --init data)")
-      ->capture_default_str();
+  app.add_option("--data", f.data,
+                 "directory of the MNIST IDX files (with --init data; default: the one the "
+                 "model's run.json records, when it exists, else data/mnist)");
   app.add_option("--digit", f.digit,
                  "digit of the start images (with --init data): 0..9 or all (default: the "
                  "model's run.json's, else 3)");
@@ -104,6 +106,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // The start images' digit: --digit, else the one the model was trained on (as eval does).
   const DigitChoice start_digit =
       from_data ? digit_flag_or_recorded(f.digit, f.model) : DigitChoice{};
+  if (from_data && app.count("--data") == 0) f.data = recorded_data_dir(f.model);
   // Every output path before any work: none of them may be found wanting after the sampling.
   check_output_file("--out", f.out);
   if (app.count("--png") > 0) check_output_file("--png", f.png);

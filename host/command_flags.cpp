@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "host/atomic_file.hpp"
+#include "host/checkpoint.hpp"
 #include "host/errors.hpp"
 
 namespace rbm {
@@ -166,6 +167,18 @@ DigitChoice digit_flag_or_recorded(const std::string& flag_text, const std::file
   return {text, parse_digit_flag(dir.string() + "/run.json's data.digit", text)};
 }
 
+std::string recorded_data_dir(const std::filesystem::path& dir) {
+  try {
+    const nlohmann::json run = nlohmann::json::parse(read_file(dir / "run.json"));
+    const std::string recorded = run.at("data").at("dir").get<std::string>();
+    std::error_code error;
+    if (!recorded.empty() && std::filesystem::is_directory(recorded, error)) return recorded;
+  } catch (const std::exception&) {
+    // No run.json (a model written by hand), or no data.dir in it: the default.
+  }
+  return "data/mnist";
+}
+
 void check_output_file(const std::string& flag, const std::string& text) {
   namespace fs = std::filesystem;
   const std::string where = flag + " " + text + ": ";
@@ -191,6 +204,16 @@ void check_output_file(const std::string& flag, const std::string& text) {
   }
   if (::access(parent.c_str(), W_OK | X_OK) != 0) {
     throw InputError(where + "cannot write in " + parent.string() + ": " + std::strerror(errno));
+  }
+  // A run's or model's directory keeps its own files: a typo must not replace a checkpoint.
+  if (is_run_file_name(path.filename().string())) {
+    for (const char* marker : {"run.json", "W.npy"}) {
+      if (fs::exists(parent / marker, error)) {
+        throw InputError(where + "is a file of the run directory " + parent.string() +
+                         " (its checkpoint, records or mosaic), which sample does not overwrite; "
+                         "name another file");
+      }
+    }
   }
 }
 

@@ -57,9 +57,16 @@ struct DigitChoice {
 };
 DigitChoice digit_flag_or_recorded(const std::string& flag_text, const std::filesystem::path& dir);
 
+// The MNIST directory of `eval` and `sample --init data` without --data: the one DIR/run.json
+// records as its run's data (data.dir) when it still exists, else data/mnist (relative to the
+// working directory).
+std::string recorded_data_dir(const std::filesystem::path& dir);
+
 // An output file that the command will write (atomically, through a temporary file beside it):
 // InputError naming `flag` and the path unless it names no directory and no other non-regular
-// file, and its directory exists and can be written. Checked before any work.
+// file, and its directory exists and can be written, and unless it would replace a file of a run
+// or model directory (one holding run.json or W.npy) that training owns (is_run_file_name, e.g.
+// W.npy, run.json, metrics.csv). Checked before any work.
 void check_output_file(const std::string& flag, const std::string& path);
 
 // InputError when two of the (flag, path) pairs name the same file (after normalizing the paths);

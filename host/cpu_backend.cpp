@@ -194,10 +194,10 @@ class Worker {
 };
 
 // Whether a second core is free for the shard worker: at least two hardware threads and a
-// one-minute load average that leaves one idle besides this process. RBM_CPU_THREADS=1 or 2
-// overrides the guess (benchmarks, tests).
+// one-minute load average that leaves one idle besides this process. RBM_CPU_THREADS overrides
+// the guess (benchmarks, tests): 1 keeps one thread, 2 or more take the second.
 bool second_core_idle() {
-  if (const char* forced = std::getenv("RBM_CPU_THREADS")) return std::atoi(forced) >= 2;
+  if (const std::optional<int> forced = cpu::forced_cpu_threads()) return *forced >= 2;
   const unsigned cores = std::thread::hardware_concurrency();
   double load = 0.0;
   if (cores < 2 || getloadavg(&load, 1) != 1) return false;
@@ -461,6 +461,9 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend() {
+  (void)cpu::forced_cpu_threads();  // a bad RBM_CPU_THREADS is refused before any work
+  return std::make_unique<CpuBackend>();
+}
 
 }  // namespace rbm

@@ -7,13 +7,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <thread>
 
 #include "host/backend.hpp"
@@ -218,11 +222,22 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-int gemm_threads() {
-  if (const char* forced = std::getenv("RBM_CPU_THREADS")) {
-    const int n = std::atoi(forced);
-    if (n >= 1) return n;
+std::optional<int> forced_cpu_threads() {
+  const char* text = std::getenv("RBM_CPU_THREADS");
+  if (text == nullptr) return std::nullopt;
+  const std::string_view value(text);
+  int threads = 0;
+  const auto [stop, error] = std::from_chars(value.data(), value.data() + value.size(), threads);
+  if (value.empty() || error != std::errc() || stop != value.data() + value.size() || threads < 1 ||
+      threads > 1024) {
+    throw InputError("RBM_CPU_THREADS must be an integer in 1..1024 (got '" + std::string(value) +
+                     "')");
   }
+  return threads;
+}
+
+int gemm_threads() {
+  if (const std::optional<int> forced = forced_cpu_threads()) return *forced;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "host/dataset.hpp"
@@ -15,7 +16,11 @@
 
 namespace rbm::cpu {
 
-// Threads for the GEMM paths: RBM_CPU_THREADS when set (>= 1), else the hardware threads.
+// RBM_CPU_THREADS, the threads the CPU build is told to use, when set: an integer in 1..1024,
+// else InputError naming the variable and its value.
+std::optional<int> forced_cpu_threads();
+
+// Threads for the GEMM paths: RBM_CPU_THREADS when set, else the hardware threads.
 int gemm_threads();
 
 // Advances n_chains chains by `steps` Gibbs steps x -> h -> x' from global step first_step on,

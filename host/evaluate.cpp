@@ -338,7 +338,10 @@ double exact_log_partition(const Params& params, LogZSum sum) {
     for (int j = 0; j < H; ++j) n_states *= 3;
     return log_sum_over_hidden_walk<TernaryGrayWalk>(params, n_states, sum);
   }
-  if (H > 30) throw std::invalid_argument("exact_log_partition: H > 30 is out of reach");
+  if (H > kMaxExactBinaryHidden) {
+    throw std::invalid_argument("exact_log_partition: H > " +
+                                std::to_string(kMaxExactBinaryHidden) + " is out of reach");
+  }
   return log_sum_over_hidden_walk<BinaryGrayWalk>(params, int64_t{1} << H, sum);
 }
 

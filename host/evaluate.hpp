@@ -21,7 +21,8 @@ double free_energy(const Params& params, const uint8_t* x);
 double mean_free_energy(const Params& params, const Dataset& images);
 
 // log Z = log sum_h exp(b'h + sum_i softplus(W_i h + a_i)), exactly, by enumerating the 2^H hidden
-// states (H <= 30), or the 3^H of a ternary model (H <= kMaxExactTernaryHidden); multithreaded,
+// states (H <= kMaxExactBinaryHidden), or the 3^H of a ternary model (H <= kMaxExactTernaryHidden);
+// multithreaded,
 // log-sum-exp in double. std::invalid_argument beyond those.
 //
 // Two sums give it. `products`: exp(sum_i softplus(p_i)) as the product of the factors
@@ -31,6 +32,7 @@ double mean_free_energy(const Params& params, const Dataset& images);
 // no e^{p_i} and no step factor overflows or underflows). `softplus`: the sum of softplus(p_i).
 // `automatic` takes products where they can be taken; asking for products where they cannot is
 // std::invalid_argument.
+constexpr int kMaxExactBinaryHidden = 30;
 constexpr int kMaxExactTernaryHidden = 15;
 enum class LogZSum { automatic, products, softplus };
 double exact_log_partition(const Params& params, LogZSum sum = LogZSum::automatic);

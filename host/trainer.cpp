@@ -92,8 +92,9 @@ std::string format_metrics(const MetricsRow& row) {
 // A new run never overwrites the files of another (a finished run, a checkpoint): they are the
 // result of someone's training.
 void refuse_to_overwrite_a_run(const std::filesystem::path& dir) {
-  for (const char* name : {"run.json", "W.npy", "b.npy", "a.npy", "vW.npy", "vb.npy", "va.npy",
-                           "chains.npy", "metrics.csv", "weights.png"}) {
+  const bool never_checkpointed = stopped_before_its_first_checkpoint(dir);
+  for (const std::string& name : run_file_names()) {
+    if (name == "metrics.csv" && never_checkpointed) continue;
     std::error_code error;
     if (std::filesystem::exists(dir / name, error) || error) {
       throw InputError("--out " + dir.string() + " already holds " + name +
@@ -163,6 +164,9 @@ void run_training(Backend& backend, const TrainOptions& options) {
                      run_record(options, backend, data_sha256, train.rows, done, train_seconds));
     checkpoint_at = done;
   };
+  // From here a SIGINT or SIGTERM stops the run at its next look, after the first checkpoint
+  // (host/signals.hpp), so that no signal leaves a new directory without one.
+  const StopSignals signals;
   std::optional<DirectoryLock> new_run_lock;  // a resumed run holds resume->lock
   if (!resume) {
     std::error_code error;
@@ -187,15 +191,16 @@ void run_training(Backend& backend, const TrainOptions& options) {
   backend.set_params(params);
   if (minibatch) backend.set_training_state(state);
 
-  const StopSignals signals;
   const int64_t first = done;
   const int64_t log_every = options.log_every, checkpoint_every = checkpoint_interval(options);
   Progress progress("train", recipe.iters, first);
   // Pieces of about kPieceSeconds between looks at the stop signals (and redraws of an
   // interactive progress bar); metrics every log_every and a checkpoint every checkpoint_every.
   // Training in pieces gives the same result as in one call (host/backend.hpp).
+  // The first piece is one iteration, and each next one at most twice the last: an iteration may
+  // take seconds (a large --k, --hidden or --batch), so no guess of its cost comes first.
   constexpr double kPieceSeconds = 0.05;
-  int64_t piece = 256;
+  int64_t piece = 1;
   std::string last_metrics;
   const auto diverged = [&](const std::string& what) {
     progress.finish();
@@ -243,7 +248,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
       last_metrics = format_metrics(row);
     }
     if (checkpoint_now) write_checkpoint_now();
-    if (stop != 0) {
+    if (stop != 0 && done < recipe.iters) {  // a signal during the last piece: the run is done
       progress.finish();
       throw Interrupted(stop, "interrupted by " + signal_name(stop) + " at iteration " +
                                   std::to_string(done) + " of " + std::to_string(recipe.iters) +

@@ -28,6 +28,9 @@ struct ResumeFrom {
   std::shared_ptr<const DirectoryLock> lock;
 };
 
+// The most iterations (and the longest --log-every, --checkpoint-every) a run may ask for.
+constexpr int64_t kMaxIters = 1'000'000'000'000;
+
 struct TrainOptions {
   Recipe recipe;
   std::filesystem::path data_dir = "data/mnist";

@@ -596,6 +596,17 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
           {[](nlohmann::json& r) { r["recipe"]["lr_decay"] = "cosine"; }, {"recipe.lr_decay"}},
           {[](nlohmann::json& r) { r["recipe"]["hidden_type"] = "quaternary"; },
            {"run.json", "recipe.hidden_type", "quaternary"}},
+          // Integers are integers within int64; reals are judged as the float they become.
+          {[](nlohmann::json& r) { r["recipe"]["hidden"] = 8.5; }, {"recipe.hidden", "wrong type"}},
+          {[](nlohmann::json& r) { r["recipe"]["k"] = 3.0; }, {"recipe.k", "wrong type"}},
+          {[](nlohmann::json& r) { r["recipe"]["iters"] = UINT64_MAX; },
+           {"recipe.iters", "wrong type"}},
+          {[](nlohmann::json& r) { r["recipe"]["iters"] = int64_t{10'000'000'000'000}; },
+           {"recipe.iters 10000000000000"}},
+          {[](nlohmann::json& r) { r["recipe"]["lr"] = 1e-300; }, {"recipe.lr 1e-300", "float"}},
+          {[](nlohmann::json& r) { r["recipe"]["lr"] = 1e300; }, {"recipe.lr 1e+300 is not"}},
+          {[](nlohmann::json& r) { r["schedule"]["log_every"] = int64_t{1} << 40; },
+           {"schedule.log_every 1099511627776"}},
       };
   for (const auto& [edit, parts] : edits) {
     SCOPED_TRACE(parts.front());
@@ -634,6 +645,124 @@ TEST_F(ResumeInput, ResumeFlagsAndDirectories) {
   write_tiny_mnist(dir_ / "tiny");
   expect_refused({"--resume", good, "--data", (dir_ / "tiny").string(), "--iters", "200"},
                  {"--resume", "not the run's"});
+}
+
+// sample writes no file of a run directory (its checkpoint, records, mosaic, staged files): a
+// mistyped --out must not replace the model it samples.
+TEST_F(ResumeInput, SampleNeverReplacesARunsFiles) {
+  const std::filesystem::path run = copy();
+  std::vector<std::pair<std::string, std::string>> before;
+  for (const auto& entry : std::filesystem::directory_iterator(run)) {
+    before.emplace_back(entry.path().filename().string(), read_file(entry.path()));
+  }
+  for (const char* name : {"W.npy", "b.npy", "run.json", "metrics.csv", "W.npy.next", "a.npy"}) {
+    for (const char* flag : {"--out", "--png", "--before-after"}) {
+      std::vector<std::string> args = {"sample", "--model", run.string(), "--chains",
+                                       "2",      "--steps", "1"};
+      if (std::string(flag) != "--out") {
+        args.insert(args.end(), {"--out", (dir_ / "s.npy").string()});
+      }
+      args.insert(args.end(), {flag, (run / name).string()});
+      SCOPED_TRACE(std::string(flag) + " " + name);
+      expect_refused(args, {flag, (run / name).string(), "file of the run directory"});
+    }
+  }
+  for (const auto& [name, bytes] : before) EXPECT_EQ(read_file(run / name), bytes) << name;
+  EXPECT_FALSE(std::filesystem::exists(run / "W.npy.next"));
+  // Another name in the run directory is the user's to choose.
+  const test::CommandResult r = run_cpu({"sample", "--model", run.string(), "--chains", "2",
+                                         "--steps", "1", "--out", (run / "samples.npy").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// A run killed before its first checkpoint leaves metrics.csv's header and nothing else: nothing
+// to resume (said so), and a new run may start there.
+TEST(BadInput, ARunStoppedBeforeItsFirstCheckpoint) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "run");
+  write_bytes(dir / "run" / "metrics.csv", metrics_csv_header(false));
+  expect_refused({"--resume", (dir / "run").string()},
+                 {"--resume", "stopped before its first checkpoint", "--out"});
+  const test::CommandResult r = run_cpu(
+      {"--data", RBM_MNIST_DIR, "--iters", "20", "--hidden", "4", "--out", (dir / "run").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir / "run" / "run.json"));
+  // A metrics.csv with rows is a run's record: refused as before.
+  std::filesystem::create_directory(dir / "rows");
+  write_bytes(dir / "rows" / "metrics.csv", metrics_csv_header(false) + "10,0.1\n");
+  expect_refused({"--data", RBM_MNIST_DIR, "--iters", "20", "--out", (dir / "rows").string()},
+                 {"--out", "already holds metrics.csv"});
+}
+
+// Models and environments that no check of a flag catches.
+TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
+  TempDir dir;
+  // A model whose float sums overflow (784 |W| > FLT_MAX): AIS would give NaN, exit 0.
+  Params huge = test::random_params(784, 4, 0.1f, 3, false);
+  for (float& w : huge.W) w = 5e35f;
+  std::filesystem::create_directories(dir / "huge");
+  write_model(dir / "huge", huge);
+  expect_refused({"eval", "--model", (dir / "huge").string(), "--data", RBM_MNIST_DIR, "--method",
+                  "ais", "--ais-runs", "2", "--ais-betas", "10"},
+                 {"AIS", "overflow", "--method exact"});
+  // AIS's flags with --method exact would be ignored.
+  std::filesystem::create_directories(dir / "model");
+  write_model(dir / "model", test::random_params(784, 4, 0.1f, 3, false));
+  const std::string model = (dir / "model").string();
+  for (const char* flag : {"--ais-runs", "--ais-betas", "--seed"}) {
+    expect_refused(
+        {"eval", "--model", model, "--data", RBM_MNIST_DIR, "--method", "exact", flag, "5"},
+        {flag, "--method exact"});
+  }
+  // Paths that cannot be examined.
+  std::filesystem::create_symlink(dir / "loop2", dir / "loop1");
+  std::filesystem::create_symlink(dir / "loop1", dir / "loop2");
+  const std::string loop = (dir / "loop1").string();
+  expect_refused({"eval", "--model", loop, "--data", RBM_MNIST_DIR}, {"--model", loop});
+  expect_refused({"sample", "--model", loop, "--out", (dir / "s.npy").string()}, {"--model", loop});
+  expect_refused({"sample", "--model", std::string(5000, 'x'), "--out", (dir / "s.npy").string()},
+                 {"--model"});
+  // The result on standard output could not be written.
+  const auto shell = [](const std::string& command) {
+    return test::run_command("/bin/sh", {"-c", command});
+  };
+  const std::string exe = test::shell_quote(RBM_CPU_EXE);
+  const test::CommandResult full =
+      shell(exe + " eval --model " + test::shell_quote(model) + " --data " +
+            test::shell_quote(RBM_MNIST_DIR) + " --json >/dev/full");
+  EXPECT_EQ(full.exit_code, 2) << full.output;
+  EXPECT_NE(full.output.find("cannot write standard output"), std::string::npos) << full.output;
+  // RBM_CPU_THREADS that is not a count of threads.
+  for (const char* value : {"abc", "0", "-1", "2x", ""}) {
+    const test::CommandResult r =
+        shell(std::string("RBM_CPU_THREADS='") + value + "' " + exe + " --data " +
+              test::shell_quote(RBM_MNIST_DIR) + " --iters 5 --hidden 4 --out " +
+              test::shell_quote((dir / ("threads" + std::string(value))).string()));
+    EXPECT_EQ(r.exit_code, 2) << value << ": " << r.output;
+    EXPECT_NE(r.output.find("RBM_CPU_THREADS"), std::string::npos) << value << ": " << r.output;
+  }
+#if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer reserves terabytes: no ulimit -v there
+  // More memory than the process may have: one line and exit 2, not an internal error.
+  const test::CommandResult oom =
+      shell("ulimit -v 1000000 && exec " + exe + " sample --model " + test::shell_quote(model) +
+            " --chains 5000000 --steps 1 --out " + test::shell_quote((dir / "s.npy").string()));
+  EXPECT_EQ(oom.exit_code, 2) << oom.output;
+  EXPECT_NE(oom.output.find("out of memory"), std::string::npos) << oom.output;
+#endif
+}
+
+// eval and sample without --data read the images where the run recorded them, from any
+// working directory.
+TEST_F(ResumeInput, EvalFindsTheRunsImagesWithoutData) {
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir_.path());  // no data/mnist here
+  const test::CommandResult eval = run_cpu({"eval", "--model", (dir_ / "good").string()});
+  const test::CommandResult sample =
+      run_cpu({"sample", "--model", (dir_ / "good").string(), "--init", "data", "--chains", "2",
+               "--steps", "1", "--out", (dir_ / "s.npy").string()});
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_EQ(sample.exit_code, 0) << sample.output;
 }
 
 // --- output directories -------------------------------------------------------------------------

@@ -218,6 +218,32 @@ TEST(Resume, SigintCheckpointsAndAResumedRunEqualsAnUninterruptedOne) {
   EXPECT_EQ(read_file(run / "W.npy"), W);
 }
 
+// A signal stops a run after the iteration it is in, however long one iteration takes: the first
+// piece of training is one iteration (here tenths of a second: CD-50000), not a guess of hundreds.
+TEST(Resume, ASignalStopsARunOfSlowIterationsAfterTheIterationItIsIn) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  std::vector<std::string> args = recipe_flags();
+  for (const char* arg : {"--k", "50000", "--iters", "3", "--log-every", "3", "--out"}) {
+    args.push_back(arg);
+  }
+  args.push_back(run.string());
+  const std::filesystem::path log = dir / "slow.log";
+  test::ChildProcess child(RBM_CPU_EXE, args, log);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (checkpoint_iteration(run) < 0 && !child.ended() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(checkpoint_iteration(run), 0) << read_file(log);  // training has started
+  child.signal(SIGINT);
+  child.wait();
+  const std::string output = read_file(log);
+  EXPECT_EQ(child.exit_code(), 130) << output;
+  EXPECT_NE(output.find("interrupted by SIGINT at iteration 1 of 3"), std::string::npos) << output;
+  EXPECT_EQ(load_checkpoint(run).iteration, 1);
+}
+
 TEST(Resume, SigtermCheckpointsAndExitsWith143) {
   TempDir dir;
   const int64_t stopped = interrupt(dir / "run", SIGTERM, 143, "SIGTERM");
