@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 #include "host/errors.hpp"
@@ -57,6 +59,57 @@ int write_and_sync(const std::filesystem::path& tmp,
   return 0;
 }
 
+// The temporary file being written, for the handler below; empty when none.
+char g_temporary_path[4096];
+volatile sig_atomic_t g_temporary_set = 0;
+
+extern "C" void remove_temporary_and_die(int signal_number) {
+  if (g_temporary_set) ::unlink(g_temporary_path);
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);  // dies of the signal, as it would have without this handler
+}
+
+// While a temporary file is written, a SIGINT, SIGTERM or SIGHUP that would kill the process (one
+// whose action is the default: sample and eval install no handler of their own) first removes
+// it, so that an interrupted command leaves no .NAME.tmp.PID of up to gigabytes behind. Signals
+// a handler already takes (training's StopSignals) or that are ignored are left alone. One file
+// at a time (the commands write from one thread); a nested or over-long path goes unguarded.
+class TemporaryFileGuard {
+ public:
+  explicit TemporaryFileGuard(const std::filesystem::path& tmp) {
+    const std::string& text = tmp.native();
+    if (g_temporary_set || text.size() >= sizeof g_temporary_path) return;
+    std::memcpy(g_temporary_path, text.c_str(), text.size() + 1);
+    g_temporary_set = 1;
+    active_ = true;
+    for (size_t k = 0; k < kSignals.size(); ++k) {
+      struct sigaction current {};
+      if (::sigaction(kSignals[k], nullptr, &current) != 0 || current.sa_handler != SIG_DFL) {
+        continue;
+      }
+      struct sigaction remove {};
+      remove.sa_handler = remove_temporary_and_die;
+      sigemptyset(&remove.sa_mask);
+      installed_[k] = ::sigaction(kSignals[k], &remove, &previous_[k]) == 0;
+    }
+  }
+  ~TemporaryFileGuard() {
+    if (!active_) return;
+    for (size_t k = 0; k < kSignals.size(); ++k) {
+      if (installed_[k]) ::sigaction(kSignals[k], &previous_[k], nullptr);
+    }
+    g_temporary_set = 0;
+  }
+  TemporaryFileGuard(const TemporaryFileGuard&) = delete;
+  TemporaryFileGuard& operator=(const TemporaryFileGuard&) = delete;
+
+ private:
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  bool active_ = false;
+  std::array<bool, 3> installed_{};
+  std::array<struct sigaction, 3> previous_{};
+};
+
 }  // namespace
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
@@ -74,6 +127,7 @@ void write_file_atomic(const std::filesystem::path& path,
   const std::filesystem::path tmp =
       dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
 
+  const TemporaryFileGuard guard(tmp);
   int write_error = 0;
   try {
     write_error = write_and_sync(tmp, next_piece);

@@ -351,6 +351,7 @@ std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
   std::string kept = header;
   const auto header_commas = std::count(header.begin(), header.end(), ',');  // every row's
   int line = 1;
+  int64_t previous_iteration = 0;  // rows start after iteration 0
   for (size_t pos = header.size(); pos < text.size();) {
     ++line;
     const size_t end = text.find('\n', pos);
@@ -362,6 +363,14 @@ std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
         *stop != ',' || std::count(row.begin(), row.end(), ',') != header_commas) {
       throw InputError(path.string() + ": line " + std::to_string(line) + " is not a metrics row");
     }
+    // Rows come at increasing iterations (a run logs each point once): a duplicate or a step back
+    // is an edited or foreign file, whose curve would double back.
+    if (row_iteration <= previous_iteration) {
+      throw InputError(path.string() + ": line " + std::to_string(line) + "'s iteration " +
+                       std::to_string(row_iteration) + " does not come after the previous row's " +
+                       std::to_string(previous_iteration));
+    }
+    previous_iteration = row_iteration;
     if (row_iteration <= iteration) (kept += row) += '\n';
     pos = end + 1;
   }
@@ -462,6 +471,16 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     // the shapes against the model); velocities without momentum are dropped (resumable_state).
     if (checkpoint.state.n_chains > 0 && !r.pcd) {
       bad_run_json(dir, "chains.npy without recipe.pcd");
+    }
+    if (r.chains > 0 && !r.pcd) bad_run_json(dir, "recipe.chains without recipe.pcd");
+    // The RNG's record (the generator is counter-based: its position is the iteration) must be
+    // this run's: another seed or position means a run.json edited or from elsewhere.
+    if (run.contains("rng")) {
+      const auto rng_seed = field<int64_t>(dir, run, "rng.seed", {"rng", "seed"});
+      const auto next_stream = field<int64_t>(dir, run, "rng.next_stream", {"rng", "next_stream"});
+      require_field(dir, rng_seed == seed, "rng.seed", rng_seed, "recipe.seed");
+      require_field(dir, next_stream == checkpoint.iteration, "rng.next_stream", next_stream,
+                    "the checkpoint's iteration");
     }
     if (iters) {
       if (*iters < checkpoint.iteration) {

@@ -156,15 +156,25 @@ Split parse_split_flag(const std::string& flag, const std::string& text) {
 
 DigitChoice digit_flag_or_recorded(const std::string& flag_text, const std::filesystem::path& dir) {
   if (!flag_text.empty()) return {flag_text, parse_digit_flag("--digit", flag_text)};
-  std::string text = "3";
+  nlohmann::json run;
   try {
-    const nlohmann::json run = nlohmann::json::parse(read_file(dir / "run.json"));
-    const nlohmann::json& digit = run.at("data").at("digit");
-    text = digit.is_number_integer() ? std::to_string(digit.get<int>()) : digit.get<std::string>();
+    run = nlohmann::json::parse(read_file(dir / "run.json"));
   } catch (const std::exception&) {
-    return {text, 3};
+    return {"3",
+            3};  // no run.json (a model written by hand); a broken one is read_model's to refuse
   }
-  return {text, parse_digit_flag(dir.string() + "/run.json's data.digit", text)};
+  // A run.json without data.digit (written by hand) means the default; one that records a digit
+  // records it as the trainer writes it, 0..9 or "all", as --resume requires.
+  const bool has_digit = run.is_object() && run.contains("data") && run["data"].is_object() &&
+                         run["data"].contains("digit");
+  if (!has_digit) return {"3", 3};
+  const nlohmann::json& digit = run["data"]["digit"];
+  const std::string where = (dir / "run.json").string() + ": data.digit " + digit.dump();
+  if (digit == "all") return {"all", std::nullopt};
+  if (!digit.is_number_integer() || digit.get<int64_t>() < 0 || digit.get<int64_t>() > 9) {
+    throw InputError(where + " is not 0..9 or \"all\"");
+  }
+  return {digit.dump(), digit.get<int>()};
 }
 
 std::string recorded_data_dir(const std::filesystem::path& dir) {

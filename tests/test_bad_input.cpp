@@ -578,6 +578,15 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
     write_bytes(run / "metrics.csv", header + "50,1\n");
     expect_resume_refused(run, {(run / "metrics.csv").string(), "line 2 is not a metrics row"});
   }
+  {  // Rows at iterations that do not increase: the 100 row written twice.
+    const std::filesystem::path run = copy();
+    const std::vector<std::string> lines = test::file_lines(run / "metrics.csv");
+    ASSERT_EQ(lines.size(), 3u);  // header, 50, 100
+    write_bytes(run / "metrics.csv",
+                lines[0] + "\n" + lines[1] + "\n" + lines[2] + "\n" + lines[2] + "\n");
+    expect_resume_refused(run, {(run / "metrics.csv").string(), "line 4's iteration 100",
+                                "does not come after the previous row's 100"});
+  }
   const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::vector<std::string>>>
       edits = {
           {[](nlohmann::json& r) { r.erase("checkpoint"); }, {"no \"checkpoint\" entry"}},
@@ -607,6 +616,10 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
           {[](nlohmann::json& r) { r["recipe"]["lr"] = 1e300; }, {"recipe.lr 1e+300 is not"}},
           {[](nlohmann::json& r) { r["schedule"]["log_every"] = int64_t{1} << 40; },
            {"schedule.log_every 1099511627776"}},
+          // The RNG's record and the recipe agree; chains belong to PCD.
+          {[](nlohmann::json& r) { r["rng"]["seed"] = 12345; }, {"rng.seed 12345"}},
+          {[](nlohmann::json& r) { r["rng"]["next_stream"] = 7; }, {"rng.next_stream 7"}},
+          {[](nlohmann::json& r) { r["recipe"]["chains"] = 5; }, {"recipe.chains without"}},
       };
   for (const auto& [edit, parts] : edits) {
     SCOPED_TRACE(parts.front());
@@ -749,6 +762,18 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   EXPECT_EQ(oom.exit_code, 2) << oom.output;
   EXPECT_NE(oom.output.find("out of memory"), std::string::npos) << oom.output;
 #endif
+}
+
+// eval and sample read run.json's data.digit as the trainer writes it (as --resume does): a digit
+// recorded as a string or out of range is refused, not taken as 3 or read as a number.
+TEST_F(ResumeInput, EvalRefusesARecordedDigitItCannotRead) {
+  for (const nlohmann::json& digit : {nlohmann::json("7"), nlohmann::json(12), nlohmann::json()}) {
+    const std::filesystem::path run =
+        with_run_json([&](nlohmann::json& r) { r["data"]["digit"] = digit; });
+    SCOPED_TRACE(digit.dump());
+    expect_refused({"eval", "--model", run.string(), "--data", RBM_MNIST_DIR},
+                   {"run.json", "data.digit " + digit.dump()});
+  }
 }
 
 // eval and sample without --data read the images where the run recorded them, from any

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -303,6 +304,33 @@ void expect_divergence_keeps_checkpoint(const std::function<void(Params&)>& pois
   const std::string csv = read_file(options.out_dir / "metrics.csv");
   EXPECT_NE(csv.find("\n200,"), std::string::npos) << csv;
   EXPECT_EQ(csv.find("\n300,"), std::string::npos) << csv;
+}
+
+// A command without signal handlers of its own (sample, eval) killed by SIGINT, SIGTERM or SIGHUP
+// while it writes a file leaves neither the file nor its temporary: here the signal comes from
+// inside the write, after its first piece, in a child process (a death test).
+TEST(AtomicFile, ASignalDuringAWriteLeavesNoTemporaryFile) {
+  GTEST_FLAG_SET(death_test_style, "fast");  // fork only: the child writes into this `dir`
+  test::TempDir dir;
+  const std::filesystem::path path = dir / "states.npy";
+  for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
+    SCOPED_TRACE(signal_number);
+    const auto write_then_die = [&] {
+      int piece = 0;
+      write_file_atomic(path, [&]() -> std::string_view {
+        if (++piece == 2) std::raise(signal_number);
+        return piece <= 3 ? std::string_view("0123456789") : std::string_view();
+      });
+    };
+    EXPECT_EXIT(write_then_die(), ::testing::KilledBySignal(signal_number), "");
+    EXPECT_FALSE(std::filesystem::exists(path));
+    EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "a temporary file was left";
+  }
+  // Without a signal the guard is gone afterwards: the default action is back.
+  write_file_atomic(path, "done");
+  struct sigaction action {};
+  ASSERT_EQ(sigaction(SIGTERM, nullptr, &action), 0);
+  EXPECT_EQ(action.sa_handler, SIG_DFL);
 }
 
 TEST(TrainingDivergence, ANonFiniteParameterStopsBeforeItIsWritten) {
