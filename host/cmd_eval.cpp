@@ -47,7 +47,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
       "importance sampling), average log p(x) and exact pseudo-log-likelihood of MNIST images",
       program + " eval"};
   EvalFlags f;
-  app.add_option("--model", f.model,
+  app.add_option("--model,model", f.model,
                  "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
                  "binary or ternary hidden units, binary when absent)]")
       ->required();

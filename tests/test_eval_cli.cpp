@@ -90,6 +90,22 @@ TEST(EvalCli, ExactForSmallHiddenLayer) {
   }
 }
 
+// The model directory may be given without --model, as `eval DIR` and `sample DIR`.
+TEST(EvalCli, TheModelMayBeGivenAsAPositionalArgument) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", false);
+  nlohmann::json flagged = eval_json({"--model", (dir / "model").string()});
+  nlohmann::json positional = eval_json({(dir / "model").string()});
+  for (nlohmann::json* out : {&flagged, &positional}) {  // the times differ
+    for (const char* key : {"seconds", "log_z_seconds"}) out->erase(key);
+  }
+  EXPECT_EQ(positional, flagged);
+  const test::CommandResult sample =
+      test::run_command(RBM_CPU_EXE, {"sample", (dir / "model").string(), "--chains", "2",
+                                      "--steps", "1", "--out", (dir / "s.npy").string()});
+  EXPECT_EQ(sample.exit_code, 0) << sample.output;
+}
+
 // AIS forced on the same small model: within the AIS tolerance of the exact value (see
 // tests/test_ais.cpp for the bound's reasoning; 100 runs of 1000 steps here, and the ESS check
 // that makes 0.5 nats a many-sigma event), with a consistent interval.
