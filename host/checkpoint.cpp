@@ -10,9 +10,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include "host/atomic_file.hpp"
@@ -70,13 +72,20 @@ T field(const std::filesystem::path& dir, const nlohmann::json& object, const ch
     }
     node = &(*node)[key];
   }
-  // An integer field takes a JSON integer within int64 (8.5 or 2^64 is not read as 8 or -2^63);
-  // run.json is written with integers as integers.
+  // An integer field takes an integer within int64, written as one or as a real with no fraction
+  // (8.5 is not read as 8, nor 2^64 as -2^63).
   bool right_type = true;
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    right_type = node->is_number_integer() &&
-                 !(node->is_number_unsigned() &&
-                   node->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()});
+    if (node->is_number_float()) {
+      const double value = node->get<double>();
+      right_type =
+          std::isfinite(value) && value == std::trunc(value) && value >= -0x1p63 && value < 0x1p63;
+      if (right_type) return static_cast<T>(static_cast<int64_t>(value));
+    } else {
+      right_type = node->is_number_integer() &&
+                   !(node->is_number_unsigned() &&
+                     node->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()});
+    }
   }
   try {
     if (right_type) return node->get<T>();
@@ -421,7 +430,7 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     require_field(dir, k >= 1 && k <= kMaxUnits, "recipe.k", k, "in 1..100000");
     require_field(dir, seed >= 0 && seed <= 0xFFFFFFFFll, "recipe.seed", seed, "in 0..4294967295");
     // Judged as the float it becomes, as --lr is: 1e-300 would train with a rate of 0.
-    require_field(dir, std::isfinite(lr) && static_cast<float>(lr) > 0.0f && lr <= 1e6, "recipe.lr",
+    require_field(dir, std::isfinite(lr) && lr <= 1e6 && static_cast<float>(lr) > 0.0f, "recipe.lr",
                   lr, "in (0, 1e6] as a float");
     require_field(dir, std::isfinite(init_std) && init_std >= 0.0 && init_std <= 1e3,
                   "recipe.init_std", init_std, "in [0, 1000]");

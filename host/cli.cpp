@@ -52,7 +52,9 @@ struct TrainFlags {
 };
 
 void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
-  app.add_option("--iters", f.iters, "SGD iterations, one image each, 1..1e12")
+  app.add_option("--iters", f.iters,
+                 "SGD iterations, one image each (updates of --batch images on the minibatch "
+                 "path), 1..1e12")
       ->capture_default_str();
   app.add_option("--hidden", f.hidden, "hidden units H, 1..100000")->capture_default_str();
   // rbm_cpu has one engine and refuses the flag; it keeps it (rather than hiding it, which would
@@ -251,7 +253,7 @@ int run_cli(int argc, char** argv) {
     // An absurd size that no check caught (the CPU build sizes its buffers from the flags).
     std::fprintf(stderr,
                  "%s: out of memory: the request needs more memory than this machine gives "
-                 "(fewer --chains, a smaller --hidden or --batch)\n",
+                 "(fewer chains or AIS runs, a smaller --hidden or --batch)\n",
                  program.c_str());
     return kExitBadInput;
   } catch (const std::filesystem::filesystem_error& e) {

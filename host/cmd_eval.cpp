@@ -2,6 +2,7 @@
 // backend; host/log_z.hpp), the average log p(x) of the selected images with the interval carried
 // over from log Z, the exact pseudo-log-likelihood, the mean-field reconstruction error and the
 // free-energy gap to the training images. Text, or one JSON object with --json.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -101,6 +102,23 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
   const LogZEstimate log_z = estimate_log_z(*backend, params, options);
+  // Float pre-activations overflow when d |W| passes FLT_MAX: a NaN estimate is no estimate.
+  // (Training's --eval-every keeps it, and stops on a metric that is not finite, exit 3.)
+  for (const AisBaseReport& base : log_z.bases) {
+    if (!std::isfinite(base.summary.log_z)) {
+      double max_weight = 0.0;
+      for (const float w : params.W) max_weight = std::max(max_weight, std::fabs(double{w}));
+      char text[160];
+      std::snprintf(text, sizeof text,
+                    "log Z = %g: the model's sums overflow in float (max |W| = %.3g)",
+                    base.summary.log_z, max_weight);
+      const bool ternary = params.hidden_type == HiddenType::ternary;
+      const bool exact_possible =
+          params.hidden <= (ternary ? kMaxExactTernaryHidden : kMaxExactBinaryHidden);
+      throw InputError("--model " + f.model + ": AIS from the " + base.name + " model gave " +
+                       text + (exact_possible ? "; --method exact computes it for this H" : ""));
+    }
+  }
   const double free_energy = mean_free_energy(params, images);
   const double free_energy_train = mean_free_energy(params, train);
   const double avg_log_p = -free_energy - log_z.log_z;

@@ -57,7 +57,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   CLI::App app{"run Gibbs chains of a trained model and write their final states",
                program + " sample"};
   SampleFlags f;
-  app.add_option("--model,model", f.model, "run directory holding W.npy, b.npy [, a.npy]")->required();
+  app.add_option("--model,model", f.model, "run directory holding W.npy, b.npy [, a.npy]")
+      ->required();
   app.add_option("--chains", f.chains, "independent chains N, 1..1e7, with N d <= 4e9")
       ->capture_default_str();
   app.add_option("--steps", f.steps, "Gibbs steps x -> h -> x' per chain K, 0..1e9")

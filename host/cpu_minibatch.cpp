@@ -224,7 +224,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 std::optional<int> forced_cpu_threads() {
   const char* text = std::getenv("RBM_CPU_THREADS");
-  if (text == nullptr) return std::nullopt;
+  if (text == nullptr || *text == '\0') return std::nullopt;  // unset, or set empty: no choice
   const std::string_view value(text);
   int threads = 0;
   const auto [stop, error] = std::from_chars(value.data(), value.data() + value.size(), threads);

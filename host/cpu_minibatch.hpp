@@ -16,8 +16,8 @@
 
 namespace rbm::cpu {
 
-// RBM_CPU_THREADS, the threads the CPU build is told to use, when set: an integer in 1..1024,
-// else InputError naming the variable and its value.
+// RBM_CPU_THREADS, the threads the CPU build is told to use, when set and not empty: an integer
+// in 1..1024, else InputError naming the variable and its value.
 std::optional<int> forced_cpu_threads();
 
 // Threads for the GEMM paths: RBM_CPU_THREADS when set, else the hardware threads.

@@ -22,8 +22,7 @@ double mean_free_energy(const Params& params, const Dataset& images);
 
 // log Z = log sum_h exp(b'h + sum_i softplus(W_i h + a_i)), exactly, by enumerating the 2^H hidden
 // states (H <= kMaxExactBinaryHidden), or the 3^H of a ternary model (H <= kMaxExactTernaryHidden);
-// multithreaded,
-// log-sum-exp in double. std::invalid_argument beyond those.
+// multithreaded, log-sum-exp in double. std::invalid_argument beyond those.
 //
 // Two sums give it. `products`: exp(sum_i softplus(p_i)) as the product of the factors
 // (1 + e^{p_i}) over the visible units, p = W h + a, each e^{p_i} updated by a multiplication by

@@ -86,13 +86,32 @@ Params read_model(const std::filesystem::path& dir) {
   }
   const NpyArray W = read_npy(dir / "W.npy");
   if (W.shape.size() != 2) throw InputError((dir / "W.npy").string() + ": must be 2-D (d, H)");
-  const NpyArray b = read_npy(dir / "b.npy");
+  const int64_t d = W.shape[0], H = W.shape[1];
+  // b (H,) and a (d,), 1-D as the trainer writes them; a length that fits the other side of W
+  // is most likely W saved transposed, (H, d).
+  const auto read_vector = [&](const char* name, int64_t length, const char* what) {
+    const std::filesystem::path path = dir / name;
+    const NpyArray v = read_npy(path);
+    const std::string shape_text = "W.npy is (" + std::to_string(d) + ", " + std::to_string(H) +
+                                   "), (d, H): " + name + " must be (" + std::to_string(length) +
+                                   ",), one " + what;
+    if (v.shape.size() != 1 || v.shape[0] != length) {
+      const bool transposed = v.shape.size() == 1 && v.shape[0] == (length == H ? d : H);
+      throw InputError(path.string() + ": shape (" +
+                       (v.shape.empty() ? std::string() : std::to_string(v.shape[0])) +
+                       (v.shape.size() > 1 ? ", ..." : ",") + "); " + shape_text +
+                       (transposed ? " (was W saved transposed?)" : ""));
+    }
+    return v.data;
+  };
   Params params;
-  params.visible = static_cast<int>(W.shape[0]);
-  params.hidden = static_cast<int>(W.shape[1]);
+  params.visible = static_cast<int>(d);
+  params.hidden = static_cast<int>(H);
   params.W = W.data;
-  params.b = b.data;
-  if (std::filesystem::exists(dir / "a.npy")) params.a = read_npy(dir / "a.npy").data;
+  params.b = read_vector("b.npy", H, "per hidden unit");
+  if (std::filesystem::exists(dir / "a.npy")) {
+    params.a = read_vector("a.npy", d, "per visible unit");
+  }
   check_shapes(params);
   params.hidden_type = recorded_hidden_type(dir);
   return params;

@@ -204,8 +204,10 @@ void run_training(Backend& backend, const TrainOptions& options) {
   std::string last_metrics;
   const auto diverged = [&](const std::string& what) {
     progress.finish();
+    // With weight decay, lr times it past 2 makes each step overshoot: either can be the cause.
+    const char* lower = recipe.weight_decay > 0.0f ? "lower --lr or --weight-decay" : "lower --lr";
     return DivergenceError("training diverged: " + what + " at iteration " + std::to_string(done) +
-                           " (lower --lr); the last good checkpoint, iteration " +
+                           " (" + lower + "); the last good checkpoint, iteration " +
                            std::to_string(checkpoint_at) + ", is in " + options.out_dir.string());
   };
   while (done < recipe.iters) {
@@ -272,8 +274,14 @@ void run_training(Backend& backend, const TrainOptions& options) {
                 static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
                 1e6 * train_seconds / static_cast<double>(recipe.iters));
   }
-  std::printf("wrote %s: W.npy b.npy%s weights.png metrics.csv run.json\n",
-              options.out_dir.string().c_str(), params.has_visible_bias() ? " a.npy" : "");
+  // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic.
+  std::string written = "weights.png";
+  if (first != recipe.iters || !resume) {
+    written = std::string("W.npy b.npy ") + (params.has_visible_bias() ? "a.npy " : "") +
+              (state.vW.empty() ? "" : "vW.npy vb.npy ") + (state.va.empty() ? "" : "va.npy ") +
+              (state.n_chains > 0 ? "chains.npy " : "") + "weights.png metrics.csv run.json";
+  }
+  std::printf("wrote %s: %s\n", options.out_dir.string().c_str(), written.c_str());
 }
 
 }  // namespace rbm

@@ -1,7 +1,6 @@
 // The CD-k update (see cd_update.cuh): one kernel over the d H + H + d parameters.
 #include "kernels/cd_update.cuh"
 
-#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cuda_check.cuh"

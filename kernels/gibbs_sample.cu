@@ -2,7 +2,6 @@
 // sigmoid + Bernoulli kernel over cuRAND's device Philox, plus the image pick and small helpers.
 #include "kernels/gibbs_sample.cuh"
 
-#include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <string>

@@ -196,10 +196,8 @@ TEST(BadInput, SampleOutputFiles) {
   expect_refused(sample({"--out", out, "--before-after", out}),
                  {"--before-after", "same file", "--out"});
   {  // Relative and absolute names of one file.
-    const std::filesystem::path cwd = std::filesystem::current_path();
-    std::filesystem::current_path(dir.path());
+    const test::WorkingDirectory in_dir(dir.path());
     expect_refused(sample({"--out", "s.npy", "--png", out}), {"--png", "same file", "--out"});
-    std::filesystem::current_path(cwd);
   }
   // Empty paths.
   expect_refused(sample({"--out", ""}), {"--out", "empty"});
@@ -489,10 +487,17 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
   TempDir model;
   write_npy(model / "W.npy", std::vector<float>(784 * 8, 0.0f), {784, 8});
   write_npy(model / "b.npy", std::vector<float>(5, 0.0f), {5});
-  EXPECT_INPUT_ERROR(read_model(model.path()), "b holds 5 values, expected 8");
+  EXPECT_INPUT_ERROR(read_model(model.path()), "b.npy: shape (5,); W.npy is (784, 8)");
   write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {8});
   write_npy(model / "a.npy", std::vector<float>(100, 0.0f), {100});
-  EXPECT_INPUT_ERROR(read_model(model.path()), "a holds 100 values, expected 784");
+  EXPECT_INPUT_ERROR(read_model(model.path()), "a.npy: shape (100,); W.npy is (784, 8)");
+  // b and a are 1-D: a column vector of the right length is refused too.
+  write_npy(model / "a.npy", std::vector<float>(784, 0.0f), {784, 1});
+  EXPECT_INPUT_ERROR(read_model(model.path()), "a.npy: shape (784, ...)");
+  // W saved transposed, (H, d): b's length is W's first dimension.
+  std::filesystem::remove(model / "a.npy");
+  write_npy(model / "W.npy", std::vector<float>(784 * 8, 0.0f), {8, 784});
+  EXPECT_INPUT_ERROR(read_model(model.path()), "was W saved transposed?");
 }
 
 // A minibatch run's state files (vW.npy, vb.npy, va.npy, chains.npy): each must fit the model and
@@ -607,7 +612,9 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
            {"run.json", "recipe.hidden_type", "quaternary"}},
           // Integers are integers within int64; reals are judged as the float they become.
           {[](nlohmann::json& r) { r["recipe"]["hidden"] = 8.5; }, {"recipe.hidden", "wrong type"}},
-          {[](nlohmann::json& r) { r["recipe"]["k"] = 3.0; }, {"recipe.k", "wrong type"}},
+          {[](nlohmann::json& r) { r["recipe"]["k"] = 3.5; }, {"recipe.k", "wrong type"}},
+          {[](nlohmann::json& r) { r["recipe"]["hidden"] = 1e300; },
+           {"recipe.hidden", "wrong type"}},
           {[](nlohmann::json& r) { r["recipe"]["iters"] = UINT64_MAX; },
            {"recipe.iters", "wrong type"}},
           {[](nlohmann::json& r) { r["recipe"]["iters"] = int64_t{10'000'000'000'000}; },
@@ -746,7 +753,7 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   EXPECT_EQ(full.exit_code, 2) << full.output;
   EXPECT_NE(full.output.find("cannot write standard output"), std::string::npos) << full.output;
   // RBM_CPU_THREADS that is not a count of threads.
-  for (const char* value : {"abc", "0", "-1", "2x", ""}) {
+  for (const char* value : {"abc", "0", "-1", "2x", "1025"}) {
     const test::CommandResult r =
         shell(std::string("RBM_CPU_THREADS='") + value + "' " + exe + " --data " +
               test::shell_quote(RBM_MNIST_DIR) + " --iters 5 --hidden 4 --out " +
@@ -779,13 +786,11 @@ TEST_F(ResumeInput, EvalRefusesARecordedDigitItCannotRead) {
 // eval and sample without --data read the images where the run recorded them, from any
 // working directory.
 TEST_F(ResumeInput, EvalFindsTheRunsImagesWithoutData) {
-  const std::filesystem::path cwd = std::filesystem::current_path();
-  std::filesystem::current_path(dir_.path());  // no data/mnist here
+  const test::WorkingDirectory in_dir(dir_.path());  // no data/mnist here
   const test::CommandResult eval = run_cpu({"eval", "--model", (dir_ / "good").string()});
   const test::CommandResult sample =
       run_cpu({"sample", "--model", (dir_ / "good").string(), "--init", "data", "--chains", "2",
                "--steps", "1", "--out", (dir_ / "s.npy").string()});
-  std::filesystem::current_path(cwd);
   EXPECT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_EQ(sample.exit_code, 0) << sample.output;
 }

@@ -2,6 +2,7 @@
 // range, and a refused value or an unknown flag makes parse_flags return false.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

@@ -215,6 +215,9 @@ TEST(Resume, SigintCheckpointsAndAResumedRunEqualsAnUninterruptedOne) {
   const std::string W = read_file(run / "W.npy");
   const test::CommandResult again = run_cpu({"--resume", run.string()});
   EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("nothing to train"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("wrote " + run.string() + ": weights.png\n"), std::string::npos)
+      << "only the mosaic is redrawn: " << again.output;
   EXPECT_EQ(read_file(run / "W.npy"), W);
 }
 

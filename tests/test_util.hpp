@@ -41,6 +41,24 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// The working directory changed for a scope and restored however the scope ends.
+class WorkingDirectory {
+ public:
+  explicit WorkingDirectory(const std::filesystem::path& dir)
+      : previous_(std::filesystem::current_path()) {
+    std::filesystem::current_path(dir);
+  }
+  ~WorkingDirectory() {
+    std::error_code ignored;
+    std::filesystem::current_path(previous_, ignored);
+  }
+  WorkingDirectory(const WorkingDirectory&) = delete;
+  WorkingDirectory& operator=(const WorkingDirectory&) = delete;
+
+ private:
+  std::filesystem::path previous_;
+};
+
 // The lines of a text file, each without its '\n' (an unterminated last line is dropped).
 inline std::vector<std::string> file_lines(const std::filesystem::path& path) {
   std::vector<std::string> lines;
