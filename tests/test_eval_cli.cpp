@@ -355,7 +355,7 @@ TEST(SampleCli, DataStartsFromTheModelsDigit) {
   const test::CommandResult r = run_cpu({"sample", "--model", model, "--init", "data", "--data",
                                          RBM_MNIST_DIR, "--out", (dir / "s.npy").string()});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("run.json's data.digit"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("run.json: data.digit 12"), std::string::npos) << r.output;
 }
 
 // Splits one CSV line at commas (no quoting in metrics.csv).
