@@ -324,8 +324,9 @@ void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& chec
       return at != std::string::npos && at + prefix_end.size() < file.size() &&
              file.find_first_not_of("0123456789", at + prefix_end.size()) == std::string::npos;
     };
-    const auto is_ours = [](const std::string& name) {
-      return name == kRunJson || name == "metrics.csv" || name == "weights.png" ||
+    const auto is_ours = [](const std::string& name) {  // a run's file, or any .npy we could write
+      return std::find(run_file_names().begin(), run_file_names().end(), name) !=
+                 run_file_names().end() ||
              (valid_file_name(name) && name.ends_with(".npy"));
     };
     if (file.ends_with(kStagedSuffix)) {

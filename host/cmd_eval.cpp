@@ -72,8 +72,10 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   const int64_t ais_betas = parse_int_flag("--ais-betas", f.ais_betas, 3, 100'000'000, "3..1e8");
   const int64_t seed = parse_int_flag("--seed", f.seed, 0, 0xFFFFFFFFll, "0..4294967295");
   const Split split = parse_split_flag("--split", f.split);
-  const auto [digit_text, digit] = digit_flag_or_recorded(f.digit, f.model);
-  if (app.count("--data") == 0) f.data = recorded_data_dir(f.model);
+  const ImageChoice images_choice = images_flagged_or_recorded(
+      f.digit, app.count("--data") > 0 ? std::optional(f.data) : std::nullopt, f.model);
+  const auto& [digit_text, digit] = images_choice.digit;
+  f.data = images_choice.data_dir;
   LogZOptions options;
   options.method = parse_method(f.method);
   for (const char* flag : {"--ais-runs", "--ais-betas", "--seed"}) {

@@ -104,10 +104,12 @@ int run_sample_command(const std::string& program, const std::vector<std::string
     }
   }
   const Split split = parse_split_flag("--split", f.split);
-  // The start images' digit: --digit, else the one the model was trained on (as eval does).
-  const DigitChoice start_digit =
-      from_data ? digit_flag_or_recorded(f.digit, f.model) : DigitChoice{};
-  if (from_data && app.count("--data") == 0) f.data = recorded_data_dir(f.model);
+  // The start images: --digit and --data, else what the model's run recorded (as eval does).
+  const ImageChoice start_images =
+      from_data
+          ? images_flagged_or_recorded(
+                f.digit, app.count("--data") > 0 ? std::optional(f.data) : std::nullopt, f.model)
+          : ImageChoice{};
   // Every output path before any work: none of them may be found wanting after the sampling.
   check_output_file("--out", f.out);
   if (app.count("--png") > 0) check_output_file("--png", f.png);
@@ -129,9 +131,10 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   }
   std::vector<uint8_t> states;
   if (from_data) {
-    const Dataset images = load_mnist(f.data, start_digit.digit, split);
+    const Dataset images = load_mnist(start_images.data_dir, start_images.digit.digit, split);
     if (images.rows == 0) {
-      throw InputError("no images match --digit " + start_digit.text + " and --split " + f.split);
+      throw InputError("no images match --digit " + start_images.digit.text + " and --split " +
+                       f.split);
     }
     if (images.cols() != d) {
       throw InputError("--model " + f.model + " has " + std::to_string(d) +

@@ -154,39 +154,42 @@ Split parse_split_flag(const std::string& flag, const std::string& text) {
   return parse_split(text);
 }
 
-DigitChoice digit_flag_or_recorded(const std::string& flag_text, const std::filesystem::path& dir) {
-  if (!flag_text.empty()) return {flag_text, parse_digit_flag("--digit", flag_text)};
+ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
+                                       const std::optional<std::string>& data_flag,
+                                       const std::filesystem::path& dir) {
+  ImageChoice choice{{"3", 3}, data_flag.value_or("data/mnist")};
+  if (!digit_flag.empty()) choice.digit = {digit_flag, parse_digit_flag("--digit", digit_flag)};
+  if (!digit_flag.empty() && data_flag) return choice;
   nlohmann::json run;
   try {
     run = nlohmann::json::parse(read_file(dir / "run.json"));
   } catch (const std::exception&) {
-    return {"3",
-            3};  // no run.json (a model written by hand); a broken one is read_model's to refuse
+    return choice;  // no run.json (a model written by hand); a broken one is read_model's to refuse
+  }
+  const nlohmann::json* data =
+      run.is_object() && run.contains("data") && run["data"].is_object() ? &run["data"] : nullptr;
+  if (!data_flag && data != nullptr && data->contains("dir") && (*data)["dir"].is_string()) {
+    const std::string recorded = (*data)["dir"].get<std::string>();
+    std::error_code error;
+    if (!recorded.empty() && std::filesystem::is_directory(recorded, error)) {
+      choice.data_dir = recorded;
+    }
   }
   // A run.json without data.digit (written by hand) means the default; one that records a digit
   // records it as the trainer writes it, 0..9 or "all", as --resume requires.
-  const bool has_digit = run.is_object() && run.contains("data") && run["data"].is_object() &&
-                         run["data"].contains("digit");
-  if (!has_digit) return {"3", 3};
-  const nlohmann::json& digit = run["data"]["digit"];
-  const std::string where = (dir / "run.json").string() + ": data.digit " + digit.dump();
-  if (digit == "all") return {"all", std::nullopt};
-  if (!digit.is_number_integer() || digit.get<int64_t>() < 0 || digit.get<int64_t>() > 9) {
-    throw InputError(where + " is not 0..9 or \"all\"");
+  if (digit_flag.empty() && data != nullptr && data->contains("digit")) {
+    const nlohmann::json& digit = (*data)["digit"];
+    if (digit == "all") {
+      choice.digit = {"all", std::nullopt};
+    } else if (digit.is_number_integer() && digit.get<int64_t>() >= 0 &&
+               digit.get<int64_t>() <= 9) {
+      choice.digit = {digit.dump(), digit.get<int>()};
+    } else {
+      throw InputError((dir / "run.json").string() + ": data.digit " + digit.dump() +
+                       " is not 0..9 or \"all\"");
+    }
   }
-  return {digit.dump(), digit.get<int>()};
-}
-
-std::string recorded_data_dir(const std::filesystem::path& dir) {
-  try {
-    const nlohmann::json run = nlohmann::json::parse(read_file(dir / "run.json"));
-    const std::string recorded = run.at("data").at("dir").get<std::string>();
-    std::error_code error;
-    if (!recorded.empty() && std::filesystem::is_directory(recorded, error)) return recorded;
-  } catch (const std::exception&) {
-    // No run.json (a model written by hand), or no data.dir in it: the default.
-  }
-  return "data/mnist";
+  return choice;
 }
 
 void check_output_file(const std::string& flag, const std::string& text) {

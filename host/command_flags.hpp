@@ -47,20 +47,25 @@ std::optional<int> parse_digit_flag(const std::string& flag, const std::string& 
 // "all", "train" or "test"; InputError naming `flag` otherwise.
 Split parse_split_flag(const std::string& flag, const std::string& text);
 
-// The digit of the images to use with the model in `dir`: --digit's text when given (non-empty),
-// else the one the model was trained on (DIR/run.json's data.digit), else "3" (the reference
-// recipe's, when there is no readable record). InputError naming --digit or run.json when the
-// text is not 0..9 or all.
+// The digit of a selection of MNIST images, as given or recorded (for messages) and as a value.
 struct DigitChoice {
   std::string text;          // as given or recorded, for messages
   std::optional<int> digit;  // nullopt: all ten digits
 };
-DigitChoice digit_flag_or_recorded(const std::string& flag_text, const std::filesystem::path& dir);
 
-// The MNIST directory of `eval` and `sample --init data` without --data: the one DIR/run.json
-// records as its run's data (data.dir) when it still exists, else data/mnist (relative to the
-// working directory).
-std::string recorded_data_dir(const std::filesystem::path& dir);
+// The images to use with the model in `dir` (eval's scored images, sample's start images): their
+// digit and their MNIST directory, each from its flag when given (digit_flag not empty, data_flag
+// set), else from what DIR/run.json records of the model's run (data.digit; data.dir while that
+// directory exists), else the reference recipe's digit 3 and data/mnist (relative to the working
+// directory). run.json is read once, and only when a flag is missing. InputError naming --digit
+// or run.json when the digit is not 0..9 or all.
+struct ImageChoice {
+  DigitChoice digit;
+  std::string data_dir;
+};
+ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
+                                       const std::optional<std::string>& data_flag,
+                                       const std::filesystem::path& dir);
 
 // An output file that the command will write (atomically, through a temporary file beside it):
 // InputError naming `flag` and the path unless it names no directory and no other non-regular
