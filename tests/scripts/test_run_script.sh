@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Tests scripts/run's choice of trainer and its arguments, without building or training: a copy
+# of scripts/run in a scratch repository whose scripts/setup does nothing, and a build directory
+# whose rbm_cpu and rbm_cuda are stand-ins that print their arguments and working directory.
+# Usage: test_run_script.sh REPO (the source tree, for scripts/run itself).
+set -euo pipefail
+
+source_repo="$1"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+repo="$scratch/repo"
+build="$scratch/build"
+mkdir -p "$repo/scripts" "$build" "$scratch/caller"
+cp "$source_repo/scripts/run" "$repo/scripts/run"
+printf '#!/usr/bin/env bash\necho "setup ran" >>"%s/setup.log"\n' "$scratch" >"$repo/scripts/setup"
+
+# A trainer stand-in: one line per argument, then "pwd=<its working directory>".
+stand_in() {
+  cat >"$build/$1" <<STANDIN
+#!/usr/bin/env bash
+if [[ "\${1:-}" == --device-info ]]; then
+  if [[ -f "$scratch/device" ]]; then cat "$scratch/device"; exit 0; fi
+  echo "$1: no CUDA device (stand-in)" >&2; exit 2
+fi
+echo "trainer=$1"
+for arg in "\$@"; do echo "arg=\$arg"; done
+echo "pwd=\$(pwd)"
+STANDIN
+  chmod +x "$build/$1"
+}
+stand_in rbm_cpu
+stand_in rbm_cuda
+chmod +x "$repo/scripts/run" "$repo/scripts/setup"
+
+failures=0 calls=0
+# check NAME EXPECTED_OUTPUT ARGS...: runs scripts/run from $scratch/caller and compares its
+# whole output and exit code ("exit=N", last), with runs/<timestamp>'s timestamp replaced by TS.
+check() {
+  local name="$1" expected="$2"
+  shift 2
+  local actual code=0
+  calls=$((calls + 1))
+  (cd "$scratch/caller" && RBM_BUILD_DIR="$build" "$repo/scripts/run" "$@") \
+    >"$scratch/out" 2>&1 || code=$?
+  actual="$(sed -E 's#runs/[0-9]{8}-[0-9]{6}#runs/TS#' "$scratch/out")
+exit=$code"
+  if [[ "$actual" != "$expected" ]]; then
+    echo "FAIL $name: scripts/run $*"
+    diff <(echo "$expected") <(echo "$actual") || true
+    failures=$((failures + 1))
+  else
+    echo "ok   $name"
+  fi
+}
+
+fallback="run: no CUDA device (stand-in); falling back to rbm_cpu"
+caller="$scratch/caller"
+
+check "new run gets --out runs/<timestamp> and the fetched MNIST, in the caller's directory" \
+"$fallback
+trainer=rbm_cpu
+arg=--out
+arg=runs/TS
+arg=--data
+arg=$repo/data/mnist
+arg=--iters
+arg=5
+pwd=$caller
+exit=0" --iters 5
+
+check "train is the default command and is dropped" \
+"$fallback
+trainer=rbm_cpu
+arg=--out
+arg=runs/TS
+arg=--data
+arg=$repo/data/mnist
+arg=--k
+arg=1
+pwd=$caller
+exit=0" train --k 1
+
+check "the user's --out and --data are kept, relative" \
+"$fallback
+trainer=rbm_cpu
+arg=--out
+arg=mine
+arg=--data
+arg=../images
+pwd=$caller
+exit=0" --out mine --data ../images
+
+check "--out= and --data= forms count too" \
+"$fallback
+trainer=rbm_cpu
+arg=--data=../images
+arg=--out=mine
+pwd=$caller
+exit=0" --data=../images --out=mine
+
+check "a flag missing its value at the end stays at the end" \
+"$fallback
+trainer=rbm_cpu
+arg=--out
+arg=runs/TS
+arg=--data
+arg=$repo/data/mnist
+arg=--iters
+pwd=$caller
+exit=0" --iters
+
+for flags in "--resume old" "--resume=old" "--help" "-h" "--version" "--device-info" \
+             "eval old" "sample old --count 4"; do
+  expected="$fallback
+trainer=rbm_cpu"
+  for arg in $flags; do expected+="
+arg=$arg"; done
+  expected+="
+pwd=$caller
+exit=0"
+  [[ "$flags" == --device-info ]] && expected="$fallback
+rbm_cpu: no CUDA device (stand-in)
+exit=2"
+  check "'$flags' gets neither --out nor --data" "$expected" $flags
+done
+
+echo "NVIDIA H200 (stand-in)" >"$scratch/device"
+check "rbm_cuda trains when its --device-info succeeds" \
+"run: using rbm_cuda on NVIDIA H200 (stand-in)
+trainer=rbm_cuda
+arg=--out
+arg=runs/TS
+arg=--data
+arg=$repo/data/mnist
+pwd=$caller
+exit=0"
+
+rm "$build/rbm_cuda"
+check "rbm_cpu trains, silently, in a build without rbm_cuda" \
+"trainer=rbm_cpu
+arg=--out
+arg=mine
+arg=--data
+arg=x
+pwd=$caller
+exit=0" --out mine --data x
+
+setup_runs=$(wc -l <"$scratch/setup.log")
+if [[ "$setup_runs" -ne "$calls" ]]; then
+  echo "FAIL scripts/setup ran $setup_runs times for $calls calls of scripts/run"
+  failures=$((failures + 1))
+fi
+
+if ((failures)); then
+  echo "$failures failures"
+  exit 1
+fi
+echo "all scripts/run checks passed"
