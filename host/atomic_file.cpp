@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <utility>
 
 #include "host/errors.hpp"
 
@@ -154,7 +155,14 @@ void write_file_atomic(const std::filesystem::path& path,
 }
 
 std::string read_file(const std::filesystem::path& path) {
+  std::optional<std::string> bytes = read_file_if_exists(path);
+  if (!bytes) fail(path, "cannot open", ENOENT);
+  return std::move(*bytes);
+}
+
+std::optional<std::string> read_file_if_exists(const std::filesystem::path& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) return std::nullopt;
   if (fd.get() < 0) fail(path, "cannot open", errno);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail(path, "cannot stat", errno);

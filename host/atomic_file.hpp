@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,9 @@ void write_file_atomic(const std::filesystem::path& path,
 
 // The whole content of `path`. Throws InputError naming the path and strerror(errno).
 std::string read_file(const std::filesystem::path& path);
+// The same, or nullopt when `path` does not exist when it is opened (a reader of a directory that
+// a writer renames files in: a file seen a moment ago may be gone).
+std::optional<std::string> read_file_if_exists(const std::filesystem::path& path);
 
 // An exclusive flock(2) on a directory, held from construction to destruction (or to the death of
 // the process): two runs that would write the same run directory (a second --resume, a new run

@@ -147,15 +147,22 @@ void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
   sync_directory(dir);
 }
 
-Checkpoint load_checkpoint(const std::filesystem::path& dir) {
+Checkpoint load_checkpoint(const std::filesystem::path& dir, const BeforeRead& before_read) {
   std::error_code error;
   if (!std::filesystem::is_directory(dir, error)) {
     throw InputError(dir.string() + ": not a directory");
   }
+  const auto read = [&](const std::filesystem::path& path) {
+    if (before_read) before_read(path);
+    return read_file_if_exists(path);
+  };
   Checkpoint checkpoint;
-  const std::string text = read_file(dir / kRunJson);
+  const std::optional<std::string> text = read(dir / kRunJson);
+  if (!text) {
+    throw InputError((dir / kRunJson).string() + ": cannot open: " + std::strerror(ENOENT));
+  }
   try {
-    checkpoint.run = nlohmann::json::parse(text);
+    checkpoint.run = nlohmann::json::parse(*text);
   } catch (const nlohmann::json::exception& e) {
     bad_run_json(dir, std::string("not valid JSON: ") + e.what());
   }
@@ -180,19 +187,20 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
     if (!sum.is_string()) bad_run_json(dir, "checkpoint.sha256." + name + " is not a string");
   }
 
-  // Each file as published, or as staged when the publish was cut short.
+  // Each file as published, or as staged when the publish was cut short (or is yet to come), or
+  // as published meanwhile: the publish renames NAME.next over NAME, so a NAME.next that is gone
+  // by the second look is NAME by the third.
   for (const auto& [name, sum] : sums.items()) {
     const std::string expected = sum.get<std::string>();
     bool found = false, exists = false;
-    for (const bool is_staged : {false, true}) {
+    for (const bool is_staged : {false, true, false}) {
       const std::filesystem::path path = is_staged ? staged(dir, name) : dir / name;
-      std::error_code ignored;
-      if (!std::filesystem::exists(path, ignored)) continue;
+      std::optional<std::string> bytes = read(path);
+      if (!bytes) continue;
       exists = true;
-      std::string bytes = read_file(path);
-      if (sha256_hex(bytes) != expected) continue;
+      if (sha256_hex(*bytes) != expected) continue;
       if (is_staged) checkpoint.staged.push_back(name);
-      checkpoint.files.push_back({name, std::move(bytes)});
+      checkpoint.files.push_back({name, std::move(*bytes)});
       found = true;
       break;
     }
@@ -289,6 +297,25 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir) {
     state.chains = std::move(chains.data);
   }
   return checkpoint;
+}
+
+Checkpoint load_newest_checkpoint(const std::filesystem::path& dir, const BeforeRead& before_read) {
+  std::optional<std::string> record = read_file_if_exists(dir / kRunJson);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return load_checkpoint(dir, before_read);
+    } catch (const InputError& e) {
+      std::optional<std::string> now = read_file_if_exists(dir / kRunJson);
+      if (now == record) throw;  // the same checkpoint: damage, not a race with its run
+      if (attempt == kLiveReadAttempts) {
+        throw InputError(std::string(e.what()) + " (" + kRunJson + " changed during each of " +
+                         std::to_string(kLiveReadAttempts) +
+                         " reads: its run commits checkpoints faster than they can be read; try "
+                         "again)");
+      }
+      record = std::move(now);
+    }
+  }
 }
 
 const std::vector<std::string>& run_file_names() {

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -64,11 +65,25 @@ struct Checkpoint {
   std::vector<std::string> staged;    // files found only as NAME.next (a publish was cut short)
 };
 
+// Called with each path load_checkpoint is about to read. Tests run a writer's steps in it, to
+// interleave them with a reader's reads deterministically; empty otherwise.
+using BeforeRead = std::function<void(const std::filesystem::path&)>;
+
 // Reads run.json and the files it names and checks that they belong together (SHA-256 of each
 // file, one iteration), and that W.npy, b.npy, [a.npy] and the training state's files parse,
 // have consistent shapes and hold finite values (chains: 0 or 1). Reads only. Throws InputError
-// naming the file and the problem.
-Checkpoint load_checkpoint(const std::filesystem::path& dir);
+// naming the file and the problem. Each file is looked for as NAME, then NAME.next, then NAME
+// again (a publish may rename NAME.next over NAME between the first two looks), so a checkpoint
+// committed while this reads does not make it fail.
+Checkpoint load_checkpoint(const std::filesystem::path& dir, const BeforeRead& before_read = {});
+
+// load_checkpoint for a reader of a run that may be training meanwhile (eval, sample). Two
+// checkpoints committed while the files are read leave files that belong to none: run.json has
+// then changed since it was read, and this reads again, up to kLiveReadAttempts times in all.
+// Damage leaves run.json as it was, and is refused at once.
+inline constexpr int kLiveReadAttempts = 5;
+Checkpoint load_newest_checkpoint(const std::filesystem::path& dir,
+                                  const BeforeRead& before_read = {});
 
 // Finishes what a killed run left: publishes the checkpoint's staged files and removes stale
 // NAME.next and temporary files, so that the next checkpoint starts from a clean directory.

@@ -64,24 +64,13 @@ Params read_model(const std::filesystem::path& dir) {
                      (error ? "cannot be examined: " + error.message() : "not a directory"));
   }
   // A run directory: the checkpoint that run.json commits to, each file checked against its
-  // SHA-256 (NAME or NAME.next, whichever matches: a run may be writing it), a.npy only when the
-  // checkpoint has it.
+  // SHA-256 (NAME or NAME.next, whichever matches: a run may be writing it; read again when it
+  // committed newer ones meanwhile), a.npy only when the checkpoint has it.
   if (recorded_checkpoint(dir)) {
-    std::string record = read_file(dir / "run.json");
-    for (int attempt = 1;; ++attempt) {
-      try {
-        return load_checkpoint(dir).params;
-      } catch (const InputError& e) {
-        // A run training in `dir` may have committed two checkpoints while these files were read
-        // (the files of the first published over, the second's staged): then run.json has
-        // changed, and reading again takes the newer checkpoint. Damage leaves it unchanged.
-        std::string now = read_file(dir / "run.json");
-        if (attempt < 5 && now != record) {
-          record = std::move(now);
-          continue;
-        }
-        throw InputError("--model " + dir.string() + ": " + e.what());
-      }
+    try {
+      return load_newest_checkpoint(dir).params;
+    } catch (const InputError& e) {
+      throw InputError("--model " + dir.string() + ": " + e.what());
     }
   }
   const NpyArray W = read_npy(dir / "W.npy");

@@ -120,6 +120,93 @@ TEST(Checkpoint, EveryStateAKillCanLeaveLoadsAsTheOldOrTheNewCheckpoint) {
   }
 }
 
+// Readers of a run that trains meanwhile (eval, sample): the writer's steps run between the
+// reader's reads, through load_checkpoint's BeforeRead, at the moments that used to break them.
+TEST(Checkpoint, APublishBetweenTheLooksAtAFileFindsTheFilePublished) {
+  const Params old_params = small_params(1.0f, true);
+  const Params new_params = small_params(2.0f, true);
+  TempDir dir;
+  write_checkpoint(dir.path(), 10, param_files(old_params), run_at(10));
+  TempDir reference;  // the new checkpoint written in full, for its run.json
+  write_checkpoint(reference.path(), 20, param_files(new_params), run_at(20));
+  // Staged and committed, not yet published: W.npy is the old file, W.npy.next the new one.
+  for (const CheckpointFile& file : param_files(new_params)) {
+    write_file_atomic(dir / (file.name + ".next"), file.bytes);
+  }
+  write_file_atomic(dir / "run.json", read_file(reference / "run.json"));
+  // The publish happens after the reader has seen the old W.npy, before it looks at W.npy.next.
+  bool published = false;
+  const auto publish = [&](const std::filesystem::path& path) {
+    if (path.filename() != "W.npy.next" || published) return;
+    for (const CheckpointFile& file : param_files(new_params)) {
+      std::filesystem::rename(dir / (file.name + ".next"), dir / file.name);
+    }
+    published = true;
+  };
+  const Checkpoint checkpoint = load_checkpoint(dir.path(), publish);
+  EXPECT_TRUE(published);
+  EXPECT_EQ(checkpoint.iteration, 20);
+  expect_same(checkpoint.params, new_params);
+  EXPECT_TRUE(checkpoint.staged.empty());
+}
+
+TEST(Checkpoint, TwoCheckpointsCommittedDuringAReadAreReadAgainByALiveReader) {
+  TempDir dir;
+  write_checkpoint(dir.path(), 10, param_files(small_params(1.0f, false)), run_at(10));
+  // Once the reader has read run.json (iteration 10), the run commits iterations 20 and 30: then
+  // no file on disk is iteration 10's.
+  int commits = 0;
+  const auto two_commits_once = [&](const std::filesystem::path& path) {
+    if (path.filename() != "W.npy" || commits > 0) return;
+    for (const int64_t iteration : {20, 30}) {
+      write_checkpoint(dir.path(), iteration,
+                       param_files(small_params(static_cast<float>(iteration), false)),
+                       run_at(iteration));
+      ++commits;
+    }
+  };
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path(), two_commits_once), (dir / "W.npy").string(),
+                     "does not match the SHA-256");
+  write_checkpoint(dir.path(), 10, param_files(small_params(1.0f, false)), run_at(10));
+  commits = 0;
+  const Checkpoint checkpoint = load_newest_checkpoint(dir.path(), two_commits_once);
+  EXPECT_EQ(commits, 2);
+  EXPECT_EQ(checkpoint.iteration, 30);
+  expect_same(checkpoint.params, small_params(30.0f, false));
+}
+
+TEST(Checkpoint, ALiveReaderGivesUpOnARunThatCommitsDuringEveryReadAndOnDamageAtOnce) {
+  TempDir dir;
+  int64_t iteration = 10;
+  write_checkpoint(dir.path(), iteration, param_files(small_params(1.0f, false)),
+                   run_at(iteration));
+  int reads_of_w = 0;
+  const auto two_commits_each_time = [&](const std::filesystem::path& path) {
+    if (path.filename() != "W.npy") return;
+    ++reads_of_w;
+    for (int commit = 0; commit < 2; ++commit) {
+      iteration += 10;
+      write_checkpoint(dir.path(), iteration,
+                       param_files(small_params(static_cast<float>(iteration), false)),
+                       run_at(iteration));
+    }
+  };
+  EXPECT_INPUT_ERROR(load_newest_checkpoint(dir.path(), two_commits_each_time),
+                     (dir / "W.npy").string(), "run.json changed during each of 5 reads");
+  // Two looks at W.npy (before and after W.npy.next) per read.
+  EXPECT_EQ(reads_of_w, 2 * kLiveReadAttempts);
+
+  // A damaged file leaves run.json as it was: refused after one read.
+  write_npy(dir / "b.npy", small_params(99.0f, false).b, {3});
+  int reads_of_run_json = 0;
+  const auto count = [&](const std::filesystem::path& path) {
+    if (path.filename() == "run.json") ++reads_of_run_json;
+  };
+  EXPECT_INPUT_ERROR(load_newest_checkpoint(dir.path(), count), (dir / "b.npy").string(),
+                     "does not match the SHA-256");
+  EXPECT_EQ(reads_of_run_json, 1);
+}
+
 TEST(Checkpoint, AFileThatDoesNotMatchItsChecksumIsRefused) {
   TempDir dir;
   write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, false)), run_at(3));
