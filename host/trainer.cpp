@@ -46,7 +46,7 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
                            // minibatch CD / PCD (host/minibatch.hpp); the defaults: single-sample
                            {"batch", r.batch},
                            {"pcd", r.pcd},
-                           {"chains", r.chains},
+                           {"chains", r.pcd ? negative_samples(r) : 0},  // PCD: N, resolved
                            {"momentum", r.momentum},
                            {"weight_decay", r.weight_decay},
                            {"epochs", r.epochs},

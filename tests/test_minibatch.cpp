@@ -437,6 +437,18 @@ TEST(MinibatchCli, BadFlagsAndARun) {
   EXPECT_EQ(run["recipe"]["chains"], 30);
   EXPECT_EQ(run["recipe"]["lr_decay"], "linear");
   EXPECT_EQ(run["iteration"], 40);
+
+  // PCD without --chains runs --batch chains, and run.json says how many (not 0 for "the
+  // default"); the run resumes with them.
+  const test::CommandResult defaulted = test::run_command(
+      RBM_CPU_EXE, {"--data", RBM_MNIST_DIR, "--split", "test", "--hidden", "4", "--batch", "20",
+                    "--pcd", "--iters", "2", "--out", (dir / "defaulted").string()});
+  ASSERT_EQ(defaulted.exit_code, 0) << defaulted.output;
+  std::ifstream defaulted_in(dir / "defaulted" / "run.json");
+  EXPECT_EQ(nlohmann::json::parse(defaulted_in)["recipe"]["chains"], 20);
+  const test::CommandResult resumed =
+      test::run_command(RBM_CPU_EXE, {"--resume", (dir / "defaulted").string(), "--iters", "3"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
 }
 
 }  // namespace
