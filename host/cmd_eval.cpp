@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "host/ais.hpp"
 #include "host/atomic_file.hpp"
@@ -129,6 +131,43 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
+  // What a reader could misread, said beside the numbers (text) or in "notes" (JSON).
+  std::vector<std::string> notes;
+  // The scored images overlap the training images when the splits and the digits overlap (a run
+  // of split all trained on the test split too). Unknown without run.json's record.
+  std::optional<bool> scored_training_images;
+  if (images_choice.trained_split && images_choice.trained_digit) {
+    const std::string& trained_split = *images_choice.trained_split;
+    const std::optional<int>& trained_digit = images_choice.trained_digit->digit;
+    scored_training_images =
+        (trained_split == "all" || split == Split::all || trained_split == split_name(split)) &&
+        (!trained_digit || !digit || *trained_digit == *digit);
+    if (*scored_training_images) {
+      notes.push_back("the scored images were among the model's training images (run.json: digit " +
+                      images_choice.trained_digit->text + ", split " + trained_split +
+                      "): not a held-out score, and the free-energy gap measures no overfitting");
+    }
+  }
+  if (log_z.method == "exact" && options.method == LogZMethod::automatic) {
+    std::string unused;
+    for (const char* flag : {"--ais-runs", "--ais-betas", "--seed"}) {
+      if (app.count(flag) > 0) unused += std::string(unused.empty() ? "" : ", ") + flag;
+    }
+    if (!unused.empty()) {
+      notes.push_back(unused +
+                      " not used: log Z is exact for this model (--method ais forces AIS)");
+    }
+  }
+  // The +-3 sd interval is a plug-in normal one: when a few runs carry the estimate the sample's
+  // spread says little about the weights' (exploratory testing saw intervals miss log Z at
+  // ESS 1.3).
+  if (log_z.method == "ais" && !log_z.ais_below_bound &&
+      *log_z.ess < 0.1 * static_cast<double>(ais_runs)) {
+    notes.push_back("ESS " + format_number(*log_z.ess, 1) + " of " + std::to_string(ais_runs) +
+                    " runs: a few runs carry the estimate, and its interval may not hold log Z; "
+                    "more --ais-betas (or --ais-runs) make it reliable");
+  }
+
   // An interval end that is not finite (AIS below the exact bound: host/log_z.hpp) is unknown.
   const auto json_or_null = [](double v) {
     return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
@@ -145,32 +184,36 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                           {"log_z_base", base.log_z_base},
                           {"seconds", base.seconds}};
     }
-    nlohmann::json out = {{"model", f.model},
-                          {"backend", backend->name()},
-                          {"d", params.visible},
-                          {"H", params.hidden},
-                          {"hidden_type", hidden_type_name(params.hidden_type)},
-                          {"visible_bias", params.has_visible_bias()},
-                          {"digit", digit ? nlohmann::json(*digit) : nlohmann::json("all")},
-                          {"split", split_name(split)},
-                          {"n_images", images.rows},
-                          {"log_z", log_z.log_z},
-                          {"log_z_method", log_z.method},
-                          {"log_z_low", log_z.log_z_low},
-                          {"log_z_high", json_or_null(log_z.log_z_high)},
-                          {"log_z_lower_bound", log_z.lower_bound},
-                          {"ais_below_bound", log_z.ais_below_bound},
-                          {"ess", log_z.ess ? nlohmann::json(*log_z.ess) : nlohmann::json(nullptr)},
-                          {"avg_log_p", avg_log_p},
-                          {"avg_log_p_low", json_or_null(-free_energy - log_z.log_z_high)},
-                          {"avg_log_p_high", -free_energy - log_z.log_z_low},
-                          {"avg_pll", avg_pll},
-                          {"recon_error", recon},
-                          {"free_energy", free_energy},
-                          {"free_energy_train", free_energy_train},
-                          {"free_energy_gap", free_energy - free_energy_train},
-                          {"log_z_seconds", log_z.seconds},
-                          {"seconds", seconds}};
+    nlohmann::json out = {
+        {"model", f.model},
+        {"backend", backend->name()},
+        {"d", params.visible},
+        {"H", params.hidden},
+        {"hidden_type", hidden_type_name(params.hidden_type)},
+        {"visible_bias", params.has_visible_bias()},
+        {"digit", digit ? nlohmann::json(*digit) : nlohmann::json("all")},
+        {"split", split_name(split)},
+        {"n_images", images.rows},
+        {"log_z", log_z.log_z},
+        {"log_z_method", log_z.method},
+        {"log_z_low", log_z.log_z_low},
+        {"log_z_high", json_or_null(log_z.log_z_high)},
+        {"log_z_lower_bound", log_z.lower_bound},
+        {"ais_below_bound", log_z.ais_below_bound},
+        {"ess", log_z.ess ? nlohmann::json(*log_z.ess) : nlohmann::json(nullptr)},
+        {"avg_log_p", avg_log_p},
+        {"avg_log_p_low", json_or_null(-free_energy - log_z.log_z_high)},
+        {"avg_log_p_high", -free_energy - log_z.log_z_low},
+        {"avg_pll", avg_pll},
+        {"recon_error", recon},
+        {"free_energy", free_energy},
+        {"free_energy_train", free_energy_train},
+        {"free_energy_gap", free_energy - free_energy_train},
+        {"log_z_seconds", log_z.seconds},
+        {"seconds", seconds},
+        {"scored_training_images", scored_training_images ? nlohmann::json(*scored_training_images)
+                                                          : nlohmann::json(nullptr)},
+        {"notes", notes}};
     if (log_z.method == "ais") {
       out["ais"] = {{"runs", ais_runs},
                     {"betas", ais_betas},
@@ -226,7 +269,8 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
               fixed(free_energy).c_str(), fixed(free_energy_train).c_str(),
               static_cast<long long>(train.rows), digit_text.c_str(),
               fixed(free_energy - free_energy_train).c_str());
-  std::printf("%.1f s\n", seconds);
+  for (const std::string& note : notes) std::printf("note       %s\n", note.c_str());
+  std::printf("time       %.1f s\n", seconds);
   return 0;
 }
 

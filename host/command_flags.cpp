@@ -157,9 +157,8 @@ Split parse_split_flag(const std::string& flag, const std::string& text) {
 ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
                                        const std::optional<std::string>& data_flag,
                                        const std::filesystem::path& dir) {
-  ImageChoice choice{{"3", 3}, data_flag.value_or("data/mnist")};
+  ImageChoice choice{{"3", 3}, data_flag.value_or("data/mnist"), std::nullopt, std::nullopt};
   if (!digit_flag.empty()) choice.digit = {digit_flag, parse_digit_flag("--digit", digit_flag)};
-  if (!digit_flag.empty() && data_flag) return choice;
   nlohmann::json run;
   try {
     run = nlohmann::json::parse(read_file(dir / "run.json"));
@@ -168,7 +167,8 @@ ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
   }
   const nlohmann::json* data =
       run.is_object() && run.contains("data") && run["data"].is_object() ? &run["data"] : nullptr;
-  if (!data_flag && data != nullptr && data->contains("dir") && (*data)["dir"].is_string()) {
+  if (data == nullptr) return choice;
+  if (!data_flag && data->contains("dir") && (*data)["dir"].is_string()) {
     const std::string recorded = (*data)["dir"].get<std::string>();
     std::error_code error;
     if (!recorded.empty() && std::filesystem::is_directory(recorded, error)) {
@@ -177,17 +177,22 @@ ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
   }
   // A run.json without data.digit (written by hand) means the default; one that records a digit
   // records it as the trainer writes it, 0..9 or "all", as --resume requires.
-  if (digit_flag.empty() && data != nullptr && data->contains("digit")) {
+  if (data->contains("digit")) {
     const nlohmann::json& digit = (*data)["digit"];
     if (digit == "all") {
-      choice.digit = {"all", std::nullopt};
+      choice.trained_digit = DigitChoice{"all", std::nullopt};
     } else if (digit.is_number_integer() && digit.get<int64_t>() >= 0 &&
                digit.get<int64_t>() <= 9) {
-      choice.digit = {digit.dump(), digit.get<int>()};
-    } else {
+      choice.trained_digit = DigitChoice{digit.dump(), digit.get<int>()};
+    } else if (digit_flag.empty()) {
       throw InputError((dir / "run.json").string() + ": data.digit " + digit.dump() +
                        " is not 0..9 or \"all\"");
     }
+    if (digit_flag.empty()) choice.digit = *choice.trained_digit;
+  }
+  if (data->contains("split") && (*data)["split"].is_string()) {
+    const std::string split = (*data)["split"].get<std::string>();
+    if (split == "all" || split == "train" || split == "test") choice.trained_split = split;
   }
   return choice;
 }

@@ -59,9 +59,13 @@ struct DigitChoice {
 // directory exists), else the reference recipe's digit 3 and data/mnist (relative to the working
 // directory). run.json is read once, and only when a flag is missing. InputError naming --digit
 // or run.json when the digit is not 0..9 or all.
+// Also what the model was trained on, when run.json records it (data.digit, data.split), so that
+// eval can say when the images it scores were among the training images.
 struct ImageChoice {
   DigitChoice digit;
   std::string data_dir;
+  std::optional<DigitChoice> trained_digit;
+  std::optional<std::string> trained_split;  // "all", "train" or "test"
 };
 ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
                                        const std::optional<std::string>& data_flag,

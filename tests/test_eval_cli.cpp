@@ -151,6 +151,53 @@ TEST(EvalCli, TextReportNamesTheNumbers) {
   }
 }
 
+// What a reader could misread is said beside the numbers ("note" lines; "notes" in the JSON):
+// images that the model was trained on (run.json's data.digit and data.split overlap the scored
+// ones), AIS flags that the automatic exact log Z leaves unused, and an AIS estimate that a few
+// runs carry (ESS below a tenth of the runs, where the plug-in interval stops meaning much).
+TEST(EvalCli, NotesSayWhatCouldBeMisread) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  const std::string model = (dir / "model").string();
+  const auto notes_with = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> args = {"--model", model};
+    args.insert(args.end(), more.begin(), more.end());
+    const nlohmann::json out = eval_json(args);
+    std::string notes;
+    for (const nlohmann::json& note : out["notes"]) notes += note.get<std::string>() + "\n";
+    return std::pair(out["scored_training_images"], notes);
+  };
+  // No run.json: nothing known of the training images. H = 12 is exact under --method auto: the
+  // AIS flags given are named as unused.
+  EXPECT_EQ(notes_with({"--ais-runs", "5", "--seed", "2"}),
+            std::pair(nlohmann::json(nullptr),
+                      std::string("--ais-runs, --seed not used: log Z is exact for this model "
+                                  "(--method ais forces AIS)\n")));
+
+  // The default scores the test threes: trained on split all, they were training images.
+  test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 3, "split": "all"}})");
+  const auto [trained_on, note] = notes_with({});
+  EXPECT_EQ(trained_on, true);
+  EXPECT_EQ(note,
+            "the scored images were among the model's training images (run.json: digit 3, split "
+            "all): not a held-out score, and the free-energy gap measures no overfitting\n");
+  EXPECT_EQ(notes_with({"--digit", "5"}).first, false);  // another digit
+  test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 3, "split": "train"}})");
+  EXPECT_EQ(notes_with({}), std::pair(nlohmann::json(false), std::string()));  // held out
+
+  // Trained on all digits of the test split, scored on its eights; AIS whose ESS is 1.3 of 100
+  // runs at 100 temperatures on this model of strong visible biases (printed by the run).
+  test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": "all", "split": "test"}})");
+  const auto [trained_on_eights, ais_notes] =
+      notes_with({"--digit", "8", "--method", "ais", "--ais-betas", "100"});
+  EXPECT_EQ(trained_on_eights, true);
+  EXPECT_NE(ais_notes.find("(run.json: digit all, split test)"), std::string::npos) << ais_notes;
+  EXPECT_NE(ais_notes.find(" of 100 runs: a few runs carry the estimate, and its interval may not "
+                           "hold log Z; more --ais-betas (or --ais-runs) make it reliable"),
+            std::string::npos)
+      << ais_notes;
+}
+
 TEST(EvalCli, BadInputGetsOneLineAndExitCode2) {
   const test::TempDir dir;
   write_small_model(dir / "model", false);
