@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "kernels/philox.h"
 #include "tests/cd_reference.hpp"
 #include "tests/cuda/cuda_test_util.hpp"
+#include "tests/gibbs_reference.hpp"
 #include "tests/minibatch_reference.hpp"
 #include "tests/tiny_model.hpp"
 
@@ -153,12 +155,14 @@ TEST(CudaMinibatch, PiecesAndTrainingStateRoundTrip) {
 }
 
 // The sampler against the CPU's, chain by chain, on an MNIST-sized model (noisy rings: every pixel
-// live): the same draws give the same states except where a uniform falls within float rounding
-// (~1e-7) of its probability. A chain makes 3 x (784 + 100) draws, so ~3e-4 of chains are
-// expected to differ; at most 1% (10 of 1000) has a Poisson tail below 1e-15. Batches of 384 check
-// that the chain index names the draws (a chain named wrongly differs in almost every state);
-// packed transfers must not change a bit. Ternary hidden units too (two thresholds per hidden draw,
-// still well under 1% of chains).
+// live). The double reference (tests/gibbs_reference.hpp) says which chains keep every draw
+// test::kMargin from its probability; rounding cannot part those, so each must end in the
+// reference's state on the CPU, unbatched, in batches of 384 and packed (0 mismatches). A chain
+// makes 3 x (784 + 100) draws, each within 2e-6 of its probability with probability 4e-6, so about
+// 1% of chains are left out. The seed is the first from 77 that keeps the chains at the batches'
+// edges (the first and last of each batch of 384, the last of all) clear, so a chain named by its
+// row within a batch, or a short last batch handled wrongly, fails. Packing changes no arithmetic:
+// packed and unpacked agree in every chain. Ternary hidden units too (two thresholds per draw).
 TEST(CudaSampler, ChainsMatchCpu) {
   RBM_REQUIRE_CUDA_DEVICE();
   for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
@@ -171,10 +175,19 @@ TEST(CudaSampler, ChainsMatchCpu) {
     const Params params = init_params(init, data);
     const int64_t n = 1000;
     const std::vector<uint8_t> initial = random_initial_states(n, 784, 3);
+    std::vector<int64_t> all(static_cast<size_t>(n)), edges = {0, 383, 384, 767, 768, 999};
+    for (int64_t c = 0; c < n; ++c) all[static_cast<size_t>(c)] = c;
+    const uint32_t seed =
+        test::seed_clearing_chains(params, 77, edges, test::rows_of(initial, 784, edges), 5, 3);
+    const std::vector<test::ChainReference> refs =
+        test::sampler_reference(params, seed, all, initial, 5, 3);
     std::vector<uint8_t> want = initial;
     const std::unique_ptr<Backend> cpu = make_cpu_backend();
     cpu->set_params(params);
-    cpu->gibbs(want, n, 77, 5, 3);
+    cpu->gibbs(want, n, seed, 5, 3);
+    const test::ChainComparison on_cpu = test::compare_clear_chains(refs, want, 784);
+    ASSERT_GE(on_cpu.clear, n * 95 / 100) << "too few chains clear of ties to compare";
+    EXPECT_EQ(on_cpu.mismatched, 0) << "CPU chains unlike the double reference";
     std::vector<std::vector<uint8_t>> got;
     for (const CudaOptions options :
          {CudaOptions{}, CudaOptions{.gibbs_batch_chains = 384},
@@ -182,21 +195,11 @@ TEST(CudaSampler, ChainsMatchCpu) {
       const std::unique_ptr<Backend> gpu = make_cuda_backend(options);
       gpu->set_params(params);
       std::vector<uint8_t> states = initial;
-      gpu->gibbs(states, n, 77, 5, 3);
+      gpu->gibbs(states, n, seed, 5, 3);
       got.push_back(states);
+      EXPECT_EQ(test::compare_clear_chains(refs, states, 784).mismatched, 0)
+          << "batch " << options.gibbs_batch_chains << (options.packed_states ? ", packed" : "");
     }
-    // Chains of `a` whose states differ from `b`'s.
-    const auto differing = [&](const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
-      int64_t count = 0;
-      for (int64_t c = 0; c < n; ++c) {
-        count += !std::equal(a.begin() + c * 784, a.begin() + (c + 1) * 784, b.begin() + c * 784);
-      }
-      return count;
-    };
-    EXPECT_LE(differing(got[0], want), n / 100);
-    // Batches change cuBLAS's GEMM shapes (1000 rows against 384, 384 and 232), so it may add in
-    // another order: the same bound as against the CPU. Packing changes no arithmetic: no bit.
-    EXPECT_LE(differing(got[1], got[0]), n / 100) << "batched";
     EXPECT_EQ(got[2], got[1]) << "packed";
     EXPECT_NE(got[0], initial);
   }
@@ -246,9 +249,12 @@ TEST(CudaMinibatch, RefusesChainsThatDoNotFit) {
 
 // The size: a million chains of an MNIST-sized model, all resident at once, from all-zero
 // states, 2 steps. Two checks, neither a bare tolerance:
-// - The first 65536 chains against the CPU sampler's 65536 (a chain's draws are named by its
-//   index, not by N): at most 1% may differ, as in ChainsMatchCpu (~3e-4 expected; a misnamed
-//   chain differs almost everywhere).
+// - Chain by chain against the double reference (tests/gibbs_reference.hpp) for the first 65536
+//   chains (which the CPU sampler runs too) and the last 1024: every chain whose draws all keep
+//   test::kMargin from their probabilities cannot part through rounding and must end in the
+//   reference's state on both backends (0 mismatches). A chain makes 2 x 884 draws, each within
+//   2e-6 of its probability with probability 4e-6, so about 0.7% of chains are left out; the seed
+//   is the first from 3 that keeps chains 0, 65535, 999999 clear, so the last chain is compared.
 // - Every chain got its own draws and was written: no chain is still all zero and no two chains
 //   are equal. With no biases, |W h|_i <= m_i = max(sum of W_i's positive entries, of its negative
 //   ones' magnitudes), so no state has probability above B = prod_i sigm(m_i); a correct sampler
@@ -260,7 +266,7 @@ TEST(CudaSampler, AMillionChains) {
   init.init_std = 0.05f;
   const Params params = init_params(init, data);
   ASSERT_TRUE(params.a.empty());
-  const int64_t n = 1'000'000, d = 784, compared = 65536;
+  const int64_t n = 1'000'000, d = 784, compared = 65536, tail = 1024;
   double log_bound = 0.0;  // log B
   for (int64_t i = 0; i < d; ++i) {
     double positive = 0.0, negative = 0.0;
@@ -273,22 +279,34 @@ TEST(CudaSampler, AMillionChains) {
   const double pairs = static_cast<double>(n) + 0.5 * static_cast<double>(n) * n;
   ASSERT_LT(std::log(pairs) + log_bound, std::log(1e-9)) << "log B = " << log_bound;
 
+  std::vector<int64_t> checked;  // chains 0 .. compared - 1, then the last `tail`
+  for (int64_t c = 0; c < compared; ++c) checked.push_back(c);
+  for (int64_t c = n - tail; c < n; ++c) checked.push_back(c);
+  const std::vector<int64_t> edges = {0, compared - 1, n - 1};
+  const uint32_t seed =
+      test::seed_clearing_chains(params, 3, edges, std::vector<uint8_t>(edges.size() * d, 0), 0, 2);
+  const std::vector<test::ChainReference> refs = test::sampler_reference(
+      params, seed, checked, std::vector<uint8_t>(checked.size() * d, 0), 0, 2);
+
   std::vector<uint8_t> states(static_cast<size_t>(n * d), 0);
   const std::unique_ptr<Backend> gpu = make_cuda_backend();
   gpu->set_params(params);
-  gpu->gibbs(states, n, 3, 0, 2);
+  gpu->gibbs(states, n, seed, 0, 2);
   for (const uint8_t s : states) ASSERT_LE(s, 1);
 
   std::vector<uint8_t> want(static_cast<size_t>(compared * d), 0);
   const std::unique_ptr<Backend> cpu = make_cpu_backend();
   cpu->set_params(params);
-  cpu->gibbs(want, compared, 3, 0, 2);
-  int64_t differing = 0;
-  for (int64_t c = 0; c < compared; ++c) {
-    differing +=
-        !std::equal(want.begin() + c * d, want.begin() + (c + 1) * d, states.begin() + c * d);
-  }
-  EXPECT_LE(differing, compared / 100);
+  cpu->gibbs(want, compared, seed, 0, 2);
+  const std::vector<test::ChainReference> head(refs.begin(), refs.begin() + compared);
+  const test::ChainComparison on_cpu = test::compare_clear_chains(head, want, d);
+  const test::ChainComparison on_gpu =
+      test::compare_clear_chains(refs, test::rows_of(states, d, checked), d);
+  std::printf("seed %u: %lld of %lld checked chains clear of ties\n", seed,
+              static_cast<long long>(on_gpu.clear), static_cast<long long>(checked.size()));
+  ASSERT_GE(on_gpu.clear, static_cast<int64_t>(checked.size()) * 98 / 100);
+  EXPECT_EQ(on_cpu.mismatched, 0) << "CPU chains unlike the double reference";
+  EXPECT_EQ(on_gpu.mismatched, 0) << "GPU chains unlike the reference";
 
   std::vector<std::string_view> chains;
   chains.reserve(static_cast<size_t>(n));

@@ -1,0 +1,147 @@
+// The many-chain sampler (Backend::gibbs) chain by chain, recomputed in double from the named draws
+// (host/backend.hpp), with how close any draw came to flipping. Two correct implementations make
+// different draws only where a uniform lies within float rounding of its probability, so the GPU
+// tests compare, exactly, the chains whose every draw keeps test::kMargin (tests/cd_reference.hpp)
+// and let only the others part.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/model.hpp"
+#include "kernels/philox.h"
+#include "tests/cd_reference.hpp"
+
+namespace rbm::test {
+
+// body(i) for i in [0, n), split into contiguous slices over the hardware threads.
+template <typename Body>
+void parallel_indices(int64_t n, Body body) {
+  const int64_t threads =
+      std::clamp<int64_t>(static_cast<int64_t>(std::thread::hardware_concurrency()), 1, 64);
+  std::vector<std::thread> workers;
+  for (int64_t w = 0; w < std::min(threads, n); ++w) {
+    workers.emplace_back([&, w] {
+      for (int64_t i = n * w / threads; i < n * (w + 1) / threads; ++i) body(i);
+    });
+  }
+  for (std::thread& t : workers) t.join();
+}
+
+struct ChainReference {
+  std::vector<uint8_t> state;  // (d) after the steps
+  double min_margin = 1.0;     // min over the chain's draws of |u - p| (both thresholds: ternary)
+};
+
+// Chain `chain` of Backend::gibbs(..., seed, first_step, steps) from `initial` (d): key (seed,
+// sample), stream = chain, phases sample_hidden_phase(g) and sample_visible_phase(g).
+inline ChainReference sampler_chain_reference(const Params& p, uint32_t seed, uint64_t chain,
+                                              const uint8_t* initial, int64_t first_step,
+                                              int64_t steps) {
+  const int d = p.visible, H = p.hidden;
+  const bool ternary = p.hidden_type == HiddenType::ternary;
+  const uint64_t key = philox_key(seed, Purpose::sample);
+  const auto sigm = [](double t) { return 1.0 / (1.0 + std::exp(-t)); };
+  ChainReference ref;
+  ref.state.assign(initial, initial + d);
+  std::vector<double> t(static_cast<size_t>(H)), h(static_cast<size_t>(H));
+  for (int64_t g = first_step; g < first_step + steps; ++g) {
+    std::copy(p.b.begin(), p.b.end(), t.begin());  // t (H) = W'x + b
+    for (int i = 0; i < d; ++i) {
+      if (ref.state[static_cast<size_t>(i)] == 0) continue;
+      const float* row = p.W.data() + static_cast<size_t>(i) * H;
+      for (int j = 0; j < H; ++j) t[static_cast<size_t>(j)] += row[j];
+    }
+    for (int j = 0; j < H; ++j) {
+      const double u = philox_uniform(key, chain, sample_hidden_phase(g), static_cast<uint32_t>(j));
+      const double tj = t[static_cast<size_t>(j)];
+      if (ternary) {
+        h[static_cast<size_t>(j)] = ternary_draw_reference(u, tj, ref.min_margin);
+      } else {
+        ref.min_margin = std::min(ref.min_margin, std::fabs(u - sigm(tj)));
+        h[static_cast<size_t>(j)] = u < sigm(tj) ? 1.0 : 0.0;
+      }
+    }
+    for (int i = 0; i < d; ++i) {  // x_i ~ sigm(W_i h + a_i)
+      const float* row = p.W.data() + static_cast<size_t>(i) * H;
+      double s = p.has_visible_bias() ? p.a[static_cast<size_t>(i)] : 0.0;
+      for (int j = 0; j < H; ++j) s += row[j] * h[static_cast<size_t>(j)];
+      const double u =
+          philox_uniform(key, chain, sample_visible_phase(g), static_cast<uint32_t>(i));
+      ref.min_margin = std::min(ref.min_margin, std::fabs(u - sigm(s)));
+      ref.state[static_cast<size_t>(i)] = u < sigm(s) ? 1 : 0;
+    }
+  }
+  return ref;
+}
+
+// The chains `chains` (their indices), from initial_rows (chains.size(), d), on all threads.
+inline std::vector<ChainReference> sampler_reference(const Params& p, uint32_t seed,
+                                                     const std::vector<int64_t>& chains,
+                                                     const std::vector<uint8_t>& initial_rows,
+                                                     int64_t first_step, int64_t steps) {
+  std::vector<ChainReference> refs(chains.size());
+  parallel_indices(static_cast<int64_t>(chains.size()), [&](int64_t k) {
+    refs[static_cast<size_t>(k)] =
+        sampler_chain_reference(p, seed, static_cast<uint64_t>(chains[static_cast<size_t>(k)]),
+                                initial_rows.data() + k * p.visible, first_step, steps);
+  });
+  return refs;
+}
+
+// The first seed of [first, first + 50) whose reference keeps every draw of each chain in
+// `must_clear` kMargin from its probability (chains that start from initial_rows' rows, one per
+// listed chain); throws when none does. The chains a test names (a batch's first and last, the
+// last of all) then take part in its exact comparison.
+inline uint32_t seed_clearing_chains(const Params& p, uint32_t first,
+                                     const std::vector<int64_t>& must_clear,
+                                     const std::vector<uint8_t>& initial_rows, int64_t first_step,
+                                     int64_t steps) {
+  for (uint32_t seed = first; seed < first + 50; ++seed) {
+    const std::vector<ChainReference> refs =
+        sampler_reference(p, seed, must_clear, initial_rows, first_step, steps);
+    if (std::all_of(refs.begin(), refs.end(),
+                    [](const ChainReference& r) { return r.min_margin >= kMargin; })) {
+      return seed;
+    }
+  }
+  throw std::runtime_error("no seed in [" + std::to_string(first) + ", " +
+                           std::to_string(first + 50) + ") keeps the named chains clear of ties");
+}
+
+// Rows `chains` of states (n, d), in that order.
+inline std::vector<uint8_t> rows_of(const std::vector<uint8_t>& states, int d,
+                                    const std::vector<int64_t>& chains) {
+  std::vector<uint8_t> rows;
+  rows.reserve(chains.size() * static_cast<size_t>(d));
+  for (const int64_t c : chains) {
+    rows.insert(rows.end(), states.begin() + c * d, states.begin() + (c + 1) * d);
+  }
+  return rows;
+}
+
+// How the chains of one sampler compare with their reference: `clear` chains keep kMargin on
+// every draw; `mismatched` of them ended in another state than the reference's (0 for a correct
+// sampler: two correct samplers part only where a draw is within rounding of its probability).
+struct ChainComparison {
+  int64_t clear = 0, mismatched = 0;
+};
+inline ChainComparison compare_clear_chains(const std::vector<ChainReference>& refs,
+                                            const std::vector<uint8_t>& rows, int d) {
+  ChainComparison result;
+  for (size_t k = 0; k < refs.size(); ++k) {
+    if (refs[k].min_margin < kMargin) continue;
+    ++result.clear;
+    result.mismatched += !std::equal(refs[k].state.begin(), refs[k].state.end(),
+                                     rows.begin() + static_cast<int64_t>(k) * d);
+  }
+  return result;
+}
+
+}  // namespace rbm::test
