@@ -1,8 +1,8 @@
-// The many-chain sampler (Backend::gibbs) chain by chain, recomputed in double from the named draws
-// (host/backend.hpp), with how close any draw came to flipping. Two correct implementations make
-// different draws only where a uniform lies within float rounding of its probability, so the GPU
-// tests compare, exactly, the chains whose every draw keeps test::kMargin (tests/cd_reference.hpp)
-// and let only the others part.
+// The many-chain sampler (Backend::gibbs) chain by chain and AIS (Backend::ais) run by run,
+// recomputed in double from the named draws (host/backend.hpp), with how close any draw came to
+// flipping. Two correct implementations make different draws only where a uniform lies within
+// float rounding of its probability, so the GPU tests compare, exactly, the chains and runs whose
+// every draw keeps test::kMargin (tests/cd_reference.hpp) and let only the others part.
 #pragma once
 
 #include <algorithm>
@@ -13,7 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include "host/ais.hpp"
 #include "host/backend.hpp"
+#include "host/hidden_units.hpp"
 #include "host/model.hpp"
 #include "kernels/philox.h"
 #include "tests/cd_reference.hpp"
@@ -142,6 +144,78 @@ inline ChainComparison compare_clear_chains(const std::vector<ChainReference>& r
                                      rows.begin() + static_cast<int64_t>(k) * d);
   }
   return result;
+}
+
+struct AisRunReference {
+  double log_weight = 0.0;  // log w of the run
+  double min_margin = 1.0;  // min over the run's draws of |u - p|
+};
+
+// Run r of Backend::ais(request) (host/ais.hpp's scheme, host/backend.hpp's draws) in double.
+inline AisRunReference ais_run_reference(const Params& p, const AisRequest& request, int64_t r) {
+  const int d = p.visible, H = p.hidden;
+  const bool ternary = p.hidden_type == HiddenType::ternary;
+  const uint64_t key = philox_key(request.seed, Purpose::ais);
+  const uint64_t stream = request.first_stream + static_cast<uint64_t>(r);
+  const std::vector<double>& betas = request.betas;
+  const std::vector<float>& c = request.base_bias;
+  const auto sigm = [](double t) { return 1.0 / (1.0 + std::exp(-t)); };
+  const auto a = [&](int i) { return p.has_visible_bias() ? double{p.a[i]} : 0.0; };
+  AisRunReference ref;
+  const auto draw = [&](uint32_t phase, int unit, double prob) {
+    const double u = philox_uniform(key, stream, phase, static_cast<uint32_t>(unit));
+    ref.min_margin = std::min(ref.min_margin, std::fabs(u - prob));
+    return u < prob ? 1.0 : 0.0;
+  };
+  std::vector<double> x(static_cast<size_t>(d)), h(static_cast<size_t>(H)),
+      t(static_cast<size_t>(H));
+  for (int i = 0; i < d; ++i) x[i] = draw(ais_init_phase(), i, sigm(c[i]));
+  for (size_t k = 1; k < betas.size(); ++k) {
+    const double beta = betas[k], beta_prev = betas[k - 1];
+    std::copy(p.b.begin(), p.b.end(), t.begin());  // t (H) = W'x + b
+    double increment = 0.0;
+    for (int i = 0; i < d; ++i) {
+      if (x[i] == 0.0) continue;
+      increment += (beta - beta_prev) * (a(i) - c[i]);
+      const float* row = p.W.data() + static_cast<size_t>(i) * H;
+      for (int j = 0; j < H; ++j) t[j] += row[j];
+    }
+    for (int j = 0; j < H; ++j) {
+      increment += ternary ? hidden_log_sum<HiddenType::ternary>(beta * t[j]) -
+                                 hidden_log_sum<HiddenType::ternary>(beta_prev * t[j])
+                           : hidden_log_sum<HiddenType::binary>(beta * t[j]) -
+                                 hidden_log_sum<HiddenType::binary>(beta_prev * t[j]);
+    }
+    ref.log_weight += increment;
+    if (k + 1 == betas.size()) break;
+    // One sweep at beta: h ~ p(h | beta t), x ~ sigm(beta (W h + a) + (1 - beta) c).
+    const int64_t step = static_cast<int64_t>(k);
+    for (int j = 0; j < H; ++j) {
+      if (ternary) {
+        const double u =
+            philox_uniform(key, stream, ais_hidden_phase(step), static_cast<uint32_t>(j));
+        h[j] = ternary_draw_reference(u, beta * t[j], ref.min_margin);
+      } else {
+        h[j] = draw(ais_hidden_phase(step), j, sigm(beta * t[j]));
+      }
+    }
+    for (int i = 0; i < d; ++i) {
+      const float* row = p.W.data() + static_cast<size_t>(i) * H;
+      double s = 0.0;
+      for (int j = 0; j < H; ++j) s += row[j] * h[j];
+      x[i] = draw(ais_visible_phase(step), i, sigm(beta * (s + a(i)) + (1.0 - beta) * c[i]));
+    }
+  }
+  return ref;
+}
+
+// Every run of the request, on all threads.
+inline std::vector<AisRunReference> ais_reference(const Params& p, const AisRequest& request) {
+  std::vector<AisRunReference> refs(static_cast<size_t>(request.runs));
+  parallel_indices(request.runs, [&](int64_t r) {
+    refs[static_cast<size_t>(r)] = ais_run_reference(p, request, r);
+  });
+  return refs;
 }
 
 }  // namespace rbm::test

@@ -1,7 +1,8 @@
-// The double reference of the sampler (tests/gibbs_reference.hpp), which the GPU tests compare
-// chain by chain, against the CPU backend: every chain whose draws all keep test::kMargin from
-// their probabilities must end in the same state, on the GPU tests' own models and seeds, so that
-// what the device check relies on is checked where there is no device.
+// The double references of the sampler and of AIS (tests/gibbs_reference.hpp), which the GPU tests
+// compare chain by chain and run by run, against the CPU backend: every chain or run whose draws
+// all keep test::kMargin from their probabilities must come out the same (states exactly, log
+// weights to 1e-4), on the GPU tests' own models and seeds, so that what the device check relies
+// on is checked where there is no device.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "host/ais.hpp"
 #include "host/backend.hpp"
 #include "host/model.hpp"
 #include "tests/cd_reference.hpp"
@@ -46,6 +48,62 @@ TEST(GibbsReference, CpuSamplerMatchesClearChains) {
     EXPECT_EQ(on_cpu.mismatched, 0);
     // The reference is not trivially equal: the chains moved.
     EXPECT_NE(want, initial);
+  }
+}
+
+// tests/cuda/test_cuda_eval.cpp's AIS models on the CPU alone: clear runs agree to 1e-4.
+TEST(GibbsReference, CpuAisMatchesClearRuns) {
+  struct Case {
+    Params params;
+    AisRequest request;
+    int64_t min_clear;
+  };
+  std::vector<Case> cases;
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    for (const bool visible_bias : {false, true}) {
+      for (const float base : {0.0f, -0.7f}) {
+        Case c;
+        c.params = test::random_params(16, 12, 1.0f, 201, visible_bias);
+        c.params.hidden_type = type;
+        c.request.betas = ais_betas(300);
+        c.request.runs = 64;
+        c.request.seed = 202;
+        c.request.first_stream = 3;
+        c.request.base_bias.assign(16, base);
+        c.request.base_bias[5] = 1.5f;
+        c.min_clear = 64 * 8 / 10;
+        cases.push_back(c);
+      }
+    }
+  }
+  Case mnist;
+  mnist.params = test::random_params(784, 50, 0.1f, 301, false);
+  for (float& b : mnist.params.b) b = 0.0f;
+  mnist.request.betas = ais_betas(200);
+  mnist.request.runs = 100;
+  mnist.request.seed = 302;
+  mnist.request.base_bias.resize(784);
+  for (int i = 0; i < 784; ++i)
+    mnist.request.base_bias[i] = -3.0f + 0.04f * static_cast<float>((i * 37) % 100);
+  mnist.min_clear = 30;
+  cases.push_back(mnist);
+  for (const Case& c : cases) {
+    const std::vector<test::AisRunReference> refs = test::ais_reference(c.params, c.request);
+    const std::unique_ptr<Backend> cpu = make_cpu_backend();
+    cpu->set_params(c.params);
+    const AisResult want = cpu->ais(c.request);
+    int64_t clear = 0;
+    double worst = 0.0;
+    for (size_t r = 0; r < refs.size(); ++r) {
+      if (refs[r].min_margin < test::kMargin) continue;
+      ++clear;
+      worst = std::max(worst, std::fabs(want.log_weights[r] - refs[r].log_weight));
+    }
+    std::printf("d %d, H %d: %lld of %lld runs clear, worst |log w - ref| %.3g\n", c.params.visible,
+                c.params.hidden, static_cast<long long>(clear),
+                static_cast<long long>(c.request.runs), worst);
+    EXPECT_GE(clear, c.min_clear);
+    EXPECT_LE(worst, 1e-4);
   }
 }
 
