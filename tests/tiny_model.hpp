@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
@@ -105,6 +106,21 @@ inline std::vector<double> exact_law_after(const Params& p, int steps) {
     }
   }
   return law;
+}
+
+// The model whose W is what TF32 tensor cores multiply by: each weight with a 10-bit mantissa,
+// rounded to nearest with ties away from zero (PTX's cvt.rna.tf32.f32) or truncated (the low 13
+// bits dropped, what a tensor core does with fp32 bits it is handed unconverted). cuBLAS does not
+// document which one its TF32 math mode uses. *ties counts the weights exactly halfway between
+// two TF32 values, where rounding to nearest even would differ from ties away.
+inline Params with_tf32_weights(Params p, bool truncate, int* ties = nullptr) {
+  for (float& w : p.W) {
+    uint32_t bits = std::bit_cast<uint32_t>(w);
+    if (ties != nullptr) *ties += (bits & 0x1FFFu) == 0x1000u;
+    if (!truncate) bits += 0x1000u;  // half of the last kept bit, on the magnitude
+    w = std::bit_cast<float>(bits & 0xFFFFE000u);
+  }
+  return p;
 }
 
 // The upper 1e-6 quantile of the chi-square distribution with k degrees of freedom, by the
