@@ -127,7 +127,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   }
   if (static_cast<double>(chains) * d > 4e9) {
     throw InputError("--chains " + f.chains + " x " + std::to_string(d) +
-                     " units is more than 4e9 states");
+                     " units is more than 4e9 states: at most " +
+                     std::to_string(static_cast<int64_t>(4e9 / d)) + " chains of this model");
   }
   std::vector<uint8_t> states;
   if (from_data) {
@@ -144,22 +145,26 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   } else {
     states = random_initial_states(chains, d, seed);
   }
-  const std::vector<uint8_t> start = states;
+  // The before-after picture's start images: its first up to 50 chains, not a copy of all of them
+  // (the states may be gigabytes).
+  const int n = static_cast<int>(std::min<int64_t>(chains, 100));
+  const size_t before_after_count = static_cast<size_t>(std::min(n, 50)) * d;
+  const std::vector<uint8_t> before =
+      f.before_after.empty()
+          ? std::vector<uint8_t>()
+          : std::vector<uint8_t>(states.begin(), states.begin() + before_after_count);
 
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
   backend->gibbs(states, chains, seed, 0, steps);
 
   write_output("--out", [&] { write_npy_states(f.out, states, chains, d, format); });
-  const int n = static_cast<int>(std::min<int64_t>(chains, 100));
   if (!f.png.empty()) {
     const std::vector<uint8_t> first(states.begin(), states.begin() + static_cast<size_t>(n) * d);
     write_output("--png", [&] { write_png_gray(f.png, image_grid(first, n)); });
   }
   if (!f.before_after.empty()) {
-    const size_t count = static_cast<size_t>(std::min(n, 50)) * d;
-    const std::vector<uint8_t> before(start.begin(), start.begin() + count);
-    const std::vector<uint8_t> after(states.begin(), states.begin() + count);
+    const std::vector<uint8_t> after(states.begin(), states.begin() + before_after_count);
     write_output("--before-after", [&] {
       write_png_gray(f.before_after, before_after_grid(before, after, std::min(n, 50)));
     });
