@@ -7,7 +7,9 @@
 // test_ais.cpp.
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -144,6 +146,118 @@ TEST(Ternary, ExactGradientMatchesFiniteDifferencesOfTheLogLikelihood) {
     largest = std::max(largest, std::fabs(static_cast<double>(grad.W[q]) - binary_grad.W[q]));
   }
   EXPECT_GT(largest, 1e-2);
+}
+
+// The batch metrics (mean_free_energy, reconstruction_error: float sgemm, then G in float) against
+// a reference in double from the equations, written here without the library's
+// functions:
+//   F(x) = -a'x - sum_j log(1 + 2 cosh t_j),  t = W'x + b
+//   recon(x) = mean_i (x_i - sigm(W_i m + a_i))^2,  m_j = G(t_j) = 2 sinh t_j / (1 + 2 cosh t_j).
+// Tolerances, from the float roundings with u = 2^-24 (each bound is a worst case, any summation
+// order: a float sum of n terms errs by at most (n - 1) u sum |terms|, to first order):
+//  - t_j in float errs by dt_j <= (n_x + 1) u S_j, n_x the pixels on, S_j = |b_j| + sum_i x_i
+//  |W_ij|;
+//  - F: d log(1 + 2 cosh t) / dt = G(t), |G| < 1, so |dF| <= sum_j dt_j (plus double roundings,
+//    1e-12 relative);
+//  - m_j: |G'| <= G'(0) = 2/3, and float G itself (expf, expm1f, a division) adds 8u:
+//    dm_j <= (2/3) dt_j + 8u;
+//  - v_i = W_i m + a_i in float: dv_i <= sum_j |W_ij| dm_j + (H + 1) u (|a_i| + sum_j |W_ij m_j|);
+//  - sigm's slope is at most 1/4, float sigmoid adds 8u, and |d (x - s)^2 / ds| = 2|x - s| <= 2:
+//    the pixel's term errs by at most 2 (dv_i / 4 + 8u).
+// sigm in the place of G moves the hidden means by ~0.1 to 1 and the reconstruction error by 50
+// to 1000 times its bound here; the test checks that it lies outside.
+struct TernaryMetricsReference {
+  double mean_free_energy = 0.0, free_energy_bound = 0.0;
+  double reconstruction_error = 0.0, reconstruction_bound = 0.0;
+};
+
+TernaryMetricsReference ternary_metrics_reference(const Params& p, const Dataset& images,
+                                                  bool sigm_for_g = false) {
+  const int d = p.visible, H = p.hidden;
+  const double u = FLT_EPSILON / 2.0;
+  const auto a = [&](int i) { return p.has_visible_bias() ? double{p.a[i]} : 0.0; };
+  const auto w = [&](int i, int j) { return double{p.W[static_cast<size_t>(i) * H + j]}; };
+  TernaryMetricsReference ref;
+  for (int64_t r = 0; r < images.rows; ++r) {
+    const uint8_t* x = images.row(r);
+    int on = 0;
+    for (int i = 0; i < d; ++i) on += x[i] ? 1 : 0;
+    std::vector<double> m(static_cast<size_t>(H)), dm(m.size());  // (H) G(t), its float error
+    double f = 0.0;
+    for (int i = 0; i < d; ++i) f -= x[i] ? a(i) : 0.0;
+    for (int j = 0; j < H; ++j) {
+      double t = p.b[j], magnitude = std::fabs(p.b[j]);
+      for (int i = 0; i < d; ++i) {
+        if (x[i]) t += w(i, j), magnitude += std::fabs(w(i, j));
+      }
+      const double dt = (on + 1) * u * magnitude;
+      f -= std::log(1.0 + 2.0 * std::cosh(t));
+      ref.free_energy_bound += dt;
+      m[j] =
+          sigm_for_g ? 1.0 / (1.0 + std::exp(-t)) : 2.0 * std::sinh(t) / (1.0 + 2.0 * std::cosh(t));
+      dm[j] = 2.0 / 3.0 * dt + 8.0 * u;
+    }
+    ref.mean_free_energy += f;
+    ref.free_energy_bound += 1e-12 * std::fabs(f);
+    for (int i = 0; i < d; ++i) {
+      double v = a(i), dv = 0.0, magnitude = std::fabs(a(i));
+      for (int j = 0; j < H; ++j) {
+        v += w(i, j) * m[j];
+        dv += std::fabs(w(i, j)) * dm[j];
+        magnitude += std::fabs(w(i, j) * m[j]);
+      }
+      dv += (H + 1) * u * magnitude;
+      const double diff = x[i] - 1.0 / (1.0 + std::exp(-v));
+      ref.reconstruction_error += diff * diff;
+      ref.reconstruction_bound += 2.0 * (dv / 4.0 + 8.0 * u);
+    }
+  }
+  const double n = static_cast<double>(images.rows);
+  ref.mean_free_energy /= n;
+  ref.free_energy_bound /= n;
+  ref.reconstruction_error /= n * d;
+  ref.reconstruction_bound /= n * d;
+  return ref;
+}
+
+// A tiny model on every 7-pixel image, and the recipe's shape (784 x 20) on 200 MNIST threes,
+// where sgemm runs its blocked kernels; with and without visible biases.
+TEST(Ternary, BatchMetricsMatchTheEquationsInDouble) {
+  std::vector<uint32_t> patterns(128);
+  for (uint32_t s = 0; s < 128; ++s) patterns[s] = s;
+  const Dataset every_image = test::bit_images(7, patterns);
+  Dataset threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);
+  threes.rows = 200;
+  threes.pixels.resize(static_cast<size_t>(threes.rows) * threes.cols());
+  threes.labels.resize(static_cast<size_t>(threes.rows));
+  struct Case {
+    const Dataset* images;
+    float scale;
+  };
+  for (const Case& c : {Case{&every_image, 1.0f}, Case{&threes, 0.1f}}) {
+    for (const bool visible_bias : {false, true}) {
+      const Params p = ternary(test::random_params(c.images->cols(), c.images == &threes ? 20 : 4,
+                                                   c.scale, visible_bias ? 41 : 42, visible_bias));
+      SCOPED_TRACE(::testing::Message() << "d " << p.visible << (visible_bias ? ", a" : ", no a"));
+      const Dataset& images = *c.images;
+      const TernaryMetricsReference want = ternary_metrics_reference(p, images);
+      std::printf("d %d%s: F bound %.2g, recon bound %.2g\n", p.visible, visible_bias ? ", a" : "",
+                  want.free_energy_bound, want.reconstruction_bound);
+      EXPECT_NEAR(mean_free_energy(p, images), want.mean_free_energy, want.free_energy_bound);
+      EXPECT_NEAR(reconstruction_error(p, images), want.reconstruction_error,
+                  want.reconstruction_bound);
+      // mean_free_energy is the mean of free_energy (double pre-activations): the same bound.
+      double mean_of_free_energies = 0.0;
+      for (int64_t r = 0; r < images.rows; ++r)
+        mean_of_free_energies += free_energy(p, images.row(r));
+      mean_of_free_energies /= static_cast<double>(images.rows);
+      EXPECT_NEAR(mean_free_energy(p, images), mean_of_free_energies, want.free_energy_bound);
+      // The bound tells G from sigm: a reconstruction through sigm(t) lies outside it.
+      const TernaryMetricsReference with_sigm = ternary_metrics_reference(p, images, true);
+      EXPECT_GT(std::fabs(with_sigm.reconstruction_error - reconstruction_error(p, images)),
+                want.reconstruction_bound);
+    }
+  }
 }
 
 // Extreme pre-activations: log(1 + 2 cosh t) and G(t) neither overflow nor lose digits, and every
