@@ -2,6 +2,7 @@
 // as k grows: design.md's estimator, and a check that nothing in the chain is biased.
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <vector>
 
@@ -50,6 +51,54 @@ GradientStats cd_gradient_stats(const Params& start, const Dataset& data, int k,
     stats.sd.push_back(std::sqrt(std::max(0.0, sum_sq[q] / static_cast<double>(n) - mean * mean)));
   }
   return stats;
+}
+
+// exact_gradient for binary hidden units (E_data - E_model of x sigm(t)', sigm(t), x by
+// enumeration) against central differences of the exact mean log p(x) = -mean F(x) - log Z, both
+// in double, with and without visible biases (the ternary twin is in tests/test_ternary.cpp).
+// Tolerance per parameter p, step h = 1e-3 (p +- h rounded to float; the step taken is their exact
+// difference in double):
+//  - truncation: h^2 / 6 max |f'''|. Each derivative of log p(x) in one parameter is a cumulant of
+//    a statistic S in [0, 1] (x_i h_j, h_j or x_i) under p(h | x) (the data term) minus one under
+//    p(x, h) (log Z), and |E (S - E S)^3| <= E (S - E S)^2 <= 1/4: |f'''| <= 1/2, so h^2 / 12;
+//  - the rounding of p +- h moves the differences' centre c by |c - p| <= u (|p| + h), u = 2^-24,
+//    which moves f' by at most max |f''| |c - p| <= (1/2) u (|p| + h) (|f''| <= 1/4 + 1/4 alike);
+//  - exact_gradient returns floats: u |g| <= u;
+//  - double rounding of the two log-likelihoods (log Z's product walk: d x 258 x 1.1e-16 = 2e-13
+//    each at d = 6) over the step 2e-3: 2e-10; 1e-9 for it.
+// About 2.6e-7 in all; a gradient that dropped b from t, or the model term, is off by > 1e-2.
+TEST(Gradient, ExactGradientMatchesFiniteDifferencesOfTheLogLikelihood) {
+  const Dataset data = test::bit_images(6, {0b000111, 0b111000, 0b101010, 0b110011, 0b001100});
+  for (const bool visible_bias : {false, true}) {
+    SCOPED_TRACE(visible_bias ? "visible bias" : "no visible bias");
+    const Params p = test::random_params(6, 4, 0.8f, 72, visible_bias);
+    const auto log_likelihood = [&](const Params& q) {
+      double sum = 0.0;
+      for (int64_t r = 0; r < data.rows; ++r) sum -= free_energy(q, data.row(r));
+      return sum / static_cast<double>(data.rows) - exact_log_partition(q);
+    };
+    const Params grad = exact_gradient(p, data);
+    ASSERT_EQ(grad.a.size(), p.a.size());
+    constexpr float kStep = 1e-3f;
+    const double u = FLT_EPSILON / 2.0;
+    const auto check = [&](std::vector<float> Params::*field, const std::vector<float>& want,
+                           const char* name) {
+      for (size_t q = 0; q < want.size(); ++q) {
+        Params plus = p, minus = p;
+        (plus.*field)[q] += kStep;
+        (minus.*field)[q] -= kStep;
+        const double step =
+            static_cast<double>((plus.*field)[q]) - static_cast<double>((minus.*field)[q]);
+        const double fd = (log_likelihood(plus) - log_likelihood(minus)) / step;
+        const double h = kStep, value = std::fabs((p.*field)[q]);
+        const double tolerance = h * h / 12.0 + 0.5 * u * (value + h) + u + 1e-9;
+        EXPECT_NEAR(want[q], fd, tolerance) << name << "[" << q << "]";
+      }
+    };
+    check(&Params::W, grad.W, "W");
+    check(&Params::b, grad.b, "b");
+    check(&Params::a, grad.a, "a");
+  }
 }
 
 void expect_large_k_cd_approaches_the_exact_gradient(HiddenType type) {
