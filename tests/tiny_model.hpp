@@ -123,12 +123,15 @@ inline Params with_tf32_weights(Params p, bool truncate, int* ties = nullptr) {
   return p;
 }
 
-// The upper 1e-6 quantile of the chi-square distribution with k degrees of freedom, by the
-// Wilson-Hilferty cube approximation (accurate to about 1% here) with the normal quantile
-// z = 4.7534 (upper tail 1e-6), widened by 5% to cover the approximation's error.
-inline double chi_square_limit_1e6(int k) {
-  const double z = 4.7534, c = 2.0 / (9.0 * k);
+// The upper quantile of the chi-square distribution with k degrees of freedom at the normal
+// quantile z (upper tail P(N(0, 1) > z)), by the Wilson-Hilferty cube approximation (accurate to
+// about 1% here), widened by 5% to cover the approximation's error.
+inline double chi_square_limit(int k, double z) {
+  const double c = 2.0 / (9.0 * k);
   return 1.05 * k * std::pow(1.0 - c + z * std::sqrt(c), 3.0);
 }
+
+// The upper 1e-6 quantile: z = 4.7534.
+inline double chi_square_limit_1e6(int k) { return chi_square_limit(k, 4.7534); }
 
 }  // namespace rbm::test
