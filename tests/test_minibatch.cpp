@@ -280,6 +280,44 @@ TEST(Minibatch, TrainingStateRoundTrip) {
   EXPECT_INPUT_ERROR(resumed->set_training_state(bad), "chains");
 }
 
+// Backend::stage() clears the training state too (host/backend.hpp): after a PCD run with
+// momentum, stage() leaves no velocities and no chains, and training on the new images from the
+// same parameters is bit for bit that of a fresh backend, whose PCD chains start from the new
+// images and whose velocities start at 0. Fails a stage() that keeps the old chains (their images
+// would be the old data's) or the old velocities.
+TEST(Minibatch, StageClearsTheTrainingState) {
+  const Dataset first_images = patterned_images(16, 30, 4),
+                second_images = patterned_images(16, 30, 9);
+  const Params start = test::random_params(16, 6, 0.5f, 9, /*visible_bias=*/true);
+  const Recipe recipe = full_recipe(true, 11);
+  std::unique_ptr<Backend> restaged = make_cpu_backend(), fresh = make_cpu_backend();
+  restaged->stage(first_images);
+  restaged->set_params(start);
+  restaged->train_minibatch(recipe, 0, 3);
+  const TrainingState trained = restaged->get_training_state();
+  ASSERT_FALSE(trained.vW.empty());
+  ASSERT_GT(trained.n_chains, 0);
+  const Params middle = restaged->get_params();
+
+  restaged->stage(second_images);
+  const TrainingState cleared = restaged->get_training_state();
+  EXPECT_TRUE(cleared.vW.empty());
+  EXPECT_TRUE(cleared.vb.empty());
+  EXPECT_TRUE(cleared.va.empty());
+  EXPECT_EQ(cleared.n_chains, 0);
+  EXPECT_TRUE(cleared.chains.empty());
+  EXPECT_EQ(restaged->get_params().W, middle.W) << "stage() keeps the parameters";
+
+  fresh->stage(second_images);
+  fresh->set_params(middle);
+  restaged->train_minibatch(recipe, 3, 2);
+  fresh->train_minibatch(recipe, 3, 2);
+  EXPECT_EQ(restaged->get_params().W, fresh->get_params().W);
+  EXPECT_EQ(restaged->get_params().b, fresh->get_params().b);
+  EXPECT_EQ(restaged->get_params().a, fresh->get_params().a);
+  EXPECT_EQ(restaged->get_training_state(), fresh->get_training_state());
+}
+
 TEST(Minibatch, PlainRecipeStaysOnTheSingleSamplePath) {
   const Dataset data = patterned_images(20, 50, 1);
   const Params start = test::random_params(20, 7, 0.3f, 4, /*visible_bias=*/true);
