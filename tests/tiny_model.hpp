@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+#include <stdexcept>
 #include <vector>
 
 #include "host/dataset.hpp"
@@ -60,11 +61,12 @@ inline Dataset patterned_images(int d, int rows, uint32_t salt) {
   return bit_images(d, patterns);
 }
 
-// The exact law of a chain after `steps` Gibbs steps from Bernoulli(1/2) states (transition
-// matrix over the 2^d visible states, summing the 2^H hidden ones, or the 3^H of a ternary model:
-// h_j = digit j of the index in base 3, minus 1), x_i = (index >> i) & 1. Shared by the tests of
-// the sampler's burn-in (tests/test_minibatch.cpp, tests/test_gibbs_stats.cpp).
-inline std::vector<double> exact_law_after(const Params& p, int steps) {
+// The exact law (2^d) of a chain after `steps` Gibbs steps x -> h -> x' from the law `law`
+// (2^d) (transition matrix over the 2^d visible states, summing the 2^H hidden ones, or the 3^H of
+// a ternary model: h_j = digit j of the index in base 3, minus 1), x_i = (index >> i) & 1. Shared
+// by the tests of the sampler's burn-in (tests/test_minibatch.cpp, tests/test_gibbs_stats.cpp)
+// and of CD-k's expectation (tests/test_gradient.cpp).
+inline std::vector<double> exact_law_after(const Params& p, int steps, std::vector<double> law) {
   const bool ternary = p.hidden_type == HiddenType::ternary;
   const int d = p.visible, H = p.hidden, nx = 1 << d, base = ternary ? 3 : 2;
   int nh = 1;
@@ -94,7 +96,8 @@ inline std::vector<double> exact_law_after(const Params& p, int steps) {
       xh[static_cast<size_t>(h) * nx + x] = px;
     }
   }
-  std::vector<double> law(static_cast<size_t>(nx), 1.0 / nx), hidden(static_cast<size_t>(nh));
+  if (law.size() != static_cast<size_t>(nx)) throw std::invalid_argument("exact_law_after: size");
+  std::vector<double> hidden(static_cast<size_t>(nh));
   for (int s = 0; s < steps; ++s) {
     std::fill(hidden.begin(), hidden.end(), 0.0);
     for (int x = 0; x < nx; ++x) {
@@ -106,6 +109,12 @@ inline std::vector<double> exact_law_after(const Params& p, int steps) {
     }
   }
   return law;
+}
+
+// The same from Bernoulli(1/2) states (the sampler's random initial states).
+inline std::vector<double> exact_law_after(const Params& p, int steps) {
+  return exact_law_after(p, steps,
+                         std::vector<double>(size_t{1} << p.visible, 1.0 / (1 << p.visible)));
 }
 
 // The model whose W is what TF32 tensor cores multiply by: each weight with a 10-bit mantissa,
