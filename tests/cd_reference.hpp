@@ -43,8 +43,9 @@ R ternary_draw_reference(R u, R t, double& margin) {
 }
 
 struct CdReference {
-  Params after;             // the parameters after the iteration, rounded to float
-  double min_margin = 1.0;  // min over the iteration's draws of |u - p|
+  Params after;                 // the parameters after the iteration, rounded to float
+  double min_margin = 1.0;      // min over the iteration's draws of |u - p|
+  std::vector<uint8_t> x0, xk;  // (d) the chain's first and last visible states
 };
 
 using Real = long double;
@@ -97,6 +98,10 @@ inline CdReference cd_iteration_reference(const Params& p, const Dataset& data, 
     }
     pre_h = hidden_pre(x);
     ph = means(pre_h);
+  }
+  for (int i = 0; i < d; ++i) {
+    ref.x0.push_back(static_cast<uint8_t>(x0[i] != 0));
+    ref.xk.push_back(static_cast<uint8_t>(x[i] != 0));
   }
   ref.after = p;
   for (int i = 0; i < d; ++i) {

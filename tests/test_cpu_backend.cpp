@@ -101,12 +101,41 @@ TEST(CpuKernels, ZeroModelMakesEveryUnitOneWithProbabilityHalf) {
 
 // One CD-3 iteration from `start` on `data`, for 40 seeds and three iteration numbers, against the
 // long-double recomputation of the formula (tests/cd_reference.hpp).
+//
+// Per-entry bound on |got - want| (u = 2^-24; a float sum of n terms errs by at most n u times
+// the sum of their sizes, in any order). W_ij + lr (x0_i m_j(x0) - xk_i m_j(xk)), m = E[h | t]:
+//  - each t_j = b_j + sum_i x_i W_ij in float errs by at most (n_x + 1) u S_j(x), n_x the pixels
+//    on, S_j(x) = |b_j| + sum_i x_i |W_ij|; m's slope is at most 1/4 (sigm) or 2/3 (G, at t = 0),
+//    and float sigm or G adds 8u: each term's m errs by at most
+//    e_j(x) = slope (n_x + 1) u S_j(x) + 8u, times lr, for the x0 term and the xk term;
+//  - the backend adds lr m_j(x0) to W_ij, then subtracts lr m_j(xk) (b_j: adds lr (m(x0) - m(xk)),
+//    a_i: adds lr, subtracts lr), and the reference rounds its long-double result to float: each
+//    entry p carries at most 3u (|p| + 3 lr) of those roundings (|m| <= 1).
+// So |dW_ij| <= lr (x0_i e_j(x0) + xk_i e_j(xk)) + 3u (|W_ij| + 3 lr); b_j the same with
+// x0_i = xk_i = 1; a_i: 3u (|a_i| + 3 lr). Draws are compared only where every uniform keeps 1e-4
+// from its probability, far beyond these errors.
 void expect_one_iteration_is_the_cd_formula(const Params& start, const Dataset& data, float lr) {
   std::unique_ptr<Backend> backend = make_cpu_backend();
   backend->stage(data);
   Recipe recipe;
   recipe.k = 3;
   recipe.lr = lr;
+  const int d = start.visible, H = start.hidden;
+  const double u = FLT_EPSILON / 2.0;
+  const double slope = start.hidden_type == HiddenType::ternary ? 2.0 / 3.0 : 0.25;
+  // e_j(x) above, (H), for a chain state x (d).
+  const auto mean_error = [&](const std::vector<uint8_t>& x) {
+    int on = 0;
+    for (int i = 0; i < d; ++i) on += x[i];
+    std::vector<double> e(static_cast<size_t>(H));
+    for (int j = 0; j < H; ++j) {
+      double s = std::fabs(start.b[j]);
+      for (int i = 0; i < d; ++i)
+        s += x[i] ? std::fabs(start.W[static_cast<size_t>(i) * H + j]) : 0.0f;
+      e[j] = slope * (on + 1) * u * s + 8.0 * u;
+    }
+    return e;
+  };
   int checked = 0;
   for (uint32_t seed = 1; seed <= 40; ++seed) {
     recipe.seed = seed;
@@ -117,12 +146,23 @@ void expect_one_iteration_is_the_cd_formula(const Params& start, const Dataset& 
       backend->set_params(start);
       backend->train_cd(recipe, t, 1);
       const Params got = backend->get_params();
-      // Each float result is W + lr (...) with |terms| <= 1.25 + |W|: a few roundings, 1e-6 abs.
-      for (size_t k = 0; k < got.W.size(); ++k) {
-        ASSERT_NEAR(got.W[k], ref.after.W[k], 1e-6) << "seed " << seed << " W " << k;
+      const std::vector<double> e0 = mean_error(ref.x0), ek = mean_error(ref.xk);
+      for (int i = 0; i < d; ++i) {
+        for (int j = 0; j < H; ++j) {
+          const size_t k = static_cast<size_t>(i) * H + j;
+          const double bound = lr * (ref.x0[i] * e0[j] + ref.xk[i] * ek[j]) +
+                               3.0 * u * (std::fabs(start.W[k]) + 3.0 * lr);
+          ASSERT_NEAR(got.W[k], ref.after.W[k], bound) << "seed " << seed << " W " << k;
+        }
       }
-      for (size_t j = 0; j < got.b.size(); ++j) ASSERT_NEAR(got.b[j], ref.after.b[j], 1e-6);
-      for (size_t i = 0; i < got.a.size(); ++i) ASSERT_NEAR(got.a[i], ref.after.a[i], 1e-6);
+      for (int j = 0; j < H; ++j) {
+        const double bound = lr * (e0[j] + ek[j]) + 3.0 * u * (std::fabs(start.b[j]) + 3.0 * lr);
+        ASSERT_NEAR(got.b[j], ref.after.b[j], bound) << "seed " << seed << " b " << j;
+      }
+      for (size_t i = 0; i < got.a.size(); ++i) {
+        const double bound = 3.0 * u * (std::fabs(start.a[i]) + 3.0 * lr);
+        ASSERT_NEAR(got.a[i], ref.after.a[i], bound) << "seed " << seed << " a " << i;
+      }
       ++checked;
     }
   }
