@@ -7,6 +7,8 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "host/dataset.hpp"
@@ -80,6 +82,62 @@ TEST(InitParams, WeightsAreNormalWithInitStd) {
   recipe.seed = 2;
   recipe.init_std = 0.01f;
   expect_normal_weights(recipe);
+}
+
+// The weights are independent, not only each N(0, sd^2): W is (784, H) row-major, and normals
+// repeated across hidden units (W_ij = W_i0, every unit the same 784 weights) or across pixels
+// (W_ij = W_0j) would pass every marginal check above. Two kinds of check, on the two recipes
+// above:
+//  - no two columns (hidden units) and no two rows (pixels) are equal: independent continuous
+//    draws never coincide, so a correct init cannot fail this; it catches any copied column or row;
+//  - the sample correlation at lag L of W in memory, r_L = sum_k W_k W_{k+L} / sum_k W_k^2, for
+//    L = 1 (W_ij beside W_i,j+1: repeats across hidden units) and L = H (W_ij beside W_i+1,j:
+//    repeats across pixels). For independent N(0, sd^2) values sqrt(n - L) r_L tends to N(0, 1)
+//    (the products W_k W_{k+L} are uncorrelated, mean 0, variance sd^4, skewness 0; at n = 78400
+//    the normal tail at kZ holds to a few percent), so |r_L| < kZ / sqrt(n - L): 3.8e-8 per check.
+// With the six marginal checks (< 2.5e-7) and these four (< 1.6e-7), a correct init fails this
+// file with probability < 4.1e-7 < 1e-6. Partial repeats are caught too once they make up about
+// kZ / sqrt(n) = 2% of the pairs at a lag.
+void expect_independent_weights(const Recipe& recipe) {
+  SCOPED_TRACE("seed " + std::to_string(recipe.seed) + ", init_std " +
+               std::to_string(recipe.init_std));
+  const Params p = init_params(recipe, test::patterned_images(784, 10, 1));
+  const int d = p.visible, H = p.hidden;
+  const auto column = [&](int j) {
+    std::vector<float> c(static_cast<size_t>(d));
+    for (int i = 0; i < d; ++i) c[i] = p.W[static_cast<size_t>(i) * H + j];
+    return c;
+  };
+  std::vector<std::vector<float>> columns, rows;
+  for (int j = 0; j < H; ++j) columns.push_back(column(j));
+  for (int i = 0; i < d; ++i) {
+    rows.emplace_back(p.W.begin() + static_cast<ptrdiff_t>(i) * H,
+                      p.W.begin() + static_cast<ptrdiff_t>(i + 1) * H);
+  }
+  for (std::vector<std::vector<float>>* lines : {&columns, &rows}) {
+    std::sort(lines->begin(), lines->end());
+    EXPECT_TRUE(std::adjacent_find(lines->begin(), lines->end()) == lines->end())
+        << (lines == &columns ? "two hidden units have the same weights"
+                              : "two pixels have the same weights");
+  }
+  double squares = 0.0;
+  for (const float w : p.W) squares += static_cast<double>(w) * w;
+  const size_t n = p.W.size();
+  for (const size_t lag : {size_t{1}, static_cast<size_t>(H)}) {
+    double products = 0.0;
+    for (size_t k = 0; k + lag < n; ++k) products += static_cast<double>(p.W[k]) * p.W[k + lag];
+    const double r = products / squares, bound = kZ / std::sqrt(static_cast<double>(n - lag));
+    std::printf("lag %zu: correlation %.3g (bound %.3g)\n", lag, r, bound);
+    EXPECT_LT(std::fabs(r), bound) << "lag " << lag;
+  }
+}
+
+TEST(InitParams, WeightsAreIndependent) {
+  Recipe recipe;
+  expect_independent_weights(recipe);
+  recipe.seed = 2;
+  recipe.init_std = 0.01f;
+  expect_independent_weights(recipe);
 }
 
 // init_std scales the same normals: with the same seed, W(0.01) = W(0.1) * 0.01 / 0.1 up to the
