@@ -29,9 +29,11 @@ TEST(Training, ShortRunOnThreesRaisesHeldOutLogLikelihood) {
       "held-out threes, H = 12: mean log p(x) %.2f nats at init, %.2f after %lld "
       "iterations\n",
       before, after, static_cast<long long>(recipe.iters));
-  // The base-rate visible biases alone give about -206 nats; a trained H = 12 model does better.
-  // (Measured: see the printed line; the margin is for other seeds, not noise: this is exact.)
-  EXPECT_GT(after, before + 10.0);
+  // The run is deterministic and log p(x) exact, so the margin is for other seeds and platforms,
+  // not noise. Measured gains (seeds 1 to 8): 34.6 (this seed, 1), 38.2, 36.3, 37.5, 33.1, 33.7,
+  // 35.3, 36.9 nats; mean 35.7, sd 1.8. 25 nats is 8 below the lowest, 6 sd below the mean, and
+  // fails a trainer that learns a third less.
+  EXPECT_GT(after, before + 25.0);
   EXPECT_LT(after, 0.0);
 }
 
