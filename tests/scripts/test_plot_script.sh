@@ -65,6 +65,16 @@ head -1 with_log_p/metrics.csv >header_only/metrics.csv
 expect "a metrics.csv with no rows" 2 \
   "plot: header_only/metrics.csv has no metrics rows (header and at least one line)" header_only
 
+expect "a file that is not a CSV text" 2 \
+  "plot: with_log_p/W.npy is not a metrics.csv (a CSV text file): 'utf-8' codec can't decode byte 0x93 in position 0: invalid start byte" \
+  with_log_p/W.npy
+
+mkdir unknown_columns
+printf 'iteration,foo\n1,2\n' >unknown_columns/metrics.csv
+expect "a metrics.csv without any column it draws" 2 \
+  "plot: no metrics to draw: unknown_columns/metrics.csv has none of the columns recon_error_train, free_energy_train, log_p_train, pll_train" \
+  unknown_columns
+
 expect "an output that cannot be written, nothing left behind" 2 \
   "plot: cannot write missing_dir/out.png: No such file or directory" with_log_p -o missing_dir/out.png
 [[ ! -e missing_dir ]] || fail "the failed write left missing_dir behind"
