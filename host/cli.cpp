@@ -208,6 +208,14 @@ int run_cli(int argc, char** argv) {
   const bool eval = !args.empty() && args.front() == "eval";
   const bool sample = !args.empty() && args.front() == "sample";
   const std::vector<std::string> command_args(args.begin() + (eval || sample ? 1 : 0), args.end());
+  // Training takes flags only: a leading word is a command, misspelt ("Eval", "help").
+  if (!args.empty() && !eval && !sample && !args.front().starts_with('-')) {
+    std::fprintf(stderr,
+                 "%s: '%s' is not a command: the commands are train (the default), eval and "
+                 "sample (see --help)\n",
+                 program.c_str(), args.front().c_str());
+    return kExitBadInput;
+  }
   app.footer("Other commands: " + program + " eval --help, " + program + " sample --help");
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
   try {

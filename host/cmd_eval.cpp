@@ -60,8 +60,10 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   app.add_option("--digit", f.digit, "digit to score: 0..9 or all (default: run.json's, else 3)");
   app.add_option("--split", f.split, "MNIST split to score: test, train or all")
       ->capture_default_str();
-  app.add_option("--method", f.method,
-                 "log Z: auto (exact for H <= 24, ternary H <= 15), exact or ais")
+  app.add_option(
+         "--method", f.method,
+         "log Z: auto (exact for H <= 24, ternary H <= 15), exact (H <= 30, ternary H <= 15) "
+         "or ais")
       ->capture_default_str();
   app.add_option("--ais-runs", f.ais_runs, "AIS runs per base model")->capture_default_str();
   app.add_option("--ais-betas", f.ais_betas, "AIS steps (inverse temperatures)")

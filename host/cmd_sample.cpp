@@ -4,6 +4,7 @@
 // a PNG grid of up to 100 chains and the before/after picture (each start image beside its K-step
 // sample).
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <optional>
@@ -18,6 +19,8 @@
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/png_image.hpp"
+#include "host/progress.hpp"
+#include "host/signals.hpp"
 
 namespace rbm {
 namespace {
@@ -57,7 +60,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   CLI::App app{"run Gibbs chains of a trained model and write their final states",
                program + " sample"};
   SampleFlags f;
-  app.add_option("--model,model", f.model, "run directory holding W.npy, b.npy [, a.npy]")
+  app.add_option("--model,model", f.model,
+                 "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
+                 "binary or ternary hidden units, binary when absent)]")
       ->required();
   app.add_option("--chains", f.chains, "independent chains N, 1..1e7, with N d <= 4e9")
       ->capture_default_str();
@@ -65,7 +70,10 @@ int run_sample_command(const std::string& program, const std::vector<std::string
       ->capture_default_str();
   app.add_option("--init", f.init, "first states: random (Bernoulli(1/2)) or data (images)")
       ->capture_default_str();
-  app.add_option("--seed", f.seed, "random seed, 0..4294967295")->capture_default_str();
+  app.add_option("--seed", f.seed,
+                 "random seed, 0..4294967295; chain c's draws depend on the seed and c alone, so "
+                 "the same chain from other starts (--init) shares its draws and may end the same")
+      ->capture_default_str();
   app.add_option("--out", f.out, "the final states, .npy (see --format)")->required();
   app.add_option("--format", f.format,
                  "--out's layout: float ((N, d) float32 0/1) or packed ((N, ceil(d/8)) uint8, "
@@ -156,7 +164,35 @@ int run_sample_command(const std::string& program, const std::vector<std::string
 
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
-  backend->gibbs(states, chains, seed, 0, steps);
+  // The steps in pieces of about 0.05 s (the draws are named by the global step: the same states
+  // as one call), with a look at SIGINT and SIGTERM and a progress redraw between them: a long
+  // sampling shows how far it is, and stops on Ctrl-C saying that it wrote nothing. Without a
+  // terminal a progress line comes at most every 10 s.
+  {
+    const StopSignals signals;
+    Progress progress("sample", steps);
+    PieceSizer pieces(0.05);
+    auto last_line = std::chrono::steady_clock::now();
+    for (int64_t done = 0; done < steps;) {
+      const int64_t count = std::min(pieces.next(), steps - done);
+      const auto start = std::chrono::steady_clock::now();
+      backend->gibbs(states, chains, seed, done, count);
+      done += count;
+      const auto now = std::chrono::steady_clock::now();
+      pieces.took(count, std::chrono::duration<double>(now - start).count());
+      if (const int stop = signals.received(); stop != 0 && done < steps) {
+        progress.finish();
+        throw Interrupted(stop, "interrupted by " + signal_name(stop) + " at step " +
+                                    std::to_string(done) + " of " + std::to_string(steps) +
+                                    "; nothing written");
+      }
+      if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {
+        progress.update(done, "");
+        last_line = now;
+      }
+    }
+    if (steps > 0) progress.finish();
+  }
 
   write_output("--out", [&] { write_npy_states(f.out, states, chains, d, format); });
   if (!f.png.empty()) {

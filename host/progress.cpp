@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace rbm {
@@ -34,6 +35,12 @@ void Progress::update(int64_t done, const std::string& extra) {
                  rate, extra.c_str());
   }
   std::fflush(stderr);
+}
+
+void PieceSizer::took(int64_t count, double seconds) {
+  if (seconds <= 0.0) return;
+  piece_ = std::clamp<int64_t>(
+      static_cast<int64_t>(static_cast<double>(count) * seconds_ / seconds), 1, 2 * piece_);
 }
 
 void Progress::finish() {

@@ -25,4 +25,19 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+// The sizes of the pieces a long loop runs between looks at the stop signals and redraws of its
+// progress: about `seconds` each, the first one unit and each next at most twice the last (a unit
+// may take seconds, so no guess of its cost comes first).
+class PieceSizer {
+ public:
+  explicit PieceSizer(double seconds) : seconds_(seconds) {}
+  int64_t next() const { return piece_; }
+  // The last piece ran `count` units in `seconds`.
+  void took(int64_t count, double seconds);
+
+ private:
+  double seconds_;
+  int64_t piece_ = 1;
+};
+
 }  // namespace rbm

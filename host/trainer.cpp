@@ -194,13 +194,12 @@ void run_training(Backend& backend, const TrainOptions& options) {
   const int64_t first = done;
   const int64_t log_every = options.log_every, checkpoint_every = checkpoint_interval(options);
   Progress progress("train", recipe.iters, first);
-  // Pieces of about kPieceSeconds between looks at the stop signals (and redraws of an
+  // Pieces of about 0.05 s between looks at the stop signals (and redraws of an
   // interactive progress bar); metrics every log_every and a checkpoint every checkpoint_every.
   // Training in pieces gives the same result as in one call (host/backend.hpp).
   // The first piece is one iteration, and each next one at most twice the last: an iteration may
   // take seconds (a large --k, --hidden or --batch), so no guess of its cost comes first.
-  constexpr double kPieceSeconds = 0.05;
-  int64_t piece = 1;
+  PieceSizer pieces(0.05);
   std::string last_metrics;
   const auto diverged = [&](const std::string& what) {
     progress.finish();
@@ -214,7 +213,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     const int64_t next_log = std::min(recipe.iters, (done / log_every + 1) * log_every);
     const int64_t next_checkpoint =
         std::min(recipe.iters, (done / checkpoint_every + 1) * checkpoint_every);
-    const int64_t count = std::min({piece, next_log - done, next_checkpoint - done});
+    const int64_t count = std::min({pieces.next(), next_log - done, next_checkpoint - done});
     const auto start = std::chrono::steady_clock::now();
     run_updates(backend, recipe, done, count);  // train_cd, or train_minibatch
     done += count;
@@ -226,10 +225,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     train_seconds += seconds;
-    if (seconds > 0.0) {
-      piece = std::clamp<int64_t>(
-          static_cast<int64_t>(static_cast<double>(count) * kPieceSeconds / seconds), 1, 2 * piece);
-    }
+    pieces.took(count, seconds);
     // Every check comes before any write, so a non-finite value never reaches the disk.
     if ((log_now || checkpoint_now) && !all_finite(params)) {
       throw diverged("a parameter is not finite");

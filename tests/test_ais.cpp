@@ -228,7 +228,8 @@ std::string mnist_dir() { return RBM_MNIST_DIR; }
 //   2 nats (s = 1 - e^-2 = 0.865) and M = 100 that is <= 5e-7 when one base has cv^2 <= 1.58,
 //   i.e. an effective sample size of 39 of the 100 runs or more. The better base of each model
 //   here has an ESS of 70 to 99 at this seed (printed), and of at least 42 over 30 other seeds
-//   (5000 to 5029, with the 8 models of these tests and EvalCli's: 42.6 for trained H = 16 with
+//   (5000 to 5029, 27 of them for the trained ternary model; the 8 models of these tests and
+//   EvalCli's: 42.6 for trained H = 16 with
 //   visible biases, 60 to 99 for the rest), whose raw errors lay from -0.15 to +2.2 nats. A missed
 //   mode costs far more than 2 nats: the base-rate base misses the noise mode of the trained models
 //   without visible biases by 4 to 43 nats.

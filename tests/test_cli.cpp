@@ -73,6 +73,20 @@ TEST(Cli, BadValuesGetOneLineAndExitCode2) {
   }
 }
 
+// A misspelt command is named as such, with the commands there are (CLI11 alone listed the words
+// as unexpected arguments, in reverse order).
+TEST(Cli, AnUnknownCommandIsNamed) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"Eval", "runs/x"}, {"help"}, {"train", "sample2"}}) {
+    const test::CommandResult r = run_cpu(args);
+    const std::string word = args[0] == "train" ? args[1] : args[0];
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(r.output, "rbm_cpu: '" + word +
+                            "' is not a command: the commands are train (the default), eval and "
+                            "sample (see --help)\n");
+  }
+}
+
 TEST(Cli, MissingDataSaysHowToFetchIt) {
   const test::CommandResult r = run_cpu({"--data", "/nonexistent/mnist", "--iters", "10"});
   EXPECT_EQ(r.exit_code, 2);

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "host/atomic_file.hpp"
@@ -16,7 +19,9 @@
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/png_image.hpp"
+#include "host/signals.hpp"
 #include "kernels/philox.h"
+#include "tests/child_process.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/test_util.hpp"
 #include "tests/tiny_model.hpp"
@@ -374,6 +379,39 @@ TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
 }
 
 // --init data without --digit starts from the digit in the model's run.json, as eval scores it.
+// Ctrl-C (SIGINT) or SIGTERM during a long sampling stops it between two pieces of steps, with one
+// line that says where it stopped and that nothing was written, and exit code 130 or 143. A
+// signal before sample installs its handlers (it reads the model first) ends it by the default
+// action instead; then the test waits longer and tries again.
+TEST(SampleCli, ASignalStopsALongSamplingAndNothingIsWritten) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  for (const int signal_number : {SIGINT, SIGTERM}) {
+    SCOPED_TRACE(signal_name(signal_number));
+    bool handled = false;
+    for (int attempt = 1; attempt <= 4 && !handled; ++attempt) {
+      test::ChildProcess child(RBM_CPU_EXE,
+                               {"sample", (dir / "model").string(), "--chains", "3", "--steps",
+                                "1e9", "--out", (dir / "s.npy").string()},
+                               dir / "log.txt");
+      std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+      child.signal(signal_number);
+      child.wait();
+      if (child.killed_by() != 0) continue;  // before the handlers: try again, later
+      handled = true;
+      EXPECT_EQ(child.exit_code(), 128 + signal_number);
+      const std::string log = read_file(dir / "log.txt");
+      EXPECT_EQ(test::line_count(log), 1) << log;
+      EXPECT_EQ(log.rfind("rbm_cpu: interrupted by " + signal_name(signal_number) + " at step ", 0),
+                0u)
+          << log;
+      EXPECT_NE(log.find(" of 1000000000; nothing written"), std::string::npos) << log;
+      EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
+    }
+    EXPECT_TRUE(handled) << "every signal came before sample's handlers";
+  }
+}
+
 TEST(SampleCli, DataStartsFromTheModelsDigit) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
