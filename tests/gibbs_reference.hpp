@@ -146,6 +146,34 @@ inline ChainComparison compare_clear_chains(const std::vector<ChainReference>& r
   return result;
 }
 
+// The many-chain sampler's comparison case, shared by GibbsReference.CpuSamplerMatchesClearChains
+// (the CPU alone) and CudaSampler.ChainsMatchCpu: 1000 chains of a 784 x 100 model (init_params of
+// synthetic images, visible biases) from random states, steps [5, 8); the seed is the first from
+// 77 that keeps the chains at the edges of batches of 384 (0, 383, 384, 767, 768) and the last
+// (999) clear of ties, and refs is every chain's reference.
+struct SamplerChainsCase {
+  Params params;
+  int64_t n = 1000, first_step = 5, steps = 3;
+  std::vector<uint8_t> initial;  // (n, 784)
+  uint32_t seed = 0;
+  std::vector<ChainReference> refs;
+};
+inline SamplerChainsCase sampler_chains_case(HiddenType type) {
+  SamplerChainsCase c;
+  Recipe init;
+  init.init_std = 0.1f;
+  init.visible_bias = true;
+  init.hidden_type = type;
+  c.params = init_params(init, synthetic_images(50, 2));
+  c.initial = random_initial_states(c.n, 784, 3);
+  std::vector<int64_t> all(static_cast<size_t>(c.n)), edges = {0, 383, 384, 767, 768, 999};
+  for (int64_t k = 0; k < c.n; ++k) all[static_cast<size_t>(k)] = k;
+  c.seed = seed_clearing_chains(c.params, 77, edges, rows_of(c.initial, 784, edges), c.first_step,
+                                c.steps);
+  c.refs = sampler_reference(c.params, c.seed, all, c.initial, c.first_step, c.steps);
+  return c;
+}
+
 struct AisRunReference {
   double log_weight = 0.0;  // log w of the run
   double min_margin = 1.0;  // min over the run's draws of |u - p|

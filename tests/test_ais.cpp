@@ -366,6 +366,20 @@ TEST(LogZ, AutomaticIsExactForSmallH) {
   EXPECT_EQ(estimate_log_z(*backend, p, options).method, "ais");
 }
 
+// estimate_log_z with method ais on the CPU, the base-rate base at rate 1/2 (as the uniform one).
+LogZEstimate ais_from_uniform_base_rates(const Params& p, int64_t betas, int64_t runs,
+                                         uint32_t seed) {
+  const std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  LogZOptions options;
+  options.method = LogZMethod::ais;
+  options.base_rate.assign(static_cast<size_t>(p.visible), 0.0f);
+  options.ais_betas = betas;
+  options.ais_runs = runs;
+  options.seed = seed;
+  return estimate_log_z(*backend, p, options);
+}
+
 // Independent visible units with strong biases (W = 0, a ~ N(0, 2^2)), log Z = sum softplus(a_i)
 // + H log 2 in closed form, and a schedule too short to get there: both AIS estimates and their
 // intervals fall below the exact lower bound. The reported interval must still hold the truth:
@@ -380,13 +394,7 @@ TEST(LogZ, AisBelowTheExactBoundReportsOnlyTheBound) {
   for (float& a : p.a) a = normal(rng);
   double exact = 5.0 * std::numbers::ln2;
   for (const float a : p.a) exact += softplus(a);
-  const std::unique_ptr<Backend> backend = make_cpu_backend();
-  backend->set_params(p);
-  LogZOptions options;
-  options.method = LogZMethod::ais;
-  options.base_rate.assign(784, 0.0f);
-  options.ais_betas = 200;
-  const LogZEstimate estimate = estimate_log_z(*backend, p, options);
+  const LogZEstimate estimate = ais_from_uniform_base_rates(p, 200, 100, 1);
   ASSERT_TRUE(estimate.ais_below_bound) << "the case this test is for did not arise";
   EXPECT_EQ(estimate.log_z, estimate.lower_bound);
   EXPECT_EQ(estimate.log_z_low, estimate.lower_bound);
@@ -408,15 +416,7 @@ TEST(LogZ, AisThatMeetsTheBoundUpToRoundingIsNotBelowIt) {
     const int H = 4 + static_cast<int>(seed % 4) * 3;
     Params p = test::random_params(784, H, 0.0f, 200 + seed, false);
     std::fill(p.b.begin(), p.b.end(), -40.0f - static_cast<float>(seed));
-    const std::unique_ptr<Backend> backend = make_cpu_backend();
-    backend->set_params(p);
-    LogZOptions options;
-    options.method = LogZMethod::ais;
-    options.base_rate.assign(784, 0.0f);
-    options.ais_runs = 10;
-    options.ais_betas = 3 + seed;
-    options.seed = seed;
-    const LogZEstimate estimate = estimate_log_z(*backend, p, options);
+    const LogZEstimate estimate = ais_from_uniform_base_rates(p, 3 + seed, 10, seed);
     SCOPED_TRACE("seed " + std::to_string(seed));
     double raw_high = -INFINITY;
     for (const AisBaseReport& base : estimate.bases) {

@@ -167,24 +167,12 @@ TEST(CudaSampler, ChainsMatchCpu) {
   RBM_REQUIRE_CUDA_DEVICE();
   for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
     SCOPED_TRACE(hidden_type_name(type));
-    const Dataset data = test::synthetic_images(50, 2);
-    Recipe init;
-    init.init_std = 0.1f;
-    init.visible_bias = true;
-    init.hidden_type = type;
-    const Params params = init_params(init, data);
-    const int64_t n = 1000;
-    const std::vector<uint8_t> initial = random_initial_states(n, 784, 3);
-    std::vector<int64_t> all(static_cast<size_t>(n)), edges = {0, 383, 384, 767, 768, 999};
-    for (int64_t c = 0; c < n; ++c) all[static_cast<size_t>(c)] = c;
-    const uint32_t seed =
-        test::seed_clearing_chains(params, 77, edges, test::rows_of(initial, 784, edges), 5, 3);
-    const std::vector<test::ChainReference> refs =
-        test::sampler_reference(params, seed, all, initial, 5, 3);
+    const test::SamplerChainsCase chains_case = test::sampler_chains_case(type);
+    const auto& [params, n, first_step, steps, initial, seed, refs] = chains_case;
     std::vector<uint8_t> want = initial;
     const std::unique_ptr<Backend> cpu = make_cpu_backend();
     cpu->set_params(params);
-    cpu->gibbs(want, n, seed, 5, 3);
+    cpu->gibbs(want, n, seed, first_step, steps);
     const test::ChainComparison on_cpu = test::compare_clear_chains(refs, want, 784);
     ASSERT_GE(on_cpu.clear, n * 95 / 100) << "too few chains clear of ties to compare";
     EXPECT_EQ(on_cpu.mismatched, 0) << "CPU chains unlike the double reference";
@@ -195,7 +183,7 @@ TEST(CudaSampler, ChainsMatchCpu) {
       const std::unique_ptr<Backend> gpu = make_cuda_backend(options);
       gpu->set_params(params);
       std::vector<uint8_t> states = initial;
-      gpu->gibbs(states, n, seed, 5, 3);
+      gpu->gibbs(states, n, seed, first_step, steps);
       got.push_back(states);
       EXPECT_EQ(test::compare_clear_chains(refs, states, 784).mismatched, 0)
           << "batch " << options.gibbs_batch_chains << (options.packed_states ? ", packed" : "");
