@@ -157,7 +157,8 @@ TEST(CudaMinibatch, PiecesAndTrainingStateRoundTrip) {
 // The sampler against the CPU's, chain by chain, on an MNIST-sized model (noisy rings: every pixel
 // live). The double reference (tests/gibbs_reference.hpp) says which chains keep every draw
 // test::kMargin from its probability; rounding cannot part those, so each must end in the
-// reference's state on the CPU, unbatched, in batches of 384 and packed (0 mismatches). A chain
+// reference's state on the GPU, unbatched, in batches of 384 and packed (0 mismatches), as on the
+// CPU (GibbsReference.CpuSamplerMatchesClearChains). A chain
 // makes 3 x (784 + 100) draws, each within 2e-6 of its probability with probability 4e-6, so about
 // 1% of chains are left out. The seed is the first from 77 that keeps the chains at the batches'
 // edges (the first and last of each batch of 384, the last of all) clear, so a chain named by its
@@ -169,13 +170,12 @@ TEST(CudaSampler, ChainsMatchCpu) {
     SCOPED_TRACE(hidden_type_name(type));
     const test::SamplerChainsCase chains_case = test::sampler_chains_case(type);
     const auto& [params, n, first_step, steps, initial, seed, refs] = chains_case;
-    std::vector<uint8_t> want = initial;
-    const std::unique_ptr<Backend> cpu = make_cpu_backend();
-    cpu->set_params(params);
-    cpu->gibbs(want, n, seed, first_step, steps);
-    const test::ChainComparison on_cpu = test::compare_clear_chains(refs, want, 784);
-    ASSERT_GE(on_cpu.clear, n * 95 / 100) << "too few chains clear of ties to compare";
-    EXPECT_EQ(on_cpu.mismatched, 0) << "CPU chains unlike the double reference";
+    // The CPU backend's chains match the same references (GibbsReference.CpuSamplerMatches-
+    // ClearChains, in the CPU suite).
+    const int64_t clear =
+        std::count_if(refs.begin(), refs.end(),
+                      [](const test::ChainReference& r) { return r.min_margin >= test::kMargin; });
+    ASSERT_GE(clear, n * 95 / 100) << "too few chains clear of ties to compare";
     std::vector<std::vector<uint8_t>> got;
     for (const CudaOptions options :
          {CudaOptions{}, CudaOptions{.gibbs_batch_chains = 384},
