@@ -55,95 +55,55 @@ exit=$code"
 
 fallback="run: no CUDA device (stand-in); falling back to rbm_cpu"
 caller="$scratch/caller"
+# ran TRAINER ARGS...: what a stand-in prints when run with ARGS from the caller's directory, and
+# scripts/run's exit code 0.
+ran() {
+  echo "trainer=$1"
+  shift
+  for arg in "$@"; do echo "arg=$arg"; done
+  echo "pwd=$caller"
+  echo "exit=0"
+}
+new_run=(--out runs/TS --data "$repo/data/mnist")
 
 check "new run gets --out runs/<timestamp> and the fetched MNIST, in the caller's directory" \
-"$fallback
-trainer=rbm_cpu
-arg=--out
-arg=runs/TS
-arg=--data
-arg=$repo/data/mnist
-arg=--iters
-arg=5
-pwd=$caller
-exit=0" --iters 5
+  "$fallback
+$(ran rbm_cpu "${new_run[@]}" --iters 5)" --iters 5
 
 check "train is the default command and is dropped" \
-"$fallback
-trainer=rbm_cpu
-arg=--out
-arg=runs/TS
-arg=--data
-arg=$repo/data/mnist
-arg=--k
-arg=1
-pwd=$caller
-exit=0" train --k 1
+  "$fallback
+$(ran rbm_cpu "${new_run[@]}" --k 1)" train --k 1
 
 check "the user's --out and --data are kept, relative" \
-"$fallback
-trainer=rbm_cpu
-arg=--out
-arg=mine
-arg=--data
-arg=../images
-pwd=$caller
-exit=0" --out mine --data ../images
+  "$fallback
+$(ran rbm_cpu --out mine --data ../images)" --out mine --data ../images
 
 check "--out= and --data= forms count too" \
-"$fallback
-trainer=rbm_cpu
-arg=--data=../images
-arg=--out=mine
-pwd=$caller
-exit=0" --data=../images --out=mine
+  "$fallback
+$(ran rbm_cpu --data=../images --out=mine)" --data=../images --out=mine
 
 check "a flag missing its value at the end stays at the end" \
-"$fallback
-trainer=rbm_cpu
-arg=--out
-arg=runs/TS
-arg=--data
-arg=$repo/data/mnist
-arg=--iters
-pwd=$caller
-exit=0" --iters
+  "$fallback
+$(ran rbm_cpu "${new_run[@]}" --iters)" --iters
 
-for flags in "--resume old" "--resume=old" "--help" "-h" "--version" "--device-info" \
-             "eval old" "sample old --count 4"; do
-  expected="$fallback
-trainer=rbm_cpu"
-  for arg in $flags; do expected+="
-arg=$arg"; done
-  expected+="
-pwd=$caller
-exit=0"
-  [[ "$flags" == --device-info ]] && expected="$fallback
-rbm_cpu: no CUDA device (stand-in)
-exit=2"
-  check "'$flags' gets neither --out nor --data" "$expected" $flags
+for flags in "--resume old" "--resume=old" "--help" "-h" "--version" "eval old" \
+             "sample old --count 4"; do
+  # shellcheck disable=SC2086
+  check "'$flags' gets neither --out nor --data" "$fallback
+$(ran rbm_cpu $flags)" $flags
 done
+check "--device-info gets neither, and the trainer's answer" "$fallback
+rbm_cpu: no CUDA device (stand-in)
+exit=2" --device-info
 
 echo "NVIDIA H200 (stand-in)" >"$scratch/device"
 check "rbm_cuda trains when its --device-info succeeds" \
-"run: using rbm_cuda on NVIDIA H200 (stand-in)
-trainer=rbm_cuda
-arg=--out
-arg=runs/TS
-arg=--data
-arg=$repo/data/mnist
-pwd=$caller
-exit=0"
+  "run: using rbm_cuda on NVIDIA H200 (stand-in)
+$(ran rbm_cuda "${new_run[@]}")"
 
 rm "$build/rbm_cuda"
 check "rbm_cpu trains, silently, in a build without rbm_cuda" \
-"trainer=rbm_cpu
-arg=--out
-arg=mine
-arg=--data
-arg=x
-pwd=$caller
-exit=0" --out mine --data x
+  "$(ran rbm_cpu --out mine --data x)" --out mine --data x
 
 setup_runs=$(wc -l <"$scratch/setup.log")
 if [[ "$setup_runs" -ne "$calls" ]]; then
