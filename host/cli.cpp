@@ -222,7 +222,7 @@ int run_cli(int argc, char** argv) {
     if (!eval && !sample) app.parse(args);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::fprintf(stderr, "%s: %s (see --help)\n", program.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s (see --help)\n", program.c_str(), parse_error_text(e).c_str());
     return kExitBadInput;
   }
   try {

@@ -11,7 +11,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include "host/atomic_file.hpp"
 #include "host/checkpoint.hpp"
@@ -101,6 +104,24 @@ void reject_repeated_flags(const CLI::App& app) {
   }
 }
 
+std::string parse_error_text(const CLI::ParseError& error) {
+  const std::string what = error.what();
+  const std::string missing = ": 1 required TEXT missing";
+  if (what.ends_with(missing))
+    return what.substr(0, what.size() - missing.size()) + ": no value given";
+  // "The following argument(s) was/were not expected: c b a", the words reversed.
+  const std::string unexpected = " not expected: ";
+  if (const size_t at = what.find(unexpected); at != std::string::npos) {
+    std::vector<std::string> words;
+    std::istringstream in(what.substr(at + unexpected.size()));
+    for (std::string word; in >> word;) words.insert(words.begin(), word);
+    std::string text = what.substr(0, at + unexpected.size());
+    for (size_t k = 0; k < words.size(); ++k) text += (k > 0 ? " " : "") + words[k];
+    return text;
+  }
+  return what;
+}
+
 std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::string>& args) {
   prepare_flags(app);
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them reversed
@@ -108,7 +129,8 @@ std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::str
     app.parse(reversed);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), e.what());
+    std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(),
+                 parse_error_text(e).c_str());
     return 2;
   }
   reject_repeated_flags(app);

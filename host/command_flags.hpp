@@ -24,6 +24,11 @@ void prepare_flags(CLI::App& app);
 // InputError "FLAG given twice" for the first of app's options given more than once.
 void reject_repeated_flags(const CLI::App& app);
 
+// CLI11's message for a parse error, in plain words where it has none: "--iters: no value given"
+// for "--iters: 1 required TEXT missing" (a flag last on the line, or given as --iters=), and the
+// words it did not expect in the order they were given (CLI11 parses them reversed).
+std::string parse_error_text(const CLI::ParseError& error);
+
 // prepare_flags, then parses args (in order) into app and reject_repeated_flags. Returns the exit
 // code when the command should stop now: 0 after --help, 2 after a bad flag (one line on stderr
 // naming it); nullopt to go on.

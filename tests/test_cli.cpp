@@ -87,6 +87,23 @@ TEST(Cli, AnUnknownCommandIsNamed) {
   }
 }
 
+// CLI11's own messages, in plain words: a flag without a value, and unexpected words in the order
+// they were given (CLI11 lists them reversed).
+TEST(Cli, ParseErrorsInPlainWords) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--iters"}, "rbm_cpu: --iters: no value given (see --help)\n"},
+      {{"--iters="}, "rbm_cpu: --iters: no value given (see --help)\n"},
+      {{"eval", "model", "--seed="}, "rbm_cpu eval: --seed: no value given (see --help)\n"},
+      {{"eval", "model", "one", "two"},
+       "rbm_cpu eval: The following arguments were not expected: one two (see --help)\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    const test::CommandResult r = run_cpu(args);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(r.output, message);
+  }
+}
+
 TEST(Cli, MissingDataSaysHowToFetchIt) {
   const test::CommandResult r = run_cpu({"--data", "/nonexistent/mnist", "--iters", "10"});
   EXPECT_EQ(r.exit_code, 2);
