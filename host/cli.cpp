@@ -208,6 +208,8 @@ int run_cli(int argc, char** argv) {
   const bool eval = !args.empty() && args.front() == "eval";
   const bool sample = !args.empty() && args.front() == "sample";
   const std::vector<std::string> command_args(args.begin() + (eval || sample ? 1 : 0), args.end());
+  // Messages start with the command, as its parse errors do: "rbm_cpu eval: ...".
+  const std::string who = program + (eval ? " eval" : sample ? " sample" : "");
   // Training takes flags only: a leading word is a command, misspelt ("Eval", "help").
   if (!args.empty() && !eval && !sample && !args.front().starts_with('-')) {
     std::fprintf(stderr,
@@ -245,31 +247,31 @@ int run_cli(int argc, char** argv) {
     run_training(*backend, options);
     return 0;
   } catch (const Interrupted& e) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), e.what());
     return 128 + e.signal;  // the shell's code for a death by that signal: 130, 143
   } catch (const BackendUnavailable& e) {
-    std::fprintf(stderr, "%s: %s; rbm_cpu is the CPU build of the same program\n", program.c_str(),
+    std::fprintf(stderr, "%s: %s; rbm_cpu is the CPU build of the same program\n", who.c_str(),
                  e.what());
     return kExitBadInput;
   } catch (const InputError& e) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), e.what());
     return kExitBadInput;
   } catch (const DivergenceError& e) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), e.what());
     return kExitDiverged;
   } catch (const std::bad_alloc&) {
     // An absurd size that no check caught (the CPU build sizes its buffers from the flags).
     std::fprintf(stderr,
                  "%s: out of memory: the request needs more memory than this machine gives "
                  "(fewer chains or AIS runs, a smaller --hidden or --batch)\n",
-                 program.c_str());
+                 who.c_str());
     return kExitBadInput;
   } catch (const std::filesystem::filesystem_error& e) {
     // A path that cannot be examined (a symlink loop, a name too long, no permission).
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), e.what());
     return kExitBadInput;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: internal error: %s\n", program.c_str(), e.what());
+    std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
     return 1;
   }
 }

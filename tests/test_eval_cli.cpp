@@ -403,8 +403,10 @@ TEST(SampleCli, ASignalStopsALongSamplingAndNothingIsWritten) {
       EXPECT_EQ(child.exit_code(), 128 + signal_number);
       const std::string log = read_file(dir / "log.txt");
       EXPECT_EQ(test::line_count(log), 1) << log;
-      EXPECT_EQ(log.rfind("rbm_cpu: interrupted by " + signal_name(signal_number) + " at step ", 0),
-                0u)
+      EXPECT_EQ(
+          log.rfind("rbm_cpu sample: interrupted by " + signal_name(signal_number) + " at step ",
+                    0),
+          0u)
           << log;
       EXPECT_NE(log.find(" of 1000000000; nothing written"), std::string::npos) << log;
       EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
