@@ -69,13 +69,20 @@ inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
 // stopped by a timeout keeps every line it printed.
 inline void flush_each_line() { std::setvbuf(stdout, nullptr, _IOLBF, 0); }
 
-// A benchmark's main: stdout flushed a line at a time, the flags parsed, then run(); a bad flag,
-// or an exception out of run(), is one line on stderr and exit code 2. The program's name is the
+// A benchmark's main: stdout flushed a line at a time, the flags parsed, then run(); --help prints
+// the usage line (exit 0); a bad flag, or an exception out of run(), is one line on stderr and
+// exit code 2. The program's name is the
 // usage line's first word.
 template <typename Run>
 int bench_main(int argc, char** argv, const std::vector<Flag>& flags, const std::string& usage,
                Run run) {
   flush_each_line();
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::printf("usage: %s\n", usage.c_str());
+      return 0;
+    }
+  }
   if (!parse_flags(argc, argv, flags, usage)) return 2;
   try {
     return run();

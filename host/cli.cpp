@@ -105,7 +105,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
   app.add_option("--out", f.out, "run directory (default runs/<timestamp>)");
   app.add_option("--resume", f.resume,
                  "continue the run in DIR from its checkpoint, with the flags it was started with; "
-                 "only --iters (to extend it) and --data (the same images elsewhere) may be given");
+                 "only --iters (to extend it), --data (the same images elsewhere) and rbm_cuda's "
+                 "--engine may be given");
 }
 
 // Training flags that --resume takes from the run directory instead.

@@ -238,8 +238,8 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     std::printf("AIS %-9s %lld runs x %lld betas, seed %lld: log Z %s [%s, %s] ESS %.1f, %.1f s\n",
                 base.name.c_str(), static_cast<long long>(ais_runs),
                 static_cast<long long>(ais_betas), static_cast<long long>(seed),
-                fixed(s.log_z).c_str(), fixed(s.log_z_low).c_str(), fixed(s.log_z_high).c_str(),
-                s.ess, base.seconds);
+                fixed(s.log_z).c_str(), text_or_unknown(s.log_z_low).c_str(),
+                fixed(s.log_z_high).c_str(), s.ess, base.seconds);
   }
   if (log_z.method == "exact") {
     std::printf("log Z       %s exact (enumerating %d^%d hidden states, %.1f s)\n",

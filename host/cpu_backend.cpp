@@ -207,8 +207,11 @@ bool second_core_idle() {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  // The threads its parallel work uses (cpu::gemm_threads): the hardware's, or RBM_CPU_THREADS.
   std::string device_description() const override {
-    return "CPU, " + std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " threads";
+    const int threads = cpu::gemm_threads();
+    return "CPU, " + std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
+           (cpu::forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "");
   }
 
   void stage(const Dataset& train) override {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,34 @@ TEST(BenchFlags, IntegerFlagsTakeExactlyAnIntegerInRange) {
   }
   EXPECT_FALSE(parse({"--iters"}, flags));         // no value
   EXPECT_FALSE(parse({"--repeats", "3"}, flags));  // not a flag
+}
+
+// bench_main: --help prints the usage line and exits 0 without running; a bad flag exits 2 without
+// running; otherwise run()'s code, and an exception out of it is exit code 2.
+TEST(BenchFlags, BenchMainExitCodes) {
+  int64_t iters = 7;
+  const std::vector<bench::Flag> flags = {bench::int_flag<int64_t>("--iters", iters, 1, 1000)};
+  const auto main_with = [&](std::vector<std::string> args, const std::function<int()>& run) {
+    args.insert(args.begin(), "bench_test");
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    return bench::bench_main(static_cast<int>(argv.size()), argv.data(), flags,
+                             "bench_test [--iters N]", run);
+  };
+  int runs = 0;
+  const auto run = [&] {
+    ++runs;
+    return 0;
+  };
+  EXPECT_EQ(main_with({"--help"}, run), 0);
+  EXPECT_EQ(main_with({"--iters", "5", "-h"}, run), 0);
+  EXPECT_EQ(main_with({"--iters", "0"}, run), 2);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(main_with({"--iters", "5"}, run), 0);
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(iters, 5);
+  EXPECT_EQ(main_with({}, [] { return 3; }), 3);
+  EXPECT_EQ(main_with({}, []() -> int { throw std::runtime_error("no data"); }), 2);
 }
 
 }  // namespace

@@ -4,10 +4,12 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "host/backend.hpp"
@@ -279,6 +281,22 @@ int thread_count() {
     if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
   }
   return 0;
+}
+
+// The device run.json and eval report names the threads the CPU backend's parallel work uses:
+// RBM_CPU_THREADS when set (and says so), else the hardware's.
+TEST(CpuBackend, DeviceDescriptionNamesTheThreadsUsed) {
+  {
+    const ScopedEnv env("RBM_CPU_THREADS", "1");
+    EXPECT_EQ(make_cpu_backend()->device_description(), "CPU, 1 thread (RBM_CPU_THREADS)");
+  }
+  {
+    const ScopedEnv env("RBM_CPU_THREADS", "3");
+    EXPECT_EQ(make_cpu_backend()->device_description(), "CPU, 3 threads (RBM_CPU_THREADS)");
+  }
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  EXPECT_EQ(make_cpu_backend()->device_description(),
+            "CPU, " + std::to_string(cores) + (cores == 1 ? " thread" : " threads"));
 }
 
 // The two-thread single-sample path (train_cd with count >= 256 on a machine with an idle second
