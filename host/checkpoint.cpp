@@ -514,9 +514,14 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     // this run's: another seed or position means a run.json edited or from elsewhere.
     if (run.contains("rng")) {
       const auto rng_seed = field<int64_t>(dir, run, "rng.seed", {"rng", "seed"});
-      const auto next_stream = field<int64_t>(dir, run, "rng.next_stream", {"rng", "next_stream"});
       require_field(dir, rng_seed == seed, "rng.seed", rng_seed, "recipe.seed");
-      require_field(dir, next_stream == checkpoint.iteration, "rng.next_stream", next_stream,
+      // next_iteration; next_stream in run directories of earlier versions.
+      const bool earlier = run["rng"].is_object() && !run["rng"].contains("next_iteration") &&
+                           run["rng"].contains("next_stream");
+      const char* name = earlier ? "next_stream" : "next_iteration";
+      const std::string path = std::string("rng.") + name;
+      const auto next = field<int64_t>(dir, run, path.c_str(), {"rng", name});
+      require_field(dir, next == checkpoint.iteration, path.c_str(), next,
                     "the checkpoint's iteration");
     }
     if (iters) {

@@ -58,22 +58,26 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
                          {"rows", train_rows},
                          {"binarize", "pixel > 127.5"},
                          {"sha256", data_sha256}};
-  return {{"program", "rbm"},
-          {"version", version()},
-          {"git_commit", git_commit()},
-          {"backend", backend.name()},
-          {"device", backend.device_description()},
-          {"algorithm", !uses_minibatch(r) ? "cd" : (r.pcd ? "minibatch-pcd" : "minibatch-cd")},
-          {"recipe", recipe},
-          {"data", data},
-          {"schedule",
-           {{"log_every", options.log_every},
-            {"checkpoint_every", checkpoint_every},
-            {"eval_every", options.eval_every}}},
-          {"iteration", iteration},
-          // The RNG is counter-based: its position is the next iteration's stream.
-          {"rng", {{"generator", "philox4x32-10"}, {"seed", r.seed}, {"next_stream", iteration}}},
-          {"train_seconds", seconds}};
+  return {
+      {"program", "rbm"},
+      {"version", version()},
+      {"git_commit", git_commit()},
+      {"backend", backend.name()},
+      {"device", backend.device_description()},
+      {"algorithm", !uses_minibatch(r) ? "cd" : (r.pcd ? "minibatch-pcd" : "minibatch-cd")},
+      {"recipe", recipe},
+      {"data", data},
+      {"schedule",
+       {{"log_every", options.log_every},
+        {"checkpoint_every", checkpoint_every},
+        {"eval_every", options.eval_every}}},
+      {"iteration", iteration},
+      // The RNG is counter-based: every draw is named by the seed and the iteration (or
+      // update) it belongs to (host/minibatch.hpp for updates), so its position is the next
+      // one. (Runs before this recorded it as next_stream, which only the single-sample
+      // recipe's draws are: stream = iteration.)
+      {"rng", {{"generator", "philox4x32-10"}, {"seed", r.seed}, {"next_iteration", iteration}}},
+      {"train_seconds", seconds}};
 }
 
 std::string format_metrics(const MetricsRow& row) {

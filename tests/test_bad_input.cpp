@@ -625,7 +625,13 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
            {"schedule.log_every 1099511627776"}},
           // The RNG's record and the recipe agree; chains belong to PCD.
           {[](nlohmann::json& r) { r["rng"]["seed"] = 12345; }, {"rng.seed 12345"}},
-          {[](nlohmann::json& r) { r["rng"]["next_stream"] = 7; }, {"rng.next_stream 7"}},
+          {[](nlohmann::json& r) { r["rng"]["next_iteration"] = 7; }, {"rng.next_iteration 7"}},
+          // An earlier version's record of the position, read as such.
+          {[](nlohmann::json& r) {
+             r["rng"].erase("next_iteration");
+             r["rng"]["next_stream"] = 7;
+           },
+           {"rng.next_stream 7"}},
           {[](nlohmann::json& r) { r["recipe"]["chains"] = 5; }, {"recipe.chains without"}},
       };
   for (const auto& [edit, parts] : edits) {
@@ -781,6 +787,17 @@ TEST_F(ResumeInput, EvalRefusesARecordedDigitItCannotRead) {
     expect_refused({"eval", "--model", run.string(), "--data", RBM_MNIST_DIR},
                    {"run.json", "data.digit " + digit.dump()});
   }
+}
+
+// A run directory of an earlier version recorded the RNG's position as rng.next_stream: it resumes.
+TEST_F(ResumeInput, AnEarlierVersionsRngRecordResumes) {
+  const std::filesystem::path run = with_run_json([](nlohmann::json& r) {
+    r["rng"]["next_stream"] = r["rng"]["next_iteration"];
+    r["rng"].erase("next_iteration");
+  });
+  const test::CommandResult r = run_cpu({"--resume", run.string(), "--iters", "150"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_json(run / "run.json")["rng"]["next_iteration"], 150);
 }
 
 // eval and sample without --data read the images where the run recorded them, from any
