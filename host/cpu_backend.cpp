@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "host/cpu_minibatch.hpp"
 #include "host/evaluate.hpp"
 #include "host/float8.hpp"
+#include "host/thread_choice.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 
@@ -193,17 +196,6 @@ class Worker {
   bool done_ = true, stop_ = false;
 };
 
-// Whether a second core is free for the shard worker: at least two hardware threads and a
-// one-minute load average that leaves one idle besides this process. RBM_CPU_THREADS overrides
-// the guess (benchmarks, tests): 1 keeps one thread, 2 or more take the second.
-bool second_core_idle() {
-  if (const std::optional<int> forced = cpu::forced_cpu_threads()) return *forced >= 2;
-  const unsigned cores = std::thread::hardware_concurrency();
-  double load = 0.0;
-  if (cores < 2 || getloadavg(&load, 1) != 1) return false;
-  return load < static_cast<double>(cores) - 0.5;
-}
-
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
@@ -248,25 +240,35 @@ class CpuBackend final : public Backend {
   void train_cd(const Recipe& recipe, int64_t first_iteration, int64_t count) override {
     if (rows_ == 0) throw std::logic_error("train_cd: stage() the training images first");
     if (model_.d != d_) throw std::logic_error("train_cd: model and data disagree on d");
-    // Short calls (tests, single iterations) run both shards on this thread, and so does a
-    // machine without a second idle core, where a barrier would wait for the scheduler; long
-    // calls put shard 1 on the worker. The arithmetic is the same either way, and so are the
-    // results.
+    // Short calls (tests, single iterations) run both shards on this thread; long calls put
+    // shard 1 on the worker when that is faster here and now (host/thread_choice.hpp: measured
+    // per call, as RBM_CPU_THREADS does not force it), never on a machine of one hardware thread.
+    // The arithmetic is the same either way, and so are the results.
     constexpr int64_t kThreadedFrom = 256;
     partials_.assign(2 * kShards * ShardRunner::partial_stride(model_.Hp), 0.0f);
-    if (count < kThreadedFrom || !second_core_idle()) {
+    const std::optional<int> forced = cpu::forced_cpu_threads();
+    const bool can_use_two = forced ? *forced >= 2 : std::thread::hardware_concurrency() >= 2;
+    const bool two =
+        count >= kThreadedFrom && can_use_two && (forced || thread_choice_.two_threads());
+    const auto start = std::chrono::steady_clock::now();
+    if (!two) {
       ShardRunner runner(*this, recipe, {0, 1}, nullptr);
       runner.run(first_iteration, count);
       runner.store_biases();
-      return;
+    } else {
+      SpinBarrier barrier(2);
+      ShardRunner second(*this, recipe, {1}, &barrier);
+      worker_.start([&] { second.run(first_iteration, count); });
+      ShardRunner first(*this, recipe, {0}, &barrier);
+      first.run(first_iteration, count);
+      worker_.wait();
+      first.store_biases();
     }
-    SpinBarrier barrier(2);
-    ShardRunner second(*this, recipe, {1}, &barrier);
-    worker_.start([&] { second.run(first_iteration, count); });
-    ShardRunner first(*this, recipe, {0}, &barrier);
-    first.run(first_iteration, count);
-    worker_.wait();
-    first.store_biases();
+    if (count >= kThreadedFrom && can_use_two && !forced) {
+      thread_choice_.took(
+          two, count,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
   }
 
   void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
@@ -459,6 +461,7 @@ class CpuBackend final : public Backend {
   std::vector<int64_t> image_split_;  // (rows): where each image's shard-1 pixels start
   std::vector<float> partials_;       // (2 parities, kShards, stride) partial sums of W'x
   Worker worker_;
+  ThreadChoice thread_choice_;       // train_cd's one thread or two
   cpu::MinibatchTrainer minibatch_;  // minibatch CD / PCD: images, epoch order, training state
 };
 

@@ -14,6 +14,7 @@
 
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
+#include "host/thread_choice.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 #include "tests/cd_reference.hpp"
@@ -247,6 +248,45 @@ TEST(CpuBackend, GibbsInPiecesEqualsOneCall) {
     EXPECT_EQ(whole, pieces) << hidden_type_name(type);
     EXPECT_NE(whole, random_initial_states(chains, 20, 8));
   }
+}
+
+// The single-sample recipe's choice of one thread or two follows measured speed: on an idle
+// machine (two threads 20 us an iteration, one 35) it runs two; when another job takes the second
+// core (two 150 us) it moves to one after the first slow call, and retries two ever more rarely
+// (16, 32, ... up to 256 calls apart); when the job ends it is back on two within 256 calls.
+TEST(ThreadChoice, FollowsTheFasterModeAsTheLoadComesAndGoes) {
+  ThreadChoice choice;
+  double two_cost = 20e-6;
+  const double one_cost = 35e-6;
+  const auto run_calls = [&](int calls) {
+    int on_two = 0;
+    for (int c = 0; c < calls; ++c) {
+      const bool two = choice.two_threads();
+      on_two += two;
+      choice.took(two, 1000, 1000 * (two ? two_cost : one_cost));
+    }
+    return on_two;
+  };
+  EXPECT_TRUE(choice.two_threads());  // untimed: two threads first
+  EXPECT_EQ(run_calls(2), 1);         // then one thread, to time it
+  // Idle: two threads, but for a retry of one every so often (16, 32, ... calls apart).
+  EXPECT_GE(run_calls(1000), 1000 - 8);
+
+  two_cost = 150e-6;  // another job takes the second core
+  const int slow_calls = run_calls(2000);
+  // The first call on two threads shows it; then one retry at 16 calls, 32, 64, 128, 256, 256...:
+  // at most 1 + 5 + 2000 / 256 calls on the slow mode.
+  EXPECT_LE(slow_calls, 1 + 5 + 2000 / ThreadChoice::kMaxRetryCalls + 1);
+  EXPECT_GE(slow_calls, 2);
+
+  two_cost = 20e-6;  // the job ends
+  int calls_until_two = 0;
+  while (!choice.two_threads() && calls_until_two <= ThreadChoice::kMaxRetryCalls + 1) {
+    choice.took(false, 1000, 1000 * one_cost);
+    ++calls_until_two;
+  }
+  EXPECT_LE(calls_until_two, ThreadChoice::kMaxRetryCalls);
+  EXPECT_GE(run_calls(100), 100 - 2);  // back on two; retries of one 16, then 32 calls apart
 }
 
 // Sets an environment variable for the guard's lifetime, then restores the old value (or its
