@@ -23,6 +23,7 @@
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
 #include "host/errors.hpp"
+#include "host/single_threaded_blas.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 
@@ -118,18 +119,6 @@ class TaskPool {
   uint64_t generation_ = 0;
   bool stop_ = false;
   std::exception_ptr error_;
-};
-
-// OpenBLAS on one thread while in scope: our tasks call sgemm concurrently, each on its own tile.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : previous_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(previous_); }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int previous_;
 };
 
 int as_int(int64_t v) { return static_cast<int>(v); }

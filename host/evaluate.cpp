@@ -15,6 +15,7 @@
 
 #include "host/hidden_units.hpp"
 #include "host/numeric.hpp"
+#include "host/single_threaded_blas.hpp"
 #include "kernels/rbm_math.h"
 
 namespace rbm {
@@ -31,6 +32,7 @@ std::vector<float> hidden_preactivations(const Params& params, const std::vector
   const int d = params.visible, H = params.hidden;
   std::vector<float> out(static_cast<size_t>(n) * H);
   for (int64_t r = 0; r < n; ++r) std::copy(params.b.begin(), params.b.end(), out.begin() + r * H);
+  const SingleThreadedBlas one_blas_thread;  // small next to the work that follows
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), H, d, 1.0f, x.data(),
               d, params.W.data(), H, 1.0f, out.data(), H);
   return out;
@@ -382,8 +384,11 @@ double reconstruction_error(const Params& params, const Dataset& images) {
   if (params.has_visible_bias()) {
     for (int r = 0; r < n; ++r) std::copy(params.a.begin(), params.a.end(), pre_v.begin() + r * d);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, H, 1.0f, prob_h.data(), H,
-              params.W.data(), H, 1.0f, pre_v.data(), d);
+  {
+    const SingleThreadedBlas one_blas_thread;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, H, 1.0f, prob_h.data(), H,
+                params.W.data(), H, 1.0f, pre_v.data(), d);
+  }
   double total = 0.0;
   with_hidden_type(params.hidden_type, [&](auto type) {
     std::vector<double> t;                             // (H)
