@@ -2,11 +2,15 @@
 #include "host/trainer.hpp"
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <system_error>
 
 #include "host/atomic_file.hpp"
 #include "host/checkpoint.hpp"
@@ -29,6 +33,16 @@ int64_t checkpoint_interval(const TrainOptions& options) {
   return options.checkpoint_every > 0 ? options.checkpoint_every : options.log_every;
 }
 
+// A float flag as run.json records it: the shortest decimal that reads back as the same float
+// (0.005, not the double 0.004999999888241291 that it widens to), which --resume reads as that
+// float again.
+double shortest_decimal(float v) {
+  std::array<char, 32> text{};
+  const auto [end, error] = std::to_chars(text.data(), text.data() + text.size(), v);
+  if (error != std::errc()) return static_cast<double>(v);
+  return std::strtod(std::string(text.data(), end).c_str(), nullptr);
+}
+
 nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
                           const std::string& data_sha256, int64_t train_rows, int64_t iteration,
                           double seconds) {
@@ -37,18 +51,18 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
   const int64_t checkpoint_every = checkpoint_interval(options);
   nlohmann::json recipe = {{"iters", r.iters},
                            {"hidden", r.hidden},
-                           {"lr", r.lr},
+                           {"lr", shortest_decimal(r.lr)},
                            {"k", r.k},
                            {"seed", r.seed},
-                           {"init_std", r.init_std},
+                           {"init_std", shortest_decimal(r.init_std)},
                            {"visible_bias", r.visible_bias},
                            {"hidden_type", hidden_type_name(r.hidden_type)},
                            // minibatch CD / PCD (host/minibatch.hpp); the defaults: single-sample
                            {"batch", r.batch},
                            {"pcd", r.pcd},
                            {"chains", r.pcd ? negative_samples(r) : 0},  // PCD: N, resolved
-                           {"momentum", r.momentum},
-                           {"weight_decay", r.weight_decay},
+                           {"momentum", shortest_decimal(r.momentum)},
+                           {"weight_decay", shortest_decimal(r.weight_decay)},
                            {"epochs", r.epochs},
                            {"lr_decay", r.lr_decay == LrDecay::linear ? "linear" : "none"}};
   // Absolute, so that --resume finds the data from any working directory.
@@ -89,6 +103,15 @@ std::string format_metrics(const MetricsRow& row) {
     std::snprintf(text, sizeof text, " F(heldout) %.2f PLL(heldout) %.2f", *row.free_energy_heldout,
                   *row.pll_heldout);
     line += text;
+  }
+  if (row.eval) {  // --eval-every's points
+    std::snprintf(text, sizeof text, " log Z %.2f (%s) log p(train) %.2f", row.eval->log_z,
+                  row.eval->log_z_method.c_str(), row.eval->log_p_train);
+    line += text;
+    if (row.eval->log_p_heldout) {
+      std::snprintf(text, sizeof text, " log p(heldout) %.2f", *row.eval->log_p_heldout);
+      line += text;
+    }
   }
   return line;
 }
@@ -263,16 +286,21 @@ void run_training(Backend& backend, const TrainOptions& options) {
 
   const GrayImage mosaic = weight_mosaic(params);
   write_png_gray(out("weights.png"), mosaic.width, mosaic.height, mosaic.pixels);
+  // A minibatch run counts updates of --batch images; the single-sample recipe, iterations.
+  const char* unit = minibatch ? "update" : "iteration";
   if (first == recipe.iters && resume) {
-    std::printf("the run is already at iteration %lld: nothing to train (--iters extends it)\n",
-                static_cast<long long>(first));
+    // A linearly decaying rate fixes the run's length (resume_options refuses another --iters).
+    std::printf("the run is already at %s %lld: nothing to train (%s)\n", unit,
+                static_cast<long long>(first),
+                recipe.lr_decay == LrDecay::linear ? "its --lr-decay linear schedule has ended"
+                                                   : "--iters extends it");
   } else {
     // Time and rate over the whole run, the pieces before a resume included.
     const std::string resumed = resume ? " (resumed at " + std::to_string(first) + ")" : "";
-    std::printf("trained %lld iterations%s on %lld images with %s in %.3f s (%.2f us/iteration)\n",
-                static_cast<long long>(recipe.iters), resumed.c_str(),
+    std::printf("trained %lld %ss%s on %lld images with %s in %.3f s (%.2f us/%s)\n",
+                static_cast<long long>(recipe.iters), unit, resumed.c_str(),
                 static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
-                1e6 * train_seconds / static_cast<double>(recipe.iters));
+                1e6 * train_seconds / static_cast<double>(recipe.iters), unit);
   }
   // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic.
   std::string written = "weights.png";
