@@ -141,7 +141,12 @@ TEST(Cli, TrainingWritesTheRunDirectory) {
   EXPECT_EQ(run["iteration"], 300);
   EXPECT_EQ(run["recipe"]["seed"], 9);
   EXPECT_EQ(run["recipe"]["k"], 3);
+  // Float flags as typed (the shortest decimal of the float), not widened to double.
+  EXPECT_EQ(run["recipe"]["lr"].dump(), "0.005");
+  EXPECT_EQ(run["recipe"]["init_std"].dump(), "0.1");
   EXPECT_EQ(run["data"]["rows"], 6131);
+  EXPECT_NE(r.output.find("trained 300 iterations on 6131 images with cpu in "), std::string::npos)
+      << r.output;
   EXPECT_EQ(run["data"]["sha256"].get<std::string>().size(), 64u);
   EXPECT_EQ(run["backend"], "cpu");
   EXPECT_EQ(run["version"], version());

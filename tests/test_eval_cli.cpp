@@ -477,6 +477,9 @@ TEST(TrainEvalCli, EvalEveryAddsLogLikelihoodColumns) {
       run_cpu({"--data", RBM_MNIST_DIR, "--iters", "400", "--hidden", "10", "--log-every", "200",
                "--eval-every", "400", "--split", "train", "--seed", "5", "--out", out.string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The progress line of the --eval-every point shows them too.
+  EXPECT_NE(r.output.find("train 400/400 (100%) "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" (exact) log p(train) "), std::string::npos) << r.output;
   const std::vector<std::string> lines = test::file_lines(out / "metrics.csv");
   ASSERT_EQ(lines.size(), 3u);  // header, 200, 400
   const std::vector<std::string> header = csv_fields(lines[0]);

@@ -475,6 +475,9 @@ TEST(MinibatchCli, BadFlagsAndARun) {
   EXPECT_EQ(run["recipe"]["chains"], 30);
   EXPECT_EQ(run["recipe"]["lr_decay"], "linear");
   EXPECT_EQ(run["iteration"], 40);
+  EXPECT_NE(r.output.find("trained 40 updates on 1010 images with cpu in "), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(" us/update)"), std::string::npos) << r.output;
 
   // PCD without --chains runs --batch chains, and run.json says how many (not 0 for "the
   // default"); the run resumes with them.
