@@ -71,8 +71,7 @@ inline void flush_each_line() { std::setvbuf(stdout, nullptr, _IOLBF, 0); }
 
 // A benchmark's main: stdout flushed a line at a time, the flags parsed, then run(); --help prints
 // the usage line (exit 0); a bad flag, or an exception out of run(), is one line on stderr and
-// exit code 2. The program's name is the
-// usage line's first word.
+// exit code 2. The program's name is the usage line's first word.
 template <typename Run>
 int bench_main(int argc, char** argv, const std::vector<Flag>& flags, const std::string& usage,
                Run run) {

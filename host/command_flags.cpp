@@ -107,8 +107,9 @@ void reject_repeated_flags(const CLI::App& app) {
 std::string parse_error_text(const CLI::ParseError& error) {
   const std::string what = error.what();
   const std::string missing = ": 1 required TEXT missing";
-  if (what.ends_with(missing))
+  if (what.ends_with(missing)) {
     return what.substr(0, what.size() - missing.size()) + ": no value given";
+  }
   // "The following argument(s) was/were not expected: c b a", the words reversed.
   const std::string unexpected = " not expected: ";
   if (const size_t at = what.find(unexpected); at != std::string::npos) {

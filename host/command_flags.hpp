@@ -62,10 +62,10 @@ struct DigitChoice {
 // digit and their MNIST directory, each from its flag when given (digit_flag not empty, data_flag
 // set), else from what DIR/run.json records of the model's run (data.digit; data.dir while that
 // directory exists), else the reference recipe's digit 3 and data/mnist (relative to the working
-// directory). run.json is read once, and only when a flag is missing. InputError naming --digit
-// or run.json when the digit is not 0..9 or all.
-// Also what the model was trained on, when run.json records it (data.digit, data.split), so that
-// eval can say when the images it scores were among the training images.
+// directory); and what the model was trained on, when run.json records it (data.digit,
+// data.split), so that eval can say when the images it scores were among the training images.
+// run.json is read once. InputError naming --digit or run.json when the digit is not 0..9 or all
+// (a recorded digit only when no --digit is given).
 struct ImageChoice {
   DigitChoice digit;
   std::string data_dir;
