@@ -25,6 +25,9 @@
 namespace rbm {
 namespace {
 
+// The flags that set AIS: refused with --method exact, named as unused when auto is exact.
+constexpr const char* kAisFlags[] = {"--ais-runs", "--ais-betas", "--seed"};
+
 // Numbers stay text until parse_int_flag checks them (host/command_flags.hpp).
 struct EvalFlags {
   std::string model, data, digit, split = "test", method = "auto";
@@ -82,7 +85,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   f.data = images_choice.data_dir;
   LogZOptions options;
   options.method = parse_method(f.method);
-  for (const char* flag : {"--ais-runs", "--ais-betas", "--seed"}) {
+  for (const char* flag : kAisFlags) {
     if (options.method == LogZMethod::exact && app.count(flag) > 0) {
       throw InputError(std::string(flag) + " sets AIS, which --method exact does not run");
     }
@@ -139,20 +142,20 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // of split all trained on the test split too). Unknown without run.json's record.
   std::optional<bool> scored_training_images;
   if (images_choice.trained_split && images_choice.trained_digit) {
-    const std::string& trained_split = *images_choice.trained_split;
+    const Split trained_split = *images_choice.trained_split;
     const std::optional<int>& trained_digit = images_choice.trained_digit->digit;
     scored_training_images =
-        (trained_split == "all" || split == Split::all || trained_split == split_name(split)) &&
+        (trained_split == Split::all || split == Split::all || trained_split == split) &&
         (!trained_digit || !digit || *trained_digit == *digit);
     if (*scored_training_images) {
       notes.push_back("the scored images were among the model's training images (run.json: digit " +
-                      images_choice.trained_digit->text + ", split " + trained_split +
+                      images_choice.trained_digit->text + ", split " + split_name(trained_split) +
                       "): not a held-out score, and the free-energy gap measures no overfitting");
     }
   }
   if (log_z.method == "exact" && options.method == LogZMethod::automatic) {
     std::string unused;
-    for (const char* flag : {"--ais-runs", "--ais-betas", "--seed"}) {
+    for (const char* flag : kAisFlags) {
       if (app.count(flag) > 0) unused += std::string(unused.empty() ? "" : ", ") + flag;
     }
     if (!unused.empty()) {

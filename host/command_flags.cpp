@@ -214,8 +214,11 @@ ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
     if (digit_flag.empty()) choice.digit = *choice.trained_digit;
   }
   if (data->contains("split") && (*data)["split"].is_string()) {
-    const std::string split = (*data)["split"].get<std::string>();
-    if (split == "all" || split == "train" || split == "test") choice.trained_split = split;
+    try {
+      choice.trained_split = parse_split((*data)["split"].get<std::string>());
+    } catch (const InputError&) {
+      // Not a split the trainer writes: what the model was trained on stays unknown.
+    }
   }
   return choice;
 }

@@ -70,7 +70,7 @@ struct ImageChoice {
   DigitChoice digit;
   std::string data_dir;
   std::optional<DigitChoice> trained_digit;
-  std::optional<std::string> trained_split;  // "all", "train" or "test"
+  std::optional<Split> trained_split;
 };
 ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
                                        const std::optional<std::string>& data_flag,

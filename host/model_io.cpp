@@ -2,9 +2,9 @@
 #include "host/model_io.hpp"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <system_error>
-#include <utility>
 
 #include "host/atomic_file.hpp"
 #include "host/checkpoint.hpp"
@@ -14,39 +14,31 @@
 namespace rbm {
 namespace {
 
-// recipe.hidden_type of DIR/run.json (host/checkpoint.hpp writes it); binary when the file or the
-// key is absent (models written before ternary units existed, or by hand).
-HiddenType recorded_hidden_type(const std::filesystem::path& dir) {
+// DIR/run.json, parsed; nullopt when there is none (a model written by hand). InputError when it
+// is not JSON.
+std::optional<nlohmann::json> read_run_json(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "run.json";
-  if (!std::filesystem::exists(path)) return HiddenType::binary;
-  nlohmann::json run;
+  if (!std::filesystem::exists(path)) return std::nullopt;
   try {
-    run = nlohmann::json::parse(read_file(path));
+    return nlohmann::json::parse(read_file(path));
   } catch (const nlohmann::json::exception&) {
     throw InputError(path.string() + ": not valid JSON");
   }
-  if (!run.is_object() || !run.contains("recipe") || !run["recipe"].is_object() ||
-      !run["recipe"].contains("hidden_type")) {
-    return HiddenType::binary;
-  }
-  const nlohmann::json& type = run["recipe"]["hidden_type"];
-  if (type == "binary") return HiddenType::binary;
-  if (type == "ternary") return HiddenType::ternary;
-  throw InputError(path.string() + ": recipe.hidden_type " + type.dump() +
-                   " is not \"binary\" or \"ternary\"");
 }
 
-// Whether DIR/run.json is a run's record with a checkpoint entry (host/checkpoint.hpp); models
-// written by hand have none.
-bool recorded_checkpoint(const std::filesystem::path& dir) {
-  const std::filesystem::path path = dir / "run.json";
-  if (!std::filesystem::exists(path)) return false;
-  try {
-    const nlohmann::json run = nlohmann::json::parse(read_file(path));
-    return run.is_object() && run.contains("checkpoint");
-  } catch (const nlohmann::json::exception&) {
-    throw InputError(path.string() + ": not valid JSON");
+// recipe.hidden_type of a run.json (host/checkpoint.hpp writes it); binary when the file or the
+// key is absent (models written before ternary units existed, or by hand).
+HiddenType recorded_hidden_type(const std::filesystem::path& dir,
+                                const std::optional<nlohmann::json>& run) {
+  if (!run || !run->is_object() || !run->contains("recipe") || !(*run)["recipe"].is_object() ||
+      !(*run)["recipe"].contains("hidden_type")) {
+    return HiddenType::binary;
   }
+  const nlohmann::json& type = (*run)["recipe"]["hidden_type"];
+  if (type == "binary") return HiddenType::binary;
+  if (type == "ternary") return HiddenType::ternary;
+  throw InputError((dir / "run.json").string() + ": recipe.hidden_type " + type.dump() +
+                   " is not \"binary\" or \"ternary\"");
 }
 
 }  // namespace
@@ -63,10 +55,13 @@ Params read_model(const std::filesystem::path& dir) {
     throw InputError("--model " + dir.string() + ": " +
                      (error ? "cannot be examined: " + error.message() : "not a directory"));
   }
-  // A run directory: the checkpoint that run.json commits to, each file checked against its
-  // SHA-256 (NAME or NAME.next, whichever matches: a run may be writing it; read again when it
-  // committed newer ones meanwhile), a.npy only when the checkpoint has it.
-  if (recorded_checkpoint(dir)) {
+  // run.json, parsed once for both of its uses here. A run's record with a checkpoint entry
+  // (host/checkpoint.hpp) makes this a run directory: the checkpoint it commits to, each file
+  // checked against its SHA-256 (NAME or NAME.next, whichever matches: a run may be writing it;
+  // read again when it committed newer ones meanwhile), a.npy only when the checkpoint has it.
+  // Otherwise it gives only the hidden type; models written by hand have no run.json.
+  const std::optional<nlohmann::json> run = read_run_json(dir);
+  if (run && run->is_object() && run->contains("checkpoint")) {
     try {
       return load_newest_checkpoint(dir).params;
     } catch (const InputError& e) {
@@ -102,7 +97,7 @@ Params read_model(const std::filesystem::path& dir) {
     params.a = read_vector("a.npy", d, "per visible unit");
   }
   check_shapes(params);
-  params.hidden_type = recorded_hidden_type(dir);
+  params.hidden_type = recorded_hidden_type(dir, run);
   return params;
 }
 
