@@ -325,12 +325,19 @@ const std::vector<std::string>& run_file_names() {
   return names;
 }
 
-bool is_run_file_name(const std::string& file_name) {
-  const std::string name = file_name.ends_with(kStagedSuffix)
-                               ? file_name.substr(0, file_name.size() - std::strlen(kStagedSuffix))
-                               : file_name;
+namespace {
+
+bool is_listed_run_file(const std::string& name) {
   return std::find(run_file_names().begin(), run_file_names().end(), name) !=
          run_file_names().end();
+}
+
+}  // namespace
+
+bool is_run_file_name(const std::string& file_name) {
+  return is_listed_run_file(file_name.ends_with(kStagedSuffix)
+                                ? file_name.substr(0, file_name.size() - std::strlen(kStagedSuffix))
+                                : file_name);
 }
 
 bool stopped_before_its_first_checkpoint(const std::filesystem::path& dir) {
@@ -352,9 +359,7 @@ void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& chec
              file.find_first_not_of("0123456789", at + prefix_end.size()) == std::string::npos;
     };
     const auto is_ours = [](const std::string& name) {  // a run's file, or any .npy we could write
-      return std::find(run_file_names().begin(), run_file_names().end(), name) !=
-                 run_file_names().end() ||
-             (valid_file_name(name) && name.ends_with(".npy"));
+      return is_listed_run_file(name) || (valid_file_name(name) && name.ends_with(".npy"));
     };
     if (file.ends_with(kStagedSuffix)) {
       return is_ours(file.substr(0, file.size() - std::strlen(kStagedSuffix)));
