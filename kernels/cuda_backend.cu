@@ -82,6 +82,10 @@ class CudaBackend final : public Backend {
     const bool has_a = params.has_visible_bias();
     if (!params_set_ || d != visible_ || H != hidden_ || has_a != has_a_ ||
         params.hidden_type != hidden_type_) {
+      // Forget the old state first: a resize that throws (out of memory) leaves no graph or
+      // parameters that name freed buffers, and the next call allocates again.
+      params_set_ = false;
+      graph_.reset();  // it baked in the buffers, shapes and the hidden kernels' type
       visible_ = d;
       hidden_ = H;
       has_a_ = has_a;
@@ -96,7 +100,6 @@ class CudaBackend final : public Backend {
       ph0_.resize(H);
       phk_.resize(H);
       h_.resize(H);
-      graph_.reset();  // it baked in the buffers, shapes and the hidden kernels' type
     }
     const cudaStream_t s = stream_.get();
     W_.upload(params.W.data(), params.W.size(), s);
