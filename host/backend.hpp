@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -73,9 +74,11 @@ class Backend {
   virtual void train_cd(const Recipe& recipe, int64_t first_iteration, int64_t count) = 0;
 
   // Advances n_chains independent Gibbs chains x -> h -> x' by `steps` steps under the current
-  // parameters, from global step first_step on. states is (n_chains, d), each 0 or 1, in place.
-  virtual void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed,
-                     int64_t first_step, int64_t steps) = 0;
+  // parameters, from global step first_step on. states is (n_chains, d), each 0 or 1, in place:
+  // chains first_chain .. first_chain + n_chains - 1 of a larger set, whose draws are named by
+  // their index in that set (so a set run in blocks of chains is the same chains as in one call).
+  virtual void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
+                     int64_t steps, int64_t first_chain = 0) = 0;
 
   // Minibatch CD-k / PCD-k (host/minibatch.hpp: data order, draws, gradient, momentum, decay):
   // runs updates [first_update, first_update + count) on the staged images, updating the

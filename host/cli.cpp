@@ -185,6 +185,7 @@ TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
   options.digit = parse_digit_flag("--digit", f.digit);
   options.split = parse_split_flag("--split", f.split);
   options.out_dir = f.out.empty() ? timestamp_dir() : f.out;
+  options.out_dir_is_default = f.out.empty();
   return options;
 }
 

@@ -270,15 +270,16 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
-             int64_t steps) override {
+  void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
+             int64_t steps, int64_t first_chain) override {
     // The GEMM sampler of host/cpu_minibatch.cpp: tiles of chains across all cores.
     const Params params = model_.unpadded();
-    if (n_chains < 0 || static_cast<int64_t>(states.size()) != n_chains * params.visible) {
-      throw std::invalid_argument("gibbs: states must be (n_chains, d)");
+    if (n_chains < 0 || first_chain < 0 ||
+        static_cast<int64_t>(states.size()) != n_chains * params.visible) {
+      throw std::invalid_argument("gibbs: states must be (n_chains, d), first_chain >= 0");
     }
     cpu::sample_chains(params, philox_key(seed, Purpose::sample), states.data(), n_chains,
-                       first_step, steps, cpu::gemm_threads());
+                       first_step, steps, cpu::gemm_threads(), first_chain);
   }
 
   // Minibatch CD / PCD (host/cpu_minibatch.cpp) on the unpadded parameters.

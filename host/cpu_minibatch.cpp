@@ -231,7 +231,7 @@ int gemm_threads() {
 }
 
 void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,
-                   int64_t first_step, int64_t steps, int threads) {
+                   int64_t first_step, int64_t steps, int threads, int64_t first_chain) {
   if (n_chains <= 0 || steps <= 0) return;
   const int d = params.visible;
   const std::vector<float> zeros(static_cast<size_t>(d), 0.0f);
@@ -248,8 +248,8 @@ void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t 
     scratch[static_cast<size_t>(worker)].fit(kSampleTile, params);
     uint8_t* s = states + first * d;
     for (int64_t k = 0; k < rows * d; ++k) x[static_cast<size_t>(k)] = s[k] != 0 ? 1.0f : 0.0f;
-    chain_steps(params, params.b.data(), a, key, x.data(), rows, first, first_step, steps,
-                scratch[static_cast<size_t>(worker)]);
+    chain_steps(params, params.b.data(), a, key, x.data(), rows, first_chain + first, first_step,
+                steps, scratch[static_cast<size_t>(worker)]);
     for (int64_t k = 0; k < rows * d; ++k) s[k] = static_cast<uint8_t>(x[static_cast<size_t>(k)]);
   });
 }

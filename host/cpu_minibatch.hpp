@@ -24,13 +24,13 @@ std::optional<int> forced_cpu_threads();
 int gemm_threads();
 
 // Advances n_chains chains by `steps` Gibbs steps x -> h -> x' from global step first_step on,
-// states (n_chains, d) of 0/1 in place. Chain c's draws: key, stream c, phases
+// states (n_chains, d) of 0/1 in place. Chain c's draws: key, stream first_chain + c, phases
 // sample_hidden_phase(g) and sample_visible_phase(g) at global step g (host/backend.hpp), so
 // Backend::gibbs is this under key (seed, Purpose::sample). Chains are split into tiles of
 // kSampleTile, each tile run through all steps on one thread (its states stay in cache).
 constexpr int64_t kSampleTile = 256;
 void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,
-                   int64_t first_step, int64_t steps, int threads);
+                   int64_t first_step, int64_t steps, int threads, int64_t first_chain = 0);
 
 // Minibatch CD-k / PCD-k on the CPU (host/minibatch.hpp gives the meaning). Holds a copy of the
 // staged images, the permutation of the current epoch, and the training state.

@@ -1,19 +1,48 @@
 // Progress display (see progress.hpp).
 #include "host/progress.hpp"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 namespace rbm {
 
-Progress::Progress(std::string what, int64_t total, int64_t first)
+Progress::Progress(std::string what, int64_t total, int64_t first, std::string unit)
     : what_(std::move(what)),
+      unit_(std::move(unit)),
       total_(total),
       first_(first),
       interactive_(isatty(STDERR_FILENO) == 1),
       start_(std::chrono::steady_clock::now()) {}
+
+namespace {
+
+// A count as it reads best: whole up to ten million, else 3 significant digits (1.57e+08).
+std::string count_text(int64_t n) {
+  char text[32];
+  if (n < 10'000'000) {
+    std::snprintf(text, sizeof text, "%lld", static_cast<long long>(n));
+  } else {
+    std::snprintf(text, sizeof text, "%.3g", static_cast<double>(n));
+  }
+  return text;
+}
+
+// The terminal's width in columns (stderr's, else $COLUMNS, else 80).
+size_t terminal_columns() {
+  winsize size{};
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  if (const char* columns = std::getenv("COLUMNS")) {
+    const long n = std::strtol(columns, nullptr, 10);
+    if (n > 0 && n < 10000) return static_cast<size_t>(n);
+  }
+  return 80;
+}
+
+}  // namespace
 
 void Progress::update(int64_t done, const std::string& extra) {
   const double elapsed =
@@ -21,18 +50,26 @@ void Progress::update(int64_t done, const std::string& extra) {
   const double rate = elapsed > 0.0 ? static_cast<double>(done - first_) / elapsed : 0.0;
   const double eta = rate > 0.0 ? static_cast<double>(total_ - done) / rate : 0.0;
   const double fraction = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1;
+  char numbers[160];
+  std::snprintf(numbers, sizeof numbers, "%s/%s", count_text(done).c_str(),
+                count_text(total_).c_str());
   if (interactive_) {
-    constexpr int kWidth = 30;
+    constexpr int kWidth = 20;
     const int filled = static_cast<int>(fraction * kWidth);
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');
-    std::fprintf(stderr, "\r%s [%s] %lld/%lld %3.0f%% %.3g it/s ETA %.1fs %s\033[K", what_.c_str(),
-                 bar.c_str(), static_cast<long long>(done), static_cast<long long>(total_),
-                 100.0 * fraction, rate, eta, extra.c_str());
+    char head[320];
+    std::snprintf(head, sizeof head, "%s [%s] %s %3.0f%% ETA %.1fs %.3g %s/s ", what_.c_str(),
+                  bar.c_str(), numbers, 100.0 * fraction, eta, rate, unit_.c_str());
+    // One line, cut to the terminal's width (the ETA comes before the rate and the metrics, which
+    // the log lines without a terminal keep whole): a longer one wraps, and each redraw (\r
+    // returns to the start of the last row only) would leave a copy of it on the screen.
+    std::string line = head + extra;
+    line.resize(std::min(line.size(), terminal_columns() - 1));
+    std::fprintf(stderr, "\r%s\033[K", line.c_str());
   } else {
-    std::fprintf(stderr, "%s %lld/%lld (%.0f%%) %.3g it/s %s\n", what_.c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_), 100.0 * fraction,
-                 rate, extra.c_str());
+    std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s %s\n", what_.c_str(), numbers, 100.0 * fraction,
+                 rate, unit_.c_str(), extra.c_str());
   }
   std::fflush(stderr);
 }

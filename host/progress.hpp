@@ -10,8 +10,9 @@ namespace rbm {
 
 class Progress {
  public:
-  // `first`: units done before this process started (a resumed run), left out of the rate.
-  Progress(std::string what, int64_t total, int64_t first = 0);
+  // `first`: units done before this process started (a resumed run), left out of the rate;
+  // `unit`: what the rate counts ("it" for iterations: "it/s").
+  Progress(std::string what, int64_t total, int64_t first = 0, std::string unit = "it");
   // done units of total so far, and extra text for the line (metrics).
   void update(int64_t done, const std::string& extra);
   void finish();
@@ -19,6 +20,7 @@ class Progress {
 
  private:
   std::string what_;
+  std::string unit_;
   int64_t total_;
   int64_t first_;
   bool interactive_;

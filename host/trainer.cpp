@@ -1,13 +1,17 @@
 // The `train` command (see trainer.hpp).
 #include "host/trainer.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <system_error>
@@ -145,7 +149,33 @@ std::optional<Split> heldout_split(Split split) {
   return std::nullopt;
 }
 
+namespace {
+
+// The first of NAME, NAME-2, NAME-3, ... that does not exist, created (its parent too). mkdir
+// fails on a name that exists, so two runs started in the same second get one directory each.
+std::filesystem::path create_new_run_directory(const std::filesystem::path& name) {
+  std::error_code error;
+  if (!name.parent_path().empty()) std::filesystem::create_directories(name.parent_path(), error);
+  if (error) {
+    throw InputError(name.parent_path().string() + ": cannot create: " + error.message());
+  }
+  constexpr int kMaxSuffix = 1000;
+  for (int suffix = 1; suffix <= kMaxSuffix; ++suffix) {
+    const std::filesystem::path dir =
+        suffix == 1 ? name : std::filesystem::path(name.string() + "-" + std::to_string(suffix));
+    if (::mkdir(dir.c_str(), 0777) == 0) return dir;
+    if (errno != EEXIST) {
+      throw InputError(dir.string() + ": cannot create: " + std::strerror(errno));
+    }
+  }
+  throw InputError(name.string() + ": it and " + std::to_string(kMaxSuffix - 1) +
+                   " numbered names like it exist; name the run's directory with --out");
+}
+
+}  // namespace
+
 void run_training(Backend& backend, const TrainOptions& options) {
+  std::filesystem::path out_dir = options.out_dir;  // a default name may change when it is made
   Recipe recipe = options.recipe;
   const Dataset train = load_mnist(options.data_dir, options.digit, options.split);
   if (train.rows == 0) throw InputError("no training images match the digit and split");
@@ -162,17 +192,17 @@ void run_training(Backend& backend, const TrainOptions& options) {
   const std::string data_sha256 = sha256_hex(train.pixels);
   const ResumeFrom* resume = options.resume ? &*options.resume : nullptr;
   if (resume && resume->data_sha256 != data_sha256) {
-    throw InputError("--resume " + options.out_dir.string() + ": the training images in " +
+    throw InputError("--resume " + out_dir.string() + ": the training images in " +
                      options.data_dir.string() + " are not the run's (SHA-256 " + data_sha256 +
                      ", the run's " + resume->data_sha256 + ")");
   }
   if (resume && resume->params.visible != train.cols()) {
-    throw InputError("--resume " + options.out_dir.string() + ": the model has " +
+    throw InputError("--resume " + out_dir.string() + ": the model has " +
                      std::to_string(resume->params.visible) + " visible units, the images " +
                      std::to_string(train.cols()) + " pixels");
   }
 
-  const auto out = [&](const char* name) { return options.out_dir / name; };
+  const auto out = [&](const char* name) { return out_dir / name; };
   Params params = resume ? resume->params : init_params(recipe, train);
   const bool with_eval = options.eval_every > 0;
   std::string metrics_csv = resume ? resume->metrics_csv : metrics_csv_header(with_eval);
@@ -187,7 +217,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
   const auto write_checkpoint_now = [&] {
     std::vector<CheckpointFile> files = param_files(params);
     for (CheckpointFile& file : training_state_files(state)) files.push_back(std::move(file));
-    write_checkpoint(options.out_dir, done, files,
+    write_checkpoint(out_dir, done, files,
                      run_record(options, backend, data_sha256, train.rows, done, train_seconds));
     checkpoint_at = done;
   };
@@ -196,21 +226,25 @@ void run_training(Backend& backend, const TrainOptions& options) {
   const StopSignals signals;
   std::optional<DirectoryLock> new_run_lock;  // a resumed run holds resume->lock
   if (!resume) {
-    std::error_code error;
-    std::filesystem::create_directories(options.out_dir, error);
-    if (error) {
-      throw InputError("--out " + options.out_dir.string() + ": cannot create: " + error.message());
+    if (options.out_dir_is_default) {
+      out_dir = create_new_run_directory(out_dir);
+    } else {
+      std::error_code error;
+      std::filesystem::create_directories(out_dir, error);
+      if (error) {
+        throw InputError("--out " + out_dir.string() + ": cannot create: " + error.message());
+      }
     }
     try {
-      new_run_lock.emplace(options.out_dir);
+      new_run_lock.emplace(out_dir);
     } catch (const InputError& e) {
       throw InputError(std::string("--out ") + e.what());
     }
-    refuse_to_overwrite_a_run(options.out_dir);
+    refuse_to_overwrite_a_run(out_dir);
     try {
       write_file_atomic(out("metrics.csv"), metrics_csv);  // fails early if --out is not writable
     } catch (const InputError& e) {
-      throw InputError("--out " + options.out_dir.string() + ": " + e.what());
+      throw InputError("--out " + out_dir.string() + ": " + e.what());
     }
     write_checkpoint_now();  // a run can be resumed from its start
   }
@@ -234,7 +268,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     const char* lower = recipe.weight_decay > 0.0f ? "lower --lr or --weight-decay" : "lower --lr";
     return DivergenceError("training diverged: " + what + " at iteration " + std::to_string(done) +
                            " (" + lower + "); the last good checkpoint, iteration " +
-                           std::to_string(checkpoint_at) + ", is in " + options.out_dir.string());
+                           std::to_string(checkpoint_at) + ", is in " + out_dir.string());
   };
   while (done < recipe.iters) {
     const int64_t next_log = std::min(recipe.iters, (done / log_every + 1) * log_every);
@@ -277,8 +311,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
       progress.finish();
       throw Interrupted(stop, "interrupted by " + signal_name(stop) + " at iteration " +
                                   std::to_string(done) + " of " + std::to_string(recipe.iters) +
-                                  "; checkpoint written to " + options.out_dir.string() +
-                                  "; continue it with --resume " + options.out_dir.string());
+                                  "; checkpoint written to " + out_dir.string() +
+                                  "; continue it with --resume " + out_dir.string());
     }
     if (log_now || progress.interactive()) progress.update(done, last_metrics);
   }
@@ -309,7 +343,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
               (state.vW.empty() ? "" : "vW.npy vb.npy ") + (state.va.empty() ? "" : "va.npy ") +
               (state.n_chains > 0 ? "chains.npy " : "") + "weights.png metrics.csv run.json";
   }
-  std::printf("wrote %s: %s\n", options.out_dir.string().c_str(), written.c_str());
+  std::printf("wrote %s: %s\n", out_dir.string().c_str(), written.c_str());
 }
 
 }  // namespace rbm

@@ -40,6 +40,9 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;  // 0: every log_every
   int64_t eval_every = 0;        // 0: never; else a multiple of log_every (host/train_eval.hpp)
   std::filesystem::path out_dir;
+  // out_dir is the default name (runs/<timestamp>), not one the user gave: the run takes the first
+  // of NAME, NAME-2, NAME-3, ... that no other run has (two runs started in the same second).
+  bool out_dir_is_default = false;
   std::optional<ResumeFrom> resume;
 };
 

@@ -178,13 +178,13 @@ class CudaBackend final : public Backend {
     stream_.synchronize();
   }
 
-  void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
-             int64_t steps) override {
+  void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
+             int64_t steps, int64_t first_chain) override {
     require_params("gibbs");
     // kernels/minibatch.cu: all chains (or options_.gibbs_batch_chains at a time) resident, the
     // memory checked first, two SGEMMs and two fused in-place kernels per step, no host sync.
     cuda::gibbs_host_states(view(), states, n_chains, philox_key(seed, Purpose::sample), first_step,
-                            steps,
+                            steps, first_chain,
                             {options_.gibbs_batch_chains, options_.packed_states, options_.tf32});
   }
 

@@ -235,11 +235,13 @@ void sample_steps(const ModelView& v, uint64_t key, float* X, float* Hs, int64_t
   }
 }
 
-void gibbs_host_states(const ModelView& v, std::vector<uint8_t>& states, int64_t n_chains,
-                       uint64_t key, int64_t first_step, int64_t steps,
+void gibbs_host_states(const ModelView& v, std::span<uint8_t> states, int64_t n_chains,
+                       uint64_t key, int64_t first_step, int64_t steps, int64_t first_chain,
                        const SamplerOptions& options) {
   const int d = v.d;
-  if (n_chains < 0 || steps < 0) throw std::invalid_argument("gibbs: bad chain or step count");
+  if (n_chains < 0 || steps < 0 || first_chain < 0) {
+    throw std::invalid_argument("gibbs: bad chain or step count");
+  }
   if (static_cast<int64_t>(states.size()) != n_chains * d) {
     throw std::invalid_argument("gibbs: states must be (n_chains, d)");
   }
@@ -279,7 +281,7 @@ void gibbs_host_states(const ModelView& v, std::vector<uint8_t>& states, int64_t
       transfer.upload(host, static_cast<size_t>(n) * d, s);
       launch_bytes_to_floats(transfer.data(), n * d, X.data(), s);
     }
-    sample_steps(v, key, X.data(), Hs.data(), n, first, first_step, steps);
+    sample_steps(v, key, X.data(), Hs.data(), n, first_chain + first, first_step, steps);
     if (options.packed) {
       pack_kernel<<<grid_for(n * row_bytes), kThreads, 0, s>>>(X.data(), n, d, transfer.data());
       CUDA_CHECK_LAUNCH("pack_kernel");

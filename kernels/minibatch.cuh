@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "host/minibatch.hpp"
@@ -52,8 +53,8 @@ void sample_steps(const ModelView& view, uint64_t key, float* X, float* Hs, int6
 
 // Backend::gibbs: host states (n_chains, d) of 0/1 in place. The memory needed is checked
 // against the free device memory before allocating; too much throws InputError saying how much.
-void gibbs_host_states(const ModelView& view, std::vector<uint8_t>& states, int64_t n_chains,
-                       uint64_t key, int64_t first_step, int64_t steps,
+void gibbs_host_states(const ModelView& view, std::span<uint8_t> states, int64_t n_chains,
+                       uint64_t key, int64_t first_step, int64_t steps, int64_t first_chain,
                        const SamplerOptions& options);
 
 // Epoch e's permutation of [0, rows) computed and sorted on the device (for the test against

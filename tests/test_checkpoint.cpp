@@ -323,9 +323,9 @@ class PoisonedBackend final : public Backend {
     inner_->train_cd(recipe, first_iteration, count);
     reached_ = first_iteration + count;
   }
-  void gibbs(std::vector<uint8_t>& states, int64_t n_chains, uint32_t seed, int64_t first_step,
-             int64_t steps) override {
-    inner_->gibbs(states, n_chains, seed, first_step, steps);
+  void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
+             int64_t steps, int64_t first_chain) override {
+    inner_->gibbs(states, n_chains, seed, first_step, steps, first_chain);
   }
   void train_minibatch(const Recipe& recipe, int64_t first_update, int64_t count) override {
     inner_->train_minibatch(recipe, first_update, count);

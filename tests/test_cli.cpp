@@ -2,6 +2,7 @@
 // writes the run directory, whose files load back.
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -157,6 +158,43 @@ TEST(Cli, TrainingWritesTheRunDirectory) {
   EXPECT_EQ(png.width, mosaic.width);
   EXPECT_EQ(png.height, mosaic.height);
   EXPECT_EQ(png.pixels, mosaic.pixels);
+}
+
+// Without --out a run writes runs/<local time to the second>; when that name is taken (two runs
+// started in the same second) it takes NAME-2, NAME-3, ... The test takes the names of this
+// second and the next 30 with runs of their own, so the run under test (started within them)
+// finds its name taken and must take the -2 of one.
+TEST(Cli, DefaultRunDirectoryNamesDoNotCollide) {
+  const test::TempDir dir;
+  const auto name_at = [](std::time_t t) {
+    std::tm local{};
+    localtime_r(&t, &local);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &local);
+    return std::string(text);
+  };
+  const std::time_t now = std::time(nullptr);
+  for (std::time_t t = now; t <= now + 30; ++t) {
+    std::filesystem::create_directories(dir / "runs" / name_at(t));
+    write_file_atomic(dir / "runs" / name_at(t) / "metrics.csv", "another run's\n");
+  }
+  const test::CommandResult r = test::run_command(
+      "/bin/sh", {"-c", "cd " + test::shell_quote(dir.path().string()) + " && exec " +
+                            test::shell_quote(RBM_CPU_EXE) + " --data " +
+                            test::shell_quote(RBM_MNIST_DIR) + " --iters 20 --log-every 10"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  int taken = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "runs")) {
+    const std::string name = entry.path().filename().string();
+    if (!name.ends_with("-2")) continue;
+    ++taken;
+    EXPECT_TRUE(std::filesystem::exists(entry.path() / "run.json")) << name;
+    EXPECT_NE(r.output.find("wrote runs/" + name + ": "), std::string::npos) << r.output;
+    // The run it stepped aside for is untouched.
+    EXPECT_EQ(read_file(dir / "runs" / name.substr(0, name.size() - 2) / "metrics.csv"),
+              "another run's\n");
+  }
+  EXPECT_EQ(taken, 1) << r.output;
 }
 
 TEST(Cli, VersionNamesTheCommitItWasBuiltFrom) {

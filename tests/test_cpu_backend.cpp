@@ -8,12 +8,14 @@
 #include <cmath>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
+#include "host/cpu_minibatch.hpp"
 #include "host/thread_choice.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
@@ -247,6 +249,36 @@ TEST(CpuBackend, GibbsInPiecesEqualsOneCall) {
     }
     EXPECT_EQ(whole, pieces) << hidden_type_name(type);
     EXPECT_NE(whole, random_initial_states(chains, 20, 8));
+  }
+}
+
+// Chains in blocks (sample's way with many chains): block [first, first + n) run as chains first..
+// of the whole set (first_chain) gives the states of one call. The blocks start at multiples of
+// kSampleTile, where one call's tiles start too (each tile is its own GEMM).
+TEST(CpuBackend, GibbsInBlocksOfChainsEqualsOneCall) {
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    Params p = test::random_params(20, 7, 0.5f, 6, /*visible_bias=*/true);
+    p.hidden_type = type;
+    const std::unique_ptr<Backend> backend = make_cpu_backend();
+    backend->set_params(p);
+    const int64_t chains = 2 * cpu::kSampleTile + 88, d = 20;
+    std::vector<uint8_t> whole = random_initial_states(chains, d, 8), blocks = whole;
+    backend->gibbs(whole, chains, 9, 3, 10);
+    for (int64_t first = 0; first < chains; first += cpu::kSampleTile) {
+      const int64_t n = std::min(cpu::kSampleTile, chains - first);
+      backend->gibbs(std::span<uint8_t>(blocks).subspan(static_cast<size_t>(first * d),
+                                                        static_cast<size_t>(n * d)),
+                     n, 9, 3, 10, first);
+    }
+    EXPECT_EQ(whole, blocks) << hidden_type_name(type);
+    // A block named as chains 0.. instead is other chains: the names matter.
+    std::vector<uint8_t> renamed = random_initial_states(chains, d, 8);
+    const std::span<uint8_t> last_block =
+        std::span<uint8_t>(renamed).subspan(static_cast<size_t>(2 * cpu::kSampleTile * d));
+    backend->gibbs(last_block, 88, 9, 3, 10);
+    EXPECT_FALSE(
+        std::equal(last_block.begin(), last_block.end(), whole.begin() + 2 * cpu::kSampleTile * d))
+        << hidden_type_name(type);
   }
 }
 
