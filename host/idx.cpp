@@ -270,7 +270,13 @@ Dataset load_mnist(const std::filesystem::path& dir, std::optional<int> digit, S
     throw InputError("digit " + std::to_string(*digit) + " is not in 0..9");
   }
   std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) {
+  const std::filesystem::file_status status = std::filesystem::status(dir, ec);
+  if (std::filesystem::exists(status) && !std::filesystem::is_directory(status)) {
+    throw InputError(dir.string() +
+                     ": not a directory (--data names the directory that holds "
+                     "MNIST's four IDX files)");
+  }
+  if (!std::filesystem::is_directory(status)) {
     throw InputError(dir.string() + ": no such directory; " + kFetchHint);
   }
   Dataset data;

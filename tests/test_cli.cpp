@@ -110,6 +110,17 @@ TEST(Cli, MissingDataSaysHowToFetchIt) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("scripts/fetch_mnist"), std::string::npos) << r.output;
   EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+  // A file given as --data is named as one, not as missing.
+  const test::TempDir dir;
+  write_file_atomic(dir / "train-images-idx3-ubyte", "not a directory");
+  const test::CommandResult file =
+      run_cpu({"--data", (dir / "train-images-idx3-ubyte").string(), "--iters", "10"});
+  EXPECT_EQ(file.exit_code, 2);
+  EXPECT_NE(
+      file.output.find("train-images-idx3-ubyte: not a directory (--data names the directory"),
+      std::string::npos)
+      << file.output;
+  EXPECT_EQ(test::line_count(file.output), 1) << file.output;
 }
 
 TEST(Cli, UnwritableOutputDirectoryIsRefused) {
