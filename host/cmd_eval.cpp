@@ -1,12 +1,14 @@
 // `eval --model DIR`: how good a trained model is. log Z (exact for small H, else AIS on the
 // backend; host/log_z.hpp), the average log p(x) of the selected images with the interval carried
-// over from log Z, the exact pseudo-log-likelihood, the mean-field reconstruction error and the
-// free-energy gap to the training images. Text, or one JSON object with --json.
+// over from log Z, the exact pseudo-log-likelihood, the mean-field reconstruction error, the
+// free-energy gap to the model's training images (those run.json records) and how many of the
+// scored images were among them. Text, or one JSON object with --json.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -40,6 +42,21 @@ LogZMethod parse_method(const std::string& text) {
   if (text == "exact") return LogZMethod::exact;
   if (text == "ais") return LogZMethod::ais;
   throw InputError("--method must be auto, exact or ais (got '" + text + "')");
+}
+
+// A selection of MNIST images, as load_mnist takes it.
+struct Selection {
+  std::optional<int> digit;  // nullopt: all ten
+  Split split;
+  bool operator==(const Selection&) const = default;
+};
+
+// The images in both selections, as a selection, or nullopt when they share none: MNIST's train and
+// test splits are disjoint and its digits partition each, so the overlap is a selection too.
+std::optional<Selection> overlap(const Selection& a, const Selection& b) {
+  if (a.digit && b.digit && *a.digit != *b.digit) return std::nullopt;
+  if (a.split != Split::all && b.split != Split::all && a.split != b.split) return std::nullopt;
+  return Selection{a.digit ? a.digit : b.digit, a.split == Split::all ? b.split : a.split};
 }
 
 // Fixed decimals for the usual magnitudes; 9 significant digits for huge ones.
@@ -97,8 +114,18 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   const auto start = std::chrono::steady_clock::now();
   const Params params = read_model(f.model);
   if (!all_finite(params)) throw InputError("--model " + f.model + ": a parameter is not finite");
-  const Dataset images = load_mnist(f.data, digit, split);
-  const Dataset train = load_mnist(f.data, digit, Split::train);
+  // Each selection read once: the scored images, the train split's (the AIS base rates), the
+  // model's training images and the overlap of the first and the last are often the same ones.
+  std::map<std::pair<int, Split>, Dataset> loaded;
+  const auto load = [&](const Selection& s) -> const Dataset& {
+    const std::pair key(s.digit.value_or(-1), s.split);
+    auto it = loaded.find(key);
+    if (it == loaded.end()) it = loaded.emplace(key, load_mnist(f.data, s.digit, s.split)).first;
+    return it->second;
+  };
+  const Selection scored{digit, split};
+  const Dataset& images = load(scored);
+  const Dataset& train = load({digit, Split::train});
   if (images.rows == 0 || train.rows == 0) {
     throw InputError("no images match --digit " + digit_text + " and --split " + f.split);
   }
@@ -129,7 +156,28 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     }
   }
   const double free_energy = mean_free_energy(params, images);
-  const double free_energy_train = mean_free_energy(params, train);
+  // The model's training images, as run.json records their selection (the directory need not be
+  // the recorded one: the selection names the same images in any copy of MNIST); unknown without
+  // that record, and then no gap and no overlap are given rather than guessed.
+  std::optional<Selection> trained;
+  if (images_choice.trained_split && images_choice.trained_digit) {
+    trained = Selection{images_choice.trained_digit->digit, *images_choice.trained_split};
+  }
+  std::optional<int64_t> trained_rows, scored_trained_rows;
+  std::optional<double> free_energy_trained, free_energy_gap;
+  if (trained) {
+    const Dataset& training_images = load(*trained);
+    trained_rows = training_images.rows;
+    // The gap to held-out images; none when the scored images are the training images themselves.
+    if (*trained == scored) {
+      free_energy_trained = free_energy;
+    } else {
+      free_energy_trained = mean_free_energy(params, training_images);
+      free_energy_gap = free_energy - *free_energy_trained;
+    }
+    const std::optional<Selection> both = overlap(scored, *trained);
+    scored_trained_rows = both ? load(*both).rows : 0;
+  }
   const double avg_log_p = -free_energy - log_z.log_z;
   const double avg_pll = mean_pseudo_log_likelihood(params, images);
   const double recon = reconstruction_error(params, images);
@@ -138,20 +186,28 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
 
   // What a reader could misread, said beside the numbers (text) or in "notes" (JSON).
   std::vector<std::string> notes;
-  // The scored images overlap the training images when the splits and the digits overlap (a run
-  // of split all trained on the test split too). Unknown without run.json's record.
-  std::optional<bool> scored_training_images;
-  if (images_choice.trained_split && images_choice.trained_digit) {
-    const Split trained_split = *images_choice.trained_split;
-    const std::optional<int>& trained_digit = images_choice.trained_digit->digit;
-    scored_training_images =
-        (trained_split == Split::all || split == Split::all || trained_split == split) &&
-        (!trained_digit || !digit || *trained_digit == *digit);
-    if (*scored_training_images) {
-      notes.push_back("the scored images were among the model's training images (run.json: digit " +
-                      images_choice.trained_digit->text + ", split " + split_name(trained_split) +
-                      "): not a held-out score, and the free-energy gap measures no overfitting");
-    }
+  // How many of the scored images the model was trained on: all (a run of split all trained on the
+  // test split too), some (a digit's model scored on all digits), or none. Unknown without
+  // run.json's record.
+  const std::string trained_text = trained
+                                       ? "run.json: digit " + images_choice.trained_digit->text +
+                                             ", split " + split_name(trained->split)
+                                       : "";
+  if (trained && *trained == scored) {
+    notes.push_back("the scored images are the model's training images (" + trained_text +
+                    "): not a held-out score");
+  } else if (scored_trained_rows && *scored_trained_rows == images.rows) {
+    notes.push_back("the scored images were among the model's training images (" + trained_text +
+                    "): not a held-out score, and the free-energy gap measures no overfitting");
+  } else if (scored_trained_rows && *scored_trained_rows > 0) {
+    notes.push_back(std::to_string(*scored_trained_rows) + " of the " +
+                    std::to_string(images.rows) + " scored images (" +
+                    format_number(100.0 * static_cast<double>(*scored_trained_rows) /
+                                      static_cast<double>(images.rows),
+                                  1) +
+                    "%) were among the model's training images (" + trained_text +
+                    "): partly a training score, and the free-energy gap mixes training and "
+                    "held-out images");
   }
   if (log_z.method == "exact" && options.method == LogZMethod::automatic) {
     std::string unused;
@@ -178,6 +234,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
   };
   const auto text_or_unknown = [](double v) { return std::isfinite(v) ? fixed(v) : "unknown"; };
+  const auto optional_json = [](const auto& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
   if (f.json) {
     nlohmann::json bases = nlohmann::json::object();
     for (const AisBaseReport& base : log_z.bases) {
@@ -212,12 +271,25 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
         {"avg_pll", avg_pll},
         {"recon_error", recon},
         {"free_energy", free_energy},
-        {"free_energy_train", free_energy_train},
-        {"free_energy_gap", free_energy - free_energy_train},
+        {"training_images",
+         trained ? nlohmann::json{{"digit", trained->digit ? nlohmann::json(*trained->digit)
+                                                           : nlohmann::json("all")},
+                                  {"split", split_name(trained->split)},
+                                  {"n_images", *trained_rows}}
+                 : nlohmann::json(nullptr)},
+        {"free_energy_train", optional_json(free_energy_trained)},
+        {"free_energy_gap", optional_json(free_energy_gap)},
         {"log_z_seconds", log_z.seconds},
         {"seconds", seconds},
-        {"scored_training_images", scored_training_images ? nlohmann::json(*scored_training_images)
-                                                          : nlohmann::json(nullptr)},
+        // true: all of the scored images were training images (the count says how many when not).
+        {"scored_training_images", scored_trained_rows
+                                       ? nlohmann::json(*scored_trained_rows == images.rows)
+                                       : nlohmann::json(nullptr)},
+        {"scored_training_image_count", optional_json(scored_trained_rows)},
+        {"scored_training_image_fraction",
+         scored_trained_rows ? nlohmann::json(static_cast<double>(*scored_trained_rows) /
+                                              static_cast<double>(images.rows))
+                             : nlohmann::json(nullptr)},
         {"notes", notes}};
     if (log_z.method == "ais") {
       out["ais"] = {{"runs", ais_runs},
@@ -268,12 +340,21 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   std::printf("avg PLL    %s nats (exact, all %d pixels)\n", fixed(avg_pll).c_str(),
               params.visible);
   std::printf("recon err  %.5f (mean-field, per pixel)\n", recon);
-  // The reference is MNIST's train split of the digit (also the base rates' images), whatever the
-  // model was trained on: the gap shows overfitting when the scored images were held out.
-  std::printf("free energy %s here, %s on the %lld train-split images of digit %s (gap %s)\n",
-              fixed(free_energy).c_str(), fixed(free_energy_train).c_str(),
-              static_cast<long long>(train.rows), digit_text.c_str(),
-              fixed(free_energy - free_energy_train).c_str());
+  // The gap shows overfitting when the scored images were held out (the notes say when not).
+  if (!trained) {
+    const bool recorded = std::filesystem::exists(std::filesystem::path(f.model) / "run.json");
+    std::printf("free energy %s here; no gap: %s the model's training images (digit, split)\n",
+                fixed(free_energy).c_str(),
+                recorded ? "its run.json does not record" : "no run.json records");
+  } else if (*trained == scored) {
+    std::printf("free energy %s here, on the model's training images themselves (%s): no gap\n",
+                fixed(free_energy).c_str(), trained_text.c_str());
+  } else {
+    std::printf("free energy %s here, %s on the model's %lld training images (%s; gap %s)\n",
+                fixed(free_energy).c_str(), fixed(*free_energy_trained).c_str(),
+                static_cast<long long>(*trained_rows), trained_text.c_str(),
+                fixed(free_energy - *free_energy_trained).c_str());
+  }
   for (const std::string& note : notes) std::printf("note       %s\n", note.c_str());
   std::printf("time       %.1f s\n", seconds);
   return 0;

@@ -63,7 +63,7 @@ struct DigitChoice {
 // set), else from what DIR/run.json records of the model's run (data.digit; data.dir while that
 // directory exists), else the reference recipe's digit 3 and data/mnist (relative to the working
 // directory); and what the model was trained on, when run.json records it (data.digit,
-// data.split), so that eval can say when the images it scores were among the training images.
+// data.split), so that eval can compare the images it scores with them and count the shared ones.
 // run.json is read once. InputError naming --digit or run.json when the digit is not 0..9 or all
 // (a recorded digit only when no --digit is given).
 struct ImageChoice {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -73,6 +74,8 @@ TEST(EvalCli, ExactForSmallHiddenLayer) {
   for (const bool visible_bias : {false, true}) {
     SCOPED_TRACE(visible_bias ? "visible bias" : "no visible bias");
     const Params p = write_small_model(dir / "model", visible_bias);
+    // Trained on the train threes, by its record: the gap is to them.
+    test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 3, "split": "train"}})");
     const nlohmann::json out = eval_json({"--model", (dir / "model").string()});
     const Dataset test_threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);
     const Dataset train_threes = load_mnist(RBM_MNIST_DIR, 3, Split::train);
@@ -202,6 +205,162 @@ TEST(EvalCli, NotesSayWhatCouldBeMisread) {
                            "hold log Z; more --ais-betas (or --ais-runs) make it reliable"),
             std::string::npos)
       << ais_notes;
+}
+
+// The free-energy gap is to the images the model was trained on, as its run.json records them
+// (digit, split), not to MNIST's train split: a --split test run of the threes scored on the train
+// split's threes has a gap to its own test threes, and scored on those images themselves it has
+// none (the text says so instead of printing 0). A real run (the exploratory tester's), so that
+// this reads what the trainer writes.
+TEST(EvalCli, TheGapIsToTheModelsOwnTrainingImages) {
+  const test::TempDir dir;
+  const std::string model = (dir / "run").string();
+  const test::CommandResult trained =
+      run_cpu({"--data", RBM_MNIST_DIR, "--split", "test", "--batch", "10", "--pcd", "--chains",
+               "2000", "--iters", "3", "--hidden", "10", "--log-every", "1", "--out", model});
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const Params p = read_model(model);
+  const double f_test = mean_free_energy(p, load_mnist(RBM_MNIST_DIR, 3, Split::test));
+  const double f_train = mean_free_energy(p, load_mnist(RBM_MNIST_DIR, 3, Split::train));
+  const nlohmann::json want_training = {{"digit", 3}, {"split", "test"}, {"n_images", 1010}};
+
+  // Held out: the train split, none of it a training image.
+  const nlohmann::json out = eval_json({model, "--split", "train"});
+  EXPECT_EQ(out["digit"], 3);  // run.json's
+  EXPECT_EQ(out["n_images"], 6131);
+  EXPECT_EQ(out["training_images"], want_training);
+  EXPECT_NEAR(out["free_energy"].get<double>(), f_train, 1e-6 * std::fabs(f_train));
+  EXPECT_NEAR(out["free_energy_train"].get<double>(), f_test, 1e-6 * std::fabs(f_test));
+  EXPECT_NEAR(out["free_energy_gap"].get<double>(), f_train - f_test,
+              1e-6 * (std::fabs(f_train) + std::fabs(f_test)));
+  EXPECT_EQ(out["scored_training_images"], false);
+  EXPECT_EQ(out["scored_training_image_count"], 0);
+  EXPECT_EQ(out["scored_training_image_fraction"], 0.0);
+  EXPECT_EQ(out["notes"], nlohmann::json::array());
+  const test::CommandResult held_out =
+      run_cpu({"eval", model, "--data", RBM_MNIST_DIR, "--split", "train"});
+  ASSERT_EQ(held_out.exit_code, 0) << held_out.output;
+  const std::string line =
+      " on the model's 1010 training images (run.json: digit 3, split test; "
+      "gap ";
+  const size_t at = held_out.output.find(line);
+  ASSERT_NE(at, std::string::npos) << held_out.output;
+  // Printed with 3 decimals: half a unit in the last, and the summation order.
+  EXPECT_NEAR(std::strtod(held_out.output.c_str() + at + line.size(), nullptr), f_train - f_test,
+              5e-4 + 1e-6 * (std::fabs(f_train) + std::fabs(f_test)))
+      << held_out.output;
+  EXPECT_EQ(held_out.output.find("note"), std::string::npos) << held_out.output;
+
+  // The training images themselves: no gap, and the text says why.
+  const nlohmann::json same = eval_json({model, "--split", "test"});
+  EXPECT_EQ(same["training_images"], want_training);
+  EXPECT_EQ(same["free_energy_train"], same["free_energy"]);
+  EXPECT_TRUE(same["free_energy_gap"].is_null());
+  EXPECT_EQ(same["scored_training_images"], true);
+  EXPECT_EQ(same["scored_training_image_count"], 1010);
+  EXPECT_EQ(same["scored_training_image_fraction"], 1.0);
+  EXPECT_EQ(same["notes"], nlohmann::json::array({"the scored images are the model's training "
+                                                  "images (run.json: digit 3, split test): not "
+                                                  "a held-out score"}));
+  const test::CommandResult itself =
+      run_cpu({"eval", model, "--data", RBM_MNIST_DIR, "--split", "test"});
+  ASSERT_EQ(itself.exit_code, 0) << itself.output;
+  EXPECT_NE(itself.output.find(" here, on the model's training images themselves (run.json: "
+                               "digit 3, split test): no gap\n"),
+            std::string::npos)
+      << itself.output;
+  EXPECT_EQ(itself.output.find("gap 0"), std::string::npos) << itself.output;
+}
+
+// Some of the scored images were training images: a digit's model scored on all digits (the
+// exploratory tester's two cases: 5421 of 60000, 7141 of 70000), or a train-split model on both
+// splits. MNIST's splits are disjoint and its digits partition them, so the count is that of one
+// selection (the model's digit, in the split both take); scored_training_images means all of them.
+TEST(EvalCli, SaysHowManyScoredImagesWereTrainingImages) {
+  const test::TempDir dir;
+  const Params p = write_small_model(dir / "model", false);
+  const std::string model = (dir / "model").string();
+  struct Case {
+    const char* run_json;
+    std::vector<std::string> flags;
+    int trained_digit;
+    Split trained_split;
+    int64_t shared, n;
+    const char* note;
+  };
+  const Case cases[] = {
+      {R"({"data": {"digit": 5, "split": "train"}})",
+       {"--digit", "all", "--split", "train"},
+       5,
+       Split::train,
+       5421,
+       60000,
+       "5421 of the 60000 scored images (9.0%) were among the model's "
+       "training images (run.json: digit 5, split train)"},
+      {R"({"data": {"digit": 3, "split": "all"}})",
+       {"--digit", "all", "--split", "all"},
+       3,
+       Split::all,
+       7141,
+       70000,
+       "7141 of the 70000 scored images (10.2%) were among the model's "
+       "training images (run.json: digit 3, split all)"},
+      {R"({"data": {"digit": 3, "split": "train"}})",
+       {"--split", "all"},
+       3,
+       Split::train,
+       6131,
+       7141,
+       "6131 of the 7141 scored images (85.9%) were among the model's training images "
+       "(run.json: digit 3, split train)"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.run_json);
+    test::write_bytes(dir / "model" / "run.json", c.run_json);
+    std::vector<std::string> args = {model};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    const nlohmann::json out = eval_json(args);
+    EXPECT_EQ(out["n_images"], c.n);
+    EXPECT_EQ(out["scored_training_images"], false);
+    EXPECT_EQ(out["scored_training_image_count"], c.shared);
+    EXPECT_NEAR(out["scored_training_image_fraction"].get<double>(),
+                static_cast<double>(c.shared) / static_cast<double>(c.n), 1e-12);
+    const Dataset training = load_mnist(RBM_MNIST_DIR, c.trained_digit, c.trained_split);
+    EXPECT_EQ(out["training_images"]["n_images"], training.rows);
+    const double f_training = mean_free_energy(p, training);
+    EXPECT_NEAR(out["free_energy_train"].get<double>(), f_training, 1e-6 * std::fabs(f_training));
+    EXPECT_EQ(out["notes"],
+              nlohmann::json::array({std::string(c.note) +
+                                     ": partly a training score, and the free-energy gap mixes "
+                                     "training and held-out images"}));
+  }
+}
+
+// A model without run.json's record of its training images (a bare model directory, or a run.json
+// without data.digit and data.split): no gap and no overlap, said rather than guessed.
+TEST(EvalCli, WithoutARecordTheTrainingImagesAreUnknown) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", false);
+  const std::string model = (dir / "model").string();
+  for (const bool with_run_json : {false, true}) {
+    SCOPED_TRACE(with_run_json ? "run.json without data" : "no run.json");
+    if (with_run_json) test::write_bytes(dir / "model" / "run.json", R"({"data": {}})");
+    const nlohmann::json out = eval_json({model});
+    EXPECT_FALSE(out["free_energy"].is_null());
+    for (const char* key :
+         {"training_images", "free_energy_train", "free_energy_gap", "scored_training_images",
+          "scored_training_image_count", "scored_training_image_fraction"}) {
+      EXPECT_TRUE(out[key].is_null()) << key << ": " << out[key];
+    }
+    EXPECT_EQ(out["notes"], nlohmann::json::array());
+    const test::CommandResult text = run_cpu({"eval", model, "--data", RBM_MNIST_DIR});
+    ASSERT_EQ(text.exit_code, 0) << text.output;
+    const std::string why = with_run_json ? "its run.json does not record" : "no run.json records";
+    EXPECT_NE(text.output.find(" here; no gap: " + why +
+                               " the model's training images (digit, "
+                               "split)\n"),
+              std::string::npos)
+        << text.output;
+  }
 }
 
 TEST(EvalCli, BadInputGetsOneLineAndExitCode2) {
