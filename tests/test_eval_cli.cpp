@@ -289,21 +289,21 @@ TEST(EvalCli, SaysHowManyScoredImagesWereTrainingImages) {
     const char* note;
   };
   const Case cases[] = {
-      {R"({"data": {"digit": 5, "split": "train"}})",
-       {"--digit", "all", "--split", "train"},
+      {R"({"data": {"digit": 5, "split": "test"}})",
+       {"--digit", "all", "--split", "test"},
        5,
-       Split::train,
-       5421,
-       60000,
-       "5421 of the 60000 scored images (9.0%) were among the model's "
-       "training images (run.json: digit 5, split train)"},
+       Split::test,
+       892,
+       10000,
+       "892 of the 10000 scored images (8.9%) were among the model's "
+       "training images (run.json: digit 5, split test)"},
       {R"({"data": {"digit": 3, "split": "all"}})",
-       {"--digit", "all", "--split", "all"},
+       {"--digit", "all", "--split", "test"},
        3,
        Split::all,
-       7141,
-       70000,
-       "7141 of the 70000 scored images (10.2%) were among the model's "
+       1010,
+       10000,
+       "1010 of the 10000 scored images (10.1%) were among the model's "
        "training images (run.json: digit 3, split all)"},
       {R"({"data": {"digit": 3, "split": "train"}})",
        {"--split", "all"},
