@@ -61,7 +61,11 @@ class ChildProcess {
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
-  void signal(int signal_number) const { ::kill(pid_, signal_number); }
+  // Nothing once the child has been waited for: its pid is -1 then, and kill(-1, ...) would signal
+  // every process this user may signal (the test runner and the shell around it included).
+  void signal(int signal_number) const {
+    if (pid_ > 0) ::kill(pid_, signal_number);
+  }
 
   // Waits for the child; afterwards exit_code() is its exit code (-1 when a signal ended it) and
   // killed_by() the signal (0 when it exited).
