@@ -5,6 +5,7 @@
 #include "host/ais.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -144,6 +145,7 @@ AisResult ais_cpu(const Params& params, const AisRequest& request) {
 
   AisResult result;
   result.log_weights.assign(static_cast<size_t>(request.runs), 0.0);
+  std::atomic<bool> stopped{false};  // a worker gave up on request.stop
   with_hidden_type(params.hidden_type, [&](auto type) {
     constexpr HiddenType kType = decltype(type)::value;
     parallel_for(request.runs, [&](int64_t, int64_t begin, int64_t end) {
@@ -160,6 +162,12 @@ AisResult ais_cpu(const Params& params, const AisRequest& request) {
         int n_x = cpu::indices_where_less(uniforms.data(), base_prob.data(), d, x_on.data());
         double log_w = 0.0;
         for (int64_t k = 1; k <= K; ++k) {
+          // A look per temperature step bounds the wait for a stop request to one step, however
+          // many temperatures and runs the request has (a log point's AIS takes seconds).
+          if (stop_requested(request.stop)) {
+            stopped.store(true);
+            return;
+          }
           // u (H) = W'x + b in float; the weight's increment in double.
           cpu::sum_of_rows(W.data(), static_cast<size_t>(Hp), x_on.data(), n_x, Hp, u.data());
           for (int j = 0; j < H; ++j) u[j] += params.b[j];
@@ -207,6 +215,7 @@ AisResult ais_cpu(const Params& params, const AisRequest& request) {
       }
     });
   });
+  if (stopped.load()) throw Stopped();
   result.log_z_base = ais_log_z_base(c, H, params.hidden_type);
   return result;
 }
@@ -217,7 +226,7 @@ double ais_log_z_base(const std::vector<float>& c, int H, HiddenType type) {
   return log_z;
 }
 
-double log_partition_lower_bound(const Params& params) {
+double log_partition_lower_bound(const Params& params, const StopRequest& stop) {
   const int d = params.visible, H = params.hidden;
   const auto a = [&](int i) { return params.has_visible_bias() ? double{params.a[i]} : 0.0; };
   LogSumExp terms;
@@ -228,6 +237,7 @@ double log_partition_lower_bound(const Params& params) {
   const std::vector<double> signs =
       params.hidden_type == HiddenType::ternary ? std::vector<double>{1.0, -1.0} : std::vector{1.0};
   for (int j = 0; j < H; ++j) {
+    throw_if_stopped(stop);
     for (const double s : signs) {
       double v = s * params.b[j];
       for (int i = 0; i < d; ++i) {

@@ -382,15 +382,19 @@ void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& chec
 
 namespace {
 
-// metrics.csv's header and its rows up to `iteration`: rows after the checkpoint are computed
-// again by the resumed run.
-std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
+// metrics.csv's header and its rows up to `iteration` (rows after the checkpoint are computed
+// again by the resumed run), and the iteration of the last of them (0: none).
+struct MetricsUpTo {
+  std::string text;
+  int64_t last_row = 0;
+};
+MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
   const std::filesystem::path path = dir / "metrics.csv";
   const std::optional<std::string> current = metrics_csv_in_current_columns(read_file(path));
   if (!current) throw InputError(path.string() + ": not rbm's metrics header");
   const std::string& text = *current;
   const std::string header = text.substr(0, text.find('\n') + 1);
-  std::string kept = header;
+  MetricsUpTo kept{header, 0};
   const auto header_commas = std::count(header.begin(), header.end(), ',');  // every row's
   int line = 1;
   int64_t previous_iteration = 0;  // rows start after iteration 0
@@ -413,7 +417,10 @@ std::string metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
                        std::to_string(previous_iteration));
     }
     previous_iteration = row_iteration;
-    if (row_iteration <= iteration) (kept += row) += '\n';
+    if (row_iteration <= iteration) {
+      (kept.text += row) += '\n';
+      kept.last_row = row_iteration;
+    }
     pos = end + 1;
   }
   return kept;
@@ -582,7 +589,18 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     resume.iteration = checkpoint.iteration;
     resume.train_seconds = field<double>(dir, run, "train_seconds", {"train_seconds"});
     resume.data_sha256 = field<std::string>(dir, run, "data.sha256", {"data", "sha256"});
-    resume.metrics_csv = metrics_up_to(dir, checkpoint.iteration);
+    MetricsUpTo metrics = metrics_up_to(dir, checkpoint.iteration);
+    resume.metrics_csv = std::move(metrics.text);
+    // A signal during a log point's metrics writes the checkpoint at that point without its row
+    // (host/trainer.cpp). The run's log points are the multiples of log_every and its end, as the
+    // checkpoint recorded it (iters_recorded; --iters may move the end of the resumed run, not of
+    // the one that stopped); iteration 0 has no row.
+    const int64_t t = checkpoint.iteration;
+    const auto point_of = [&](int64_t every) {
+      return every > 0 && t > 0 && (t % every == 0 || t == iters_recorded);
+    };
+    resume.row_missing = point_of(options.log_every) && metrics.last_row != t;
+    resume.row_with_eval = point_of(options.eval_every);
     tidy_run_directory(dir, checkpoint);
     resume.params = std::move(checkpoint.params);
     resume.state = resumable_state(r, std::move(checkpoint.state));

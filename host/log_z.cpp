@@ -25,7 +25,7 @@ LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOp
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   LogZEstimate estimate;
-  estimate.lower_bound = log_partition_lower_bound(params);
+  estimate.lower_bound = log_partition_lower_bound(params, options.stop);
   const bool ternary = params.hidden_type == HiddenType::ternary;
   const bool exact =
       options.method == LogZMethod::exact ||
@@ -53,12 +53,14 @@ LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOp
   request.betas = ais_betas(options.ais_betas);
   request.runs = options.ais_runs;
   request.seed = options.seed;
+  request.stop = options.stop;
   const std::vector<float> uniform(static_cast<size_t>(params.visible), 0.0f);
   for (const bool base_rate : {true, false}) {
     const auto t0 = std::chrono::steady_clock::now();
     request.base_bias = base_rate ? options.base_rate : uniform;
     request.first_stream = base_rate ? 0 : static_cast<uint64_t>(options.ais_runs);
     const AisResult result = backend.ais(request);
+    throw_if_stopped(options.stop);  // a backend that does not look (CUDA) ran its whole request
     estimate.bases.push_back({base_rate ? "base-rate" : "uniform", result.log_z_base,
                               summarize_ais(result), seconds_since(t0)});
   }

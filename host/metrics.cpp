@@ -40,17 +40,18 @@ bool metrics_finite(const MetricsRow& row) {
 }
 
 MetricsRow compute_metrics(const Params& params, const Dataset& train_batch,
-                           const Dataset* heldout_batch, int64_t iteration, double seconds) {
+                           const Dataset* heldout_batch, int64_t iteration, double seconds,
+                           const StopRequest& stop) {
   MetricsRow row;
   row.iteration = iteration;
   row.seconds = seconds;
-  row.recon_error_train = reconstruction_error(params, train_batch);
-  row.free_energy_train = mean_free_energy(params, train_batch);
-  row.pll_train = mean_pseudo_log_likelihood(params, train_batch);
+  row.recon_error_train = reconstruction_error(params, train_batch, stop);
+  row.free_energy_train = mean_free_energy(params, train_batch, stop);
+  row.pll_train = mean_pseudo_log_likelihood(params, train_batch, stop);
   if (heldout_batch != nullptr) {
-    row.recon_error_heldout = reconstruction_error(params, *heldout_batch);
-    row.free_energy_heldout = mean_free_energy(params, *heldout_batch);
-    row.pll_heldout = mean_pseudo_log_likelihood(params, *heldout_batch);
+    row.recon_error_heldout = reconstruction_error(params, *heldout_batch, stop);
+    row.free_energy_heldout = mean_free_energy(params, *heldout_batch, stop);
+    row.pll_heldout = mean_pseudo_log_likelihood(params, *heldout_batch, stop);
   }
   return row;
 }

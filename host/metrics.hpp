@@ -9,6 +9,7 @@
 
 #include "host/dataset.hpp"
 #include "host/model.hpp"
+#include "host/stop.hpp"
 
 namespace rbm {
 
@@ -41,8 +42,10 @@ bool metrics_finite(const MetricsRow& row);
 // Up to max_rows images spread evenly over the dataset (always the same ones).
 Dataset fixed_batch(const Dataset& images, int64_t max_rows);
 
+// Throws Stopped when `stop` says so (host/evaluate.hpp: where it looks).
 MetricsRow compute_metrics(const Params& params, const Dataset& train_batch,
-                           const Dataset* heldout_batch, int64_t iteration, double seconds);
+                           const Dataset* heldout_batch, int64_t iteration, double seconds,
+                           const StopRequest& stop = {});
 
 // iteration,seconds,recon_error_train,recon_error_heldout,free_energy_train,free_energy_heldout,
 // pll_train,pll_heldout; with_eval: four more, log_z,log_z_method,log_p_train,log_p_heldout, empty

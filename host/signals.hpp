@@ -1,6 +1,7 @@
 // Stop requests for the training loop: SIGINT and SIGTERM only record which signal came (the
-// handler is async-signal-safe), and the loop polls between pieces of training, writes a
-// checkpoint and throws Interrupted; the CLI exits with 128 + the signal number.
+// handler is async-signal-safe), and the loop polls between pieces of training (and a log point's
+// metrics poll within, host/stop.hpp), writes a checkpoint and throws Interrupted; the CLI exits
+// with 128 + the signal number.
 #pragma once
 
 #include <signal.h>

@@ -10,6 +10,7 @@
 #include "host/dataset.hpp"
 #include "host/metrics.hpp"
 #include "host/model.hpp"
+#include "host/stop.hpp"
 
 namespace rbm {
 
@@ -21,9 +22,10 @@ constexpr int64_t kTrainAisRuns = 100;
 constexpr int64_t kTrainAisBetas = 1000;
 
 // The backend must hold params; base_rate is base_rate_biases of the training images. The AIS
-// draws use `seed` (the run's).
+// draws use `seed` (the run's). Throws Stopped when `stop` says so (host/log_z.hpp: where it
+// looks).
 EvalMetrics evaluate_for_metrics(Backend& backend, const Params& params, const Dataset& train_batch,
                                  const Dataset* heldout_batch, const std::vector<float>& base_rate,
-                                 uint32_t seed);
+                                 uint32_t seed, const StopRequest& stop = {});
 
 }  // namespace rbm

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -25,6 +26,7 @@
 #include "host/progress.hpp"
 #include "host/sha256.hpp"
 #include "host/signals.hpp"
+#include "host/stop.hpp"
 #include "host/train_eval.hpp"
 #include "host/version.hpp"
 
@@ -270,6 +272,56 @@ void run_training(Backend& backend, const TrainOptions& options) {
                            " (" + lower + "); the last good checkpoint, iteration " +
                            std::to_string(checkpoint_at) + ", is in " + out_dir.string());
   };
+  const auto take_state = [&] {
+    state = resumable_state(recipe, backend.get_training_state());
+    if (!(all_finite(state.vW) && all_finite(state.vb) && all_finite(state.va))) {
+      throw diverged("a momentum velocity is not finite");
+    }
+  };
+  // A log point's metrics look at the signals too (host/stop.hpp): they can take far longer than
+  // a piece (--eval-every's AIS: 11 s at H 500 on 2 cores), and a signal stops them within about a
+  // millisecond of work, or one metrics GEMM (host/evaluate.hpp). Nothing when one did.
+  const StopRequest stop_request = [&signals] { return signals.received() != 0; };
+  const auto log_point_row = [&](bool eval_now) -> std::optional<MetricsRow> {
+    try {
+      MetricsRow row = compute_metrics(params, train_batch, heldout ? &*heldout : nullptr, done,
+                                       train_seconds, stop_request);
+      if (eval_now) {
+        row.eval = evaluate_for_metrics(backend, params, train_batch, heldout ? &*heldout : nullptr,
+                                        base_rate, recipe.seed, stop_request);
+      }
+      return row;
+    } catch (const Stopped&) {
+      return std::nullopt;
+    }
+  };
+  const auto append_row = [&](const MetricsRow& row) {
+    if (!metrics_finite(row)) throw diverged("a metric is not finite");
+    metrics_csv += metrics_csv_line(row, with_eval);
+    write_file_atomic(out("metrics.csv"), metrics_csv);
+    last_metrics = format_metrics(row);
+  };
+  // `checkpoint` says where the checkpoint at `done` is, after "at iteration N of M".
+  const auto interrupted = [&](int stop, const std::string& checkpoint) {
+    progress.finish();
+    return Interrupted(stop, "interrupted by " + signal_name(stop) + " at iteration " +
+                                 std::to_string(done) + " of " + std::to_string(recipe.iters) +
+                                 checkpoint + out_dir.string() + "; continue it with --resume " +
+                                 out_dir.string());
+  };
+  // A signal during the metrics of the checkpoint's iteration left it without its row: the row
+  // comes first, from the checkpoint's parameters (exactly what it describes, and the AIS draws
+  // depend on the seed alone), so that metrics.csv ends as an uninterrupted run's.
+  const bool resumed_row = resume && resume->row_missing;
+  if (resumed_row) {
+    const std::optional<MetricsRow> row = log_point_row(resume->row_with_eval);
+    // The checkpoint on disk is this very state, still without its row.
+    if (!row) {
+      throw interrupted(signals.received(), ", before its metrics row; its checkpoint stays in ");
+    }
+    append_row(*row);
+    progress.update(done, last_metrics);
+  }
   while (done < recipe.iters) {
     const int64_t next_log = std::min(recipe.iters, (done / log_every + 1) * log_every);
     const int64_t next_checkpoint =
@@ -278,11 +330,10 @@ void run_training(Backend& backend, const TrainOptions& options) {
     const auto start = std::chrono::steady_clock::now();
     run_updates(backend, recipe, done, count);  // train_cd, or train_minibatch
     done += count;
-    const int stop = signals.received();
+    int stop = signals.received();
     const bool log_now = done == next_log;
-    const bool checkpoint_now = done == next_checkpoint || stop != 0;
+    bool checkpoint_now = done == next_checkpoint || stop != 0;
     if (log_now || checkpoint_now) params = backend.get_params();  // waits for an async backend
-    if (checkpoint_now && minibatch) state = resumable_state(recipe, backend.get_training_state());
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     train_seconds += seconds;
@@ -291,29 +342,23 @@ void run_training(Backend& backend, const TrainOptions& options) {
     if ((log_now || checkpoint_now) && !all_finite(params)) {
       throw diverged("a parameter is not finite");
     }
-    if (checkpoint_now && !(all_finite(state.vW) && all_finite(state.vb) && all_finite(state.va))) {
-      throw diverged("a momentum velocity is not finite");
-    }
+    if (checkpoint_now && minibatch) take_state();
     if (log_now) {
-      MetricsRow row =
-          compute_metrics(params, train_batch, heldout ? &*heldout : nullptr, done, train_seconds);
-      if (with_eval && (done % options.eval_every == 0 || done == recipe.iters)) {
-        row.eval = evaluate_for_metrics(backend, params, train_batch, heldout ? &*heldout : nullptr,
-                                        base_rate, recipe.seed);
+      // A signal that came during the piece stops the metrics at their first look.
+      const std::optional<MetricsRow> row =
+          log_point_row(with_eval && (done % options.eval_every == 0 || done == recipe.iters));
+      if (row) {
+        append_row(*row);
+      } else {  // the checkpoint at this point, without its row (ResumeFrom::row_missing)
+        stop = signals.received();
+        if (!checkpoint_now && minibatch) take_state();
+        checkpoint_now = true;
       }
-      if (!metrics_finite(row)) throw diverged("a metric is not finite");
-      metrics_csv += metrics_csv_line(row, with_eval);
-      write_file_atomic(out("metrics.csv"), metrics_csv);
-      last_metrics = format_metrics(row);
     }
     if (checkpoint_now) write_checkpoint_now();
-    if (stop != 0 && done < recipe.iters) {  // a signal during the last piece: the run is done
-      progress.finish();
-      throw Interrupted(stop, "interrupted by " + signal_name(stop) + " at iteration " +
-                                  std::to_string(done) + " of " + std::to_string(recipe.iters) +
-                                  "; checkpoint written to " + out_dir.string() +
-                                  "; continue it with --resume " + out_dir.string());
-    }
+    // At the run's end too: a signal during its last piece or last row stopped that row's metrics,
+    // and the checkpoint at the end lacks the row (a signal after them lets the run finish).
+    if (stop != 0) throw interrupted(stop, "; checkpoint written to ");
     if (log_now || progress.interactive()) progress.update(done, last_metrics);
   }
   progress.finish();
@@ -336,8 +381,9 @@ void run_training(Backend& backend, const TrainOptions& options) {
                 static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
                 1e6 * train_seconds / static_cast<double>(recipe.iters), unit);
   }
-  // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic.
-  std::string written = "weights.png";
+  // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic (and
+  // the row a signal had stopped).
+  std::string written = resumed_row ? "metrics.csv weights.png" : "weights.png";
   if (first != recipe.iters || !resume) {
     written = std::string("W.npy b.npy ") + (params.has_visible_bias() ? "a.npy " : "") +
               (state.vW.empty() ? "" : "vW.npy vb.npy ") + (state.va.empty() ? "" : "va.npy ") +

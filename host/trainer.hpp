@@ -23,6 +23,12 @@ struct ResumeFrom {
   TrainingState state;  // momentum velocities and PCD chains of a minibatch run
   double train_seconds = 0.0;
   std::string metrics_csv;  // the header and the rows up to `iteration`
+  // `iteration` is a log point of the run that wrote the checkpoint (a multiple of its log_every,
+  // or the end it recorded) and metrics_csv lacks its row: a signal stopped that point's metrics
+  // (host/trainer.cpp). The resumed run computes the row first, from `params`: the state the row
+  // describes. row_with_eval: the point is also an --eval-every point.
+  bool row_missing = false;
+  bool row_with_eval = false;
   std::string data_sha256;  // of the run's training images; other images are refused
   // Taken before the checkpoint was read and the directory tidied, held to the end of training.
   std::shared_ptr<const DirectoryLock> lock;
@@ -53,7 +59,9 @@ std::optional<Split> heldout_split(Split split);
 // (host/checkpoint.hpp) at iteration 0, every checkpoint_every iterations and at the end. Throws
 // InputError (bad data or output directory), DivergenceError (a non-finite parameter or metric;
 // the last good checkpoint stays on disk) and, on SIGINT or SIGTERM, Interrupted
-// (host/signals.hpp) after writing a checkpoint at the iteration reached.
+// (host/signals.hpp) after writing a checkpoint at the iteration reached. A signal during a log
+// point's metrics stops them (host/stop.hpp); the checkpoint is then at that point, without its
+// row, which the resumed run computes first (ResumeFrom::row_missing).
 void run_training(Backend& backend, const TrainOptions& options);
 
 }  // namespace rbm

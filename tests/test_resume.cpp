@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -22,6 +23,7 @@
 #include "host/metrics.hpp"
 #include "host/npy.hpp"
 #include "host/sha256.hpp"
+#include "host/train_eval.hpp"
 #include "tests/checkpoint_util.hpp"
 #include "tests/child_process.hpp"
 #include "tests/cli_runner.hpp"
@@ -253,6 +255,155 @@ TEST(Resume, SigtermCheckpointsAndExitsWith143) {
   ASSERT_GT(stopped, 0);
   Reference reference;
   expect_same(load_checkpoint(dir / "run").params, reference.at(stopped), "the SIGTERM checkpoint");
+}
+
+// The seconds one log point of a `--eval-every` run with `hidden` units takes here and now: its
+// metrics and its AIS, computed in-process as the trainer computes them, on the initial model.
+double log_point_seconds(int hidden) {
+  const Dataset train = load_mnist(RBM_MNIST_DIR, 3, Split::all);
+  const Dataset batch = fixed_batch(train, 500);  // the trainer's metrics batch (host/trainer.cpp)
+  Recipe recipe;
+  recipe.hidden = hidden;
+  recipe.seed = kSeed;
+  const Params params = init_params(recipe, train);
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->stage(train);
+  backend->set_params(params);
+  const std::vector<float> base_rate = base_rate_biases(train);
+  const auto start = std::chrono::steady_clock::now();
+  compute_metrics(params, batch, nullptr, 1, 0.0);
+  evaluate_for_metrics(*backend, params, batch, nullptr, base_rate, kSeed);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// What a child did with a signal: its exit code, output, and the seconds from the signal to its
+// end.
+struct SignalOutcome {
+  int exit_code = -1;
+  std::string output;
+  double seconds = 0.0;
+};
+
+// Starts rbm_cpu with `args` (output to `log`), waits until ready() (polling, at most 60 s),
+// `delay` seconds more, then sends `signal_number` and waits for the child to end.
+template <typename Ready>
+SignalOutcome signal_when(const std::vector<std::string>& args, const std::filesystem::path& log,
+                          const Ready& ready, double delay, int signal_number) {
+  test::ChildProcess child(RBM_CPU_EXE, args, log);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!ready() && !child.ended() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  SignalOutcome outcome;
+  if (child.ended()) {  // too soon: what the signal was meant to interrupt never came
+    outcome.exit_code = child.exit_code();
+    outcome.output = read_file(log);
+    ADD_FAILURE() << "the run ended before its signal: " << outcome.output;
+    return outcome;
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+  const auto sent = std::chrono::steady_clock::now();
+  child.signal(signal_number);
+  child.wait();
+  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  outcome.exit_code = child.exit_code();
+  outcome.output = read_file(log);
+  return outcome;
+}
+
+// A signal during a log point's metrics (here --eval-every's AIS, seconds long) stops them: the
+// run writes its checkpoint at that point, without the point's row, and exits 143 (SIGTERM) or
+// 130 (SIGINT); --resume computes the row first, from the checkpoint, and the finished run's
+// metrics.csv, parameters and momentum velocities equal an uninterrupted run's. Both kinds of log
+// point are stopped: the first (more training follows; not a checkpoint point, so the stop takes
+// the training state then) and the last, the run's end, not a multiple of --log-every (the
+// resumed run only writes the row and the mosaic).
+//
+// The bound on the wait, from the signal to the end of the process: the run finishes the stretch
+// of work between two looks it is in (one AIS temperature step of one run, or one metrics GEMM:
+// milliseconds at H 100, under 1% of the log point), writes the checkpoint and exits: 0.02 to
+// 0.08 s in all on 2 cores. Without the looks it finished the log point: here three quarters of
+// it, as the signal comes a quarter of the way in. A third of the log point, measured here and
+// now, lies between the two with room on both sides (0.3 to 0.65 s for the 0.9 to 1.96 s a log
+// point of H 100 took on 2 cores, idle or shared), and both grow when the machine is busy.
+TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
+  constexpr int kLogPointHidden = 100;  // above kTrainExactHidden: log Z by AIS
+  const double log_point = log_point_seconds(kLogPointHidden);
+  const double bound = log_point / 3, signal_at = 0.25 * log_point;
+  TempDir dir;
+  const std::filesystem::path run = dir / "run", straight = dir / "straight";
+  const auto args = [&](const std::filesystem::path& out) {
+    return std::vector<std::string>{"--data",
+                                    RBM_MNIST_DIR,
+                                    "--hidden",
+                                    std::to_string(kLogPointHidden),
+                                    "--seed",
+                                    std::to_string(kSeed),
+                                    "--iters",
+                                    "3",
+                                    "--log-every",
+                                    "2",
+                                    "--eval-every",
+                                    "2",
+                                    "--checkpoint-every",
+                                    "3",
+                                    "--batch",
+                                    "20",
+                                    "--momentum",
+                                    "0.5",
+                                    "--out",
+                                    out.string()};
+  };
+  const std::string header = metrics_csv_header(true);
+
+  // The first log point, iteration 2, which comes a few milliseconds after checkpoint 0.
+  const SignalOutcome first = signal_when(
+      args(run), dir / "first.log", [&] { return checkpoint_iteration(run) == 0; }, signal_at,
+      SIGTERM);
+  EXPECT_EQ(first.exit_code, 143) << first.output;
+  EXPECT_LT(first.seconds, bound) << "log point " << log_point << " s; " << first.output;
+  EXPECT_NE(first.output.find("interrupted by SIGTERM at iteration 2 of 3;"), std::string::npos)
+      << first.output;
+  EXPECT_EQ(load_checkpoint(run).iteration, 2);
+  EXPECT_EQ(read_file(run / "metrics.csv"), header);  // no row 2
+
+  // Resumed: row 2 first (its progress line), then iteration 3 and the last log point, at the
+  // run's end (not a multiple of --log-every).
+  const std::filesystem::path second_log = dir / "second.log";
+  const SignalOutcome second = signal_when(
+      {"--resume", run.string()}, second_log,
+      [&] {
+        return read_file_if_exists(second_log).value_or("").find("train 2/3") != std::string::npos;
+      },
+      signal_at, SIGINT);
+  EXPECT_EQ(second.exit_code, 130) << second.output;
+  EXPECT_LT(second.seconds, bound) << "log point " << log_point << " s; " << second.output;
+  EXPECT_NE(second.output.find("interrupted by SIGINT at iteration 3 of 3;"), std::string::npos)
+      << second.output;
+  EXPECT_EQ(load_checkpoint(run).iteration, 3);
+  std::printf("log point %.2f s, bound %.2f s; stopped in %.3f s (first) and %.3f s (last)\n",
+              log_point, bound, first.seconds, second.seconds);
+  const std::vector<std::string> rows = test::file_lines(run / "metrics.csv");
+  ASSERT_EQ(rows.size(), 2u) << read_file(run / "metrics.csv");  // the header and row 2
+  EXPECT_EQ(rows[1].rfind("2,", 0), 0u) << rows[1];
+  EXPECT_FALSE(std::filesystem::exists(run / "weights.png"));
+
+  // Resumed at its end: the last row and the mosaic.
+  const test::CommandResult last = run_cpu({"--resume", run.string()});
+  ASSERT_EQ(last.exit_code, 0) << last.output;
+  EXPECT_NE(last.output.find("nothing to train"), std::string::npos) << last.output;
+  EXPECT_NE(last.output.find("wrote " + run.string() + ": metrics.csv weights.png\n"),
+            std::string::npos)
+      << last.output;
+  EXPECT_TRUE(std::filesystem::exists(run / "weights.png"));
+
+  const test::CommandResult uninterrupted = run_cpu(args(straight));
+  ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.output;
+  EXPECT_EQ(metrics_without_time(run), metrics_without_time(straight));
+  for (const char* name : {"W.npy", "b.npy", "vW.npy", "vb.npy"}) {
+    EXPECT_EQ(read_file(run / name), read_file(straight / name)) << name;
+  }
+  EXPECT_EQ(test::file_lines(run / "metrics.csv").size(), 3u);  // the header, 2 and 3
 }
 
 // A minibatch PCD run with momentum and visible biases keeps more than its parameters: the

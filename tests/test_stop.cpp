@@ -1,0 +1,184 @@
+// Stopping a log point's metrics on request (host/stop.hpp), in-process: each metric looks at the
+// request as often as its comment says (per image, per pixel of a PLL block, per AIS temperature of
+// each run), gives up at its next look once the request says so (a parallel one: each worker looks
+// at most once more), and a request that never comes changes no result, bit for bit. The signal
+// that makes the request, and what the trainer does then, are tested in test_resume.cpp.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "host/ais.hpp"
+#include "host/backend.hpp"
+#include "host/evaluate.hpp"
+#include "host/log_z.hpp"
+#include "host/metrics.hpp"
+#include "host/numeric.hpp"
+#include "host/stop.hpp"
+#include "host/train_eval.hpp"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+// A StopRequest that turns true at its `after`-th call and stays true, and counts its calls.
+class CountingStop {
+ public:
+  explicit CountingStop(int64_t after = std::numeric_limits<int64_t>::max()) : after_(after) {}
+  StopRequest request() {
+    return [this] { return calls_.fetch_add(1) + 1 >= after_; };
+  }
+  int64_t calls() const { return calls_.load(); }
+  // Calls from the one that turned true on: the looks made after the request.
+  int64_t calls_after_request() const { return calls() - after_ + 1; }
+
+ private:
+  int64_t after_;
+  std::atomic<int64_t> calls_{0};
+};
+
+// d = 64 pixels, H = 24 hidden units (above kTrainExactHidden: log Z by AIS), 300 images: two PLL
+// blocks (256 + 44).
+constexpr int kD = 64, kH = 24, kRows = 300, kPllBlock = 256;
+Params model() { return test::random_params(kD, kH, 0.3f, 7, true); }
+Dataset images() { return test::patterned_images(kD, kRows, 3); }
+
+AisRequest small_ais(const Params& params) {
+  AisRequest request;
+  request.base_bias.assign(static_cast<size_t>(params.visible), 0.0f);
+  request.betas = ais_betas(40);
+  request.runs = 6;
+  request.seed = 5;
+  return request;
+}
+
+// One metric: how many looks it makes on the model and images uninterrupted, and that stopping it
+// half way throws Stopped at the next look.
+template <typename Metric>
+void expect_stops_at_its_next_look(const char* name, int64_t looks, const Metric& metric) {
+  CountingStop never;
+  metric(never.request());
+  EXPECT_EQ(never.calls(), looks) << name;
+  CountingStop half(looks / 2);
+  EXPECT_THROW(metric(half.request()), Stopped) << name;
+  EXPECT_GE(half.calls_after_request(), 1) << name;
+  EXPECT_LE(half.calls_after_request(), thread_count()) << name << ": a look more per worker";
+}
+
+TEST(Stop, EachMetricLooksAsOftenAsItSaysAndStopsAtItsNextLook) {
+  const Params params = model();
+  const Dataset x = images();
+  const int64_t blocks = (kRows + kPllBlock - 1) / kPllBlock;
+  // One look before the GEMM and one per image; recon one more between its two GEMMs.
+  expect_stops_at_its_next_look("mean_free_energy", 1 + kRows,
+                                [&](const StopRequest& s) { mean_free_energy(params, x, s); });
+  expect_stops_at_its_next_look("mean_log_prob", 1 + kRows,
+                                [&](const StopRequest& s) { mean_log_prob(params, x, 1.0, s); });
+  expect_stops_at_its_next_look("reconstruction_error", 2 + kRows,
+                                [&](const StopRequest& s) { reconstruction_error(params, x, s); });
+  // Per block: one look per image (its tables), one per pixel (its flips over the block).
+  expect_stops_at_its_next_look(
+      "mean_pseudo_log_likelihood", kRows + blocks * kD,
+      [&](const StopRequest& s) { mean_pseudo_log_likelihood(params, x, s); });
+  expect_stops_at_its_next_look("log_partition_lower_bound", kH, [&](const StopRequest& s) {
+    log_partition_lower_bound(params, s);
+  });
+  // One look per temperature step of each run.
+  AisRequest request = small_ais(params);
+  const int64_t steps = static_cast<int64_t>(request.betas.size()) - 1;
+  expect_stops_at_its_next_look("ais_cpu", request.runs * steps, [&](const StopRequest& s) {
+    request.stop = s;
+    ais_cpu(params, request);
+  });
+  expect_stops_at_its_next_look(
+      "compute_metrics", 2 * (1 + kRows) + 1 + (kRows + blocks * kD),
+      [&](const StopRequest& s) { compute_metrics(params, x, nullptr, 10, 1.0, s); });
+}
+
+TEST(Stop, ARequestThatNeverComesChangesNoResult) {
+  const Params params = model();
+  const Dataset x = images();
+  CountingStop never;
+  const StopRequest s = never.request();
+  EXPECT_EQ(mean_free_energy(params, x, s), mean_free_energy(params, x));
+  EXPECT_EQ(reconstruction_error(params, x, s), reconstruction_error(params, x));
+  EXPECT_EQ(mean_pseudo_log_likelihood(params, x, s), mean_pseudo_log_likelihood(params, x));
+  EXPECT_EQ(log_partition_lower_bound(params, s), log_partition_lower_bound(params));
+  AisRequest request = small_ais(params);
+  const AisResult plain = ais_cpu(params, request);
+  request.stop = s;
+  const AisResult looked = ais_cpu(params, request);
+  EXPECT_EQ(looked.log_weights, plain.log_weights);
+  EXPECT_EQ(looked.log_z_base, plain.log_z_base);
+
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(params);
+  const std::vector<float> base_rate = base_rate_biases(x);
+  const EvalMetrics a = evaluate_for_metrics(*backend, params, x, &x, base_rate, 9);
+  const EvalMetrics b = evaluate_for_metrics(*backend, params, x, &x, base_rate, 9, s);
+  EXPECT_EQ(a.log_z, b.log_z);
+  EXPECT_EQ(a.log_z_method, b.log_z_method);
+  EXPECT_EQ(a.log_p_train, b.log_p_train);
+  EXPECT_EQ(a.log_p_heldout, b.log_p_heldout);
+  EXPECT_GT(never.calls(), 0);
+}
+
+// The CPU backend, except that its AIS never looks at the request: as the CUDA backend's, which
+// enqueues all the temperatures at once.
+class AisThatDoesNotLook : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  std::string device_description() const override { return "test"; }
+  void stage(const Dataset& train) override { inner_->stage(train); }
+  void set_params(const Params& params) override { inner_->set_params(params); }
+  Params get_params() override { return inner_->get_params(); }
+  void train_cd(const Recipe& recipe, int64_t first, int64_t count) override {
+    inner_->train_cd(recipe, first, count);
+  }
+  void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
+             int64_t steps, int64_t first_chain) override {
+    inner_->gibbs(states, n_chains, seed, first_step, steps, first_chain);
+  }
+  void train_minibatch(const Recipe& recipe, int64_t first, int64_t count) override {
+    inner_->train_minibatch(recipe, first, count);
+  }
+  TrainingState get_training_state() override { return inner_->get_training_state(); }
+  void set_training_state(const TrainingState& state) override {
+    inner_->set_training_state(state);
+  }
+  double exact_log_partition() override { return inner_->exact_log_partition(); }
+  AisResult ais(const AisRequest& request) override {
+    ++ais_calls;
+    AisRequest without_stop = request;
+    without_stop.stop = nullptr;
+    return inner_->ais(without_stop);
+  }
+  int ais_calls = 0;
+
+ private:
+  std::unique_ptr<Backend> inner_ = make_cpu_backend();
+};
+
+// A backend whose AIS does not look still stops between the two bases: the second never starts.
+TEST(Stop, LogZStopsBetweenTheBasesWhenTheBackendsAisDoesNotLook) {
+  const Params params = model();
+  AisThatDoesNotLook backend;
+  backend.set_params(params);
+  LogZOptions options;
+  options.max_exact_hidden = 0;  // AIS
+  options.ais_runs = 4;
+  options.ais_betas = 40;
+  options.base_rate = base_rate_biases(images());
+  // The lower bound looks kH times; the request comes at the look after the first base.
+  CountingStop after_first_base(kH + 1);
+  options.stop = after_first_base.request();
+  EXPECT_THROW(estimate_log_z(backend, params, options), Stopped);
+  EXPECT_EQ(backend.ais_calls, 1);
+  EXPECT_EQ(after_first_base.calls(), kH + 1);
+}
+
+}  // namespace
+}  // namespace rbm
