@@ -25,6 +25,7 @@
 #include "host/sha256.hpp"
 #include "host/trainer.hpp"
 #include "tests/checkpoint_util.hpp"
+#include "tests/forwarding_backend.hpp"
 #include "tests/test_util.hpp"
 
 namespace rbm {
@@ -306,40 +307,25 @@ TEST(Checkpoint, TidyingRemovesWhatKilledWritersLeftAndNothingElse) {
 
 // The CPU backend, except that from iteration `from` on, get_params() returns the parameters
 // changed by `poison`: a divergence that arrives at a known iteration.
-class PoisonedBackend final : public Backend {
+class PoisonedBackend final : public test::ForwardingCpuBackend {
  public:
   PoisonedBackend(int64_t from, std::function<void(Params&)> poison)
       : from_(from), poison_(std::move(poison)) {}
-  std::string name() const override { return inner_->name(); }
-  std::string device_description() const override { return inner_->device_description(); }
-  void stage(const Dataset& train) override { inner_->stage(train); }
-  void set_params(const Params& params) override { inner_->set_params(params); }
   Params get_params() override {
-    Params params = inner_->get_params();
+    Params params = inner().get_params();
     if (reached_ >= from_) poison_(params);
     return params;
   }
   void train_cd(const Recipe& recipe, int64_t first_iteration, int64_t count) override {
-    inner_->train_cd(recipe, first_iteration, count);
+    inner().train_cd(recipe, first_iteration, count);
     reached_ = first_iteration + count;
   }
-  void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
-             int64_t steps, int64_t first_chain) override {
-    inner_->gibbs(states, n_chains, seed, first_step, steps, first_chain);
-  }
   void train_minibatch(const Recipe& recipe, int64_t first_update, int64_t count) override {
-    inner_->train_minibatch(recipe, first_update, count);
+    inner().train_minibatch(recipe, first_update, count);
     reached_ = first_update + count;
   }
-  TrainingState get_training_state() override { return inner_->get_training_state(); }
-  void set_training_state(const TrainingState& state) override {
-    inner_->set_training_state(state);
-  }
-  double exact_log_partition() override { return inner_->exact_log_partition(); }
-  AisResult ais(const AisRequest& request) override { return inner_->ais(request); }
 
  private:
-  std::unique_ptr<Backend> inner_ = make_cpu_backend();
   int64_t from_;
   std::function<void(Params&)> poison_;
   int64_t reached_ = 0;

@@ -19,6 +19,7 @@
 #include "host/numeric.hpp"
 #include "host/stop.hpp"
 #include "host/train_eval.hpp"
+#include "tests/forwarding_backend.hpp"
 #include "tests/tiny_model.hpp"
 
 namespace rbm {
@@ -128,38 +129,15 @@ TEST(Stop, ARequestThatNeverComesChangesNoResult) {
 
 // The CPU backend, except that its AIS never looks at the request: as the CUDA backend's, which
 // enqueues all the temperatures at once.
-class AisThatDoesNotLook : public Backend {
+class AisThatDoesNotLook : public test::ForwardingCpuBackend {
  public:
-  std::string name() const override { return "cpu"; }
-  std::string device_description() const override { return "test"; }
-  void stage(const Dataset& train) override { inner_->stage(train); }
-  void set_params(const Params& params) override { inner_->set_params(params); }
-  Params get_params() override { return inner_->get_params(); }
-  void train_cd(const Recipe& recipe, int64_t first, int64_t count) override {
-    inner_->train_cd(recipe, first, count);
-  }
-  void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
-             int64_t steps, int64_t first_chain) override {
-    inner_->gibbs(states, n_chains, seed, first_step, steps, first_chain);
-  }
-  void train_minibatch(const Recipe& recipe, int64_t first, int64_t count) override {
-    inner_->train_minibatch(recipe, first, count);
-  }
-  TrainingState get_training_state() override { return inner_->get_training_state(); }
-  void set_training_state(const TrainingState& state) override {
-    inner_->set_training_state(state);
-  }
-  double exact_log_partition() override { return inner_->exact_log_partition(); }
   AisResult ais(const AisRequest& request) override {
     ++ais_calls;
     AisRequest without_stop = request;
     without_stop.stop = nullptr;
-    return inner_->ais(without_stop);
+    return inner().ais(without_stop);
   }
   int ais_calls = 0;
-
- private:
-  std::unique_ptr<Backend> inner_ = make_cpu_backend();
 };
 
 // A backend whose AIS does not look still stops between the two bases: the second never starts.
