@@ -301,9 +301,15 @@ void run_training(Backend& backend, const TrainOptions& options) {
     write_file_atomic(out("metrics.csv"), metrics_csv);
     last_metrics = format_metrics(row);
   };
-  // `checkpoint` says where the checkpoint at `done` is, after "at iteration N of M".
+  const auto write_mosaic = [&] {
+    const GrayImage mosaic = weight_mosaic(params);
+    write_png_gray(out("weights.png"), mosaic.width, mosaic.height, mosaic.pixels);
+  };
+  // `checkpoint` says where the checkpoint at `done` is, after "at iteration N of M". The mosaic
+  // of the parameters reached is drawn too: what the stopped run has learned so far.
   const auto interrupted = [&](int stop, const std::string& checkpoint) {
     progress.finish();
+    write_mosaic();
     return Interrupted(stop, "interrupted by " + signal_name(stop) + " at iteration " +
                                  std::to_string(done) + " of " + std::to_string(recipe.iters) +
                                  checkpoint + out_dir.string() + "; continue it with --resume " +
@@ -363,8 +369,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
   }
   progress.finish();
 
-  const GrayImage mosaic = weight_mosaic(params);
-  write_png_gray(out("weights.png"), mosaic.width, mosaic.height, mosaic.pixels);
+  write_mosaic();
   // A minibatch run counts updates of --batch images; the single-sample recipe, iterations.
   const char* unit = minibatch ? "update" : "iteration";
   if (first == recipe.iters && resume) {

@@ -22,6 +22,7 @@
 #include "host/checkpoint.hpp"
 #include "host/metrics.hpp"
 #include "host/npy.hpp"
+#include "host/png_image.hpp"
 #include "host/sha256.hpp"
 #include "host/train_eval.hpp"
 #include "tests/checkpoint_util.hpp"
@@ -246,7 +247,13 @@ TEST(Resume, ASignalStopsARunOfSlowIterationsAfterTheIterationItIsIn) {
   const std::string output = read_file(log);
   EXPECT_EQ(child.exit_code(), 130) << output;
   EXPECT_NE(output.find("interrupted by SIGINT at iteration 1 of 3"), std::string::npos) << output;
-  EXPECT_EQ(load_checkpoint(run).iteration, 1);
+  const Checkpoint checkpoint = load_checkpoint(run);
+  EXPECT_EQ(checkpoint.iteration, 1);
+  // The mosaic of the parameters reached: what the stopped run has learned so far.
+  const GrayImage mosaic = weight_mosaic(checkpoint.params);
+  const GrayImage png = read_png_gray(run / "weights.png");
+  EXPECT_EQ(png.width, mosaic.width);
+  EXPECT_EQ(png.pixels, mosaic.pixels);
 }
 
 TEST(Resume, SigtermCheckpointsAndExitsWith143) {
@@ -386,7 +393,9 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
   const std::vector<std::string> rows = test::file_lines(run / "metrics.csv");
   ASSERT_EQ(rows.size(), 2u) << read_file(run / "metrics.csv");  // the header and row 2
   EXPECT_EQ(rows[1].rfind("2,", 0), 0u) << rows[1];
-  EXPECT_FALSE(std::filesystem::exists(run / "weights.png"));
+  // The stopped run drew its mosaic; the resumed one draws it again.
+  ASSERT_TRUE(std::filesystem::exists(run / "weights.png"));
+  std::filesystem::remove(run / "weights.png");
 
   // Resumed at its end: the last row and the mosaic.
   const test::CommandResult last = run_cpu({"--resume", run.string()});
