@@ -23,6 +23,7 @@
 #include "host/evaluate.hpp"
 #include "host/log_z.hpp"
 #include "host/model_io.hpp"
+#include "host/sha256.hpp"
 
 namespace rbm {
 namespace {
@@ -163,6 +164,15 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   if (images_choice.trained_split && images_choice.trained_digit) {
     trained = Selection{images_choice.trained_digit->digit, *images_choice.trained_split};
   }
+  // The recorded selection names the training images only in a copy of MNIST that holds them:
+  // the trainer recorded their pixels' SHA-256, which these must match (another IDX set in --data
+  // would otherwise be called the model's training images).
+  bool other_images = false;
+  if (trained && images_choice.trained_sha256 &&
+      sha256_hex(load(*trained).pixels) != *images_choice.trained_sha256) {
+    trained.reset();
+    other_images = true;
+  }
   std::optional<int64_t> trained_rows, scored_trained_rows;
   std::optional<double> free_energy_trained, free_energy_gap;
   if (trained) {
@@ -193,6 +203,11 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                                        ? "run.json: digit " + images_choice.trained_digit->text +
                                              ", split " + split_name(trained->split)
                                        : "";
+  if (other_images) {
+    notes.push_back("the images of run.json's digit and split in " + images_choice.data_dir +
+                    " are not the model's training images (their SHA-256 differs from run.json's "
+                    "data.sha256): no free-energy gap, and the overlap with them is unknown");
+  }
   if (trained && *trained == scored) {
     notes.push_back("the scored images are the model's training images (" + trained_text +
                     "): not a held-out score");
@@ -341,7 +356,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
               params.visible);
   std::printf("recon err  %.5f (mean-field, per pixel)\n", recon);
   // The gap shows overfitting when the scored images were held out (the notes say when not).
-  if (!trained) {
+  if (other_images) {
+    std::printf("free energy %s here; no gap (see the note)\n", fixed(free_energy).c_str());
+  } else if (!trained) {
     const bool recorded = std::filesystem::exists(std::filesystem::path(f.model) / "run.json");
     std::printf("free energy %s here; no gap: %s the model's training images (digit, split)\n",
                 fixed(free_energy).c_str(),

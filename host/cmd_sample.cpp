@@ -229,7 +229,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
     }
     if (steps > 0) progress.finish();
   }
-  if (const int stop = signals.received(); stop != 0) {  // during a sampling of no steps
+  // A signal after the last look (the last progress redraw), or with no steps to look between.
+  if (const int stop = signals.received(); stop != 0) {
     throw Interrupted(stop, "interrupted by " + signal_name(stop) + "; nothing written");
   }
 

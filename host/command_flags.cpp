@@ -180,7 +180,8 @@ Split parse_split_flag(const std::string& flag, const std::string& text) {
 ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
                                        const std::optional<std::string>& data_flag,
                                        const std::filesystem::path& dir) {
-  ImageChoice choice{{"3", 3}, data_flag.value_or("data/mnist"), std::nullopt, std::nullopt};
+  ImageChoice choice{
+      {"3", 3}, data_flag.value_or("data/mnist"), std::nullopt, std::nullopt, std::nullopt};
   if (!digit_flag.empty()) choice.digit = {digit_flag, parse_digit_flag("--digit", digit_flag)};
   nlohmann::json run;
   try {
@@ -219,6 +220,9 @@ ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
     } catch (const InputError&) {
       // Not a split the trainer writes: what the model was trained on stays unknown.
     }
+  }
+  if (data->contains("sha256") && (*data)["sha256"].is_string()) {
+    choice.trained_sha256 = (*data)["sha256"].get<std::string>();
   }
   return choice;
 }

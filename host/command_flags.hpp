@@ -71,6 +71,7 @@ struct ImageChoice {
   std::string data_dir;
   std::optional<DigitChoice> trained_digit;
   std::optional<Split> trained_split;
+  std::optional<std::string> trained_sha256;  // data.sha256: SHA-256 of those images' pixels
 };
 ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
                                        const std::optional<std::string>& data_flag,

@@ -321,9 +321,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
   const bool resumed_row = resume && resume->row_missing;
   if (resumed_row) {
     const std::optional<MetricsRow> row = log_point_row(resume->row_with_eval);
-    // The checkpoint on disk is this very state, still without its row.
+    // Stopped again: the checkpoint is this very state, still without its row, written again so
+    // that run.json records this invocation's --iters (the message's "of N").
     if (!row) {
-      throw interrupted(signals.received(), ", before its metrics row; its checkpoint stays in ");
+      write_checkpoint_now();
+      throw interrupted(signals.received(), ", before its metrics row; checkpoint written to ");
     }
     append_row(*row);
     progress.update(done, last_metrics);

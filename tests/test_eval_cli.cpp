@@ -21,6 +21,7 @@
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/png_image.hpp"
+#include "host/sha256.hpp"
 #include "host/signals.hpp"
 #include "kernels/philox.h"
 #include "tests/child_process.hpp"
@@ -360,6 +361,30 @@ TEST(EvalCli, WithoutARecordTheTrainingImagesAreUnknown) {
                                "split)\n"),
               std::string::npos)
         << text.output;
+  }
+}
+
+// run.json records the SHA-256 of its training images' pixels: when --data's images of the
+// recorded digit and split are others (another IDX set), they are not called the model's training
+// images; with the right hash they are.
+TEST(EvalCli, TrainingImagesMustMatchTheRecordedHash) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", false);
+  const std::string model = (dir / "model").string();
+  const std::string right = sha256_hex(load_mnist(RBM_MNIST_DIR, 3, Split::test).pixels);
+  for (const bool matches : {true, false}) {
+    SCOPED_TRACE(matches ? "the recorded hash" : "another hash");
+    test::write_bytes(dir / "model" / "run.json",
+                      R"({"data": {"digit": 3, "split": "test", "sha256": ")" +
+                          (matches ? right : std::string(64, '0')) + R"("}})");
+    const nlohmann::json out = eval_json({model, "--split", "train"});
+    EXPECT_EQ(out["training_images"].is_null(), !matches) << out["training_images"];
+    EXPECT_EQ(out["free_energy_gap"].is_null(), !matches) << out["free_energy_gap"];
+    EXPECT_EQ(out["scored_training_image_count"].is_null(), !matches);
+    const bool noted = out["notes"].dump().find(
+                           "are not the model's training images (their "
+                           "SHA-256 differs") != std::string::npos;
+    EXPECT_EQ(noted, !matches) << out["notes"];
   }
 }
 
