@@ -273,8 +273,8 @@ Dataset load_mnist(const std::filesystem::path& dir, std::optional<int> digit, S
   const std::filesystem::file_status status = std::filesystem::status(dir, ec);
   if (std::filesystem::exists(status) && !std::filesystem::is_directory(status)) {
     throw InputError(dir.string() +
-                     ": not a directory (MNIST's four IDX files are read from a "
-                     "directory)");
+                     ": not a directory; point --data at the directory that holds "
+                     "MNIST's four IDX files");
   }
   if (!std::filesystem::is_directory(status)) {
     throw InputError(dir.string() + ": no such directory; " + kFetchHint);
