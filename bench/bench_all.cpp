@@ -36,6 +36,7 @@
 #include "host/ais.hpp"
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
+#include "host/gibbs_blocks.hpp"
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
 #include "host/version.hpp"
@@ -190,6 +191,36 @@ Measure time_sampler(Backend& backend, const Params& params, int64_t chains, int
   m.units = static_cast<double>(chains) * static_cast<double>(steps - 1);
   m.flops = m.units * 2.0 * row_flops(params.visible, params.hidden);
   m.note = "end to end " + std::to_string(median(full)).substr(0, 6) + " s";
+  return m;
+}
+
+// `sample`'s path end to end (host/gibbs_blocks.hpp): the chains in blocks, each block's steps in
+// pieces of about 0.05 s with the states moved in and out for each piece, as a user's `sample`
+// runs them (the steady rate above leaves those moves out).
+Measure time_sample_command(Backend& backend, const Params& params, int64_t chains, int64_t steps,
+                            int repeats) {
+  backend.set_params(params);
+  const std::vector<uint8_t> start_states = random_initial_states(chains, params.visible, 7);
+  const GibbsBlocks blocks{.block_chains = sample_block_chains(params.visible, params.hidden)};
+  std::vector<uint8_t> states = start_states;
+  // Warm-up: one step of the first block (the buffers a block needs, allocated once).
+  gibbs_in_blocks(backend, states, std::min(chains, blocks.block_chains), params.visible, 7, 1,
+                  blocks);
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    states = start_states;
+    const auto start = std::chrono::steady_clock::now();
+    gibbs_in_blocks(backend, states, chains, params.visible, 7, steps, blocks);
+    times.push_back(seconds_since(start));
+  }
+  Measure m;
+  m.ran = true;
+  m.seconds = median(times);
+  m.units = static_cast<double>(chains) * static_cast<double>(steps);
+  m.flops = m.units * 2.0 * row_flops(params.visible, params.hidden);
+  const int64_t n_blocks = (chains + blocks.block_chains - 1) / blocks.block_chains;
+  m.note = std::to_string(n_blocks) + (n_blocks == 1 ? " block" : " blocks") + " of at most " +
+           std::to_string(blocks.block_chains) + " chains";
   return m;
 }
 
@@ -399,14 +430,18 @@ int run(const Options& o) {
     rows.push_back(row);
   }
 
+  // The sampled models: N(0, 0.05^2) weights, visible biases from the digits' pixel frequencies.
+  const auto sampler_params = [&](int hidden) {
+    Recipe init;
+    init.hidden = hidden;
+    init.init_std = 0.05f;
+    init.visible_bias = true;
+    return init_params(init, digits);
+  };
   // 2. The sampler. The CPU runs at most 2e5 / H x 100 chain-steps' worth of chains (about two
   // seconds each).
   for (const int H : {100, 500}) {
-    Recipe init;
-    init.hidden = H;
-    init.init_std = 0.05f;
-    init.visible_bias = true;
-    const Params params = init_params(init, digits);
+    const Params params = sampler_params(H);
     const int64_t steps = 100 / (o.quick ? 5 : 1);
     const int64_t cpu_cap = (H <= 100 ? 2048 : 512) / q;
     for (const int64_t N : {int64_t{1024}, int64_t{65536}, int64_t{262144}}) {
@@ -431,6 +466,27 @@ int run(const Options& o) {
               static_cast<double>(peer_chains) * static_cast<double>(peer_steps));
       rows.push_back(row);
     }
+  }
+  // 2'. `sample`'s path end to end at H 100: a million chains in blocks (the CPU: its N).
+  {
+    const Params params = sampler_params(100);
+    const int64_t steps = 100 / (o.quick ? 5 : 1), n = int64_t{1} << (o.quick ? 16 : 20);
+    const int64_t cpu_chains = std::min<int64_t>(n, 2048 / q);
+    Row row{"2 sample cmd N " + std::to_string(n),
+            "H 100, K " + std::to_string(steps) + ", end to end (cpu: N " +
+                std::to_string(cpu_chains) + ")",
+            "chain-steps", true, static_cast<double>(n) * static_cast<double>(steps)};
+    on_builds(row, [&](Backend& be, bool cuda) {
+      return time_sample_command(be, params, cuda ? n : cpu_chains, steps, o.repeats);
+    });
+    row.torch.why_not = "-";  // the peer's sampler is timed in the rows above
+    notes.push_back(
+        "sample cmd: the path of `sample` (host/gibbs_blocks.hpp), all of it timed: the "
+        "chains in blocks of at most " +
+        std::to_string(sample_block_chains(params.visible, params.hidden)) +
+        ", each block's steps in pieces of about 0.05 s, the states moved in and out "
+        "for each piece");
+    rows.push_back(row);
   }
   notes.push_back(
       "sampler rates are steady-state chain-steps per second: (time of K steps - time of 1 step) "

@@ -18,6 +18,7 @@
 #include "host/commands.hpp"
 #include "host/cpu_minibatch.hpp"
 #include "host/errors.hpp"
+#include "host/gibbs_blocks.hpp"
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/png_image.hpp"
@@ -26,19 +27,6 @@
 
 namespace rbm {
 namespace {
-
-// Chains per Backend::gibbs call: about 2e9 / (d H) (one step of a block is about 8 GFLOP: 0.15 s
-// on two cores; 28672 chains at d 784, H 100), rounded up to a multiple of 4096 chains. So a stop
-// request waits for one block's step at most; the blocks keep the CPU's tiles of kSampleTile
-// chains where one call puts them (the same states); and the split depends on the model alone,
-// not on timing (the same GEMM shapes on the GPU in every run, so the same states).
-constexpr int64_t kChainBlockQuantum = 4096;
-static_assert(kChainBlockQuantum % cpu::kSampleTile == 0);
-int64_t sample_block_chains(int visible, int hidden) {
-  const int64_t units = static_cast<int64_t>(visible) * std::max(hidden, 1);
-  const int64_t wanted = (2'000'000'000 + units - 1) / units;
-  return (wanted + kChainBlockQuantum - 1) / kChainBlockQuantum * kChainBlockQuantum;
-}
 
 // "31% of the sampling (9.3e+08 of 3e+09 chain-steps)".
 std::string done_text(int64_t done, int64_t total) {
@@ -188,45 +176,33 @@ int run_sample_command(const std::string& program, const std::vector<std::string
 
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
-  // The chains in blocks (sample_block_chains), each block's steps in pieces of about 0.05 s (the
-  // draws are named by the global chain and step: the same states as one call), with a look at
-  // SIGINT and SIGTERM and a progress redraw after each piece: a long sampling shows how far it
-  // is, and stops on Ctrl-C (waiting for one piece, or for one block's step when that takes
-  // longer), saying that it wrote nothing. Without a terminal a progress line comes at most every
-  // 10 s. A block's states stay on the device for the piece: one transfer per piece, not step.
-  // The handlers stay until the outputs are written: a signal in the last piece still stops the
-  // sampling, and one during the writes lets them finish (a second one kills the program).
+  // The chains in blocks (host/gibbs_blocks.hpp: the same states as one call), each block's steps
+  // in pieces of about 0.05 s, with a look at SIGINT and SIGTERM and a progress redraw after each
+  // piece: a long sampling shows how far it is, and stops on Ctrl-C (waiting for one piece, or for
+  // one block's step when that takes longer), saying that it wrote nothing. Without a terminal a
+  // progress line comes at most every 10 s. A block's states stay on the device for the piece: one
+  // transfer per piece, not step. The handlers stay until the outputs are written: a signal in the
+  // last piece still stops the sampling, and one during the writes lets them finish (a second one
+  // kills the program).
   const StopSignals signals;
   {
-    const int64_t block = sample_block_chains(d, params.hidden);
     const int64_t total = chains * steps;  // chain-steps, at most 1e7 x 1e9
     Progress progress("sample", total, 0, "chain-steps");
-    PieceSizer pieces(0.05);
     auto last_line = std::chrono::steady_clock::now();
-    int64_t done = 0;
-    for (int64_t first = 0; first < chains && steps > 0; first += block) {
-      const int64_t in_block = std::min(block, chains - first);
-      const std::span<uint8_t> block_states = std::span<uint8_t>(states).subspan(
-          static_cast<size_t>(first) * d, static_cast<size_t>(in_block) * d);
-      for (int64_t step = 0; step < steps;) {
-        const int64_t count = std::min(pieces.next(), steps - step);
-        const auto start = std::chrono::steady_clock::now();
-        backend->gibbs(block_states, in_block, seed, step, count, first);
-        step += count;
-        done += in_block * count;
-        const auto now = std::chrono::steady_clock::now();
-        pieces.took(count, std::chrono::duration<double>(now - start).count());
-        if (const int stop = signals.received(); stop != 0) {
-          progress.finish();
-          throw Interrupted(stop, "interrupted by " + signal_name(stop) + " with " +
-                                      done_text(done, total) + " done; nothing written");
-        }
-        if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {
-          progress.update(done, "");
-          last_line = now;
-        }
-      }
-    }
+    gibbs_in_blocks(
+        *backend, states, chains, d, seed, steps,
+        GibbsBlocks{.block_chains = sample_block_chains(d, params.hidden)}, [&](int64_t done) {
+          if (const int stop = signals.received(); stop != 0) {
+            progress.finish();
+            throw Interrupted(stop, "interrupted by " + signal_name(stop) + " with " +
+                                        done_text(done, total) + " done; nothing written");
+          }
+          const auto now = std::chrono::steady_clock::now();
+          if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {
+            progress.update(done, "");
+            last_line = now;
+          }
+        });
     if (steps > 0) progress.finish();
   }
   // A signal after the last look (the last progress redraw), or with no steps to look between.

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
 #include "host/cpu_minibatch.hpp"
+#include "host/gibbs_blocks.hpp"
 #include "host/thread_choice.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
@@ -280,6 +282,47 @@ TEST(CpuBackend, GibbsInBlocksOfChainsEqualsOneCall) {
         std::equal(last_block.begin(), last_block.end(), whole.begin() + 2 * cpu::kSampleTile * d))
         << hidden_type_name(type);
   }
+}
+
+// `sample`'s blocked run (host/gibbs_blocks.hpp) gives the states of one call over all chains, for
+// blocks that divide the chains and one that does not, with pieces of any size; after_piece sees
+// the chain-steps done grow to all of them, and a throw from it stops the run.
+TEST(GibbsBlocks, StatesEqualOneCallAndEveryPieceIsReported) {
+  const int d = 20;
+  const Params p = test::random_params(d, 7, 0.5f, 6, /*visible_bias=*/true);
+  const std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  const int64_t chains = 3 * cpu::kSampleTile + 88, steps = 12;
+  const std::vector<uint8_t> start = random_initial_states(chains, d, 8);
+  std::vector<uint8_t> whole = start;
+  backend->gibbs(whole, chains, 9, 0, steps);
+  for (const int64_t block : {cpu::kSampleTile, 2 * cpu::kSampleTile, chains, 4 * chains}) {
+    std::vector<uint8_t> blocked = start;
+    std::vector<int64_t> done_after_piece;
+    // piece_seconds 0: every piece is one step (PieceSizer never grows a piece past its target).
+    gibbs_in_blocks(*backend, blocked, chains, d, 9, steps,
+                    GibbsBlocks{.block_chains = block, .piece_seconds = 0.0},
+                    [&](int64_t done) { done_after_piece.push_back(done); });
+    EXPECT_EQ(blocked, whole) << "block " << block;
+    const int64_t n_blocks = (chains + block - 1) / block;
+    ASSERT_EQ(done_after_piece.size(), static_cast<size_t>(n_blocks * steps)) << "block " << block;
+    EXPECT_TRUE(std::is_sorted(done_after_piece.begin(), done_after_piece.end()));
+    EXPECT_EQ(done_after_piece.back(), chains * steps) << "block " << block;
+  }
+  // A throw after the first piece: one step of the first block is all that ran.
+  std::vector<uint8_t> stopped = start;
+  EXPECT_THROW(gibbs_in_blocks(*backend, stopped, chains, d, 9, steps,
+                               GibbsBlocks{.block_chains = cpu::kSampleTile, .piece_seconds = 0.0},
+                               [](int64_t) { throw std::runtime_error("stop"); }),
+               std::runtime_error);
+  std::vector<uint8_t> one_step = start;
+  backend->gibbs(std::span<uint8_t>(one_step).first(static_cast<size_t>(cpu::kSampleTile * d)),
+                 cpu::kSampleTile, 9, 0, 1);
+  EXPECT_EQ(stopped, one_step);
+  // The blocks `sample` uses: 28672 chains at d 784, H 100; multiples of 4096, at least 4096.
+  EXPECT_EQ(sample_block_chains(784, 100), 28672);
+  EXPECT_EQ(sample_block_chains(784, 100000), 4096);
+  EXPECT_EQ(sample_block_chains(784, 500) % 4096, 0);
 }
 
 // The single-sample recipe's choice of one thread or two follows measured speed: on an idle

@@ -1,0 +1,43 @@
+#include "host/gibbs_blocks.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "host/cpu_minibatch.hpp"
+#include "host/progress.hpp"
+
+namespace rbm {
+
+constexpr int64_t kChainBlockQuantum = 4096;
+static_assert(kChainBlockQuantum % cpu::kSampleTile == 0);
+
+int64_t sample_block_chains(int visible, int hidden) {
+  const int64_t units = static_cast<int64_t>(visible) * std::max(hidden, 1);
+  const int64_t wanted = (2'000'000'000 + units - 1) / units;
+  return (wanted + kChainBlockQuantum - 1) / kChainBlockQuantum * kChainBlockQuantum;
+}
+
+void gibbs_in_blocks(Backend& backend, std::span<uint8_t> states, int64_t n_chains, int visible,
+                     uint32_t seed, int64_t steps, const GibbsBlocks& blocks,
+                     const std::function<void(int64_t done)>& after_piece) {
+  PieceSizer pieces(blocks.piece_seconds);
+  int64_t done = 0;
+  for (int64_t first = 0; first < n_chains && steps > 0; first += blocks.block_chains) {
+    const int64_t in_block = std::min(blocks.block_chains, n_chains - first);
+    const std::span<uint8_t> block_states =
+        states.subspan(static_cast<size_t>(first) * static_cast<size_t>(visible),
+                       static_cast<size_t>(in_block) * static_cast<size_t>(visible));
+    for (int64_t step = 0; step < steps;) {
+      const int64_t count = std::min(pieces.next(), steps - step);
+      const auto start = std::chrono::steady_clock::now();
+      backend.gibbs(block_states, in_block, seed, step, count, first);
+      step += count;
+      done += in_block * count;
+      pieces.took(count,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      if (after_piece) after_piece(done);
+    }
+  }
+}
+
+}  // namespace rbm
