@@ -88,7 +88,7 @@ RBM_HD double log_one_plus_two_cosh(double t) {
   return abs_t + log1p(e + e * e);
 }
 
-// log(1 + 2 cosh t1) - log(1 + 2 cosh t2) for t1, t2 of the same sign (AIS's beta u and beta' u):
+// log(1 + 2 cosh t1) - log(1 + 2 cosh t2) (AIS's beta u and beta' u; any signs, cosh being even):
 // |t1| - |t2| + log((1 + e1 + e1^2) / (1 + e2 + e2^2)), e = exp(-|t|), with the ratio written as
 // 1 + (e1 - e2)(1 + e1 + e2) / (1 + e2 + e2^2) so that it keeps its precision when t1 is close to
 // t2 (as softplus_difference does for binary units).
