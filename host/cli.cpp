@@ -205,14 +205,21 @@ int run_cli(int argc, char** argv) {
   prepare_flags(app);
   // `train` is the default command and may be named.
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && args.front() == "train") args.erase(args.begin());
+  const bool train_named = !args.empty() && args.front() == "train";
+  if (train_named) args.erase(args.begin());
   // `eval` and `sample` parse their own flags (host/commands.hpp); train's are parsed here.
-  const bool eval = !args.empty() && args.front() == "eval";
-  const bool sample = !args.empty() && args.front() == "sample";
+  const bool eval = !train_named && !args.empty() && args.front() == "eval";
+  const bool sample = !train_named && !args.empty() && args.front() == "sample";
   const std::vector<std::string> command_args(args.begin() + (eval || sample ? 1 : 0), args.end());
   // Messages start with the command, as its parse errors do: "rbm_cpu eval: ...".
   const std::string who = program + (eval ? " eval" : sample ? " sample" : "");
   // Training takes flags only: a leading word is a command, misspelt ("Eval", "help").
+  if (train_named && !args.empty() &&
+      (args.front() == "train" || args.front() == "eval" || args.front() == "sample")) {
+    std::fprintf(stderr, "%s train: takes flags, not another command ('%s'): one command a run\n",
+                 program.c_str(), args.front().c_str());
+    return kExitBadInput;
+  }
   if (!args.empty() && !eval && !sample && !args.front().starts_with('-')) {
     std::fprintf(stderr,
                  "%s: '%s' is not a command: the commands are train (the default), eval and "

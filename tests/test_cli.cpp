@@ -88,6 +88,17 @@ TEST(Cli, AnUnknownCommandIsNamed) {
   }
 }
 
+// `train` names the default command; another command after it is refused, not run (`train eval
+// DIR` ran eval).
+TEST(Cli, TrainFollowedByAnotherCommandIsRefused) {
+  for (const std::string command : {"eval", "sample", "train"}) {
+    const test::CommandResult r = run_cpu({"train", command, "runs/x"});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(r.output, "rbm_cpu train: takes flags, not another command ('" + command +
+                            "'): one command a run\n");
+  }
+}
+
 // CLI11's own messages, in plain words: a flag without a value, and unexpected words in the order
 // they were given (CLI11 lists them reversed).
 TEST(Cli, ParseErrorsInPlainWords) {
