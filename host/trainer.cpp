@@ -174,6 +174,19 @@ std::filesystem::path create_new_run_directory(const std::filesystem::path& name
                    " numbered names like it exist; name the run's directory with --out");
 }
 
+// A new run's first piece failed: its directory holds only the iteration-0 checkpoint of a run
+// that never trained (a minibatch run's chains are allocated there, so more --chains than memory
+// holds fails there). Its files go, and the directory too when the run created it: the corrected
+// command can take the same --out. Returns what was removed, for the error message.
+std::string remove_unstarted_run(const std::filesystem::path& dir, bool created) {
+  std::error_code error;
+  for (const std::string& name : run_file_names()) std::filesystem::remove(dir / name, error);
+  if (created && std::filesystem::remove(dir, error)) {
+    return "the new run directory " + dir.string() + " was removed";
+  }
+  return "the new run's files were removed from " + dir.string();
+}
+
 }  // namespace
 
 void run_training(Backend& backend, const TrainOptions& options) {
@@ -226,13 +239,20 @@ void run_training(Backend& backend, const TrainOptions& options) {
   // From here a SIGINT or SIGTERM stops the run at its next look, after the first checkpoint
   // (host/signals.hpp), so that no signal leaves a new directory without one.
   const StopSignals signals;
+  // The backend takes the images and the parameters before a new run's directory is made: a model
+  // or data too large for it is refused with nothing on disk.
+  backend.stage(train);
+  backend.set_params(params);
+  if (minibatch) backend.set_training_state(state);
   std::optional<DirectoryLock> new_run_lock;  // a resumed run holds resume->lock
+  bool created_out_dir = false;
   if (!resume) {
     if (options.out_dir_is_default) {
       out_dir = create_new_run_directory(out_dir);
+      created_out_dir = true;
     } else {
       std::error_code error;
-      std::filesystem::create_directories(out_dir, error);
+      created_out_dir = std::filesystem::create_directories(out_dir, error);
       if (error) {
         throw InputError("--out " + out_dir.string() + ": cannot create: " + error.message());
       }
@@ -250,9 +270,6 @@ void run_training(Backend& backend, const TrainOptions& options) {
     }
     write_checkpoint_now();  // a run can be resumed from its start
   }
-  backend.stage(train);
-  backend.set_params(params);
-  if (minibatch) backend.set_training_state(state);
 
   const int64_t first = done;
   const int64_t log_every = options.log_every, checkpoint_every = checkpoint_interval(options);
@@ -336,7 +353,27 @@ void run_training(Backend& backend, const TrainOptions& options) {
         std::min(recipe.iters, (done / checkpoint_every + 1) * checkpoint_every);
     const int64_t count = std::min({pieces.next(), next_log - done, next_checkpoint - done});
     const auto start = std::chrono::steady_clock::now();
-    run_updates(backend, recipe, done, count);  // train_cd, or train_minibatch
+    if (resume || done > 0) {
+      run_updates(backend, recipe, done, count);  // train_cd, or train_minibatch
+    } else {
+      try {
+        run_updates(backend, recipe, done, count);
+      } catch (const std::bad_alloc&) {
+        progress.finish();
+        throw InputError(
+            "out of memory: the run's first update needs more memory than this machine gives "
+            "(fewer --chains, a smaller --hidden or --batch); " +
+            remove_unstarted_run(out_dir, created_out_dir));
+      } catch (const InputError& e) {
+        progress.finish();
+        throw InputError(std::string(e.what()) + "; " +
+                         remove_unstarted_run(out_dir, created_out_dir));
+      } catch (...) {
+        progress.finish();
+        remove_unstarted_run(out_dir, created_out_dir);
+        throw;
+      }
+    }
     done += count;
     int stop = signals.received();
     const bool log_now = done == next_log;

@@ -774,6 +774,20 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
             " --chains 5000000 --steps 1 --out " + test::shell_quote((dir / "s.npy").string()));
   EXPECT_EQ(oom.exit_code, 2) << oom.output;
   EXPECT_NE(oom.output.find("out of memory"), std::string::npos) << oom.output;
+  // A new PCD run whose chains do not fit fails at its first update, after its iteration-0
+  // checkpoint: the run directory goes with it (a resume of it would fail the same way, and it
+  // would block the corrected command's --out), and the message names --chains.
+  const std::filesystem::path unstarted = dir / "unstarted";
+  const test::CommandResult oom_run =
+      shell("ulimit -v 1000000 && exec " + exe + " --data " + test::shell_quote(RBM_MNIST_DIR) +
+            " --pcd --batch 10 --chains 3e6 --iters 10 --out " +
+            test::shell_quote(unstarted.string()));
+  EXPECT_EQ(oom_run.exit_code, 2) << oom_run.output;
+  EXPECT_EQ(test::line_count(oom_run.output), 1) << oom_run.output;
+  EXPECT_NE(oom_run.output.find("out of memory"), std::string::npos) << oom_run.output;
+  EXPECT_NE(oom_run.output.find("--chains"), std::string::npos) << oom_run.output;
+  EXPECT_NE(oom_run.output.find("was removed"), std::string::npos) << oom_run.output;
+  EXPECT_FALSE(std::filesystem::exists(unstarted)) << oom_run.output;
 #endif
 }
 
