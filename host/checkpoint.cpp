@@ -601,6 +601,13 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     };
     resume.row_missing = point_of(options.log_every) && metrics.last_row != t;
     resume.row_with_eval = point_of(options.eval_every);
+    // A resumed run stopped again in that row wrote the checkpoint again with its own --iters,
+    // which may have moved the end; it recorded the row as missing instead (host/trainer.cpp).
+    if (run.contains("metrics_row_missing")) {
+      resume.row_missing = metrics.last_row != t;
+      resume.row_with_eval =
+          field<bool>(dir, run, "metrics_row_missing.eval", {"metrics_row_missing", "eval"});
+    }
     tidy_run_directory(dir, checkpoint);
     resume.params = std::move(checkpoint.params);
     resume.state = resumable_state(r, std::move(checkpoint.state));

@@ -229,11 +229,14 @@ void run_training(Backend& backend, const TrainOptions& options) {
   // so that a resumed run continues exactly; the state before the first update is empty.
   const bool minibatch = uses_minibatch(recipe);
   TrainingState state = resume ? resume->state : TrainingState();
-  const auto write_checkpoint_now = [&] {
+  // run.json gets `row_missing` as metrics_row_missing unless it is null (the resumed row's stop).
+  const auto write_checkpoint_now = [&](const nlohmann::json& row_missing = nullptr) {
     std::vector<CheckpointFile> files = param_files(params);
     for (CheckpointFile& file : training_state_files(state)) files.push_back(std::move(file));
-    write_checkpoint(out_dir, done, files,
-                     run_record(options, backend, data_sha256, train.rows, done, train_seconds));
+    nlohmann::json record =
+        run_record(options, backend, data_sha256, train.rows, done, train_seconds);
+    if (!row_missing.is_null()) record["metrics_row_missing"] = row_missing;
+    write_checkpoint(out_dir, done, files, record);
     checkpoint_at = done;
   };
   // From here a SIGINT or SIGTERM stops the run at its next look, after the first checkpoint
@@ -339,9 +342,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
   if (resumed_row) {
     const std::optional<MetricsRow> row = log_point_row(resume->row_with_eval);
     // Stopped again: the checkpoint is this very state, still without its row, written again so
-    // that run.json records this invocation's --iters (the message's "of N").
+    // that run.json records this invocation's --iters (the message's "of N"). That moves the end
+    // that made the iteration a log point (or an --eval-every one) when it was the stopped run's,
+    // so run.json says itself that the row is missing, and whether with eval.
     if (!row) {
-      write_checkpoint_now();
+      write_checkpoint_now(nlohmann::json{{"eval", resume->row_with_eval}});
       throw interrupted(signals.received(), ", before its metrics row; checkpoint written to ");
     }
     append_row(*row);

@@ -25,8 +25,10 @@ struct ResumeFrom {
   std::string metrics_csv;  // the header and the rows up to `iteration`
   // `iteration` is a log point of the run that wrote the checkpoint (a multiple of its log_every,
   // or the end it recorded) and metrics_csv lacks its row: a signal stopped that point's metrics
-  // (host/trainer.cpp). The resumed run computes the row first, from `params`: the state the row
-  // describes. row_with_eval: the point is also an --eval-every point.
+  // (host/trainer.cpp), or run.json says so (metrics_row_missing: a resumed run stopped in that
+  // row wrote the checkpoint again with its own --iters, which can move the end). The resumed run
+  // computes the row first, from `params`: the state the row describes. row_with_eval: the point
+  // is also an --eval-every point.
   bool row_missing = false;
   bool row_with_eval = false;
   std::string data_sha256;  // of the run's training images; other images are refused

@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -65,6 +66,19 @@ class ChildProcess {
   // every process this user may signal (the test runner and the shell around it included).
   void signal(int signal_number) const {
     if (pid_ > 0) ::kill(pid_, signal_number);
+  }
+
+  // True once the child has a handler for signal_number (SigCgt in /proc/PID/status, Linux): from
+  // then on the signal reaches the program rather than ending the process. False once it ended.
+  bool catches(int signal_number) const {
+    if (pid_ <= 0) return false;
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("SigCgt:", 0) == 0) {
+        return (std::stoull(line.substr(7), nullptr, 16) >> (signal_number - 1)) & 1;
+      }
+    }
+    return false;
   }
 
   // Waits for the child; afterwards exit_code() is its exit code (-1 when a signal ended it) and

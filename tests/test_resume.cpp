@@ -12,6 +12,7 @@
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -25,6 +26,7 @@
 #include "host/png_image.hpp"
 #include "host/sha256.hpp"
 #include "host/train_eval.hpp"
+#include "host/trainer.hpp"
 #include "tests/checkpoint_util.hpp"
 #include "tests/child_process.hpp"
 #include "tests/cli_runner.hpp"
@@ -153,6 +155,17 @@ std::string metrics_without_time(const std::filesystem::path& dir) {
     pos = end + 1;
   }
   return kept;
+}
+
+// The files of a minibatch run with momentum and no visible biases: parameters and velocities.
+const std::vector<std::string> kMomentumCheckpointFiles = {"W.npy", "b.npy", "vW.npy", "vb.npy"};
+
+// dir_a/name and dir_b/name hold the same bytes, for each of `names`.
+void expect_same_files(const std::filesystem::path& dir_a, const std::filesystem::path& dir_b,
+                       const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    EXPECT_EQ(read_file(dir_a / name), read_file(dir_b / name)) << name;
+  }
 }
 
 // Stops a long run with `signal_number` once it trains, then checks the exit code, the one line
@@ -289,23 +302,24 @@ struct SignalOutcome {
   int exit_code = -1;
   std::string output;
   double seconds = 0.0;
+  bool ended_first = false;  // the run ended before its signal (none was sent)
 };
 
-// Starts rbm_cpu with `args` (output to `log`), waits until ready() (polling, at most 60 s),
+// Starts rbm_cpu with `args` (output to `log`), waits until ready(child) (polling, at most 60 s),
 // `delay` seconds more, then sends `signal_number` and waits for the child to end.
 template <typename Ready>
 SignalOutcome signal_when(const std::vector<std::string>& args, const std::filesystem::path& log,
                           const Ready& ready, double delay, int signal_number) {
   test::ChildProcess child(RBM_CPU_EXE, args, log);
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!ready() && !child.ended() && std::chrono::steady_clock::now() < deadline) {
+  while (!ready(child) && !child.ended() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(5ms);
   }
   SignalOutcome outcome;
   if (child.ended()) {  // too soon: what the signal was meant to interrupt never came
     outcome.exit_code = child.exit_code();
     outcome.output = read_file(log);
-    ADD_FAILURE() << "the run ended before its signal: " << outcome.output;
+    outcome.ended_first = true;
     return outcome;
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(delay));
@@ -365,8 +379,10 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
 
   // The first log point, iteration 2, which comes a few milliseconds after checkpoint 0.
   const SignalOutcome first = signal_when(
-      args(run), dir / "first.log", [&] { return checkpoint_iteration(run) == 0; }, signal_at,
+      args(run), dir / "first.log",
+      [&](const test::ChildProcess&) { return checkpoint_iteration(run) == 0; }, signal_at,
       SIGTERM);
+  EXPECT_FALSE(first.ended_first) << "the run ended before its signal: " << first.output;
   EXPECT_EQ(first.exit_code, 143) << first.output;
   EXPECT_LT(first.seconds, bound) << "log point " << log_point << " s; " << first.output;
   EXPECT_NE(first.output.find("interrupted by SIGTERM at iteration 2 of 3;"), std::string::npos)
@@ -379,10 +395,11 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
   const std::filesystem::path second_log = dir / "second.log";
   const SignalOutcome second = signal_when(
       {"--resume", run.string()}, second_log,
-      [&] {
+      [&](const test::ChildProcess&) {
         return read_file_if_exists(second_log).value_or("").find("train 2/3") != std::string::npos;
       },
       signal_at, SIGINT);
+  EXPECT_FALSE(second.ended_first) << "the run ended before its signal: " << second.output;
   EXPECT_EQ(second.exit_code, 130) << second.output;
   EXPECT_LT(second.seconds, bound) << "log point " << log_point << " s; " << second.output;
   EXPECT_NE(second.output.find("interrupted by SIGINT at iteration 3 of 3;"), std::string::npos)
@@ -409,10 +426,118 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
   const test::CommandResult uninterrupted = run_cpu(args(straight));
   ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.output;
   EXPECT_EQ(metrics_without_time(run), metrics_without_time(straight));
-  for (const char* name : {"W.npy", "b.npy", "vW.npy", "vb.npy"}) {
-    EXPECT_EQ(read_file(run / name), read_file(straight / name)) << name;
-  }
+  expect_same_files(run, straight, kMomentumCheckpointFiles);
   EXPECT_EQ(test::file_lines(run / "metrics.csv").size(), 3u);  // the header, 2 and 3
+}
+
+// signal_when, sending the signal as soon as the run is ready, until it lands in the window it is
+// meant for (`landed` judges the outcome), three times at most; `reset` restores what the run
+// started from before each retry. The windows are log points' metrics, half a second or more: a
+// miss means this process was held up that long (a loaded machine), which is retried, not failed.
+template <typename Ready, typename Landed, typename Reset>
+SignalOutcome signal_within(const std::vector<std::string>& args, const std::filesystem::path& log,
+                            const Ready& ready, int signal_number, const Landed& landed,
+                            const Reset& reset) {
+  constexpr int kAttempts = 3;
+  SignalOutcome outcome = signal_when(args, log, ready, 0.0, signal_number);
+  for (int attempt = 2; attempt <= kAttempts && !landed(outcome); ++attempt) {
+    std::printf("the signal missed its window; attempt %d of %d after: %s\n", attempt, kAttempts,
+                outcome.output.c_str());
+    reset();
+    outcome = signal_when(args, log, ready, 0.0, signal_number);
+  }
+  return outcome;
+}
+
+// A second signal, while the resumed run computes the row the first one stopped
+// (ResumeFrom::row_missing), stops that row too: the run writes the checkpoint again, the same
+// state still without its row but with this invocation's --iters in run.json (the message's
+// "of 3"), and exits 130. A third invocation, without --iters, computes the row and ends as the
+// same invocations without signals do: metrics.csv and the parameters and velocities bit for bit.
+// The row is the first run's end (--iters 1), a log point only as that end, not as a multiple of
+// --log-every, and an --eval-every point for the same reason: the run.json written again, whose
+// end is 3, must still say that the checkpoint lacks that row, and with AIS.
+//
+// Each signal comes as soon as its run can take it (the first once checkpoint 0 is written, the
+// second once the resumed run catches SIGINT: its handler is installed right before the row), and
+// the window that follows is the row's metrics with AIS, half a second or so on 2 cores; a signal
+// that misses it (the run finishes, or goes on to a later log point) is retried from the same
+// start.
+TEST(Resume, ASignalDuringTheResumedRowWritesTheCheckpointAgainWithoutIt) {
+  constexpr int kSlowRowHidden = 30;  // above kTrainExactHidden: log Z by AIS
+  static_assert(kSlowRowHidden > kTrainExactHidden);
+  TempDir dir;
+  const std::filesystem::path run = dir / "run", stopped = dir / "stopped",
+                              straight = dir / "straight";
+  const auto args = [&](const std::filesystem::path& out) {
+    return std::vector<std::string>{"--data",       RBM_MNIST_DIR,
+                                    "--hidden",     std::to_string(kSlowRowHidden),
+                                    "--seed",       std::to_string(kSeed),
+                                    "--iters",      "1",
+                                    "--log-every",  "2",
+                                    "--eval-every", "4",
+                                    "--batch",      "20",
+                                    "--momentum",   "0.5",
+                                    "--out",        out.string()};
+  };
+  const std::string header = metrics_csv_header(true);
+
+  // A SIGTERM at the first run's only log point, its end; after the row the run ends with 0.
+  const SignalOutcome first = signal_within(
+      args(run), dir / "first.log",
+      [&](const test::ChildProcess&) { return checkpoint_iteration(run) == 0; }, SIGTERM,
+      [](const SignalOutcome& outcome) { return outcome.exit_code == 143; },
+      [&] { std::filesystem::remove_all(run); });
+  ASSERT_EQ(first.exit_code, 143) << first.output;
+  EXPECT_NE(first.output.find("interrupted by SIGTERM at iteration 1 of 1;"), std::string::npos)
+      << first.output;
+  ASSERT_EQ(read_file(run / "metrics.csv"), header);  // no row 1
+  std::filesystem::copy(run, stopped, std::filesystem::copy_options::recursive);
+
+  // Resumed to 3 and stopped by a SIGINT while it computes row 1. Had the signal come after that
+  // row, the run would have gone on to log point 2 or 3 and said so.
+  const SignalOutcome second = signal_within(
+      {"--resume", run.string(), "--iters", "3"}, dir / "second.log",
+      [](const test::ChildProcess& child) { return child.catches(SIGINT); }, SIGINT,
+      [](const SignalOutcome& outcome) {
+        return outcome.output.find(", before its metrics row;") != std::string::npos;
+      },
+      [&] {
+        std::filesystem::remove_all(run);
+        std::filesystem::copy(stopped, run, std::filesystem::copy_options::recursive);
+      });
+  EXPECT_EQ(second.exit_code, 130) << second.output;
+  EXPECT_NE(second.output.find("interrupted by SIGINT at iteration 1 of 3, before its metrics row; "
+                               "checkpoint written to " +
+                               run.string() + "; continue it with --resume " + run.string()),
+            std::string::npos)
+      << second.output;
+  EXPECT_EQ(test::read_json(run / "run.json")["recipe"]["iters"], 3);
+  EXPECT_EQ(read_file(run / "metrics.csv"), header);  // still no row 1, nor a part of one
+  EXPECT_EQ(load_checkpoint(run).iteration, 1);
+  expect_same_files(run, stopped, kMomentumCheckpointFiles);  // the same state, written again
+  {
+    const TrainOptions resumed = resume_options(run, std::nullopt, std::nullopt);
+    EXPECT_EQ(resumed.recipe.iters, 3);
+    EXPECT_TRUE(resumed.resume->row_missing);
+    EXPECT_TRUE(resumed.resume->row_with_eval);
+  }
+
+  // Resumed without --iters: to 3, as run.json now records, row 1 first.
+  const test::CommandResult third = run_cpu({"--resume", run.string()});
+  ASSERT_EQ(third.exit_code, 0) << third.output;
+  EXPECT_NE(third.output.find("trained 3 updates (resumed at 1)"), std::string::npos)
+      << third.output;
+
+  // The same two invocations without signals.
+  const test::CommandResult straight_first = run_cpu(args(straight));
+  ASSERT_EQ(straight_first.exit_code, 0) << straight_first.output;
+  const test::CommandResult straight_second =
+      run_cpu({"--resume", straight.string(), "--iters", "3"});
+  ASSERT_EQ(straight_second.exit_code, 0) << straight_second.output;
+  EXPECT_EQ(metrics_without_time(run), metrics_without_time(straight));
+  expect_same_files(run, straight, kMomentumCheckpointFiles);
+  EXPECT_EQ(test::file_lines(run / "metrics.csv").size(), 4u);  // the header, 1, 2 and 3
 }
 
 // A minibatch PCD run with momentum and visible biases keeps more than its parameters: the
