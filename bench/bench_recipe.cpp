@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,12 @@ double time_numpy_sheet(const Options& o) {
 }
 
 int run(const Options& o) {
+  // Checked before minutes of timing: the numpy program's path is relative to the repository root.
+  if (o.numpy && !std::filesystem::exists("bench/sheet_numpy.py")) {
+    throw std::runtime_error(
+        "--numpy runs bench/sheet_numpy.py, which is not in this directory: run from the "
+        "repository root");
+  }
   const double peak = measure_core_fma_peak();  // first, on a quiet core
   const Dataset train = load_mnist(o.data, 3, o.split);
   Recipe recipe;
@@ -158,6 +166,7 @@ int run(const Options& o) {
           numpy_seconds / cpu_seconds, numpy_seconds / best_cpu_seconds);
     } else {
       std::printf("numpy sheet: could not run /usr/bin/python3 bench/sheet_numpy.py\n");
+      return 1;  // asked for and not measured
     }
   }
   return 0;

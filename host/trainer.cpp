@@ -416,7 +416,13 @@ void run_training(Backend& backend, const TrainOptions& options) {
   write_mosaic();
   // A minibatch run counts updates of --batch images; the single-sample recipe, iterations.
   const char* unit = minibatch ? "update" : "iteration";
-  if (first == recipe.iters && resume) {
+  if (first == recipe.iters && resume && resumed_row) {
+    // The run had ended; a signal had stopped only its last metrics row.
+    std::printf(
+        "the run is at its end, %s %lld: computed its last metrics row, which a signal had "
+        "stopped\n",
+        unit, static_cast<long long>(first));
+  } else if (first == recipe.iters && resume) {
     // A linearly decaying rate fixes the run's length (resume_options refuses another --iters).
     std::printf("the run is already at %s %lld: nothing to train (%s)\n", unit,
                 static_cast<long long>(first),

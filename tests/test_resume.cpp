@@ -417,7 +417,9 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
   // Resumed at its end: the last row and the mosaic.
   const test::CommandResult last = run_cpu({"--resume", run.string()});
   ASSERT_EQ(last.exit_code, 0) << last.output;
-  EXPECT_NE(last.output.find("nothing to train"), std::string::npos) << last.output;
+  EXPECT_NE(last.output.find("at its end, update 3: computed its last metrics row"),
+            std::string::npos)
+      << last.output;
   EXPECT_NE(last.output.find("wrote " + run.string() + ": metrics.csv weights.png\n"),
             std::string::npos)
       << last.output;
