@@ -467,10 +467,11 @@ int run(const Options& o) {
       rows.push_back(row);
     }
   }
-  // 2'. `sample`'s path end to end at H 100: a million chains in blocks (the CPU: its N).
+  // 2'. `sample`'s path end to end at H 100 for row 2's largest N (10 blocks on the GPU), so that
+  // the two rows' ratio is what the blocks, pieces and transfers cost.
   {
     const Params params = sampler_params(100);
-    const int64_t steps = 100 / (o.quick ? 5 : 1), n = int64_t{1} << (o.quick ? 16 : 20);
+    const int64_t steps = 100 / (o.quick ? 5 : 1), n = 262144 / q;
     const int64_t cpu_chains = std::min<int64_t>(n, 2048 / q);
     Row row{"2 sample cmd N " + std::to_string(n),
             "H 100, K " + std::to_string(steps) + ", end to end (cpu: N " +
