@@ -284,6 +284,28 @@ TEST(CpuBackend, GibbsInBlocksOfChainsEqualsOneCall) {
   }
 }
 
+// The random initial states are the draws their names say (host/backend.hpp): unit i of chain c
+// from its own philox_uniform, whatever the blocks of four units and the threads that make them; d
+// 21 leaves a partial block, and 1000 chains split over every thread.
+TEST(GibbsBlocks, RandomInitialStatesAreTheNamedDraws) {
+  const int d = 21;
+  const int64_t chains = 1000;
+  const std::vector<uint8_t> states = random_initial_states(chains, d, 5);
+  const uint64_t key = philox_key(5, Purpose::sample);
+  int64_t ones = 0, mismatches = 0;
+  for (int64_t c = 0; c < chains; ++c) {
+    for (int i = 0; i < d; ++i) {
+      const bool one = philox_uniform(key, static_cast<uint64_t>(c), kInitPhase,
+                                      static_cast<uint32_t>(i)) < 0.5f;
+      mismatches += states[static_cast<size_t>(c * d + i)] != static_cast<uint8_t>(one);
+      ones += one;
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+  EXPECT_GT(ones, 0);
+  EXPECT_LT(ones, chains * d);
+}
+
 // `sample`'s blocked run (host/gibbs_blocks.hpp) gives the states of one call over all chains, for
 // blocks that divide the chains and one that does not, with pieces of any size; after_piece sees
 // the chain-steps done grow to all of them, and a throw from it stops the run.
