@@ -16,7 +16,6 @@
 #include "host/backend.hpp"
 #include "host/command_flags.hpp"
 #include "host/commands.hpp"
-#include "host/cpu_minibatch.hpp"
 #include "host/errors.hpp"
 #include "host/gibbs_blocks.hpp"
 #include "host/model_io.hpp"

@@ -2,14 +2,19 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 
 #include "host/cpu_minibatch.hpp"
 #include "host/progress.hpp"
 
 namespace rbm {
 
+namespace {
+
 constexpr int64_t kChainBlockQuantum = 4096;
 static_assert(kChainBlockQuantum % cpu::kSampleTile == 0);
+
+}  // namespace
 
 int64_t sample_block_chains(int visible, int hidden) {
   const int64_t units = static_cast<int64_t>(visible) * std::max(hidden, 1);
@@ -20,6 +25,10 @@ int64_t sample_block_chains(int visible, int hidden) {
 void gibbs_in_blocks(Backend& backend, std::span<uint8_t> states, int64_t n_chains, int visible,
                      uint32_t seed, int64_t steps, const GibbsBlocks& blocks,
                      const std::function<void(int64_t done)>& after_piece) {
+  if (blocks.block_chains <= 0 || n_chains < 0 || steps < 0 ||
+      states.size() != static_cast<size_t>(n_chains) * static_cast<size_t>(visible)) {
+    throw std::invalid_argument("gibbs_in_blocks: bad block size, counts or states size");
+  }
   PieceSizer pieces(blocks.piece_seconds);
   int64_t done = 0;
   for (int64_t first = 0; first < n_chains && steps > 0; first += blocks.block_chains) {

@@ -174,17 +174,51 @@ std::filesystem::path create_new_run_directory(const std::filesystem::path& name
                    " numbered names like it exist; name the run's directory with --out");
 }
 
+// The outermost of `dir` and its parents that does not exist yet (what creating `dir` makes), or an
+// empty path when `dir` exists.
+std::filesystem::path outermost_missing_directory(const std::filesystem::path& dir) {
+  std::filesystem::path path = std::filesystem::absolute(dir).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();  // "runs/x/" names runs/x
+  std::filesystem::path missing;
+  std::error_code error;
+  while (!path.empty() && path != path.root_path() && !std::filesystem::exists(path, error)) {
+    missing = path;
+    path = path.parent_path();
+  }
+  return missing;
+}
+
 // A new run's first piece failed: its directory holds only the iteration-0 checkpoint of a run
 // that never trained (a minibatch run's chains are allocated there, so more --chains than memory
-// holds fails there). Its files go, and the directory too when the run created it: the corrected
-// command can take the same --out. Returns what was removed, for the error message.
-std::string remove_unstarted_run(const std::filesystem::path& dir, bool created) {
-  std::error_code error;
-  for (const std::string& name : run_file_names()) std::filesystem::remove(dir / name, error);
-  if (created && std::filesystem::remove(dir, error)) {
-    return "the new run directory " + dir.string() + " was removed";
+// holds fails there). Its files go, and the directories the run created (`created`, the outermost
+// of them, empty when --out existed): the corrected command can take the same --out. Returns what
+// was removed, or what could not be, for the error message.
+std::string remove_unstarted_run(const std::filesystem::path& dir,
+                                 const std::filesystem::path& created) {
+  std::string failed;
+  for (const std::string& name : run_file_names()) {
+    std::error_code error;
+    std::filesystem::remove(dir / name, error);
+    if (error) failed += (failed.empty() ? "" : ", ") + (dir / name).string();
   }
-  return "the new run's files were removed from " + dir.string();
+  if (!failed.empty()) return "the new run's files could not all be removed: " + failed;
+  if (created.empty()) return "the new run's files were removed from " + dir.string();
+  std::filesystem::path path = std::filesystem::absolute(dir).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();
+  std::error_code error;
+  if (!std::filesystem::remove(path, error)) {
+    return "the new run's files were removed; its directory " + dir.string() + " could not be (" +
+           (error ? error.message() : "not empty") + ")";
+  }
+  // The parents it made, while empty (another run may have made its directory in one since); none
+  // when `created` is not among them.
+  const std::filesystem::path below_created = path.lexically_relative(created);
+  const bool made_parents = !below_created.empty() && *below_created.begin() != "..";
+  while (made_parents && path != created && path != path.parent_path()) {
+    path = path.parent_path();
+    if (!std::filesystem::remove(path, error)) break;
+  }
+  return "the new run directory " + dir.string() + " was removed";
 }
 
 }  // namespace
@@ -248,14 +282,17 @@ void run_training(Backend& backend, const TrainOptions& options) {
   backend.set_params(params);
   if (minibatch) backend.set_training_state(state);
   std::optional<DirectoryLock> new_run_lock;  // a resumed run holds resume->lock
-  bool created_out_dir = false;
+  std::filesystem::path created_dirs;  // the outermost directory a new run made, if it made any
   if (!resume) {
     if (options.out_dir_is_default) {
+      created_dirs = outermost_missing_directory(out_dir.parent_path());
       out_dir = create_new_run_directory(out_dir);
-      created_out_dir = true;
+      if (created_dirs.empty())
+        created_dirs = std::filesystem::absolute(out_dir).lexically_normal();
     } else {
+      created_dirs = outermost_missing_directory(out_dir);
       std::error_code error;
-      created_out_dir = std::filesystem::create_directories(out_dir, error);
+      std::filesystem::create_directories(out_dir, error);
       if (error) {
         throw InputError("--out " + out_dir.string() + ": cannot create: " + error.message());
       }
@@ -350,6 +387,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
       throw interrupted(signals.received(), ", before its metrics row; checkpoint written to ");
     }
     append_row(*row);
+    // run.json may say the row is missing (metrics_row_missing): the checkpoint again, without it.
+    write_checkpoint_now();
     progress.update(done, last_metrics);
   }
   while (done < recipe.iters) {
@@ -368,15 +407,15 @@ void run_training(Backend& backend, const TrainOptions& options) {
         throw InputError(
             "out of memory: the run's first update needs more memory than this machine gives "
             "(fewer --chains, a smaller --hidden or --batch); " +
-            remove_unstarted_run(out_dir, created_out_dir));
+            remove_unstarted_run(out_dir, created_dirs));
       } catch (const InputError& e) {
         progress.finish();
         throw InputError(std::string(e.what()) + "; " +
-                         remove_unstarted_run(out_dir, created_out_dir));
-      } catch (...) {
+                         remove_unstarted_run(out_dir, created_dirs));
+      } catch (const std::exception& e) {  // a CUDA error, say: still an internal error, exit 1
         progress.finish();
-        remove_unstarted_run(out_dir, created_out_dir);
-        throw;
+        throw std::runtime_error(std::string(e.what()) + "; " +
+                                 remove_unstarted_run(out_dir, created_dirs));
       }
     }
     done += count;
@@ -416,7 +455,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
   write_mosaic();
   // A minibatch run counts updates of --batch images; the single-sample recipe, iterations.
   const char* unit = minibatch ? "update" : "iteration";
-  if (first == recipe.iters && resume && resumed_row) {
+  if (first == recipe.iters && resumed_row) {
     // The run had ended; a signal had stopped only its last metrics row.
     std::printf(
         "the run is at its end, %s %lld: computed its last metrics row, which a signal had "
@@ -436,10 +475,10 @@ void run_training(Backend& backend, const TrainOptions& options) {
                 static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
                 1e6 * train_seconds / static_cast<double>(recipe.iters), unit);
   }
-  // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic (and
-  // the row a signal had stopped).
-  std::string written = resumed_row ? "metrics.csv weights.png" : "weights.png";
-  if (first != recipe.iters || !resume) {
+  // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic (unless
+  // it computed the row a signal had stopped: then the checkpoint too).
+  std::string written = "weights.png";
+  if (first != recipe.iters || !resume || resumed_row) {
     written = std::string("W.npy b.npy ") + (params.has_visible_bias() ? "a.npy " : "") +
               (state.vW.empty() ? "" : "vW.npy vb.npy ") + (state.va.empty() ? "" : "va.npy ") +
               (state.n_chains > 0 ? "chains.npy " : "") + "weights.png metrics.csv run.json";

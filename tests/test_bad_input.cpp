@@ -7,7 +7,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -775,19 +777,26 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   EXPECT_EQ(oom.exit_code, 2) << oom.output;
   EXPECT_NE(oom.output.find("out of memory"), std::string::npos) << oom.output;
   // A new PCD run whose chains do not fit fails at its first update, after its iteration-0
-  // checkpoint: the run directory goes with it (a resume of it would fail the same way, and it
-  // would block the corrected command's --out), and the message names --chains.
-  const std::filesystem::path unstarted = dir / "unstarted";
-  const test::CommandResult oom_run =
-      shell("ulimit -v 1000000 && exec " + exe + " --data " + test::shell_quote(RBM_MNIST_DIR) +
-            " --pcd --batch 10 --chains 3e6 --iters 10 --out " +
-            test::shell_quote(unstarted.string()));
-  EXPECT_EQ(oom_run.exit_code, 2) << oom_run.output;
-  EXPECT_EQ(test::line_count(oom_run.output), 1) << oom_run.output;
-  EXPECT_NE(oom_run.output.find("out of memory"), std::string::npos) << oom_run.output;
-  EXPECT_NE(oom_run.output.find("--chains"), std::string::npos) << oom_run.output;
-  EXPECT_NE(oom_run.output.find("was removed"), std::string::npos) << oom_run.output;
-  EXPECT_FALSE(std::filesystem::exists(unstarted)) << oom_run.output;
+  // checkpoint: the run's files and the directories it made go with it (a resume of it would fail
+  // the same way, and it would block the corrected command's --out), and the message names
+  // --chains. An --out that existed keeps what else it held.
+  const std::filesystem::path unstarted = dir / "unstarted", kept = dir / "kept";
+  std::filesystem::create_directories(kept);
+  std::ofstream(kept / "notes.txt") << "mine\n";
+  for (const std::filesystem::path& out : {unstarted / "deeper", kept}) {
+    const test::CommandResult r =
+        shell("ulimit -v 1000000 && exec " + exe + " --data " + test::shell_quote(RBM_MNIST_DIR) +
+              " --pcd --batch 10 --chains 3e6 --iters 10 --out " + test::shell_quote(out.string()));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+    EXPECT_NE(r.output.find("out of memory"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--chains"), std::string::npos) << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(unstarted));
+  EXPECT_EQ(test::file_lines(kept / "notes.txt"), std::vector<std::string>{"mine"});
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(kept),
+                          std::filesystem::directory_iterator()),
+            1);
 #endif
 }
 

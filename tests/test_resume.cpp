@@ -420,7 +420,8 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
   EXPECT_NE(last.output.find("at its end, update 3: computed its last metrics row"),
             std::string::npos)
       << last.output;
-  EXPECT_NE(last.output.find("wrote " + run.string() + ": metrics.csv weights.png\n"),
+  EXPECT_NE(last.output.find("wrote " + run.string() +
+                             ": W.npy b.npy vW.npy vb.npy weights.png metrics.csv run.json\n"),
             std::string::npos)
       << last.output;
   EXPECT_TRUE(std::filesystem::exists(run / "weights.png"));
@@ -515,6 +516,7 @@ TEST(Resume, ASignalDuringTheResumedRowWritesTheCheckpointAgainWithoutIt) {
             std::string::npos)
       << second.output;
   EXPECT_EQ(test::read_json(run / "run.json")["recipe"]["iters"], 3);
+  EXPECT_EQ(test::read_json(run / "run.json")["metrics_row_missing"]["eval"], true);
   EXPECT_EQ(read_file(run / "metrics.csv"), header);  // still no row 1, nor a part of one
   EXPECT_EQ(load_checkpoint(run).iteration, 1);
   expect_same_files(run, stopped, kMomentumCheckpointFiles);  // the same state, written again
@@ -530,6 +532,7 @@ TEST(Resume, ASignalDuringTheResumedRowWritesTheCheckpointAgainWithoutIt) {
   ASSERT_EQ(third.exit_code, 0) << third.output;
   EXPECT_NE(third.output.find("trained 3 updates (resumed at 1)"), std::string::npos)
       << third.output;
+  EXPECT_FALSE(test::read_json(run / "run.json").contains("metrics_row_missing"));
 
   // The same two invocations without signals.
   const test::CommandResult straight_first = run_cpu(args(straight));

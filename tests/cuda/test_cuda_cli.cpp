@@ -63,6 +63,23 @@ TEST(CudaCli, TrainsAndWritesTheRunDirectoryWithEitherEngine) {
   }
 }
 
+// A new PCD run whose chains the device cannot hold (1e8 chains: about 350 GB) is refused at its
+// first update, after its iteration-0 checkpoint: exit 2, one line, and the directory it made is
+// removed again (host/trainer.cpp), so that the corrected command can take the same --out.
+TEST(CudaCli, AFirstUpdateThatCannotRunRemovesTheNewRunDirectory) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const test::TempDir dir;
+  const std::filesystem::path out = dir / "run";
+  const test::CommandResult result =
+      test::run_command(cuda_exe(), {"--pcd", "--batch", "10", "--chains", "1e8", "--iters", "2",
+                                     "--data", mnist_dir(), "--out", out.string()});
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_EQ(test::line_count(result.output), 1) << result.output;
+  EXPECT_NE(result.output.find("--chains"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("was removed"), std::string::npos) << result.output;
+  EXPECT_FALSE(std::filesystem::exists(out)) << result.output;
+}
+
 // The headline command, rbm_cuda against rbm_cpu: the default recipe on MNIST threes (digit 3,
 // both splits), 50 iterations from the same seed, with either engine. The seed is the first from
 // 20240 on whose CPU trajectory every draw keeps tests/cd_reference.hpp's kMargin from its
