@@ -79,8 +79,9 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
                  "standard deviation of the initial weights, in [0, 1000]")
       ->capture_default_str();
   app.add_option("--batch", f.batch,
-                 "images per update B, 1..1000000; B > 1 (or any flag below) trains with "
-                 "minibatch GEMMs, and --iters counts updates")
+                 "images per update B, 1..1000000; B > 1, --pcd, --momentum > 0, "
+                 "--weight-decay > 0, --lr-decay linear or --epochs trains with minibatch GEMMs, "
+                 "and --iters counts updates")
       ->capture_default_str();
   app.add_flag("--pcd", f.pcd, "persistent contrastive divergence: persistent negative chains");
   app.add_option("--chains", f.chains, "PCD chains, 1..1e8 (default: --batch)");
