@@ -3,7 +3,6 @@
 // backend (kernels/cuda_backend.cu) is tested against it.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -15,7 +14,6 @@
 #include "host/dataset.hpp"
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
-#include "host/numeric.hpp"
 #include "kernels/philox.h"
 
 namespace rbm {
@@ -43,28 +41,8 @@ constexpr uint32_t kInitPhase = 0xFFFFFFFFu;
 constexpr uint32_t ais_init_phase() { return 0; }
 
 // The sampler's random initial states (n_chains, d), as named above: unit i of chain c is 1 when
-// philox_uniform(key (seed, sample), stream c, kInitPhase, unit i) < 1/2. A Philox block gives four
-// units, and the chains are split over the hardware threads: a million chains are 822 M draws,
-// which took 13.4 s as a block per unit on one thread, 4.4 to 5.2 s so on the 2-core development
-// machine (under load).
-inline std::vector<uint8_t> random_initial_states(int64_t n_chains, int d, uint32_t seed) {
-  std::vector<uint8_t> states(static_cast<size_t>(n_chains) * static_cast<size_t>(d));
-  const uint64_t key = philox_key(seed, Purpose::sample);
-  parallel_for(n_chains, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      uint8_t* row = states.data() + static_cast<size_t>(c) * static_cast<size_t>(d);
-      for (int first = 0; first < d; first += 4) {
-        const PhiloxBlock block = philox_block(key, static_cast<uint64_t>(c), kInitPhase,
-                                               static_cast<uint32_t>(first / 4));
-        for (int i = first; i < std::min(d, first + 4); ++i) {
-          row[i] = static_cast<uint8_t>(
-              uniform_from_bits(philox_word(block, static_cast<uint32_t>(i % 4))) < 0.5f);
-        }
-      }
-    }
-  });
-  return states;
-}
+// philox_uniform(key (seed, sample), stream c, kInitPhase, unit i) < 1/2 (host/gibbs_blocks.cpp).
+std::vector<uint8_t> random_initial_states(int64_t n_chains, int d, uint32_t seed);
 constexpr uint32_t ais_hidden_phase(int64_t k) { return static_cast<uint32_t>(2 * k - 1); }
 constexpr uint32_t ais_visible_phase(int64_t k) { return static_cast<uint32_t>(2 * k); }
 

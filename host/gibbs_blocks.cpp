@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
+#include <vector>
 
+#include "host/cpu_kernels.hpp"
 #include "host/cpu_minibatch.hpp"
+#include "host/numeric.hpp"
 #include "host/progress.hpp"
 
 namespace rbm {
@@ -15,6 +18,25 @@ constexpr int64_t kChainBlockQuantum = 4096;
 static_assert(kChainBlockQuantum % cpu::kSampleTile == 0);
 
 }  // namespace
+
+// Declared in host/backend.hpp, beside the naming of the draws it follows. The chains are split
+// over the hardware threads, each chain's uniforms drawn by cpu::philox_uniforms (AVX2 Philox
+// blocks). A million chains are 822 M draws: measured in one run on the 2-core development machine
+// (load average 2.3), 12.7 s with a Philox block per unit on one thread, 4.5 s with a scalar block
+// per four units on both cores, 3.1 s so.
+std::vector<uint8_t> random_initial_states(int64_t n_chains, int d, uint32_t seed) {
+  std::vector<uint8_t> states(static_cast<size_t>(n_chains) * static_cast<size_t>(d));
+  const uint64_t key = philox_key(seed, Purpose::sample);
+  parallel_for(n_chains, [&](int64_t, int64_t begin, int64_t end) {
+    std::vector<float> uniforms(static_cast<size_t>(d));
+    for (int64_t c = begin; c < end; ++c) {
+      cpu::philox_uniforms(key, static_cast<uint64_t>(c), kInitPhase, 0, d, uniforms.data());
+      uint8_t* row = states.data() + static_cast<size_t>(c) * static_cast<size_t>(d);
+      for (int i = 0; i < d; ++i) row[i] = static_cast<uint8_t>(uniforms[i] < 0.5f);
+    }
+  });
+  return states;
+}
 
 int64_t sample_block_chains(int visible, int hidden) {
   const int64_t units = static_cast<int64_t>(visible) * std::max(hidden, 1);

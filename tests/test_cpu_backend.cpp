@@ -286,9 +286,10 @@ TEST(CpuBackend, GibbsInBlocksOfChainsEqualsOneCall) {
 
 // The random initial states are the draws their names say (host/backend.hpp): unit i of chain c
 // from its own philox_uniform, whatever the blocks of four units and the threads that make them; d
-// 21 leaves a partial block, and 1000 chains split over every thread.
+// 165 = 128 + 32 + 5 takes each of cpu::philox_uniforms' paths (four and one AVX2 groups, scalar
+// blocks, a partial one), and 1000 chains split over every thread.
 TEST(GibbsBlocks, RandomInitialStatesAreTheNamedDraws) {
-  const int d = 21;
+  const int d = 165;
   const int64_t chains = 1000;
   const std::vector<uint8_t> states = random_initial_states(chains, d, 5);
   const uint64_t key = philox_key(5, Purpose::sample);
