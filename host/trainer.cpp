@@ -174,11 +174,17 @@ std::filesystem::path create_new_run_directory(const std::filesystem::path& name
                    " numbered names like it exist; name the run's directory with --out");
 }
 
+// `dir` as an absolute path without "." or ".." or a trailing separator ("runs/x/" names runs/x),
+// so that a directory and its parents compare as paths.
+std::filesystem::path normal_directory(const std::filesystem::path& dir) {
+  std::filesystem::path path = std::filesystem::absolute(dir).lexically_normal();
+  return path.has_filename() ? path : path.parent_path();
+}
+
 // The outermost of `dir` and its parents that does not exist yet (what creating `dir` makes), or an
 // empty path when `dir` exists.
 std::filesystem::path outermost_missing_directory(const std::filesystem::path& dir) {
-  std::filesystem::path path = std::filesystem::absolute(dir).lexically_normal();
-  if (!path.has_filename()) path = path.parent_path();  // "runs/x/" names runs/x
+  std::filesystem::path path = normal_directory(dir);
   std::filesystem::path missing;
   std::error_code error;
   while (!path.empty() && path != path.root_path() && !std::filesystem::exists(path, error)) {
@@ -203,8 +209,7 @@ std::string remove_unstarted_run(const std::filesystem::path& dir,
   }
   if (!failed.empty()) return "the new run's files could not all be removed: " + failed;
   if (created.empty()) return "the new run's files were removed from " + dir.string();
-  std::filesystem::path path = std::filesystem::absolute(dir).lexically_normal();
-  if (!path.has_filename()) path = path.parent_path();
+  std::filesystem::path path = normal_directory(dir);
   std::error_code error;
   if (!std::filesystem::remove(path, error)) {
     return "the new run's files were removed; its directory " + dir.string() + " could not be (" +
@@ -219,6 +224,27 @@ std::string remove_unstarted_run(const std::filesystem::path& dir,
     if (!std::filesystem::remove(path, error)) break;
   }
   return "the new run directory " + dir.string() + " was removed";
+}
+
+// Called from a handler of the exception that a new run's first piece threw: removes the run
+// (remove_unstarted_run) and throws that exception again with what was removed in its message.
+// Out of memory there is a refused request (exit 2) naming the flags that size the first update;
+// anything else keeps its kind (an InputError exit 2, a CUDA error exit 1).
+[[noreturn]] void rethrow_after_removing_unstarted_run(const std::filesystem::path& dir,
+                                                       const std::filesystem::path& created) {
+  const std::string removed = remove_unstarted_run(dir, created);
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw InputError(
+        "out of memory: the run's first update needs more memory than this machine gives (fewer "
+        "--chains, a smaller --hidden or --batch); " +
+        removed);
+  } catch (const InputError& e) {
+    throw InputError(std::string(e.what()) + "; " + removed);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(e.what()) + "; " + removed);
+  }
 }
 
 }  // namespace
@@ -287,8 +313,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     if (options.out_dir_is_default) {
       created_dirs = outermost_missing_directory(out_dir.parent_path());
       out_dir = create_new_run_directory(out_dir);
-      if (created_dirs.empty())
-        created_dirs = std::filesystem::absolute(out_dir).lexically_normal();
+      if (created_dirs.empty()) created_dirs = normal_directory(out_dir);
     } else {
       created_dirs = outermost_missing_directory(out_dir);
       std::error_code error;
@@ -397,26 +422,12 @@ void run_training(Backend& backend, const TrainOptions& options) {
         std::min(recipe.iters, (done / checkpoint_every + 1) * checkpoint_every);
     const int64_t count = std::min({pieces.next(), next_log - done, next_checkpoint - done});
     const auto start = std::chrono::steady_clock::now();
-    if (resume || done > 0) {
+    try {
       run_updates(backend, recipe, done, count);  // train_cd, or train_minibatch
-    } else {
-      try {
-        run_updates(backend, recipe, done, count);
-      } catch (const std::bad_alloc&) {
-        progress.finish();
-        throw InputError(
-            "out of memory: the run's first update needs more memory than this machine gives "
-            "(fewer --chains, a smaller --hidden or --batch); " +
-            remove_unstarted_run(out_dir, created_dirs));
-      } catch (const InputError& e) {
-        progress.finish();
-        throw InputError(std::string(e.what()) + "; " +
-                         remove_unstarted_run(out_dir, created_dirs));
-      } catch (const std::exception& e) {  // a CUDA error, say: still an internal error, exit 1
-        progress.finish();
-        throw std::runtime_error(std::string(e.what()) + "; " +
-                                 remove_unstarted_run(out_dir, created_dirs));
-      }
+    } catch (...) {
+      if (resume || done > 0) throw;
+      progress.finish();
+      rethrow_after_removing_unstarted_run(out_dir, created_dirs);
     }
     done += count;
     int stop = signals.received();
