@@ -251,8 +251,9 @@ int run_cli(int argc, char** argv) {
       std::printf("%s\n", make_backend()->device_description().c_str());
       return 0;
     }
-    const TrainOptions options =
+    TrainOptions options =
         app.count("--resume") == 0 ? check_train_flags(app, flags) : resume_train_flags(app, flags);
+    options.program = program;
     std::unique_ptr<Backend> backend = make_backend(flags.engine);
     run_training(*backend, options);
     return 0;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 
@@ -19,6 +20,9 @@ Progress::Progress(std::string what, int64_t total, int64_t first, std::string u
       start_(std::chrono::steady_clock::now()) {}
 
 namespace {
+
+// An interactive bar is drawn on the current line of stderr, which no '\n' has ended yet.
+std::atomic<bool> g_bar_line_open{false};
 
 // A count as it reads best: whole up to ten million, else 3 significant digits (1.57e+08).
 std::string count_text(int64_t n) {
@@ -67,6 +71,7 @@ void Progress::update(int64_t done, const std::string& extra) {
     std::string line = head + extra;
     line.resize(std::min(line.size(), terminal_columns() - 1));
     std::fprintf(stderr, "\r%s\033[K", line.c_str());
+    g_bar_line_open.store(true);
   } else {
     std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s %s\n", what_.c_str(), numbers, 100.0 * fraction,
                  rate, unit_.c_str(), extra.c_str());
@@ -80,8 +85,13 @@ void PieceSizer::took(int64_t count, double seconds) {
       static_cast<int64_t>(static_cast<double>(count) * seconds_ / seconds), 1, 2 * piece_);
 }
 
-void Progress::finish() {
-  if (interactive_) std::fputc('\n', stderr);
+void Progress::finish() { end_progress_line(); }
+
+void end_progress_line() {
+  if (g_bar_line_open.exchange(false)) {
+    std::fputc('\n', stderr);
+    std::fflush(stderr);
+  }
 }
 
 }  // namespace rbm

@@ -27,6 +27,11 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+// Ends the line of an interactive progress bar that is drawn and not yet ended, so that a message
+// starts on a line of its own; does nothing otherwise. Safe from any thread (the stop signals'
+// watcher, host/signals.hpp, calls it).
+void end_progress_line();
+
 // The sizes of the pieces a long loop runs between looks at the stop signals and redraws of its
 // progress: about `seconds` each, the first one unit and each next at most twice the last (a unit
 // may take seconds, so no guess of its cost comes first).

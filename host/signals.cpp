@@ -2,12 +2,20 @@
 #include "host/signals.hpp"
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <utility>
+
+#include "host/progress.hpp"
 
 namespace rbm {
 namespace {
 
 std::atomic<int> g_received{0};
 static_assert(std::atomic<int>::is_always_lock_free, "the handler may only touch lock-free data");
+// received() returned the signal: the program is stopping, and needs no acknowledgement.
+std::atomic<bool> g_seen{false};
 
 extern "C" void record_signal(int signal_number) {
   int none = 0;
@@ -26,20 +34,53 @@ void install(int signal_number, struct sigaction& old) {
   sigaction(signal_number, &action, nullptr);
 }
 
+// The watcher (StopSignals): looks every 50 ms, and prints the acknowledgement once a signal has
+// been unseen for kAcknowledgeAfter, counted from the first look that found it.
+void acknowledge_unseen_signal(const std::stop_token& stop, const std::string& who,
+                               const std::string& what_next) {
+  constexpr auto kLook = std::chrono::milliseconds(50);
+  std::chrono::steady_clock::time_point unseen_since{};
+  std::mutex mutex;
+  std::condition_variable_any wake;  // only for the stop request, which ends a wait at once
+  std::unique_lock lock(mutex);
+  while (true) {
+    wake.wait_for(lock, stop, kLook, [] { return false; });
+    if (stop.stop_requested()) return;
+    const int signal_number = g_received.load();
+    if (signal_number == 0 || g_seen.load()) continue;
+    const auto now = std::chrono::steady_clock::now();
+    if (unseen_since == std::chrono::steady_clock::time_point{}) unseen_since = now;
+    if (now - unseen_since < StopSignals::kAcknowledgeAfter) continue;
+    end_progress_line();  // a progress bar may be drawn on the current line
+    std::fprintf(stderr, "%s: %s received; %s\n", who.c_str(), signal_name(signal_number).c_str(),
+                 what_next.c_str());
+    std::fflush(stderr);
+    return;
+  }
+}
+
 }  // namespace
 
-StopSignals::StopSignals() {
+StopSignals::StopSignals(std::string who, std::string what_next) {
   g_received.store(0);
+  g_seen.store(false);
   install(SIGINT, old_int_);
   install(SIGTERM, old_term_);
+  watcher_ = std::jthread(acknowledge_unseen_signal, std::move(who), std::move(what_next));
 }
 
 StopSignals::~StopSignals() {
+  watcher_.request_stop();
+  watcher_.join();
   sigaction(SIGINT, &old_int_, nullptr);
   sigaction(SIGTERM, &old_term_, nullptr);
 }
 
-int StopSignals::received() const { return g_received.load(); }
+int StopSignals::received() const {
+  const int signal_number = g_received.load();
+  if (signal_number != 0) g_seen.store(true);
+  return signal_number;
+}
 
 std::string signal_name(int signal_number) {
   switch (signal_number) {

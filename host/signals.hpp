@@ -6,8 +6,11 @@
 
 #include <signal.h>
 
+#include <chrono>
+
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace rbm {
 
@@ -15,19 +18,29 @@ namespace rbm {
 // that was ignored when the program started (a background job's SIGINT) stays ignored. Each
 // handler is one-shot (SA_RESETHAND): a second Ctrl-C kills the program at once, which the atomic
 // writes make safe.
+//
+// A signal that the program has not looked at (received()) within kAcknowledgeAfter is inside work
+// that cannot stop part way (one long update, one block's Gibbs step, CUDA AIS): a watcher thread
+// then prints "WHO: SIGINT received; WHAT_NEXT" on stderr, once, so that the user knows it was
+// heard and waits, rather than sending a second one. A stop that comes in time prints nothing here.
 class StopSignals {
  public:
-  StopSignals();
+  static constexpr std::chrono::milliseconds kAcknowledgeAfter{1000};
+
+  // who: the messages' prefix ("rbm_cpu", "rbm_cpu sample"); what_next: what the program does
+  // now, for the acknowledgement.
+  StopSignals(std::string who, std::string what_next);
   ~StopSignals();
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
-  // 0 while none came, else the first of SIGINT or SIGTERM that did.
+  // 0 while none came, else the first of SIGINT or SIGTERM that did (which counts as seen).
   int received() const;
 
  private:
   struct sigaction old_int_ {};
   struct sigaction old_term_ {};
+  std::jthread watcher_;
 };
 
 // "SIGINT", "SIGTERM", or "signal N".

@@ -301,7 +301,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
   };
   // From here a SIGINT or SIGTERM stops the run at its next look, after the first checkpoint
   // (host/signals.hpp), so that no signal leaves a new directory without one.
-  const StopSignals signals;
+  const StopSignals signals(options.program,
+                            "the run stops when the work in progress ends (one update, or a "
+                            "computation that cannot stop part way) and writes a checkpoint; the "
+                            "same signal again kills it at once, and --resume continues from the "
+                            "last checkpoint");
   // The backend takes the images and the parameters before a new run's directory is made: a model
   // or data too large for it is refused with nothing on disk.
   backend.stage(train);

@@ -52,6 +52,7 @@ struct TrainOptions {
   // of NAME, NAME-2, NAME-3, ... that no other run has (two runs started in the same second).
   bool out_dir_is_default = false;
   std::optional<ResumeFrom> resume;
+  std::string program = "rbm";  // the messages' prefix: "rbm_cpu" or "rbm_cuda"
 };
 
 // The held-out images for a split: the other split of the same digits (none for Split::all).

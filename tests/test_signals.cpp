@@ -1,0 +1,94 @@
+// The acknowledgement of a stop signal (host/signals.hpp), in-process: a signal that the program
+// does not look at within StopSignals::kAcknowledgeAfter is acknowledged on stderr, once, and not
+// before that time; one that it looks at in time is not. What the trainer and sample do once they
+// look is tested in test_resume.cpp and test_eval_cli.cpp.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "host/signals.hpp"
+#include "tests/test_util.hpp"
+
+namespace rbm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Standard error sent to a file for a scope (the watcher thread writes to file descriptor 2).
+class StderrToFile {
+ public:
+  explicit StderrToFile(const std::filesystem::path& path) : path_(path) {
+    std::fflush(stderr);
+    saved_ = dup(STDERR_FILENO);
+    const int file = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (saved_ < 0 || file < 0 || dup2(file, STDERR_FILENO) < 0) {
+      throw std::runtime_error("cannot send stderr to " + path.string());
+    }
+    close(file);
+  }
+  ~StderrToFile() {
+    std::fflush(stderr);
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+  }
+  StderrToFile(const StderrToFile&) = delete;
+  StderrToFile& operator=(const StderrToFile&) = delete;
+
+  std::string text() const { return read_file(path_); }
+
+ private:
+  std::filesystem::path path_;
+  int saved_ = -1;
+};
+
+TEST(StopSignals, ASignalNotLookedAtIsAcknowledgedOnceAfterTheDelay) {
+  const test::TempDir dir;
+  const StderrToFile err(dir / "stderr.txt");
+  const StopSignals signals("rbm_test", "what it does next");
+  const Clock::time_point raised = Clock::now();
+  ASSERT_EQ(raise(SIGINT), 0);  // the handler runs in this thread before raise returns
+  // A loaded machine may delay the watcher, never hasten it: wait up to a minute.
+  while (err.text().empty() && Clock::now() - raised < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const Clock::duration waited = Clock::now() - raised;
+  EXPECT_GE(waited, StopSignals::kAcknowledgeAfter);
+  EXPECT_EQ(err.text(), "rbm_test: SIGINT received; what it does next\n");
+  EXPECT_EQ(signals.received(), SIGINT);
+  // Once: the watcher has ended (ten of its looks).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(err.text(), "rbm_test: SIGINT received; what it does next\n");
+}
+
+TEST(StopSignals, ASignalLookedAtInTimeIsNotAcknowledged) {
+  const test::TempDir dir;
+  const StderrToFile err(dir / "stderr.txt");
+  const StopSignals signals("rbm_test", "what it does next");
+  ASSERT_EQ(raise(SIGTERM), 0);
+  EXPECT_EQ(signals.received(), SIGTERM);
+  // Twice the delay: an acknowledgement would have come (the first test shows it does).
+  std::this_thread::sleep_for(2 * StopSignals::kAcknowledgeAfter);
+  EXPECT_EQ(err.text(), "");
+}
+
+TEST(StopSignals, NoSignalNoMessage) {
+  const test::TempDir dir;
+  const StderrToFile err(dir / "stderr.txt");
+  {
+    const StopSignals signals("rbm_test", "what it does next");
+    std::this_thread::sleep_for(2 * StopSignals::kAcknowledgeAfter);
+    EXPECT_EQ(signals.received(), 0);
+  }
+  EXPECT_EQ(err.text(), "");
+}
+
+}  // namespace
+}  // namespace rbm
