@@ -604,6 +604,7 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     // A resumed run stopped again in that row wrote the checkpoint again with its own --iters,
     // which may have moved the end; it recorded the row as missing instead (host/trainer.cpp).
     if (run.contains("metrics_row_missing")) {
+      resume.row_missing_recorded = true;
       resume.row_missing = metrics.last_row != t;
       resume.row_with_eval =
           field<bool>(dir, run, "metrics_row_missing.eval", {"metrics_row_missing", "eval"});

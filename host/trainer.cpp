@@ -416,8 +416,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
       throw interrupted(signals.received(), ", before its metrics row; checkpoint written to ");
     }
     append_row(*row);
-    // run.json may say the row is missing (metrics_row_missing): the checkpoint again, without it.
-    write_checkpoint_now();
+    // run.json says the row is missing (metrics_row_missing): the checkpoint again, without it.
+    if (resume->row_missing_recorded) write_checkpoint_now();
     progress.update(done, last_metrics);
   }
   while (done < recipe.iters) {
@@ -490,10 +490,10 @@ void run_training(Backend& backend, const TrainOptions& options) {
                 static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
                 1e6 * train_seconds / static_cast<double>(recipe.iters), unit);
   }
-  // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic (unless
-  // it computed the row a signal had stopped: then the checkpoint too).
-  std::string written = "weights.png";
-  if (first != recipe.iters || !resume || resumed_row) {
+  // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic, and
+  // the row a signal had stopped, if it computed one (and the checkpoint, if run.json said so).
+  std::string written = resumed_row ? "metrics.csv weights.png" : "weights.png";
+  if (first != recipe.iters || !resume || (resumed_row && resume->row_missing_recorded)) {
     written = std::string("W.npy b.npy ") + (params.has_visible_bias() ? "a.npy " : "") +
               (state.vW.empty() ? "" : "vW.npy vb.npy ") + (state.va.empty() ? "" : "va.npy ") +
               (state.n_chains > 0 ? "chains.npy " : "") + "weights.png metrics.csv run.json";

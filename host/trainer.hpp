@@ -31,6 +31,9 @@ struct ResumeFrom {
   // is also an --eval-every point.
   bool row_missing = false;
   bool row_with_eval = false;
+  // run.json records metrics_row_missing: once the row exists the checkpoint is written again,
+  // without it. (Without the field, nothing in the checkpoint depends on the row.)
+  bool row_missing_recorded = false;
   std::string data_sha256;  // of the run's training images; other images are refused
   // Taken before the checkpoint was read and the directory tidied, held to the end of training.
   std::shared_ptr<const DirectoryLock> lock;
