@@ -16,6 +16,7 @@
 #include "host/command_flags.hpp"
 #include "host/commands.hpp"
 #include "host/errors.hpp"
+#include "host/minibatch.hpp"
 #include "host/signals.hpp"
 #include "host/trainer.hpp"
 #include "host/version.hpp"
@@ -254,6 +255,14 @@ int run_cli(int argc, char** argv) {
     TrainOptions options =
         app.count("--resume") == 0 ? check_train_flags(app, flags) : resume_train_flags(app, flags);
     options.program = program;
+    // --engine picks the single-sample trainer; the minibatch path has one engine (rbm_cpu
+    // refuses the flag in make_backend whatever the path).
+    if (!flags.engine.empty() && uses_minibatch(options.recipe)) {
+      throw InputError("--engine " + flags.engine +
+                       " picks the single-sample trainer (--batch 1 CD-k), and this run trains on "
+                       "the minibatch path (--batch, --pcd, --momentum, --weight-decay, --lr-decay "
+                       "linear or --epochs), which has one engine: leave --engine out");
+    }
     std::unique_ptr<Backend> backend = make_backend(flags.engine);
     run_training(*backend, options);
     return 0;

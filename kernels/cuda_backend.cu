@@ -139,7 +139,12 @@ class CudaBackend final : public Backend {
       const auto [ctas, threads] = options_.fused_variant;
       const std::string why =
           cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, ctas, threads);
-      if (!why.empty()) throw std::invalid_argument("fused engine: " + why);
+      // A user's choice that this device or model cannot take: exit 2, and a new run's directory
+      // is removed again (host/trainer.cpp).
+      if (!why.empty()) {
+        throw InputError("--engine fused: " + why +
+                         "; --engine gemv (the default) trains any model");
+      }
       cuda::FusedCdArgs args;
       args.problem = {W_.data(), b_.data(),  has_a_ ? a_.data() : nullptr,
                       visible_,  hidden_,    images_.data(),

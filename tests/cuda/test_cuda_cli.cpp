@@ -47,6 +47,38 @@ TEST(CudaCli, UnknownEngineIsRefusedWithOneLine) {
       << result.output;
 }
 
+// --engine picks the single-sample trainer: with the minibatch path (a new run's flags, or the
+// ones a resumed run recorded) it is refused before any device is looked for, so this runs
+// everywhere, and nothing is written.
+TEST(CudaCli, EngineWithTheMinibatchPathIsRefused) {
+  const test::TempDir dir;
+  const std::string refusal =
+      "picks the single-sample trainer (--batch 1 CD-k), and this run "
+      "trains on the minibatch path";
+  for (const char* engine : {"fused", "gemv"}) {
+    SCOPED_TRACE(engine);
+    const test::CommandResult result =
+        test::run_command(cuda_exe(), {"--iters", "10", "--data", mnist_dir(), "--batch", "10",
+                                       "--engine", engine, "--out", (dir / "new").string()});
+    EXPECT_EQ(result.exit_code, 2) << result.output;
+    EXPECT_EQ(test::line_count(result.output), 1) << result.output;
+    EXPECT_NE(result.output.find(refusal), std::string::npos) << result.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+  }
+  // A PCD run made by rbm_cpu, resumed by rbm_cuda with --engine.
+  const std::filesystem::path run = dir / "pcd";
+  const test::CommandResult made = test::run_command(
+      RBM_CPU_EXE,
+      {"--iters", "2", "--hidden", "5", "--pcd", "--data", mnist_dir(), "--out", run.string()});
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const std::string run_json = read_file(run / "run.json");
+  const test::CommandResult resumed = test::run_command(
+      cuda_exe(), {"--resume", run.string(), "--iters", "4", "--engine", "fused"});
+  EXPECT_EQ(resumed.exit_code, 2) << resumed.output;
+  EXPECT_NE(resumed.output.find(refusal), std::string::npos) << resumed.output;
+  EXPECT_EQ(read_file(run / "run.json"), run_json);
+}
+
 TEST(CudaCli, TrainsAndWritesTheRunDirectoryWithEitherEngine) {
   RBM_REQUIRE_CUDA_DEVICE();
   for (const char* engine : {"gemv", "fused"}) {
@@ -63,21 +95,34 @@ TEST(CudaCli, TrainsAndWritesTheRunDirectoryWithEitherEngine) {
   }
 }
 
-// A new PCD run whose chains the device cannot hold (1e8 chains: about 350 GB) is refused at its
-// first update, after its iteration-0 checkpoint: exit 2, one line, and the directory it made is
-// removed again (host/trainer.cpp), so that the corrected command can take the same --out.
+// A new run whose first update cannot run is refused there, after its iteration-0 checkpoint:
+// exit 2, one line that names the flag, and the directory it made is removed again
+// (host/trainer.cpp), so that the corrected command can take the same --out. The cases: PCD chains
+// the device cannot hold (1e8 chains: about 350 GB), and a model whose W the fused kernel's
+// cluster cannot hold in shared memory (H 20000: 62.7 MB of W).
 TEST(CudaCli, AFirstUpdateThatCannotRunRemovesTheNewRunDirectory) {
   RBM_REQUIRE_CUDA_DEVICE();
-  const test::TempDir dir;
-  const std::filesystem::path out = dir / "run";
-  const test::CommandResult result =
-      test::run_command(cuda_exe(), {"--pcd", "--batch", "10", "--chains", "1e8", "--iters", "2",
-                                     "--data", mnist_dir(), "--out", out.string()});
-  EXPECT_EQ(result.exit_code, 2) << result.output;
-  EXPECT_EQ(test::line_count(result.output), 1) << result.output;
-  EXPECT_NE(result.output.find("--chains"), std::string::npos) << result.output;
-  EXPECT_NE(result.output.find("was removed"), std::string::npos) << result.output;
-  EXPECT_FALSE(std::filesystem::exists(out)) << result.output;
+  const struct {
+    std::vector<std::string> flags;
+    const char* named;
+  } cases[] = {{{"--pcd", "--batch", "10", "--chains", "1e8"}, "--chains"},
+               {{"--engine", "fused", "--hidden", "20000"}, "--engine fused: "}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.named);
+    const test::TempDir dir;
+    const std::filesystem::path out = dir / "run";
+    std::vector<std::string> args = c.flags;
+    for (const std::string& arg :
+         std::vector<std::string>{"--iters", "2", "--data", mnist_dir(), "--out", out.string()}) {
+      args.push_back(arg);
+    }
+    const test::CommandResult result = test::run_command(cuda_exe(), args);
+    EXPECT_EQ(result.exit_code, 2) << result.output;
+    EXPECT_EQ(test::line_count(result.output), 1) << result.output;
+    EXPECT_NE(result.output.find(c.named), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find("was removed"), std::string::npos) << result.output;
+    EXPECT_FALSE(std::filesystem::exists(out)) << result.output;
+  }
 }
 
 // The headline command, rbm_cuda against rbm_cpu: the default recipe on MNIST threes (digit 3,
