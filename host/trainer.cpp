@@ -338,6 +338,15 @@ void run_training(Backend& backend, const TrainOptions& options) {
       throw InputError("--out " + out_dir.string() + ": " + e.what());
     }
     write_checkpoint_now();  // a run can be resumed from its start
+  } else {
+    // metrics.csv as the checkpoint has it (its rows up to the checkpoint's iteration): a run
+    // directory that cannot be written is refused now, not at the first log point, after the
+    // training up to it.
+    try {
+      write_file_atomic(out("metrics.csv"), metrics_csv);
+    } catch (const InputError& e) {
+      throw InputError("--resume " + out_dir.string() + ": " + e.what());
+    }
   }
 
   const int64_t first = done;

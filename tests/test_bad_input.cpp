@@ -857,6 +857,21 @@ TEST(BadInput, OutputDirectoriesThatCannotBeWritten) {
         dir / "read-only", std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
     refused(dir / "read-only");
     refused(dir / "read-only" / "run");
+    // A run whose directory became read-only: --resume is refused before it trains (it once
+    // trained up to its first log point and lost that work), and the checkpoint is unchanged.
+    const std::filesystem::path run = dir / "run";
+    ASSERT_EQ(
+        run_cpu({"--data", RBM_MNIST_DIR, "--iters", "20", "--hidden", "5", "--out", run.string()})
+            .exit_code,
+        0);
+    std::filesystem::permissions(run, std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::remove);
+    const std::string run_json = read_file(run / "run.json");
+    expect_refused({"--resume", run.string(), "--iters", "1000000", "--data", RBM_MNIST_DIR},
+                   {"--resume " + run.string(), "metrics.csv"});
+    EXPECT_EQ(read_file(run / "run.json"), run_json);
+    std::filesystem::permissions(run, std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add);
   }
   EXPECT_FALSE(std::filesystem::exists(dir / "file" / "run"));
 }
