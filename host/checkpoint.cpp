@@ -348,6 +348,41 @@ bool stopped_before_its_first_checkpoint(const std::filesystem::path& dir) {
   return text == metrics_csv_header(false) || text == metrics_csv_header(true);
 }
 
+bool is_valid_utf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = [&](size_t at) { return static_cast<unsigned char>(text[at]); };
+    const unsigned lead = byte(i);
+    // The sequence's length, and the range of its first continuation byte (which rules out the
+    // overlong forms, the surrogates U+D800..U+DFFF and everything past U+10FFFF).
+    size_t length = 1;
+    unsigned low = 0x80, high = 0xBF;
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;
+      if (lead == 0xED) high = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;
+      if (lead == 0xF4) high = 0x8F;
+    } else {
+      return false;
+    }
+    if (text.size() - i < length) return false;
+    if (byte(i + 1) < low || byte(i + 1) > high) return false;
+    for (size_t k = 2; k < length; ++k) {
+      if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
 void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint) {
   for (const std::string& name : checkpoint.staged) rename_or_throw(staged(dir, name), dir / name);
   // Staged files of a checkpoint that was never committed (NAME.next), and temporary files of

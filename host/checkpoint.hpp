@@ -18,6 +18,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "host/minibatch.hpp"
@@ -36,6 +37,10 @@ bool is_run_file_name(const std::string& file_name);
 // and a metrics.csv of a header and no row. Such a run was stopped (killed, or its disk full)
 // before run.json existed; nothing of it can be resumed, and a new run may start over it.
 bool stopped_before_its_first_checkpoint(const std::filesystem::path& dir);
+
+// run.json is JSON text, which holds valid UTF-8 only (RFC 8259): whether `text` is (no overlong
+// forms, no surrogates, nothing past U+10FFFF). A path that is not cannot be recorded there.
+bool is_valid_utf8(std::string_view text);
 
 // One file of a checkpoint: a file name in the run directory (NAME.npy) and its bytes.
 struct CheckpointFile {

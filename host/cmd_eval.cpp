@@ -314,7 +314,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                     {"chosen_base", log_z.chosen_base},
                     {"bases", bases}};
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    // Paths that are not valid UTF-8 (a model or --data directory named so) cannot be JSON text:
+    // their invalid bytes print as U+FFFD.
+    std::printf("%s\n", out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
 

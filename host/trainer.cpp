@@ -252,6 +252,13 @@ std::string remove_unstarted_run(const std::filesystem::path& dir,
 void run_training(Backend& backend, const TrainOptions& options) {
   std::filesystem::path out_dir = options.out_dir;  // a default name may change when it is made
   Recipe recipe = options.recipe;
+  // run.json records the data directory's absolute path (run_record).
+  if (const std::string data_dir = std::filesystem::absolute(options.data_dir).string();
+      !is_valid_utf8(data_dir)) {
+    throw InputError("--data " + options.data_dir.string() + ": the path " + data_dir +
+                     " is not valid UTF-8, and run.json records it as JSON text; use a path "
+                     "that is (a link to the directory will do)");
+  }
   const Dataset train = load_mnist(options.data_dir, options.digit, options.split);
   if (train.rows == 0) throw InputError("no training images match the digit and split");
   // Minibatch CD / PCD (host/minibatch.hpp): checked against the images, and --epochs resolved to

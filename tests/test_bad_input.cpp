@@ -259,6 +259,17 @@ TEST(BadInput, DataDirectoryThatIsNotOne) {
   expect_refused({"--data", "", "--iters", "5"}, {"--data"});
   expect_refused({"--data", dir.path().string(), "--iters", "5"},
                  {"train-images-idx3-ubyte", "not found"});
+  // A path that is not UTF-8 cannot go into run.json: refused before anything is written (it
+  // once ended in "internal error", exit 1, with a half-written run directory).
+  const std::filesystem::path not_utf8 = dir / "bad\xffname";
+  std::filesystem::create_directory(not_utf8);
+  for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    std::filesystem::create_symlink(std::filesystem::path(RBM_MNIST_DIR) / name, not_utf8 / name);
+  }
+  expect_refused({"--data", not_utf8.string(), "--iters", "5", "--out", (dir / "run").string()},
+                 {"--data", "not valid UTF-8"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "run"));
 }
 
 // --- IDX files through --data -------------------------------------------------------------------

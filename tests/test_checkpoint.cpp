@@ -56,6 +56,22 @@ void expect_same(const Params& a, const Params& b) {
 
 bool on_disk(const std::filesystem::path& path) { return std::filesystem::exists(path); }
 
+// The UTF-8 that JSON text may hold (RFC 3629's table), and the byte sequences it may not.
+TEST(Checkpoint, ValidUtf8IsWhatJsonTextMayHold) {
+  for (const char* valid : {"", "plain/path", "caf\xc3\xa9", "\xe2\x82\xac", "\xed\x9f\xbf",
+                            "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf"}) {
+    EXPECT_TRUE(is_valid_utf8(valid)) << valid;
+    EXPECT_NO_THROW((void)nlohmann::json(std::string(valid)).dump()) << valid;
+  }
+  for (const char* invalid : {"\xff", "bad\xffname", "\x80", "\xc0\xaf", "\xc1\xbf", "\xc3",
+                              "\xe0\x9f\xbf", "\xed\xa0\x80", "\xe2\x82", "\xf0\x8f\xbf\xbf",
+                              "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xe2\x28\xa1"}) {
+    EXPECT_FALSE(is_valid_utf8(invalid)) << invalid;
+    EXPECT_THROW((void)nlohmann::json(std::string(invalid)).dump(), nlohmann::json::type_error)
+        << invalid;
+  }
+}
+
 TEST(Checkpoint, WritesThenLoadsTheSameParameters) {
   TempDir dir;
   const Params params = small_params(1.5f, true);

@@ -111,6 +111,11 @@ TEST(EvalCli, TheModelMayBeGivenAsAPositionalArgument) {
     for (const char* key : {"seconds", "log_z_seconds"}) out->erase(key);
   }
   EXPECT_EQ(positional, flagged);
+  // A model directory whose path is not UTF-8: --json stays JSON, the bad byte as U+FFFD.
+  std::filesystem::rename(dir / "model", dir / "bad\xffname");
+  const nlohmann::json renamed = eval_json({(dir / "bad\xffname").string()});
+  EXPECT_EQ(renamed["model"], (dir / "bad\xef\xbf\xbdname").string());
+  std::filesystem::rename(dir / "bad\xffname", dir / "model");
   const test::CommandResult sample =
       test::run_command(RBM_CPU_EXE, {"sample", (dir / "model").string(), "--chains", "2",
                                       "--steps", "1", "--out", (dir / "s.npy").string()});
