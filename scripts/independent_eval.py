@@ -4,7 +4,7 @@
 This script shares no code with the project (numpy only). It is a second opinion on the
 project's `eval` command and the yardstick for comparing models (e.g. the project's
 against bench/sheet_numpy.py's). For each MODEL_DIR holding W.npy (d x H), b.npy (H,)
-and optionally a.npy (d,) it reports:
+and optionally a.npy (d,) and run.json it reports:
 
   * log Z by Annealed Importance Sampling (Salakhutdinov & Murray 2008, "On the
     quantitative analysis of deep belief networks"), from a base-rate model whose
@@ -22,10 +22,18 @@ and optionally a.npy (d,) it reports:
   * the exact average pseudo-log-likelihood sum_i log p(x_i | x_-i) per image.
 
 The model (as in /work/shared/design.md):
-    p(x, h) = exp(x'Wh + b'h + a'x) / Z,   F(x) = -a'x - sum_j softplus(w_j'x + b_j).
+    p(x, h) = exp(x'Wh + b'h + a'x) / Z,   F(x) = -a'x - sum_j softplus(w_j'x + b_j),
+with binary hidden units h in {0,1}^H; with ternary ones (run.json's recipe.hidden_type
+"ternary"), h in {-1,0,1}^H and softplus(t) = log(1 + e^t) becomes log(1 + 2 cosh t), the
+log of the sum over h_j of exp(h_j t), everywhere below (free energy, PLL, AIS, log Z).
+
+Which images: those of run.json's data.digit (0..9 or "all") unless --digit is given, else
+threes; from --mnist, else from run.json's data.dir when it exists, else data/mnist. The
+report's "data" line says which digit, split and folder were scored.
 
 `--check` validates the AIS code on H = 10 models whose log Z is computed exactly by
-enumerating the 2^10 hidden states, and the PLL code against a direct computation.
+enumerating the 2^10 (3^10 for ternary units) hidden states, and the PLL code against a
+direct computation.
 
 Examples:
   /usr/bin/python3 scripts/independent_eval.py /tmp/sheet_model
@@ -81,7 +89,7 @@ def read_idx(path):
 
 
 def load_digit(folder, split, digit):
-    """Binarized (pixel > 127.5) images of one digit, float64 (n, 784)."""
+    """Binarized (pixel > 127.5) images of one digit (or "all"), float64 (n, 784)."""
     stems = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
     parts = ["train", "test"] if split == "all" else [split]
@@ -93,11 +101,12 @@ def load_digit(folder, split, digit):
         if images.shape[0] != labels.shape[0]:
             sys.exit("error: %s and %s disagree on the number of items"
                      % (img_stem, lab_stem))
-        keep = images[labels == digit].reshape(-1, images.shape[1] * images.shape[2])
+        chosen = images if digit == "all" else images[labels == digit]
+        keep = chosen.reshape(-1, images.shape[1] * images.shape[2])
         out.append((keep > 127.5).astype(np.float64))
     X = np.concatenate(out, axis=0)
     if X.shape[0] == 0:
-        sys.exit("error: no images of digit %d in split %s" % (digit, split))
+        sys.exit("error: no images of digit %s in split %s" % (digit, split))
     return X
 
 
@@ -131,11 +140,59 @@ def load_model(folder):
     return W, b, a
 
 
+def load_run_json(folder):
+    """(hidden type, digit or None, data folder or None, split or None) from folder/run.json;
+    without run.json, binary units and nothing recorded (a bare model folder, e.g.
+    sheet_numpy.py's).
+    A hidden type other than binary or ternary is refused: scoring it as either would give
+    wrong numbers without a word."""
+    path = os.path.join(folder, "run.json")
+    if not os.path.isfile(path):
+        return "binary", None, None, None
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit("error: cannot read %s: %s" % (path, e))
+    recipe = run.get("recipe") if isinstance(run, dict) else None
+    data = run.get("data") if isinstance(run, dict) else None
+    recipe = recipe if isinstance(recipe, dict) else {}
+    data = data if isinstance(data, dict) else {}
+    hidden_type = recipe.get("hidden_type", "binary")
+    if hidden_type not in ("binary", "ternary"):
+        sys.exit("error: %s: recipe.hidden_type %s is neither binary nor ternary; this "
+                 "script scores only those" % (path, json.dumps(hidden_type)))
+    digit = data.get("digit")
+    if not (digit == "all" or (isinstance(digit, int) and not isinstance(digit, bool)
+                               and 0 <= digit <= 9)):
+        digit = None
+    data_dir = data.get("dir")
+    if not isinstance(data_dir, str) or not os.path.isdir(data_dir):
+        data_dir = None
+    split = data.get("split")
+    if split not in ("train", "test", "all"):
+        split = None
+    return hidden_type, digit, data_dir, split
+
+
 # ---------------------------------------------------------------------------- math
 
 def softplus(t):
     """log(1 + exp(t)), stable for any t."""
     return np.maximum(t, 0.0) + np.log1p(np.exp(-np.abs(t)))
+
+
+def log1p2cosh(t):
+    """log(1 + 2 cosh t) = |t| + log1p(e + e^2), e = exp(-|t|): no overflow at any t."""
+    m = np.abs(t)
+    e = np.exp(-m)
+    return m + np.log1p(e + e * e)
+
+
+def hidden_log_sum(t, ternary):
+    """log of the sum over one hidden unit's values v of exp(v t): softplus(t) for v in
+    {0, 1}, log(1 + 2 cosh t) for v in {-1, 0, 1}."""
+    return log1p2cosh(t) if ternary else softplus(t)
 
 
 def sigmoid(t):
@@ -156,9 +213,10 @@ def logsumexp(v):
     return m + math.log(np.sum(np.exp(v - m)))
 
 
-def neg_free_energy(X, W, b, a):
-    """-F(x) = a'x + sum_j softplus(w_j'x + b_j), one per row of X."""
-    out = softplus(X @ W + b).sum(axis=1)
+def neg_free_energy(X, W, b, a, ternary=False):
+    """-F(x) = a'x + sum_j softplus(w_j'x + b_j), one per row of X (log(1 + 2 cosh) for
+    ternary units)."""
+    out = hidden_log_sum(X @ W + b, ternary).sum(axis=1)
     if a is not None:
         out += X @ a
     return out
@@ -187,7 +245,7 @@ def beta_schedule(n_betas):
                            np.linspace(0.9, 1.0, n3 + 1)])
 
 
-def ais_log_z(W, b, a, aA, betas, runs, rng):
+def ais_log_z(W, b, a, aA, betas, runs, rng, ternary=False):
     """AIS estimate of log Z for the RBM (W, b, a) from the base-rate model aA.
 
     Intermediate distributions (unnormalized, hidden units summed out), k = 0..K:
@@ -202,6 +260,10 @@ def ais_log_z(W, b, a, aA, betas, runs, rng):
         log Z_A = sum_i softplus(aA_i) + H log 2.
     This is consistent with p_0*(x) above: prod_j (1 + exp(0)) = 2^H. At beta_K = 1,
     p_K* is the RBM's own unnormalized marginal exp(-F(x)), so Z_K = Z.
+
+    Ternary units (h in {-1,0,1}^H): 1 + exp(t) becomes 1 + 2 cosh t, 2^H becomes 3^H
+    (log Z_A = sum_i softplus(aA_i) + H log 3), and h_j is drawn with
+        p_k(h_j = v | x) = exp(v t) / (1 + 2 cosh t),  t = beta_k (w_j'x + b_j).
 
     x_1 ~ p_0 exactly; for k = 1..K: log w += log p_k*(x_k) - log p_{k-1}*(x_k), then
     x_{k+1} ~ T_k(x_k), one Gibbs sweep h ~ p_k(h | x), x ~ p_k(x | h), which leaves
@@ -223,7 +285,7 @@ def ais_log_z(W, b, a, aA, betas, runs, rng):
     W32 = W.astype(f32)
     WT32 = np.ascontiguousarray(W32.T)
     b32, a32, aA32 = b.astype(f32), a_.astype(f32), aA.astype(f32)
-    log_za = float(softplus(aA).sum() + H * math.log(2.0))
+    log_za = float(softplus(aA).sum() + H * math.log(3.0 if ternary else 2.0))
 
     x = (rng.random((runs, d), dtype=f32) < sigmoid32(aA32)).astype(f32)
     logw = np.zeros(runs, dtype=np.float64)
@@ -234,17 +296,30 @@ def ais_log_z(W, b, a, aA, betas, runs, rng):
         u32 += b32
         u = u32.astype(np.float64)
         logw += (bk - bp) * (x.astype(np.float64) @ da)
-        logw += (softplus(bk * u) - softplus(bp * u)).sum(axis=1)
+        logw += (hidden_log_sum(bk * u, ternary) - hidden_log_sum(bp * u, ternary)).sum(axis=1)
         if k == K:
             break
         u32 *= f32(bk)
-        h = (rng.random((runs, H), dtype=f32) < sigmoid32(u32)).astype(f32)
+        if ternary:
+            h = ternary_draw(u32, rng.random((runs, H), dtype=f32))
+        else:
+            h = (rng.random((runs, H), dtype=f32) < sigmoid32(u32)).astype(f32)
         t = h @ WT32
         t += a32
         t *= f32(bk)
         t += f32(1.0 - bk) * aA32
         x = (rng.random((runs, d), dtype=f32) < sigmoid32(t)).astype(f32)
     return log_za, logw
+
+
+def ternary_draw(t, r):
+    """h in {-1, 0, 1} with p(v) = exp(v t) / (1 + 2 cosh t), from uniforms r (float32).
+    With s = +1 for t >= 0, else -1, and e = exp(-|t|): p(s) = 1 / (1 + e + e^2),
+    p(0) = e / (1 + e + e^2), p(-s) = e^2 / (1 + e + e^2); at t = 0 each is 1/3."""
+    e = np.exp(-np.abs(t))
+    norm = 1.0 + e + e * e
+    s = np.where(t >= 0, np.float32(1.0), np.float32(-1.0))
+    return np.where(r * norm < 1.0, s, np.where(r * norm < 1.0 + e, np.float32(0.0), -s))
 
 
 def summarize_ais(log_za, logw):
@@ -262,19 +337,29 @@ def summarize_ais(log_za, logw):
     return log_z, lo, hi, ess
 
 
-def exact_log_z_by_hidden(W, b, a):
-    """log Z = logsumexp over h in {0,1}^H of b'h + sum_i softplus(a_i + W_i h)."""
+def hidden_states(H, ternary):
+    """All 2^H (binary) or 3^H (ternary) hidden states as rows, float64."""
+    base = 3 if ternary else 2
+    n = np.arange(base ** H)[:, None] // (base ** np.arange(H))[None, :] % base
+    return (n - 1 if ternary else n).astype(np.float64)
+
+
+def exact_log_z_by_hidden(W, b, a, ternary=False):
+    """log Z = logsumexp over h in {0,1}^H (or {-1,0,1}^H) of b'h + sum_i softplus(a_i + W_i h),
+    in blocks of 4096 states (the (states, d) matrix of 3^10 states would take 370 MB)."""
     d, H = W.shape
-    if H > 20:
+    if H > (12 if ternary else 20):
         raise ValueError("H too large to enumerate")
     a_ = np.zeros(d) if a is None else a
-    hs = ((np.arange(2 ** H)[:, None] >> np.arange(H)[None, :]) & 1).astype(np.float64)
-    vals = hs @ b + softplus(hs @ W.T + a_).sum(axis=1)
+    hs = hidden_states(H, ternary)
+    vals = np.concatenate([hs[i:i + 4096] @ b + softplus(hs[i:i + 4096] @ W.T + a_).sum(axis=1)
+                           for i in range(0, hs.shape[0], 4096)])
     return logsumexp(vals)
 
 
-def log_z_lower_bound(W, b, a):
-    """A deterministic lower bound on log Z: the hidden states h = 0 and h = e_j only.
+def log_z_lower_bound(W, b, a, ternary=False):
+    """A deterministic lower bound on log Z: the hidden states h = 0 and h = e_j only
+    (and h = -e_j for ternary units).
 
     Z = sum_h exp(b'h) prod_i (1 + exp(a_i + W_i h)) >= the sum over any subset of h.
     The h = 0 term alone is prod_i (1 + exp(a_i)), i.e. d log 2 without visible biases:
@@ -283,16 +368,19 @@ def log_z_lower_bound(W, b, a):
     """
     d, H = W.shape
     a_ = np.zeros(d) if a is None else a
-    vals = np.concatenate([[softplus(a_).sum()],
-                           b + softplus(W + a_[:, None]).sum(axis=0)])
+    parts = [[softplus(a_).sum()], b + softplus(W + a_[:, None]).sum(axis=0)]
+    if ternary:
+        parts.append(-b + softplus(a_[:, None] - W).sum(axis=0))
+    vals = np.concatenate(parts)
     return logsumexp(vals), float(vals[0])
 
 
-def pseudo_log_likelihood(X, W, b, a, batch=32):
+def pseudo_log_likelihood(X, W, b, a, batch=32, ternary=False):
     """Exact sum_i log p(x_i | x_-i) for each row of X.
 
     Flipping pixel i (s_i = 1 - 2 x_i) changes -F by
         D_i = s_i a_i + sum_j [softplus(u_j + s_i W_ij) - softplus(u_j)],  u = W'x + b,
+    (log(1 + 2 cosh) for ternary units)
     and log p(x_i | x_-i) = -F(x) - logaddexp(-F(x), -F(x^flip_i)) = -softplus(D_i).
     """
     n, d = X.shape
@@ -302,7 +390,8 @@ def pseudo_log_likelihood(X, W, b, a, batch=32):
         U = Xb @ W + b                          # (m, H)
         S = 1.0 - 2.0 * Xb                      # (m, d)
         T = U[:, None, :] + S[:, :, None] * W[None, :, :]    # (m, d, H)
-        D = softplus(T).sum(axis=2) - softplus(U).sum(axis=1)[:, None]
+        D = (hidden_log_sum(T, ternary).sum(axis=2)
+             - hidden_log_sum(U, ternary).sum(axis=1)[:, None])
         if a is not None:
             D += S * a
         out[s0:s0 + batch] = -softplus(D).sum(axis=1)
@@ -312,7 +401,7 @@ def pseudo_log_likelihood(X, W, b, a, batch=32):
 BASES = ("base-rate", "uniform")
 
 
-def ais_all_bases(W, b, a, aA, args, rng):
+def ais_all_bases(W, b, a, aA, args, rng, ternary=False):
     """AIS from each base model in args.base; the estimate is the largest log Z.
 
     Each AIS run gives an unbiased estimate of Z, so log Zhat is a stochastic lower
@@ -329,7 +418,7 @@ def ais_all_bases(W, b, a, aA, args, rng):
     for name in names:
         base = aA if name == "base-rate" else np.zeros_like(aA)
         t0 = time.perf_counter()
-        log_za, logw = ais_log_z(W, b, a, base, betas, args.runs, rng)
+        log_za, logw = ais_log_z(W, b, a, base, betas, args.runs, rng, ternary)
         secs = time.perf_counter() - t0
         log_z, lo, hi, ess = summarize_ais(log_za, logw)
         per[name] = {"log_z_base": log_za, "log_z": log_z, "log_z_lo": lo,
@@ -340,27 +429,33 @@ def ais_all_bases(W, b, a, aA, args, rng):
 
 # ---------------------------------------------------------------------------- report
 
-def evaluate(name, W, b, a, Xtest, Xtrain, aA, args, rng):
+def evaluate(name, W, b, a, ternary, data, args, rng):
+    """data: the images to score and their base rates, as main's images_for gives them."""
     d, H = W.shape
-    best, per = ais_all_bases(W, b, a, aA, args, rng)
+    Xtest, Xtrain, aA = data["test"], data["train"], data["base_rates"]
+    best, per = ais_all_bases(W, b, a, aA, args, rng, ternary)
     chosen = per[best]
-    bound, bound_h0 = log_z_lower_bound(W, b, a)
+    bound, bound_h0 = log_z_lower_bound(W, b, a, ternary)
     # log Z >= bound holds exactly, so an estimate below it is raised to it (this happens
     # within the noise when Z is the h = 0 mode's 2^d and little else).
     log_z = max(chosen["log_z"], bound)
     lo, hi = max(chosen["log_z_lo"], bound), max(chosen["log_z_hi"], bound)
 
-    nf_test = neg_free_energy(Xtest, W, b, a).mean()
-    nf_train = neg_free_energy(Xtrain, W, b, a).mean()
+    nf_test = neg_free_energy(Xtest, W, b, a, ternary).mean()
+    nf_train = neg_free_energy(Xtrain, W, b, a, ternary).mean()
     t1 = time.perf_counter()
-    pll = pseudo_log_likelihood(Xtest, W, b, a)
+    pll = pseudo_log_likelihood(Xtest, W, b, a, ternary=ternary)
     pll_s = time.perf_counter() - t1
     pA = 1.0 / (1.0 + np.exp(-aA))
     base_rate_test = float((Xtest @ np.log(pA) + (1.0 - Xtest) @ np.log1p(-pA)).mean())
 
     res = {
         "model": name, "d": d, "H": H, "visible_bias": a is not None,
-        "digit": args.digit, "split": args.split, "n_test": int(Xtest.shape[0]),
+        "hidden_type": "ternary" if ternary else "binary",
+        "digit": data["digit"], "digit_from": data["digit_from"], "mnist": data["mnist"],
+        "split": args.split, "n_test": int(Xtest.shape[0]),
+        "scored_images_overlap_training": data["trained_on_some"],
+        "trained_on": data.get("trained_on"),
         "n_train_base_rate": int(Xtrain.shape[0]),
         "ais_runs": args.runs, "ais_betas": args.betas, "seed": args.seed,
         "ais": per, "ais_chosen_base": best,
@@ -384,10 +479,14 @@ def fmt(v):
 
 
 def print_block(r):
-    print("model %s  (d=%d, H=%d, visible bias: %s)"
-          % (r["model"], r["d"], r["H"], "yes" if r["visible_bias"] else "no"))
-    print("  data        digit %d, split %s: %d held-out images; base rates from %d "
-          "training images" % (r["digit"], r["split"], r["n_test"], r["n_train_base_rate"]))
+    print("model %s  (d=%d, H=%d %s hidden units, visible bias: %s)"
+          % (r["model"], r["d"], r["H"], r["hidden_type"], "yes" if r["visible_bias"] else "no"))
+    print("  data        digit %s (%s), split %s, in %s: %d scored images; base rates from "
+          "%d training images" % (r["digit"], r["digit_from"], r["split"], r["mnist"],
+                                  r["n_test"], r["n_train_base_rate"]))
+    if r["scored_images_overlap_training"]:
+        print("  note        some or all of the scored images were the model's training images "
+              "(run.json: %s): not a held-out score" % r["trained_on"])
     for name, v in r["ais"].items():
         print("  AIS %-9s %d runs x %d betas, seed %d: log Z %s  (3 sd: [%s, %s])  "
               "ESS %.1f  %.1f s"
@@ -397,7 +496,8 @@ def print_block(r):
           "exact lower bound where below it)"
           % (fmt(r["log_z"]), fmt(r["log_z_lo"]), fmt(r["log_z_hi"]), r["ais_chosen_base"],
              fmt(r["log_z_ais"])))
-    print("  log Z bound %s exact lower bound (h in {0, e_j}); the h = 0 term alone %s"
+    print("  log Z bound %s exact lower bound (h in {0, e_j}, -e_j too if ternary); the h = 0 "
+          "term alone %s"
           % (fmt(r["log_z_lower_bound"]), fmt(r["log_z_lower_bound_h0"])))
     if r["log_z_ais"] < r["log_z_lower_bound"]:
         v = r["ais"][r["ais_chosen_base"]]
@@ -447,57 +547,79 @@ def run_check(args):
     ok = True
     rng = np.random.default_rng(args.seed)
 
-    # 1. The enumeration formula itself, on a model small enough to sum over x and h.
-    d, H = 9, 6
-    W = rng.normal(0, 1.0, (d, H)); b = rng.normal(0, 1.0, H); a = rng.normal(0, 1.0, d)
-    xs = ((np.arange(2 ** d)[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float64)
-    hs = ((np.arange(2 ** H)[:, None] >> np.arange(H)[None, :]) & 1).astype(np.float64)
-    brute = logsumexp((xs @ W @ hs.T + (xs @ a)[:, None] + (hs @ b)[None, :]).ravel())
-    via_h = exact_log_z_by_hidden(W, b, a)
-    via_x = logsumexp(neg_free_energy(xs, W, b, a))
-    bound = log_z_lower_bound(W, b, a)[0]
-    good = abs(brute - via_h) < 1e-9 and abs(brute - via_x) < 1e-9 and bound <= brute
-    ok &= good
-    print("check enumeration (d=9, H=6): brute %.10f  via h %.10f  via x %.10f  "
-          "lower bound %.4f  %s" % (brute, via_h, via_x, bound, "OK" if good else "FAIL"))
+    # The ternary checks draw from their own generator, so that the binary ones (and their
+    # numbers) are what they were before ternary units were added.
+    trng = np.random.default_rng(args.seed + 1)
+    for ternary, r in ((False, rng), (True, trng)):
+        kind = "ternary" if ternary else "binary"
+        # 1. The enumeration formula itself, on a model small enough to sum over x and h.
+        d, H = 9, 6
+        W = r.normal(0, 1.0, (d, H)); b = r.normal(0, 1.0, H); a = r.normal(0, 1.0, d)
+        xs = hidden_states(d, False)
+        hs = hidden_states(H, ternary)
+        brute = logsumexp((xs @ W @ hs.T + (xs @ a)[:, None] + (hs @ b)[None, :]).ravel())
+        via_h = exact_log_z_by_hidden(W, b, a, ternary)
+        via_x = logsumexp(neg_free_energy(xs, W, b, a, ternary))
+        bound = log_z_lower_bound(W, b, a, ternary)[0]
+        good = abs(brute - via_h) < 1e-9 and abs(brute - via_x) < 1e-9 and bound <= brute
+        ok &= good
+        print("check enumeration (d=9, H=6 %s): brute %.10f  via h %.10f  via x %.10f  "
+              "lower bound %.4f  %s"
+              % (kind, brute, via_h, via_x, bound, "OK" if good else "FAIL"))
 
-    # 2. PLL against a direct per-pixel computation with free energies.
-    X = (rng.random((5, d)) < 0.5).astype(np.float64)
-    direct = np.zeros(5)
-    for n in range(5):
-        f0 = neg_free_energy(X[n:n + 1], W, b, a)[0]
-        for i in range(d):
-            xf = X[n:n + 1].copy(); xf[0, i] = 1 - xf[0, i]
-            f1 = neg_free_energy(xf, W, b, a)[0]
-            direct[n] += f0 - np.logaddexp(f0, f1)
-    fast = pseudo_log_likelihood(X, W, b, a, batch=2)
-    err = float(np.max(np.abs(direct - fast)))
-    good = err < 1e-9
-    ok &= good
-    print("check PLL (d=9, H=6, 5 images): max |direct - vectorized| = %.2e  %s"
-          % (err, "OK" if good else "FAIL"))
+        # 2. PLL against a direct per-pixel computation with free energies.
+        X = (r.random((5, d)) < 0.5).astype(np.float64)
+        direct = np.zeros(5)
+        for n in range(5):
+            f0 = neg_free_energy(X[n:n + 1], W, b, a, ternary)[0]
+            for i in range(d):
+                xf = X[n:n + 1].copy(); xf[0, i] = 1 - xf[0, i]
+                f1 = neg_free_energy(xf, W, b, a, ternary)[0]
+                direct[n] += f0 - np.logaddexp(f0, f1)
+        fast = pseudo_log_likelihood(X, W, b, a, batch=2, ternary=ternary)
+        err = float(np.max(np.abs(direct - fast)))
+        good = err < 1e-9
+        ok &= good
+        print("check PLL (d=9, H=6 %s, 5 images): max |direct - vectorized| = %.2e  %s"
+              % (kind, err, "OK" if good else "FAIL"))
+
+    # The ternary draw's frequencies against p(v) = exp(v t) / (1 + 2 cosh t): 10^6 draws
+    # per t, so each frequency is within 5e-3 (more than 10 standard deviations).
+    for t in (-3.0, -0.5, 0.0, 0.7, 4.0):
+        u = trng.random(10 ** 6, dtype=np.float32)
+        h = ternary_draw(np.full(u.shape, t, dtype=np.float32), u)
+        freq = np.array([np.mean(h == v) for v in (-1.0, 0.0, 1.0)])
+        want = np.exp(np.array([-t, 0.0, t])) / (1.0 + 2.0 * math.cosh(t))
+        good = float(np.max(np.abs(freq - want))) < 5e-3
+        ok &= good
+        print("check ternary draw t=%+.1f: frequencies %s, p %s  %s"
+              % (t, np.round(freq, 4), np.round(want, 4), "OK" if good else "FAIL"))
 
     # 3. AIS against exact log Z on H = 10 models over the 784 MNIST pixels.
     Xtrain = load_digit(args.mnist, "train", args.digit)
     aA = base_rate_biases(Xtrain)
     models = []
     Wr = rng.normal(0, 0.1, (784, 10)); br = np.zeros(10)
-    models.append(("random, W~N(0,0.1^2), b=0, no a", Wr, br, None))
+    models.append(("random, W~N(0,0.1^2), b=0, no a", Wr, br, None, False))
     Wr = rng.normal(0, 0.5, (784, 10)); br = rng.normal(0, 1.0, 10)
     ar = rng.normal(-1.0, 1.0, 784)
-    models.append(("random, W~N(0,0.5^2), b~N(0,1), a~N(-1,1)", Wr, br, ar))
+    models.append(("random, W~N(0,0.5^2), b~N(0,1), a~N(-1,1)", Wr, br, ar, False))
     t0 = time.perf_counter()
     W1, b1, _ = quick_cd(Xtrain, 10, 2000, 0.05, 3, rng, a_init=None)
-    models.append(("CD-3 trained, no a", W1, b1, None))
+    models.append(("CD-3 trained, no a", W1, b1, None, False))
     W2, b2, a2 = quick_cd(Xtrain, 10, 2000, 0.05, 3, rng, a_init=np.zeros(784))
-    models.append(("CD-3 trained, a from 0", W2, b2, a2))
+    models.append(("CD-3 trained, a from 0", W2, b2, a2, False))
     W3, b3, a3 = quick_cd(Xtrain, 10, 2000, 0.05, 3, rng, a_init=aA)
-    models.append(("CD-3 trained, a from base rates", W3, b3, a3))
+    models.append(("CD-3 trained, a from base rates", W3, b3, a3, False))
+    # Ternary units on the same weights: the no-a one has the inverted-digit mode that
+    # README's "Ternary hidden units" describes, which only the uniform base finds.
+    models.append(("ternary, CD-3 weights, no a", W1, b1, None, True))
+    models.append(("ternary, CD-3 weights, a from base rates", W3, b3, a3, True))
     print("check: trained three H=10 models (2000 CD-3 updates of 20 images, lr 0.05) "
           "in %.1f s" % (time.perf_counter() - t0))
-    for name, W, b, a in models:
-        exact = exact_log_z_by_hidden(W, b, a)
-        best, per = ais_all_bases(W, b, a, aA, args, rng)
+    for name, W, b, a, ternary in models:
+        exact = exact_log_z_by_hidden(W, b, a, ternary)
+        best, per = ais_all_bases(W, b, a, aA, args, rng, ternary)
         for base, v in per.items():
             print("  %-42s AIS from %-9s %.4f  [%s, %s]  err %+8.4f  ESS %5.1f  %.1f s"
                   % (name, base, v["log_z"], fmt(v["log_z_lo"]), fmt(v["log_z_hi"]),
@@ -520,6 +642,14 @@ def run_check(args):
 
 # ---------------------------------------------------------------------------- main
 
+def digit_arg(text):
+    if text == "all":
+        return text
+    if text.isdigit() and 0 <= int(text) <= 9:
+        return int(text)
+    raise argparse.ArgumentTypeError("must be 0..9 or all, not %r" % text)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     default_mnist = os.path.normpath(os.path.join(here, "..", "data", "mnist"))
@@ -527,13 +657,16 @@ def main():
         description="Independent RBM evaluation: AIS log Z, test log-likelihood, "
                     "exact pseudo-log-likelihood (numpy only).")
     p.add_argument("models", nargs="*", metavar="MODEL_DIR",
-                   help="folder(s) holding W.npy, b.npy and optionally a.npy")
-    p.add_argument("--mnist", default=default_mnist,
-                   help="folder with the MNIST IDX files (raw or .gz) [%(default)s]")
+                   help="folder(s) holding W.npy, b.npy and optionally a.npy and run.json "
+                        "(its hidden type, digit and data folder)")
+    p.add_argument("--mnist", default=None,
+                   help="folder with the MNIST IDX files (raw or .gz) [a model's run.json "
+                        "data.dir when it exists, else %s]" % default_mnist)
     p.add_argument("--split", choices=["test", "train", "all"], default="test",
-                   help="held-out images to score [%(default)s]; the base rates "
+                   help="images to score [%(default)s]; the base rates "
                         "always come from the training split")
-    p.add_argument("--digit", type=int, default=3, help="digit [%(default)s]")
+    p.add_argument("--digit", type=digit_arg, default=None,
+                   help="0..9 or all [a model's run.json data.digit, else 3]")
     p.add_argument("--runs", type=int, default=100, help="AIS runs M [%(default)s]")
     p.add_argument("--betas", type=int, default=14500,
                    help="AIS intermediate distributions [%(default)s]")
@@ -549,23 +682,51 @@ def main():
         p.error("--runs must be at least 2")
 
     if args.check:
+        args.mnist = args.mnist or default_mnist
+        args.digit = 3 if args.digit is None else args.digit
         sys.exit(run_check(args))
     if not args.models:
         p.error("give at least one MODEL_DIR (or --check)")
 
-    Xtrain = load_digit(args.mnist, "train", args.digit)
-    Xtest = load_digit(args.mnist, args.split, args.digit)
-    aA = base_rate_biases(Xtrain)
-    models = [(folder,) + load_model(folder) for folder in args.models]  # fail early
+    loaded = {}
+    def images_for(run_digit, run_mnist):
+        """The images a model is scored on: the flags' choice, else its run.json's, else
+        threes in data/mnist. Loaded once per (folder, digit)."""
+        if args.digit is not None:
+            digit, digit_from = args.digit, "--digit"
+        elif run_digit is not None:
+            digit, digit_from = run_digit, "run.json"
+        else:
+            digit, digit_from = 3, "default"
+        mnist = args.mnist or run_mnist or default_mnist
+        key = (mnist, digit)
+        if key not in loaded:
+            Xtrain = load_digit(mnist, "train", digit)
+            loaded[key] = {"train": Xtrain, "test": load_digit(mnist, args.split, digit),
+                           "base_rates": base_rate_biases(Xtrain)}
+        return dict(loaded[key], digit=digit, digit_from=digit_from, mnist=mnist)
+
+    # Read every model and its run.json before the long work, so that a bad one fails early.
+    models = [(folder,) + load_model(folder) + load_run_json(folder) for folder in args.models]
     results = []
-    for i, (folder, W, b, a) in enumerate(models):
-        if W.shape[0] != Xtest.shape[1]:
+    for i, (folder, W, b, a, hidden_type, run_digit, run_mnist, run_split) in enumerate(models):
+        data = images_for(run_digit, run_mnist)
+        # MNIST's splits are disjoint and its digits partition them: the scored images overlap
+        # the training images exactly when both the digits and the splits meet. Unknown (None)
+        # without run.json's record.
+        data["trained_on_some"] = None
+        if run_digit is not None and run_split is not None:
+            data["trained_on_some"] = (
+                (data["digit"] == "all" or run_digit in ("all", data["digit"]))
+                and (args.split == "all" or run_split in ("all", args.split)))
+            data["trained_on"] = "digit %s, split %s" % (run_digit, run_split)
+        if W.shape[0] != data["test"].shape[1]:
             sys.exit("error: %s has d=%d visible units but the images have %d pixels"
-                     % (folder, W.shape[0], Xtest.shape[1]))
+                     % (folder, W.shape[0], data["test"].shape[1]))
         rng = np.random.default_rng(args.seed)   # same draws for every model
         if i:
             print()
-        results.append(evaluate(folder, W, b, a, Xtest, Xtrain, aA, args, rng))
+        results.append(evaluate(folder, W, b, a, hidden_type == "ternary", data, args, rng))
     if args.json:
         def clean(v):
             if isinstance(v, dict):

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tests scripts/run's choice of trainer and its arguments, without building or training: a copy
-# of scripts/run in a scratch repository whose scripts/setup does nothing, and a build directory
-# whose rbm_cpu and rbm_cuda are stand-ins that print their arguments and working directory.
+# of scripts/run in a scratch repository whose scripts/setup only prints a line (as the real one
+# prints its build's), and a build directory whose rbm_cpu and rbm_cuda are stand-ins that print
+# their arguments and working directory. Stdout and stderr are compared apart: stdout must be the
+# trainer's alone (scripts/run eval DIR --json | python3 -m json.tool).
 # Usage: test_run_script.sh REPO (the source tree, for scripts/run itself).
 set -euo pipefail
 
@@ -12,7 +14,8 @@ repo="$scratch/repo"
 build="$scratch/build"
 mkdir -p "$repo/scripts" "$build" "$scratch/caller"
 cp "$source_repo/scripts/run" "$repo/scripts/run"
-printf '#!/usr/bin/env bash\necho "setup ran" >>"%s/setup.log"\n' "$scratch" >"$repo/scripts/setup"
+printf '#!/usr/bin/env bash\necho "setup ran" >>"%s/setup.log"\necho "setup: built (stand-in)"\n' \
+  "$scratch" >"$repo/scripts/setup"
 
 # A trainer stand-in: one line per argument, then "pwd=<its working directory>".
 stand_in() {
@@ -34,15 +37,16 @@ chmod +x "$repo/scripts/run" "$repo/scripts/setup"
 
 failures=0 calls=0
 # check NAME EXPECTED_OUTPUT ARGS...: runs scripts/run from $scratch/caller and compares its
-# whole output and exit code ("exit=N", last), with runs/<timestamp>'s timestamp replaced by TS.
+# whole output: its stderr, each line prefixed "stderr: ", then its stdout, then its exit code
+# ("exit=N").
 check() {
   local name="$1" expected="$2"
   shift 2
   local actual code=0
   calls=$((calls + 1))
   (cd "$scratch/caller" && RBM_BUILD_DIR="$build" "$repo/scripts/run" "$@") \
-    >"$scratch/out" 2>&1 || code=$?
-  actual="$(sed -E 's#runs/[0-9]{8}-[0-9]{6}#runs/TS#' "$scratch/out")
+    >"$scratch/out" 2>"$scratch/err" || code=$?
+  actual="$(sed 's/^/stderr: /' "$scratch/err"; cat "$scratch/out")
 exit=$code"
   if [[ "$actual" != "$expected" ]]; then
     echo "FAIL $name: scripts/run $*"
@@ -53,7 +57,9 @@ exit=$code"
   fi
 }
 
-fallback="run: no CUDA device (stand-in); falling back to rbm_cpu"
+setup="stderr: setup: built (stand-in)"
+fallback="$setup
+stderr: run: no CUDA device (stand-in); falling back to rbm_cpu"
 caller="$scratch/caller"
 # ran TRAINER ARGS...: what a stand-in prints when run with ARGS from the caller's directory, and
 # scripts/run's exit code 0.
@@ -64,9 +70,11 @@ ran() {
   echo "pwd=$caller"
   echo "exit=0"
 }
-new_run=(--out runs/TS --data "$repo/data/mnist")
+# No --out: the trainer's default runs/<timestamp> takes runs/<timestamp>-2 when another run
+# started in the same second, where one chosen by scripts/run would collide.
+new_run=(--data "$repo/data/mnist")
 
-check "new run gets --out runs/<timestamp> and the fetched MNIST, in the caller's directory" \
+check "new run gets the fetched MNIST and no --out, in the caller's directory" \
   "$fallback
 $(ran rbm_cpu "${new_run[@]}" --iters 5)" --iters 5
 
@@ -89,21 +97,23 @@ $(ran rbm_cpu "${new_run[@]}" --iters)" --iters
 for flags in "--resume old" "--resume=old" "--help" "-h" "--version" "eval old" \
              "sample old --count 4"; do
   # shellcheck disable=SC2086
-  check "'$flags' gets neither --out nor --data" "$fallback
+  check "'$flags' gets no --data" "$fallback
 $(ran rbm_cpu $flags)" $flags
 done
-check "--device-info gets neither, and the trainer's answer" "$fallback
-rbm_cpu: no CUDA device (stand-in)
+check "--device-info gets no --data, and the trainer's answer" "$fallback
+stderr: rbm_cpu: no CUDA device (stand-in)
 exit=2" --device-info
 
 echo "NVIDIA H200 (stand-in)" >"$scratch/device"
 check "rbm_cuda trains when its --device-info succeeds" \
-  "run: using rbm_cuda on NVIDIA H200 (stand-in)
+  "$setup
+stderr: run: using rbm_cuda on NVIDIA H200 (stand-in)
 $(ran rbm_cuda "${new_run[@]}")"
 
 rm "$build/rbm_cuda"
 check "rbm_cpu trains, silently, in a build without rbm_cuda" \
-  "$(ran rbm_cpu --out mine --data x)" --out mine --data x
+  "$setup
+$(ran rbm_cpu --out mine --data x)" --out mine --data x
 
 setup_runs=$(wc -l <"$scratch/setup.log")
 if [[ "$setup_runs" -ne "$calls" ]]; then
