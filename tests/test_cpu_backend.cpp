@@ -286,8 +286,8 @@ TEST(CpuBackend, GibbsInBlocksOfChainsEqualsOneCall) {
 
 // The random initial states are the draws their names say (host/backend.hpp): unit i of chain c
 // from its own philox_uniform, whatever the blocks of four units and the threads that make them; d
-// 165 = 128 + 32 + 5 takes each of cpu::philox_uniforms' paths (four and one AVX2 groups, scalar
-// blocks, a partial one), and 1000 chains split over every thread.
+// 165 = 128 + 37 takes both of cpu::philox_uniforms' AVX2 paths (a 128-unit call, and a last call
+// of two 32-unit groups whose extra units are dropped), and 1000 chains split over every thread.
 TEST(GibbsBlocks, RandomInitialStatesAreTheNamedDraws) {
   const int d = 165;
   const int64_t chains = 1000;
