@@ -557,6 +557,11 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
       bad_run_json(dir, "chains.npy without recipe.pcd");
     }
     if (r.chains > 0 && !r.pcd) bad_run_json(dir, "recipe.chains without recipe.pcd");
+    if (checkpoint.state.n_chains > 0 && r.chains > 0 && checkpoint.state.n_chains != r.chains) {
+      throw InputError((dir / "chains.npy").string() + ": " +
+                       std::to_string(checkpoint.state.n_chains) + " chains, run.json's " +
+                       "recipe.chains " + std::to_string(r.chains));
+    }
     // The RNG's record (the generator is counter-based: its position is the iteration) must be
     // this run's: another seed or position means a run.json edited or from elsewhere.
     if (run.contains("rng")) {
@@ -624,6 +629,10 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     resume.iteration = checkpoint.iteration;
     resume.train_seconds = field<double>(dir, run, "train_seconds", {"train_seconds"});
     resume.data_sha256 = field<std::string>(dir, run, "data.sha256", {"data", "sha256"});
+    if (run["data"].contains("heldout_sha256")) {
+      resume.heldout_sha256 =
+          field<std::string>(dir, run, "data.heldout_sha256", {"data", "heldout_sha256"});
+    }
     MetricsUpTo metrics = metrics_up_to(dir, checkpoint.iteration);
     resume.metrics_csv = std::move(metrics.text);
     // A signal during a log point's metrics writes the checkpoint at that point without its row

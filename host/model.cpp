@@ -62,13 +62,17 @@ void check_shapes(const Params& params) {
     fail("W holds " + std::to_string(params.W.size()) + " values, expected " +
          std::to_string(params.visible) + " x " + std::to_string(params.hidden));
   }
+  // W's shape gives d and H (host/model_io.hpp): a b or a that disagrees says so, as either file
+  // may be the wrong one.
   if (params.b.size() != static_cast<size_t>(params.hidden)) {
-    fail("b holds " + std::to_string(params.b.size()) + " values, expected " +
-         std::to_string(params.hidden));
+    fail("b holds " + std::to_string(params.b.size()) + " values, and W (" +
+         std::to_string(params.visible) + " x " + std::to_string(params.hidden) +
+         ") has H = " + std::to_string(params.hidden));
   }
   if (!params.a.empty() && params.a.size() != static_cast<size_t>(params.visible)) {
-    fail("a holds " + std::to_string(params.a.size()) + " values, expected " +
-         std::to_string(params.visible));
+    fail("a holds " + std::to_string(params.a.size()) + " values, and W (" +
+         std::to_string(params.visible) + " x " + std::to_string(params.hidden) +
+         ") has d = " + std::to_string(params.visible));
   }
 }
 

@@ -50,8 +50,8 @@ double shortest_decimal(float v) {
 }
 
 nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
-                          const std::string& data_sha256, int64_t train_rows, int64_t iteration,
-                          double seconds) {
+                          const std::string& data_sha256, const std::string& heldout_sha256,
+                          int64_t train_rows, int64_t iteration, double seconds) {
   Recipe r = options.recipe;
   r.iters = total_updates(r, train_rows);  // --epochs resolved to updates
   const int64_t checkpoint_every = checkpoint_interval(options);
@@ -78,6 +78,8 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
                          {"rows", train_rows},
                          {"binarize", "pixel > 127.5"},
                          {"sha256", data_sha256}};
+  // The held-out split's images, which the *_heldout metrics score (none with --split all).
+  if (!heldout_sha256.empty()) data["heldout_sha256"] = heldout_sha256;
   return {
       {"program", "rbm"},
       {"version", version()},
@@ -250,6 +252,7 @@ std::string remove_unstarted_run(const std::filesystem::path& dir,
 }  // namespace
 
 void run_training(Backend& backend, const TrainOptions& options) {
+  const auto invocation_start = std::chrono::steady_clock::now();
   std::filesystem::path out_dir = options.out_dir;  // a default name may change when it is made
   Recipe recipe = options.recipe;
   // run.json records the data directory's absolute path (run_record).
@@ -267,8 +270,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
   recipe.iters = total_updates(recipe, train.rows);
   if (recipe.iters < 1) throw InputError("the run has no updates (--epochs with too few images?)");
   std::optional<Dataset> heldout;
+  std::string heldout_sha256;  // empty: no held-out images
   if (const auto other = heldout_split(options.split)) {
-    heldout = fixed_batch(load_mnist(options.data_dir, options.digit, *other), kMetricsBatch);
+    const Dataset images = load_mnist(options.data_dir, options.digit, *other);
+    heldout_sha256 = sha256_hex(images.pixels);
+    heldout = fixed_batch(images, kMetricsBatch);
   }
   const Dataset train_batch = fixed_batch(train, kMetricsBatch);
   const std::string data_sha256 = sha256_hex(train.pixels);
@@ -277,6 +283,13 @@ void run_training(Backend& backend, const TrainOptions& options) {
     throw InputError("--resume " + out_dir.string() + ": the training images in " +
                      options.data_dir.string() + " are not the run's (SHA-256 " + data_sha256 +
                      ", the run's " + resume->data_sha256 + ")");
+  }
+  // The held-out images too: other ones would change the *_heldout columns of metrics.csv from
+  // the resume on, without a word. (A run.json written before the field was recorded: unchecked.)
+  if (resume && resume->heldout_sha256 && *resume->heldout_sha256 != heldout_sha256) {
+    throw InputError("--resume " + out_dir.string() + ": the held-out images in " +
+                     options.data_dir.string() + " are not the run's (SHA-256 " + heldout_sha256 +
+                     ", the run's " + *resume->heldout_sha256 + ")");
   }
   if (resume && resume->params.visible != train.cols()) {
     throw InputError("--resume " + out_dir.string() + ": the model has " +
@@ -301,7 +314,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     std::vector<CheckpointFile> files = param_files(params);
     for (CheckpointFile& file : training_state_files(state)) files.push_back(std::move(file));
     nlohmann::json record =
-        run_record(options, backend, data_sha256, train.rows, done, train_seconds);
+        run_record(options, backend, data_sha256, heldout_sha256, train.rows, done, train_seconds);
     if (!row_missing.is_null()) record["metrics_row_missing"] = row_missing;
     write_checkpoint(out_dir, done, files, record);
     checkpoint_at = done;
@@ -499,12 +512,18 @@ void run_training(Backend& backend, const TrainOptions& options) {
                 recipe.lr_decay == LrDecay::linear ? "its --lr-decay linear schedule has ended"
                                                    : "--iters extends it");
   } else {
-    // Time and rate over the whole run, the pieces before a resume included.
+    // Time and rate of the updates over the whole run, the pieces before a resume included; the
+    // progress lines' rates count the metrics and checkpoints too, as this invocation's wall time
+    // does.
     const std::string resumed = resume ? " (resumed at " + std::to_string(first) + ")" : "";
-    std::printf("trained %lld %ss%s on %lld images with %s in %.3f s (%.2f us/%s)\n",
-                static_cast<long long>(recipe.iters), unit, resumed.c_str(),
-                static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
-                1e6 * train_seconds / static_cast<double>(recipe.iters), unit);
+    const double wall_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - invocation_start).count();
+    std::printf(
+        "trained %lld %ss%s on %lld images with %s in %.3f s of updates (%.2f us/%s); this "
+        "invocation took %.1f s in all, with the data's loading, the metrics and the checkpoints\n",
+        static_cast<long long>(recipe.iters), unit, resumed.c_str(),
+        static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
+        1e6 * train_seconds / static_cast<double>(recipe.iters), unit, wall_seconds);
   }
   // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic, and
   // the row a signal had stopped, if it computed one (and the checkpoint, if run.json said so).

@@ -35,6 +35,8 @@ struct ResumeFrom {
   // without it. (Without the field, nothing in the checkpoint depends on the row.)
   bool row_missing_recorded = false;
   std::string data_sha256;  // of the run's training images; other images are refused
+  // Of its held-out images (the other split of --split train or test), when run.json records it.
+  std::optional<std::string> heldout_sha256;
   // Taken before the checkpoint was read and the directory tidied, held to the end of training.
   std::shared_ptr<const DirectoryLock> lock;
 };

@@ -477,7 +477,8 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
     write_npy(tmp / "x.npy", std::vector<float>(static_cast<size_t>(n), 0.1f), shape);
     return read_file(tmp / "x.npy");
   };
-  expect_resume_refused(with_file("b.npy", npy({5})), {"b holds 5 values, expected 8"});
+  expect_resume_refused(with_file("b.npy", npy({5})),
+                        {"b holds 5 values, and W (784 x 8) has H = 8"});
   expect_resume_refused(with_file("b.npy", npy({8, 1})), {"b.npy", "expected 1-D"});
   // W for 100 pixels: the images have 784.
   {
@@ -545,6 +546,8 @@ TEST_F(ResumeInput, TrainingStateFilesThatDoNotFit) {
   expect_resume_refused(damaged("vb.npy", f32({8}, NAN)), {"vb.npy", "not all finite"});
   expect_resume_refused(damaged("chains.npy", u8({6, 100}, 1)), {"chains.npy", "(n_chains, 784)"});
   expect_resume_refused(damaged("chains.npy", u8({6, 784}, 2)), {"chains.npy", "not 0 or 1"});
+  expect_resume_refused(damaged("chains.npy", u8({5, 784}, 1)),
+                        {"chains.npy", "5 chains, run.json's recipe.chains 6"});
   expect_resume_refused(damaged("chains.npy", f32({6, 784}, 1.0f)), {"chains.npy", "dtype '<f4'"});
   // State the recipe does not have: chains in a single-sample run.
   {
@@ -684,6 +687,40 @@ TEST_F(ResumeInput, ResumeFlagsAndDirectories) {
   write_tiny_mnist(dir_ / "tiny");
   expect_refused({"--resume", good, "--data", (dir_ / "tiny").string(), "--iters", "200"},
                  {"--resume", "not the run's"});
+}
+
+// A --split train run scores the test split's images in its *_heldout columns: a resume on a --data
+// whose training images are the run's but whose test images are not is refused (it was accepted,
+// and the columns changed from there on), and run.json records that hash only for such runs.
+TEST(BadInput, AResumedRunsHeldOutImagesMustBeItsOwn) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  const std::vector<std::string> start = {"--data",      RBM_MNIST_DIR, "--split",  "train",
+                                          "--iters",     "20",          "--hidden", "5",
+                                          "--log-every", "10",          "--out",    run.string()};
+  ASSERT_EQ(run_cpu(start).exit_code, 0);
+  EXPECT_TRUE(test::read_json(run / "run.json")["data"].contains("heldout_sha256"));
+  // The training files, and the training files again in place of the test split's.
+  std::filesystem::create_directory(dir / "other");
+  const std::filesystem::path mnist = RBM_MNIST_DIR;
+  for (const char* split : {"train", "t10k"}) {
+    std::filesystem::create_symlink(mnist / "train-images-idx3-ubyte",
+                                    dir / "other" / (std::string(split) + "-images-idx3-ubyte"));
+    std::filesystem::create_symlink(mnist / "train-labels-idx1-ubyte",
+                                    dir / "other" / (std::string(split) + "-labels-idx1-ubyte"));
+  }
+  const std::string run_json = read_file(run / "run.json");
+  expect_refused({"--resume", run.string(), "--iters", "40", "--data", (dir / "other").string()},
+                 {"--resume " + run.string(), "held-out images", "not the run's"});
+  EXPECT_EQ(read_file(run / "run.json"), run_json);
+  EXPECT_EQ(run_cpu({"--resume", run.string(), "--iters", "40", "--data", RBM_MNIST_DIR}).exit_code,
+            0);
+  // --split all holds no images out.
+  ASSERT_EQ(run_cpu({"--data", RBM_MNIST_DIR, "--iters", "5", "--hidden", "5", "--out",
+                     (dir / "all").string()})
+                .exit_code,
+            0);
+  EXPECT_FALSE(test::read_json(dir / "all" / "run.json")["data"].contains("heldout_sha256"));
 }
 
 // sample writes no file of a run directory (its checkpoint, records, mosaic, staged files): a
