@@ -197,6 +197,11 @@ ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
     std::error_code error;
     if (!recorded.empty() && std::filesystem::is_directory(recorded, error)) {
       choice.data_dir = recorded;
+    } else if (!std::filesystem::is_directory(choice.data_dir, error)) {
+      // Neither: say both, rather than only that the default is missing.
+      throw InputError((dir / "run.json").string() + " records the run's images in " + recorded +
+                       ", which is not a directory now, and the default " + choice.data_dir +
+                       " is not one either: give --data");
     }
   }
   // A run.json without data.digit (written by hand) means the default; one that records a digit

@@ -65,7 +65,8 @@ struct DigitChoice {
 // directory); and what the model was trained on, when run.json records it (data.digit,
 // data.split), so that eval can compare the images it scores with them and count the shared ones.
 // run.json is read once. InputError naming --digit or run.json when the digit is not 0..9 or all
-// (a recorded digit only when no --digit is given).
+// (a recorded digit only when no --digit is given), and naming run.json's directory when neither
+// it nor data/mnist is a directory (without --data).
 struct ImageChoice {
   DigitChoice digit;
   std::string data_dir;

@@ -341,6 +341,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
     } else {
       created_dirs = outermost_missing_directory(out_dir);
       std::error_code error;
+      if (std::filesystem::is_symlink(out_dir, error) && !std::filesystem::exists(out_dir, error)) {
+        throw InputError("--out " + out_dir.string() + ": a symbolic link to " +
+                         std::filesystem::read_symlink(out_dir, error).string() +
+                         ", which does not exist");
+      }
       std::filesystem::create_directories(out_dir, error);
       if (error) {
         throw InputError("--out " + out_dir.string() + ": cannot create: " + error.message());

@@ -881,6 +881,16 @@ TEST_F(ResumeInput, EvalFindsTheRunsImagesWithoutData) {
                "--steps", "1", "--out", (dir_ / "s.npy").string()});
   EXPECT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_EQ(sample.exit_code, 0) << sample.output;
+  // A recorded directory that is gone, with no data/mnist here either: the message says both.
+  const std::filesystem::path moved = copy();
+  nlohmann::json record = test::read_json(moved / "run.json");
+  record["data"]["dir"] = (dir_ / "gone").string();
+  write_bytes(moved / "run.json", record.dump(2));
+  expect_refused({"eval", moved.string()},
+                 {(moved / "run.json").string(), (dir_ / "gone").string(), "give --data"});
+  expect_refused({"sample", moved.string(), "--init", "data", "--chains", "2", "--steps", "1",
+                  "--out", (dir_ / "s2.npy").string()},
+                 {(dir_ / "gone").string(), "give --data"});
 }
 
 // --- output directories -------------------------------------------------------------------------
@@ -899,7 +909,10 @@ TEST(BadInput, OutputDirectoriesThatCannotBeWritten) {
   refused(dir / "file" / "run");     // under a file
   refused("/proc/rbm_test_cannot");  // in a file system that takes no new directories
   refused("/proc/self");             // a directory that takes no files
-  if (geteuid() != 0) {              // root writes anywhere
+  std::filesystem::create_symlink(dir / "nowhere", dir / "dangling");
+  expect_refused({"--data", RBM_MNIST_DIR, "--iters", "10", "--out", (dir / "dangling").string()},
+                 {"--out", "a symbolic link to " + (dir / "nowhere").string(), "does not exist"});
+  if (geteuid() != 0) {  // root writes anywhere
     std::filesystem::create_directory(dir / "read-only");
     std::filesystem::permissions(
         dir / "read-only", std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
