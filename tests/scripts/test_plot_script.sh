@@ -44,12 +44,12 @@ print("%dx%d" % struct.unpack(">II", data[16:24]))' "$1"
 
 # A figure has 2 columns of 6 x 3.6 inch panels (1 column for a single panel), at 100 dpi.
 expect "a run with log p(x): four panels, default output in the run directory" 0 \
-  "plot: wrote $scratch/with_log_p/metrics.png (4 panels, 1 runs)" with_log_p
+  "plot: wrote $scratch/with_log_p/metrics.png (4 panels, 1 run)" with_log_p
 [[ "$(png_size with_log_p/metrics.png)" == 1200x720 ]] ||
   fail "4 panels should be 1200x720 pixels, got $(png_size with_log_p/metrics.png)"
 
 expect "a run without --eval-every: no log-likelihood panel" 0 \
-  "plot: wrote $scratch/without_log_p/metrics.png (3 panels, 1 runs)" without_log_p/metrics.csv
+  "plot: wrote $scratch/without_log_p/metrics.png (3 panels, 1 run)" without_log_p/metrics.csv
 [[ "$(png_size without_log_p/metrics.png)" == 1200x720 ]] ||
   fail "3 panels (2 rows, the fourth place left empty) should be 1200x720 pixels, got $(png_size without_log_p/metrics.png)"
 
@@ -74,6 +74,12 @@ printf 'iteration,foo\n1,2\n' >unknown_columns/metrics.csv
 expect "a metrics.csv without any column it draws" 2 \
   "plot: no metrics to draw: unknown_columns/metrics.csv has none of the columns recon_error_train, free_energy_train, log_p_train, pll_train" \
   unknown_columns
+
+mkdir cut_off
+head -c -9 without_log_p/metrics.csv >cut_off/metrics.csv
+expect "a metrics.csv whose last row is cut off" 2 \
+  "plot: cut_off/metrics.csv: row 4 does not have the header's 8 fields (cut off or edited?)" \
+  cut_off
 
 expect "an output that cannot be written, nothing left behind" 2 \
   "plot: cannot write missing_dir/out.png: No such file or directory" with_log_p -o missing_dir/out.png
