@@ -20,6 +20,7 @@
 #include "host/atomic_file.hpp"
 #include "host/errors.hpp"
 #include "host/metrics.hpp"
+#include "host/minibatch.hpp"
 #include "host/npy.hpp"
 #include "host/sha256.hpp"
 
@@ -557,6 +558,19 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
       bad_run_json(dir, "chains.npy without recipe.pcd");
     }
     if (r.chains > 0 && !r.pcd) bad_run_json(dir, "recipe.chains without recipe.pcd");
+    // The trainer writes the algorithm its recipe selects. A minibatch one keeps the run on that
+    // path (Recipe::minibatch: an --epochs run extended with --iters records epochs 0); one that
+    // the recipe does not select means a recipe edited by hand, which would switch the run to
+    // the other path from the resume on.
+    if (run.contains("algorithm")) {
+      const auto algorithm = field<std::string>(dir, run, "algorithm", {"algorithm"});
+      r.minibatch = algorithm != "cd";
+      const std::string selected = algorithm_name(r);
+      if (algorithm != selected) {
+        bad_run_json(dir, "algorithm \"" + algorithm + "\" is not the one its recipe selects (\"" +
+                              selected + "\")");
+      }
+    }
     if (checkpoint.state.n_chains > 0 && r.chains > 0 && checkpoint.state.n_chains != r.chains) {
       throw InputError((dir / "chains.npy").string() + ": " +
                        std::to_string(checkpoint.state.n_chains) + " chains, run.json's " +
@@ -593,7 +607,10 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
                          "schedule part way; resume it without --iters, or start a new run");
       }
       r.iters = *iters;
-      r.epochs = 0;  // --iters counts updates; the data order is the same (host/minibatch.hpp)
+      // --iters counts updates; the data order is the same (host/minibatch.hpp), and so is the
+      // path, which epochs alone may have selected.
+      r.minibatch = uses_minibatch(r);
+      r.epochs = 0;
     }
 
     options.data_dir =

@@ -12,8 +12,12 @@
 namespace rbm {
 
 bool uses_minibatch(const Recipe& r) {
-  return r.batch != 1 || r.pcd || r.momentum != 0.0f || r.weight_decay != 0.0f ||
+  return r.minibatch || r.batch != 1 || r.pcd || r.momentum != 0.0f || r.weight_decay != 0.0f ||
          r.lr_decay != LrDecay::none || r.epochs > 0;
+}
+
+std::string algorithm_name(const Recipe& r) {
+  return !uses_minibatch(r) ? "cd" : (r.pcd ? "minibatch-pcd" : "minibatch-cd");
 }
 
 TrainingState resumable_state(const Recipe& recipe, TrainingState state) {

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "host/dataset.hpp"
@@ -58,6 +59,9 @@ TrainingState resumable_state(const Recipe& recipe, TrainingState state);
 // no PCD, momentum, weight decay, learning-rate decay or epochs). The plain recipe stays on
 // Backend::train_cd, bit for bit as before.
 bool uses_minibatch(const Recipe& recipe);
+
+// run.json's "algorithm": "cd" (single-sample), "minibatch-cd" or "minibatch-pcd".
+std::string algorithm_name(const Recipe& recipe);
 
 // floor(rows / batch): whole batches per epoch.
 int64_t batches_per_epoch(const Recipe& recipe, int64_t rows);

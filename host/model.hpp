@@ -48,6 +48,9 @@ struct Recipe {
   float weight_decay = 0.0f;                    // L2 on W only
   int64_t epochs = 0;                // > 0: epochs x floor(rows / B) updates instead of iters
   LrDecay lr_decay = LrDecay::none;  // linear: lr (U - u) / U at update u of U
+  // The minibatch path though no field above selects it: a --batch 1 run that only --epochs put
+  // there, resumed with --iters (which clears epochs; host/checkpoint.cpp), stays on it.
+  bool minibatch = false;
 };
 
 // W ~ N(0, init_std^2) from Philox (key (seed, init), stream 0, Box-Muller), b = 0, and with

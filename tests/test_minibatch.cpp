@@ -14,12 +14,15 @@
 #include <vector>
 
 #include "host/backend.hpp"
+#include "host/checkpoint.hpp"
 #include "host/cpu_minibatch.hpp"
+#include "host/dataset.hpp"
 #include "host/errors.hpp"
 #include "host/evaluate.hpp"
 #include "host/minibatch.hpp"
 #include "kernels/philox.h"
 #include "tests/cd_reference.hpp"
+#include "tests/checkpoint_util.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/minibatch_reference.hpp"
 #include "tests/test_util.hpp"
@@ -490,6 +493,58 @@ TEST(MinibatchCli, BadFlagsAndARun) {
   const test::CommandResult resumed =
       test::run_command(RBM_CPU_EXE, {"--resume", (dir / "defaulted").string(), "--iters", "3"});
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+}
+
+// A --batch 1 run that only --epochs puts on the minibatch path stays there when --iters extends
+// it (which records epochs 0): it once went on as single-sample CD from the resume. Its weights
+// equal the minibatch trainer's over all the updates in one call (the data order is the same).
+// A run.json whose algorithm its recipe does not select (edited by hand) is refused.
+TEST(MinibatchCli, AnEpochsRunExtendedWithItersStaysOnTheMinibatchPath) {
+  const test::TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  const test::CommandResult first = test::run_command(
+      RBM_CPU_EXE, {"--data", RBM_MNIST_DIR, "--split", "test", "--hidden", "4", "--epochs", "1",
+                    "--log-every", "100000", "--out", run.string()});
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_EQ(test::read_json(run / "run.json")["algorithm"], "minibatch-cd");
+  for (const char* end : {"1100", "1200"}) {  // extended twice: the second from epochs 0
+    const test::CommandResult more =
+        test::run_command(RBM_CPU_EXE, {"--resume", run.string(), "--iters", end});
+    ASSERT_EQ(more.exit_code, 0) << more.output;
+    EXPECT_NE(more.output.find(std::string("trained ") + end + " updates (resumed at "),
+              std::string::npos)
+        << more.output;
+    const nlohmann::json record = test::read_json(run / "run.json");
+    EXPECT_EQ(record["algorithm"], "minibatch-cd");
+    EXPECT_EQ(record["recipe"]["epochs"], 0);
+  }
+  Recipe recipe;
+  recipe.hidden = 4;
+  recipe.minibatch = true;
+  recipe.iters = 1200;
+  const Dataset threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);
+  const std::unique_ptr<Backend> cpu = make_cpu_backend();
+  cpu->stage(threes);
+  cpu->set_params(init_params(recipe, threes));
+  cpu->train_minibatch(recipe, 0, 1200);
+  EXPECT_EQ(load_checkpoint(run).params.W, cpu->get_params().W);
+
+  // A single-sample run whose recipe.batch was edited to 5 would go on as minibatch CD.
+  const std::filesystem::path plain = dir / "plain";
+  ASSERT_EQ(test::run_command(RBM_CPU_EXE, {"--data", RBM_MNIST_DIR, "--split", "test", "--hidden",
+                                            "4", "--iters", "5", "--out", plain.string()})
+                .exit_code,
+            0);
+  nlohmann::json edited = test::read_json(plain / "run.json");
+  edited["recipe"]["batch"] = 5;
+  test::write_bytes(plain / "run.json", edited.dump(2));
+  const test::CommandResult refused =
+      test::run_command(RBM_CPU_EXE, {"--resume", plain.string(), "--iters", "10"});
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("algorithm \"cd\" is not the one its recipe selects "
+                                "(\"minibatch-cd\")"),
+            std::string::npos)
+      << refused.output;
 }
 
 }  // namespace
