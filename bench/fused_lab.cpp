@@ -21,6 +21,7 @@
 #include "bench/peak.hpp"
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
+#include "host/errors.hpp"
 #include "host/model.hpp"
 #include "tests/cd_reference.hpp"
 #ifdef RBM_BENCH_CUDA
@@ -142,7 +143,7 @@ int run(const Options& o) {
         if (W != first_W) failed = "the timed repeats gave different W";
       }
       us = 1e6 * bench::median(times) / static_cast<double>(o.iters);
-    } catch (const std::invalid_argument& e) {  // the variant refused this device or shape
+    } catch (const InputError& e) {  // the variant refused this device or shape (train_cd)
       refused = e.what();
     } catch (const std::exception& e) {
       failed = e.what();

@@ -99,6 +99,9 @@ struct BackendUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 std::unique_ptr<Backend> make_backend(const std::string& engine = "");
+// make_backend's check of the engine's name alone (InputError), for a CLI that checks its flags
+// before it looks for a device.
+void check_engine_name(const std::string& engine);
 std::string program_name();  // "rbm_cpu" or "rbm_cuda"
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -255,8 +255,9 @@ int run_cli(int argc, char** argv) {
     TrainOptions options =
         app.count("--resume") == 0 ? check_train_flags(app, flags) : resume_train_flags(app, flags);
     options.program = program;
-    // --engine picks the single-sample trainer; the minibatch path has one engine (rbm_cpu
-    // refuses the flag in make_backend whatever the path).
+    // --engine picks the single-sample trainer (its name checked first: rbm_cpu refuses any);
+    // the minibatch path has one engine.
+    check_engine_name(flags.engine);
     if (!flags.engine.empty() && uses_minibatch(options.recipe)) {
       throw InputError("--engine " + flags.engine +
                        " picks the single-sample trainer (--batch 1 CD-k), and this run trains on "

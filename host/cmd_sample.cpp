@@ -183,9 +183,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // transfer per piece, not step. The handlers stay until the outputs are written: a signal in the
   // last piece still stops the sampling, and one during the writes lets them finish (a second one
   // kills the program).
-  const StopSignals signals(program + " sample",
-                            "the sampling stops when the step in progress ends, writing nothing; "
-                            "the same signal again kills it at once");
+  StopSignals signals(program + " sample",
+                      "the sampling stops when the step in progress ends, writing nothing; "
+                      "the same signal again kills it at once");
   {
     const int64_t total = chains * steps;  // chain-steps, at most 1e7 x 1e9
     Progress progress("sample", total, 0, "chain-steps");
@@ -210,6 +210,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   if (const int stop = signals.received(); stop != 0) {
     throw Interrupted(stop, "interrupted by " + signal_name(stop) + "; nothing written");
   }
+  signals.stop_acknowledging();  // the writes finish whatever comes
 
   write_output("--out", [&] { write_npy_states(f.out, states, chains, d, format); });
   if (!f.png.empty()) {

@@ -4,11 +4,15 @@
 
 namespace rbm {
 
-std::unique_ptr<Backend> make_backend(const std::string& engine) {
+void check_engine_name(const std::string& engine) {
   if (!engine.empty()) {
     throw InputError("--engine " + engine +
                      ": rbm_cpu has one engine; gemv and fused are rbm_cuda's");
   }
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& engine) {
+  check_engine_name(engine);
   return make_cpu_backend();
 }
 std::string program_name() { return "rbm_cpu"; }

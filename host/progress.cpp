@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 
 namespace rbm {
 
@@ -21,8 +21,17 @@ Progress::Progress(std::string what, int64_t total, int64_t first, std::string u
 
 namespace {
 
+// Taken by whatever prints on stderr's progress line: Progress and print_own_line.
+std::mutex g_line_mutex;
 // An interactive bar is drawn on the current line of stderr, which no '\n' has ended yet.
-std::atomic<bool> g_bar_line_open{false};
+bool g_bar_line_open = false;
+
+// Ends the bar's line, if one is open; g_line_mutex held.
+void end_bar_line() {
+  if (!g_bar_line_open) return;
+  std::fputc('\n', stderr);
+  g_bar_line_open = false;
+}
 
 // A count as it reads best: whole up to ten million, else 3 significant digits (1.57e+08).
 std::string count_text(int64_t n) {
@@ -70,13 +79,16 @@ void Progress::update(int64_t done, const std::string& extra) {
     // returns to the start of the last row only) would leave a copy of it on the screen.
     std::string line = head + extra;
     line.resize(std::min(line.size(), terminal_columns() - 1));
+    const std::lock_guard lock(g_line_mutex);
     std::fprintf(stderr, "\r%s\033[K", line.c_str());
-    g_bar_line_open.store(true);
+    std::fflush(stderr);
+    g_bar_line_open = true;
   } else {
+    const std::lock_guard lock(g_line_mutex);
     std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s %s\n", what_.c_str(), numbers, 100.0 * fraction,
                  rate, unit_.c_str(), extra.c_str());
+    std::fflush(stderr);
   }
-  std::fflush(stderr);
 }
 
 void PieceSizer::took(int64_t count, double seconds) {
@@ -85,13 +97,17 @@ void PieceSizer::took(int64_t count, double seconds) {
       static_cast<int64_t>(static_cast<double>(count) * seconds_ / seconds), 1, 2 * piece_);
 }
 
-void Progress::finish() { end_progress_line(); }
+void Progress::finish() {
+  const std::lock_guard lock(g_line_mutex);
+  end_bar_line();
+  std::fflush(stderr);
+}
 
-void end_progress_line() {
-  if (g_bar_line_open.exchange(false)) {
-    std::fputc('\n', stderr);
-    std::fflush(stderr);
-  }
+void print_own_line(const std::string& text) {
+  const std::lock_guard lock(g_line_mutex);
+  end_bar_line();
+  std::fprintf(stderr, "%s\n", text.c_str());
+  std::fflush(stderr);
 }
 
 }  // namespace rbm

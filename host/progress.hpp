@@ -27,10 +27,10 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
-// Ends the line of an interactive progress bar that is drawn and not yet ended, so that a message
-// starts on a line of its own; does nothing otherwise. Safe from any thread (the stop signals'
-// watcher, host/signals.hpp, calls it).
-void end_progress_line();
+// Prints `text` and a '\n' on stderr, on a line of its own: the line of an interactive progress
+// bar drawn and not yet ended is ended first. Safe from any thread (the stop signals' watcher,
+// host/signals.hpp, calls it): the bar's draws and this take one lock.
+void print_own_line(const std::string& text);
 
 // The sizes of the pieces a long loop runs between looks at the stop signals and redraws of its
 // progress: about `seconds` each, the first one unit and each next at most twice the last (a unit

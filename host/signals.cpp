@@ -3,7 +3,6 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <cstdio>
 #include <mutex>
 #include <utility>
 
@@ -51,10 +50,8 @@ void acknowledge_unseen_signal(const std::stop_token& stop, const std::string& w
     const auto now = std::chrono::steady_clock::now();
     if (unseen_since == std::chrono::steady_clock::time_point{}) unseen_since = now;
     if (now - unseen_since < StopSignals::kAcknowledgeAfter) continue;
-    end_progress_line();  // a progress bar may be drawn on the current line
-    std::fprintf(stderr, "%s: %s received; %s\n", who.c_str(), signal_name(signal_number).c_str(),
-                 what_next.c_str());
-    std::fflush(stderr);
+    // A progress bar may be drawn on the current line.
+    print_own_line(who + ": " + signal_name(signal_number) + " received; " + what_next);
     return;
   }
 }
@@ -69,9 +66,14 @@ StopSignals::StopSignals(std::string who, std::string what_next) {
   watcher_ = std::jthread(acknowledge_unseen_signal, std::move(who), std::move(what_next));
 }
 
-StopSignals::~StopSignals() {
+void StopSignals::stop_acknowledging() {
+  if (!watcher_.joinable()) return;
   watcher_.request_stop();
   watcher_.join();
+}
+
+StopSignals::~StopSignals() {
+  stop_acknowledging();
   sigaction(SIGINT, &old_int_, nullptr);
   sigaction(SIGTERM, &old_term_, nullptr);
 }

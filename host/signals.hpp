@@ -37,6 +37,10 @@ class StopSignals {
   // 0 while none came, else the first of SIGINT or SIGTERM that did (which counts as seen).
   int received() const;
 
+  // No acknowledgement from now on, the handlers kept: what follows finishes the command whatever
+  // comes (the last writes), so "the run stops when..." would be wrong.
+  void stop_acknowledging();
+
  private:
   struct sigaction old_int_ {};
   struct sigaction old_term_ {};

@@ -2,6 +2,7 @@
 #include "host/trainer.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -321,11 +322,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
   };
   // From here a SIGINT or SIGTERM stops the run at its next look, after the first checkpoint
   // (host/signals.hpp), so that no signal leaves a new directory without one.
-  const StopSignals signals(options.program,
-                            "the run stops when the work in progress ends (one update, or a "
-                            "computation that cannot stop part way) and writes a checkpoint; the "
-                            "same signal again kills it at once, and --resume continues from the "
-                            "last checkpoint");
+  StopSignals signals(options.program,
+                      "the run stops when the work in progress ends (one update, or a "
+                      "computation that cannot stop part way) and writes a checkpoint; the "
+                      "same signal again kills it at once, and --resume continues from the "
+                      "last checkpoint");
   // The backend takes the images and the parameters before a new run's directory is made: a model
   // or data too large for it is refused with nothing on disk.
   backend.stage(train);
@@ -363,15 +364,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
       throw InputError("--out " + out_dir.string() + ": " + e.what());
     }
     write_checkpoint_now();  // a run can be resumed from its start
-  } else {
-    // metrics.csv as the checkpoint has it (its rows up to the checkpoint's iteration): a run
-    // directory that cannot be written is refused now, not at the first log point, after the
-    // training up to it.
-    try {
-      write_file_atomic(out("metrics.csv"), metrics_csv);
-    } catch (const InputError& e) {
-      throw InputError("--resume " + out_dir.string() + ": " + e.what());
-    }
+  } else if (access(out_dir.c_str(), W_OK | X_OK) != 0) {
+    // Refused now, not at the first log point, after the training up to it (a read-only mount
+    // fails this for root too: EROFS).
+    throw InputError("--resume " + out_dir.string() +
+                     ": cannot write in it: " + std::strerror(errno));
   }
 
   const int64_t first = done;
@@ -493,6 +490,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
         checkpoint_now = true;
       }
     }
+    // The end's checkpoint and what follows finish the run, whatever signal comes now.
+    if (done == recipe.iters && stop == 0) signals.stop_acknowledging();
     if (checkpoint_now) write_checkpoint_now();
     // At the run's end too: a signal during its last piece or last row stopped that row's metrics,
     // and the checkpoint at the end lacks the row (a signal after them lets the run finish).
@@ -500,6 +499,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
     if (log_now || progress.interactive()) progress.update(done, last_metrics);
   }
   progress.finish();
+  signals.stop_acknowledging();  // a resumed run at its end, which computed only its last row
 
   write_mosaic();
   // A minibatch run counts updates of --batch images; the single-sample recipe, iterations.

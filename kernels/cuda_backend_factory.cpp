@@ -5,13 +5,16 @@
 
 namespace rbm {
 
-std::unique_ptr<Backend> make_backend(const std::string& engine) {
-  CudaOptions options;
-  if (engine == "fused") {
-    options.engine = CudaEngine::fused;
-  } else if (!engine.empty() && engine != "gemv") {
+void check_engine_name(const std::string& engine) {
+  if (!engine.empty() && engine != "gemv" && engine != "fused") {
     throw InputError("--engine must be gemv or fused (got '" + engine + "')");
   }
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& engine) {
+  check_engine_name(engine);
+  CudaOptions options;
+  if (engine == "fused") options.engine = CudaEngine::fused;
   return make_cuda_backend(options);
 }
 std::string program_name() { return "rbm_cuda"; }

@@ -56,8 +56,9 @@ TEST(CpuKernels, PreactivationsMatchLongDouble) {
 }
 
 TEST(CpuKernels, VectorizedUniformsEqualTheScalarDefinition) {
-  // philox_uniforms runs 32 or 128 units at a time with AVX2; every unit, tails included, must be
-  // exactly philox_uniform's value.
+  // philox_uniforms runs 128 units at a time with AVX2, and the last < 128 in one call of 1 to 4
+  // groups of 32 (n 1..32, 33, 600, 100: each count of groups); every unit must be exactly
+  // philox_uniform's value.
   std::vector<float> got(1000);
   for (const int first : {0, 4, 384}) {
     for (const int n : {1, 3, 31, 32, 33, 100, 127, 128, 129, 400, 600}) {

@@ -65,6 +65,16 @@ TEST(CudaCli, EngineWithTheMinibatchPathIsRefused) {
     EXPECT_NE(result.output.find(refusal), std::string::npos) << result.output;
     EXPECT_FALSE(std::filesystem::exists(dir / "new"));
   }
+  // The engine's name is checked first: an unknown one, and rbm_cpu's refusal of any.
+  const test::CommandResult unknown = test::run_command(
+      cuda_exe(), {"--iters", "10", "--data", mnist_dir(), "--batch", "10", "--engine", "warp"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("--engine must be gemv or fused (got 'warp')"), std::string::npos)
+      << unknown.output;
+  const test::CommandResult cpu = test::run_command(
+      RBM_CPU_EXE, {"--iters", "10", "--data", mnist_dir(), "--batch", "10", "--engine", "gemv"});
+  EXPECT_EQ(cpu.exit_code, 2) << cpu.output;
+  EXPECT_NE(cpu.output.find("rbm_cpu has one engine"), std::string::npos) << cpu.output;
   // A PCD run made by rbm_cpu, resumed by rbm_cuda with --engine.
   const std::filesystem::path run = dir / "pcd";
   const test::CommandResult made = test::run_command(
