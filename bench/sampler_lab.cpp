@@ -1,11 +1,12 @@
 // Lab of the CPU many-chain sampler (host/cpu_minibatch.cpp's sample_chains): where a chain-step's
-// time goes. A replica of chain_steps with a clock around each of its four parts (the two GEMMs
-// and the two passes after them) runs bench_all's workload 2 (N(0, 0.05^2) weights, visible biases
-// from the digits, 2048 chains from random_initial_states(seed 7), K steps under key (7, sample)),
-// checks that it ends in the same states as sample_chains (SHA-256 of the states), and prints each
-// part's time per chain-step with its rate against its limit: the GEMMs' FLOP/s against one core's
-// FMA peak (bench/peak.hpp), the passes' ns per unit against the same pass alone on one row in L1.
-// Also times sample_chains itself, alternating with the replica, medians of the repeats.
+// time goes. sample_chains with its part clocks (cpu::SamplerPartSeconds: the two GEMMs and the
+// two passes after them, by thread CPU time) runs bench_all's workload 2 (N(0, 0.05^2) weights,
+// visible biases from the digits, 2048 chains from random_initial_states(seed 7), K steps under
+// key (7, sample)), checks that it ends in the same states as without the clocks (SHA-256 of the
+// states), and prints each part's time per chain-step with its rate against its limit: the GEMMs'
+// FLOP/s against one core's FMA peak (bench/peak.hpp), the passes' ns per unit against the same
+// pass alone on one row in L1. The runs without and with the clocks alternate; medians of the
+// repeats.
 #include <cblas.h>
 
 #include <algorithm>
@@ -61,84 +62,6 @@ double cpu_timed_core_peak(int threads, int64_t rounds = 50'000'000) {
   return bench::median(rates);
 }
 
-// Seconds spent in each part, summed over a thread's tiles and steps.
-struct Parts {
-  double gemm_h = 0, post_h = 0, gemm_v = 0, post_v = 0;
-  Parts& operator+=(const Parts& o) {
-    gemm_h += o.gemm_h, post_h += o.post_h, gemm_v += o.gemm_v, post_v += o.post_v;
-    return *this;
-  }
-};
-
-// host/cpu_minibatch.cpp's sigmoid_bernoulli_rows with sample == pre, prob null.
-void post_rows(float* pre, int64_t rows, int n, const float* bias, uint64_t key, uint64_t stream0,
-               uint32_t phase, float* uniforms) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* t = pre + r * n;
-    for (int u = 0; u < n; ++u) t[u] = sigmoid(t[u] + bias[u]);
-    cpu::philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
-    for (int u = 0; u < n; ++u) t[u] = uniforms[u] < t[u] ? 1.0f : 0.0f;
-  }
-}
-
-// chain_steps with clocks: X (rows, d) of 0/1 floats, h (rows, H) scratch.
-void timed_steps(const Params& p, const float* a, uint64_t key, float* X, float* h, float* uniforms,
-                 int64_t rows, int64_t first_chain, int64_t steps, Parts& parts) {
-  const int d = p.visible, H = p.hidden;
-  const uint64_t stream0 = static_cast<uint64_t>(first_chain);
-  for (int64_t g = 0; g < steps; ++g) {
-    double t = cpu_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), H, d, 1.0f, X, d,
-                p.W.data(), H, 0.0f, h, H);
-    const double t1 = cpu_now();
-    parts.gemm_h += t1 - t;
-    post_rows(h, rows, H, p.b.data(), key, stream0, sample_hidden_phase(g), uniforms);
-    const double t2 = cpu_now();
-    parts.post_h += t2 - t1;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), d, H, 1.0f, h, H,
-                p.W.data(), H, 0.0f, X, d);
-    const double t3 = cpu_now();
-    parts.gemm_v += t3 - t2;
-    post_rows(X, rows, d, a, key, stream0, sample_visible_phase(g), uniforms);
-    t = cpu_now();
-    parts.post_v += t - t3;
-  }
-}
-
-// The replica of sample_chains: tiles of kSampleTile chains, tile i on thread i mod threads.
-// Returns each part's thread-seconds summed over the threads, and the wall time in *wall.
-Parts replica(const Params& p, uint64_t key, uint8_t* states, int64_t n, int64_t steps, int threads,
-              double* wall) {
-  const int d = p.visible;
-  const std::vector<float> a(p.a.begin(), p.a.end());
-  const int64_t tiles = (n + cpu::kSampleTile - 1) / cpu::kSampleTile;
-  std::vector<Parts> parts(static_cast<size_t>(threads));
-  const auto start = Clock::now();
-  std::vector<std::thread> workers;
-  for (int w = 0; w < threads; ++w) {
-    workers.emplace_back([&, w] {
-      std::vector<float> x(static_cast<size_t>(cpu::kSampleTile * d));
-      std::vector<float> h(static_cast<size_t>(cpu::kSampleTile * p.hidden));
-      std::vector<float> uniforms(static_cast<size_t>(std::max(d, p.hidden)));
-      for (int64_t tile = w; tile < tiles; tile += threads) {
-        const int64_t first = tile * cpu::kSampleTile;
-        const int64_t rows = std::min(cpu::kSampleTile, n - first);
-        uint8_t* s = states + first * d;
-        for (int64_t k = 0; k < rows * d; ++k) x[static_cast<size_t>(k)] = s[k] ? 1.0f : 0.0f;
-        timed_steps(p, a.data(), key, x.data(), h.data(), uniforms.data(), rows, first, steps,
-                    parts[static_cast<size_t>(w)]);
-        for (int64_t k = 0; k < rows * d; ++k)
-          s[k] = static_cast<uint8_t>(x[static_cast<size_t>(k)]);
-      }
-    });
-  }
-  for (std::thread& t : workers) t.join();
-  *wall = since(start);
-  Parts sum;
-  for (const Parts& q : parts) sum += q;
-  return sum;
-}
-
 // One pass alone on one row of n units in L1, CPU ns per unit (median of 5 runs of `reps` rows).
 template <typename Pass>
 double ns_per_unit(int n, int64_t reps, Pass pass) {
@@ -173,8 +96,8 @@ void run(const Options& o, const Dataset& digits, int H, int threads, double cor
   const std::vector<uint8_t> start = random_initial_states(o.chains, d, 7);
   const double chain_steps = static_cast<double>(o.chains) * static_cast<double>(o.steps);
 
-  std::vector<double> product, replica_wall, gh, ph, gv, pv;
-  std::string product_hash, replica_hash;
+  std::vector<double> product, timed_wall, gh, ph, gv, pv;
+  std::string product_hash, timed_hash;
   for (int r = 0; r < o.repeats; ++r) {
     std::vector<uint8_t> s = start;
     auto t = Clock::now();
@@ -182,11 +105,13 @@ void run(const Options& o, const Dataset& digits, int H, int threads, double cor
     product.push_back(since(t));
     product_hash = sha256_hex(std::span<const uint8_t>(s));
     s = start;
-    double wall = 0;
-    const Parts q = replica(p, key, s.data(), o.chains, o.steps, threads, &wall);
-    replica_wall.push_back(wall);
-    gh.push_back(q.gemm_h), ph.push_back(q.post_h), gv.push_back(q.gemm_v), pv.push_back(q.post_v);
-    replica_hash = sha256_hex(std::span<const uint8_t>(s));
+    cpu::SamplerPartSeconds q;
+    t = Clock::now();
+    cpu::sample_chains(p, key, s.data(), o.chains, 0, o.steps, threads, 0, &q);
+    timed_wall.push_back(since(t));
+    gh.push_back(q.gemm_hidden), ph.push_back(q.pass_hidden), gv.push_back(q.gemm_visible),
+        pv.push_back(q.pass_visible);
+    timed_hash = sha256_hex(std::span<const uint8_t>(s));
   }
   const auto us = [&](const std::vector<double>& v) {
     return bench::median(v) / chain_steps * 1e6;
@@ -195,9 +120,10 @@ void run(const Options& o, const Dataset& digits, int H, int threads, double cor
   std::printf("H %d, %lld chains, K %lld, %d thread(s), medians of %d\n", H,
               static_cast<long long>(o.chains), static_cast<long long>(o.steps), threads,
               o.repeats);
-  std::printf("  sample_chains wall %.4f s (%.3g chain-steps/s); replica wall %.4f s; states %s\n",
-              bench::median(product), chain_steps / bench::median(product),
-              bench::median(replica_wall), product_hash == replica_hash ? "identical" : "DIFFER");
+  std::printf(
+      "  sample_chains wall %.4f s (%.3g chain-steps/s); with its part clocks %.4f s; states %s\n",
+      bench::median(product), chain_steps / bench::median(product), bench::median(timed_wall),
+      product_hash == timed_hash ? "identical" : "DIFFER");
   std::printf("  states sha256 %s\n", product_hash.c_str());
   const double total = us(gh) + us(ph) + us(gv) + us(pv);
   std::printf(
@@ -230,7 +156,8 @@ void alone(const Dataset& digits, int H, double core_peak) {
       __asm__ volatile("" ::: "memory");
     });
     const double all = ns_per_unit(n, reps, [&](int64_t i) {
-      post_rows(t.data(), 1, n, bias.data(), 1, static_cast<uint64_t>(i), 3, u.data());
+      cpu::sigmoid_bernoulli_rows(t.data(), 1, n, bias.data(), 1, static_cast<uint64_t>(i), 3,
+                                  nullptr, t.data(), u.data());
       for (int k = 0; k < n; ++k) t[k] = t[k] * 0.5f - 0.2f;  // keep the inputs varied
     });
     std::printf(

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -135,25 +136,6 @@ void gemm_visible(const Params& p, const float* Hs, int64_t rows, float* out) {
               p.hidden, p.W.data(), p.hidden, 0.0f, out, p.visible);
 }
 
-// The fused pass over a GEMM's output, row r naming stream stream0 + r (kernels/gibbs_sample.cuh's
-// DrawNames): for u < n, t = pre[r, u] + bias[u], p = sigm(t);
-//   prob[r, u] = p when prob is not null;  sample[r, u] = bernoulli(uniform(r, u), p) when
-//   sample is not null. prob and sample may alias pre. uniforms is scratch (n).
-void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, uint64_t key,
-                            uint64_t stream0, uint32_t phase, float* prob, float* sample,
-                            float* uniforms) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* t = pre + r * n;
-    for (int u = 0; u < n; ++u) t[u] = sigmoid(t[u] + bias[u]);
-    if (prob != nullptr && prob != pre) std::copy_n(t, n, prob + r * n);
-    if (sample != nullptr) {
-      philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
-      float* s = sample + r * n;
-      for (int u = 0; u < n; ++u) s[u] = uniforms[u] < t[u] ? 1.0f : 0.0f;
-    }
-  }
-}
-
 // The hidden units' pass over a GEMM's output: sigmoid_bernoulli_rows for binary units; for
 // ternary ones (host/model.hpp), with t = pre[r, u] + bias[u], prob[r, u] = G(t) = ternary_mean(t)
 // and sample[r, u] = ternary_draw(uniform(r, u), t) in {-1, 0, 1}, the same uniforms. prob may
@@ -191,25 +173,68 @@ struct Scratch {
   }
 };
 
+// Adds the thread CPU time since the last lap to a part of `seconds`; nothing when it is null.
+class PartClock {
+ public:
+  explicit PartClock(SamplerPartSeconds* seconds) : seconds_(seconds), last_(now()) {}
+  void lap(double SamplerPartSeconds::*part) {
+    if (seconds_ == nullptr) return;
+    const double t = now();
+    seconds_->*part += t - last_;
+    last_ = t;
+  }
+
+ private:
+  double now() const {
+    if (seconds_ == nullptr) return 0.0;
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  }
+  SamplerPartSeconds* seconds_;
+  double last_;
+};
+
 // `steps` sampler steps of the chains X (rows, d) of 0/1 floats, in place; row r is stream
-// first_chain + r, global steps first_step ... (the sampler's phases).
+// first_chain + r, global steps first_step ... (the sampler's phases). seconds: null, or where
+// each part's thread CPU time is added.
 void chain_steps(const Params& p, const float* b, const float* a, uint64_t key, float* X,
                  int64_t rows, int64_t first_chain, int64_t first_step, int64_t steps,
-                 Scratch& scratch) {
+                 Scratch& scratch, SamplerPartSeconds* seconds = nullptr) {
   const uint64_t stream0 = static_cast<uint64_t>(first_chain);
+  PartClock clock(seconds);
   for (int64_t g = first_step; g < first_step + steps; ++g) {
     gemm_hidden(p, X, rows, scratch.h.data());
+    clock.lap(&SamplerPartSeconds::gemm_hidden);
     hidden_rows(p.hidden_type, scratch.h.data(), rows, p.hidden, b, key, stream0,
                 sample_hidden_phase(g), nullptr, scratch.h.data(), scratch.uniforms.data());
+    clock.lap(&SamplerPartSeconds::pass_hidden);
     gemm_visible(p, scratch.h.data(), rows, X);
+    clock.lap(&SamplerPartSeconds::gemm_visible);
     sigmoid_bernoulli_rows(X, rows, p.visible, a, key, stream0, sample_visible_phase(g), nullptr, X,
                            scratch.uniforms.data());
+    clock.lap(&SamplerPartSeconds::pass_visible);
   }
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
+
+void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, uint64_t key,
+                            uint64_t stream0, uint32_t phase, float* prob, float* sample,
+                            float* uniforms) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* t = pre + r * n;
+    for (int u = 0; u < n; ++u) t[u] = sigmoid(t[u] + bias[u]);
+    if (prob != nullptr && prob != pre) std::copy_n(t, n, prob + r * n);
+    if (sample != nullptr) {
+      philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
+      float* s = sample + r * n;
+      for (int u = 0; u < n; ++u) s[u] = uniforms[u] < t[u] ? 1.0f : 0.0f;
+    }
+  }
+}
 
 std::optional<int> forced_cpu_threads() {
   const char* text = std::getenv("RBM_CPU_THREADS");
@@ -231,7 +256,8 @@ int gemm_threads() {
 }
 
 void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,
-                   int64_t first_step, int64_t steps, int threads, int64_t first_chain) {
+                   int64_t first_step, int64_t steps, int threads, int64_t first_chain,
+                   SamplerPartSeconds* part_seconds) {
   if (n_chains <= 0 || steps <= 0) return;
   const int d = params.visible;
   const std::vector<float> zeros(static_cast<size_t>(d), 0.0f);
@@ -241,6 +267,7 @@ void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t 
   threads = static_cast<int>(std::min<int64_t>(threads, tiles));
   std::vector<Scratch> scratch(static_cast<size_t>(std::max(threads, 1)));
   std::vector<std::vector<float>> X(scratch.size());
+  std::vector<SamplerPartSeconds> worker_seconds(scratch.size());
   TaskPool::instance().run(threads, tiles, [&](int64_t tile, int worker) {
     const int64_t first = tile * kSampleTile, rows = std::min(kSampleTile, n_chains - first);
     std::vector<float>& x = X[static_cast<size_t>(worker)];
@@ -249,9 +276,17 @@ void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t 
     uint8_t* s = states + first * d;
     for (int64_t k = 0; k < rows * d; ++k) x[static_cast<size_t>(k)] = s[k] != 0 ? 1.0f : 0.0f;
     chain_steps(params, params.b.data(), a, key, x.data(), rows, first_chain + first, first_step,
-                steps, scratch[static_cast<size_t>(worker)]);
+                steps, scratch[static_cast<size_t>(worker)],
+                part_seconds != nullptr ? &worker_seconds[static_cast<size_t>(worker)] : nullptr);
     for (int64_t k = 0; k < rows * d; ++k) s[k] = static_cast<uint8_t>(x[static_cast<size_t>(k)]);
   });
+  if (part_seconds == nullptr) return;
+  for (const SamplerPartSeconds& w : worker_seconds) {
+    part_seconds->gemm_hidden += w.gemm_hidden;
+    part_seconds->pass_hidden += w.pass_hidden;
+    part_seconds->gemm_visible += w.gemm_visible;
+    part_seconds->pass_visible += w.pass_visible;
+  }
 }
 
 // --- minibatch CD-k / PCD-k -----------------------------------------------------------------

@@ -29,8 +29,24 @@ int gemm_threads();
 // Backend::gibbs is this under key (seed, Purpose::sample). Chains are split into tiles of
 // kSampleTile, each tile run through all steps on one thread (its states stay in cache).
 constexpr int64_t kSampleTile = 256;
+// Thread CPU seconds a sampling spent in each part of its chain-steps, summed over its threads:
+// the GEMM to the hidden units, the pass after it (bias, sigmoid or ternary, Philox draws), the
+// GEMM back and the visible pass (bench/sampler_lab measures the split with it).
+struct SamplerPartSeconds {
+  double gemm_hidden = 0, pass_hidden = 0, gemm_visible = 0, pass_visible = 0;
+};
+// part_seconds, when given, receives the split (two clock reads a part; the states are the same).
 void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,
-                   int64_t first_step, int64_t steps, int threads, int64_t first_chain = 0);
+                   int64_t first_step, int64_t steps, int threads, int64_t first_chain = 0,
+                   SamplerPartSeconds* part_seconds = nullptr);
+
+// The pass after a GEMM that the sampler and the trainers make, row r naming stream stream0 + r
+// (kernels/gibbs_sample.cuh's DrawNames): for u < n, t = pre[r, u] + bias[u], p = sigm(t);
+//   prob[r, u] = p when prob is not null;  sample[r, u] = bernoulli(uniform(r, u), p) when
+//   sample is not null. prob and sample may alias pre. uniforms is scratch (n).
+void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, uint64_t key,
+                            uint64_t stream0, uint32_t phase, float* prob, float* sample,
+                            float* uniforms);
 
 // Minibatch CD-k / PCD-k on the CPU (host/minibatch.hpp gives the meaning). Holds a copy of the
 // staged images, the permutation of the current epoch, and the training state.
