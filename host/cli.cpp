@@ -80,9 +80,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
                  "standard deviation of the initial weights, in [0, 1000]")
       ->capture_default_str();
   app.add_option("--batch", f.batch,
-                 "images per update B, 1..1000000; B > 1, --pcd, --momentum > 0, "
-                 "--weight-decay > 0, --lr-decay linear or --epochs trains with minibatch GEMMs, "
-                 "and --iters counts updates")
+                 std::string("images per update B, 1..1000000; ") + kMinibatchFlags +
+                     " trains with minibatch GEMMs, and --iters counts updates")
       ->capture_default_str();
   app.add_flag("--pcd", f.pcd, "persistent contrastive divergence: persistent negative chains");
   app.add_option("--chains", f.chains, "PCD chains, 1..1e8 (default: --batch)");
@@ -261,8 +260,8 @@ int run_cli(int argc, char** argv) {
     if (!flags.engine.empty() && uses_minibatch(options.recipe)) {
       throw InputError("--engine " + flags.engine +
                        " picks the single-sample trainer (--batch 1 CD-k), and this run trains on "
-                       "the minibatch path (--batch, --pcd, --momentum, --weight-decay, --lr-decay "
-                       "linear or --epochs), which has one engine: leave --engine out");
+                       "the minibatch path (" +
+                       kMinibatchFlags + "), which has one engine: leave --engine out");
     }
     std::unique_ptr<Backend> backend = make_backend(flags.engine);
     run_training(*backend, options);

@@ -59,6 +59,9 @@ TrainingState resumable_state(const Recipe& recipe, TrainingState state);
 // no PCD, momentum, weight decay, learning-rate decay or epochs). The plain recipe stays on
 // Backend::train_cd, bit for bit as before.
 bool uses_minibatch(const Recipe& recipe);
+// The flags that select it, as the CLI's help and messages name them.
+inline constexpr const char* kMinibatchFlags =
+    "--batch > 1, --pcd, --momentum > 0, --weight-decay > 0, --lr-decay linear or --epochs";
 
 // run.json's "algorithm": "cd" (single-sample), "minibatch-cd" or "minibatch-pcd".
 std::string algorithm_name(const Recipe& recipe);
