@@ -38,7 +38,7 @@ struct AisRequest {
   uint32_t seed = 1;             // draws: key (seed, Purpose::ais), see host/backend.hpp
   uint64_t first_stream = 0;     // run r draws from stream first_stream + r
   // ais_cpu looks at it before each temperature of each run and throws Stopped; the CUDA backend
-  // enqueues all the temperatures at once and never looks (it would need a device sync to).
+  // between chunks of 32 temperatures of all the runs (kernels/cuda_backend.cu).
   StopRequest stop;
 };
 

@@ -85,7 +85,9 @@ class Backend {
   // the 3^H of a ternary model (H <= 15).
   virtual double exact_log_partition() = 0;
   // All request.runs AIS runs over all the temperatures; draws named as above. Throws InputError
-  // for a request that does not fit the model, or (CUDA) the device's memory.
+  // for a request that does not fit the model, or (CUDA) the device's memory. May throw Stopped
+  // when request.stop says so (both backends do, each as often as host/ais.hpp says), or may run
+  // the whole request without looking: the caller looks again after it.
   virtual AisResult ais(const AisRequest& request) = 0;
 };
 

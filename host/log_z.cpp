@@ -60,7 +60,7 @@ LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOp
     request.base_bias = base_rate ? options.base_rate : uniform;
     request.first_stream = base_rate ? 0 : static_cast<uint64_t>(options.ais_runs);
     const AisResult result = backend.ais(request);
-    throw_if_stopped(options.stop);  // a backend that does not look (CUDA) ran its whole request
+    throw_if_stopped(options.stop);  // a backend need not look at it (Backend::ais's contract)
     estimate.bases.push_back({base_rate ? "base-rate" : "uniform", result.log_z_base,
                               summarize_ais(result), seconds_since(t0)});
   }

@@ -127,8 +127,8 @@ TEST(Stop, ARequestThatNeverComesChangesNoResult) {
   EXPECT_GT(never.calls(), 0);
 }
 
-// The CPU backend, except that its AIS never looks at the request: as the CUDA backend's, which
-// enqueues all the temperatures at once.
+// The CPU backend, except that its AIS never looks at the request, as Backend::ais may
+// (host/backend.hpp).
 class AisThatDoesNotLook : public test::ForwardingCpuBackend {
  public:
   AisResult ais(const AisRequest& request) override {

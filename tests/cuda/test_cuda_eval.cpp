@@ -1,10 +1,11 @@
 // The CUDA backend's evaluation against the CPU reference: exact log Z by enumeration (one kernel,
 // double), AIS run by run (same draws, so the same weights except where float rounding flips a
-// draw), the refusal of AIS requests larger than the device's memory, and `rbm_cuda eval` against
-// `rbm_cpu eval`.
+// draw), the refusal of AIS requests larger than the device's memory, AIS's stop requests, and
+// `rbm_cuda eval` against `rbm_cpu eval`.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "host/errors.hpp"
 #include "host/evaluate.hpp"
 #include "host/model_io.hpp"
+#include "host/stop.hpp"
 #include "kernels/cuda_backend.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/cuda/cuda_test_util.hpp"
@@ -205,6 +207,37 @@ TEST(CudaEval, AisRefusesRequestsLargerThanDeviceMemory) {
   const AisResult small = gpu->ais(request);
   EXPECT_EQ(small.log_weights.size(), 4u);
   for (const double lw : small.log_weights) EXPECT_TRUE(std::isfinite(lw));
+}
+
+// AIS looks at its stop request between chunks of 32 temperatures (kAisTemperaturesPerLook in
+// kernels/cuda_backend.cu): 300 temperatures are 9 looks, after k = 32, 64, .., 288. Looking does
+// not change the result (the same kernels in the same order), a request at the third look throws
+// Stopped there, and the backend then computes the same weights again.
+TEST(CudaEval, AisStopsAtItsNextLookAndStaysUsable) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const Params p = test::random_params(784, 100, 0.1f, 402, true);
+  const std::unique_ptr<Backend> gpu = make_cuda_backend();
+  gpu->set_params(p);
+  AisRequest request;
+  request.betas = ais_betas(300);
+  request.base_bias.assign(784, 0.0f);
+  request.runs = 16;
+  const AisResult unwatched = gpu->ais(request);
+
+  std::atomic<int> looks{0};
+  int stop_at = 0;  // never
+  request.stop = [&] { return ++looks == stop_at; };
+  const AisResult watched = gpu->ais(request);
+  EXPECT_EQ(looks.load(), 9);
+  EXPECT_EQ(watched.log_weights, unwatched.log_weights);
+
+  looks = 0;
+  stop_at = 3;
+  EXPECT_THROW(gpu->ais(request), Stopped);
+  EXPECT_EQ(looks.load(), 3);
+
+  request.stop = nullptr;
+  EXPECT_EQ(gpu->ais(request).log_weights, unwatched.log_weights);
 }
 
 std::string cuda_exe() { return test::path_from_env_or("RBM_CUDA_EXE", RBM_CUDA_EXE); }
