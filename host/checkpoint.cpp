@@ -419,12 +419,28 @@ void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& chec
 namespace {
 
 // metrics.csv's header and its rows up to `iteration` (rows after the checkpoint are computed
-// again by the resumed run), and the iteration of the last of them (0: none).
+// again by the resumed run), and the iteration of the last of them (0: none). A run logs at every
+// multiple of log_every and at its end (an extended run's earlier end is a row between two
+// multiples), so every multiple below `iteration` has its row; the one at `iteration` may lack it
+// (a signal stopped that log point: ResumeFrom::row_missing).
 struct MetricsUpTo {
   std::string text;
   int64_t last_row = 0;
 };
-MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
+// Throws when a multiple of log_every lies strictly between two consecutive rows `from` and `to`
+// (from = 0: before the first row): its row is missing, so the file was edited or is another's.
+void require_log_points_between(const std::filesystem::path& path, int64_t from, int64_t to,
+                                int64_t log_every, const std::string& where) {
+  const int64_t next_point = (from / log_every + 1) * log_every;
+  if (next_point < to) {
+    throw InputError(path.string() + ": " + where + ", but the row of iteration " +
+                     std::to_string(next_point) + " (a multiple of log_every " +
+                     std::to_string(log_every) +
+                     ") is missing: an edited or foreign file, whose curve would skip it");
+  }
+}
+
+MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, int64_t log_every) {
   const std::filesystem::path path = dir / "metrics.csv";
   const std::optional<std::string> current = metrics_csv_in_current_columns(read_file(path));
   if (!current) throw InputError(path.string() + ": not rbm's metrics header");
@@ -452,13 +468,24 @@ MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration) {
                        std::to_string(row_iteration) + " does not come after the previous row's " +
                        std::to_string(previous_iteration));
     }
-    previous_iteration = row_iteration;
     if (row_iteration <= iteration) {
+      const std::string after =
+          previous_iteration == 0 ? "the header" : std::to_string(previous_iteration);
+      require_log_points_between(path, previous_iteration, row_iteration, log_every,
+                                 "line " + std::to_string(line) + "'s iteration " +
+                                     std::to_string(row_iteration) + " follows " + after);
       (kept.text += row) += '\n';
       kept.last_row = row_iteration;
     }
+    previous_iteration = row_iteration;
     pos = end + 1;
   }
+  const std::string last_row =
+      kept.last_row == 0 ? "there is no row before it"
+                         : "the last row before it is at " + std::to_string(kept.last_row);
+  require_log_points_between(
+      path, kept.last_row, iteration, log_every,
+      "the checkpoint is at iteration " + std::to_string(iteration) + " and " + last_row);
   return kept;
 }
 
@@ -650,7 +677,7 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
       resume.heldout_sha256 =
           field<std::string>(dir, run, "data.heldout_sha256", {"data", "heldout_sha256"});
     }
-    MetricsUpTo metrics = metrics_up_to(dir, checkpoint.iteration);
+    MetricsUpTo metrics = metrics_up_to(dir, checkpoint.iteration, options.log_every);
     resume.metrics_csv = std::move(metrics.text);
     // A signal during a log point's metrics writes the checkpoint at that point without its row
     // (host/trainer.cpp). The run's log points are the multiples of log_every and its end, as the

@@ -608,6 +608,19 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
     expect_resume_refused(run, {(run / "metrics.csv").string(), "line 4's iteration 100",
                                 "does not come after the previous row's 100"});
   }
+  {  // A log point's row removed: the 50 row, then both (the checkpoint is at 100, whose row a
+     // signal may have kept from being written, but not the 50 one's).
+    const std::filesystem::path run = copy();
+    const std::vector<std::string> lines = test::file_lines(run / "metrics.csv");
+    write_bytes(run / "metrics.csv", lines[0] + "\n" + lines[2] + "\n");
+    expect_resume_refused(run, {(run / "metrics.csv").string(),
+                                "line 2's iteration 100 follows the header, but the row of "
+                                "iteration 50 (a multiple of log_every 50) is missing"});
+    write_bytes(run / "metrics.csv", lines[0] + "\n");
+    expect_resume_refused(run, {(run / "metrics.csv").string(),
+                                "the checkpoint is at iteration 100 and there is no row before "
+                                "it, but the row of iteration 50"});
+  }
   const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::vector<std::string>>>
       edits = {
           {[](nlohmann::json& r) { r.erase("checkpoint"); }, {"no \"checkpoint\" entry"}},
