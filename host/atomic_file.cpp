@@ -113,6 +113,19 @@ class TemporaryFileGuard {
 
 }  // namespace
 
+std::filesystem::path write_target(const std::filesystem::path& path) {
+  std::filesystem::path target = path;
+  for (int hops = 0; hops < 40; ++hops) {
+    struct stat status {};
+    if (::lstat(target.c_str(), &status) != 0 || !S_ISLNK(status.st_mode)) return target;
+    std::error_code error;
+    const std::filesystem::path next = std::filesystem::read_symlink(target, error);
+    if (error) fail(path, "cannot read the symbolic link " + target.string(), error.value());
+    target = next.is_absolute() ? next : target.parent_path() / next;
+  }
+  fail(path, "cannot follow its symbolic links", ELOOP);
+}
+
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
   bool written = false;
   write_file_atomic(path, [&]() -> std::string_view {
@@ -124,9 +137,10 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 
 void write_file_atomic(const std::filesystem::path& path,
                        const std::function<std::string_view()>& next_piece) {
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  const std::filesystem::path target = write_target(path);
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
   const std::filesystem::path tmp =
-      dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
+      dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()));
 
   const TemporaryFileGuard guard(tmp);
   int write_error = 0;
@@ -140,10 +154,10 @@ void write_file_atomic(const std::filesystem::path& path,
     ::unlink(tmp.c_str());
     fail(path, "cannot write temporary file " + tmp.string(), write_error);
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    fail(path, "cannot rename " + tmp.string() + " over it", err);
+    fail(path, "cannot rename " + tmp.string() + " over " + target.string(), err);
   }
   // The rename is durable only once the directory entry is; some file systems cannot sync a
   // directory (EINVAL), and there is nothing more to do on those.

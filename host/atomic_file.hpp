@@ -13,7 +13,8 @@ namespace rbm {
 
 // Replaces `path` with `bytes` so that a reader (or a crash) sees either the old file or the whole
 // new one, never a torn one. Throws InputError naming the path and strerror(errno); the temporary
-// file (.NAME.tmp.PID in the same directory) is removed on failure.
+// file (.NAME.tmp.PID in the same directory) is removed on failure. A symbolic link is followed:
+// the file it names is replaced (in that file's directory), and the link stays.
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 
 // The same for a file written a piece at a time: its bytes are the pieces `next_piece` returns, in
@@ -21,6 +22,13 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 // exception from next_piece removes the temporary file and passes through.
 void write_file_atomic(const std::filesystem::path& path,
                        const std::function<std::string_view()>& next_piece);
+
+// The file that writing `path` replaces: `path` itself or, when it is a symbolic link, the file the
+// link names, followed through up to 40 links as open(2) would (a dangling link's target is
+// created). Renaming the temporary file over the link would replace the link with a file: `sample
+// --out /dev/stdout`, stdout redirected to a file, replaced the system's /dev/stdout. Throws
+// InputError for a link that cannot be read or a loop.
+std::filesystem::path write_target(const std::filesystem::path& path);
 
 // The whole content of `path`. Throws InputError naming the path and strerror(errno).
 std::string read_file(const std::filesystem::path& path);

@@ -236,33 +236,47 @@ void check_output_file(const std::string& flag, const std::string& text) {
   namespace fs = std::filesystem;
   const std::string where = flag + " " + text + ": ";
   if (text.empty()) throw InputError(flag + ": empty value");
-  const fs::path path(text);
-  if (!path.has_filename()) throw InputError(where + "names a directory, not a file");
+  if (!fs::path(text).has_filename()) throw InputError(where + "names a directory, not a file");
+  // What the kernel reaches through links first: /proc/self/fd/1 is a magic link, whose text
+  // (pipe:[N]) names no file, to a pipe.
   std::error_code error;
+  const fs::file_status reached = fs::status(text, error);
+  if (fs::exists(reached) && !fs::is_regular_file(reached) && !fs::is_directory(reached)) {
+    throw InputError(where + "exists and is not a regular file");
+  }
+  // A symbolic link is written through (host/atomic_file.hpp): the file it names is judged.
+  fs::path path;
+  try {
+    path = write_target(text);
+  } catch (const InputError& e) {
+    throw InputError(flag + " " + e.what());
+  }
+  const std::string to_file = path == fs::path(text) ? "" : "(a link to " + path.string() + ") ";
   const fs::file_status status = fs::status(path, error);
   if (error && status.type() != fs::file_type::not_found) {
-    throw InputError(where + "cannot be examined: " + error.message());
+    throw InputError(where + to_file + "cannot be examined: " + error.message());
   }
-  if (fs::is_directory(status)) throw InputError(where + "is a directory");
+  if (fs::is_directory(status)) throw InputError(where + to_file + "is a directory");
   if (fs::exists(status) && !fs::is_regular_file(status)) {
-    throw InputError(where + "exists and is not a regular file");
+    throw InputError(where + to_file + "exists and is not a regular file");
   }
   const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   const fs::file_status parent_status = fs::status(parent, error);
   if (!fs::exists(parent_status)) {
-    throw InputError(where + "its directory " + parent.string() + " does not exist");
+    throw InputError(where + to_file + "its directory " + parent.string() + " does not exist");
   }
   if (!fs::is_directory(parent_status)) {
-    throw InputError(where + parent.string() + " is not a directory");
+    throw InputError(where + to_file + parent.string() + " is not a directory");
   }
   if (::access(parent.c_str(), W_OK | X_OK) != 0) {
-    throw InputError(where + "cannot write in " + parent.string() + ": " + std::strerror(errno));
+    throw InputError(where + to_file + "cannot write in " + parent.string() + ": " +
+                     std::strerror(errno));
   }
   // A run's or model's directory keeps its own files: a typo must not replace a checkpoint.
   if (is_run_file_name(path.filename().string())) {
     for (const char* marker : {"run.json", "W.npy"}) {
       if (fs::exists(parent / marker, error)) {
-        throw InputError(where + "is a file of the run directory " + parent.string() +
+        throw InputError(where + to_file + "is a file of the run directory " + parent.string() +
                          " (its checkpoint, records or mosaic), which sample does not overwrite; "
                          "name another file");
       }
@@ -276,7 +290,9 @@ void reject_same_files(const std::vector<std::pair<std::string, std::string>>& o
   for (const auto& [flag, text] : outputs) {
     std::error_code error;
     // absolute first: weakly_canonical leaves a relative path relative when no prefix exists.
-    fs::path path = text.empty() ? fs::path() : fs::absolute(text, error).lexically_normal();
+    // A link is written through (check_output_file): two names of one file are one output.
+    fs::path path =
+        text.empty() ? fs::path() : fs::absolute(write_target(text), error).lexically_normal();
     if (!text.empty()) {
       const fs::path canonical = fs::weakly_canonical(path, error);
       if (!error) path = canonical;

@@ -3,6 +3,7 @@
 // --data directory, broken or mismatched .npy files and run.json in a --resume directory, and
 // output directories that cannot be written.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -216,6 +217,17 @@ TEST(BadInput, SampleOutputFiles) {
   expect_refused(sample({"--out", (dir / "file" / "s.npy").string()}),
                  {"--out", "not a directory"});
   expect_refused(sample({"--out", (dir / "sub/").string()}), {"--out", "directory"});
+  // A named pipe, also through a link (what /dev/stdout is when stdout is a pipe), and a link to
+  // the same file as another output; a link to a directory.
+  ASSERT_EQ(mkfifo((dir / "fifo").c_str(), 0600), 0);
+  std::filesystem::create_symlink(dir / "fifo", dir / "to-fifo");
+  expect_refused(sample({"--out", (dir / "fifo").string()}), {"--out", "not a regular file"});
+  expect_refused(sample({"--out", (dir / "to-fifo").string()}), {"--out", "not a regular file"});
+  std::filesystem::create_symlink("s.npy", dir / "to-out");
+  expect_refused(sample({"--out", out, "--png", (dir / "to-out").string()}),
+                 {"--png", "same file", "--out"});
+  std::filesystem::create_symlink(dir / "model", dir / "to-dir");
+  expect_refused(sample({"--out", (dir / "to-dir").string()}), {"--out", "is a directory"});
   if (geteuid() != 0) {  // root writes anywhere
     std::filesystem::create_directory(dir / "read-only");
     std::filesystem::permissions(
@@ -756,6 +768,13 @@ TEST_F(ResumeInput, SampleNeverReplacesARunsFiles) {
       expect_refused(args, {flag, (run / name).string(), "file of the run directory"});
     }
   }
+  // Nor through a symbolic link elsewhere, which is written through (host/atomic_file.hpp).
+  const std::filesystem::path link = dir_ / "link-to-W.npy";
+  std::filesystem::create_symlink(run / "W.npy", link);
+  expect_refused(
+      {"sample", "--model", run.string(), "--chains", "2", "--steps", "1", "--out", link.string()},
+      {"--out", link.string(), "(a link to " + (run / "W.npy").string() + ")",
+       "file of the run directory"});
   for (const auto& [name, bytes] : before) EXPECT_EQ(read_file(run / name), bytes) << name;
   EXPECT_FALSE(std::filesystem::exists(run / "W.npy.next"));
   // Another name in the run directory is the user's to choose.

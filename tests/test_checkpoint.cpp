@@ -422,6 +422,45 @@ TEST(AtomicFile, ASignalDuringAWriteLeavesNoTemporaryFile) {
   EXPECT_EQ(action.sa_handler, SIG_DFL);
 }
 
+// Writing through a symbolic link replaces the file it names and leaves the link (a rename over
+// the link would make it a file: `--out /dev/stdout` replaced the system's /dev/stdout), through
+// a chain of relative and absolute links; a dangling link's target is created; a loop is refused.
+TEST(AtomicFile, AWriteThroughASymbolicLinkReplacesItsTarget) {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir / "sub");
+  write_file_atomic(dir / "sub" / "target", "old");
+  std::filesystem::create_symlink("sub/target", dir / "near");  // relative to dir
+  std::filesystem::create_symlink(dir / "near", dir / "far");   // absolute, to a link
+  write_file_atomic(dir / "far", "new");
+  EXPECT_EQ(read_file(dir / "sub" / "target"), "new");
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "near"));
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "far"));
+  EXPECT_EQ(write_target(dir / "far"), dir / "sub" / "target");
+  EXPECT_EQ(write_target(dir / "sub" / "target"), dir / "sub" / "target");
+
+  std::filesystem::create_symlink("sub/created", dir / "dangling");
+  write_file_atomic(dir / "dangling", "made");
+  EXPECT_EQ(read_file(dir / "sub" / "created"), "made");
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "dangling"));
+
+  std::filesystem::create_symlink("loop-b", dir / "loop-a");
+  std::filesystem::create_symlink("loop-a", dir / "loop-b");
+  try {
+    write_file_atomic(dir / "loop-a", "never");
+    ADD_FAILURE() << "a loop of links was written through";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot follow its symbolic links"), std::string::npos)
+        << e.what();
+  }
+  // Nothing but the files above: no temporary file left anywhere.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            6);  // sub, near, far, dangling, loop-a, loop-b
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir / "sub"),
+                          std::filesystem::directory_iterator()),
+            2);  // target, created
+}
+
 TEST(TrainingDivergence, ANonFiniteParameterStopsBeforeItIsWritten) {
   expect_divergence_keeps_checkpoint(
       [](Params& p) { p.W[p.W.size() / 2] = std::numeric_limits<float>::quiet_NaN(); },
