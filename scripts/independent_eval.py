@@ -46,6 +46,7 @@ import gzip
 import json
 import math
 import os
+import stat
 import struct
 import sys
 import time
@@ -642,6 +643,54 @@ def run_check(args):
 
 # ---------------------------------------------------------------------------- main
 
+# The files of a run directory that its training writes and owns (host/checkpoint.cpp's
+# run_file_names), each also as its staged NAME.next: --json does not replace them.
+RUN_FILE_NAMES = ("run.json", "metrics.csv", "weights.png", "W.npy", "b.npy", "a.npy",
+                  "vW.npy", "vb.npy", "va.npy", "chains.npy")
+
+
+def json_output(p, path):
+    """The file --json writes, checked before the evaluation (minutes) rather than after it:
+    `path` with its symbolic links resolved (a link's target is written, as a shell's > writes
+    it), after refusing (p.error, exit 2) a path that names a directory or another non-regular
+    file, one whose directory is missing or cannot be written, and a file that a run directory
+    owns (one holding run.json or W.npy: a typo must not replace a model)."""
+    where = "--json %s: " % path
+    if not path:
+        p.error("--json: empty value")
+    if path.endswith(os.sep) or os.path.basename(path) in (".", ".."):
+        p.error(where + "names a directory, not a file")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None   # a new file, or a link to one
+    except OSError as e:
+        p.error(where + "cannot be examined: " + e.strerror)
+    if mode is not None and stat.S_ISDIR(mode):
+        p.error(where + "is a directory")
+    if mode is not None and not stat.S_ISREG(mode):
+        p.error(where + "exists and is not a regular file")
+    real = os.path.realpath(path)
+    parent = os.path.dirname(real)
+    shown = parent if os.path.islink(path) else (os.path.dirname(path) or ".")
+    if not os.path.exists(parent):
+        p.error(where + "its directory %s does not exist" % shown)
+    if not os.path.isdir(parent):
+        p.error(where + "%s is not a directory" % shown)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        p.error(where + "cannot write in %s" % shown)
+    for name in (path, real):
+        base = os.path.basename(name)
+        base = base[:-len(".next")] if base.endswith(".next") else base
+        directory = os.path.dirname(name) or "."
+        if base in RUN_FILE_NAMES and any(os.path.exists(os.path.join(directory, marker))
+                                          for marker in ("run.json", "W.npy")):
+            p.error(where + "is a file of the run directory %s (its checkpoint, records or "
+                    "mosaic), which this script does not overwrite; name another file"
+                    % directory)
+    return real
+
+
 def digit_arg(text):
     if text == "all":
         return text
@@ -680,11 +729,16 @@ def main():
     args = p.parse_args()
     if args.runs < 2:
         p.error("--runs must be at least 2")
+    if args.betas < 3:
+        p.error("--betas must be at least 3")
+    if args.seed < 0:
+        p.error("--seed must be at least 0")
+    json_path = json_output(p, args.json) if args.json is not None else None
 
     if args.check:
         args.mnist = args.mnist or default_mnist
         args.digit = 3 if args.digit is None else args.digit
-        sys.exit(run_check(args))
+        return run_check(args)
     if not args.models:
         p.error("give at least one MODEL_DIR (or --check)")
 
@@ -727,7 +781,7 @@ def main():
         if i:
             print()
         results.append(evaluate(folder, W, b, a, hidden_type == "ternary", data, args, rng))
-    if args.json:
+    if json_path:
         def clean(v):
             if isinstance(v, dict):
                 return {k: clean(x) for k, x in v.items()}
@@ -735,11 +789,31 @@ def main():
                 return None
             return v
         out = [clean(r) for r in results]
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(out if len(out) > 1 else out[0], f, indent=2)
-            f.write("\n")
-        os.replace(args.json + ".tmp", args.json)
+        # Written whole or not at all: a temporary file beside the target, renamed over it.
+        tmp = json_path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(out if len(out) > 1 else out[0], f, indent=2)
+                f.write("\n")
+            os.replace(tmp, json_path)
+        except OSError as e:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            sys.exit("error: cannot write %s: %s" % (args.json, e.strerror))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        # The report could not be written to stdout (a full disk, a closed pipe): one line, not
+        # a traceback. What stays buffered would fail again at exit: stdout becomes /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit("error: cannot write the report to stdout: %s" % e.strerror)
+    sys.exit(code)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Tests scripts/plot on the metrics.csv of two short real runs (one with --eval-every, one
-# without): the panels it draws, the PNG it writes and where, and its one-line errors (exit 2).
+# without): the panels it draws, the PNG it writes and where (through a symbolic link, never over a
+# run directory's own files or a non-regular file), and its one-line errors (exit 2), a stdout
+# that cannot be written among them.
 # Usage: test_plot_script.sh REPO RBM_CPU MNIST_DIR
 set -euo pipefail
 
@@ -84,6 +86,70 @@ expect "a metrics.csv whose last row is cut off" 2 \
 expect "an output that cannot be written, nothing left behind" 2 \
   "plot: cannot write missing_dir/out.png: No such file or directory" with_log_p -o missing_dir/out.png
 [[ ! -e missing_dir ]] || fail "the failed write left missing_dir behind"
+leftovers="$(find . -name '*.tmp.png')"
+[[ -z "$leftovers" ]] || fail "temporary files left behind: $leftovers"
+
+# The output through a symbolic link: its target gets the PNG (as a shell's > writes it), and the
+# link stays a link (it was replaced by a regular file, so -o /dev/stdout replaced /dev/stdout).
+mkdir linked
+echo "old content" >linked/target.png
+ln -s linked/target.png link.png
+expect "a symbolic link as the output: its target is written" 0 \
+  "plot: wrote link.png (4 panels, 1 run)" with_log_p -o link.png
+[[ -L link.png && "$(readlink link.png)" == linked/target.png ]] ||
+  fail "link.png is no longer the symbolic link to linked/target.png"
+[[ "$(png_size linked/target.png)" == 1200x720 ]] ||
+  fail "linked/target.png should be the 1200x720 PNG, got $(png_size linked/target.png)"
+
+# Outputs that are not (or would not become) regular files: refused before drawing.
+mkfifo fifo
+expect "a named pipe as the output" 2 \
+  "plot: cannot write fifo: it exists and is not a regular file" with_log_p -o fifo
+[[ -p fifo ]] || fail "the named pipe was replaced"
+ln -s fifo fifo_link
+expect "a symbolic link to a named pipe" 2 \
+  "plot: cannot write fifo_link: it exists and is not a regular file" with_log_p -o fifo_link
+[[ -L fifo_link && -p fifo ]] || fail "the link to the named pipe, or the pipe, was replaced"
+expect "a directory as the output" 2 \
+  "plot: cannot write linked: it is a directory" with_log_p -o linked
+expect "a path that names a directory" 2 \
+  "plot: cannot write new_dir/: it names a directory, not a file" with_log_p -o new_dir/
+[[ ! -e new_dir ]] || fail "the refused new_dir/ was created"
+
+# A run directory's own files (its checkpoint, records or mosaic) are not replaced by a plot.
+sums="$(cat with_log_p/W.npy with_log_p/weights.png with_log_p/run.json | cksum)"
+expect "the output would replace the run's checkpoint" 2 \
+  "plot: with_log_p/W.npy is a file of the run directory with_log_p (its checkpoint, records or mosaic), which plot does not overwrite; name another file" \
+  with_log_p -o with_log_p/W.npy
+expect "the output would replace another run's mosaic" 2 \
+  "plot: with_log_p/weights.png is a file of the run directory with_log_p (its checkpoint, records or mosaic), which plot does not overwrite; name another file" \
+  without_log_p with_log_p -o with_log_p/weights.png
+ln -s with_log_p/run.json run_json_link
+expect "a symbolic link to a run's run.json" 2 \
+  "plot: run_json_link is a file of the run directory $scratch/with_log_p (its checkpoint, records or mosaic), which plot does not overwrite; name another file" \
+  with_log_p -o run_json_link
+[[ "$(cat with_log_p/W.npy with_log_p/weights.png with_log_p/run.json | cksum)" == "$sums" ]] ||
+  fail "a refused output changed the run's W.npy, weights.png or run.json"
+mkdir not_a_run
+expect "such a name outside a run directory is an ordinary output" 0 \
+  "plot: wrote not_a_run/weights.png (4 panels, 1 run)" with_log_p -o not_a_run/weights.png
+png_size not_a_run/weights.png >/dev/null || fail "not_a_run/weights.png is not a PNG"
+
+# A stdout that cannot be written: one line on stderr, exit 2 (it was a Python traceback).
+if [[ -c /dev/full && -w /dev/full ]]; then
+  code=0
+  actual="$("$plot" with_log_p 2>&1 >/dev/full)" || code=$?
+  expected="plot: cannot write to stdout: No space left on device"
+  if [[ "$code" != 2 || "$actual" != "$expected" ]]; then
+    fail "stdout to /dev/full: scripts/plot with_log_p"
+    echo "  expected exit 2: $expected"
+    echo "  got exit $code: $actual"
+  else
+    echo "ok   a full stdout"
+  fi
+else
+  echo "skip a full stdout: no writable /dev/full"
+fi
 leftovers="$(find . -name '*.tmp.png')"
 [[ -z "$leftovers" ]] || fail "temporary files left behind: $leftovers"
 
