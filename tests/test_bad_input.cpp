@@ -633,6 +633,32 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
                                 "the checkpoint is at iteration 100 and there is no row before "
                                 "it, but the row of iteration 50"});
   }
+  {  // A value that is not a number, or not finite, in a row of the right shape; CRLF endings.
+    const std::filesystem::path run = copy();
+    const std::vector<std::string> lines = test::file_lines(run / "metrics.csv");
+    const auto with_field = [&](int column, const std::string& value) {
+      std::vector<std::string> fields(1);  // split at every comma, trailing empty fields too
+      for (const char c : lines[1]) {
+        if (c == ',') {
+          fields.emplace_back();
+        } else {
+          fields.back().push_back(c);
+        }
+      }
+      fields[column] = value;
+      std::string text = lines[0] + "\n";
+      for (size_t k = 0; k < fields.size(); ++k) text += (k ? "," : "") + fields[k];
+      return text + "\n" + lines[2] + "\n";
+    };
+    write_bytes(run / "metrics.csv", with_field(2, "abc"));
+    expect_resume_refused(run, {(run / "metrics.csv").string(),
+                                "line 2's recon_error_train is 'abc', not a finite number"});
+    write_bytes(run / "metrics.csv", with_field(4, "nan"));
+    expect_resume_refused(run, {(run / "metrics.csv").string(),
+                                "line 2's free_energy_train is 'nan', not a finite number"});
+    write_bytes(run / "metrics.csv", lines[0] + "\r\n" + lines[1] + "\r\n" + lines[2] + "\r\n");
+    expect_resume_refused(run, {(run / "metrics.csv").string(), "carriage returns"});
+  }
   const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::vector<std::string>>>
       edits = {
           {[](nlohmann::json& r) { r.erase("checkpoint"); }, {"no \"checkpoint\" entry"}},
