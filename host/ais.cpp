@@ -182,6 +182,9 @@ AisResult ais_cpu(const Params& params, const AisRequest& request) {
             increment += hidden_log_sum_difference<kType>(beta * u[j], beta_prev * u[j]);
           }
           log_w += increment;
+          if (request.steps_done != nullptr) {
+            request.steps_done->fetch_add(1, std::memory_order_relaxed);
+          }
           if (k == K) break;
           // One Gibbs sweep at beta_k: h ~ sigm(beta u), x ~ sigm(beta (W h + a) + (1 - beta) c).
           const float beta_f = static_cast<float>(beta);

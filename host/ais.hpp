@@ -22,6 +22,7 @@
 // draws h_j = ternary_draw(uniform, beta_k u_j) from the same uniform a binary unit would use.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct AisRequest {
   // ais_cpu looks at it before each temperature of each run and throws Stopped; the CUDA backend
   // between chunks of 32 temperatures of all the runs (kernels/cuda_backend.cu).
   StopRequest stop;
+  // When set, advanced by the temperature steps done, one per run and step (K per run in all):
+  // ais_cpu as each is done, the CUDA backend a chunk of all the runs at a time. For progress.
+  std::atomic<int64_t>* steps_done = nullptr;
 };
 
 struct AisResult {

@@ -4,14 +4,19 @@
 // free-energy gap to the model's training images (those run.json records) and how many of the
 // scored images were among them. Text, or one JSON object with --json.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "host/ais.hpp"
@@ -23,10 +28,38 @@
 #include "host/evaluate.hpp"
 #include "host/log_z.hpp"
 #include "host/model_io.hpp"
+#include "host/progress.hpp"
 #include "host/sha256.hpp"
 
 namespace rbm {
 namespace {
+
+// estimate_log_z with, when stderr is a terminal, a progress bar of its AIS steps there, redrawn
+// five times a second: AIS takes half a minute at the defaults (2 bases x 100 runs x 14500
+// temperatures) and minutes with more. Without a terminal, nothing: the report comes in one piece
+// on stdout, and stderr is a log or a test's capture. An exact log Z draws no bar.
+LogZEstimate estimate_log_z_showing_progress(Backend& backend, const Params& params,
+                                             LogZOptions options) {
+  Progress progress("log Z by AIS", 2 * options.ais_runs * options.ais_betas, 0, "steps");
+  if (!progress.interactive()) return estimate_log_z(backend, params, options);
+  std::atomic<int64_t> steps{0};
+  options.ais_steps_done = &steps;
+  struct EndBarLine {  // also when estimate_log_z throws: its message gets a line of its own
+    Progress& progress;
+    ~EndBarLine() { progress.finish(); }
+  } end_bar_line{progress};
+  const std::jthread bar([&](std::stop_token stop) {
+    std::mutex mutex;
+    std::condition_variable_any wake;
+    std::unique_lock lock(mutex);
+    // Returns at the timeout or at once on request_stop (the predicate is never true).
+    while (!wake.wait_for(lock, stop, std::chrono::milliseconds(200), [] { return false; }) &&
+           !stop.stop_requested()) {
+      if (const int64_t done = steps.load(); done > 0) progress.update(done, "");
+    }
+  });
+  return estimate_log_z(backend, params, options);
+}
 
 // The flags that set AIS: refused with --method exact, named as unused when auto is exact.
 constexpr const char* kAisFlags[] = {"--ais-runs", "--ais-betas", "--seed"};
@@ -138,7 +171,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
 
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
-  const LogZEstimate log_z = estimate_log_z(*backend, params, options);
+  const LogZEstimate log_z = estimate_log_z_showing_progress(*backend, params, options);
   // Float pre-activations overflow when d |W| passes FLT_MAX: a NaN estimate is no estimate.
   // (Training's --eval-every keeps it, and stops on a metric that is not finite, exit 3.)
   for (const AisBaseReport& base : log_z.bases) {

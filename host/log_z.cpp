@@ -54,6 +54,7 @@ LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOp
   request.runs = options.ais_runs;
   request.seed = options.seed;
   request.stop = options.stop;
+  request.steps_done = options.ais_steps_done;
   const std::vector<float> uniform(static_cast<size_t>(params.visible), 0.0f);
   for (const bool base_rate : {true, false}) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -38,6 +38,8 @@ struct LogZOptions {
   // two bases; exact enumeration (at most 2^20 states in training: 0.2 s) does not look.
   // Throws Stopped.
   StopRequest stop;
+  // AisRequest::steps_done of both bases' AIS (2 x ais_runs x ais_betas steps in all), when set.
+  std::atomic<int64_t>* ais_steps_done = nullptr;
 };
 
 struct AisBaseReport {

@@ -283,10 +283,18 @@ class CudaBackend final : public Backend {
     // (the last one synchronized before Stopped leaves) instead of after all K temperatures.
     Event chunk_end[2] = {Event(cudaEventDisableTiming), Event(cudaEventDisableTiming)};
     int64_t chunks_enqueued = 0;
+    int64_t steps_reported = 0;  // temperatures whose steps request.steps_done has
+    const auto report_steps_through = [&](int64_t k) {
+      if (request.steps_done != nullptr) request.steps_done->fetch_add(runs * (k - steps_reported));
+      steps_reported = k;
+    };
     for (int64_t k = 1; k <= K; ++k) {
       if (k > 1 && (k - 1) % kAisTemperaturesPerLook == 0) {
         chunk_end[chunks_enqueued % 2].record(s);
-        if (chunks_enqueued > 0) chunk_end[(chunks_enqueued - 1) % 2].synchronize();
+        if (chunks_enqueued > 0) {
+          chunk_end[(chunks_enqueued - 1) % 2].synchronize();
+          report_steps_through(k - 1 - kAisTemperaturesPerLook);  // chunk n - 1's last
+        }
         ++chunks_enqueued;
         if (stop_requested(request.stop)) {
           stream_.synchronize();  // nothing may still use the buffers freed on the way out
@@ -307,6 +315,7 @@ class CudaBackend final : public Backend {
     AisResult result;
     result.log_weights.resize(static_cast<size_t>(runs));
     log_w.download(result.log_weights.data(), result.log_weights.size(), s);
+    report_steps_through(K);
     result.log_z_base = ais_log_z_base(request.base_bias, H, hidden_type_);
     return result;
   }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -170,6 +171,22 @@ TEST(AisCpu, DrawsAreNamedByRunStreamAndPhase) {
 }
 TEST(AisCpu, TernaryDrawsAreNamedByRunStreamAndPhase) {
   expect_draws_named_by_run_stream_and_phase(HiddenType::ternary);
+}
+
+// The progress count (AisRequest::steps_done) ends at runs x K, added to what it held, and
+// counting changes no weight.
+TEST(AisCpu, CountsEveryRunsTemperatureSteps) {
+  const Params p = test::random_params(20, 6, 0.5f, 31, true);
+  AisRequest request;
+  request.base_bias.assign(20, 0.1f);
+  request.betas = ais_betas(50);
+  request.runs = 7;
+  const AisResult uncounted = ais_cpu(p, request);
+  std::atomic<int64_t> steps{1000};
+  request.steps_done = &steps;
+  const AisResult counted = ais_cpu(p, request);
+  EXPECT_EQ(steps.load(), 1000 + 7 * 50);
+  EXPECT_EQ(counted.log_weights, uncounted.log_weights);
 }
 
 // AIS is unbiased for any schedule: E[w] = Z / Z_0, even with three steps. On a model small enough

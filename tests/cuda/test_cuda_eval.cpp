@@ -212,7 +212,7 @@ TEST(CudaEval, AisRefusesRequestsLargerThanDeviceMemory) {
 // AIS looks at its stop request between chunks of 32 temperatures (kAisTemperaturesPerLook in
 // kernels/cuda_backend.cu): 300 temperatures are 9 looks, after k = 32, 64, .., 288. Looking does
 // not change the result (the same kernels in the same order), a request at the third look throws
-// Stopped there, and the backend then computes the same weights again.
+// Stopped there, and the backend then computes the same weights again, counting its steps.
 TEST(CudaEval, AisStopsAtItsNextLookAndStaysUsable) {
   RBM_REQUIRE_CUDA_DEVICE();
   const Params p = test::random_params(784, 100, 0.1f, 402, true);
@@ -237,7 +237,10 @@ TEST(CudaEval, AisStopsAtItsNextLookAndStaysUsable) {
   EXPECT_EQ(looks.load(), 3);
 
   request.stop = nullptr;
+  std::atomic<int64_t> steps{0};  // the progress count: runs x K at the end
+  request.steps_done = &steps;
   EXPECT_EQ(gpu->ais(request).log_weights, unwatched.log_weights);
+  EXPECT_EQ(steps.load(), 16 * 300);
 }
 
 std::string cuda_exe() { return test::path_from_env_or("RBM_CUDA_EXE", RBM_CUDA_EXE); }
