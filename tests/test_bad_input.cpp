@@ -820,7 +820,31 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
       shell(exe + " eval --model " + test::shell_quote(model) + " --data " +
             test::shell_quote(RBM_MNIST_DIR) + " --json >/dev/full");
   EXPECT_EQ(full.exit_code, 2) << full.output;
-  EXPECT_NE(full.output.find("cannot write standard output"), std::string::npos) << full.output;
+  EXPECT_EQ(full.output,
+            "rbm_cpu eval: cannot write standard output: the report is lost (eval writes no "
+            "file)\n");
+  // sample's outputs are written; only its final line is lost, and the message says so.
+  const std::string full_out = (dir / "full.npy").string();
+  const test::CommandResult sample_full =
+      shell(exe + " sample " + test::shell_quote(model) + " --chains 2 --steps 1 --out " +
+            test::shell_quote(full_out) + " >/dev/full");
+  EXPECT_EQ(sample_full.exit_code, 2) << sample_full.output;
+  EXPECT_EQ(sample_full.output,
+            "rbm_cpu sample: cannot write standard output: the outputs were written; only the "
+            "final line (what was sampled and written) could not be printed\n");
+  EXPECT_TRUE(std::filesystem::exists(full_out));
+  // Training's run directory is written; a failed command says only what failed.
+  const test::CommandResult train_full =
+      shell(exe + " --data " + test::shell_quote(RBM_MNIST_DIR) + " --iters 10 --hidden 4 --out " +
+            test::shell_quote((dir / "full_run").string()) + " >/dev/full");
+  EXPECT_EQ(train_full.exit_code, 2) << train_full.output;
+  EXPECT_NE(train_full.output.find("rbm_cpu: cannot write standard output: the run was written"),
+            std::string::npos)
+      << train_full.output;
+  EXPECT_TRUE(std::filesystem::exists(dir / "full_run" / "W.npy"));
+  const test::CommandResult help_full = shell(exe + " sample --help >/dev/full");
+  EXPECT_EQ(help_full.exit_code, 2) << help_full.output;
+  EXPECT_EQ(help_full.output, "rbm_cpu sample: cannot write standard output\n");
   // RBM_CPU_THREADS that is not a count of threads.
   for (const char* value : {"abc", "0", "-1", "2x", "1025"}) {
     const test::CommandResult r =
