@@ -179,8 +179,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   if (app.count("--before-after") > 0) check_output_file("--before-after", f.before_after);
   reject_same_files({{"--out", f.out}, {"--png", f.png}, {"--before-after", f.before_after}});
 
-  const Params params = read_model(f.model);
-  if (!all_finite(params)) throw InputError("--model " + f.model + ": a parameter is not finite");
+  const Params params = read_model(f.model);  // finite, as read_model checks
   const int d = params.visible;
   for (const auto& [flag, path] : {std::pair{"--png", f.png}, {"--before-after", f.before_after}}) {
     if (!path.empty() && d != kImagePixels) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -343,13 +344,17 @@ TEST(EvalCli, SaysHowManyScoredImagesWereTrainingImages) {
 
 // A model without run.json's record of its training images (a bare model directory, or a run.json
 // without data.digit and data.split): no gap and no overlap, said rather than guessed.
+// A run.json whose data.split is not one the trainer writes ("val") leaves them unknown too, and
+// a note names the file and the field.
 TEST(EvalCli, WithoutARecordTheTrainingImagesAreUnknown) {
   const test::TempDir dir;
   write_small_model(dir / "model", false);
   const std::string model = (dir / "model").string();
-  for (const bool with_run_json : {false, true}) {
-    SCOPED_TRACE(with_run_json ? "run.json without data" : "no run.json");
-    if (with_run_json) test::write_bytes(dir / "model" / "run.json", R"({"data": {}})");
+  for (const std::string run_json :
+       {"", R"({"data": {}})", R"({"data": {"digit": 3, "split": "val"}})"}) {
+    SCOPED_TRACE(run_json.empty() ? "no run.json" : run_json);
+    if (!run_json.empty()) test::write_bytes(dir / "model" / "run.json", run_json);
+    const bool bad_split = run_json.find("val") != std::string::npos;
     const nlohmann::json out = eval_json({model});
     EXPECT_FALSE(out["free_energy"].is_null());
     for (const char* key :
@@ -357,15 +362,24 @@ TEST(EvalCli, WithoutARecordTheTrainingImagesAreUnknown) {
           "scored_training_image_count", "scored_training_image_fraction"}) {
       EXPECT_TRUE(out[key].is_null()) << key << ": " << out[key];
     }
-    EXPECT_EQ(out["notes"], nlohmann::json::array());
+    if (bad_split) {
+      ASSERT_EQ(out["notes"].size(), 1u) << out["notes"];
+      EXPECT_EQ(out["notes"][0],
+                (dir / "model" / "run.json").string() +
+                    "'s data.split \"val\" is not all, train or test: the model's training images "
+                    "are unknown, so there is no free-energy gap and no overlap with them");
+    } else {
+      EXPECT_EQ(out["notes"], nlohmann::json::array());
+    }
     const test::CommandResult text = run_cpu({"eval", model, "--data", RBM_MNIST_DIR});
     ASSERT_EQ(text.exit_code, 0) << text.output;
-    const std::string why = with_run_json ? "its run.json does not record" : "no run.json records";
-    EXPECT_NE(text.output.find(" here; no gap: " + why +
-                               " the model's training images (digit, "
-                               "split)\n"),
-              std::string::npos)
-        << text.output;
+    const std::string why = bad_split ? " here; no gap (see the note)\n"
+                            : run_json.empty()
+                                ? " here; no gap: no run.json records the model's training images "
+                                  "(digit, split)\n"
+                                : " here; no gap: its run.json does not record the model's "
+                                  "training images (digit, split)\n";
+    EXPECT_NE(text.output.find(why), std::string::npos) << text.output;
   }
 }
 
@@ -377,11 +391,14 @@ TEST(EvalCli, TrainingImagesMustMatchTheRecordedHash) {
   write_small_model(dir / "model", false);
   const std::string model = (dir / "model").string();
   const std::string right = sha256_hex(load_mnist(RBM_MNIST_DIR, 3, Split::test).pixels);
-  for (const bool matches : {true, false}) {
-    SCOPED_TRACE(matches ? "the recorded hash" : "another hash");
-    test::write_bytes(dir / "model" / "run.json",
-                      R"({"data": {"digit": 3, "split": "test", "sha256": ")" +
-                          (matches ? right : std::string(64, '0')) + R"("}})");
+  std::string upper = right;  // hex digits in upper case name the same digest
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const std::string& recorded : {right, upper, std::string(64, '0')}) {
+    const bool matches = recorded != std::string(64, '0');
+    SCOPED_TRACE("recorded " + recorded);
+    test::write_bytes(
+        dir / "model" / "run.json",
+        R"({"data": {"digit": 3, "split": "test", "sha256": ")" + recorded + R"("}})");
     const nlohmann::json out = eval_json({model, "--split", "train"});
     EXPECT_EQ(out["training_images"].is_null(), !matches) << out["training_images"];
     EXPECT_EQ(out["free_energy_gap"].is_null(), !matches) << out["free_energy_gap"];
