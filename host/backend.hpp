@@ -43,6 +43,10 @@ constexpr uint32_t ais_init_phase() { return 0; }
 // The sampler's random initial states (n_chains, d), as named above: unit i of chain c is 1 when
 // philox_uniform(key (seed, sample), stream c, kInitPhase, unit i) < 1/2 (host/gibbs_blocks.cpp).
 std::vector<uint8_t> random_initial_states(int64_t n_chains, int d, uint32_t seed);
+// The same for chains [first_chain, first_chain + n_chains) only, into `states` ((n_chains, d)):
+// chain c's state depends on the seed and c alone, so blocks of chains give the states above.
+void random_initial_states(std::span<uint8_t> states, int64_t first_chain, int64_t n_chains, int d,
+                           uint32_t seed);
 constexpr uint32_t ais_hidden_phase(int64_t k) { return static_cast<uint32_t>(2 * k - 1); }
 constexpr uint32_t ais_visible_phase(int64_t k) { return static_cast<uint32_t>(2 * k); }
 

@@ -193,7 +193,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir, const BeforeRead& b
   // as published meanwhile: the publish renames NAME.next over NAME, so a NAME.next that is gone
   // by the second look is NAME by the third.
   for (const auto& [name, sum] : sums.items()) {
-    const std::string expected = sum.get<std::string>();
+    const std::string expected = lowercase_hex(sum.get<std::string>());
     bool found = false, exists = false;
     for (const bool is_staged : {false, true, false}) {
       const std::filesystem::path path = is_staged ? staged(dir, name) : dir / name;
@@ -210,10 +210,15 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir, const BeforeRead& b
       throw InputError((dir / name).string() + ": missing (nor is there " + name + kStagedSuffix +
                        "), though " + kRunJson + " records it as part of the checkpoint");
     }
+    if (!found && !is_sha256_hex(expected)) {
+      throw ChecksumMismatch((dir / name).string() + ": " + kRunJson + "'s checkpoint.sha256." +
+                             name + " \"" + expected +
+                             "\" is not a SHA-256 (64 hex digits), so no file matches it");
+    }
     if (!found) {
-      throw InputError((dir / name).string() + ": does not match the SHA-256 that " + kRunJson +
-                       " records for it (nor does " + name + kStagedSuffix +
-                       "): not the checkpoint's file, or damaged");
+      throw ChecksumMismatch((dir / name).string() + ": does not match the SHA-256 that " +
+                             kRunJson + " records for it (nor does " + name + kStagedSuffix +
+                             "): not the checkpoint's file, or damaged");
     }
   }
   const auto load = [&](const std::string& name, size_t rank) -> NpyArray {
@@ -247,8 +252,9 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir, const BeforeRead& b
   } catch (const InputError& e) {
     throw InputError(dir.string() + ": " + e.what());
   }
-  if (!all_finite(params)) {
-    throw InputError(dir.string() + ": the checkpoint's parameters are not all finite");
+  if (const std::optional<NonFiniteValue> bad = first_non_finite(params)) {
+    throw InputError((dir / bad->file).string() + ": " + bad->where +
+                     ": the checkpoint's parameters are not all finite");
   }
   if (run.contains("recipe") && run["recipe"].contains("hidden_type")) {
     const auto type = field<std::string>(dir, run, "recipe.hidden_type", {"recipe", "hidden_type"});
@@ -700,7 +706,11 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     } else {
       bad_run_json(dir, "data.digit " + digit.dump() + " is not 0..9 or \"all\"");
     }
-    options.split = parse_split(field<std::string>(dir, run, "data.split", {"data", "split"}));
+    const auto split = field<std::string>(dir, run, "data.split", {"data", "split"});
+    if (split != "all" && split != "train" && split != "test") {
+      bad_run_json(dir, "data.split \"" + split + "\" is not all, train or test");
+    }
+    options.split = parse_split(split);
     options.log_every = field<int64_t>(dir, run, "schedule.log_every", {"schedule", "log_every"});
     options.checkpoint_every =
         field<int64_t>(dir, run, "schedule.checkpoint_every", {"schedule", "checkpoint_every"});
@@ -720,10 +730,11 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     ResumeFrom resume;
     resume.iteration = checkpoint.iteration;
     resume.train_seconds = field<double>(dir, run, "train_seconds", {"train_seconds"});
-    resume.data_sha256 = field<std::string>(dir, run, "data.sha256", {"data", "sha256"});
+    resume.data_sha256 =
+        lowercase_hex(field<std::string>(dir, run, "data.sha256", {"data", "sha256"}));
     if (run["data"].contains("heldout_sha256")) {
-      resume.heldout_sha256 =
-          field<std::string>(dir, run, "data.heldout_sha256", {"data", "heldout_sha256"});
+      resume.heldout_sha256 = lowercase_hex(
+          field<std::string>(dir, run, "data.heldout_sha256", {"data", "heldout_sha256"}));
     }
     MetricsUpTo metrics = metrics_up_to(dir, checkpoint.iteration, options.log_every);
     resume.metrics_csv = std::move(metrics.text);

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "host/errors.hpp"
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
 #include "host/trainer.hpp"
@@ -41,6 +42,12 @@ bool stopped_before_its_first_checkpoint(const std::filesystem::path& dir);
 // run.json is JSON text, which holds valid UTF-8 only (RFC 8259): whether `text` is (no overlong
 // forms, no surrogates, nothing past U+10FFFF). A path that is not cannot be recorded there.
 bool is_valid_utf8(std::string_view text);
+
+// A file of a checkpoint that does not match the SHA-256 run.json records for it (nor does its
+// NAME.next): another checkpoint's file, an edited one, or damage.
+struct ChecksumMismatch : InputError {
+  using InputError::InputError;
+};
 
 // One file of a checkpoint: a file name in the run directory (NAME.npy) and its bytes.
 struct CheckpointFile {

@@ -190,10 +190,20 @@ TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
   return options;
 }
 
-}  // namespace
+// What a command's exit code `code` says was done, for the message when its standard output could
+// not be written: what is lost then, and that its files are not.
+std::string lost_output_text(bool eval, bool sample, bool version_or_help, int code) {
+  if (code != 0 || version_or_help) return "";
+  if (eval) return ": the report is lost (eval writes no file)";
+  if (sample) {
+    return ": the outputs were written; only the final line (what was sampled and written) could "
+           "not be printed";
+  }
+  return ": the run was written; only its progress and closing lines (what was trained and "
+         "written) could not be printed";
+}
 
-int run_cli(int argc, char** argv) {
-  const std::string program = program_name();
+int run_command_line(const std::string& program, int argc, char** argv, bool& version_or_help) {
   CLI::App app{program + ": train a Restricted Boltzmann Machine on binarized MNIST with " +
                    "single-sample CD-k (the reference recipe by default)",
                program};
@@ -233,7 +243,10 @@ int run_cli(int argc, char** argv) {
   try {
     if (!eval && !sample) app.parse(args);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    if (e.get_exit_code() == 0) {  // --help, --version
+      version_or_help = true;
+      return app.exit(e);
+    }
     std::fprintf(stderr, "%s: %s (see --help)\n", program.c_str(), parse_error_text(e).c_str());
     return kExitBadInput;
   }
@@ -242,6 +255,7 @@ int run_cli(int argc, char** argv) {
     if (sample) return run_sample_command(program, command_args);
     reject_repeated_flags(app);
     if (device_info) {
+      version_or_help = true;
       for (const CLI::Option* option : app.get_options()) {
         if (option->count() > 0 && option->get_name() != "--device-info") {
           throw InputError("--device-info prints the device and exits: it takes no other flag " +
@@ -294,6 +308,30 @@ int run_cli(int argc, char** argv) {
     std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
     return 1;
   }
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  const std::string program = program_name();
+  bool version_or_help = false;  // also --device-info: output that is all of the result
+  const int code = run_command_line(program, argc, argv, version_or_help);
+  // What went to standard output (eval's report and --json, --help) is part of the result: a
+  // write that failed (a full disk, a closed pipe) must not end in exit code 0. The stream's
+  // error flag says so whenever it happened; errno by now may not say why. The message names the
+  // command and says what was done all the same (sample's and training's files).
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    const bool eval = !args.empty() && args.front() == "eval";
+    const bool sample = !args.empty() && args.front() == "sample";
+    const std::string who = program + (eval ? " eval" : sample ? " sample" : "");
+    const bool help = std::find(args.begin(), args.end(), "--help") != args.end() ||
+                      std::find(args.begin(), args.end(), "-h") != args.end();
+    std::fprintf(stderr, "%s: cannot write standard output%s\n", who.c_str(),
+                 lost_output_text(eval, sample, version_or_help || help, code).c_str());
+    return code != 0 ? code : kExitBadInput;
+  }
+  return code;
 }
 
 }  // namespace rbm

@@ -146,8 +146,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   options.seed = static_cast<uint32_t>(seed);
 
   const auto start = std::chrono::steady_clock::now();
-  const Params params = read_model(f.model);
-  if (!all_finite(params)) throw InputError("--model " + f.model + ": a parameter is not finite");
+  const Params params = read_model(f.model);  // finite, as read_model checks
   // Each selection read once: the scored images, the train split's (the AIS base rates), the
   // model's training images and the overlap of the first and the last are often the same ones.
   std::map<std::pair<int, Split>, Dataset> loaded;
@@ -236,6 +235,13 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                                        ? "run.json: digit " + images_choice.trained_digit->text +
                                              ", split " + split_name(trained->split)
                                        : "";
+  if (images_choice.bad_trained_split) {
+    notes.push_back(
+        (std::filesystem::path(f.model) / "run.json").string() + "'s data.split " +
+        *images_choice.bad_trained_split +
+        " is not all, train or test: the model's training images are unknown, so there is no "
+        "free-energy gap and no overlap with them");
+  }
   if (other_images) {
     notes.push_back("the images of run.json's digit and split in " + images_choice.data_dir +
                     " are not the model's training images (their SHA-256 differs from run.json's "
@@ -391,7 +397,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
               params.visible);
   std::printf("recon err  %.5f (mean-field, per pixel)\n", recon);
   // The gap shows overfitting when the scored images were held out (the notes say when not).
-  if (other_images) {
+  if (other_images || images_choice.bad_trained_split) {
     std::printf("free energy %s here; no gap (see the note)\n", fixed(free_energy).c_str());
   } else if (!trained) {
     const bool recorded = std::filesystem::exists(std::filesystem::path(f.model) / "run.json");

@@ -19,6 +19,7 @@
 #include "host/atomic_file.hpp"
 #include "host/checkpoint.hpp"
 #include "host/errors.hpp"
+#include "host/sha256.hpp"
 
 namespace rbm {
 namespace {
@@ -180,8 +181,9 @@ Split parse_split_flag(const std::string& flag, const std::string& text) {
 ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
                                        const std::optional<std::string>& data_flag,
                                        const std::filesystem::path& dir) {
-  ImageChoice choice{
-      {"3", 3}, data_flag.value_or("data/mnist"), std::nullopt, std::nullopt, std::nullopt};
+  ImageChoice choice;  // the reference recipe's digit 3 and data/mnist, unless given or recorded
+  choice.digit = {"3", 3};
+  choice.data_dir = data_flag.value_or("data/mnist");
   if (!digit_flag.empty()) choice.digit = {digit_flag, parse_digit_flag("--digit", digit_flag)};
   nlohmann::json run;
   try {
@@ -219,15 +221,18 @@ ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
     }
     if (digit_flag.empty()) choice.digit = *choice.trained_digit;
   }
-  if (data->contains("split") && (*data)["split"].is_string()) {
-    try {
-      choice.trained_split = parse_split((*data)["split"].get<std::string>());
-    } catch (const InputError&) {
-      // Not a split the trainer writes: what the model was trained on stays unknown.
+  if (data->contains("split")) {
+    const nlohmann::json& split = (*data)["split"];
+    if (split == "all" || split == "train" || split == "test") {
+      choice.trained_split = parse_split(split.get<std::string>());
+    } else {
+      // Not a split the trainer writes: what the model was trained on stays unknown (eval says
+      // why).
+      choice.bad_trained_split = split.dump();
     }
   }
   if (data->contains("sha256") && (*data)["sha256"].is_string()) {
-    choice.trained_sha256 = (*data)["sha256"].get<std::string>();
+    choice.trained_sha256 = lowercase_hex((*data)["sha256"].get<std::string>());
   }
   return choice;
 }

@@ -73,6 +73,8 @@ struct ImageChoice {
   std::optional<DigitChoice> trained_digit;
   std::optional<Split> trained_split;
   std::optional<std::string> trained_sha256;  // data.sha256: SHA-256 of those images' pixels
+  // data.split as recorded (JSON text) when it is not all, train or test: no trained_split then.
+  std::optional<std::string> bad_trained_split;
 };
 ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
                                        const std::optional<std::string>& data_flag,

@@ -26,16 +26,26 @@ static_assert(kChainBlockQuantum % cpu::kSampleTile == 0);
 // per four units on both cores, 3.1 s so.
 std::vector<uint8_t> random_initial_states(int64_t n_chains, int d, uint32_t seed) {
   std::vector<uint8_t> states(static_cast<size_t>(n_chains) * static_cast<size_t>(d));
+  random_initial_states(states, 0, n_chains, d, seed);
+  return states;
+}
+
+void random_initial_states(std::span<uint8_t> states, int64_t first_chain, int64_t n_chains, int d,
+                           uint32_t seed) {
+  if (first_chain < 0 || n_chains < 0 ||
+      states.size() != static_cast<size_t>(n_chains) * static_cast<size_t>(d)) {
+    throw std::invalid_argument("random_initial_states: bad chain range or states size");
+  }
   const uint64_t key = philox_key(seed, Purpose::sample);
   parallel_for(n_chains, [&](int64_t, int64_t begin, int64_t end) {
     std::vector<float> uniforms(static_cast<size_t>(d));
     for (int64_t c = begin; c < end; ++c) {
-      cpu::philox_uniforms(key, static_cast<uint64_t>(c), kInitPhase, 0, d, uniforms.data());
+      cpu::philox_uniforms(key, static_cast<uint64_t>(first_chain + c), kInitPhase, 0, d,
+                           uniforms.data());
       uint8_t* row = states.data() + static_cast<size_t>(c) * static_cast<size_t>(d);
       for (int i = 0; i < d; ++i) row[i] = static_cast<uint8_t>(uniforms[i] < 0.5f);
     }
   });
-  return states;
 }
 
 int64_t sample_block_chains(int visible, int hidden) {

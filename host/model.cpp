@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numbers>
 #include <string>
+#include <tuple>
 
 #include "host/errors.hpp"
 #include "kernels/philox.h"
@@ -82,6 +83,31 @@ bool all_finite(const std::vector<float>& values) {
 
 bool all_finite(const Params& params) {
   return all_finite(params.W) && all_finite(params.b) && all_finite(params.a);
+}
+
+std::optional<NonFiniteValue> first_non_finite(const Params& params) {
+  const auto find = [](const std::vector<float>& values) {
+    return std::find_if(values.begin(), values.end(), [](float x) { return !std::isfinite(x); }) -
+           values.begin();
+  };
+  const auto value_text = [](float x) {
+    return std::string(std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf");
+  };
+  const std::string d = std::to_string(params.visible), H = std::to_string(params.hidden);
+  if (const auto i = static_cast<size_t>(find(params.W)); i < params.W.size()) {
+    const size_t H_size = static_cast<size_t>(std::max(params.hidden, 1));
+    return NonFiniteValue{"W.npy", "the value at [" + std::to_string(i / H_size) + ", " +
+                                       std::to_string(i % H_size) + "] (of (" + d + ", " + H +
+                                       ")) is " + value_text(params.W[i])};
+  }
+  for (const auto& [file, values, length] :
+       {std::tuple{"b.npy", &params.b, H}, std::tuple{"a.npy", &params.a, d}}) {
+    if (const auto i = static_cast<size_t>(find(*values)); i < values->size()) {
+      return NonFiniteValue{file, "the value at [" + std::to_string(i) + "] (of (" + length +
+                                      ",)) is " + value_text((*values)[i])};
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace rbm

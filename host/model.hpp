@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,5 +65,14 @@ void check_shapes(const Params& params);
 // True when every value (or every parameter) is finite.
 bool all_finite(const std::vector<float>& values);
 bool all_finite(const Params& params);
+
+// The first value of the parameters that is not finite, W's first (C order), then b's, then a's:
+// the file that holds it ("W.npy", "b.npy", "a.npy") and where, "the value at [5, 3] (of (784,
+// 20)) is nan". Nothing when all are finite.
+struct NonFiniteValue {
+  std::string file;
+  std::string where;
+};
+std::optional<NonFiniteValue> first_non_finite(const Params& params);
 
 }  // namespace rbm

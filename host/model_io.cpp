@@ -41,6 +41,63 @@ HiddenType recorded_hidden_type(const std::filesystem::path& dir,
                    " is not \"binary\" or \"ternary\"");
 }
 
+// W.npy, b.npy [, a.npy] of a model directory as they are, checked: shapes that fit, at least one
+// visible and one hidden unit, finite values.
+Params read_bare_model(const std::filesystem::path& dir) {
+  const NpyArray W = read_npy(dir / "W.npy");
+  if (W.shape.size() != 2) throw InputError((dir / "W.npy").string() + ": must be 2-D (d, H)");
+  const int64_t d = W.shape[0], H = W.shape[1];
+  if (d < 1 || H < 1) {
+    throw InputError((dir / "W.npy").string() + ": shape " + npy_shape_text(W.shape) +
+                     ": (d, H) needs at least one visible and one hidden unit");
+  }
+  // b (H,) and a (d,), 1-D as the trainer writes them; a length that fits the other side of W
+  // is most likely W saved transposed, (H, d).
+  const auto read_vector = [&](const char* name, int64_t length, const char* what) {
+    const std::filesystem::path path = dir / name;
+    const NpyArray v = read_npy(path);
+    const std::string shape_text = "W.npy is " + npy_shape_text(W.shape) + ", (d, H): " + name +
+                                   " must be " + npy_shape_text({length}) + ", one " + what;
+    if (v.shape.size() != 1 || v.shape[0] != length) {
+      const bool transposed = v.shape.size() == 1 && v.shape[0] == (length == H ? d : H);
+      throw InputError(path.string() + ": shape " + npy_shape_text(v.shape) + "; " + shape_text +
+                       (transposed ? " (was W saved transposed?)" : ""));
+    }
+    return v.data;
+  };
+  Params params;
+  params.visible = static_cast<int>(d);
+  params.hidden = static_cast<int>(H);
+  params.W = W.data;
+  params.b = read_vector("b.npy", H, "per hidden unit");
+  if (std::filesystem::exists(dir / "a.npy")) {
+    params.a = read_vector("a.npy", d, "per visible unit");
+  }
+  check_shapes(params);
+  if (const std::optional<NonFiniteValue> bad = first_non_finite(params)) {
+    throw InputError((dir / bad->file).string() + ": " + bad->where +
+                     ": a model's parameters must be finite");
+  }
+  return params;
+}
+
+// run.json's recipe.hidden, where it records one, is W.npy's H: a W.npy of another run put in its
+// place (its SHA-256 recorded anew) is not the model that run.json describes. --resume refuses it
+// alike (host/checkpoint.cpp).
+void check_recorded_hidden(const std::filesystem::path& dir,
+                           const std::optional<nlohmann::json>& run, int hidden) {
+  if (!run || !run->is_object() || !run->contains("recipe") || !(*run)["recipe"].is_object() ||
+      !(*run)["recipe"].contains("hidden")) {
+    return;
+  }
+  const nlohmann::json& recorded = (*run)["recipe"]["hidden"];
+  if (!recorded.is_number_integer() || recorded.get<int64_t>() != hidden) {
+    throw InputError("--model " + dir.string() + ": " + (dir / "run.json").string() +
+                     " records recipe.hidden " + recorded.dump() + ", but W.npy has H = " +
+                     std::to_string(hidden) + " hidden units: not the model of that run");
+  }
+}
+
 }  // namespace
 
 void write_model(const std::filesystem::path& dir, const Params& params) {
@@ -55,49 +112,32 @@ Params read_model(const std::filesystem::path& dir) {
     throw InputError("--model " + dir.string() + ": " +
                      (error ? "cannot be examined: " + error.message() : "not a directory"));
   }
-  // run.json, parsed once for both of its uses here. A run's record with a checkpoint entry
+  // run.json, parsed once for all of its uses here. A run's record with a checkpoint entry
   // (host/checkpoint.hpp) makes this a run directory: the checkpoint it commits to, each file
   // checked against its SHA-256 (NAME or NAME.next, whichever matches: a run may be writing it;
   // read again when it committed newer ones meanwhile), a.npy only when the checkpoint has it.
   // Otherwise it gives only the hidden type; models written by hand have no run.json.
   const std::optional<nlohmann::json> run = read_run_json(dir);
+  Params params;
   if (run && run->is_object() && run->contains("checkpoint")) {
     try {
-      return load_newest_checkpoint(dir).params;
+      params = load_newest_checkpoint(dir).params;
+    } catch (const ChecksumMismatch& e) {
+      // An edited file: its record no longer describes it, but the files may still be wanted.
+      const nlohmann::json& sums = (*run)["checkpoint"].value("sha256", nlohmann::json::object());
+      const bool has_a = sums.is_object() && sums.contains("a.npy");
+      throw InputError("--model " + dir.string() + ": " + e.what() +
+                       "; to use the files as they are, copy W.npy" +
+                       (has_a ? ", b.npy and a.npy" : " and b.npy") +
+                       " to a new directory without run.json, a bare model");
     } catch (const InputError& e) {
       throw InputError("--model " + dir.string() + ": " + e.what());
     }
+  } else {
+    params = read_bare_model(dir);
+    params.hidden_type = recorded_hidden_type(dir, run);
   }
-  const NpyArray W = read_npy(dir / "W.npy");
-  if (W.shape.size() != 2) throw InputError((dir / "W.npy").string() + ": must be 2-D (d, H)");
-  const int64_t d = W.shape[0], H = W.shape[1];
-  // b (H,) and a (d,), 1-D as the trainer writes them; a length that fits the other side of W
-  // is most likely W saved transposed, (H, d).
-  const auto read_vector = [&](const char* name, int64_t length, const char* what) {
-    const std::filesystem::path path = dir / name;
-    const NpyArray v = read_npy(path);
-    const std::string shape_text = "W.npy is (" + std::to_string(d) + ", " + std::to_string(H) +
-                                   "), (d, H): " + name + " must be (" + std::to_string(length) +
-                                   ",), one " + what;
-    if (v.shape.size() != 1 || v.shape[0] != length) {
-      const bool transposed = v.shape.size() == 1 && v.shape[0] == (length == H ? d : H);
-      throw InputError(path.string() + ": shape (" +
-                       (v.shape.empty() ? std::string() : std::to_string(v.shape[0])) +
-                       (v.shape.size() > 1 ? ", ..." : ",") + "); " + shape_text +
-                       (transposed ? " (was W saved transposed?)" : ""));
-    }
-    return v.data;
-  };
-  Params params;
-  params.visible = static_cast<int>(d);
-  params.hidden = static_cast<int>(H);
-  params.W = W.data;
-  params.b = read_vector("b.npy", H, "per hidden unit");
-  if (std::filesystem::exists(dir / "a.npy")) {
-    params.a = read_vector("a.npy", d, "per visible unit");
-  }
-  check_shapes(params);
-  params.hidden_type = recorded_hidden_type(dir, run);
+  check_recorded_hidden(dir, run, params.hidden);
   return params;
 }
 

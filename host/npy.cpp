@@ -29,12 +29,6 @@ constexpr size_t kAlign = 64;
   throw InputError(path.string() + ": " + what);
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "(";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + (shape.size() == 1 ? ",)" : ")");
-}
-
 // prod(shape) * elem_size, or nothing when a dimension is negative or the product overflows.
 std::optional<uint64_t> byte_count(const std::vector<int64_t>& shape, size_t elem_size) {
   uint64_t n = elem_size;
@@ -48,15 +42,15 @@ std::optional<uint64_t> byte_count(const std::vector<int64_t>& shape, size_t ele
 std::string npy_header(const std::filesystem::path& path, std::string_view descr, size_t count,
                        size_t elem_size, const std::vector<int64_t>& shape) {
   if (shape.empty() || shape.size() > 2) {
-    fail(path, "cannot write shape " + shape_text(shape) + ": only 1-D and 2-D arrays");
+    fail(path, "cannot write shape " + npy_shape_text(shape) + ": only 1-D and 2-D arrays");
   }
   const std::optional<uint64_t> bytes = byte_count(shape, elem_size);
   if (!bytes || *bytes != count * elem_size) {
-    fail(path,
-         "cannot write shape " + shape_text(shape) + " from " + std::to_string(count) + " values");
+    fail(path, "cannot write shape " + npy_shape_text(shape) + " from " + std::to_string(count) +
+                   " values");
   }
   std::string header = "{'descr': '" + std::string(descr) +
-                       "', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
+                       "', 'fortran_order': False, 'shape': " + npy_shape_text(shape) + ", }";
   // numpy >= 1.24 leaves room for the first dimension to grow to 21 digits; doing the same makes
   // our files byte-identical to numpy.save's.
   header.append(21 - std::min<size_t>(21, std::to_string(shape[0]).size()), ' ');
@@ -282,18 +276,18 @@ CheckedNpy check_npy(const std::filesystem::path& path, std::string file_bytes,
   }
   if (header.fortran_order) fail(path, "Fortran order; only C order is supported");
   if (header.shape.empty() || header.shape.size() > 2) {
-    fail(path, "shape " + shape_text(header.shape) + ": only 1-D and 2-D arrays are supported");
+    fail(path, "shape " + npy_shape_text(header.shape) + ": only 1-D and 2-D arrays are supported");
   }
   const std::optional<uint64_t> expected = byte_count(header.shape, elem_size);
   const size_t actual = file.size() - npy.data_offset;
-  if (!expected) fail(path, "absurd shape " + shape_text(header.shape));
+  if (!expected) fail(path, "absurd shape " + npy_shape_text(header.shape));
   if (*expected > actual) {
-    fail(path, "truncated data: shape " + shape_text(header.shape) + " needs " +
+    fail(path, "truncated data: shape " + npy_shape_text(header.shape) + " needs " +
                    std::to_string(*expected) + " bytes but the file holds " +
                    std::to_string(actual));
   }
   if (*expected < actual) {
-    fail(path, "trailing data: shape " + shape_text(header.shape) + " needs " +
+    fail(path, "trailing data: shape " + npy_shape_text(header.shape) + " needs " +
                    std::to_string(*expected) + " bytes but the file holds " +
                    std::to_string(actual));
   }
@@ -317,6 +311,12 @@ NpyArrayOf<T> parse_npy_as(const std::filesystem::path& path, std::string bytes,
 }
 
 }  // namespace
+
+std::string npy_shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "(";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + (shape.size() == 1 ? ",)" : ")");
+}
 
 std::string encode_npy(const std::filesystem::path& path, const std::vector<float>& data,
                        const std::vector<int64_t>& shape) {
@@ -342,7 +342,7 @@ void write_npy_states(const std::filesystem::path& path, const std::vector<uint8
                       int64_t rows, int64_t cols, StatesFormat format) {
   if (rows < 0 || cols < 0 ||
       static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) != states.size()) {
-    fail(path, "cannot write shape " + shape_text({rows, cols}) + " from " +
+    fail(path, "cannot write shape " + npy_shape_text({rows, cols}) + " from " +
                    std::to_string(states.size()) + " values");
   }
   const uint8_t* in = states.data();

@@ -40,6 +40,9 @@ std::string encode_npy(const std::filesystem::path& path, const std::vector<floa
 std::string encode_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>& data,
                           const std::vector<int64_t>& shape);
 
+// A shape as numpy prints it: "(784, 20)", "(20,)".
+std::string npy_shape_text(const std::vector<int64_t>& shape);
+
 // Throw InputError naming the file and the problem: bad magic or version, an unparsable header,
 // another dtype, Fortran order, a shape that is not 1-D or 2-D, or data of the wrong length.
 NpyArray read_npy(const std::filesystem::path& path);

@@ -121,4 +121,17 @@ std::string sha256_hex(std::string_view bytes) {
   return hash.hex_digest();
 }
 
+std::string lowercase_hex(std::string recorded) {
+  for (char& c : recorded) {
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return recorded;
+}
+
+bool is_sha256_hex(std::string_view recorded) {
+  return recorded.size() == 64 && std::all_of(recorded.begin(), recorded.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+         });
+}
+
 }  // namespace rbm

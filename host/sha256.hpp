@@ -31,4 +31,10 @@ class Sha256 {
 std::string sha256_hex(std::span<const uint8_t> bytes);
 std::string sha256_hex(std::string_view bytes);
 
+// A SHA-256 as recorded (run.json), in the lower case sha256_hex writes: hex digits in upper case
+// (an edited record) name the same digest. Other characters are kept as they are.
+std::string lowercase_hex(std::string recorded);
+// True when `recorded` is 64 hex digits, of either case.
+bool is_sha256_hex(std::string_view recorded);
+
 }  // namespace rbm

@@ -503,6 +503,13 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
     write_bytes(run / "b.npy", npy({16}));
     test::rehash(run, "b.npy");
     expect_resume_refused(run, {"run.json", "recipe.hidden 8"});
+    // eval and sample refuse it too: it is not the model of the run that run.json describes.
+    EXPECT_INPUT_ERROR(read_model(run), "--model " + run.string(), (run / "run.json").string(),
+                       "records recipe.hidden 8, but W.npy has H = 16 hidden units");
+    expect_refused({"eval", run.string(), "--data", RBM_MNIST_DIR},
+                   {"rbm_cpu eval: --model", "recipe.hidden 8", "H = 16"});
+    expect_refused({"sample", run.string(), "--out", (dir_ / "s.npy").string()},
+                   {"rbm_cpu sample: --model", "recipe.hidden 8", "H = 16"});
   }
   // Visible biases the recipe does not have.
   {
@@ -519,7 +526,42 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
   EXPECT_INPUT_ERROR(read_model(model.path()), "a.npy: shape (100,); W.npy is (784, 8)");
   // b and a are 1-D: a column vector of the right length is refused too.
   write_npy(model / "a.npy", std::vector<float>(784, 0.0f), {784, 1});
-  EXPECT_INPUT_ERROR(read_model(model.path()), "a.npy: shape (784, ...)");
+  EXPECT_INPUT_ERROR(read_model(model.path()), "a.npy: shape (784, 1); W.npy is (784, 8)");
+  std::filesystem::remove(model / "a.npy");
+  write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {1, 8});
+  EXPECT_INPUT_ERROR(read_model(model.path()), "b.npy: shape (1, 8); W.npy is (784, 8)",
+                     "b.npy must be (8,)");
+  write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {8});
+  // No hidden unit: W.npy is named, with its shape.
+  write_npy(model / "W.npy", {}, {784, 0});
+  write_npy(model / "b.npy", {}, {0});
+  EXPECT_INPUT_ERROR(read_model(model.path()), (model / "W.npy").string(), "shape (784, 0)",
+                     "at least one visible and one hidden unit");
+  expect_refused({"sample", model.path().string(), "--out", (model / "s.npy").string()},
+                 {"rbm_cpu sample: ", (model / "W.npy").string(), "shape (784, 0)"});
+  // A value that is not finite: the file and the index of the first one.
+  Params p = test::random_params(784, 8, 0.1f, 3, true);
+  p.W[5 * 8 + 3] = NAN;
+  p.W[7 * 8 + 1] = INFINITY;
+  write_model(model.path(), p);
+  EXPECT_INPUT_ERROR(read_model(model.path()), (model / "W.npy").string(),
+                     "the value at [5, 3] (of (784, 8)) is nan");
+  expect_refused({"eval", model.path().string(), "--data", RBM_MNIST_DIR},
+                 {"rbm_cpu eval: ", (model / "W.npy").string(), "[5, 3]", "is nan"});
+  p.W[5 * 8 + 3] = p.W[7 * 8 + 1] = 0.0f;
+  p.b[6] = INFINITY;
+  write_model(model.path(), p);
+  EXPECT_INPUT_ERROR(read_model(model.path()), (model / "b.npy").string(),
+                     "the value at [6] (of (8,)) is inf");
+  p.b[6] = 0.0f;
+  p.a[700] = -INFINITY;
+  write_model(model.path(), p);
+  EXPECT_INPUT_ERROR(read_model(model.path()), (model / "a.npy").string(),
+                     "the value at [700] (of (784,)) is -inf");
+  expect_refused({"sample", model.path().string(), "--out", (model / "s.npy").string()},
+                 {"rbm_cpu sample: ", (model / "a.npy").string(), "[700]", "is -inf"});
+  std::filesystem::remove(model / "a.npy");
+  write_npy(model / "W.npy", std::vector<float>(784 * 8, 0.0f), {784, 8});
   // W saved transposed, (H, d): b's length is W's first dimension.
   std::filesystem::remove(model / "a.npy");
   write_npy(model / "W.npy", std::vector<float>(784 * 8, 0.0f), {8, 784});
@@ -700,6 +742,9 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
            },
            {"rng.next_stream 7"}},
           {[](nlohmann::json& r) { r["recipe"]["chains"] = 5; }, {"recipe.chains without"}},
+          // A split the trainer does not write.
+          {[](nlohmann::json& r) { r["data"]["split"] = "val"; },
+           {"run.json: data.split \"val\" is not all, train or test"}},
       };
   for (const auto& [edit, parts] : edits) {
     SCOPED_TRACE(parts.front());
@@ -865,7 +910,31 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
       shell(exe + " eval --model " + test::shell_quote(model) + " --data " +
             test::shell_quote(RBM_MNIST_DIR) + " --json >/dev/full");
   EXPECT_EQ(full.exit_code, 2) << full.output;
-  EXPECT_NE(full.output.find("cannot write standard output"), std::string::npos) << full.output;
+  EXPECT_EQ(full.output,
+            "rbm_cpu eval: cannot write standard output: the report is lost (eval writes no "
+            "file)\n");
+  // sample's outputs are written; only its final line is lost, and the message says so.
+  const std::string full_out = (dir / "full.npy").string();
+  const test::CommandResult sample_full =
+      shell(exe + " sample " + test::shell_quote(model) + " --chains 2 --steps 1 --out " +
+            test::shell_quote(full_out) + " >/dev/full");
+  EXPECT_EQ(sample_full.exit_code, 2) << sample_full.output;
+  EXPECT_EQ(sample_full.output,
+            "rbm_cpu sample: cannot write standard output: the outputs were written; only the "
+            "final line (what was sampled and written) could not be printed\n");
+  EXPECT_TRUE(std::filesystem::exists(full_out));
+  // Training's run directory is written; a failed command says only what failed.
+  const test::CommandResult train_full =
+      shell(exe + " --data " + test::shell_quote(RBM_MNIST_DIR) + " --iters 10 --hidden 4 --out " +
+            test::shell_quote((dir / "full_run").string()) + " >/dev/full");
+  EXPECT_EQ(train_full.exit_code, 2) << train_full.output;
+  EXPECT_NE(train_full.output.find("rbm_cpu: cannot write standard output: the run was written"),
+            std::string::npos)
+      << train_full.output;
+  EXPECT_TRUE(std::filesystem::exists(dir / "full_run" / "W.npy"));
+  const test::CommandResult help_full = shell(exe + " sample --help >/dev/full");
+  EXPECT_EQ(help_full.exit_code, 2) << help_full.output;
+  EXPECT_EQ(help_full.output, "rbm_cpu sample: cannot write standard output\n");
   // RBM_CPU_THREADS that is not a count of threads.
   for (const char* value : {"abc", "0", "-1", "2x", "1025"}) {
     const test::CommandResult r =

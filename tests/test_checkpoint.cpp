@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -244,8 +245,35 @@ TEST(Checkpoint, ReadModelOfARunDirectoryReadsItsCheckpoint) {
   write_npy(dir / "a.npy", {1, 2, 3, 4, 5, 6}, {6});
   expect_same(read_model(dir.path()), params);
   write_npy(dir / "b.npy", small_params(9.0f, false).b, {3});
+  // An edited file: the message says how to use the files all the same.
   EXPECT_INPUT_ERROR(read_model(dir.path()), "--model " + dir.path().string(),
-                     (dir / "b.npy").string(), "SHA-256");
+                     (dir / "b.npy").string(), "SHA-256",
+                     "; to use the files as they are, copy W.npy and b.npy to a new directory "
+                     "without run.json, a bare model");
+  write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, true)), run_at(3));
+  write_npy(dir / "W.npy", small_params(9.0f, true).W, {6, 3});
+  EXPECT_INPUT_ERROR(read_model(dir.path()), "copy W.npy, b.npy and a.npy to a new directory");
+}
+
+// A SHA-256 recorded with upper-case hex digits (an edited run.json) names the same digest; a
+// recorded value that is no SHA-256 at all is called so, not the file damaged.
+TEST(Checkpoint, RecordedChecksumsInUpperCaseMatch) {
+  TempDir dir;
+  const Params params = small_params(1.0f, true);
+  write_checkpoint(dir.path(), 3, param_files(params), run_at(3));
+  nlohmann::json run = test::read_json(dir / "run.json");
+  for (auto& [name, sum] : run["checkpoint"]["sha256"].items()) {
+    std::string upper = sum.get<std::string>();
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    sum = upper;
+  }
+  test::write_json(dir / "run.json", run);
+  expect_same(load_checkpoint(dir.path()).params, params);
+  expect_same(read_model(dir.path()), params);
+  run["checkpoint"]["sha256"]["b.npy"] = "not-a-digest";
+  test::write_json(dir / "run.json", run);
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), (dir / "b.npy").string(),
+                     "checkpoint.sha256.b.npy \"not-a-digest\" is not a SHA-256 (64 hex digits)");
 }
 
 TEST(Checkpoint, BrokenRunJsonIsRefusedNamingIt) {

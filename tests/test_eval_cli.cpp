@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -343,13 +344,17 @@ TEST(EvalCli, SaysHowManyScoredImagesWereTrainingImages) {
 
 // A model without run.json's record of its training images (a bare model directory, or a run.json
 // without data.digit and data.split): no gap and no overlap, said rather than guessed.
+// A run.json whose data.split is not one the trainer writes ("val") leaves them unknown too, and
+// a note names the file and the field.
 TEST(EvalCli, WithoutARecordTheTrainingImagesAreUnknown) {
   const test::TempDir dir;
   write_small_model(dir / "model", false);
   const std::string model = (dir / "model").string();
-  for (const bool with_run_json : {false, true}) {
-    SCOPED_TRACE(with_run_json ? "run.json without data" : "no run.json");
-    if (with_run_json) test::write_bytes(dir / "model" / "run.json", R"({"data": {}})");
+  for (const std::string run_json :
+       {"", R"({"data": {}})", R"({"data": {"digit": 3, "split": "val"}})"}) {
+    SCOPED_TRACE(run_json.empty() ? "no run.json" : run_json);
+    if (!run_json.empty()) test::write_bytes(dir / "model" / "run.json", run_json);
+    const bool bad_split = run_json.find("val") != std::string::npos;
     const nlohmann::json out = eval_json({model});
     EXPECT_FALSE(out["free_energy"].is_null());
     for (const char* key :
@@ -357,15 +362,24 @@ TEST(EvalCli, WithoutARecordTheTrainingImagesAreUnknown) {
           "scored_training_image_count", "scored_training_image_fraction"}) {
       EXPECT_TRUE(out[key].is_null()) << key << ": " << out[key];
     }
-    EXPECT_EQ(out["notes"], nlohmann::json::array());
+    if (bad_split) {
+      ASSERT_EQ(out["notes"].size(), 1u) << out["notes"];
+      EXPECT_EQ(out["notes"][0],
+                (dir / "model" / "run.json").string() +
+                    "'s data.split \"val\" is not all, train or test: the model's training images "
+                    "are unknown, so there is no free-energy gap and no overlap with them");
+    } else {
+      EXPECT_EQ(out["notes"], nlohmann::json::array());
+    }
     const test::CommandResult text = run_cpu({"eval", model, "--data", RBM_MNIST_DIR});
     ASSERT_EQ(text.exit_code, 0) << text.output;
-    const std::string why = with_run_json ? "its run.json does not record" : "no run.json records";
-    EXPECT_NE(text.output.find(" here; no gap: " + why +
-                               " the model's training images (digit, "
-                               "split)\n"),
-              std::string::npos)
-        << text.output;
+    const std::string why = bad_split ? " here; no gap (see the note)\n"
+                            : run_json.empty()
+                                ? " here; no gap: no run.json records the model's training images "
+                                  "(digit, split)\n"
+                                : " here; no gap: its run.json does not record the model's "
+                                  "training images (digit, split)\n";
+    EXPECT_NE(text.output.find(why), std::string::npos) << text.output;
   }
 }
 
@@ -377,11 +391,14 @@ TEST(EvalCli, TrainingImagesMustMatchTheRecordedHash) {
   write_small_model(dir / "model", false);
   const std::string model = (dir / "model").string();
   const std::string right = sha256_hex(load_mnist(RBM_MNIST_DIR, 3, Split::test).pixels);
-  for (const bool matches : {true, false}) {
-    SCOPED_TRACE(matches ? "the recorded hash" : "another hash");
-    test::write_bytes(dir / "model" / "run.json",
-                      R"({"data": {"digit": 3, "split": "test", "sha256": ")" +
-                          (matches ? right : std::string(64, '0')) + R"("}})");
+  std::string upper = right;  // hex digits in upper case name the same digest
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const std::string& recorded : {right, upper, std::string(64, '0')}) {
+    const bool matches = recorded != std::string(64, '0');
+    SCOPED_TRACE("recorded " + recorded);
+    test::write_bytes(
+        dir / "model" / "run.json",
+        R"({"data": {"digit": 3, "split": "test", "sha256": ")" + recorded + R"("}})");
     const nlohmann::json out = eval_json({model, "--split", "train"});
     EXPECT_EQ(out["training_images"].is_null(), !matches) << out["training_images"];
     EXPECT_EQ(out["free_energy_gap"].is_null(), !matches) << out["free_energy_gap"];
@@ -495,6 +512,8 @@ TEST(SampleCli, WritesTheBackendsChainsAndPictures) {
       run_cpu({"sample", "--model", model, "--chains", "7", "--steps", "5", "--seed", "11", "--out",
                (dir / "s.npy").string(), "--png", (dir / "s.png").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("sampled 7 chains x 5 steps from random starts with cpu; wrote ", 0), 0u)
+      << r.output;
   const NpyArrayU8 states = read_sample_states(dir / "s.npy");
   ASSERT_EQ(states.shape, (std::vector<int64_t>{chains, d}));
 
@@ -609,6 +628,109 @@ TEST(SampleCli, ASignalStopsALongSamplingAndNothingIsWritten) {
     }
     EXPECT_TRUE(handled) << "every signal came before sample's handlers";
   }
+}
+
+// A million chains' start states take seconds to make (784 MB): a signal then stops sample as it
+// stops the sampling, with one line and nothing written. The test signals once sample catches the
+// signal (its handlers come before the start states).
+TEST(SampleCli, ASignalStopsTheStartStatesAndNothingIsWritten) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  test::ChildProcess child(RBM_CPU_EXE,
+                           {"sample", (dir / "model").string(), "--chains", "1e6", "--steps", "0",
+                            "--out", (dir / "s.npy").string()},
+                           dir / "log.txt");
+  const auto start = std::chrono::steady_clock::now();
+  while (!child.catches(SIGTERM) && !child.ended() &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  child.signal(SIGTERM);
+  child.wait();
+  EXPECT_EQ(child.killed_by(), 0);
+  EXPECT_EQ(child.exit_code(), 128 + SIGTERM);
+  std::string log = read_file(dir / "log.txt");
+  // The acknowledgement, when the machine held sample past StopSignals::kAcknowledgeAfter.
+  const std::string acknowledged =
+      "rbm_cpu sample: SIGTERM received; the sampling stops when the step in progress ends, "
+      "writing nothing; the same signal again kills it at once\n";
+  if (log.starts_with(acknowledged)) log.erase(0, acknowledged.size());
+  EXPECT_EQ(test::line_count(log), 1) << log;
+  EXPECT_EQ(log.rfind("rbm_cpu sample: interrupted by SIGTERM with ", 0), 0u) << log;
+  EXPECT_NE(log.find("% of the start states made ("), std::string::npos) << log;
+  EXPECT_NE(log.find(" of 1e+06 chains); nothing written\n"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
+}
+
+// The start states are made in blocks of about 16 MiB (21399 chains of 784 units), with a look at
+// the signals between them: over several blocks they are random_initial_states' over all chains,
+// and from data chain c's is image c mod n. The final line counts in the singular for one.
+TEST(SampleCli, StartStatesInBlocksAreThoseOfOnePass) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  const std::string model = (dir / "model").string();
+  const int chains = 50'000, d = 784;
+  test::CommandResult r =
+      run_cpu({"sample", model, "--chains", "5e4", "--steps", "0", "--seed", "11", "--format",
+               "packed", "--out", (dir / "random.npy").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::vector<uint8_t> want = random_initial_states(chains, d, 11);
+  const NpyArrayU8 bits = read_npy_u8(dir / "random.npy");
+  ASSERT_EQ(bits.shape, (std::vector<int64_t>{chains, d / 8}));
+  for (size_t c = 0; c < static_cast<size_t>(chains); ++c) {
+    for (size_t i = 0; i < static_cast<size_t>(d); ++i) {
+      ASSERT_EQ((bits.data[c * (d / 8) + i / 8] >> (7 - i % 8)) & 1, want[c * d + i])
+          << "chain " << c << ", unit " << i;
+    }
+  }
+  r = run_cpu({"sample", model, "--chains", "5e4", "--steps", "0", "--init", "data", "--data",
+               RBM_MNIST_DIR, "--format", "packed", "--out", (dir / "data.npy").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Dataset threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);
+  const NpyArrayU8 data_bits = read_npy_u8(dir / "data.npy");
+  ASSERT_EQ(data_bits.shape, (std::vector<int64_t>{chains, d / 8}));
+  for (int64_t c = 0; c < chains; ++c) {
+    const uint8_t* image = threes.row(c % threes.rows);
+    for (size_t i = 0; i < static_cast<size_t>(d); ++i) {
+      ASSERT_EQ((data_bits.data[static_cast<size_t>(c) * (d / 8) + i / 8] >> (7 - i % 8)) & 1,
+                image[i])
+          << "chain " << c << ", unit " << i;
+    }
+  }
+  r = run_cpu(
+      {"sample", model, "--chains", "1", "--steps", "1", "--out", (dir / "one.npy").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "sampled 1 chain x 1 step from random starts with cpu; wrote " +
+                          (dir / "one.npy").string() + "\n");
+}
+
+// The outputs are written one after another: when a later one fails, the message names the ones
+// already written (each has replaced any file of its name). A name of 250 characters passes the
+// checks before sampling but not the write: its temporary file's name (.NAME.tmp.PID,
+// host/atomic_file.hpp) is longer than the 255 bytes a file name may have on Linux.
+TEST(SampleCli, AFailedWriteNamesTheOutputsWrittenBeforeIt) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  const std::string out = (dir / "s.npy").string(), png = (dir / "s.png").string();
+  const std::string long_png = (dir / (std::string(246, 'x') + ".png")).string();
+  const test::CommandResult r =
+      run_cpu({"sample", (dir / "model").string(), "--chains", "3", "--steps", "2", "--out", out,
+               "--png", png, "--before-after", long_png});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+  EXPECT_EQ(r.output.rfind("rbm_cpu sample: --before-after " + long_png, 0), 0u) << r.output;
+  EXPECT_NE(
+      r.output.find("; --out " + out + " and --png " + png + " were written before this failure\n"),
+      std::string::npos)
+      << r.output;
+  EXPECT_TRUE(std::filesystem::exists(out));
+  EXPECT_TRUE(std::filesystem::exists(png));
+  EXPECT_FALSE(std::filesystem::exists(long_png));
+  // The first output failing names none.
+  const test::CommandResult first = run_cpu({"sample", (dir / "model").string(), "--chains", "3",
+                                             "--steps", "2", "--out", long_png + ".npy"});
+  EXPECT_EQ(first.exit_code, 2) << first.output;
+  EXPECT_EQ(first.output.find("written before"), std::string::npos) << first.output;
 }
 
 TEST(SampleCli, DataStartsFromTheModelsDigit) {
