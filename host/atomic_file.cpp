@@ -118,6 +118,20 @@ std::filesystem::path write_target(const std::filesystem::path& path) {
   for (int hops = 0; hops < 40; ++hops) {
     struct stat status {};
     if (::lstat(target.c_str(), &status) != 0 || !S_ISLNK(status.st_mode)) return target;
+    // Linux's fs.protected_symlinks: open(2) does not follow a link in a sticky world-writable
+    // directory (/tmp) owned neither by the follower nor by the directory's owner; nor does this
+    // (another user's /tmp/out.npy -> ~/.bashrc would replace ~/.bashrc).
+    const std::filesystem::path link_dir = target.has_parent_path() ? target.parent_path() : ".";
+    struct stat dir_status {};
+    if (::stat(link_dir.c_str(), &dir_status) == 0 && (dir_status.st_mode & S_ISVTX) != 0 &&
+        (dir_status.st_mode & S_IWOTH) != 0 && status.st_uid != ::geteuid() &&
+        status.st_uid != dir_status.st_uid) {
+      fail(path,
+           "the symbolic link " + target.string() +
+               " is another user's, in a sticky world-writable directory: not followed, as "
+               "open(2) would not (fs.protected_symlinks)",
+           EACCES);
+    }
     std::error_code error;
     const std::filesystem::path next = std::filesystem::read_symlink(target, error);
     if (error) fail(path, "cannot read the symbolic link " + target.string(), error.value());

@@ -27,7 +27,8 @@ void write_file_atomic(const std::filesystem::path& path,
 // link names, followed through up to 40 links as open(2) would (a dangling link's target is
 // created). Renaming the temporary file over the link would replace the link with a file: `sample
 // --out /dev/stdout`, stdout redirected to a file, replaced the system's /dev/stdout. Throws
-// InputError for a link that cannot be read or a loop.
+// InputError for a link that cannot be read, a loop, and a link that open(2) refuses to follow
+// under fs.protected_symlinks (another user's, in a sticky world-writable directory such as /tmp).
 std::filesystem::path write_target(const std::filesystem::path& path);
 
 // The whole content of `path`. Throws InputError naming the path and strerror(errno).

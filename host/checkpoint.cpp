@@ -447,25 +447,14 @@ void require_log_points_between(const std::filesystem::path& path, int64_t from,
   }
 }
 
-// The comma-separated fields of one line (no quoting: rbm's metrics hold none).
-std::vector<std::string_view> csv_fields(std::string_view line) {
-  std::vector<std::string_view> fields;
-  for (size_t start = 0;;) {
-    const size_t comma = line.find(',', start);
-    fields.push_back(line.substr(start, comma == std::string_view::npos ? comma : comma - start));
-    if (comma == std::string_view::npos) return fields;
-    start = comma + 1;
-  }
-}
-
 // Throws when a field after the iteration is neither empty (a metric the run does not compute)
 // nor a finite number, or log_z_method's is not a name training writes (host/train_eval.cpp):
 // the resumed file would carry it, and scripts/plot would refuse it.
 void require_metrics_values(const std::filesystem::path& path, int line,
-                            const std::vector<std::string_view>& columns, std::string_view row) {
-  const std::vector<std::string_view> fields = csv_fields(row);
+                            const std::vector<std::string>& columns, std::string_view row) {
+  const std::vector<std::string> fields = split_fields(row);
   for (size_t k = 1; k < fields.size(); ++k) {
-    const std::string_view field = fields[k];
+    const std::string& field = fields[k];
     if (field.empty()) continue;
     bool ok = false;
     if (columns[k] == "log_z_method") {
@@ -477,8 +466,8 @@ void require_metrics_values(const std::filesystem::path& path, int line,
     }
     if (!ok) {
       throw InputError(
-          path.string() + ": line " + std::to_string(line) + "'s " + std::string(columns[k]) +
-          " is '" + std::string(field) + "', not " +
+          path.string() + ": line " + std::to_string(line) + "'s " + columns[k] + " is '" + field +
+          "', not " +
           (columns[k] == "log_z_method" ? "exact, ais or ais-below-bound" : "a finite number") +
           ": an edited or foreign file");
     }
@@ -498,8 +487,8 @@ MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, i
   const std::string& text = *current;
   const std::string header = text.substr(0, text.find('\n') + 1);
   MetricsUpTo kept{header, 0};
-  const std::vector<std::string_view> columns =
-      csv_fields(std::string_view(header).substr(0, header.size() - 1));
+  const std::vector<std::string> columns =
+      split_fields(std::string_view(header).substr(0, header.size() - 1));
   const auto header_commas = std::count(header.begin(), header.end(), ',');  // every row's
   int line = 1;
   int64_t previous_iteration = 0;  // rows start after iteration 0

@@ -199,7 +199,7 @@ std::string lost_output_text(bool eval, bool sample, bool version_or_help, int c
     return ": the outputs were written; only the final line (what was sampled and written) could "
            "not be printed";
   }
-  return ": the run was written; only its progress and closing lines (what was trained and "
+  return ": the run was written; only its closing lines (what was trained and "
          "written) could not be printed";
 }
 

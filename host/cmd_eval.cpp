@@ -44,10 +44,16 @@ LogZEstimate estimate_log_z_showing_progress(Backend& backend, const Params& par
   if (!progress.interactive()) return estimate_log_z(backend, params, options);
   std::atomic<int64_t> steps{0};
   options.ais_steps_done = &steps;
-  struct EndBarLine {  // also when estimate_log_z throws: its message gets a line of its own
+  // The last draw, at 100% when AIS ran to its end, then the line ended; also when estimate_log_z
+  // throws: its message gets a line of its own.
+  struct EndBarLine {
     Progress& progress;
-    ~EndBarLine() { progress.finish(); }
-  } end_bar_line{progress};
+    const std::atomic<int64_t>& steps;
+    ~EndBarLine() {
+      if (const int64_t done = steps.load(); done > 0) progress.update(done, "");
+      progress.finish();
+    }
+  } end_bar_line{progress, steps};
   const std::jthread bar([&](std::stop_token stop) {
     std::mutex mutex;
     std::condition_variable_any wake;

@@ -200,7 +200,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // still stops the sampling, and one during the writes lets them finish (a second one kills the
   // program).
   StopSignals signals(program + " sample",
-                      "the sampling stops when the step in progress ends, writing nothing; "
+                      "the sampling stops when the work in progress ends, writing nothing; "
                       "the same signal again kills it at once");
   std::optional<Dataset> images;
   if (from_data) {

@@ -294,19 +294,24 @@ void reject_same_files(const std::vector<std::pair<std::string, std::string>>& o
   std::vector<fs::path> normal;
   for (const auto& [flag, text] : outputs) {
     std::error_code error;
-    // absolute first: weakly_canonical leaves a relative path relative when no prefix exists.
     // A link is written through (check_output_file): two names of one file are one output.
-    fs::path path =
-        text.empty() ? fs::path() : fs::absolute(write_target(text), error).lexically_normal();
+    // absolute first: weakly_canonical leaves a relative path relative when no prefix exists. Not
+    // lexically normal before it: "dir/../x" is x beside dir's target when dir is a link.
+    fs::path path = text.empty() ? fs::path() : fs::absolute(write_target(text), error);
     if (!text.empty()) {
       const fs::path canonical = fs::weakly_canonical(path, error);
-      if (!error) path = canonical;
+      path = error ? path.lexically_normal() : canonical;
     }
     normal.push_back(path);
   }
+  // Also one file under two names that links do not explain: hard links.
+  const auto same_file = [&](size_t i, size_t j) {
+    std::error_code error;
+    return normal[i] == normal[j] || fs::equivalent(normal[i], normal[j], error);
+  };
   for (size_t i = 0; i < outputs.size(); ++i) {
     for (size_t j = i + 1; j < outputs.size(); ++j) {
-      if (!normal[i].empty() && normal[i] == normal[j]) {
+      if (!normal[i].empty() && !normal[j].empty() && same_file(i, j)) {
         throw InputError(outputs[j].first + " " + outputs[j].second + " is the same file as " +
                          outputs[i].first + " " + outputs[i].second);
       }

@@ -34,9 +34,9 @@ struct LogZOptions {
   int64_t ais_betas = 14500;
   uint32_t seed = 1;
   std::vector<float> base_rate;  // (d) base_rate_biases of the training images
-  // Looked at by the lower bound, by CPU AIS at every temperature (host/ais.hpp) and between the
-  // two bases; exact enumeration (at most 2^20 states in training: 0.2 s) does not look.
-  // Throws Stopped.
+  // Looked at by the lower bound, by AIS at every temperature (CPU) or every 32 (CUDA; see
+  // host/ais.hpp) and between the two bases; exact enumeration (at most 2^20 states in training:
+  // 0.2 s) does not look. Throws Stopped.
   StopRequest stop;
   // AisRequest::steps_done of both bases' AIS (2 x ais_runs x ais_betas steps in all), when set.
   std::atomic<int64_t>* ais_steps_done = nullptr;

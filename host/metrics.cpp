@@ -63,6 +63,8 @@ constexpr const char* kBaseColumns =
     "free_energy_heldout";
 constexpr const char* kEvalColumns = ",log_z,log_z_method,log_p_train,log_p_heldout";
 
+}  // namespace
+
 std::vector<std::string> split_fields(std::string_view line) {
   std::vector<std::string> fields;
   for (size_t begin = 0;;) {
@@ -73,8 +75,6 @@ std::vector<std::string> split_fields(std::string_view line) {
     begin = comma + 1;
   }
 }
-
-}  // namespace
 
 std::string metrics_csv_header(bool with_eval) {
   return std::string(kBaseColumns) + ",pll_train,pll_heldout" + (with_eval ? kEvalColumns : "") +

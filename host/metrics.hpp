@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "host/dataset.hpp"
 #include "host/model.hpp"
@@ -51,6 +53,9 @@ MetricsRow compute_metrics(const Params& params, const Dataset& train_batch,
 // pll_train,pll_heldout; with_eval: four more, log_z,log_z_method,log_p_train,log_p_heldout, empty
 // in rows without row.eval.
 std::string metrics_csv_header(bool with_eval = false);
+// The comma-separated fields of one metrics.csv line, trailing empty ones included (no quoting:
+// its values hold no commas).
+std::vector<std::string> split_fields(std::string_view line);
 std::string metrics_csv_line(const MetricsRow& row, bool with_eval = false);
 
 // metrics.csv's text (header and rows) in this version's columns: an earlier version's file (it

@@ -126,10 +126,17 @@ Params read_model(const std::filesystem::path& dir) {
       // An edited file: its record no longer describes it, but the files may still be wanted.
       const nlohmann::json& sums = (*run)["checkpoint"].value("sha256", nlohmann::json::object());
       const bool has_a = sums.is_object() && sums.contains("a.npy");
-      throw InputError("--model " + dir.string() + ": " + e.what() +
-                       "; to use the files as they are, copy W.npy" +
-                       (has_a ? ", b.npy and a.npy" : " and b.npy") +
-                       " to a new directory without run.json, a bare model");
+      // A bare model's hidden units are binary unless a run.json says otherwise: a ternary
+      // model's new directory needs one that says so, and nothing else.
+      const bool ternary = recorded_hidden_type(dir, run) == HiddenType::ternary;
+      throw InputError(
+          "--model " + dir.string() + ": " + e.what() +
+          "; to use the files as they are, copy W.npy" +
+          (has_a ? ", b.npy and a.npy" : " and b.npy") + " to a new directory" +
+          (ternary
+               ? " with a run.json of only {\"recipe\": {\"hidden_type\": \"ternary\"}}, a bare "
+                 "ternary model"
+               : " without run.json, a bare model"));
     } catch (const InputError& e) {
       throw InputError("--model " + dir.string() + ": " + e.what());
     }

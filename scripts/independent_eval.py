@@ -649,6 +649,24 @@ RUN_FILE_NAMES = ("run.json", "metrics.csv", "weights.png", "W.npy", "b.npy", "a
                   "vW.npy", "vb.npy", "va.npy", "chains.npy")
 
 
+def protected_link(path):
+    """The first symbolic link on the way from `path` to the file it names that open(2) does not
+    follow under Linux's fs.protected_symlinks (another user's link in a sticky world-writable
+    directory such as /tmp: following it could replace that user's choice of file), or None."""
+    for _ in range(40):
+        if not os.path.islink(path):
+            return None
+        directory = os.path.dirname(path) or "."
+        dir_status = os.stat(directory)
+        owner = os.lstat(path).st_uid
+        if (dir_status.st_mode & stat.S_ISVTX and dir_status.st_mode & stat.S_IWOTH
+                and owner not in (os.geteuid(), dir_status.st_uid)):
+            return path
+        target = os.readlink(path)
+        path = target if os.path.isabs(target) else os.path.join(directory, target)
+    return None
+
+
 def json_output(p, path):
     """The file --json writes, checked before the evaluation (minutes) rather than after it:
     `path` with its symbolic links resolved (a link's target is written, as a shell's > writes
@@ -660,6 +678,10 @@ def json_output(p, path):
         p.error("--json: empty value")
     if path.endswith(os.sep) or os.path.basename(path) in (".", ".."):
         p.error(where + "names a directory, not a file")
+    link = protected_link(path)
+    if link is not None:
+        p.error(where + "the symbolic link %s is another user's, in a sticky world-writable "
+                "directory: not followed, as open(2) would not (fs.protected_symlinks)" % link)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

@@ -3,6 +3,8 @@
 // are refused with the file named; and the training loop stops on a non-finite parameter or
 // metric before writing it, keeping the last good checkpoint.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -253,6 +255,14 @@ TEST(Checkpoint, ReadModelOfARunDirectoryReadsItsCheckpoint) {
   write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, true)), run_at(3));
   write_npy(dir / "W.npy", small_params(9.0f, true).W, {6, 3});
   EXPECT_INPUT_ERROR(read_model(dir.path()), "copy W.npy, b.npy and a.npy to a new directory");
+  // A ternary run's files would be read as binary without run.json: the advice keeps the type.
+  nlohmann::json ternary_run = run_at(3);
+  ternary_run["recipe"]["hidden_type"] = "ternary";
+  write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, false)), ternary_run);
+  write_npy(dir / "b.npy", small_params(9.0f, false).b, {3});
+  EXPECT_INPUT_ERROR(read_model(dir.path()),
+                     "copy W.npy and b.npy to a new directory with a run.json of only "
+                     "{\"recipe\": {\"hidden_type\": \"ternary\"}}, a bare ternary model");
 }
 
 // A SHA-256 recorded with upper-case hex digits (an edited run.json) names the same digest; a
@@ -487,6 +497,26 @@ TEST(AtomicFile, AWriteThroughASymbolicLinkReplacesItsTarget) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir / "sub"),
                           std::filesystem::directory_iterator()),
             2);  // target, created
+
+  // Another user's link in a sticky world-writable directory is not followed (as open(2) does
+  // not under fs.protected_symlinks), even by root. Changing a link's owner needs root.
+  if (::geteuid() == 0) {
+    const std::filesystem::path shared = dir / "shared";
+    std::filesystem::create_directory(shared);
+    ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+    std::filesystem::create_symlink(dir / "sub" / "target", shared / "theirs");
+    ASSERT_EQ(::lchown((shared / "theirs").c_str(), 65534, 65534), 0);
+    try {
+      write_file_atomic(shared / "theirs", "never");
+      ADD_FAILURE() << "another user's link in a sticky directory was followed";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("fs.protected_symlinks"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(read_file(dir / "sub" / "target"), "new");
+    std::filesystem::create_symlink(dir / "sub" / "target", shared / "mine");  // root's own
+    write_file_atomic(shared / "mine", "mine");
+    EXPECT_EQ(read_file(dir / "sub" / "target"), "mine");
+  }
 }
 
 TEST(TrainingDivergence, ANonFiniteParameterStopsBeforeItIsWritten) {

@@ -613,7 +613,7 @@ TEST(SampleCli, ASignalStopsALongSamplingAndNothingIsWritten) {
       // A machine that holds the sampling past StopSignals::kAcknowledgeAfter adds the
       // acknowledgement first (tested in test_signals.cpp).
       const std::string acknowledged = "rbm_cpu sample: " + signal_name(signal_number) +
-                                       " received; the sampling stops when the step in progress "
+                                       " received; the sampling stops when the work in progress "
                                        "ends, writing nothing; the same signal again kills it at "
                                        "once\n";
       if (log.starts_with(acknowledged)) log.erase(0, acknowledged.size());
@@ -652,7 +652,7 @@ TEST(SampleCli, ASignalStopsTheStartStatesAndNothingIsWritten) {
   std::string log = read_file(dir / "log.txt");
   // The acknowledgement, when the machine held sample past StopSignals::kAcknowledgeAfter.
   const std::string acknowledged =
-      "rbm_cpu sample: SIGTERM received; the sampling stops when the step in progress ends, "
+      "rbm_cpu sample: SIGTERM received; the sampling stops when the work in progress ends, "
       "writing nothing; the same signal again kills it at once\n";
   if (log.starts_with(acknowledged)) log.erase(0, acknowledged.size());
   EXPECT_EQ(test::line_count(log), 1) << log;

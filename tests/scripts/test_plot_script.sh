@@ -101,6 +101,20 @@ expect "a symbolic link as the output: its target is written" 0 \
 [[ "$(png_size linked/target.png)" == 1200x720 ]] ||
   fail "linked/target.png should be the 1200x720 PNG, got $(png_size linked/target.png)"
 
+# Another user's link in a sticky world-writable directory is not followed (open(2) would not
+# under fs.protected_symlinks). Giving a link to another user needs root.
+if [[ "$(id -u)" == 0 ]]; then
+  mkdir shared && chmod 1777 shared
+  echo "keep" >victim.png
+  ln -s ../victim.png shared/theirs.png && chown -h 65534:65534 shared/theirs.png
+  expect "another user's link in a sticky directory" 2 \
+    "plot: cannot write shared/theirs.png: the symbolic link shared/theirs.png is another user's, in a sticky world-writable directory: not followed, as open(2) would not (fs.protected_symlinks)" \
+    with_log_p -o shared/theirs.png
+  [[ "$(cat victim.png)" == keep ]] || fail "the link's target was replaced"
+else
+  echo "skip another user's link in a sticky directory (needs root to give a link away)"
+fi
+
 # Outputs that are not (or would not become) regular files: refused before drawing.
 mkfifo fifo
 expect "a named pipe as the output" 2 \
