@@ -176,6 +176,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
 
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
+  // The scored images' own mass bounds log Z too: an AIS that missed a model's modes (too few
+  // temperatures for its weights) may otherwise put their average log p(x) above 0.
+  options.images_lower_bound = images_log_z_lower_bound(params, images);
   const LogZEstimate log_z = estimate_log_z_showing_progress(*backend, params, options);
   // Float pre-activations overflow when d |W| passes FLT_MAX: a NaN estimate is no estimate.
   // (Training's --eval-every keeps it, and stops on a metric that is not finite, exit 3.)
@@ -323,6 +326,8 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
         {"log_z_low", log_z.log_z_low},
         {"log_z_high", json_or_null(log_z.log_z_high)},
         {"log_z_lower_bound", log_z.lower_bound},
+        {"log_z_lower_bound_from",
+         log_z.lower_bound_from_images ? "scored images" : "hidden states"},
         {"ais_below_bound", log_z.ais_below_bound},
         {"ess", log_z.ess ? nlohmann::json(*log_z.ess) : nlohmann::json(nullptr)},
         {"avg_log_p", avg_log_p},
@@ -385,10 +390,11 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   } else {
     std::printf(
         "log Z       %s [%s, %s] (+-3 sd) AIS from the %s base, ESS %.1f; exact lower "
-        "bound %s\n",
+        "bound %s%s\n",
         fixed(log_z.log_z).c_str(), fixed(log_z.log_z_low).c_str(),
         text_or_unknown(log_z.log_z_high).c_str(), log_z.chosen_base.c_str(), *log_z.ess,
-        fixed(log_z.lower_bound).c_str());
+        fixed(log_z.lower_bound).c_str(),
+        log_z.lower_bound_from_images ? " (the scored images' own mass)" : "");
     if (log_z.ais_below_bound) {
       std::printf(
           "            AIS fell below the exact lower bound: it missed mass, and log Z is known "

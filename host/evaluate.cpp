@@ -12,7 +12,9 @@
 #include <numbers>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "host/hidden_units.hpp"
 #include "host/numeric.hpp"
@@ -312,6 +314,39 @@ double free_energy(const Params& params, const uint8_t* x) {
     for (const double t : pre) energy -= hidden_log_sum<decltype(type)::value>(t);
   });
   return energy;
+}
+
+double images_log_z_lower_bound(const Params& params, const Dataset& images) {
+  if (images.rows == 0) return -std::numeric_limits<double>::infinity();
+  const int H = params.hidden, d = images.cols();
+  const std::vector<float> pre = hidden_preactivations(params, as_float(images), images.rows);
+  std::vector<std::pair<double, int64_t>> energy_of(static_cast<size_t>(images.rows));
+  with_hidden_type(params.hidden_type, [&](auto type) {
+    std::vector<double> row;  // (H)
+    for (int64_t r = 0; r < images.rows; ++r) {
+      row_preactivations(params, pre, images.row(r), r, row);
+      double energy = -visible_bias_term(params, images.row(r));
+      for (int j = 0; j < H; ++j) energy -= hidden_log_sum<decltype(type)::value>(row[j]);
+      energy_of[static_cast<size_t>(r)] = {energy, r};
+    }
+  });
+  const size_t terms = std::min<size_t>(energy_of.size(), kImagesLowerBoundTerms);
+  std::partial_sort(energy_of.begin(), energy_of.begin() + static_cast<std::ptrdiff_t>(terms),
+                    energy_of.end());
+  // Each image once: a duplicate's term would be counted twice. Then log-sum-exp in double.
+  std::vector<std::string_view> seen;
+  std::vector<double> minus_f;
+  for (size_t k = 0; k < terms; ++k) {
+    const std::string_view pixels(reinterpret_cast<const char*>(images.row(energy_of[k].second)),
+                                  static_cast<size_t>(d));
+    if (std::find(seen.begin(), seen.end(), pixels) != seen.end()) continue;
+    seen.push_back(pixels);
+    minus_f.push_back(-free_energy(params, images.row(energy_of[k].second)));
+  }
+  const double top = *std::max_element(minus_f.begin(), minus_f.end());
+  double sum = 0.0;
+  for (const double t : minus_f) sum += std::exp(t - top);
+  return top + std::log(sum);
 }
 
 double mean_free_energy(const Params& params, const Dataset& images, const StopRequest& stop) {

@@ -26,6 +26,14 @@ double free_energy(const Params& params, const uint8_t* x);
 // Mean free energy over the images.
 double mean_free_energy(const Params& params, const Dataset& images, const StopRequest& stop = {});
 
+// An exact lower bound of log Z from the images themselves: log sum exp(-F(x)) over the distinct
+// images among the kImagesLowerBoundTerms of lowest free energy (found with float pre-activations,
+// each then summed in double by free_energy). Z sums exp(-F(x)) over all 2^d images, so any
+// distinct ones bound it; and the bound is at least max -F(x) >= the images' mean -F, so that
+// the images' average log p(x) under a log Z raised to it is never above 0. -inf without images.
+constexpr int kImagesLowerBoundTerms = 64;
+double images_log_z_lower_bound(const Params& params, const Dataset& images);
+
 // log Z = log sum_h exp(b'h + sum_i softplus(W_i h + a_i)), exactly, by enumerating the 2^H hidden
 // states (H <= kMaxExactBinaryHidden), or the 3^H of a ternary model (H <= kMaxExactTernaryHidden);
 // multithreaded, log-sum-exp in double. std::invalid_argument beyond those.

@@ -26,6 +26,10 @@ LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOp
   };
   LogZEstimate estimate;
   estimate.lower_bound = log_partition_lower_bound(params, options.stop);
+  if (options.images_lower_bound && *options.images_lower_bound > estimate.lower_bound) {
+    estimate.lower_bound = *options.images_lower_bound;
+    estimate.lower_bound_from_images = true;
+  }
   const bool ternary = params.hidden_type == HiddenType::ternary;
   const bool exact =
       options.method == LogZMethod::exact ||

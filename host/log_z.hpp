@@ -40,6 +40,9 @@ struct LogZOptions {
   StopRequest stop;
   // AisRequest::steps_done of both bases' AIS (2 x ais_runs x ais_betas steps in all), when set.
   std::atomic<int64_t>* ais_steps_done = nullptr;
+  // A second exact lower bound of log Z when set (eval: images_log_z_lower_bound of the scored
+  // images, host/evaluate.hpp); the larger of it and the hidden states' is the estimate's.
+  std::optional<double> images_lower_bound;
 };
 
 struct AisBaseReport {
@@ -55,7 +58,10 @@ struct LogZEstimate {
   std::optional<double> ess;         // AIS: the chosen base's effective sample size
   std::vector<AisBaseReport> bases;  // AIS: base-rate (streams 0..M-1), uniform (M..2M-1)
   std::string chosen_base;           // AIS: the base with the larger estimate
-  double lower_bound = 0.0;          // log_partition_lower_bound
+  // The larger of log_partition_lower_bound (h in {0, e_j}) and options.images_lower_bound; which
+  // one it is.
+  double lower_bound = 0.0;
+  bool lower_bound_from_images = false;
   // AIS: even the chosen interval's upper end fell below lower_bound, so AIS missed mass it cannot
   // say how much of: log Z >= lower_bound is all that is known (log_z = log_z_low = lower_bound,
   // log_z_high = +inf). More temperatures may repair it.

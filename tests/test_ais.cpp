@@ -20,6 +20,7 @@
 #include "host/log_z.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
+#include "tests/forwarding_backend.hpp"
 #include "tests/test_util.hpp"
 #include "tests/tiny_model.hpp"
 
@@ -418,6 +419,51 @@ TEST(LogZ, AisBelowTheExactBoundReportsOnlyTheBound) {
   EXPECT_EQ(estimate.log_z_high, INFINITY);
   EXPECT_LE(estimate.log_z_low, exact);
   EXPECT_LT(estimate.lower_bound, exact);
+}
+
+// An AIS that missed every mode (its weights all e^-1e6, as too few temperatures for a model of
+// huge weights can give) of a model whose images outweigh the hidden states' bound: W = 1 on all
+// 784 x 12 entries, so an image of n pixels has -F = 12 softplus(n) ~ 12 n, a 100-pixel image
+// ~1200, above h = e_j's 784 softplus(1) = 1030. Without the scored images' bound, log Z was
+// the hidden states' bound and the images' average log p(x) positive (an exploratory tester saw
+// +4e31); with it (eval's LogZOptions::images_lower_bound), log Z is at least their mass and their
+// average log p(x) at most 0.
+class AisThatMissesEverything : public test::ForwardingCpuBackend {
+ public:
+  AisResult ais(const AisRequest& request) override {
+    AisResult result = inner().ais(request);
+    std::fill(result.log_weights.begin(), result.log_weights.end(), -1e6);
+    return result;
+  }
+};
+TEST(LogZ, TheScoredImagesBoundLogZWhereAisMissesEverything) {
+  Params p = test::random_params(784, 12, 0.0f, 1, false);
+  std::fill(p.W.begin(), p.W.end(), 1.0f);
+  Dataset images = test::patterned_images(784, 50, 3);  // pixels 0..31 as bits of a hash
+  for (int64_t r = 0; r < images.rows; ++r) {
+    for (int i = 32; i < 132; ++i) images.pixels[r * 784 + i] = 1;  // and 100 more
+  }
+  AisThatMissesEverything backend;
+  backend.set_params(p);
+  LogZOptions options;
+  options.method = LogZMethod::ais;
+  options.ais_runs = 2;
+  options.ais_betas = 3;
+  options.base_rate.assign(784, 0.0f);
+  const LogZEstimate without = estimate_log_z(backend, p, options);
+  EXPECT_FALSE(without.lower_bound_from_images);
+  const double mean_minus_f = -mean_free_energy(p, images);
+  ASSERT_GT(mean_minus_f - without.log_z_low, 0.0) << "the case this test is for did not arise";
+
+  options.images_lower_bound = images_log_z_lower_bound(p, images);
+  const LogZEstimate with = estimate_log_z(backend, p, options);
+  EXPECT_TRUE(with.lower_bound_from_images);
+  EXPECT_EQ(with.lower_bound, *options.images_lower_bound);
+  EXPECT_TRUE(with.ais_below_bound);
+  EXPECT_EQ(with.log_z, with.lower_bound);
+  EXPECT_EQ(with.log_z_low, with.lower_bound);
+  EXPECT_LE(mean_minus_f - with.log_z_low, 0.0);  // the images' average log p(x), at most
+  EXPECT_LT(with.lower_bound, exact_log_partition(p));
 }
 
 // A model whose mass is all at h = 0 (no visible biases, W = 0, b = -40: log Z exceeds the exact

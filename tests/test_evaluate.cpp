@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -183,6 +184,38 @@ TEST(Evaluate, LogProbOfEveryImageSumsToOne) {
     }
     EXPECT_NEAR(total, 1.0, 1e-6) << (visible_bias ? "visible bias" : "no visible bias");
   }
+}
+
+// The images' bound of log Z: log sum exp(-F) over the distinct images (all of them here: fewer
+// than kImagesLowerBoundTerms), each counted once however often it appears; below the exact log Z
+// (d = 12: every one of the 4096 images gives log Z itself, to rounding), for binary and ternary
+// hidden units.
+TEST(Evaluate, ImagesLowerBoundIsTheirDistinctMass) {
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    Params p = test::random_params(12, 7, 0.8f, 12, true);
+    p.hidden_type = type;
+    const std::vector<uint32_t> patterns = {0b101010101010, 0b000011111111, 0b110000011000, 5};
+    double sum = 0.0;
+    for (const uint32_t s : patterns) {
+      sum += std::exp(-free_energy(p, test::bit_images(12, {s}).row(0)));
+    }
+    const double bound = images_log_z_lower_bound(p, test::bit_images(12, patterns));
+    EXPECT_NEAR(bound, std::log(sum), 1e-12) << hidden_type_name(type);
+    std::vector<uint32_t> repeated = patterns;
+    repeated.insert(repeated.end(), {5, 5, 0b101010101010});
+    EXPECT_EQ(images_log_z_lower_bound(p, test::bit_images(12, repeated)), bound);
+    const double log_z = exact_log_partition(p);
+    EXPECT_LT(bound, log_z);
+    // All 4096 images: the 64 of lowest free energy bound log Z and come within log(4096 / 64) of
+    // it (they are the 64 largest of its 4096 terms).
+    std::vector<uint32_t> all(4096);
+    for (uint32_t s = 0; s < 4096; ++s) all[s] = s;
+    const double all_bound = images_log_z_lower_bound(p, test::bit_images(12, all));
+    EXPECT_LE(all_bound, log_z + 1e-12 * std::fabs(log_z));
+    EXPECT_GE(all_bound, log_z - std::log(4096.0 / kImagesLowerBoundTerms));
+  }
+  EXPECT_EQ(images_log_z_lower_bound(test::random_params(12, 3, 0.5f, 1, false), Dataset{}),
+            -std::numeric_limits<double>::infinity());
 }
 
 TEST(Evaluate, MeanLogProbIsMinusFreeEnergyMinusLogZ) {
