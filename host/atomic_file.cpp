@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -111,6 +112,16 @@ class TemporaryFileGuard {
   std::array<struct sigaction, 3> previous_{};
 };
 
+// Whether the kernel protects links (/proc/sys/fs/protected_symlinks is 1); yes when it cannot be
+// read, the safer guess.
+bool protected_symlinks() {
+  std::FILE* setting = std::fopen("/proc/sys/fs/protected_symlinks", "r");
+  if (setting == nullptr) return true;
+  const int first = std::fgetc(setting);
+  std::fclose(setting);
+  return first != '0';
+}
+
 }  // namespace
 
 std::filesystem::path write_target(const std::filesystem::path& path) {
@@ -118,14 +129,15 @@ std::filesystem::path write_target(const std::filesystem::path& path) {
   for (int hops = 0; hops < 40; ++hops) {
     struct stat status {};
     if (::lstat(target.c_str(), &status) != 0 || !S_ISLNK(status.st_mode)) return target;
-    // Linux's fs.protected_symlinks: open(2) does not follow a link in a sticky world-writable
-    // directory (/tmp) owned neither by the follower nor by the directory's owner; nor does this
-    // (another user's /tmp/out.npy -> ~/.bashrc would replace ~/.bashrc).
+    // Linux's fs.protected_symlinks (when it is on, as systemd sets it): open(2) does not follow a
+    // link in a sticky world-writable directory (/tmp) owned neither by the follower nor by the
+    // directory's owner; nor does this (another user's /tmp/out.npy -> ~/.bashrc would replace
+    // ~/.bashrc).
     const std::filesystem::path link_dir = target.has_parent_path() ? target.parent_path() : ".";
     struct stat dir_status {};
-    if (::stat(link_dir.c_str(), &dir_status) == 0 && (dir_status.st_mode & S_ISVTX) != 0 &&
-        (dir_status.st_mode & S_IWOTH) != 0 && status.st_uid != ::geteuid() &&
-        status.st_uid != dir_status.st_uid) {
+    if (protected_symlinks() && ::stat(link_dir.c_str(), &dir_status) == 0 &&
+        (dir_status.st_mode & S_ISVTX) != 0 && (dir_status.st_mode & S_IWOTH) != 0 &&
+        status.st_uid != ::geteuid() && status.st_uid != dir_status.st_uid) {
       fail(path,
            "the symbolic link " + target.string() +
                " is another user's, in a sticky world-writable directory: not followed, as "

@@ -318,6 +318,9 @@ double free_energy(const Params& params, const uint8_t* x) {
 
 double images_log_z_lower_bound(const Params& params, const Dataset& images) {
   if (images.rows == 0) return -std::numeric_limits<double>::infinity();
+  if (images.cols() != params.visible) {
+    throw std::invalid_argument("images_log_z_lower_bound: images of another width than the model");
+  }
   const int H = params.hidden, d = images.cols();
   const std::vector<float> pre = hidden_preactivations(params, as_float(images), images.rows);
   std::vector<std::pair<double, int64_t>> energy_of(static_cast<size_t>(images.rows));

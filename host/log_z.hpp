@@ -40,8 +40,8 @@ struct LogZOptions {
   StopRequest stop;
   // AisRequest::steps_done of both bases' AIS (2 x ais_runs x ais_betas steps in all), when set.
   std::atomic<int64_t>* ais_steps_done = nullptr;
-  // A second exact lower bound of log Z when set (eval: images_log_z_lower_bound of the scored
-  // images, host/evaluate.hpp); the larger of it and the hidden states' is the estimate's.
+  // A second exact lower bound of log Z for AIS, when set (eval: images_log_z_lower_bound of the
+  // scored images, host/evaluate.hpp); the larger of it and the hidden states' is the estimate's.
   std::optional<double> images_lower_bound;
 };
 

@@ -128,7 +128,9 @@ Params read_model(const std::filesystem::path& dir) {
       const bool has_a = sums.is_object() && sums.contains("a.npy");
       // A bare model's hidden units are binary unless a run.json says otherwise: a ternary
       // model's new directory needs one that says so, and nothing else.
-      const bool ternary = recorded_hidden_type(dir, run) == HiddenType::ternary;
+      // (Not recorded_hidden_type, which throws on a bad type and would hide this message.)
+      const bool ternary = run->contains("recipe") && (*run)["recipe"].is_object() &&
+                           (*run)["recipe"].value("hidden_type", nlohmann::json()) == "ternary";
       throw InputError(
           "--model " + dir.string() + ": " + e.what() +
           "; to use the files as they are, copy W.npy" +

@@ -651,8 +651,15 @@ RUN_FILE_NAMES = ("run.json", "metrics.csv", "weights.png", "W.npy", "b.npy", "a
 
 def protected_link(path):
     """The first symbolic link on the way from `path` to the file it names that open(2) does not
-    follow under Linux's fs.protected_symlinks (another user's link in a sticky world-writable
-    directory such as /tmp: following it could replace that user's choice of file), or None."""
+    follow under Linux's fs.protected_symlinks when it is on, as systemd sets it (another user's
+    link in a sticky world-writable directory such as /tmp: following it could replace that
+    user's choice of file), or None."""
+    try:
+        with open("/proc/sys/fs/protected_symlinks") as setting:
+            if setting.read(1) == "0":
+                return None  # the kernel follows every link, so this does too
+    except OSError:
+        pass  # unknown: the safer guess, protected
     for _ in range(40):
         if not os.path.islink(path):
             return None

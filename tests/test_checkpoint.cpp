@@ -498,23 +498,37 @@ TEST(AtomicFile, AWriteThroughASymbolicLinkReplacesItsTarget) {
                           std::filesystem::directory_iterator()),
             2);  // target, created
 
-  // Another user's link in a sticky world-writable directory is not followed (as open(2) does
-  // not under fs.protected_symlinks), even by root. Changing a link's owner needs root.
+  // Another user's link in a sticky world-writable directory is followed as open(2) follows it:
+  // not when fs.protected_symlinks is on (as systemd sets it), even by root; else as any link.
+  // Root's own link there, and another user's in a directory that is not sticky, are followed.
+  // Changing a link's owner needs root.
   if (::geteuid() == 0) {
-    const std::filesystem::path shared = dir / "shared";
-    std::filesystem::create_directory(shared);
-    ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
-    std::filesystem::create_symlink(dir / "sub" / "target", shared / "theirs");
-    ASSERT_EQ(::lchown((shared / "theirs").c_str(), 65534, 65534), 0);
-    try {
-      write_file_atomic(shared / "theirs", "never");
-      ADD_FAILURE() << "another user's link in a sticky directory was followed";
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find("fs.protected_symlinks"), std::string::npos) << e.what();
+    const bool protected_links =
+        read_file_if_exists("/proc/sys/fs/protected_symlinks").value_or("1").starts_with("1");
+    const std::filesystem::path sticky = dir / "sticky", open_dir = dir / "open";
+    for (const auto& [shared, mode] : {std::pair{sticky, 01777}, std::pair{open_dir, 0777}}) {
+      std::filesystem::create_directory(shared);
+      ASSERT_EQ(::chmod(shared.c_str(), static_cast<mode_t>(mode)), 0);
+      std::filesystem::create_symlink(dir / "sub" / "target", shared / "theirs");
+      ASSERT_EQ(::lchown((shared / "theirs").c_str(), 65534, 65534), 0);
+      std::filesystem::create_symlink(dir / "sub" / "target", shared / "mine");  // root's own
     }
-    EXPECT_EQ(read_file(dir / "sub" / "target"), "new");
-    std::filesystem::create_symlink(dir / "sub" / "target", shared / "mine");  // root's own
-    write_file_atomic(shared / "mine", "mine");
+    if (protected_links) {
+      try {
+        write_file_atomic(sticky / "theirs", "never");
+        ADD_FAILURE() << "another user's link in a sticky directory was followed";
+      } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("fs.protected_symlinks"), std::string::npos)
+            << e.what();
+      }
+      EXPECT_EQ(read_file(dir / "sub" / "target"), "new");
+    } else {
+      write_file_atomic(sticky / "theirs", "theirs, unprotected");
+      EXPECT_EQ(read_file(dir / "sub" / "target"), "theirs, unprotected");
+    }
+    write_file_atomic(open_dir / "theirs", "theirs, not sticky");
+    EXPECT_EQ(read_file(dir / "sub" / "target"), "theirs, not sticky");
+    write_file_atomic(sticky / "mine", "mine");
     EXPECT_EQ(read_file(dir / "sub" / "target"), "mine");
   }
 }

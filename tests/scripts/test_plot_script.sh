@@ -101,16 +101,36 @@ expect "a symbolic link as the output: its target is written" 0 \
 [[ "$(png_size linked/target.png)" == 1200x720 ]] ||
   fail "linked/target.png should be the 1200x720 PNG, got $(png_size linked/target.png)"
 
-# Another user's link in a sticky world-writable directory is not followed (open(2) would not
-# under fs.protected_symlinks). Giving a link to another user needs root.
+# Another user's link in a sticky world-writable directory: not followed when the kernel's
+# fs.protected_symlinks is on (open(2) would not follow it), followed when it is off. Giving a
+# link away needs root; where the setting is off, a mount namespace of its own (unshare -m) with
+# a file reading 1 bound over it shows the refusal too.
 if [[ "$(id -u)" == 0 ]]; then
   mkdir shared && chmod 1777 shared
   echo "keep" >victim.png
   ln -s ../victim.png shared/theirs.png && chown -h 65534:65534 shared/theirs.png
-  expect "another user's link in a sticky directory" 2 \
-    "plot: cannot write shared/theirs.png: the symbolic link shared/theirs.png is another user's, in a sticky world-writable directory: not followed, as open(2) would not (fs.protected_symlinks)" \
-    with_log_p -o shared/theirs.png
-  [[ "$(cat victim.png)" == keep ]] || fail "the link's target was replaced"
+  refusal="plot: cannot write shared/theirs.png: the symbolic link shared/theirs.png is another user's, in a sticky world-writable directory: not followed, as open(2) would not (fs.protected_symlinks)"
+  setting="$(cat /proc/sys/fs/protected_symlinks 2>/dev/null || echo 1)"
+  if [[ "$setting" == 1 ]]; then
+    expect "another user's link in a sticky directory" 2 "$refusal" with_log_p -o shared/theirs.png
+    [[ "$(cat victim.png)" == keep ]] || fail "the link's target was replaced"
+  else
+    echo 1 >setting_on
+    code=0
+    actual="$(unshare -m sh -c 'mount --bind "$1" /proc/sys/fs/protected_symlinks && shift &&
+      exec "$@"' sh "$scratch/setting_on" "$plot" with_log_p -o shared/theirs.png 2>&1)" || code=$?
+    if [[ "$code" == 2 && "$actual" == "$refusal" ]]; then
+      echo "ok   another user's link in a sticky directory, fs.protected_symlinks on (unshare -m)"
+    elif [[ "$actual" == *"mount"* || "$actual" == *"unshare"* ]]; then
+      echo "skip another user's link with fs.protected_symlinks on: no mount namespace here"
+    else
+      fail "another user's link in a sticky directory, fs.protected_symlinks on: exit $code: $actual"
+    fi
+    [[ "$(cat victim.png)" == keep ]] || fail "the link's target was replaced"
+    expect "another user's link in a sticky directory, fs.protected_symlinks off" 0 \
+      "plot: wrote shared/theirs.png (4 panels, 1 run)" with_log_p -o shared/theirs.png
+    [[ "$(png_size victim.png)" == 1200x720 ]] || fail "the link's target was not written"
+  fi
 else
   echo "skip another user's link in a sticky directory (needs root to give a link away)"
 fi
