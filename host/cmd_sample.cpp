@@ -27,12 +27,13 @@
 namespace rbm {
 namespace {
 
-// "31% of the sampling (9.3e+08 of 3e+09 chain-steps)".
-std::string done_text(int64_t done, int64_t total) {
-  char text[96];
-  std::snprintf(text, sizeof text, "%.0f%% of the sampling (%.3g of %.3g chain-steps)",
-                100.0 * static_cast<double>(done) / static_cast<double>(total),
-                static_cast<double>(done), static_cast<double>(total));
+// "31% of the sampling (9.3e+08 of 3e+09 chain-steps)": done of total units of `what`.
+std::string done_text(int64_t done, int64_t total, const char* what = "the sampling",
+                      const char* unit = "chain-steps") {
+  char text[160];
+  std::snprintf(text, sizeof text, "%.0f%% of %s (%.3g of %.3g %s)",
+                100.0 * static_cast<double>(done) / static_cast<double>(total), what,
+                static_cast<double>(done), static_cast<double>(total), unit);
   return text;
 }
 
@@ -68,12 +69,9 @@ std::vector<uint8_t> start_states(int64_t chains, int d, uint32_t seed,
   const int64_t block = std::max<int64_t>(1, kStartBlockUnits / d);
   for (int64_t first = 0; first < chains; first += block) {
     if (const int stop = signals.received(); stop != 0) {
-      char text[160];
-      std::snprintf(text, sizeof text,
-                    " with %.0f%% of the start states made (%.3g of %.3g chains); nothing written",
-                    100.0 * static_cast<double>(first) / static_cast<double>(chains),
-                    static_cast<double>(first), static_cast<double>(chains));
-      throw Interrupted(stop, "interrupted by " + signal_name(stop) + text);
+      throw Interrupted(stop, "interrupted by " + signal_name(stop) + " with " +
+                                  done_text(first, chains, "the start states made", "chains") +
+                                  "; nothing written");
     }
     const int64_t count = std::min(block, chains - first);
     states.resize(static_cast<size_t>(first + count) * d);
