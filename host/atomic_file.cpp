@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 #include "host/errors.hpp"
@@ -61,56 +63,69 @@ int write_and_sync(const std::filesystem::path& tmp,
   return 0;
 }
 
-// The temporary file being written, for the handler below; empty when none.
-char g_temporary_path[4096];
-volatile sig_atomic_t g_temporary_set = 0;
+constexpr int kGuardSlots = StagedFile::kMaxGuardedTemporaries;
+constexpr std::array<int, 3> kGuardedSignals = {SIGINT, SIGTERM, SIGHUP};
 
-extern "C" void remove_temporary_and_die(int signal_number) {
-  if (g_temporary_set) ::unlink(g_temporary_path);
+// The temporary files written or staged now, for the handler below: slot k's path while
+// g_temporary_set[k] is 1.
+char g_temporary_paths[kGuardSlots][4096];
+volatile sig_atomic_t g_temporary_set[kGuardSlots] = {};
+
+extern "C" void remove_temporaries_and_die(int signal_number) {
+  for (int k = 0; k < kGuardSlots; ++k) {
+    if (g_temporary_set[k]) ::unlink(g_temporary_paths[k]);
+  }
   ::signal(signal_number, SIG_DFL);
   ::raise(signal_number);  // dies of the signal, as it would have without this handler
 }
 
-// While a temporary file is written, a SIGINT, SIGTERM or SIGHUP that would kill the process (one
-// whose action is the default: sample and eval install no handler of their own) first removes
-// it, so that an interrupted command leaves no .NAME.tmp.PID of up to gigabytes behind. Signals
-// a handler already takes (training's StopSignals) or that are ignored are left alone. One file
-// at a time (the commands write from one thread); a nested or over-long path goes unguarded.
-class TemporaryFileGuard {
- public:
-  explicit TemporaryFileGuard(const std::filesystem::path& tmp) {
-    const std::string& text = tmp.native();
-    if (g_temporary_set || text.size() >= sizeof g_temporary_path) return;
-    std::memcpy(g_temporary_path, text.c_str(), text.size() + 1);
-    g_temporary_set = 1;
-    active_ = true;
-    for (size_t k = 0; k < kSignals.size(); ++k) {
+// While temporary files are written or staged, a SIGINT, SIGTERM or SIGHUP that would kill the
+// process (one whose action is the default: sample and eval install no handler of their own for
+// their writes) first removes them, so that an interrupted command leaves no .NAME.tmp.PID of up
+// to gigabytes behind. Signals a handler already takes (training's StopSignals) or that are
+// ignored are left alone. The handlers come with the first guarded file and go with the last; the
+// files are the commands' one writing thread's. A file beyond kGuardSlots or of an over-long path
+// goes unguarded.
+int g_guarded_files = 0;
+std::array<bool, kGuardedSignals.size()> g_handler_installed{};
+std::array<struct sigaction, kGuardedSignals.size()> g_previous_action{};
+
+// The slot that now guards `tmp`, or -1 when none does.
+int guard_temporary(const std::filesystem::path& tmp) {
+  const std::string& text = tmp.native();
+  if (text.size() >= sizeof g_temporary_paths[0]) return -1;
+  int slot = 0;
+  while (slot < kGuardSlots && g_temporary_set[slot]) ++slot;
+  if (slot == kGuardSlots) return -1;
+  std::memcpy(g_temporary_paths[slot], text.c_str(), text.size() + 1);
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the path is whole before it is live
+  g_temporary_set[slot] = 1;
+  if (g_guarded_files++ == 0) {
+    for (size_t k = 0; k < kGuardedSignals.size(); ++k) {
       struct sigaction current {};
-      if (::sigaction(kSignals[k], nullptr, &current) != 0 || current.sa_handler != SIG_DFL) {
+      g_handler_installed[k] = false;
+      if (::sigaction(kGuardedSignals[k], nullptr, &current) != 0 ||
+          current.sa_handler != SIG_DFL) {
         continue;
       }
       struct sigaction remove {};
-      remove.sa_handler = remove_temporary_and_die;
+      remove.sa_handler = remove_temporaries_and_die;
       sigemptyset(&remove.sa_mask);
-      installed_[k] = ::sigaction(kSignals[k], &remove, &previous_[k]) == 0;
+      g_handler_installed[k] = ::sigaction(kGuardedSignals[k], &remove, &g_previous_action[k]) == 0;
     }
   }
-  ~TemporaryFileGuard() {
-    if (!active_) return;
-    for (size_t k = 0; k < kSignals.size(); ++k) {
-      if (installed_[k]) ::sigaction(kSignals[k], &previous_[k], nullptr);
-    }
-    g_temporary_set = 0;
-  }
-  TemporaryFileGuard(const TemporaryFileGuard&) = delete;
-  TemporaryFileGuard& operator=(const TemporaryFileGuard&) = delete;
+  return slot;
+}
 
- private:
-  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
-  bool active_ = false;
-  std::array<bool, 3> installed_{};
-  std::array<struct sigaction, 3> previous_{};
-};
+void release_temporary(int slot) {
+  if (slot < 0) return;
+  g_temporary_set[slot] = 0;
+  if (--g_guarded_files == 0) {
+    for (size_t k = 0; k < kGuardedSignals.size(); ++k) {
+      if (g_handler_installed[k]) ::sigaction(kGuardedSignals[k], &g_previous_action[k], nullptr);
+    }
+  }
+}
 
 // Whether the kernel protects links (/proc/sys/fs/protected_symlinks is 1); yes when it cannot be
 // read, the safer guess.
@@ -153,44 +168,74 @@ std::filesystem::path write_target(const std::filesystem::path& path) {
 }
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
-  bool written = false;
-  write_file_atomic(path, [&]() -> std::string_view {
-    if (written) return {};
-    written = true;
-    return bytes;
-  });
+  StagedFile(path, bytes).commit();
 }
 
 void write_file_atomic(const std::filesystem::path& path,
                        const std::function<std::string_view()>& next_piece) {
-  const std::filesystem::path target = write_target(path);
-  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  const std::filesystem::path tmp =
-      dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()));
+  StagedFile(path, next_piece).commit();
+}
 
-  const TemporaryFileGuard guard(tmp);
+StagedFile::StagedFile(const std::filesystem::path& path,
+                       const std::function<std::string_view()>& next_piece)
+    : path_(path), target_(write_target(path)) {
+  const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
+  tmp_ = dir / ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
+  guard_slot_ = guard_temporary(tmp_);
+  staged_ = true;
   int write_error = 0;
   try {
-    write_error = write_and_sync(tmp, next_piece);
+    write_error = write_and_sync(tmp_, next_piece);
   } catch (...) {
-    ::unlink(tmp.c_str());
+    discard();
     throw;
   }
   if (write_error != 0) {
-    ::unlink(tmp.c_str());
-    fail(path, "cannot write temporary file " + tmp.string(), write_error);
+    discard();
+    fail(path_, "cannot write temporary file " + tmp_.string(), write_error);
   }
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+}
+
+StagedFile::StagedFile(const std::filesystem::path& path, std::string_view bytes)
+    : StagedFile(path, [bytes, written = false]() mutable -> std::string_view {
+        if (written) return {};
+        written = true;
+        return bytes;
+      }) {}
+
+StagedFile::StagedFile(StagedFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      target_(std::move(other.target_)),
+      tmp_(std::move(other.tmp_)),
+      guard_slot_(std::exchange(other.guard_slot_, -1)),
+      staged_(std::exchange(other.staged_, false)) {}
+
+StagedFile::~StagedFile() { discard(); }
+
+void StagedFile::discard() noexcept {
+  if (staged_) ::unlink(tmp_.c_str());
+  staged_ = false;
+  release_temporary(std::exchange(guard_slot_, -1));
+}
+
+void StagedFile::commit() {
+  if (!staged_) {
+    throw std::logic_error("StagedFile::commit: " + path_.string() + " is not staged");
+  }
+  if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
     const int err = errno;
-    ::unlink(tmp.c_str());
-    fail(path, "cannot rename " + tmp.string() + " over " + target.string(), err);
+    discard();
+    fail(path_, "cannot rename " + tmp_.string() + " over " + target_.string(), err);
   }
+  staged_ = false;
+  release_temporary(std::exchange(guard_slot_, -1));
   // The rename is durable only once the directory entry is; some file systems cannot sync a
   // directory (EINVAL), and there is nothing more to do on those.
+  const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
   Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0) fail(path, "cannot open directory " + dir.string() + " to sync it", errno);
+  if (dir_fd.get() < 0) fail(path_, "cannot open directory " + dir.string() + " to sync it", errno);
   if (::fsync(dir_fd.get()) != 0 && errno != EINVAL) {
-    fail(path, "cannot sync directory " + dir.string(), errno);
+    fail(path_, "cannot sync directory " + dir.string(), errno);
   }
 }
 

@@ -23,6 +23,39 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 void write_file_atomic(const std::filesystem::path& path,
                        const std::function<std::string_view()>& next_piece);
 
+// write_file_atomic in its two halves, for outputs that are written all or none (`sample`'s): the
+// constructor writes the bytes to the temporary file and syncs it, commit() renames it over the
+// file and syncs the directory. Stage every output first, then commit each: a failure to write
+// one (a full disk) leaves every file as it was. A StagedFile destroyed uncommitted removes its
+// temporary file, and so does a SIGINT, SIGTERM or SIGHUP that kills the program meanwhile (up to
+// kMaxGuardedTemporaries at once). Errors as write_file_atomic's.
+class StagedFile {
+ public:
+  static constexpr int kMaxGuardedTemporaries = 4;
+
+  StagedFile(const std::filesystem::path& path,
+             const std::function<std::string_view()>& next_piece);
+  StagedFile(const std::filesystem::path& path, std::string_view bytes);
+  StagedFile(StagedFile&& other) noexcept;
+  StagedFile& operator=(StagedFile&&) = delete;
+  StagedFile(const StagedFile&) = delete;
+  StagedFile& operator=(const StagedFile&) = delete;
+  ~StagedFile();
+
+  // Renames the temporary file over the file (the target of a symbolic link, as write_target);
+  // once only.
+  void commit();
+
+ private:
+  void discard() noexcept;
+
+  std::filesystem::path path_;    // as named, for messages
+  std::filesystem::path target_;  // write_target(path_)
+  std::filesystem::path tmp_;     // .NAME.tmp.PID beside target_
+  int guard_slot_ = -1;           // the signal handlers' slot for tmp_, or -1 (none, moved from)
+  bool staged_ = false;           // tmp_ exists and is ours to rename or remove
+};
+
 // The file that writing `path` replaces: `path` itself or, when it is a symbolic link, the file the
 // link names, followed through up to 40 links as open(2) would (a dangling link's target is
 // created). Renaming the temporary file over the link would replace the link with a file: `sample

@@ -88,23 +88,44 @@ std::vector<uint8_t> start_states(int64_t chains, int d, uint32_t seed,
   return states;
 }
 
-// Writes one output file; a failure names the flag that asked for it and the outputs written
-// before it (each has replaced any file of its name), then adds the flag and path to `written`.
-void write_output(const std::string& flag, const std::string& path,
-                  std::vector<std::string>& written, const std::function<void()>& write) {
+// An output staged (host/atomic_file.hpp: written beside its name, not yet in place) and the
+// flag that asked for it.
+struct StagedOutput {
+  std::string flag, path;
+  StagedFile file;
+};
+
+// Stages one output; a failure names its flag and says that nothing was written: the outputs
+// staged before it are removed as `staged` goes.
+void stage_output(const std::string& flag, const std::string& path,
+                  std::vector<StagedOutput>& staged, const std::function<StagedFile()>& stage) {
   try {
-    write();
+    staged.push_back({flag, path, stage()});
   } catch (const InputError& e) {
-    std::string before;
-    for (size_t i = 0; i < written.size(); ++i) {
-      before += (i == 0 ? "" : i + 1 == written.size() ? " and " : ", ") + written[i];
-    }
-    throw InputError(flag + " " + e.what() +
-                     (written.empty() ? ""
-                                      : "; " + before + (written.size() == 1 ? " was" : " were") +
-                                            " written before this failure"));
+    throw InputError(flag + " " + e.what() + "; nothing written");
   }
-  written.push_back(flag + " " + path);
+}
+
+// Puts the staged outputs in place, one after another. A failure there (a rename, which the
+// staging has made all but certain to succeed) names the outputs put in place before it.
+void commit_outputs(std::vector<StagedOutput>& staged) {
+  for (size_t k = 0; k < staged.size(); ++k) {
+    try {
+      staged[k].file.commit();
+    } catch (const InputError& e) {
+      std::string before;
+      for (size_t i = 0; i < k; ++i) {
+        before += (i == 0       ? ""
+                   : i + 1 == k ? " and "
+                                : ", ") +
+                  staged[i].flag + " " + staged[i].path;
+      }
+      throw InputError(
+          staged[k].flag + " " + e.what() +
+          (k == 0 ? ""
+                  : "; " + before + (k == 1 ? " was" : " were") + " written before this failure"));
+    }
+  }
 }
 
 }  // namespace
@@ -257,21 +278,23 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   }
   signals.stop_acknowledging();  // the writes finish whatever comes
 
-  // One after another, each atomic (host/atomic_file.hpp): a failure leaves the earlier ones
-  // written, and says which they are.
-  std::vector<std::string> written;
-  write_output("--out", f.out, written,
-               [&] { write_npy_states(f.out, states, chains, d, format); });
+  // All or none: each output is staged first, and only when all are are they put in place, so
+  // that a failure (a full disk) leaves every file as it was.
+  std::vector<StagedOutput> staged;
+  stage_output("--out", f.out, staged,
+               [&] { return stage_npy_states(f.out, states, chains, d, format); });
   if (!f.png.empty()) {
     const std::vector<uint8_t> first(states.begin(), states.begin() + static_cast<size_t>(n) * d);
-    write_output("--png", f.png, written, [&] { write_png_gray(f.png, image_grid(first, n)); });
+    stage_output("--png", f.png, staged,
+                 [&] { return stage_png_gray(f.png, image_grid(first, n)); });
   }
   if (!f.before_after.empty()) {
     const std::vector<uint8_t> after(states.begin(), states.begin() + before_after_count);
-    write_output("--before-after", f.before_after, written, [&] {
-      write_png_gray(f.before_after, before_after_grid(before, after, std::min(n, 50)));
+    stage_output("--before-after", f.before_after, staged, [&] {
+      return stage_png_gray(f.before_after, before_after_grid(before, after, std::min(n, 50)));
     });
   }
+  commit_outputs(staged);
   std::printf("sampled %s x %s from %s starts with %s; wrote %s%s%s%s%s\n",
               count_text(chains, "chain").c_str(), count_text(steps, "step").c_str(),
               f.init.c_str(), backend->name().c_str(), f.out.c_str(), f.png.empty() ? "" : " ",

@@ -76,11 +76,11 @@ std::string encode_npy_bytes(const std::filesystem::path& path, std::string_view
   return file;
 }
 
-// Writes (rows, out_cols) values of out_size bytes atomically: the header, then `encode_rows`
-// (first row, row count, destination) a block of rows at a time.
-void write_npy_by_rows(const std::filesystem::path& path, std::string_view descr, int64_t rows,
-                       int64_t out_cols, size_t out_size,
-                       const std::function<void(int64_t, int64_t, char*)>& encode_rows) {
+// Stages (rows, out_cols) values of out_size bytes: the header, then `encode_rows` (first row, row
+// count, destination) a block of rows at a time.
+StagedFile stage_npy_by_rows(const std::filesystem::path& path, std::string_view descr,
+                             int64_t rows, int64_t out_cols, size_t out_size,
+                             const std::function<void(int64_t, int64_t, char*)>& encode_rows) {
   const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(out_cols);
   const std::string header = npy_header(path, descr, count, out_size, {rows, out_cols});
   const size_t row_bytes = static_cast<size_t>(out_cols) * out_size;
@@ -88,7 +88,7 @@ void write_npy_by_rows(const std::filesystem::path& path, std::string_view descr
       std::max<int64_t>(1, (size_t{1} << 22) / std::max<size_t>(1, row_bytes));
   std::string block;
   int64_t next_row = -1;  // -1: the header comes first
-  write_file_atomic(path, [&]() -> std::string_view {
+  return StagedFile(path, [&]() -> std::string_view {
     if (next_row < 0) {
       next_row = 0;
       return header;
@@ -338,8 +338,8 @@ void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>&
   write_file_atomic(path, encode_npy_u8(path, data, shape));
 }
 
-void write_npy_states(const std::filesystem::path& path, const std::vector<uint8_t>& states,
-                      int64_t rows, int64_t cols, StatesFormat format) {
+StagedFile stage_npy_states(const std::filesystem::path& path, const std::vector<uint8_t>& states,
+                            int64_t rows, int64_t cols, StatesFormat format) {
   if (rows < 0 || cols < 0 ||
       static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) != states.size()) {
     fail(path, "cannot write shape " + npy_shape_text({rows, cols}) + " from " +
@@ -347,29 +347,29 @@ void write_npy_states(const std::filesystem::path& path, const std::vector<uint8
   }
   const uint8_t* in = states.data();
   if (format == StatesFormat::float32) {
-    write_npy_by_rows(path, "<f4", rows, cols, sizeof(float),
-                      [&](int64_t first, int64_t n, char* out) {
-                        const uint8_t* x = in + first * cols;
-                        for (int64_t k = 0; k < n * cols; ++k) {
-                          const float v = x[k] ? 1.0f : 0.0f;
-                          std::memcpy(out + k * sizeof(float), &v, sizeof(float));
-                        }
-                      });
-    return;
+    return stage_npy_by_rows(path, "<f4", rows, cols, sizeof(float),
+                             [&](int64_t first, int64_t n, char* out) {
+                               const uint8_t* x = in + first * cols;
+                               for (int64_t k = 0; k < n * cols; ++k) {
+                                 const float v = x[k] ? 1.0f : 0.0f;
+                                 std::memcpy(out + k * sizeof(float), &v, sizeof(float));
+                               }
+                             });
   }
   // numpy.packbits(states, axis=1): unit i in byte i / 8, bit 7 - i % 8; the last byte's unused
   // low bits are 0.
   const int64_t packed_cols = (cols + 7) / 8;
-  write_npy_by_rows(path, "|u1", rows, packed_cols, 1, [&](int64_t first, int64_t n, char* out) {
-    std::memset(out, 0, static_cast<size_t>(n * packed_cols));
-    for (int64_t r = 0; r < n; ++r) {
-      const uint8_t* x = in + (first + r) * cols;
-      auto* row = reinterpret_cast<uint8_t*>(out + r * packed_cols);
-      for (int64_t i = 0; i < cols; ++i) {
-        if (x[i]) row[i / 8] |= static_cast<uint8_t>(0x80u >> (i % 8));
-      }
-    }
-  });
+  return stage_npy_by_rows(path, "|u1", rows, packed_cols, 1,
+                           [&](int64_t first, int64_t n, char* out) {
+                             std::memset(out, 0, static_cast<size_t>(n * packed_cols));
+                             for (int64_t r = 0; r < n; ++r) {
+                               const uint8_t* x = in + (first + r) * cols;
+                               auto* row = reinterpret_cast<uint8_t*>(out + r * packed_cols);
+                               for (int64_t i = 0; i < cols; ++i) {
+                                 if (x[i]) row[i / 8] |= static_cast<uint8_t>(0x80u >> (i % 8));
+                               }
+                             }
+                           });
 }
 
 NpyArray parse_npy(const std::filesystem::path& path, std::string bytes) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "host/atomic_file.hpp"
+
 namespace rbm {
 
 template <class T>
@@ -27,12 +29,12 @@ void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>&
 
 // How `sample` writes states (N, d) of 0/1 bytes: float32 0.0/1.0 ('<f4', (N, d)), or 8 units to a
 // byte as numpy.packbits(states, axis=1) writes them ('|u1', (N, ceil(d / 8)), unit i in byte
-// i / 8 at bit 7 - i % 8; numpy.unpackbits(a, axis=1, count=d) gives the states back). Written
-// atomically a block of rows at a time, so no whole-size copy is made. Throws InputError when
-// states does not hold rows * cols values.
+// i / 8 at bit 7 - i % 8; numpy.unpackbits(a, axis=1, count=d) gives the states back). Staged
+// (host/atomic_file.hpp: in place once committed) a block of rows at a time, so no whole-size copy
+// is made. Throws InputError when states does not hold rows * cols values.
 enum class StatesFormat { float32, packed };
-void write_npy_states(const std::filesystem::path& path, const std::vector<uint8_t>& states,
-                      int64_t rows, int64_t cols, StatesFormat format);
+StagedFile stage_npy_states(const std::filesystem::path& path, const std::vector<uint8_t>& states,
+                            int64_t rows, int64_t cols, StatesFormat format);
 
 // The bytes write_npy writes (for checksums of what goes to disk); `path` names it in errors.
 std::string encode_npy(const std::filesystem::path& path, const std::vector<float>& data,

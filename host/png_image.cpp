@@ -44,8 +44,8 @@ GrayImage tile_mosaic(int n, int tile_w, int tile_h, PixelOf pixel_of, int colum
 
 }  // namespace
 
-void write_png_gray(const std::filesystem::path& path, int width, int height,
-                    const std::vector<uint8_t>& pixels) {
+StagedFile stage_png_gray(const std::filesystem::path& path, int width, int height,
+                          const std::vector<uint8_t>& pixels) {
   if (width <= 0 || height <= 0 || pixels.size() != static_cast<size_t>(width) * height) {
     fail(path, "cannot write a " + std::to_string(width) + "x" + std::to_string(height) +
                    " PNG from " + std::to_string(pixels.size()) + " pixels");
@@ -65,11 +65,16 @@ void write_png_gray(const std::filesystem::path& path, int width, int height,
     fail(path, std::string("libpng: ") + image.message);
   }
   png.resize(size);
-  write_file_atomic(path, png);
+  return StagedFile(path, png);
 }
 
-void write_png_gray(const std::filesystem::path& path, const GrayImage& image) {
-  write_png_gray(path, image.width, image.height, image.pixels);
+void write_png_gray(const std::filesystem::path& path, int width, int height,
+                    const std::vector<uint8_t>& pixels) {
+  stage_png_gray(path, width, height, pixels).commit();
+}
+
+StagedFile stage_png_gray(const std::filesystem::path& path, const GrayImage& image) {
+  return stage_png_gray(path, image.width, image.height, image.pixels);
 }
 
 GrayImage read_png_gray(const std::filesystem::path& path) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "host/atomic_file.hpp"
 #include "host/model.hpp"
 
 namespace rbm {
@@ -15,10 +16,13 @@ struct GrayImage {
   std::vector<uint8_t> pixels;  // (height, width), row-major
 };
 
-// Writes an 8-bit greyscale PNG atomically (host/atomic_file.hpp). Throws InputError.
+// Writes an 8-bit greyscale PNG atomically (host/atomic_file.hpp), or stages it, to be committed
+// with other outputs. Throws InputError.
 void write_png_gray(const std::filesystem::path& path, int width, int height,
                     const std::vector<uint8_t>& pixels);
-void write_png_gray(const std::filesystem::path& path, const GrayImage& image);
+StagedFile stage_png_gray(const std::filesystem::path& path, int width, int height,
+                          const std::vector<uint8_t>& pixels);
+StagedFile stage_png_gray(const std::filesystem::path& path, const GrayImage& image);
 
 // Reads any PNG as 8-bit greyscale. Throws InputError naming the file and libpng's message.
 GrayImage read_png_gray(const std::filesystem::path& path);

@@ -460,6 +460,60 @@ TEST(AtomicFile, ASignalDuringAWriteLeavesNoTemporaryFile) {
   EXPECT_EQ(action.sa_handler, SIG_DFL);
 }
 
+// A staged file is beside its name until committed: destroyed uncommitted, it leaves the old file
+// and no temporary; committed, it replaces the file; moved, only the new owner commits it.
+TEST(AtomicFile, AStagedFileReplacesNothingUntilCommitted) {
+  test::TempDir dir;
+  write_file_atomic(dir / "a", "old a");
+  write_file_atomic(dir / "b", "old b");
+  const auto file_count = [&] {
+    return std::distance(std::filesystem::directory_iterator(dir.path()),
+                         std::filesystem::directory_iterator());
+  };
+  {
+    StagedFile a(dir / "a", "new a");
+    StagedFile b(dir / "b", "new b");
+    EXPECT_EQ(file_count(), 4);  // a, b and their temporary files
+    EXPECT_EQ(read_file(dir / "a"), "old a");
+  }
+  EXPECT_EQ(read_file(dir / "a"), "old a");
+  EXPECT_EQ(read_file(dir / "b"), "old b");
+  EXPECT_EQ(file_count(), 2) << "a temporary file was left";
+
+  StagedFile staged(dir / "a", "new a");
+  StagedFile owner(std::move(staged));
+  EXPECT_THROW(staged.commit(), std::logic_error);  // NOLINT(bugprone-use-after-move): on purpose
+  owner.commit();
+  EXPECT_EQ(read_file(dir / "a"), "new a");
+  EXPECT_THROW(owner.commit(), std::logic_error);
+  EXPECT_EQ(file_count(), 2);
+}
+
+// A command killed by a signal while it holds staged files (sample's outputs, written all before
+// any is put in place) leaves none of their temporaries, and the files as they were.
+TEST(AtomicFile, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {
+  GTEST_FLAG_SET(death_test_style, "fast");  // fork only: the child writes into this `dir`
+  test::TempDir dir;
+  write_file_atomic(dir / "a", "old a");
+  const auto stage_then_die = [&] {
+    StagedFile a(dir / "a", "new a");
+    StagedFile b(dir / "b", "new b");
+    StagedFile c(dir / "c", [&, piece = 0]() mutable -> std::string_view {
+      if (++piece == 2) std::raise(SIGTERM);
+      return "c";
+    });
+  };
+  EXPECT_EXIT(stage_then_die(), ::testing::KilledBySignal(SIGTERM), "");
+  EXPECT_EQ(read_file(dir / "a"), "old a");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            1)
+      << "a temporary file was left";
+  struct sigaction action {};
+  ASSERT_EQ(sigaction(SIGTERM, nullptr, &action), 0);
+  EXPECT_EQ(action.sa_handler, SIG_DFL);
+}
+
 // Writing through a symbolic link replaces the file it names and leaves the link (a rename over
 // the link would make it a file: `--out /dev/stdout` replaced the system's /dev/stdout), through
 // a chain of relative and absolute links; a dangling link's target is created; a loop is refused.

@@ -706,33 +706,38 @@ TEST(SampleCli, StartStatesInBlocksAreThoseOfOnePass) {
                           (dir / "one.npy").string() + "\n");
 }
 
-// The outputs are written one after another: when a later one fails, the message names the ones
-// already written (each has replaced any file of its name). A name of 250 characters passes the
-// checks before sampling but not the write: its temporary file's name (.NAME.tmp.PID,
-// host/atomic_file.hpp) is longer than the 255 bytes a file name may have on Linux.
-TEST(SampleCli, AFailedWriteNamesTheOutputsWrittenBeforeIt) {
+// The outputs are written all or none: each is staged (host/atomic_file.hpp) before any is put in
+// place, so that when a later one fails the earlier ones' files are as they were, and no temporary
+// file is left. A name of 250 characters passes the checks before sampling but not the write: its
+// temporary file's name (.NAME.tmp.PID) is longer than the 255 bytes a file name may have on
+// Linux.
+TEST(SampleCli, AFailedWriteWritesNoneOfTheOutputs) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
-  const std::string out = (dir / "s.npy").string(), png = (dir / "s.png").string();
-  const std::string long_png = (dir / (std::string(246, 'x') + ".png")).string();
+  std::filesystem::create_directory(dir / "out");
+  const std::string out = (dir / "out" / "s.npy").string(), png = (dir / "out" / "s.png").string();
+  const std::string long_png = (dir / "out" / (std::string(246, 'x') + ".png")).string();
+  write_file_atomic(out, "old states");
+  write_file_atomic(png, "old picture");
   const test::CommandResult r =
       run_cpu({"sample", (dir / "model").string(), "--chains", "3", "--steps", "2", "--out", out,
                "--png", png, "--before-after", long_png});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_EQ(test::line_count(r.output), 1) << r.output;
   EXPECT_EQ(r.output.rfind("rbm_cpu sample: --before-after " + long_png, 0), 0u) << r.output;
-  EXPECT_NE(
-      r.output.find("; --out " + out + " and --png " + png + " were written before this failure\n"),
-      std::string::npos)
-      << r.output;
-  EXPECT_TRUE(std::filesystem::exists(out));
-  EXPECT_TRUE(std::filesystem::exists(png));
-  EXPECT_FALSE(std::filesystem::exists(long_png));
-  // The first output failing names none.
-  const test::CommandResult first = run_cpu({"sample", (dir / "model").string(), "--chains", "3",
-                                             "--steps", "2", "--out", long_png + ".npy"});
-  EXPECT_EQ(first.exit_code, 2) << first.output;
-  EXPECT_EQ(first.output.find("written before"), std::string::npos) << first.output;
+  EXPECT_TRUE(r.output.ends_with("; nothing written\n")) << r.output;
+  EXPECT_EQ(read_file(out), "old states");
+  EXPECT_EQ(read_file(png), "old picture");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir / "out"),
+                          std::filesystem::directory_iterator()),
+            2)
+      << "a temporary file was left";
+  // Without the failing output, both are replaced.
+  const test::CommandResult ok = run_cpu({"sample", (dir / "model").string(), "--chains", "3",
+                                          "--steps", "2", "--out", out, "--png", png});
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_EQ(read_npy(out).shape, (std::vector<int64_t>{3, 784}));
+  EXPECT_EQ(read_png_gray(png).width, 2 * (28 + 1) - 1);  // 3 tiles in 2 columns
 }
 
 TEST(SampleCli, DataStartsFromTheModelsDigit) {

@@ -204,7 +204,7 @@ TEST(NpyStates, FloatIsTheStatesAsFloat32) {
   const int64_t rows = 3000, cols = 784;
   std::vector<uint8_t> states(static_cast<size_t>(rows * cols));
   for (size_t k = 0; k < states.size(); ++k) states[k] = static_cast<uint8_t>((k * 7919 % 13) < 6);
-  write_npy_states(dir / "s.npy", states, rows, cols, StatesFormat::float32);
+  stage_npy_states(dir / "s.npy", states, rows, cols, StatesFormat::float32).commit();
   const std::vector<float> want(states.begin(), states.end());
   EXPECT_EQ(read_file(dir / "s.npy"), encode_npy("s.npy", want, {rows, cols}));
 }
@@ -215,7 +215,7 @@ TEST(NpyStates, PackedIsNumpysPackbitsAlongRows) {
   TempDir dir;
   const std::vector<uint8_t> states = {1, 0, 0, 0, 0, 0, 0, 1, 1, 0,   // 0x81 0x80
                                        0, 1, 1, 1, 0, 0, 0, 0, 0, 1};  // 0x70 0x40
-  write_npy_states(dir / "p.npy", states, 2, 10, StatesFormat::packed);
+  stage_npy_states(dir / "p.npy", states, 2, 10, StatesFormat::packed).commit();
   const NpyArrayU8 packed = read_npy_u8(dir / "p.npy");
   EXPECT_EQ(packed.shape, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(packed.data, (std::vector<uint8_t>{0x81, 0x80, 0x70, 0x40}));
@@ -224,7 +224,7 @@ TEST(NpyStates, PackedIsNumpysPackbitsAlongRows) {
   const int64_t rows = 50000, cols = 784;
   std::vector<uint8_t> many(static_cast<size_t>(rows * cols));
   for (size_t k = 0; k < many.size(); ++k) many[k] = static_cast<uint8_t>((k * 104729 % 11) < 4);
-  write_npy_states(dir / "many.npy", many, rows, cols, StatesFormat::packed);
+  stage_npy_states(dir / "many.npy", many, rows, cols, StatesFormat::packed).commit();
   const NpyArrayU8 read = read_npy_u8(dir / "many.npy");
   ASSERT_EQ(read.shape, (std::vector<int64_t>{rows, 98}));
   for (int64_t r = 0; r < rows; ++r) {
@@ -237,7 +237,7 @@ TEST(NpyStates, PackedIsNumpysPackbitsAlongRows) {
 
 TEST(NpyStates, RejectsAShapeThatDoesNotFit) {
   TempDir dir;
-  EXPECT_INPUT_ERROR(write_npy_states(dir / "s.npy", {1, 0, 1}, 2, 2, StatesFormat::packed),
+  EXPECT_INPUT_ERROR(stage_npy_states(dir / "s.npy", {1, 0, 1}, 2, 2, StatesFormat::packed),
                      "s.npy", "shape (2, 2)");
   EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
 }
