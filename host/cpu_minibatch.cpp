@@ -517,8 +517,8 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
     }
   });
 
-  // Biases, as kernels/minibatch.cu's bias_step_kernel: g = pos_scale sum_r pos[r] +
-  // neg_scale sum_r neg[r]; gb from Q0 and Qk (already scaled), ga = mean(X0) - mean(Xneg).
+  // Biases, as kernels/minibatch.cu's bias_step: g = pos_scale sum_r pos[r] + neg_scale sum_r
+  // neg[r]; gb from Q0 and Qk (already scaled), ga = mean(X0) - mean(Xneg).
   bias_step(p.b.data(), vb.data(), Q0.data(), B, Qk.data(), N, H, 1.0f, 1.0f, lr, momentum);
   if (p.has_visible_bias()) {
     bias_step(p.a.data(), va.data(), X0.data(), B, Xneg, N, d, inv_b, minus_inv_n, lr, momentum);

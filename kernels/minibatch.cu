@@ -91,20 +91,18 @@ __global__ void weight_step_kernel(float* __restrict__ W, float* __restrict__ v,
   }
 }
 
-// One thread per unit j: g = pos_scale sum_r pos[r, j] + neg_scale sum_r neg[r, j] (pos (n_pos,
-// units), neg (n_neg, units)); v = m v + lr g; bias += v.
+// v = m v + lr g, bias += v, elementwise over the units; g from bias_gradient.
 __global__ void bias_step_kernel(float* __restrict__ bias, float* __restrict__ v,
-                                 const float* __restrict__ pos, int64_t n_pos,
-                                 const float* __restrict__ neg, int64_t n_neg, int units,
-                                 float pos_scale, float neg_scale, float lr, float momentum) {
+                                 const float* __restrict__ g, int units, float lr, float momentum) {
   for (int64_t j = global_index(); j < units; j += grid_stride()) {
-    float plus = 0.0f, minus = 0.0f;
-    for (int64_t r = 0; r < n_pos; ++r) plus += pos[r * units + j];
-    for (int64_t r = 0; r < n_neg; ++r) minus += neg[r * units + j];
-    const float vel = momentum * v[j] + lr * (pos_scale * plus + neg_scale * minus);
+    const float vel = momentum * v[j] + lr * g[j];
     v[j] = vel;
     bias[j] += vel;
   }
+}
+
+__global__ void fill_kernel(float* __restrict__ x, int64_t n, float value) {
+  for (int64_t at = global_index(); at < n; at += grid_stride()) x[at] = value;
 }
 
 // bits (n, ceil(d / 8)): bit i % 8 of byte i / 8 of row r is X[r, i] != 0 (numpy's packbits with
@@ -196,7 +194,10 @@ class MathMode {
 size_t minibatch_bytes(int64_t B, int64_t N, int d, int H, bool pcd) {
   const size_t b = static_cast<size_t>(B), n = static_cast<size_t>(N);
   const size_t D = static_cast<size_t>(d), h = static_cast<size_t>(H);
-  const size_t floats = 2 * D * h + h + D + b * (D + h) + 2 * n * h + (pcd ? n * D : b * D);
+  // W's velocity and gradient, the bias velocities, X0 and Q0, Qk and Hs, the negative states,
+  // and the biases' ones and gradient.
+  const size_t floats = 2 * D * h + h + D + b * (D + h) + 2 * n * h + (pcd ? n * D : b * D) +
+                        std::max(b, n) + std::max(D, h);
   return floats * sizeof(float) + (pcd ? n * sizeof(uint32_t) : 0);
 }
 
@@ -350,7 +351,7 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
   const size_t need = minibatch_bytes(B, N, d, H, recipe.pcd);
   const size_t held = vW_.bytes() + vb_.bytes() + va_.bytes() + G_.bytes() + X0_.bytes() +
                       Q0_.bytes() + Qk_.bytes() + Hs_.bytes() + Xk_.bytes() + chains_.bytes() +
-                      chain_images_.bytes();
+                      chain_images_.bytes() + ones_.bytes() + bias_grad_.bytes();
   if (need > held) {
     require_free_device_memory(need - held,
                                "train_minibatch: a batch of " + std::to_string(B) + " and " +
@@ -386,6 +387,13 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
   Hs_.resize(static_cast<size_t>(N) * H);
   G_.resize(dH);
   if (!recipe.pcd) Xk_.resize(static_cast<size_t>(B) * d);
+  if (const size_t rows = static_cast<size_t>(std::max(B, N)); ones_.size() != rows) {
+    ones_.resize(rows);
+    fill_kernel<<<grid_for(static_cast<int64_t>(rows)), kThreads, 0, s>>>(
+        ones_.data(), static_cast<int64_t>(rows), 1.0f);
+    CUDA_CHECK_LAUNCH("fill_kernel");
+  }
+  bias_grad_.resize(static_cast<size_t>(std::max(d, H)));
   float* Xneg = recipe.pcd ? chains_.data() : Xk_.data();
   const uint64_t key = philox_key(recipe.seed, Purpose::train);
   const int64_t per_epoch = batches_per_epoch(recipe, rows_);
@@ -433,15 +441,29 @@ void MinibatchTrainer::train(const ModelView& v, const Recipe& recipe, int64_t f
         v.W, vW_.data(), G_.data(), static_cast<int64_t>(dH), lr, recipe.momentum,
         recipe.weight_decay);
     CUDA_CHECK_LAUNCH("weight_step_kernel");
-    bias_step_kernel<<<grid_for(H), kThreads, 0, s>>>(v.b, vb_.data(), Q0_.data(), B, Qk_.data(), N,
-                                                      H, 1.0f, 1.0f, lr, recipe.momentum);
-    CUDA_CHECK_LAUNCH("bias_step_kernel");
+    bias_step(v, v.b, vb_.data(), Q0_.data(), B, Qk_.data(), N, H, 1.0f, 1.0f, lr, recipe.momentum);
     if (v.a != nullptr) {
-      bias_step_kernel<<<grid_for(d), kThreads, 0, s>>>(v.a, va_.data(), X0_.data(), B, Xneg, N, d,
-                                                        inv_b, minus_inv_n, lr, recipe.momentum);
-      CUDA_CHECK_LAUNCH("bias_step_kernel");
+      bias_step(v, v.a, va_.data(), X0_.data(), B, Xneg, N, d, inv_b, minus_inv_n, lr,
+                recipe.momentum);
     }
   }
+}
+
+// g = pos_scale pos' 1 + neg_scale neg' 1 (units): pos (n_pos, units) row-major is (units, n_pos)
+// column-major, and a GEMV with ones sums its rows across the whole device (one thread per unit
+// summing N rows used a few of its SMs: for a million PCD chains, Qk and the chains are 3.5 GB,
+// read at a few percent of the bandwidth). Then v = m v + lr g; bias += v.
+void MinibatchTrainer::bias_step(const ModelView& v, float* bias, float* velocity, const float* pos,
+                                 int64_t n_pos, const float* neg, int64_t n_neg, int units,
+                                 float pos_scale, float neg_scale, float lr, float momentum) {
+  const float zero = 0.0f, one = 1.0f;
+  CUBLAS_CHECK(cublasSgemv(v.blas, CUBLAS_OP_N, units, static_cast<int>(n_pos), &pos_scale, pos,
+                           units, ones_.data(), 1, &zero, bias_grad_.data(), 1));
+  CUBLAS_CHECK(cublasSgemv(v.blas, CUBLAS_OP_N, units, static_cast<int>(n_neg), &neg_scale, neg,
+                           units, ones_.data(), 1, &one, bias_grad_.data(), 1));
+  bias_step_kernel<<<grid_for(units), kThreads, 0, v.stream>>>(bias, velocity, bias_grad_.data(),
+                                                               units, lr, momentum);
+  CUDA_CHECK_LAUNCH("bias_step_kernel");
 }
 
 TrainingState MinibatchTrainer::state(const ModelView& v) {

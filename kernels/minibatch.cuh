@@ -76,6 +76,9 @@ class MinibatchTrainer {
 
  private:
   void order_for(const ModelView& view, uint32_t seed, int64_t epoch);
+  void bias_step(const ModelView& view, float* bias, float* velocity, const float* pos,
+                 int64_t n_pos, const float* neg, int64_t n_neg, int units, float pos_scale,
+                 float neg_scale, float lr, float momentum);
 
   const uint8_t* images_ = nullptr;
   int64_t rows_ = 0;
@@ -92,6 +95,8 @@ class MinibatchTrainer {
 
   DeviceBuffer<float> X0_, Q0_, Xk_, Qk_, Hs_, G_;
   DeviceBuffer<uint32_t> chain_images_;
+  DeviceBuffer<float> ones_;       // (max(B, N)) all 1: the biases' row sums as GEMVs
+  DeviceBuffer<float> bias_grad_;  // (max(d, H))
 };
 
 }  // namespace rbm::cuda
