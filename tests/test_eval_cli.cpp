@@ -172,7 +172,8 @@ TEST(EvalCli, TextReportNamesTheNumbers) {
 // What a reader could misread is said beside the numbers ("note" lines; "notes" in the JSON):
 // images that the model was trained on (run.json's data.digit and data.split overlap the scored
 // ones), AIS flags that the automatic exact log Z leaves unused, and an AIS estimate that a few
-// runs carry (ESS below a tenth of the runs, where the plug-in interval stops meaning much).
+// runs carry (ESS below a tenth of the runs or below 2, where the plug-in interval stops meaning
+// much).
 TEST(EvalCli, NotesSayWhatCouldBeMisread) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
@@ -214,6 +215,20 @@ TEST(EvalCli, NotesSayWhatCouldBeMisread) {
                            "hold log Z; more --ais-betas (or --ais-runs) make it reliable"),
             std::string::npos)
       << ais_notes;
+  // With 10 runs a tenth is 1, which no ESS is below: one run carrying it (ESS < 2) is said too.
+  // The exploratory tester's case: weights of sd 3, whose AIS at 50 temperatures and 10 runs
+  // has ESS 1.0 (and an interval that missed log Z by hundreds of nats).
+  Params strong = test::random_params(784, 12, 3.0f, 5, true);
+  for (float& a : strong.a) a = a / 3.0f - 2.0f;
+  for (float& b : strong.b) b /= 3.0f;
+  std::filesystem::create_directories(dir / "strong");
+  write_model(dir / "strong", strong);
+  const nlohmann::json few_runs = eval_json({"--model", (dir / "strong").string(), "--method",
+                                             "ais", "--ais-betas", "50", "--ais-runs", "10"});
+  ASSERT_LT(few_runs["ess"].get<double>(), 2.0);
+  const std::string few_runs_notes = few_runs["notes"].dump();
+  EXPECT_NE(few_runs_notes.find(" of 10 runs: a few runs carry the estimate"), std::string::npos)
+      << few_runs_notes;
 }
 
 // The free-energy gap is to the images the model was trained on, as its run.json records them
