@@ -50,6 +50,7 @@ namespace rbm {
 namespace {
 
 using bench::median;
+using bench::shell_quote;
 
 struct Options {
   std::string data = "data/mnist";
@@ -108,21 +109,25 @@ std::string torch_python(const Options& o) {
   std::vector<std::string> candidates = {"python3", "/usr/bin/python3"};
   if (!o.python.empty()) candidates = {o.python};
   for (const std::string& python : candidates) {
-    if (std::system((python + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0) return python;
+    if (std::system((shell_quote(python) + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0) {
+      return python;
+    }
   }
   return "";
 }
 
 bool torch_sees_gpu(const std::string& python) {
-  return std::system((python + " -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() "
-                               "else 1)' >/dev/null 2>&1")
+  return std::system((shell_quote(python) +
+                      " -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() "
+                      "else 1)' >/dev/null 2>&1")
                          .c_str()) == 0;
 }
 
 // Runs the peer with `args`; returns its seconds (and device) from its one output line.
 std::optional<double> run_peer(const Options& o, const std::string& python, const std::string& args,
                                std::string* device) {
-  const std::string command = python + " " + o.peer + " " + args + " --mnist " + o.data + " 2>&1";
+  const std::string command = shell_quote(python) + " " + shell_quote(o.peer) + " " + args +
+                              " --mnist " + shell_quote(o.data) + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return std::nullopt;
   char line[1024];
@@ -298,10 +303,13 @@ double speedup(const Row& row, const Measure& fast, const Measure& slow) {
                       : full_seconds(row, slow) / full_seconds(row, fast);
 }
 
+// Above 100% (marked "!") the peak measured on a busy machine was lowered more than the work's
+// rate was: the table's notes say so.
 std::string percent(const Measure& m, double peak) {
   if (!m.ran || peak <= 0.0 || m.seconds <= 0.0) return "-";
+  const double value = 100.0 * m.flops / m.seconds / peak;
   char text[32];
-  std::snprintf(text, sizeof text, "%.1f%%", 100.0 * m.flops / m.seconds / peak);
+  std::snprintf(text, sizeof text, "%.1f%%%s", value, value > 100.0 ? "!" : "");
   return text;
 }
 
@@ -364,8 +372,11 @@ int run(const Options& o) {
   const bool peer_gpu = peer && torch_sees_gpu(python);
   const std::string peer_note =
       !o.torch ? "not run (--no-torch)"
-      : !peer  ? "not installed: `python3 -c 'import torch'` fails (Debian: apt-get install "
-                 "python3-torch, for /usr/bin/python3; or pip install torch)"
+      : !peer  ? (o.python.empty()
+                      ? std::string("not installed: `python3 -c 'import torch'` fails (Debian: "
+                                     "apt-get install python3-torch, for /usr/bin/python3; or pip "
+                                     "install torch)")
+                      : "not installed: `" + o.python + " -c 'import torch'` fails (--python)")
                : (peer_gpu ? "PyTorch on the GPU" : "PyTorch on the CPU, its default threads") +
                     std::string(" (") + python + ")";
 
@@ -580,6 +591,15 @@ int run(const Options& o) {
                 ratio(speedup(row, best, row.torch)).c_str());
   }
   std::printf("\n");
+  for (const Row& row : rows) {
+    if (percent(row.cpu, cpu_peak).ends_with("!") ||
+        percent(row.cuda, builds[1].peak_flops).ends_with("!")) {
+      notes.push_back(
+          "%pk above 100% (marked !): the peak, measured while the machine was busy, came out "
+          "lower than the work's own rate; rerun on a quiet machine to compare with it");
+      break;
+    }
+  }
   for (const std::string& note : notes) std::printf("- %s\n", note.c_str());
   std::printf(
       "- speedup: cuda over cpu; vs torch: our faster build over the peer; %%pk: achieved "
@@ -603,14 +623,17 @@ int run(const Options& o) {
                         {"quick", o.quick},
                         {"notes", notes}};
   for (const Row& row : rows) {
-    out["rows"].push_back({{"workload", row.workload},
-                           {"size", row.size},
-                           {"unit", row.unit},
-                           {"cpu", measure_json(row, row.cpu, cpu_peak)},
-                           {"cuda", measure_json(row, row.cuda, builds[1].peak_flops)},
-                           {"torch", measure_json(row, row.torch, 0.0)},
-                           {"torch_device", row.torch_device},
-                           {"speedup_cuda_over_cpu", speedup(row, row.cuda, row.cpu)}});
+    out["rows"].push_back(
+        {{"workload", row.workload},
+         {"size", row.size},
+         {"unit", row.unit},
+         {"cpu", measure_json(row, row.cpu, cpu_peak)},
+         {"cuda", measure_json(row, row.cuda, builds[1].peak_flops)},
+         {"torch", measure_json(row, row.torch, 0.0)},
+         {"torch_device", row.torch_device},
+         {"speedup_cuda_over_cpu", row.cuda.ran && row.cpu.ran
+                                       ? nlohmann::json(speedup(row, row.cuda, row.cpu))
+                                       : nlohmann::json(nullptr)}});
   }
   std::error_code error;
   std::filesystem::create_directories(o.results, error);

@@ -52,20 +52,27 @@ double time_training(Backend& backend, const Dataset& train, const Recipe& recip
 // One core's FMA peak (bench/peak.hpp) is the limit the CPU build is measured against.
 using bench::measure_core_fma_peak;
 
-// Runs the sheet's numpy program once (it takes tens of seconds) and returns its training time.
-double time_numpy_sheet(const Options& o) {
+// Runs the sheet's numpy program once (it takes tens of seconds) on --data's images: its training
+// time, and what it printed (a failure's message).
+struct NumpyRun {
+  double seconds = -1.0;  // -1: no "seconds" line came
+  std::string output;     // all it printed, for a failure's message
+};
+NumpyRun time_numpy_sheet(const Options& o) {
   const std::string command =
       "OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/sheet_numpy.py --iters " +
-      std::to_string(o.iters) + " --split " + split_name(o.split) + " 2>&1";
+      std::to_string(o.iters) + " --split " + split_name(o.split) + " --mnist " +
+      bench::shell_quote(o.data) + " 2>&1";
+  NumpyRun run;
   FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return -1.0;
+  if (pipe == nullptr) return run;
   char line[512];
-  double seconds = -1.0;
   while (std::fgets(line, sizeof line, pipe) != nullptr) {
-    if (const char* p = std::strstr(line, "seconds ")) seconds = std::atof(p + 8);
+    run.output += line;
+    if (const char* p = std::strstr(line, "seconds ")) run.seconds = std::atof(p + 8);
   }
-  pclose(pipe);
-  return seconds;
+  if (pclose(pipe) != 0) run.seconds = -1.0;
+  return run;
 }
 
 int run(const Options& o) {
@@ -157,7 +164,8 @@ int run(const Options& o) {
       peak, cpu_rate, 100.0 * cpu_rate / peak, 1e6 * cpu_seconds / static_cast<double>(o.iters),
       1e6 * binary_flops / (peak * 1e9), d * H * 4 / 1e3);
   if (o.numpy) {
-    const double numpy_seconds = time_numpy_sheet(o);
+    const NumpyRun numpy = time_numpy_sheet(o);
+    const double numpy_seconds = numpy.seconds;
     if (numpy_seconds > 0) {
       std::printf(
           "numpy sheet (1 run, one BLAS thread): %.2f s = %.1f us/iteration; the CPU build is "
@@ -165,7 +173,16 @@ int run(const Options& o) {
           numpy_seconds, 1e6 * numpy_seconds / static_cast<double>(o.iters),
           numpy_seconds / cpu_seconds, numpy_seconds / best_cpu_seconds);
     } else {
-      std::printf("numpy sheet: could not run /usr/bin/python3 bench/sheet_numpy.py\n");
+      // Its last lines: a traceback's are the error.
+      std::string tail = numpy.output;
+      for (int lines = 0, at = static_cast<int>(tail.size()) - 2; at >= 0; --at) {
+        if (tail[static_cast<size_t>(at)] == '\n' && ++lines == 6) {
+          tail.erase(0, static_cast<size_t>(at) + 1);
+          break;
+        }
+      }
+      std::printf("numpy sheet: /usr/bin/python3 bench/sheet_numpy.py failed%s\n%s",
+                  tail.empty() ? " (no output)" : "; its last lines:", tail.c_str());
       return 1;  // asked for and not measured
     }
   }

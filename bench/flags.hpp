@@ -19,6 +19,14 @@ struct Flag {
   bool takes_value = true;
 };
 
+// `text` as one word of a POSIX shell's command line (system(), popen()): in single quotes, each
+// ' as '\'' (paths with spaces or quotes stay one argument).
+inline std::string shell_quote(const std::string& text) {
+  std::string quoted = "'";
+  for (const char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 // A flag without a value, e.g. "--numpy".
 inline Flag switch_flag(std::string name, std::function<void()> on) {
   return {std::move(name), [on = std::move(on)](const std::string&) { on(); }, false};

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -66,6 +67,23 @@ TEST(BenchFlags, BenchMainExitCodes) {
   EXPECT_EQ(iters, 5);
   EXPECT_EQ(main_with({}, [] { return 3; }), 3);
   EXPECT_EQ(main_with({}, []() -> int { throw std::runtime_error("no data"); }), 2);
+}
+
+// A quoted word reaches the program as the text itself, through a real shell: spaces, quotes,
+// $ and backslashes included.
+TEST(BenchFlags, ShellQuoteKeepsAWordWhole) {
+  for (const std::string& text :
+       {std::string("plain"), std::string("with space"), std::string("it's"),
+        std::string("'both' \"quotes\""), std::string("$HOME `x` \\n *"), std::string()}) {
+    const std::string command = "printf '%s' " + bench::shell_quote(text);
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string got;
+    char buffer[256];
+    while (const size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) got.append(buffer, n);
+    EXPECT_EQ(pclose(pipe), 0);
+    EXPECT_EQ(got, text) << command;
+  }
 }
 
 }  // namespace
