@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Tests scripts/plot on the metrics.csv of two short real runs (one with --eval-every, one
 # without): the panels it draws, the PNG it writes and where (through a symbolic link, never over a
-# run directory's own files or a non-regular file), and its one-line errors (exit 2), a stdout
-# that cannot be written among them.
+# run directory's own files or a non-regular file), the format its extension picks, and its
+# one-line errors (exit 2), a stdout that cannot be written among them.
 # Usage: test_plot_script.sh REPO RBM_CPU MNIST_DIR
 set -euo pipefail
 
@@ -58,6 +58,21 @@ expect "a run without --eval-every: no log-likelihood panel" 0 \
 expect "two runs share the axes, -o names the output" 0 \
   "plot: wrote both.png (4 panels, 2 runs)" without_log_p with_log_p -o both.png
 png_size both.png >/dev/null || fail "both.png is not a PNG"
+
+# The extension picks the format: a PDF for .pdf, PNG without one; one matplotlib does not write is
+# refused before drawing.
+expect "-o x.pdf writes a PDF" 0 "plot: wrote curves.pdf (4 panels, 1 run)" with_log_p -o curves.pdf
+[[ "$(head -c 5 curves.pdf)" == "%PDF-" ]] || fail "curves.pdf is not a PDF"
+expect "-o without an extension writes a PNG" 0 "plot: wrote curves (4 panels, 1 run)" \
+  with_log_p -o curves
+png_size curves >/dev/null || fail "curves (no extension) is not a PNG"
+formats="$(/usr/bin/python3 -c 'import matplotlib; matplotlib.use("Agg")
+from matplotlib.backend_bases import FigureCanvasBase as C
+print(", ".join(sorted(C.get_supported_filetypes())))')"
+expect "-o with an extension matplotlib does not write" 2 \
+  "plot: cannot write curves.v2: matplotlib writes $formats files, chosen by the extension, not .v2" \
+  with_log_p -o curves.v2
+[[ ! -e curves.v2 ]] || fail "curves.v2 was written"
 
 expect "a missing run directory" 2 \
   "plot: cannot read nowhere: No such file or directory" nowhere
