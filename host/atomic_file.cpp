@@ -71,24 +71,51 @@ constexpr std::array<int, 3> kGuardedSignals = {SIGINT, SIGTERM, SIGHUP};
 char g_temporary_paths[kGuardSlots][4096];
 volatile sig_atomic_t g_temporary_set[kGuardSlots] = {};
 
-extern "C" void remove_temporaries_and_die(int signal_number) {
-  for (int k = 0; k < kGuardSlots; ++k) {
-    if (g_temporary_set[k]) ::unlink(g_temporary_paths[k]);
-  }
-  ::signal(signal_number, SIG_DFL);
-  ::raise(signal_number);  // dies of the signal, as it would have without this handler
-}
-
-// While temporary files are written or staged, a SIGINT, SIGTERM or SIGHUP that would kill the
-// process (one whose action is the default: sample and eval install no handler of their own for
-// their writes) first removes them, so that an interrupted command leaves no .NAME.tmp.PID of up
-// to gigabytes behind. Signals a handler already takes (training's StopSignals) or that are
-// ignored are left alone. The handlers come with the first guarded file and go with the last; the
-// files are the commands' one writing thread's. A file beyond kGuardSlots or of an over-long path
-// goes unguarded.
-int g_guarded_files = 0;
+// For each guarded signal: whether the guard's handler is installed, the action it replaced, and
+// whether that action was a one-shot handler (SA_RESETHAND, as StopSignals') that has had its
+// signal, so that the next one takes the default action, as it would have without the guard.
 std::array<bool, kGuardedSignals.size()> g_handler_installed{};
 std::array<struct sigaction, kGuardedSignals.size()> g_previous_action{};
+volatile sig_atomic_t g_one_shot_used[kGuardedSignals.size()] = {};
+
+bool takes_default_action(const struct sigaction& action) {
+  return (action.sa_flags & SA_SIGINFO) == 0 && action.sa_handler == SIG_DFL;
+}
+bool is_ignored(const struct sigaction& action) {
+  return (action.sa_flags & SA_SIGINFO) == 0 && action.sa_handler == SIG_IGN;
+}
+
+// A signal whose action would kill the program (the default, or the default after a one-shot
+// handler) first removes the temporary files, then kills it as that action would; any other goes
+// to the handler it would have gone to (StopSignals' records it: a first Ctrl-C during the writes
+// lets them finish, and a second kills the program, now without leaving its temporary files).
+extern "C" void remove_temporaries_or_pass_on(int signal_number, siginfo_t* info, void* context) {
+  size_t k = 0;
+  while (k + 1 < kGuardedSignals.size() && kGuardedSignals[k] != signal_number) ++k;
+  const struct sigaction& previous = g_previous_action[k];
+  if (takes_default_action(previous) || g_one_shot_used[k]) {
+    for (int slot = 0; slot < kGuardSlots; ++slot) {
+      if (g_temporary_set[slot]) ::unlink(g_temporary_paths[slot]);
+    }
+    ::signal(signal_number, SIG_DFL);
+    ::raise(signal_number);  // dies of the signal once this handler returns, as it would have
+    return;
+  }
+  if ((previous.sa_flags & SA_RESETHAND) != 0) g_one_shot_used[k] = 1;
+  if ((previous.sa_flags & SA_SIGINFO) != 0) {
+    previous.sa_sigaction(signal_number, info, context);
+  } else {
+    previous.sa_handler(signal_number);
+  }
+}
+
+// While temporary files are written or staged, a SIGINT, SIGTERM or SIGHUP that kills the program
+// first removes them, so that an interrupted command leaves no .NAME.tmp.PID of up to gigabytes
+// behind; a signal the program handles goes to its handler, and an ignored one stays ignored. The
+// handler comes with the first guarded file and goes with the last (unless the program has set
+// another action meanwhile); the files are the commands' one writing thread's. A file beyond
+// kGuardSlots or of an over-long path goes unguarded.
+int g_guarded_files = 0;
 
 // The slot that now guards `tmp`, or -1 when none does.
 int guard_temporary(const std::filesystem::path& tmp) {
@@ -102,16 +129,18 @@ int guard_temporary(const std::filesystem::path& tmp) {
   g_temporary_set[slot] = 1;
   if (g_guarded_files++ == 0) {
     for (size_t k = 0; k < kGuardedSignals.size(); ++k) {
-      struct sigaction current {};
       g_handler_installed[k] = false;
-      if (::sigaction(kGuardedSignals[k], nullptr, &current) != 0 ||
-          current.sa_handler != SIG_DFL) {
-        continue;
-      }
-      struct sigaction remove {};
-      remove.sa_handler = remove_temporaries_and_die;
-      sigemptyset(&remove.sa_mask);
-      g_handler_installed[k] = ::sigaction(kGuardedSignals[k], &remove, &g_previous_action[k]) == 0;
+      g_one_shot_used[k] = 0;
+      struct sigaction current {};
+      if (::sigaction(kGuardedSignals[k], nullptr, &current) != 0 || is_ignored(current)) continue;
+      g_previous_action[k] = current;
+      struct sigaction guard {};
+      guard.sa_sigaction = remove_temporaries_or_pass_on;
+      guard.sa_mask = current.sa_mask;
+      // The replaced action's restarting of system calls; the one-shot reset is emulated above.
+      guard.sa_flags = SA_SIGINFO | (current.sa_flags & SA_RESTART);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // g_previous_action before the handler
+      g_handler_installed[k] = ::sigaction(kGuardedSignals[k], &guard, nullptr) == 0;
     }
   }
   return slot;
@@ -120,10 +149,22 @@ int guard_temporary(const std::filesystem::path& tmp) {
 void release_temporary(int slot) {
   if (slot < 0) return;
   g_temporary_set[slot] = 0;
-  if (--g_guarded_files == 0) {
-    for (size_t k = 0; k < kGuardedSignals.size(); ++k) {
-      if (g_handler_installed[k]) ::sigaction(kGuardedSignals[k], &g_previous_action[k], nullptr);
+  if (--g_guarded_files > 0) return;
+  for (size_t k = 0; k < kGuardedSignals.size(); ++k) {
+    if (!g_handler_installed[k]) continue;
+    struct sigaction current {};
+    if (::sigaction(kGuardedSignals[k], nullptr, &current) != 0 ||
+        (current.sa_flags & SA_SIGINFO) == 0 ||
+        current.sa_sigaction != remove_temporaries_or_pass_on) {
+      continue;  // the program has set another action since: it stays
     }
+    struct sigaction restored = g_previous_action[k];
+    if (g_one_shot_used[k]) {  // the kernel would have reset it when its signal came
+      restored = {};
+      restored.sa_handler = SIG_DFL;
+      sigemptyset(&restored.sa_mask);
+    }
+    ::sigaction(kGuardedSignals[k], &restored, nullptr);
   }
 }
 

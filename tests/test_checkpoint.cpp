@@ -26,6 +26,7 @@
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/sha256.hpp"
+#include "host/signals.hpp"
 #include "host/trainer.hpp"
 #include "tests/checkpoint_util.hpp"
 #include "tests/forwarding_backend.hpp"
@@ -443,6 +444,7 @@ TEST(AtomicFile, ASignalDuringAWriteLeavesNoTemporaryFile) {
   for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
     SCOPED_TRACE(signal_number);
     const auto write_then_die = [&] {
+      std::signal(signal_number, SIG_DFL);  // as a shell starts it (nohup ignores SIGHUP)
       int piece = 0;
       write_file_atomic(path, [&]() -> std::string_view {
         if (++piece == 2) std::raise(signal_number);
@@ -496,6 +498,7 @@ TEST(AtomicFile, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {
   test::TempDir dir;
   write_file_atomic(dir / "a", "old a");
   const auto stage_then_die = [&] {
+    std::signal(SIGTERM, SIG_DFL);
     StagedFile a(dir / "a", "new a");
     StagedFile b(dir / "b", "new b");
     StagedFile c(dir / "c", [&, piece = 0]() mutable -> std::string_view {
@@ -512,6 +515,53 @@ TEST(AtomicFile, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {
   struct sigaction action {};
   ASSERT_EQ(sigaction(SIGTERM, nullptr, &action), 0);
   EXPECT_EQ(action.sa_handler, SIG_DFL);
+}
+
+// With a handler of the program's own (StopSignals' one-shot one, as sample's during its writes):
+// a first signal goes to it and the files stay staged; a second kills the program, as the handler
+// being one-shot means, and removes their temporaries. After the writes the action is the one the
+// handler would have left: the default once it has had its signal.
+TEST(AtomicFile, ASecondSignalWhileFilesAreStagedRemovesTheirTemporaries) {
+  GTEST_FLAG_SET(death_test_style, "fast");  // fork only: the child writes into this `dir`
+  test::TempDir dir;
+  const auto signal_twice = [&] {
+    const StopSignals signals("test", "stopping");
+    const StagedFile a(dir / "a", "new a");
+    std::raise(SIGTERM);
+    if (signals.received() != SIGTERM) std::_Exit(3);
+    const StagedFile b(dir / "b", "new b");
+    std::raise(SIGTERM);
+    std::_Exit(4);
+  };
+  EXPECT_EXIT(signal_twice(), ::testing::KilledBySignal(SIGTERM), "");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "a temporary file was left";
+
+  struct sigaction before {};
+  ASSERT_EQ(sigaction(SIGTERM, nullptr, &before), 0);
+  {
+    const StopSignals signals("test", "stopping");
+    {
+      StagedFile a(dir / "a", "new a");
+      std::raise(SIGTERM);
+      EXPECT_EQ(signals.received(), SIGTERM);
+      a.commit();
+    }
+    struct sigaction action {};
+    ASSERT_EQ(sigaction(SIGTERM, nullptr, &action), 0);
+    EXPECT_EQ(action.sa_handler, SIG_DFL);
+    // Without a signal the program's handler is back as it was.
+    const StopSignals again("test", "stopping");
+    struct sigaction installed {};
+    ASSERT_EQ(sigaction(SIGTERM, nullptr, &installed), 0);
+    write_file_atomic(dir / "b", "b");
+    ASSERT_EQ(sigaction(SIGTERM, nullptr, &action), 0);
+    EXPECT_EQ(action.sa_handler, installed.sa_handler);
+    EXPECT_EQ(action.sa_flags, installed.sa_flags);
+  }
+  EXPECT_EQ(read_file(dir / "a"), "new a");
+  struct sigaction after {};
+  ASSERT_EQ(sigaction(SIGTERM, nullptr, &after), 0);
+  EXPECT_EQ(after.sa_handler, before.sa_handler);
 }
 
 // Writing through a symbolic link replaces the file it names and leaves the link (a rename over
