@@ -1,15 +1,23 @@
 #!/usr/bin/python3
-"""Independent evaluation of trained RBMs: AIS log Z, test log-likelihood, exact PLL.
+"""Independent evaluation of trained RBMs: log Z (exact or AIS), test log-likelihood, exact PLL.
 
 This script shares no code with the project (numpy only). It is a second opinion on the
 project's `eval` command and the yardstick for comparing models (e.g. the project's
 against bench/sheet_numpy.py's). For each MODEL_DIR holding W.npy (d x H), b.npy (H,)
 and optionally a.npy (d,) and run.json it reports:
 
-  * log Z by Annealed Importance Sampling (Salakhutdinov & Murray 2008, "On the
-    quantitative analysis of deep belief networks"), from a base-rate model whose
-    visible biases are the log-odds of the training images' pixel means, with the
-    3-standard-deviation interval log(mean(w) +- 3 std(w) / sqrt(M));
+  * log Z exactly, as log sum over h of b'h + sum_i softplus(a_i + W_i h), by enumerating
+    the 2^H (3^H ternary) hidden states, for H <= 20 binary or H <= 12 ternary units
+    (--method auto, the default, or exact). The limits are time: 2^20 states x 784
+    pixels took 6 to 10 s on a busy two-core machine; each unit more doubles that.
+    `eval` enumerates up to H = 24 (ternary 15) in C++ on all cores. Then the average
+    log p(x) below is exact too, with no interval. AIS's flags (--runs, --betas, --base,
+    --seed) are refused with --method exact and reported unused under auto, as eval does;
+  * otherwise (--method ais, or auto above those H) log Z by Annealed Importance
+    Sampling (Salakhutdinov & Murray 2008, "On the quantitative analysis of deep belief
+    networks"), from a base-rate model whose visible biases are the log-odds of the
+    training images' pixel means, with the 3-standard-deviation interval
+    log(mean(w) +- 3 std(w) / sqrt(M));
     and (default --base both) a second AIS from the uniform base model, keeping the
     larger log Z. Why: an RBM without (or with weak) visible biases has a mode of
     uniform-noise images at h = 0 worth at least 2^d in Z (log Z >= d log 2 = 543.4
@@ -18,7 +26,7 @@ and optionally a.npy (d,) and run.json it reports:
     start misses digit modes of models with strong visible biases. The exact lower
     bound log Z >= log sum over h in {0, e_1..e_H} of p*(h) is printed as well;
   * the average log p(x) = mean(-F(x)) - log Z over the held-out images (default: the
-    1010 threes of t10k), with the interval carried over from log Z;
+    1010 threes of t10k), with the interval carried over from an AIS log Z;
   * the exact average pseudo-log-likelihood sum_i log p(x_i | x_-i) per image.
 
 The model (as in /work/shared/design.md):
@@ -31,12 +39,13 @@ Which images: those of run.json's data.digit (0..9 or "all") unless --digit is g
 threes; from --mnist, else from run.json's data.dir when it exists, else data/mnist. The
 report's "data" line says which digit, split and folder were scored.
 
-`--check` validates the AIS code on H = 10 models whose log Z is computed exactly by
-enumerating the 2^10 (3^10 for ternary units) hidden states, and the PLL code against a
-direct computation.
+`--check` validates the enumeration against a sum over (x, h) on a 9 x 6 model, the AIS
+code on H = 10 models whose log Z is computed exactly by enumerating the 2^10 (3^10 for
+ternary units) hidden states, and the PLL code against a direct computation.
 
 Examples:
   /usr/bin/python3 scripts/independent_eval.py /tmp/sheet_model
+  /usr/bin/python3 scripts/independent_eval.py --method exact --json h12.json /tmp/h12
   /usr/bin/python3 scripts/independent_eval.py run1 run2 --runs 100 --betas 14500 --json out.json
   /usr/bin/python3 scripts/independent_eval.py --check
 """
@@ -338,23 +347,46 @@ def summarize_ais(log_za, logw):
     return log_z, lo, hi, ess
 
 
-def hidden_states(H, ternary):
-    """All 2^H (binary) or 3^H (ternary) hidden states as rows, float64."""
+# The most hidden units whose states the exact log Z enumerates: 2^20 binary states took 6 to
+# 10 s on the development machine (two cores at a load of 6, one BLAS thread: 2^H x d = 8.2e8
+# softplus terms), 3^12 = 531441 ternary ones 3 s. One unit more doubles (triples) the time,
+# and AIS's default 100 runs x 14500 betas take minutes whatever H.
+EXACT_MAX_H = {False: 20, True: 12}
+
+
+def hidden_states(H, ternary, start=0, stop=None):
+    """Hidden states number start..stop-1 (all 2^H binary or 3^H ternary states by default) as
+    rows, float64: state n's unit j is digit j of n in base 2 (or 3, minus 1)."""
     base = 3 if ternary else 2
-    n = np.arange(base ** H)[:, None] // (base ** np.arange(H))[None, :] % base
+    stop = base ** H if stop is None else stop
+    n = np.arange(start, stop)[:, None] // (base ** np.arange(H))[None, :] % base
     return (n - 1 if ternary else n).astype(np.float64)
 
 
 def exact_log_z_by_hidden(W, b, a, ternary=False):
     """log Z = logsumexp over h in {0,1}^H (or {-1,0,1}^H) of b'h + sum_i softplus(a_i + W_i h),
-    in blocks of 4096 states (the (states, d) matrix of 3^10 states would take 370 MB)."""
+    in blocks of 1024 states made one at a time (all 2^20 states at once would take 170 MB, their
+    (states, d) matrix 6.6 GB), softplus in place: three times faster than with its temporaries.
+    H above EXACT_MAX_H is refused (ValueError): its time would be minutes to hours."""
     d, H = W.shape
-    if H > (12 if ternary else 20):
+    if H > EXACT_MAX_H[ternary]:
         raise ValueError("H too large to enumerate")
     a_ = np.zeros(d) if a is None else a
-    hs = hidden_states(H, ternary)
-    vals = np.concatenate([hs[i:i + 4096] @ b + softplus(hs[i:i + 4096] @ W.T + a_).sum(axis=1)
-                           for i in range(0, hs.shape[0], 4096)])
+    WT = np.ascontiguousarray(W.T)
+    total = (3 if ternary else 2) ** H
+    vals = np.empty(total)
+    for start in range(0, total, 1024):
+        hs = hidden_states(H, ternary, start, min(total, start + 1024))
+        T = hs @ WT
+        T += a_
+        # softplus(T) = max(T, 0) + log1p(exp(-|T|)), as softplus() computes it
+        m = np.maximum(T, 0.0)
+        np.abs(T, out=T)
+        np.negative(T, out=T)
+        np.exp(T, out=T)
+        np.log1p(T, out=T)
+        T += m
+        vals[start:start + hs.shape[0]] = hs @ b + T.sum(axis=1)
     return logsumexp(vals)
 
 
@@ -430,17 +462,36 @@ def ais_all_bases(W, b, a, aA, args, rng, ternary=False):
 
 # ---------------------------------------------------------------------------- report
 
+def log_z_method(H, ternary, method):
+    """"exact" or "ais": what --method asks for, auto being exact up to EXACT_MAX_H."""
+    if method == "auto":
+        return "exact" if H <= EXACT_MAX_H[ternary] else "ais"
+    return method
+
+
 def evaluate(name, W, b, a, ternary, data, args, rng):
     """data: the images to score and their base rates, as main's images_for gives them."""
     d, H = W.shape
     Xtest, Xtrain, aA = data["test"], data["train"], data["base_rates"]
-    best, per = ais_all_bases(W, b, a, aA, args, rng, ternary)
-    chosen = per[best]
+    method = log_z_method(H, ternary, args.method)
     bound, bound_h0 = log_z_lower_bound(W, b, a, ternary)
-    # log Z >= bound holds exactly, so an estimate below it is raised to it (this happens
-    # within the noise when Z is the h = 0 mode's 2^d and little else).
-    log_z = max(chosen["log_z"], bound)
-    lo, hi = max(chosen["log_z_lo"], bound), max(chosen["log_z_hi"], bound)
+    t0 = time.perf_counter()
+    if method == "exact":
+        # Not raised to the bound: the enumeration sums the bound's terms and more, in another
+        # order, so it could land an ulp below it.
+        best, per, log_z_ais = None, None, None
+        log_z = lo = hi = exact_log_z_by_hidden(W, b, a, ternary)
+    else:
+        best, per = ais_all_bases(W, b, a, aA, args, rng, ternary)
+        chosen = per[best]
+        log_z_ais = chosen["log_z"]
+        # log Z >= bound holds exactly, so an estimate below it is raised to it (this happens
+        # within the noise when Z is the h = 0 mode's 2^d and little else).
+        log_z = max(chosen["log_z"], bound)
+        lo, hi = max(chosen["log_z_lo"], bound), max(chosen["log_z_hi"], bound)
+    log_z_s = time.perf_counter() - t0
+    # The AIS flags given go unused where log Z is exact (--method auto; exact refuses them).
+    unused = [flag for flag in AIS_FLAGS if method == "exact" and flag in args.given]
 
     nf_test = neg_free_energy(Xtest, W, b, a, ternary).mean()
     nf_train = neg_free_energy(Xtrain, W, b, a, ternary).mean()
@@ -458,9 +509,13 @@ def evaluate(name, W, b, a, ternary, data, args, rng):
         "scored_images_overlap_training": data["trained_on_some"],
         "trained_on": data.get("trained_on"),
         "n_train_base_rate": int(Xtrain.shape[0]),
-        "ais_runs": args.runs, "ais_betas": args.betas, "seed": args.seed,
+        "method": args.method, "log_z_method": method, "log_z_seconds": log_z_s,
+        "log_z_states": "%d^%d" % (3 if ternary else 2, H) if method == "exact" else None,
+        "unused_flags": unused,
+        "ais_runs": args.runs if per else None, "ais_betas": args.betas if per else None,
+        "seed": args.seed if per else None,
         "ais": per, "ais_chosen_base": best,
-        "log_z_ais": chosen["log_z"], "log_z": log_z, "log_z_lo": lo, "log_z_hi": hi,
+        "log_z_ais": log_z_ais, "log_z": log_z, "log_z_lo": lo, "log_z_hi": hi,
         "log_z_lower_bound": bound, "log_z_lower_bound_h0": bound_h0,
         "test_avg_log_p": nf_test - log_z,
         "test_avg_log_p_lo": nf_test - hi, "test_avg_log_p_hi": nf_test - lo,
@@ -488,30 +543,45 @@ def print_block(r):
     if r["scored_images_overlap_training"]:
         print("  note        some or all of the scored images were the model's training images "
               "(run.json: %s): not a held-out score" % r["trained_on"])
-    for name, v in r["ais"].items():
-        print("  AIS %-9s %d runs x %d betas, seed %d: log Z %s  (3 sd: [%s, %s])  "
-              "ESS %.1f  %.1f s"
-              % (name, r["ais_runs"], r["ais_betas"], r["seed"], fmt(v["log_z"]),
-                 fmt(v["log_z_lo"]), fmt(v["log_z_hi"]), v["ess"], v["seconds"]))
-    print("  log Z       %s  (3 sd: [%s, %s]; AIS from the %s base %s, raised to the "
-          "exact lower bound where below it)"
-          % (fmt(r["log_z"]), fmt(r["log_z_lo"]), fmt(r["log_z_hi"]), r["ais_chosen_base"],
-             fmt(r["log_z_ais"])))
+    if r["log_z_method"] == "exact":
+        print("  log Z       %.6f  exact, by enumerating the %s hidden states (%s), %.1f s"
+              % (r["log_z"], r["log_z_states"],
+                 "--method exact" if r["method"] == "exact" else
+                 "--method auto: H <= %d" % EXACT_MAX_H[r["hidden_type"] == "ternary"],
+                 r["log_z_seconds"]))
+    else:
+        for name, v in r["ais"].items():
+            print("  AIS %-9s %d runs x %d betas, seed %d: log Z %s  (3 sd: [%s, %s])  "
+                  "ESS %.1f  %.1f s"
+                  % (name, r["ais_runs"], r["ais_betas"], r["seed"], fmt(v["log_z"]),
+                     fmt(v["log_z_lo"]), fmt(v["log_z_hi"]), v["ess"], v["seconds"]))
+        print("  log Z       %s  (3 sd: [%s, %s]; AIS from the %s base %s, raised to the "
+              "exact lower bound where below it)"
+              % (fmt(r["log_z"]), fmt(r["log_z_lo"]), fmt(r["log_z_hi"]), r["ais_chosen_base"],
+                 fmt(r["log_z_ais"])))
     print("  log Z bound %s exact lower bound (h in {0, e_j}, -e_j too if ternary); the h = 0 "
           "term alone %s"
           % (fmt(r["log_z_lower_bound"]), fmt(r["log_z_lower_bound_h0"])))
-    if r["log_z_ais"] < r["log_z_lower_bound"]:
-        v = r["ais"][r["ais_chosen_base"]]
-        if v["log_z_hi"] < r["log_z_lower_bound"]:
-            print("  WARNING     AIS is below the exact lower bound, beyond its 3 sd: it "
-                  "missed a mode; log Z is at least the bound, possibly well above")
-        else:
-            print("  note        AIS is below the exact lower bound but within its 3 sd; "
-                  "Z is (almost) all the h = 0 / one-hot terms")
-    print("  test  avg log p(x)  %s nats  (3 sd: [%s, %s]; exact upper bound %s)"
-          % (fmt(r["test_avg_log_p"]), fmt(r["test_avg_log_p_lo"]),
-             fmt(r["test_avg_log_p_hi"]), fmt(r["test_avg_log_p_upper_bound"])))
-    print("  train avg log p(x)  %s nats  (same log Z)" % fmt(r["train_avg_log_p"]))
+    if r["unused_flags"]:
+        print("  note        %s not used: log Z is exact for this model (--method ais forces "
+              "AIS)" % ", ".join(r["unused_flags"]))
+    if r["log_z_method"] == "exact":
+        print("  test  avg log p(x)  %.6f nats  (exact log Z)" % r["test_avg_log_p"])
+    else:
+        if r["log_z_ais"] < r["log_z_lower_bound"]:
+            v = r["ais"][r["ais_chosen_base"]]
+            if v["log_z_hi"] < r["log_z_lower_bound"]:
+                print("  WARNING     AIS is below the exact lower bound, beyond its 3 sd: it "
+                      "missed a mode; log Z is at least the bound, possibly well above")
+            else:
+                print("  note        AIS is below the exact lower bound but within its 3 sd; "
+                      "Z is (almost) all the h = 0 / one-hot terms")
+        print("  test  avg log p(x)  %s nats  (3 sd: [%s, %s]; exact upper bound %s)"
+              % (fmt(r["test_avg_log_p"]), fmt(r["test_avg_log_p_lo"]),
+                 fmt(r["test_avg_log_p_hi"]), fmt(r["test_avg_log_p_upper_bound"])))
+    print("  train avg log p(x)  %s nats  (same log Z)"
+          % ("%.6f" % r["train_avg_log_p"] if r["log_z_method"] == "exact"
+             else fmt(r["train_avg_log_p"])))
     print("  test  avg PLL       %s nats/image  (%.4f per pixel), exact, %.1f s"
           % (fmt(r["test_avg_pll"]), r["test_avg_pll_per_pixel"], r["pll_seconds"]))
     print("  reference   base-rate model alone: test avg log p(x) %s nats"
@@ -720,6 +790,18 @@ def json_output(p, path):
     return real
 
 
+# AIS's flags and their defaults.
+AIS_FLAGS = ("--runs", "--betas", "--base", "--seed")
+AIS_DEFAULTS = {"runs": 100, "betas": 14500, "base": "both", "seed": 0}
+
+
+def fail(message):
+    """A refusal that is no flag's syntax, found after parsing (a model too large for --method
+    exact): one line on stderr as argparse words its errors, exit 2, before any long work."""
+    sys.stderr.write("%s: error: %s\n" % (os.path.basename(sys.argv[0]), message))
+    sys.exit(2)
+
+
 def digit_arg(text):
     if text == "all":
         return text
@@ -745,23 +827,41 @@ def main():
                         "always come from the training split")
     p.add_argument("--digit", type=digit_arg, default=None,
                    help="0..9 or all [a model's run.json data.digit, else 3]")
-    p.add_argument("--runs", type=int, default=100, help="AIS runs M [%(default)s]")
-    p.add_argument("--betas", type=int, default=14500,
-                   help="AIS intermediate distributions [%(default)s]")
-    p.add_argument("--base", choices=["both", "base-rate", "uniform"], default="both",
+    p.add_argument("--method", choices=["auto", "exact", "ais"], default=None,
+                   help="log Z: exact by enumerating the hidden states (H <= %d binary, H <= %d "
+                        "ternary: at H = 20 6 to 10 s on a busy two-core machine; each unit "
+                        "more doubles, or triples, that), or ais; auto is exact up to those "
+                        "H, else AIS [auto]" % (EXACT_MAX_H[False], EXACT_MAX_H[True]))
+    p.add_argument("--runs", type=int, default=None, help="AIS runs M [%d]" % AIS_DEFAULTS["runs"])
+    p.add_argument("--betas", type=int, default=None,
+                   help="AIS intermediate distributions [%d]" % AIS_DEFAULTS["betas"])
+    p.add_argument("--base", choices=["both", "base-rate", "uniform"], default=None,
                    help="AIS base model(s); with both, the larger log Z is used "
-                        "[%(default)s]")
-    p.add_argument("--seed", type=int, default=0, help="seed [%(default)s]")
+                        "[%s]" % AIS_DEFAULTS["base"])
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the AIS draws [%d]" % AIS_DEFAULTS["seed"])
     p.add_argument("--json", default=None, help="write the numbers to this file")
     p.add_argument("--check", action="store_true",
                    help="validate AIS and PLL on small exactly-solvable models, then exit")
     args = p.parse_args()
+    # The AIS flags given (not left at their defaults): --method exact refuses them, as eval
+    # does, and with an exact log Z under auto the report says they were not used.
+    args.given = [flag for flag in AIS_FLAGS if getattr(args, flag[2:]) is not None]
+    for flag in AIS_FLAGS:
+        if getattr(args, flag[2:]) is None:
+            setattr(args, flag[2:], AIS_DEFAULTS[flag[2:]])
     if args.runs < 2:
         p.error("--runs must be at least 2")
     if args.betas < 3:
         p.error("--betas must be at least 3")
     if args.seed < 0:
         p.error("--seed must be at least 0")
+    if args.check and args.method is not None:
+        p.error("--method: --check computes log Z both ways itself")
+    args.method = args.method or "auto"
+    if args.method == "exact" and args.given:
+        p.error("%s set%s AIS, which --method exact does not run"
+                % (", ".join(args.given), "s" if len(args.given) == 1 else ""))
     json_path = json_output(p, args.json) if args.json is not None else None
 
     if args.check:
@@ -791,6 +891,13 @@ def main():
 
     # Read every model and its run.json before the long work, so that a bad one fails early.
     models = [(folder,) + load_model(folder) + load_run_json(folder) for folder in args.models]
+    for folder, W, _b, _a, hidden_type, _digit, _mnist, _split in models:
+        limit = EXACT_MAX_H[hidden_type == "ternary"]
+        if args.method == "exact" and W.shape[1] > limit:
+            fail("--method exact: %s has H = %d %s hidden units; this script enumerates at most "
+                 "%d (%d^%d states; --method ais estimates log Z)"
+                 % (folder, W.shape[1], hidden_type, limit, 3 if hidden_type == "ternary" else 2,
+                    limit))
     results = []
     for i, (folder, W, b, a, hidden_type, run_digit, run_mnist, run_split) in enumerate(models):
         data = images_for(run_digit, run_mnist)

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Tests scripts/independent_eval.py against rbm_cpu eval on small models (H 8, binary and ternary
-# hidden units, visible biases, digit 5), where both compute exactly what they can: the
-# pseudo-log-likelihood of the scored images is exact in both (doubles, different summation orders:
-# relative tolerance 1e-9), their mean free energy too, where rbm_cpu's products with W are float
-# GEMMs (784-term float sums: relative tolerance 1e-6), rbm_cpu eval's log Z is exact (H <= 12),
-# so the script's exact lower bound must lie below it; and the script must score the images
-# run.json records (digit 5, its data folder). Its AIS is random and is checked by its own --check.
-# Then its refusals (a --json path that is a directory, in a missing directory, a named pipe or a
-# model's own file; a negative --seed), --json through a symbolic link, and a full stdout.
+# hidden units, visible biases, digit 5), where both compute everything exactly: log Z by
+# enumerating the hidden states (--method exact in both; doubles, different summation orders:
+# relative tolerance 1e-9), the pseudo-log-likelihood of the scored images (1e-9 too), their mean
+# free energy, where rbm_cpu's products with W are float GEMMs (784-term float sums: relative
+# tolerance 1e-6); the script's exact lower bound must lie below log Z; and the script must score
+# the images run.json records (digit 5, its data folder). --method auto (the default) enumerates
+# too at H 8 and says that the AIS flags given went unused. Its AIS is random and is checked by its
+# own --check; here only that --method ais runs it. Then its refusals (a --json path that is a
+# directory, in a missing directory, a named pipe or a model's own file; a negative --seed; AIS
+# flags with --method exact; --method exact above H = 20 binary, 12 ternary: one line), --json
+# through a symbolic link, and a full stdout.
 # Usage: test_independent_eval.sh REPO RBM_CPU MNIST_DIR
 set -euo pipefail
 
@@ -25,19 +28,31 @@ failures=0
 for type in binary ternary; do
   "$trainer" --hidden-type "$type" --visible-bias --hidden 8 --digit 5 --iters 300 \
     --log-every 300 --data "$mnist" --out "$type" >/dev/null 2>&1
-  "$python" "$script" --runs 20 --betas 500 --json "$type.json" "$type" >/dev/null
-  "$trainer" eval "$type" --json >"$type.eval.json"
+  "$python" "$script" --method exact --json "$type.json" "$type" >/dev/null
+  "$python" "$script" --runs 20 --seed 4 --json "$type.auto.json" "$type" >/dev/null
+  "$trainer" eval "$type" --method exact --json >"$type.eval.json"
   if ! "$python" - "$type" <<'PY'; then
 import json, sys
 name = sys.argv[1]
 ours = json.load(open(name + ".eval.json"))
 theirs = json.load(open(name + ".json"))
+auto = json.load(open(name + ".auto.json"))
 problems = []
 def close(what, a, b, rel=1e-9):
     if abs(a - b) > rel * max(abs(a), abs(b)):
         problems.append("%s: rbm_cpu eval %.17g, independent_eval.py %.17g" % (what, a, b))
 if ours["log_z_method"] != "exact":
     problems.append("rbm_cpu eval did not compute log Z exactly: " + ours["log_z_method"])
+for run, flag in ((theirs, "exact"), (auto, "auto")):
+    if (run["method"], run["log_z_method"]) != (flag, "exact"):
+        problems.append("--method %s: method %r, log_z_method %r, expected %r, 'exact'"
+                        % (flag, run["method"], run["log_z_method"], flag))
+    close("log Z, --method " + flag, ours["log_z"], run["log_z"])
+    if not run["log_z_lo"] == run["log_z"] == run["log_z_hi"] or run["ais"] is not None:
+        problems.append("--method %s: an interval or AIS numbers beside an exact log Z" % flag)
+if theirs["unused_flags"] != [] or auto["unused_flags"] != ["--runs", "--seed"]:
+    problems.append("unused AIS flags: %r with none given, %r with --runs, --seed"
+                    % (theirs["unused_flags"], auto["unused_flags"]))
 close("PLL", ours["avg_pll"], theirs["test_avg_pll"])
 # avg log p = -F - log Z: rbm_cpu eval's exact log Z gives its mean -F.
 close("mean -F", ours["avg_log_p"] + ours["log_z"], theirs["test_avg_neg_free_energy"], 1e-6)
@@ -95,18 +110,50 @@ refused "--json a model's own file" \
   { echo "FAIL a refused --json changed binary/W.npy or run.json"; failures=$((failures + 1)); }
 refused "a negative --seed" "$prog --seed must be at least 0" binary --seed -1
 refused "too few --betas" "$prog --betas must be at least 3" binary --betas 2
+refused "AIS flags with --method exact" \
+  "$prog --runs, --betas set AIS, which --method exact does not run" binary --method exact
+
+# --method exact above the enumeration's limit: exit 2 and one line, before reading any images.
+# The models are zeros written here: 21 binary and 13 ternary hidden units.
+"$python" - <<'PY'
+import json, os
+import numpy as np
+for name, H, hidden_type in (("big_binary", 21, "binary"), ("big_ternary", 13, "ternary")):
+    os.mkdir(name)
+    np.save(name + "/W.npy", np.zeros((784, H), dtype=np.float32))
+    np.save(name + "/b.npy", np.zeros(H, dtype=np.float32))
+    json.dump({"recipe": {"hidden_type": hidden_type}}, open(name + "/run.json", "w"))
+PY
+for big in "big_binary 21 binary 20 2" "big_ternary 13 ternary 12 3"; do
+  read -r name H type limit base <<<"$big"
+  expected="$prog --method exact: $name has H = $H $type hidden units; this script enumerates"
+  expected+=" at most $limit ($base^$limit states; --method ais estimates log Z)"
+  code=0
+  out="$("$python" "$script" --method exact "$name" 2>"$scratch/stderr")" || code=$?
+  err="$(cat "$scratch/stderr")"
+  if [[ "$code" != 2 || -n "$out" || "$err" != "$expected" ]]; then
+    echo "FAIL --method exact on H = $H $type"
+    echo "  expected exit 2, no stdout, stderr: $expected"
+    echo "  got exit $code, stdout '$out', stderr: $err"
+    failures=$((failures + 1))
+  else
+    echo "ok   --method exact on H = $H $type: refused"
+  fi
+done
 
 # --json through a symbolic link writes its target (as a shell's > does); the link stays a link.
+# With --method ais, AIS runs on a model that auto would enumerate.
 mkdir linked
 echo "old content" >linked/target.json
 ln -s linked/target.json link.json
-if "$python" "$script" --runs 2 --betas 3 --json link.json binary >/dev/null &&
+if "$python" "$script" --method ais --runs 2 --betas 3 --json link.json binary >/dev/null &&
    [[ -L link.json && "$(readlink link.json)" == linked/target.json ]] &&
-   "$python" -c 'import json, sys; assert json.load(open(sys.argv[1]))["model"] == "binary"' \
+   "$python" -c 'import json, sys; r = json.load(open(sys.argv[1]))
+assert (r["model"], r["log_z_method"], r["ais_runs"]) == ("binary", "ais", 2)' \
      linked/target.json; then
   echo "ok   --json through a symbolic link"
 else
-  echo "FAIL --json link.json: the link was replaced, or its target does not hold the numbers"
+  echo "FAIL --json link.json: the link was replaced, or its target does not hold AIS's numbers"
   failures=$((failures + 1))
 fi
 
