@@ -12,6 +12,7 @@
 
 #include "host/ais.hpp"
 #include "host/dataset.hpp"
+#include "host/evaluate.hpp"
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
 #include "kernels/philox.h"
@@ -86,8 +87,11 @@ class Backend {
 
   // Evaluation of the current parameters (host/ais.hpp, host/log_z.hpp).
   // log Z exactly, by enumerating the 2^H hidden states with log-sum-exp in double (H <= 30), or
-  // the 3^H of a ternary model (H <= 15).
-  virtual double exact_log_partition() = 0;
+  // the 3^H of a ternary model (H <= 15). Throws Stopped when request.stop says so: the CPU backend
+  // every kExactStatesPerLook states of each thread (host/evaluate.hpp), the CUDA backend before
+  // and after its kernel only. request.states_done, when set, is advanced by the states summed: as
+  // they are (CPU), or all of them at the end (CUDA).
+  virtual double exact_log_partition(const ExactLogZRequest& request = {}) = 0;
   // All request.runs AIS runs over all the temperatures; draws named as above. Throws InputError
   // for a request that does not fit the model, or (CUDA) the device's memory. May throw Stopped
   // when request.stop says so (both backends do, each as often as host/ais.hpp says), or may run

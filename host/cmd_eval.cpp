@@ -30,30 +30,29 @@
 #include "host/model_io.hpp"
 #include "host/progress.hpp"
 #include "host/sha256.hpp"
+#include "host/signals.hpp"
+#include "host/stop.hpp"
 
 namespace rbm {
 namespace {
 
-// estimate_log_z with, when stderr is a terminal, a progress bar of its AIS steps there, redrawn
-// five times a second: AIS takes half a minute at the defaults (2 bases x 100 runs x 14500
-// temperatures) and minutes with more. Without a terminal, nothing: the report comes in one piece
-// on stdout, and stderr is a log or a test's capture. An exact log Z draws no bar.
-LogZEstimate estimate_log_z_showing_progress(Backend& backend, const Params& params,
-                                             LogZOptions options) {
-  Progress progress("log Z by AIS", 2 * options.ais_runs * options.ais_betas, 0, "steps");
-  if (!progress.interactive()) return estimate_log_z(backend, params, options);
-  std::atomic<int64_t> steps{0};
-  options.ais_steps_done = &steps;
-  // The last draw, at 100% when AIS ran to its end, then the line ended; also when estimate_log_z
+// run() with, when stderr is a terminal, `progress` redrawn from the count `done` five times a
+// second by a thread of its own. Without a terminal, nothing: the report comes in one piece on
+// stdout, and stderr is a log or a test's capture.
+template <typename Run>
+LogZEstimate with_progress_bar(Progress& progress, const std::atomic<int64_t>& done,
+                               const Run& run) {
+  if (!progress.interactive()) return run();
+  // The last draw, at 100% when the work ran to its end, then the line ended; also when run()
   // throws: its message gets a line of its own.
   struct EndBarLine {
     Progress& progress;
-    const std::atomic<int64_t>& steps;
+    const std::atomic<int64_t>& done;
     ~EndBarLine() {
-      if (const int64_t done = steps.load(); done > 0) progress.update(done, "");
+      if (const int64_t count = done.load(); count > 0) progress.update(count, "");
       progress.finish();
     }
-  } end_bar_line{progress, steps};
+  } end_bar_line{progress, done};
   const std::jthread bar([&](std::stop_token stop) {
     std::mutex mutex;
     std::condition_variable_any wake;
@@ -61,10 +60,47 @@ LogZEstimate estimate_log_z_showing_progress(Backend& backend, const Params& par
     // Returns at the timeout or at once on request_stop (the predicate is never true).
     while (!wake.wait_for(lock, stop, std::chrono::milliseconds(200), [] { return false; }) &&
            !stop.stop_requested()) {
-      if (const int64_t done = steps.load(); done > 0) progress.update(done, "");
+      if (const int64_t count = done.load(); count > 0) progress.update(count, "");
     }
   });
-  return estimate_log_z(backend, params, options);
+  return run();
+}
+
+// estimate_log_z with its work counted, and a progress bar of it on a terminal: AIS steps (half a
+// minute at the defaults, 2 bases x 100 runs x 14500 temperatures, and minutes with more) or the
+// hidden states of an exact log Z (3 s at H 24 on 2 cores, minutes at H 30). SIGINT and SIGTERM
+// stop it at its next look (host/log_z.hpp) with one line that says how far it came; the handlers
+// are there for log Z only (what follows takes seconds at most, and a signal then ends eval by its
+// default action).
+LogZEstimate estimate_log_z_showing_progress(const std::string& program, Backend& backend,
+                                             const Params& params, LogZOptions options) {
+  const bool exact = log_z_is_exact(params, options);
+  const int64_t total =
+      exact ? exact_hidden_states(params) : 2 * options.ais_runs * options.ais_betas;
+  const char* what = exact ? "log Z exact" : "log Z by AIS";
+  const char* unit = exact ? "states" : "steps";
+  std::atomic<int64_t> done{0};
+  (exact ? options.exact_states_done : options.ais_steps_done) = &done;
+  const StopSignals signals(program + " eval",
+                            "log Z stops when the work in progress ends, with no report; the same "
+                            "signal again kills it at once");
+  options.stop = [&signals] { return signals.received() != 0; };
+  const auto interrupted = [&](int signal_number) {
+    return Interrupted(signal_number, "interrupted by " + signal_name(signal_number) + " with " +
+                                          done_text(done.load(), total, what, unit) +
+                                          " done; no report");
+  };
+  Progress progress(what, total, 0, unit);
+  LogZEstimate estimate;
+  try {
+    estimate =
+        with_progress_bar(progress, done, [&] { return estimate_log_z(backend, params, options); });
+  } catch (const Stopped&) {
+    throw interrupted(signals.received());
+  }
+  // A signal after the last look.
+  if (const int stop = signals.received(); stop != 0) throw interrupted(stop);
+  return estimate;
 }
 
 // The flags that set AIS: refused with --method exact, named as unused when auto is exact.
@@ -179,7 +215,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // The scored images' own mass bounds log Z too: an AIS that missed a model's modes (too few
   // temperatures for its weights) may otherwise put their average log p(x) above 0.
   options.images_lower_bound = images_log_z_lower_bound(params, images);
-  const LogZEstimate log_z = estimate_log_z_showing_progress(*backend, params, options);
+  const LogZEstimate log_z = estimate_log_z_showing_progress(program, *backend, params, options);
   // Float pre-activations overflow when d |W| passes FLT_MAX: a NaN estimate is no estimate.
   // (Training's --eval-every keeps it, and stops on a metric that is not finite, exit 3.)
   for (const AisBaseReport& base : log_z.bases) {

@@ -27,16 +27,6 @@
 namespace rbm {
 namespace {
 
-// "31% of the sampling (9.3e+08 of 3e+09 chain-steps)": done of total units of `what`.
-std::string done_text(int64_t done, int64_t total, const char* what = "the sampling",
-                      const char* unit = "chain-steps") {
-  char text[160];
-  std::snprintf(text, sizeof text, "%.0f%% of %s (%.3g of %.3g %s)",
-                100.0 * static_cast<double>(done) / static_cast<double>(total), what,
-                static_cast<double>(done), static_cast<double>(total), unit);
-  return text;
-}
-
 // Numbers stay text until parse_int_flag checks them (host/command_flags.hpp); an empty digit is
 // one not given.
 struct SampleFlags {
@@ -262,7 +252,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
           if (const int stop = signals.received(); stop != 0) {
             progress.finish();
             throw Interrupted(stop, "interrupted by " + signal_name(stop) + " with " +
-                                        done_text(done, total) + " done; nothing written");
+                                        done_text(done, total, "the sampling", "chain-steps") +
+                                        " done; nothing written");
           }
           const auto now = std::chrono::steady_clock::now();
           if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {

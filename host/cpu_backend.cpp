@@ -294,7 +294,9 @@ class CpuBackend final : public Backend {
   }
 
   // Evaluation: the references in host/evaluate.cpp and host/ais.cpp.
-  double exact_log_partition() override { return rbm::exact_log_partition(model_.unpadded()); }
+  double exact_log_partition(const ExactLogZRequest& request) override {
+    return rbm::exact_log_partition(model_.unpadded(), LogZSum::automatic, request);
+  }
   AisResult ais(const AisRequest& request) override { return ais_cpu(model_.unpadded(), request); }
 
  private:

@@ -57,6 +57,33 @@ void first_state_sums(const Params& params, const Walk& walk, std::vector<double
   }
 }
 
+// The looks of an enumeration's threads at its request (exact_log_partition in evaluate.hpp):
+// before each piece of kExactStatesPerLook states, whether to leave (the stop request, or another
+// thread that saw it), and after it the count. A thread cannot throw: the caller throws Stopped
+// after joining them.
+class EnumerationLooks {
+ public:
+  explicit EnumerationLooks(const ExactLogZRequest& request) : request_(request) {}
+  bool leave() {
+    if (stopped_.load(std::memory_order_relaxed)) return true;
+    if (!stop_requested(request_.stop)) return false;
+    stopped_.store(true);
+    return true;
+  }
+  void done(int64_t states) {
+    if (request_.states_done != nullptr) {
+      request_.states_done->fetch_add(states, std::memory_order_relaxed);
+    }
+  }
+  void throw_if_stopped() const {
+    if (stopped_.load()) throw Stopped();
+  }
+
+ private:
+  const ExactLogZRequest& request_;
+  std::atomic<bool> stopped_{false};
+};
+
 // log sum_h exp(b'h + sum_i softplus(W_i h + a_i)) over the hidden states [0, n_states) of a
 // walk in which each state differs from the one before in one unit, by +-1, so that the visible
 // pre-activations p = W h + a (d) update in O(d); multithreaded, log-sum-exp in double.
@@ -66,27 +93,34 @@ void first_state_sums(const Params& params, const Walk& walk, std::vector<double
 // This one takes d softplus (an exp and a log1p each) per state. product_walk below gives the same
 // sum with no transcendental per unit, and is used whenever its range condition holds.
 template <typename Walk>
-double softplus_walk(const Params& params, int64_t n_states) {
+double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequest& request) {
   const int d = params.visible, H = params.hidden;
   std::vector<LogSumExp> partial(static_cast<size_t>(thread_count()));
+  EnumerationLooks looks(request);
   parallel_for(n_states, [&](int64_t worker, int64_t begin, int64_t end) {
     Walk walk(H, begin);
     std::vector<double> pre;  // (d) W h + a
     double bias = 0.0;        // b'h
     first_state_sums(params, walk, pre, bias);
     LogSumExp acc;
-    for (int64_t n = begin; n < end; ++n) {
-      if (n > begin) {
-        const auto [j, step] = walk.next(n);
-        bias += step * params.b[j];
-        for (int i = 0; i < d; ++i) pre[i] += step * params.W[static_cast<size_t>(i) * H + j];
+    for (int64_t piece = begin; piece < end; piece += kExactStatesPerLook) {
+      if (looks.leave()) return;
+      const int64_t piece_end = std::min(end, piece + kExactStatesPerLook);
+      for (int64_t n = piece; n < piece_end; ++n) {
+        if (n > begin) {
+          const auto [j, step] = walk.next(n);
+          bias += step * params.b[j];
+          for (int i = 0; i < d; ++i) pre[i] += step * params.W[static_cast<size_t>(i) * H + j];
+        }
+        double log_weight = bias;
+        for (int i = 0; i < d; ++i) log_weight += softplus(pre[i]);
+        acc.add(log_weight);
       }
-      double log_weight = bias;
-      for (int i = 0; i < d; ++i) log_weight += softplus(pre[i]);
-      acc.add(log_weight);
+      looks.done(piece_end - piece);
     }
     partial[static_cast<size_t>(worker)] = acc;
   });
+  looks.throw_if_stopped();
   LogSumExp total;
   for (const LogSumExp& p : partial) total.merge(p);
   return total.value();
@@ -165,7 +199,8 @@ std::optional<std::vector<int>> product_groups(const Params& params) {
 // weight is within d x 258 x 1.1e-16 of softplus_walk's (tests/test_evaluate.cpp: they agree to
 // 1e-16 at d = 64, H 22).
 template <typename Walk>
-double product_walk(const Params& params, int64_t n_states, const std::vector<int>& group_ends) {
+double product_walk(const Params& params, int64_t n_states, const std::vector<int>& group_ends,
+                    const ExactLogZRequest& request) {
   const int d = params.visible, H = params.hidden;
   // (H, d): W' and the factors e^{W'}, e^{-W'}, contiguous over the visible units.
   std::vector<double> w_t(static_cast<size_t>(H) * d), up(w_t.size()), down(w_t.size());
@@ -178,6 +213,7 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
     }
   }
   std::vector<LogSumExp> partial(static_cast<size_t>(thread_count()));
+  EnumerationLooks looks(request);
   parallel_for(n_states, [&](int64_t worker, int64_t begin, int64_t end) {
     Walk walk(H, begin);
     std::vector<double> pre;                            // (d) p = W h + a
@@ -186,43 +222,52 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
     first_state_sums(params, walk, pre, bias);
     LogSumExp acc;
     int since_refresh = kProductRefreshSteps;
-    for (int64_t n = begin; n < end; ++n) {
-      if (n > begin) {
-        const auto [j, step] = walk.next(n);
-        bias += step * params.b[j];
-        const double* w = w_t.data() + static_cast<size_t>(j) * d;
-        const double* factor = (step > 0 ? up.data() : down.data()) + static_cast<size_t>(j) * d;
-        for (int i = 0; i < d; ++i) pre[i] += step * w[i];
-        for (int i = 0; i < d; ++i) e_pre[i] *= factor[i];
+    for (int64_t piece = begin; piece < end; piece += kExactStatesPerLook) {
+      if (looks.leave()) return;
+      const int64_t piece_end = std::min(end, piece + kExactStatesPerLook);
+      for (int64_t n = piece; n < piece_end; ++n) {
+        if (n > begin) {
+          const auto [j, step] = walk.next(n);
+          bias += step * params.b[j];
+          const double* w = w_t.data() + static_cast<size_t>(j) * d;
+          const double* factor = (step > 0 ? up.data() : down.data()) + static_cast<size_t>(j) * d;
+          for (int i = 0; i < d; ++i) pre[i] += step * w[i];
+          for (int i = 0; i < d; ++i) e_pre[i] *= factor[i];
+        }
+        if (since_refresh == kProductRefreshSteps) {
+          for (int i = 0; i < d; ++i) e_pre[i] = std::exp(pre[i]);
+          since_refresh = 0;
+        }
+        ++since_refresh;
+        const double log_product = log_product_in_groups(
+            d, [&](int i) { return 1.0 + e_pre[i]; },
+            [&](int group_begin) {
+              return *std::upper_bound(group_ends.begin(), group_ends.end(), group_begin);
+            });
+        acc.add(bias + log_product);
       }
-      if (since_refresh == kProductRefreshSteps) {
-        for (int i = 0; i < d; ++i) e_pre[i] = std::exp(pre[i]);
-        since_refresh = 0;
-      }
-      ++since_refresh;
-      const double log_product = log_product_in_groups(
-          d, [&](int i) { return 1.0 + e_pre[i]; },
-          [&](int group_begin) {
-            return *std::upper_bound(group_ends.begin(), group_ends.end(), group_begin);
-          });
-      acc.add(bias + log_product);
+      looks.done(piece_end - piece);
     }
     partial[static_cast<size_t>(worker)] = acc;
   });
+  looks.throw_if_stopped();
   LogSumExp total;
   for (const LogSumExp& p : partial) total.merge(p);
   return total.value();
 }
 
 template <typename Walk>
-double log_sum_over_hidden_walk(const Params& params, int64_t n_states, LogZSum sum) {
+double log_sum_over_hidden_walk(const Params& params, int64_t n_states, LogZSum sum,
+                                const ExactLogZRequest& request) {
   const std::optional<std::vector<int>> groups = product_groups(params);
   if (sum == LogZSum::products && !groups) {
     throw std::invalid_argument(
         "exact_log_partition: the product of factors would overflow for this model");
   }
-  if (groups && sum != LogZSum::softplus) return product_walk<Walk>(params, n_states, *groups);
-  return softplus_walk<Walk>(params, n_states);
+  if (groups && sum != LogZSum::softplus) {
+    return product_walk<Walk>(params, n_states, *groups, request);
+  }
+  return softplus_walk<Walk>(params, n_states, request);
 }
 
 // The 2^H binary states in Gray-code order: state n is the bits of n ^ (n >> 1); from n - 1 to n
@@ -371,7 +416,7 @@ double mean_free_energy(const Params& params, const Dataset& images, const StopR
   return total / static_cast<double>(images.rows);
 }
 
-double exact_log_partition(const Params& params, LogZSum sum) {
+int64_t exact_hidden_states(const Params& params) {
   const int H = params.hidden;
   if (params.hidden_type == HiddenType::ternary) {
     if (H > kMaxExactTernaryHidden) {
@@ -379,13 +424,21 @@ double exact_log_partition(const Params& params, LogZSum sum) {
     }
     int64_t n_states = 1;
     for (int j = 0; j < H; ++j) n_states *= 3;
-    return log_sum_over_hidden_walk<TernaryGrayWalk>(params, n_states, sum);
+    return n_states;
   }
   if (H > kMaxExactBinaryHidden) {
     throw std::invalid_argument("exact_log_partition: H > " +
                                 std::to_string(kMaxExactBinaryHidden) + " is out of reach");
   }
-  return log_sum_over_hidden_walk<BinaryGrayWalk>(params, int64_t{1} << H, sum);
+  return int64_t{1} << H;
+}
+
+double exact_log_partition(const Params& params, LogZSum sum, const ExactLogZRequest& request) {
+  const int64_t n_states = exact_hidden_states(params);
+  if (params.hidden_type == HiddenType::ternary) {
+    return log_sum_over_hidden_walk<TernaryGrayWalk>(params, n_states, sum, request);
+  }
+  return log_sum_over_hidden_walk<BinaryGrayWalk>(params, n_states, sum, request);
 }
 
 bool exact_log_partition_uses_products(const Params& params) {

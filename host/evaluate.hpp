@@ -3,6 +3,7 @@
 // double. Shapes: images are (n, d) rows of 0/1.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -45,10 +46,27 @@ double images_log_z_lower_bound(const Params& params, const Dataset& images);
 // no e^{p_i} and no step factor overflows or underflows). `softplus`: the sum of softplus(p_i).
 // `automatic` takes products where they can be taken; asking for products where they cannot is
 // std::invalid_argument.
+//
+// The states are split among the threads in contiguous ranges (the sum's order depends on the
+// thread count alone); each thread walks its range in pieces of kExactStatesPerLook states,
+// looking at request.stop before each piece (then all threads leave, and it throws Stopped) and
+// adding the piece to request.states_done after it. A piece takes about 2 ms at d = 784 with
+// products, 0.1 s with the softplus sum (measured on 2 cores).
 constexpr int kMaxExactBinaryHidden = 30;
 constexpr int kMaxExactTernaryHidden = 15;
+constexpr int64_t kExactStatesPerLook = 4096;
 enum class LogZSum { automatic, products, softplus };
-double exact_log_partition(const Params& params, LogZSum sum = LogZSum::automatic);
+struct ExactLogZRequest {
+  StopRequest stop;  // empty: never stop
+  // When set, advanced by the states summed (2^H or 3^H in all at the end). For progress.
+  std::atomic<int64_t>* states_done = nullptr;
+};
+double exact_log_partition(const Params& params, LogZSum sum = LogZSum::automatic,
+                           const ExactLogZRequest& request = {});
+
+// The hidden states that exact_log_partition enumerates: 2^H, or 3^H for ternary units.
+// std::invalid_argument beyond kMaxExactBinaryHidden (kMaxExactTernaryHidden).
+int64_t exact_hidden_states(const Params& params);
 
 // Whether the products can be taken (what `automatic` takes).
 bool exact_log_partition_uses_products(const Params& params);

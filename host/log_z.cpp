@@ -19,31 +19,36 @@ int max_exact_hidden(HiddenType type, int max_binary_hidden) {
   return std::min(same_work, kMaxExactTernaryHidden);
 }
 
+bool log_z_is_exact(const Params& params, const LogZOptions& options) {
+  const bool exact =
+      options.method == LogZMethod::exact ||
+      (options.method == LogZMethod::automatic &&
+       params.hidden <= max_exact_hidden(params.hidden_type, options.max_exact_hidden));
+  const bool ternary = params.hidden_type == HiddenType::ternary;
+  if (exact && !ternary && params.hidden > kMaxExactBinaryHidden) {
+    throw InputError("exact log Z needs H <= " + std::to_string(kMaxExactBinaryHidden) +
+                     " (this model has " + std::to_string(params.hidden) + ")");
+  }
+  if (exact && ternary && params.hidden > kMaxExactTernaryHidden) {
+    throw InputError("exact log Z of a ternary model enumerates 3^H hidden states and needs H <= " +
+                     std::to_string(kMaxExactTernaryHidden) + " (this model has " +
+                     std::to_string(params.hidden) + ")");
+  }
+  return exact;
+}
+
 LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   LogZEstimate estimate;
+  const bool exact = log_z_is_exact(params, options);
   estimate.lower_bound = log_partition_lower_bound(params, options.stop);
-  const bool ternary = params.hidden_type == HiddenType::ternary;
-  const bool exact =
-      options.method == LogZMethod::exact ||
-      (options.method == LogZMethod::automatic &&
-       params.hidden <= max_exact_hidden(params.hidden_type, options.max_exact_hidden));
   if (exact) {
-    if (!ternary && params.hidden > kMaxExactBinaryHidden) {
-      throw InputError("exact log Z needs H <= " + std::to_string(kMaxExactBinaryHidden) +
-                       " (this model has " + std::to_string(params.hidden) + ")");
-    }
-    if (ternary && params.hidden > kMaxExactTernaryHidden) {
-      throw InputError(
-          "exact log Z of a ternary model enumerates 3^H hidden states and needs H <= " +
-          std::to_string(kMaxExactTernaryHidden) + " (this model has " +
-          std::to_string(params.hidden) + ")");
-    }
     estimate.method = "exact";
-    estimate.log_z = estimate.log_z_low = estimate.log_z_high = backend.exact_log_partition();
+    estimate.log_z = estimate.log_z_low = estimate.log_z_high =
+        backend.exact_log_partition({options.stop, options.exact_states_done});
     estimate.seconds = seconds_since(start);
     return estimate;
   }

@@ -35,11 +35,14 @@ struct LogZOptions {
   uint32_t seed = 1;
   std::vector<float> base_rate;  // (d) base_rate_biases of the training images
   // Looked at by the lower bound, by AIS at every temperature (CPU) or every 32 (CUDA; see
-  // host/ais.hpp) and between the two bases; exact enumeration (at most 2^20 states in training:
-  // 0.2 s) does not look. Throws Stopped.
+  // host/ais.hpp) and between the two bases, and by exact enumeration every 4096 states of each
+  // thread (CPU) or before and after its kernel (CUDA; see Backend::exact_log_partition). Throws
+  // Stopped.
   StopRequest stop;
   // AisRequest::steps_done of both bases' AIS (2 x ais_runs x ais_betas steps in all), when set.
   std::atomic<int64_t>* ais_steps_done = nullptr;
+  // ExactLogZRequest::states_done of exact enumeration (exact_hidden_states in all), when set.
+  std::atomic<int64_t>* exact_states_done = nullptr;
   // A second exact lower bound of log Z for AIS, when set (eval: images_log_z_lower_bound of the
   // scored images, host/evaluate.hpp); the larger of it and the hidden states' is the estimate's.
   std::optional<double> images_lower_bound;
@@ -73,6 +76,10 @@ struct LogZEstimate {
 // max_exact_hidden for binary units: a ternary model gets the largest H with 3^H <= 2^that (the
 // same work), at most kMaxExactTernaryHidden (24 -> 15, 20 -> 12).
 int max_exact_hidden(HiddenType type, int max_binary_hidden);
+
+// Whether estimate_log_z enumerates the hidden states (exact) rather than run AIS. Throws
+// InputError when the options ask for exact enumeration of a model beyond its reach.
+bool log_z_is_exact(const Params& params, const LogZOptions& options);
 
 // The backend must hold `params` (set_params). Throws InputError for bad options.
 LogZEstimate estimate_log_z(Backend& backend, const Params& params, const LogZOptions& options);

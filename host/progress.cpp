@@ -103,6 +103,14 @@ void Progress::finish() {
   std::fflush(stderr);
 }
 
+std::string done_text(int64_t done, int64_t total, const char* what, const char* unit) {
+  char text[160];
+  std::snprintf(text, sizeof text, "%.0f%% of %s (%.3g of %.3g %s)",
+                100.0 * static_cast<double>(done) / static_cast<double>(total), what,
+                static_cast<double>(done), static_cast<double>(total), unit);
+  return text;
+}
+
 void print_own_line(const std::string& text) {
   const std::lock_guard lock(g_line_mutex);
   end_bar_line();

@@ -27,6 +27,10 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+// "31% of the sampling (9.3e+08 of 3e+09 chain-steps)": done of total units of `what`, for the
+// line that says how far an interrupted loop came.
+std::string done_text(int64_t done, int64_t total, const char* what, const char* unit);
+
 // Prints `text` and a '\n' on stderr, on a line of its own: the line of an interactive progress
 // bar drawn and not yet ended is ended first. Safe from any thread (the stop signals' watcher,
 // host/signals.hpp, calls it): the bar's draws and this take one lock.

@@ -1,8 +1,9 @@
 // Stopping a long computation on request: the metrics of a training log point (host/metrics.hpp,
-// host/train_eval.hpp, host/log_z.hpp) and AIS on the CPU (host/ais.hpp) look at a StopRequest
-// between small pieces of their work and give up by throwing Stopped, so that a SIGINT that comes
-// during a log point stops the run within a piece, not after the whole log point
-// (host/trainer.cpp).
+// host/train_eval.hpp, host/log_z.hpp), AIS on the CPU (host/ais.hpp) and exact log Z on the CPU
+// (host/evaluate.hpp) look at a StopRequest between small pieces of their work and give up by
+// throwing Stopped, so that a SIGINT that comes during a log point stops the run within a piece,
+// not after the whole log point (host/trainer.cpp), and one during eval's log Z stops eval
+// (host/cmd_eval.cpp).
 #pragma once
 
 #include <functional>
@@ -16,8 +17,8 @@ using StopRequest = std::function<bool()>;
 
 inline bool stop_requested(const StopRequest& stop) { return stop && stop(); }
 
-// A computation gave up on its StopRequest: it has no result. The trainer catches it; nothing else
-// passes a StopRequest.
+// A computation gave up on its StopRequest: it has no result. The trainer and eval catch it;
+// nothing else passes a StopRequest.
 struct Stopped : std::runtime_error {
   Stopped() : std::runtime_error("stopped on request") {}
 };

@@ -215,7 +215,9 @@ class CudaBackend final : public Backend {
     minibatch_.set_state(view(), state);
   }
 
-  double exact_log_partition() override {
+  // The kernel sums all the states in one launch and cannot stop part way: the stop request is
+  // looked at before and after it, and the count advanced by all the states at the end.
+  double exact_log_partition(const ExactLogZRequest& request) override {
     require_params("exact_log_partition");
     if (hidden_type_ == HiddenType::ternary && hidden_ > kMaxExactTernaryHidden) {
       throw InputError(
@@ -224,8 +226,17 @@ class CudaBackend final : public Backend {
           ")");
     }
     if (hidden_ > 30) throw InputError("exact log Z needs H <= 30 (this model has more)");
-    return cuda::exact_log_partition(W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_,
-                                     hidden_, hidden_type_, stream_.get());
+    throw_if_stopped(request.stop);
+    const double log_z =
+        cuda::exact_log_partition(W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_,
+                                  hidden_, hidden_type_, stream_.get());
+    if (request.states_done != nullptr) {
+      int64_t states = 1;
+      for (int j = 0; j < hidden_; ++j) states *= hidden_type_ == HiddenType::ternary ? 3 : 2;
+      request.states_done->fetch_add(states, std::memory_order_relaxed);
+    }
+    throw_if_stopped(request.stop);
+    return log_z;
   }
 
   // All runs at once: per temperature two SGEMMs (x W and h W' for every run) and two fused

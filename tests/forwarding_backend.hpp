@@ -32,7 +32,9 @@ class ForwardingCpuBackend : public Backend {
   void set_training_state(const TrainingState& state) override {
     inner_->set_training_state(state);
   }
-  double exact_log_partition() override { return inner_->exact_log_partition(); }
+  double exact_log_partition(const ExactLogZRequest& request) override {
+    return inner_->exact_log_partition(request);
+  }
   AisResult ais(const AisRequest& request) override { return inner_->ais(request); }
 
  protected:

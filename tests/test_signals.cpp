@@ -1,7 +1,7 @@
 // The acknowledgement of a stop signal (host/signals.hpp), in-process: a signal that the program
 // does not look at within StopSignals::kAcknowledgeAfter is acknowledged on stderr, once, and not
-// before that time; one that it looks at in time is not. What the trainer and sample do once they
-// look is tested in test_resume.cpp and test_eval_cli.cpp.
+// before that time; one that it looks at in time is not. What the trainer, sample and eval do once
+// they look is tested in test_resume.cpp and test_eval_cli.cpp.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -1,10 +1,12 @@
 // Stopping a log point's metrics on request (host/stop.hpp), in-process: each metric looks at the
 // request as often as its comment says (per image, per pixel of a PLL block, per AIS temperature of
-// each run), gives up at its next look once the request says so (a parallel one: each worker looks
-// at most once more), and a request that never comes changes no result, bit for bit. The signal
-// that makes the request, and what the trainer does then, are tested in test_resume.cpp.
+// each run, per piece of kExactStatesPerLook hidden states of each thread), gives up at its next
+// look once the request says so (a parallel one: each worker looks at most once more), and a
+// request that never comes changes no result, bit for bit. The signal that makes the request, and
+// what the trainer and eval do then, are tested in test_resume.cpp and test_eval_cli.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -56,6 +58,27 @@ AisRequest small_ais(const Params& params) {
   return request;
 }
 
+// Smaller models for exact log Z: 2^18 binary hidden states, 3^11 ternary ones (64 and 44 pieces of
+// kExactStatesPerLook on one thread), each a few milliseconds.
+Params exact_model(HiddenType type) {
+  Params p = test::random_params(kD, type == HiddenType::ternary ? 11 : 18, 0.3f, 8, true);
+  p.hidden_type = type;
+  return p;
+}
+
+// exact_log_partition's looks at its request: one per piece of kExactStatesPerLook states of each
+// thread's contiguous range (parallel_for's split).
+int64_t exact_looks(int64_t states) {
+  const int64_t threads = std::clamp<int64_t>(thread_count(), 1, states);
+  const int64_t per_thread = (states + threads - 1) / threads;
+  int64_t looks = 0;
+  for (int64_t begin = 0; begin < states; begin += per_thread) {
+    const int64_t range = std::min(states, begin + per_thread) - begin;
+    looks += (range + kExactStatesPerLook - 1) / kExactStatesPerLook;
+  }
+  return looks;
+}
+
 // One metric: how many looks it makes on the model and images uninterrupted, and that stopping it
 // half way throws Stopped at the next look.
 template <typename Metric>
@@ -97,6 +120,75 @@ TEST(Stop, EachMetricLooksAsOftenAsItSaysAndStopsAtItsNextLook) {
   expect_stops_at_its_next_look(
       "compute_metrics", 2 * (1 + kRows) + 1 + (kRows + blocks * kD),
       [&](const StopRequest& s) { compute_metrics(params, x, nullptr, 10, 1.0, s); });
+  // One look per piece of states of each thread, with either sum, binary or ternary units.
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    const Params p = exact_model(type);
+    for (const LogZSum sum : {LogZSum::products, LogZSum::softplus}) {
+      expect_stops_at_its_next_look(hidden_type_name(type), exact_looks(exact_hidden_states(p)),
+                                    [&](const StopRequest& s) {
+                                      exact_log_partition(p, sum, {s, nullptr});
+                                    });
+    }
+  }
+}
+
+// Exact log Z counts the states it has summed: all of them, 2^H or 3^H, when it runs to its end
+// (through the CPU backend too), fewer when it stops; a stop requested before it starts (the first
+// look) stops it before any state.
+TEST(Stop, ExactLogZCountsItsStatesAndStopsAtTheFirstLook) {
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    SCOPED_TRACE(hidden_type_name(type));
+    const Params p = exact_model(type);
+    const int64_t states = exact_hidden_states(p);
+    EXPECT_EQ(states, type == HiddenType::ternary ? 177147 : 262144);
+    std::atomic<int64_t> done{0};
+    CountingStop never;
+    const double log_z = exact_log_partition(p, LogZSum::automatic, {never.request(), &done});
+    EXPECT_EQ(done.load(), states);
+    EXPECT_EQ(log_z, exact_log_partition(p));
+    std::unique_ptr<Backend> backend = make_cpu_backend();
+    backend->set_params(p);
+    done = 0;
+    EXPECT_EQ(backend->exact_log_partition({never.request(), &done}), log_z);
+    EXPECT_EQ(done.load(), states);
+
+    done = 0;
+    CountingStop at_once(1);
+    EXPECT_THROW(backend->exact_log_partition({at_once.request(), &done}), Stopped);
+    EXPECT_EQ(done.load(), 0);
+    EXPECT_LE(at_once.calls(), thread_count());
+    done = 0;
+    CountingStop half(exact_looks(states) / 2);
+    EXPECT_THROW(backend->exact_log_partition({half.request(), &done}), Stopped);
+    EXPECT_GT(done.load(), 0);
+    EXPECT_LT(done.load(), states);
+  }
+}
+
+// estimate_log_z passes its request and its count to exact enumeration (training's --eval-every
+// and eval give theirs): a request after the lower bound's kH looks stops the enumeration itself.
+TEST(Stop, LogZStopsItsExactEnumeration) {
+  const Params p = exact_model(HiddenType::binary);
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  LogZOptions options;
+  options.base_rate = base_rate_biases(images());
+  std::atomic<int64_t> done{0};
+  options.exact_states_done = &done;
+  ASSERT_TRUE(log_z_is_exact(p, options));
+  const int64_t bound_looks = p.hidden;
+  CountingStop never;
+  options.stop = never.request();
+  EXPECT_EQ(estimate_log_z(*backend, p, options).log_z, exact_log_partition(p));
+  EXPECT_EQ(done.load(), exact_hidden_states(p));
+  EXPECT_EQ(never.calls(), bound_looks + exact_looks(exact_hidden_states(p)));
+  done = 0;
+  CountingStop in_enumeration(bound_looks + 3);
+  options.stop = in_enumeration.request();
+  EXPECT_THROW(estimate_log_z(*backend, p, options), Stopped);
+  EXPECT_LT(done.load(), exact_hidden_states(p));
+  EXPECT_GE(in_enumeration.calls_after_request(), 1);
+  EXPECT_LE(in_enumeration.calls_after_request(), thread_count());
 }
 
 TEST(Stop, ARequestThatNeverComesChangesNoResult) {
@@ -114,6 +206,12 @@ TEST(Stop, ARequestThatNeverComesChangesNoResult) {
   const AisResult looked = ais_cpu(params, request);
   EXPECT_EQ(looked.log_weights, plain.log_weights);
   EXPECT_EQ(looked.log_z_base, plain.log_z_base);
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    const Params p = exact_model(type);
+    for (const LogZSum sum : {LogZSum::products, LogZSum::softplus}) {
+      EXPECT_EQ(exact_log_partition(p, sum, {s, nullptr}), exact_log_partition(p, sum));
+    }
+  }
 
   std::unique_ptr<Backend> backend = make_cpu_backend();
   backend->set_params(params);
