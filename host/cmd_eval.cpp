@@ -36,42 +36,42 @@
 namespace rbm {
 namespace {
 
-// run() with, when stderr is a terminal, `progress` redrawn from the count `done` five times a
-// second by a thread of its own. Without a terminal, nothing: the report comes in one piece on
-// stdout, and stderr is a log or a test's capture.
+// run() with `progress` drawn from the count `done` by a thread of its own: on a terminal a bar
+// redrawn five times a second; else a line every 10 s, so that a log of a long log Z shows it
+// moving and a short one (a few seconds) stays quiet. The report comes in one piece on stdout.
 template <typename Run>
-LogZEstimate with_progress_bar(Progress& progress, const std::atomic<int64_t>& done,
-                               const Run& run) {
-  if (!progress.interactive()) return run();
-  // The last draw, at 100% when the work ran to its end, then the line ended; also when run()
-  // throws: its message gets a line of its own.
+LogZEstimate with_progress(Progress& progress, const std::atomic<int64_t>& done, const Run& run) {
+  // On a terminal the last draw, at 100% when the work ran to its end, then the line ended; also
+  // when run() throws: its message gets a line of its own.
   struct EndBarLine {
     Progress& progress;
     const std::atomic<int64_t>& done;
     ~EndBarLine() {
-      if (const int64_t count = done.load(); count > 0) progress.update(count, "");
+      if (const int64_t count = done.load(); count > 0 && progress.interactive()) {
+        progress.update(count, "");
+      }
       progress.finish();
     }
   } end_bar_line{progress, done};
-  const std::jthread bar([&](std::stop_token stop) {
+  const std::chrono::milliseconds period(progress.interactive() ? 200 : 10000);
+  const std::jthread drawer([&](std::stop_token stop) {
     std::mutex mutex;
     std::condition_variable_any wake;
     std::unique_lock lock(mutex);
     // Returns at the timeout or at once on request_stop (the predicate is never true).
-    while (!wake.wait_for(lock, stop, std::chrono::milliseconds(200), [] { return false; }) &&
-           !stop.stop_requested()) {
+    while (!wake.wait_for(lock, stop, period, [] { return false; }) && !stop.stop_requested()) {
       if (const int64_t count = done.load(); count > 0) progress.update(count, "");
     }
   });
   return run();
 }
 
-// estimate_log_z with its work counted, and a progress bar of it on a terminal: AIS steps (half a
-// minute at the defaults, 2 bases x 100 runs x 14500 temperatures, and minutes with more) or the
-// hidden states of an exact log Z (3 s at H 24 on 2 cores, minutes at H 30). SIGINT and SIGTERM
-// stop it at its next look (host/log_z.hpp) with one line that says how far it came; the handlers
-// are there for log Z only (what follows takes seconds at most, and a signal then ends eval by its
-// default action).
+// estimate_log_z with its work counted and shown (a bar on a terminal, else a line every 10 s): AIS
+// steps (half a minute at the defaults, 2 bases x 100 runs x 14500 temperatures, and minutes with
+// more) or the hidden states of an exact log Z (3 s at H 24 on 2 cores, minutes at H 30). SIGINT
+// and SIGTERM stop it at its next look (host/log_z.hpp) with one line that says how far it came;
+// the handlers are there for log Z only (what follows takes seconds at most, and a signal then ends
+// eval by its default action).
 LogZEstimate estimate_log_z_showing_progress(const std::string& program, Backend& backend,
                                              const Params& params, LogZOptions options) {
   const bool exact = log_z_is_exact(params, options);
@@ -94,7 +94,7 @@ LogZEstimate estimate_log_z_showing_progress(const std::string& program, Backend
   LogZEstimate estimate;
   try {
     estimate =
-        with_progress_bar(progress, done, [&] { return estimate_log_z(backend, params, options); });
+        with_progress(progress, done, [&] { return estimate_log_z(backend, params, options); });
   } catch (const Stopped&) {
     throw interrupted(signals.received());
   }

@@ -85,8 +85,8 @@ void Progress::update(int64_t done, const std::string& extra) {
     g_bar_line_open = true;
   } else {
     const std::lock_guard lock(g_line_mutex);
-    std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s %s\n", what_.c_str(), numbers, 100.0 * fraction,
-                 rate, unit_.c_str(), extra.c_str());
+    std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s%s%s\n", what_.c_str(), numbers, 100.0 * fraction,
+                 rate, unit_.c_str(), extra.empty() ? "" : " ", extra.c_str());
     std::fflush(stderr);
   }
 }

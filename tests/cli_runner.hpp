@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/flags.hpp"
+
 namespace rbm::test {
 
 struct CommandResult {
@@ -15,11 +17,7 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
-inline std::string shell_quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (const char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
+using bench::shell_quote;  // the benchmarks' quoting of a word for the shell
 
 inline CommandResult run_command(const std::string& exe, const std::vector<std::string>& args) {
   std::string command = shell_quote(exe);
