@@ -140,7 +140,12 @@ int guard_temporary(const std::filesystem::path& tmp) {
       // The replaced action's restarting of system calls; the one-shot reset is emulated above.
       guard.sa_flags = SA_SIGINFO | (current.sa_flags & SA_RESTART);
       std::atomic_signal_fence(std::memory_order_seq_cst);  // g_previous_action before the handler
-      g_handler_installed[k] = ::sigaction(kGuardedSignals[k], &guard, nullptr) == 0;
+      struct sigaction replaced {};
+      g_handler_installed[k] = ::sigaction(kGuardedSignals[k], &guard, &replaced) == 0;
+      // A one-shot handler's signal between the look and the swap reset the action to the default:
+      // the action swapped out is the one to stand for (a window of nanoseconds remains, in which
+      // such a second signal would go to the spent handler).
+      if (g_handler_installed[k] && takes_default_action(replaced)) g_previous_action[k] = replaced;
     }
   }
   return slot;
@@ -220,8 +225,8 @@ void write_file_atomic(const std::filesystem::path& path,
 StagedFile::StagedFile(const std::filesystem::path& path,
                        const std::function<std::string_view()>& next_piece)
     : path_(path), target_(write_target(path)) {
-  const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
-  tmp_ = dir / ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
+  dir_ = target_.has_parent_path() ? target_.parent_path() : ".";
+  tmp_ = dir_ / ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
   guard_slot_ = guard_temporary(tmp_);
   staged_ = true;
   int write_error = 0;
@@ -247,6 +252,7 @@ StagedFile::StagedFile(const std::filesystem::path& path, std::string_view bytes
 StagedFile::StagedFile(StagedFile&& other) noexcept
     : path_(std::move(other.path_)),
       target_(std::move(other.target_)),
+      dir_(std::move(other.dir_)),
       tmp_(std::move(other.tmp_)),
       guard_slot_(std::exchange(other.guard_slot_, -1)),
       staged_(std::exchange(other.staged_, false)) {}
@@ -272,11 +278,12 @@ void StagedFile::commit() {
   release_temporary(std::exchange(guard_slot_, -1));
   // The rename is durable only once the directory entry is; some file systems cannot sync a
   // directory (EINVAL), and there is nothing more to do on those.
-  const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
-  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0) fail(path_, "cannot open directory " + dir.string() + " to sync it", errno);
+  Fd dir_fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) {
+    fail(path_, "cannot open directory " + dir_.string() + " to sync it", errno);
+  }
   if (::fsync(dir_fd.get()) != 0 && errno != EINVAL) {
-    fail(path_, "cannot sync directory " + dir.string(), errno);
+    fail(path_, "cannot sync directory " + dir_.string(), errno);
   }
 }
 

@@ -43,14 +43,17 @@ class StagedFile {
   ~StagedFile();
 
   // Renames the temporary file over the file (the target of a symbolic link, as write_target);
-  // once only.
+  // once only. A failure to sync the directory afterwards throws with the file in place.
   void commit();
+  // Whether the temporary file is there to commit: false once renamed (or moved from).
+  bool pending() const { return staged_; }
 
  private:
   void discard() noexcept;
 
   std::filesystem::path path_;    // as named, for messages
   std::filesystem::path target_;  // write_target(path_)
+  std::filesystem::path dir_;     // target_'s directory
   std::filesystem::path tmp_;     // .NAME.tmp.PID beside target_
   int guard_slot_ = -1;           // the signal handlers' slot for tmp_, or -1 (none, moved from)
   bool staged_ = false;           // tmp_ exists and is ours to rename or remove

@@ -320,7 +320,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   }
   // The +-3 sd interval is a plug-in normal one: when a few runs carry the estimate the sample's
   // spread says little about the weights' (exploratory testing saw intervals miss log Z at
-  // ESS 1.3 of 100, and by 494 nats at ESS 1.0 of 10). ESS is at least 1, so with 20 runs or
+  // ESS 1.3 of 100, and by 494 nats at ESS 1.0 of 10). ESS is at least 1, so with 10 runs or
   // fewer a tenth of them alone would never say so: below 2, one run carries it.
   if (log_z.method == "ais" && !log_z.ais_below_bound &&
       *log_z.ess < std::max(0.1 * static_cast<double>(ais_runs), 2.0)) {

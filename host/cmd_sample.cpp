@@ -97,23 +97,25 @@ void stage_output(const std::string& flag, const std::string& path,
 }
 
 // Puts the staged outputs in place, one after another. A failure there (a rename, which the
-// staging has made all but certain to succeed) names the outputs put in place before it.
+// staging has made all but certain to succeed, or the directory's sync after it) names the outputs
+// in place when it came.
 void commit_outputs(std::vector<StagedOutput>& staged) {
   for (size_t k = 0; k < staged.size(); ++k) {
     try {
       staged[k].file.commit();
     } catch (const InputError& e) {
-      std::string before;
-      for (size_t i = 0; i < k; ++i) {
-        before += (i == 0       ? ""
-                   : i + 1 == k ? " and "
-                                : ", ") +
-                  staged[i].flag + " " + staged[i].path;
+      std::vector<std::string> written;
+      for (size_t i = 0; i <= k; ++i) {
+        if (!staged[i].file.pending()) written.push_back(staged[i].flag + " " + staged[i].path);
       }
-      throw InputError(
-          staged[k].flag + " " + e.what() +
-          (k == 0 ? ""
-                  : "; " + before + (k == 1 ? " was" : " were") + " written before this failure"));
+      std::string list;
+      for (size_t i = 0; i < written.size(); ++i) {
+        list += (i == 0 ? "" : i + 1 == written.size() ? " and " : ", ") + written[i];
+      }
+      throw InputError(staged[k].flag + " " + e.what() +
+                       (written.empty()
+                            ? "; nothing written"
+                            : "; " + list + (written.size() == 1 ? " was" : " were") + " written"));
     }
   }
 }

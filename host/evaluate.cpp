@@ -64,6 +64,24 @@ void first_state_sums(const Params& params, const Walk& walk, std::vector<double
 class EnumerationLooks {
  public:
   explicit EnumerationLooks(const ExactLogZRequest& request) : request_(request) {}
+
+  // state(n) for n in [begin, end), in pieces with a look before each and the count after it;
+  // false when the thread is to leave.
+  template <typename State>
+  bool walk(int64_t begin, int64_t end, const State& state) {
+    for (int64_t piece = begin; piece < end; piece += kExactStatesPerLook) {
+      if (leave()) return false;
+      const int64_t piece_end = std::min(end, piece + kExactStatesPerLook);
+      for (int64_t n = piece; n < piece_end; ++n) state(n);
+      done(piece_end - piece);
+    }
+    return true;
+  }
+  void throw_if_stopped() const {
+    if (stopped_.load()) throw Stopped();
+  }
+
+ private:
   bool leave() {
     if (stopped_.load(std::memory_order_relaxed)) return true;
     if (!stop_requested(request_.stop)) return false;
@@ -75,11 +93,7 @@ class EnumerationLooks {
       request_.states_done->fetch_add(states, std::memory_order_relaxed);
     }
   }
-  void throw_if_stopped() const {
-    if (stopped_.load()) throw Stopped();
-  }
 
- private:
   const ExactLogZRequest& request_;
   std::atomic<bool> stopped_{false};
 };
@@ -103,22 +117,17 @@ double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequ
     double bias = 0.0;        // b'h
     first_state_sums(params, walk, pre, bias);
     LogSumExp acc;
-    for (int64_t piece = begin; piece < end; piece += kExactStatesPerLook) {
-      if (looks.leave()) return;
-      const int64_t piece_end = std::min(end, piece + kExactStatesPerLook);
-      for (int64_t n = piece; n < piece_end; ++n) {
-        if (n > begin) {
-          const auto [j, step] = walk.next(n);
-          bias += step * params.b[j];
-          for (int i = 0; i < d; ++i) pre[i] += step * params.W[static_cast<size_t>(i) * H + j];
-        }
-        double log_weight = bias;
-        for (int i = 0; i < d; ++i) log_weight += softplus(pre[i]);
-        acc.add(log_weight);
+    const bool whole = looks.walk(begin, end, [&](int64_t n) {
+      if (n > begin) {
+        const auto [j, step] = walk.next(n);
+        bias += step * params.b[j];
+        for (int i = 0; i < d; ++i) pre[i] += step * params.W[static_cast<size_t>(i) * H + j];
       }
-      looks.done(piece_end - piece);
-    }
-    partial[static_cast<size_t>(worker)] = acc;
+      double log_weight = bias;
+      for (int i = 0; i < d; ++i) log_weight += softplus(pre[i]);
+      acc.add(log_weight);
+    });
+    if (whole) partial[static_cast<size_t>(worker)] = acc;
   });
   looks.throw_if_stopped();
   LogSumExp total;
@@ -222,33 +231,28 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
     first_state_sums(params, walk, pre, bias);
     LogSumExp acc;
     int since_refresh = kProductRefreshSteps;
-    for (int64_t piece = begin; piece < end; piece += kExactStatesPerLook) {
-      if (looks.leave()) return;
-      const int64_t piece_end = std::min(end, piece + kExactStatesPerLook);
-      for (int64_t n = piece; n < piece_end; ++n) {
-        if (n > begin) {
-          const auto [j, step] = walk.next(n);
-          bias += step * params.b[j];
-          const double* w = w_t.data() + static_cast<size_t>(j) * d;
-          const double* factor = (step > 0 ? up.data() : down.data()) + static_cast<size_t>(j) * d;
-          for (int i = 0; i < d; ++i) pre[i] += step * w[i];
-          for (int i = 0; i < d; ++i) e_pre[i] *= factor[i];
-        }
-        if (since_refresh == kProductRefreshSteps) {
-          for (int i = 0; i < d; ++i) e_pre[i] = std::exp(pre[i]);
-          since_refresh = 0;
-        }
-        ++since_refresh;
-        const double log_product = log_product_in_groups(
-            d, [&](int i) { return 1.0 + e_pre[i]; },
-            [&](int group_begin) {
-              return *std::upper_bound(group_ends.begin(), group_ends.end(), group_begin);
-            });
-        acc.add(bias + log_product);
+    const bool whole = looks.walk(begin, end, [&](int64_t n) {
+      if (n > begin) {
+        const auto [j, step] = walk.next(n);
+        bias += step * params.b[j];
+        const double* w = w_t.data() + static_cast<size_t>(j) * d;
+        const double* factor = (step > 0 ? up.data() : down.data()) + static_cast<size_t>(j) * d;
+        for (int i = 0; i < d; ++i) pre[i] += step * w[i];
+        for (int i = 0; i < d; ++i) e_pre[i] *= factor[i];
       }
-      looks.done(piece_end - piece);
-    }
-    partial[static_cast<size_t>(worker)] = acc;
+      if (since_refresh == kProductRefreshSteps) {
+        for (int i = 0; i < d; ++i) e_pre[i] = std::exp(pre[i]);
+        since_refresh = 0;
+      }
+      ++since_refresh;
+      const double log_product = log_product_in_groups(
+          d, [&](int i) { return 1.0 + e_pre[i]; },
+          [&](int group_begin) {
+            return *std::upper_bound(group_ends.begin(), group_ends.end(), group_begin);
+          });
+      acc.add(bias + log_product);
+    });
+    if (whole) partial[static_cast<size_t>(worker)] = acc;
   });
   looks.throw_if_stopped();
   LogSumExp total;
@@ -416,21 +420,24 @@ double mean_free_energy(const Params& params, const Dataset& images, const StopR
   return total / static_cast<double>(images.rows);
 }
 
-int64_t exact_hidden_states(const Params& params) {
-  const int H = params.hidden;
-  if (params.hidden_type == HiddenType::ternary) {
-    if (H > kMaxExactTernaryHidden) {
+int64_t exact_hidden_states(HiddenType type, int hidden) {
+  if (type == HiddenType::ternary) {
+    if (hidden > kMaxExactTernaryHidden) {
       throw std::invalid_argument("exact_log_partition: a ternary H > 15 is out of reach");
     }
     int64_t n_states = 1;
-    for (int j = 0; j < H; ++j) n_states *= 3;
+    for (int j = 0; j < hidden; ++j) n_states *= 3;
     return n_states;
   }
-  if (H > kMaxExactBinaryHidden) {
+  if (hidden > kMaxExactBinaryHidden) {
     throw std::invalid_argument("exact_log_partition: H > " +
                                 std::to_string(kMaxExactBinaryHidden) + " is out of reach");
   }
-  return int64_t{1} << H;
+  return int64_t{1} << hidden;
+}
+
+int64_t exact_hidden_states(const Params& params) {
+  return exact_hidden_states(params.hidden_type, params.hidden);
 }
 
 double exact_log_partition(const Params& params, LogZSum sum, const ExactLogZRequest& request) {

@@ -66,6 +66,7 @@ double exact_log_partition(const Params& params, LogZSum sum = LogZSum::automati
 
 // The hidden states that exact_log_partition enumerates: 2^H, or 3^H for ternary units.
 // std::invalid_argument beyond kMaxExactBinaryHidden (kMaxExactTernaryHidden).
+int64_t exact_hidden_states(HiddenType type, int hidden);
 int64_t exact_hidden_states(const Params& params);
 
 // Whether the products can be taken (what `automatic` takes).

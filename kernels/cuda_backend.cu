@@ -231,9 +231,8 @@ class CudaBackend final : public Backend {
         cuda::exact_log_partition(W_.data(), b_.data(), has_a_ ? a_.data() : nullptr, visible_,
                                   hidden_, hidden_type_, stream_.get());
     if (request.states_done != nullptr) {
-      int64_t states = 1;
-      for (int j = 0; j < hidden_; ++j) states *= hidden_type_ == HiddenType::ternary ? 3 : 2;
-      request.states_done->fetch_add(states, std::memory_order_relaxed);
+      request.states_done->fetch_add(exact_hidden_states(hidden_type_, hidden_),
+                                     std::memory_order_relaxed);
     }
     throw_if_stopped(request.stop);
     return log_z;

@@ -189,13 +189,12 @@ class MathMode {
 };
 
 // Device bytes of MinibatchTrainer::train's buffers: the velocities and the gradient (2 d H +
-// H + d), X0 (B, d), Q0 (B, H), Qk and Hs (N, H), and the negative phase's states: PCD's chains
-// (N, d) and their start images (N), or CD's Xk (B, d).
+// H + d), X0 (B, d), Q0 (B, H), Qk and Hs (N, H), the negative phase's states: PCD's chains
+// (N, d) and their start images (N), or CD's Xk (B, d), and the bias steps' ones (max(B, N)) and
+// gradient (max(d, H)).
 size_t minibatch_bytes(int64_t B, int64_t N, int d, int H, bool pcd) {
   const size_t b = static_cast<size_t>(B), n = static_cast<size_t>(N);
   const size_t D = static_cast<size_t>(d), h = static_cast<size_t>(H);
-  // W's velocity and gradient, the bias velocities, X0 and Q0, Qk and Hs, the negative states,
-  // and the biases' ones and gradient.
   const size_t floats = 2 * D * h + h + D + b * (D + h) + 2 * n * h + (pcd ? n * D : b * D) +
                         std::max(b, n) + std::max(D, h);
   return floats * sizeof(float) + (pcd ? n * sizeof(uint32_t) : 0);

@@ -512,6 +512,12 @@ TEST(AtomicFile, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {
                           std::filesystem::directory_iterator()),
             1)
       << "a temporary file was left";
+  // Here, without a signal: the guard goes with the last staged file, and the default is back.
+  {
+    const StagedFile a(dir / "a", "unused a");
+    const StagedFile b(dir / "b", "unused b");
+  }
+  EXPECT_EQ(read_file(dir / "a"), "old a");
   struct sigaction action {};
   ASSERT_EQ(sigaction(SIGTERM, nullptr, &action), 0);
   EXPECT_EQ(action.sa_handler, SIG_DFL);
