@@ -173,6 +173,11 @@ void release_temporary(int slot) {
   }
 }
 
+// The directory that holds `path`'s entry: its parent, or "." for a bare name.
+std::filesystem::path directory_of(const std::filesystem::path& path) {
+  return path.has_parent_path() ? path.parent_path() : ".";
+}
+
 // Whether the kernel protects links (/proc/sys/fs/protected_symlinks is 1); yes when it cannot be
 // read, the safer guess.
 bool protected_symlinks() {
@@ -194,7 +199,7 @@ std::filesystem::path write_target(const std::filesystem::path& path) {
     // link in a sticky world-writable directory (/tmp) owned neither by the follower nor by the
     // directory's owner; nor does this (another user's /tmp/out.npy -> ~/.bashrc would replace
     // ~/.bashrc).
-    const std::filesystem::path link_dir = target.has_parent_path() ? target.parent_path() : ".";
+    const std::filesystem::path link_dir = directory_of(target);
     struct stat dir_status {};
     if (protected_symlinks() && ::stat(link_dir.c_str(), &dir_status) == 0 &&
         (dir_status.st_mode & S_ISVTX) != 0 && (dir_status.st_mode & S_IWOTH) != 0 &&
@@ -225,8 +230,8 @@ void write_file_atomic(const std::filesystem::path& path,
 StagedFile::StagedFile(const std::filesystem::path& path,
                        const std::function<std::string_view()>& next_piece)
     : path_(path), target_(write_target(path)) {
-  dir_ = target_.has_parent_path() ? target_.parent_path() : ".";
-  tmp_ = dir_ / ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
+  tmp_ = directory_of(target_) /
+         ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
   guard_slot_ = guard_temporary(tmp_);
   staged_ = true;
   int write_error = 0;
@@ -252,7 +257,6 @@ StagedFile::StagedFile(const std::filesystem::path& path, std::string_view bytes
 StagedFile::StagedFile(StagedFile&& other) noexcept
     : path_(std::move(other.path_)),
       target_(std::move(other.target_)),
-      dir_(std::move(other.dir_)),
       tmp_(std::move(other.tmp_)),
       guard_slot_(std::exchange(other.guard_slot_, -1)),
       staged_(std::exchange(other.staged_, false)) {}
@@ -278,12 +282,11 @@ void StagedFile::commit() {
   release_temporary(std::exchange(guard_slot_, -1));
   // The rename is durable only once the directory entry is; some file systems cannot sync a
   // directory (EINVAL), and there is nothing more to do on those.
-  Fd dir_fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0) {
-    fail(path_, "cannot open directory " + dir_.string() + " to sync it", errno);
-  }
+  const std::filesystem::path dir = directory_of(target_);
+  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) fail(path_, "cannot open directory " + dir.string() + " to sync it", errno);
   if (::fsync(dir_fd.get()) != 0 && errno != EINVAL) {
-    fail(path_, "cannot sync directory " + dir_.string(), errno);
+    fail(path_, "cannot sync directory " + dir.string(), errno);
   }
 }
 

@@ -53,7 +53,6 @@ class StagedFile {
 
   std::filesystem::path path_;    // as named, for messages
   std::filesystem::path target_;  // write_target(path_)
-  std::filesystem::path dir_;     // target_'s directory
   std::filesystem::path tmp_;     // .NAME.tmp.PID beside target_
   int guard_slot_ = -1;           // the signal handlers' slot for tmp_, or -1 (none, moved from)
   bool staged_ = false;           // tmp_ exists and is ours to rename or remove
