@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <array>
@@ -24,7 +25,7 @@ namespace {
   throw InputError(path.string() + ": " + what + ": " + std::strerror(err));
 }
 
-// Closes the descriptor unless released; keeps the error paths below free of leaks.
+// Closes the descriptor; keeps the error paths below free of leaks.
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -34,34 +35,10 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
-  // close() reports write-back errors on some file systems, so its result matters for writes.
-  int close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
 
  private:
   int fd_;
 };
-
-// Writes the pieces to the temporary file and syncs it; returns 0 or the errno of the failure.
-int write_and_sync(const std::filesystem::path& tmp,
-                   const std::function<std::string_view()>& next_piece) {
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) return errno;
-  for (std::string_view bytes = next_piece(); !bytes.empty(); bytes = next_piece()) {
-    while (!bytes.empty()) {
-      const ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return n < 0 ? errno : EIO;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-  }
-  if (::fsync(fd.get()) != 0) return errno;
-  if (fd.close() != 0) return errno;
-  return 0;
-}
 
 constexpr int kGuardSlots = StagedFile::kMaxGuardedTemporaries;
 constexpr std::array<int, 3> kGuardedSignals = {SIGINT, SIGTERM, SIGHUP};
@@ -218,6 +195,16 @@ std::filesystem::path write_target(const std::filesystem::path& path) {
   fail(path, "cannot follow its symbolic links", ELOOP);
 }
 
+std::optional<uint64_t> free_bytes_for(const std::filesystem::path& path) {
+  struct statvfs fs {};
+  // A file system without blocks (procfs, where /dev/stdout leads to a pipe) cannot tell.
+  if (::statvfs(directory_of(write_target(path)).c_str(), &fs) != 0 || fs.f_blocks == 0) {
+    return std::nullopt;
+  }
+  const uint64_t blocks = ::geteuid() == 0 ? fs.f_bfree : fs.f_bavail;
+  return blocks * fs.f_frsize;
+}
+
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
   StagedFile(path, bytes).commit();
 }
@@ -227,59 +214,88 @@ void write_file_atomic(const std::filesystem::path& path,
   StagedFile(path, next_piece).commit();
 }
 
-StagedFile::StagedFile(const std::filesystem::path& path,
-                       const std::function<std::string_view()>& next_piece)
+StagedFile::StagedFile(const std::filesystem::path& path)
     : path_(path), target_(write_target(path)) {
   tmp_ = directory_of(target_) /
          ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
   guard_slot_ = guard_temporary(tmp_);
   staged_ = true;
-  int write_error = 0;
-  try {
-    write_error = write_and_sync(tmp_, next_piece);
-  } catch (...) {
-    discard();
-    throw;
-  }
-  if (write_error != 0) {
-    discard();
-    fail(path_, "cannot write temporary file " + tmp_.string(), write_error);
-  }
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail_writing(errno);
+}
+
+StagedFile::StagedFile(const std::filesystem::path& path,
+                       const std::function<std::string_view()>& next_piece)
+    : StagedFile(path) {
+  // Constructed once the delegated constructor returns: a throw from here on (next_piece's too)
+  // runs the destructor, which removes the temporary file.
+  for (std::string_view bytes = next_piece(); !bytes.empty(); bytes = next_piece()) append(bytes);
+  finish();
 }
 
 StagedFile::StagedFile(const std::filesystem::path& path, std::string_view bytes)
-    : StagedFile(path, [bytes, written = false]() mutable -> std::string_view {
-        if (written) return {};
-        written = true;
-        return bytes;
-      }) {}
+    : StagedFile(path) {
+  append(bytes);
+  finish();
+}
 
 StagedFile::StagedFile(StagedFile&& other) noexcept
     : path_(std::move(other.path_)),
       target_(std::move(other.target_)),
       tmp_(std::move(other.tmp_)),
       guard_slot_(std::exchange(other.guard_slot_, -1)),
+      fd_(std::exchange(other.fd_, -1)),
       staged_(std::exchange(other.staged_, false)) {}
 
 StagedFile::~StagedFile() { discard(); }
 
-void StagedFile::discard() noexcept {
-  if (staged_) ::unlink(tmp_.c_str());
+void StagedFile::append(std::string_view bytes) {
+  if (fd_ < 0) {
+    throw std::logic_error("StagedFile::append: " + path_.string() + " is not open for writing");
+  }
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail_writing(n < 0 ? errno : EIO);
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void StagedFile::finish() {
+  if (fd_ < 0) {
+    throw std::logic_error("StagedFile::finish: " + path_.string() + " is not open for writing");
+  }
+  if (::fsync(fd_) != 0) fail_writing(errno);
+  // close() reports write-back errors on some file systems, so its result matters.
+  if (::close(std::exchange(fd_, -1)) != 0) fail_writing(errno);
+}
+
+void StagedFile::fail_writing(int err) {
+  discard();
+  fail(path_, "cannot write temporary file " + tmp_.string(), err);
+}
+
+void StagedFile::release() noexcept {
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
   staged_ = false;
   release_temporary(std::exchange(guard_slot_, -1));
 }
 
+void StagedFile::discard() noexcept {
+  if (staged_) ::unlink(tmp_.c_str());
+  release();
+}
+
 void StagedFile::commit() {
-  if (!staged_) {
-    throw std::logic_error("StagedFile::commit: " + path_.string() + " is not staged");
+  if (!staged_ || fd_ >= 0) {
+    throw std::logic_error("StagedFile::commit: " + path_.string() + " is not staged and finished");
   }
   if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
     const int err = errno;
     discard();
     fail(path_, "cannot rename " + tmp_.string() + " over " + target_.string(), err);
   }
-  staged_ = false;
-  release_temporary(std::exchange(guard_slot_, -1));
+  release();
   // The rename is durable only once the directory entry is; some file systems cannot sync a
   // directory (EINVAL), and there is nothing more to do on those.
   const std::filesystem::path dir = directory_of(target_);

@@ -3,6 +3,7 @@
 // directory one writer.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -23,16 +24,21 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 void write_file_atomic(const std::filesystem::path& path,
                        const std::function<std::string_view()>& next_piece);
 
-// write_file_atomic in its two halves, for outputs that are written all or none (`sample`'s): the
-// constructor writes the bytes to the temporary file and syncs it, commit() renames it over the
-// file and syncs the directory. Stage every output first, then commit each: a failure to write
-// one (a full disk) leaves every file as it was. A StagedFile destroyed uncommitted removes its
-// temporary file, and so does a SIGINT, SIGTERM or SIGHUP that kills the program meanwhile (up to
-// kMaxGuardedTemporaries at once). Errors as write_file_atomic's.
+// write_file_atomic in its halves, for outputs that are written all or none (`sample`'s) or a
+// piece at a time as they are made: the temporary file is opened, written (append) and synced
+// (finish), then commit() renames it over the file and syncs the directory. Stage every output
+// first, then commit each: a failure to write one (a full disk) leaves every file as it was. A
+// StagedFile destroyed uncommitted removes its temporary file, and so does a SIGINT, SIGTERM or
+// SIGHUP that kills the program meanwhile (up to kMaxGuardedTemporaries at once). Errors as
+// write_file_atomic's; after one the temporary file is gone, and the StagedFile holds nothing.
 class StagedFile {
  public:
   static constexpr int kMaxGuardedTemporaries = 4;
 
+  // Opens the temporary file, empty, for append().
+  explicit StagedFile(const std::filesystem::path& path);
+  // The temporary file written with the pieces next_piece returns until an empty one, and
+  // finished; or with `bytes`, and finished.
   StagedFile(const std::filesystem::path& path,
              const std::function<std::string_view()>& next_piece);
   StagedFile(const std::filesystem::path& path, std::string_view bytes);
@@ -42,19 +48,28 @@ class StagedFile {
   StagedFile& operator=(const StagedFile&) = delete;
   ~StagedFile();
 
-  // Renames the temporary file over the file (the target of a symbolic link, as write_target);
-  // once only. A failure to sync the directory afterwards throws with the file in place.
+  // Writes `bytes` at the end of the temporary file (until finish()).
+  void append(std::string_view bytes);
+  // Syncs and closes the temporary file: all of it is written, ready to commit.
+  void finish();
+  // Renames the finished temporary file over the file (the target of a symbolic link, as
+  // write_target); once only. A failure to sync the directory afterwards throws with the file in
+  // place.
   void commit();
   // Whether the temporary file is there to commit: false once renamed (or moved from).
   bool pending() const { return staged_; }
 
  private:
+  [[noreturn]] void fail_writing(int err);
+  // Closes the temporary file if open and gives up its signal guard; discard() removes it first.
+  void release() noexcept;
   void discard() noexcept;
 
   std::filesystem::path path_;    // as named, for messages
   std::filesystem::path target_;  // write_target(path_)
   std::filesystem::path tmp_;     // .NAME.tmp.PID beside target_
   int guard_slot_ = -1;           // the signal handlers' slot for tmp_, or -1 (none, moved from)
+  int fd_ = -1;                   // tmp_ open for writing, or -1 (finished, or none)
   bool staged_ = false;           // tmp_ exists and is ours to rename or remove
 };
 
@@ -65,6 +80,12 @@ class StagedFile {
 // InputError for a link that cannot be read, a loop, and a link that open(2) refuses to follow
 // under fs.protected_symlinks (another user's, in a sticky world-writable directory such as /tmp).
 std::filesystem::path write_target(const std::filesystem::path& path);
+
+// The bytes this process may still write on the file system where StagedFile(path) puts its
+// temporary file (beside write_target(path)): statvfs(3)'s free blocks, less those reserved for
+// root when not run as root. nullopt when statvfs cannot tell (it fails, or the file system has
+// no blocks, as procfs).
+std::optional<uint64_t> free_bytes_for(const std::filesystem::path& path);
 
 // The whole content of `path`. Throws InputError naming the path and strerror(errno).
 std::string read_file(const std::filesystem::path& path);

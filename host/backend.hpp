@@ -71,6 +71,7 @@ class Backend {
   // parameters, from global step first_step on. states is (n_chains, d), each 0 or 1, in place:
   // chains first_chain .. first_chain + n_chains - 1 of a larger set, whose draws are named by
   // their index in that set (so a set run in blocks of chains is the same chains as in one call).
+  // Throws std::invalid_argument for a negative count or index, or states of another size.
   virtual void gibbs(std::span<uint8_t> states, int64_t n_chains, uint32_t seed, int64_t first_step,
                      int64_t steps, int64_t first_chain = 0) = 0;
 

@@ -5,14 +5,15 @@
 // sample).
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "host/atomic_file.hpp"
 #include "host/backend.hpp"
 #include "host/command_flags.hpp"
 #include "host/commands.hpp"
@@ -42,40 +43,17 @@ std::string count_text(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
-// The start states are made a block of this many units at a time (16 MiB, about 0.05 s on two
-// cores), with a look at SIGINT and SIGTERM between blocks: a million chains take seconds.
-constexpr int64_t kStartBlockUnits = int64_t{1} << 24;
-
-// The start states (chains, d): chain c from image c mod n of `images`, or Bernoulli(1/2) noise
-// (random_initial_states) without them. Made in blocks of chains, each chain's state the same as
-// in one pass; a signal between blocks throws Interrupted.
-std::vector<uint8_t> start_states(int64_t chains, int d, uint32_t seed,
-                                  const std::optional<Dataset>& images,
-                                  const StopSignals& signals) {
-  // Reserved, then grown a block at a time: zeroing (touching) all of it at once would take
-  // seconds of its own before the first look.
-  std::vector<uint8_t> states;
-  states.reserve(static_cast<size_t>(chains) * static_cast<size_t>(d));
-  const int64_t block = std::max<int64_t>(1, kStartBlockUnits / d);
-  for (int64_t first = 0; first < chains; first += block) {
-    if (const int stop = signals.received(); stop != 0) {
-      throw Interrupted(stop, "interrupted by " + signal_name(stop) + " with " +
-                                  done_text(first, chains, "the start states made", "chains") +
-                                  "; nothing written");
-    }
-    const int64_t count = std::min(block, chains - first);
-    states.resize(static_cast<size_t>(first + count) * d);
-    const std::span<uint8_t> rows(states.data() + static_cast<size_t>(first) * d,
-                                  static_cast<size_t>(count) * d);
-    if (!images) {
-      random_initial_states(rows, first, count, d, seed);
-      continue;
-    }
-    for (int64_t c = 0; c < count; ++c) {
-      std::copy_n(images->row((first + c) % images->rows), d, rows.begin() + c * d);
-    }
+// The start states of chains [first, first + count) into `rows` ((count, d) row-major): chain c
+// from image c mod n of `images`, or Bernoulli(1/2) noise (random_initial_states) without them.
+void make_start_states(std::span<uint8_t> rows, int64_t first, int64_t count, int d, uint32_t seed,
+                       const std::optional<Dataset>& images) {
+  if (!images) {
+    random_initial_states(rows, first, count, d, seed);
+    return;
   }
-  return states;
+  for (int64_t c = 0; c < count; ++c) {
+    std::copy_n(images->row((first + c) % images->rows), d, rows.begin() + c * d);
+  }
 }
 
 // An output staged (host/atomic_file.hpp: written beside its name, not yet in place) and the
@@ -85,12 +63,12 @@ struct StagedOutput {
   StagedFile file;
 };
 
-// Stages one output; a failure names its flag and says that nothing was written: the outputs
-// staged before it are removed as `staged` goes.
-void stage_output(const std::string& flag, const std::string& path,
-                  std::vector<StagedOutput>& staged, const std::function<StagedFile()>& stage) {
+// Runs a step of writing an output (staging it, writing a piece); a failure names its flag and says
+// that nothing was written: the outputs staged before it are removed as they go.
+template <typename Step>
+auto naming_the_flag(const std::string& flag, const Step& step) -> decltype(step()) {
   try {
-    staged.push_back({flag, path, stage()});
+    return step();
   } catch (const InputError& e) {
     throw InputError(flag + " " + e.what() + "; nothing written");
   }
@@ -130,8 +108,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                  "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
                  "binary or ternary hidden units, binary when absent)]")
       ->required();
-  app.add_option("--chains", f.chains, "independent chains N, 1..1e7, with N d <= 4e9")
-      ->capture_default_str();
+  app.add_option("--chains", f.chains, "independent chains N, 1..1e7")->capture_default_str();
   app.add_option("--steps", f.steps, "Gibbs steps x -> h -> x' per chain K, 0..1e9")
       ->capture_default_str();
   app.add_option("--init", f.init, "first states: random (Bernoulli(1/2)) or data (images)")
@@ -198,18 +175,25 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                        " has " + std::to_string(d) + " visible units, not 784");
     }
   }
-  if (static_cast<double>(chains) * d > 4e9) {
-    throw InputError("--chains " + f.chains + " x " + std::to_string(d) +
-                     " units is more than 4e9 states: at most " +
-                     std::to_string(static_cast<int64_t>(4e9 / d)) + " chains of this model");
+  // A full disk found after hours of sampling would waste them: --out's space comes first (the
+  // PNGs are kilobytes).
+  const uint64_t out_bytes = NpyStatesFile::file_bytes(chains, d, format);
+  if (const std::optional<uint64_t> free = free_bytes_for(f.out); free && *free < out_bytes) {
+    char sizes[160];
+    std::snprintf(sizes, sizeof sizes, "%.3g GB, and its file system has %.3g GB free",
+                  static_cast<double>(out_bytes) / 1e9, static_cast<double>(*free) / 1e9);
+    throw InputError(
+        "--out " + f.out + ": the states take " + sizes +
+        (format == StatesFormat::float32 ? " (--format packed takes 32 times less)" : "") +
+        "; nothing written");
   }
   // SIGINT and SIGTERM stop the command from here on with one line, saying that nothing was
   // written: reading the start images and making a million chains' start states take seconds, the
-  // sampling longer. The start states look between blocks of chains; the sampling (below) after
-  // each piece of steps. A signal that is not looked at within StopSignals::kAcknowledgeAfter is
+  // sampling longer. The sampling (below) looks before each block's start states and after each
+  // piece of steps. A signal that is not looked at within StopSignals::kAcknowledgeAfter is
   // acknowledged. The handlers stay until the outputs are written: a signal in the last piece
-  // still stops the sampling, and one during the writes lets them finish (a second one kills the
-  // program).
+  // still stops the sampling, and one during the last writes lets them finish (a second one kills
+  // the program, and the temporary files go with it).
   StopSignals signals(program + " sample",
                       "the sampling stops when the work in progress ends, writing nothing; "
                       "the same signal again kills it at once");
@@ -225,67 +209,82 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                        " visible units, the images " + std::to_string(images->cols()) + " pixels");
     }
   }
-  std::vector<uint8_t> states = start_states(chains, d, seed, images, signals);
-  images.reset();
-  // The before-after picture's start images: its first up to 50 chains, not a copy of all of them
-  // (the states may be gigabytes).
-  const int n = static_cast<int>(std::min<int64_t>(chains, 100));
-  const size_t before_after_count = static_cast<size_t>(std::min(n, 50)) * d;
-  const std::vector<uint8_t> before =
-      f.before_after.empty()
-          ? std::vector<uint8_t>()
-          : std::vector<uint8_t>(states.begin(), states.begin() + before_after_count);
-
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
-  // The chains in blocks (host/gibbs_blocks.hpp: the same states as one call), each block's steps
-  // in pieces of about 0.05 s, with a look at SIGINT and SIGTERM and a progress redraw after each
-  // piece: a long sampling shows how far it is, and stops on Ctrl-C (waiting for one piece, or for
-  // one block's step when that takes longer), saying that it wrote nothing. Without a terminal a
-  // progress line comes at most every 10 s. A block's states stay on the device for the piece: one
-  // transfer per piece, not step.
-  {
-    const int64_t total = chains * steps;  // chain-steps, at most 1e7 x 1e9
-    Progress progress("sample", total, 0, "chain-steps");
-    auto last_line = std::chrono::steady_clock::now();
-    gibbs_in_blocks(
-        *backend, states, chains, d, seed, steps,
-        GibbsBlocks{.block_chains = sample_block_chains(d, params.hidden)}, [&](int64_t done) {
-          if (const int stop = signals.received(); stop != 0) {
-            progress.finish();
-            throw Interrupted(stop, "interrupted by " + signal_name(stop) + " with " +
-                                        done_text(done, total, "the sampling", "chain-steps") +
-                                        " done; nothing written");
-          }
-          const auto now = std::chrono::steady_clock::now();
-          if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {
-            progress.update(done, "");
-            last_line = now;
-          }
-        });
-    if (steps > 0) progress.finish();
+
+  // The chains in blocks (host/gibbs_blocks.hpp: the same states as one call over all chains),
+  // each block's steps in pieces of about 0.05 s, with a look at SIGINT and SIGTERM and a progress
+  // redraw after each piece: a long sampling shows how far it is, and stops on Ctrl-C (waiting for
+  // one piece, or for one block's step when that takes longer), saying that it wrote nothing.
+  // Without a terminal a progress line comes at most every 10 s. A block's states stay on the
+  // device for the piece: one transfer per piece, not step. Each block's start states are made
+  // when it comes, and its final states go to --out's temporary file when it ends: one block's
+  // states are in memory at a time, not all chains'.
+  const int64_t total = chains * steps;  // chain-steps, at most 1e7 x 1e9
+  Progress progress("sample", total, 0, "chain-steps");
+  const auto stop_if_signalled = [&](int64_t chains_done, int64_t chain_steps_done) {
+    if (const int stop = signals.received(); stop != 0) {
+      if (steps > 0) progress.finish();
+      throw Interrupted(
+          stop,
+          "interrupted by " + signal_name(stop) + " with " +
+              (steps > 0
+                   ? done_text(chain_steps_done, total, "the sampling", "chain-steps") + " done"
+                   : done_text(chains_done, chains, "the start states made", "chains")) +
+              "; nothing written");
+    }
+  };
+  auto last_line = std::chrono::steady_clock::now();
+  GibbsBlockRun run(*backend, chains, d, seed, steps,
+                    GibbsBlocks{.block_chains = sample_block_chains(d, params.hidden)},
+                    [&](int64_t done) {
+                      stop_if_signalled(done / steps, done);
+                      const auto now = std::chrono::steady_clock::now();
+                      if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {
+                        progress.update(done, "");
+                        last_line = now;
+                      }
+                    });
+  // The pictures' chains, copied from the first block: the start and final states of the first
+  // min(N, 50) chains (--before-after) and the final states of the first min(N, 100) (--png).
+  const int n = static_cast<int>(std::min<int64_t>(chains, 100));
+  const int pairs = std::min(n, 50);
+  std::vector<uint8_t> before, first_final;
+  std::vector<uint8_t> block;  // (chains in the block, d), row-major
+  NpyStatesFile out =
+      naming_the_flag("--out", [&] { return NpyStatesFile(f.out, chains, d, format); });
+  while (!run.finished()) {
+    const int64_t first = run.next_first(), count = run.next_count();
+    stop_if_signalled(first, first * steps);
+    block.resize(static_cast<size_t>(count) * d);
+    make_start_states(block, first, count, d, seed, images);
+    if (first == 0) before.assign(block.begin(), block.begin() + static_cast<ptrdiff_t>(pairs) * d);
+    run.run_next(block);
+    if (first == 0)
+      first_final.assign(block.begin(), block.begin() + static_cast<ptrdiff_t>(n) * d);
+    naming_the_flag("--out", [&] { out.append_rows(block); });
   }
+  if (steps > 0) progress.finish();
   // A signal after the last look (the last progress redraw), or with no steps to look between.
-  if (const int stop = signals.received(); stop != 0) {
-    throw Interrupted(stop, "interrupted by " + signal_name(stop) + "; nothing written");
-  }
+  stop_if_signalled(chains, total);
   signals.stop_acknowledging();  // the writes finish whatever comes
 
-  // All or none: each output is staged first, and only when all are are they put in place, so
-  // that a failure (a full disk) leaves every file as it was.
+  // All or none: --out is staged (written above, synced here), then the pictures, and only when
+  // all are are they put in place, so that a failure (a full disk) leaves every file as it was.
   std::vector<StagedOutput> staged;
-  stage_output("--out", f.out, staged,
-               [&] { return stage_npy_states(f.out, states, chains, d, format); });
+  staged.push_back({"--out", f.out, naming_the_flag("--out", [&] { return out.finish(); })});
   if (!f.png.empty()) {
-    const std::vector<uint8_t> first(states.begin(), states.begin() + static_cast<size_t>(n) * d);
-    stage_output("--png", f.png, staged,
-                 [&] { return stage_png_gray(f.png, image_grid(first, n)); });
+    staged.push_back({"--png", f.png, naming_the_flag("--png", [&] {
+                        return stage_png_gray(f.png, image_grid(first_final, n));
+                      })});
   }
   if (!f.before_after.empty()) {
-    const std::vector<uint8_t> after(states.begin(), states.begin() + before_after_count);
-    stage_output("--before-after", f.before_after, staged, [&] {
-      return stage_png_gray(f.before_after, before_after_grid(before, after, std::min(n, 50)));
-    });
+    const std::vector<uint8_t> after(first_final.begin(),
+                                     first_final.begin() + static_cast<ptrdiff_t>(pairs) * d);
+    staged.push_back({"--before-after", f.before_after, naming_the_flag("--before-after", [&] {
+                        return stage_png_gray(f.before_after,
+                                              before_after_grid(before, after, pairs));
+                      })});
   }
   commit_outputs(staged);
   std::printf("sampled %s x %s from %s starts with %s; wrote %s%s%s%s%s\n",

@@ -274,9 +274,11 @@ class CpuBackend final : public Backend {
              int64_t steps, int64_t first_chain) override {
     // The GEMM sampler of host/cpu_minibatch.cpp: tiles of chains across all cores.
     const Params params = model_.unpadded();
-    if (n_chains < 0 || first_chain < 0 ||
-        static_cast<int64_t>(states.size()) != n_chains * params.visible) {
-      throw std::invalid_argument("gibbs: states must be (n_chains, d), first_chain >= 0");
+    if (n_chains < 0 || first_step < 0 || steps < 0 || first_chain < 0) {
+      throw std::invalid_argument("gibbs: bad chain or step count");
+    }
+    if (static_cast<int64_t>(states.size()) != n_chains * params.visible) {
+      throw std::invalid_argument("gibbs: states must be (n_chains, d)");
     }
     cpu::sample_chains(params, philox_key(seed, Purpose::sample), states.data(), n_chains,
                        first_step, steps, cpu::gemm_threads(), first_chain);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "host/cpu_kernels.hpp"
@@ -15,6 +16,7 @@ namespace rbm {
 namespace {
 
 constexpr int64_t kChainBlockQuantum = 4096;
+constexpr int64_t kMaxBlockStateUnits = int64_t{1} << 26;
 static_assert(kChainBlockQuantum % cpu::kSampleTile == 0);
 
 }  // namespace
@@ -49,35 +51,68 @@ void random_initial_states(std::span<uint8_t> states, int64_t first_chain, int64
 }
 
 int64_t sample_block_chains(int visible, int hidden) {
-  const int64_t units = static_cast<int64_t>(visible) * std::max(hidden, 1);
+  const int64_t d = std::max(visible, 1);
+  const int64_t units = d * std::max(hidden, 1);
   const int64_t wanted = (2'000'000'000 + units - 1) / units;
-  return (wanted + kChainBlockQuantum - 1) / kChainBlockQuantum * kChainBlockQuantum;
+  const int64_t by_work =
+      (wanted + kChainBlockQuantum - 1) / kChainBlockQuantum * kChainBlockQuantum;
+  const int64_t by_memory = kMaxBlockStateUnits / d / kChainBlockQuantum * kChainBlockQuantum;
+  return std::max(kChainBlockQuantum, std::min(by_work, by_memory));
+}
+
+GibbsBlockRun::GibbsBlockRun(Backend& backend, int64_t n_chains, int visible, uint32_t seed,
+                             int64_t steps, const GibbsBlocks& blocks,
+                             std::function<void(int64_t done)> after_piece)
+    : backend_(backend),
+      n_chains_(n_chains),
+      steps_(steps),
+      visible_(visible),
+      seed_(seed),
+      block_chains_(blocks.block_chains),
+      pieces_(blocks.piece_seconds),
+      after_piece_(std::move(after_piece)) {
+  if (block_chains_ <= 0 || n_chains < 0 || steps < 0 || visible < 0) {
+    throw std::invalid_argument("GibbsBlockRun: bad block size or counts");
+  }
+}
+
+int64_t GibbsBlockRun::next_count() const {
+  return std::min(block_chains_, n_chains_ - next_first_);
+}
+
+void GibbsBlockRun::run_next(std::span<uint8_t> states) {
+  const int64_t in_block = next_count();
+  if (finished() ||
+      states.size() != static_cast<size_t>(in_block) * static_cast<size_t>(visible_)) {
+    throw std::invalid_argument(
+        "GibbsBlockRun::run_next: no block left, or a states size that is "
+        "not the block's");
+  }
+  for (int64_t step = 0; step < steps_;) {
+    const int64_t count = std::min(pieces_.next(), steps_ - step);
+    const auto start = std::chrono::steady_clock::now();
+    backend_.gibbs(states, in_block, seed_, step, count, next_first_);
+    step += count;
+    done_ += in_block * count;
+    pieces_.took(count,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (after_piece_) after_piece_(done_);
+  }
+  next_first_ += in_block;
 }
 
 void gibbs_in_blocks(Backend& backend, std::span<uint8_t> states, int64_t n_chains, int visible,
                      uint32_t seed, int64_t steps, const GibbsBlocks& blocks,
                      const std::function<void(int64_t done)>& after_piece) {
-  if (blocks.block_chains <= 0 || n_chains < 0 || steps < 0 ||
-      states.size() != static_cast<size_t>(n_chains) * static_cast<size_t>(visible)) {
-    throw std::invalid_argument("gibbs_in_blocks: bad block size, counts or states size");
+  if (states.size() != static_cast<size_t>(std::max<int64_t>(n_chains, 0)) *
+                           static_cast<size_t>(std::max(visible, 0))) {
+    throw std::invalid_argument("gibbs_in_blocks: a states size that is not n_chains x visible");
   }
-  PieceSizer pieces(blocks.piece_seconds);
-  int64_t done = 0;
-  for (int64_t first = 0; first < n_chains && steps > 0; first += blocks.block_chains) {
-    const int64_t in_block = std::min(blocks.block_chains, n_chains - first);
-    const std::span<uint8_t> block_states =
-        states.subspan(static_cast<size_t>(first) * static_cast<size_t>(visible),
-                       static_cast<size_t>(in_block) * static_cast<size_t>(visible));
-    for (int64_t step = 0; step < steps;) {
-      const int64_t count = std::min(pieces.next(), steps - step);
-      const auto start = std::chrono::steady_clock::now();
-      backend.gibbs(block_states, in_block, seed, step, count, first);
-      step += count;
-      done += in_block * count;
-      pieces.took(count,
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      if (after_piece) after_piece(done);
-    }
+  GibbsBlockRun run(backend, n_chains, visible, seed, steps, blocks, after_piece);
+  while (!run.finished() && steps > 0) {
+    run.run_next(
+        states.subspan(static_cast<size_t>(run.next_first()) * static_cast<size_t>(visible),
+                       static_cast<size_t>(run.next_count()) * static_cast<size_t>(visible)));
   }
 }
 

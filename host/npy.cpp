@@ -76,32 +76,6 @@ std::string encode_npy_bytes(const std::filesystem::path& path, std::string_view
   return file;
 }
 
-// Stages (rows, out_cols) values of out_size bytes: the header, then `encode_rows` (first row, row
-// count, destination) a block of rows at a time.
-StagedFile stage_npy_by_rows(const std::filesystem::path& path, std::string_view descr,
-                             int64_t rows, int64_t out_cols, size_t out_size,
-                             const std::function<void(int64_t, int64_t, char*)>& encode_rows) {
-  const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(out_cols);
-  const std::string header = npy_header(path, descr, count, out_size, {rows, out_cols});
-  const size_t row_bytes = static_cast<size_t>(out_cols) * out_size;
-  const int64_t block_rows =
-      std::max<int64_t>(1, (size_t{1} << 22) / std::max<size_t>(1, row_bytes));
-  std::string block;
-  int64_t next_row = -1;  // -1: the header comes first
-  return StagedFile(path, [&]() -> std::string_view {
-    if (next_row < 0) {
-      next_row = 0;
-      return header;
-    }
-    const int64_t n = std::min(block_rows, rows - next_row);
-    if (n <= 0 || row_bytes == 0) return {};
-    block.resize(static_cast<size_t>(n) * row_bytes);
-    encode_rows(next_row, n, block.data());
-    next_row += n;
-    return block;
-  });
-}
-
 // A recursive-descent reader for the header dict, which is a Python literal: single- or
 // double-quoted strings, True/False, and a tuple of integers.
 class HeaderParser {
@@ -338,38 +312,85 @@ void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>&
   write_file_atomic(path, encode_npy_u8(path, data, shape));
 }
 
-StagedFile stage_npy_states(const std::filesystem::path& path, const std::vector<uint8_t>& states,
-                            int64_t rows, int64_t cols, StatesFormat format) {
-  if (rows < 0 || cols < 0 ||
-      static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) != states.size()) {
-    fail(path, "cannot write shape " + npy_shape_text({rows, cols}) + " from " +
-                   std::to_string(states.size()) + " values");
+namespace {
+
+// The header of a states file and the bytes of one of its rows.
+struct StatesLayout {
+  std::string header;
+  size_t row_bytes;
+};
+
+StatesLayout states_layout(const std::filesystem::path& path, int64_t rows, int64_t cols,
+                           StatesFormat format) {
+  if (rows < 0 || cols <= 0) fail(path, "cannot write shape " + npy_shape_text({rows, cols}));
+  const bool packed = format == StatesFormat::packed;
+  // numpy.packbits(states, axis=1) packs 8 units to a byte.
+  const int64_t out_cols = packed ? (cols + 7) / 8 : cols;
+  const size_t out_size = packed ? 1 : sizeof(float);
+  return {npy_header(path, packed ? "|u1" : "<f4", static_cast<size_t>(rows * out_cols), out_size,
+                     {rows, out_cols}),
+          static_cast<size_t>(out_cols) * out_size};
+}
+
+}  // namespace
+
+uint64_t NpyStatesFile::file_bytes(int64_t rows, int64_t cols, StatesFormat format) {
+  const StatesLayout layout = states_layout("states", rows, cols, format);
+  return layout.header.size() + static_cast<uint64_t>(rows) * layout.row_bytes;
+}
+
+NpyStatesFile::NpyStatesFile(const std::filesystem::path& path, int64_t rows, int64_t cols,
+                             StatesFormat format)
+    : path_(path),
+      rows_(rows),
+      cols_(cols),
+      packed_(format == StatesFormat::packed),
+      row_bytes_(states_layout(path, rows, cols, format).row_bytes),  // the shape checked first
+      file_(path) {
+  file_.append(states_layout(path, rows, cols, format).header);
+}
+
+void NpyStatesFile::append_rows(std::span<const uint8_t> states) {
+  const auto cols = static_cast<size_t>(cols_);
+  if (states.size() % cols != 0 ||
+      static_cast<int64_t>(states.size() / cols) > rows_ - rows_written_) {
+    fail(path_, "cannot write shape " + npy_shape_text({rows_, cols_}) + ": " +
+                    std::to_string(states.size()) + " values after " +
+                    std::to_string(rows_written_) + " rows");
   }
-  const uint8_t* in = states.data();
-  if (format == StatesFormat::float32) {
-    return stage_npy_by_rows(path, "<f4", rows, cols, sizeof(float),
-                             [&](int64_t first, int64_t n, char* out) {
-                               const uint8_t* x = in + first * cols;
-                               for (int64_t k = 0; k < n * cols; ++k) {
-                                 const float v = x[k] ? 1.0f : 0.0f;
-                                 std::memcpy(out + k * sizeof(float), &v, sizeof(float));
-                               }
-                             });
+  // Encoded and written up to 4 MiB of the file at a time.
+  const size_t piece_rows = std::max<size_t>(1, (size_t{1} << 22) / row_bytes_);
+  while (!states.empty()) {
+    const size_t n = std::min(piece_rows, states.size() / cols);
+    piece_.resize(n * row_bytes_);
+    if (packed_) {
+      // Unit i in byte i / 8, bit 7 - i % 8; the last byte's unused low bits are 0.
+      std::memset(piece_.data(), 0, piece_.size());
+      for (size_t r = 0; r < n; ++r) {
+        auto* row = reinterpret_cast<uint8_t*>(piece_.data()) + r * row_bytes_;
+        for (size_t i = 0; i < cols; ++i) {
+          if (states[r * cols + i]) row[i / 8] |= static_cast<uint8_t>(0x80u >> (i % 8));
+        }
+      }
+    } else {
+      for (size_t k = 0; k < n * cols; ++k) {
+        const float v = states[k] ? 1.0f : 0.0f;
+        std::memcpy(piece_.data() + k * sizeof(float), &v, sizeof(float));
+      }
+    }
+    file_.append(piece_);
+    states = states.subspan(n * cols);
+    rows_written_ += static_cast<int64_t>(n);
   }
-  // numpy.packbits(states, axis=1): unit i in byte i / 8, bit 7 - i % 8; the last byte's unused
-  // low bits are 0.
-  const int64_t packed_cols = (cols + 7) / 8;
-  return stage_npy_by_rows(path, "|u1", rows, packed_cols, 1,
-                           [&](int64_t first, int64_t n, char* out) {
-                             std::memset(out, 0, static_cast<size_t>(n * packed_cols));
-                             for (int64_t r = 0; r < n; ++r) {
-                               const uint8_t* x = in + (first + r) * cols;
-                               auto* row = reinterpret_cast<uint8_t*>(out + r * packed_cols);
-                               for (int64_t i = 0; i < cols; ++i) {
-                                 if (x[i]) row[i / 8] |= static_cast<uint8_t>(0x80u >> (i % 8));
-                               }
-                             }
-                           });
+}
+
+StagedFile NpyStatesFile::finish() {
+  if (rows_written_ != rows_) {
+    fail(path_, "cannot write shape " + npy_shape_text({rows_, cols_}) + ": only " +
+                    std::to_string(rows_written_) + " rows");
+  }
+  file_.finish();
+  return std::move(file_);
 }
 
 NpyArray parse_npy(const std::filesystem::path& path, std::string bytes) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,12 +30,32 @@ void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>&
 
 // How `sample` writes states (N, d) of 0/1 bytes: float32 0.0/1.0 ('<f4', (N, d)), or 8 units to a
 // byte as numpy.packbits(states, axis=1) writes them ('|u1', (N, ceil(d / 8)), unit i in byte
-// i / 8 at bit 7 - i % 8; numpy.unpackbits(a, axis=1, count=d) gives the states back). Staged
-// (host/atomic_file.hpp: in place once committed) a block of rows at a time, so no whole-size copy
-// is made. Throws InputError when states does not hold rows * cols values.
+// i / 8 at bit 7 - i % 8; numpy.unpackbits(a, axis=1, count=d) gives the states back). A staged
+// file (host/atomic_file.hpp: in place once committed) written a block of rows at a time, so that
+// the states need never be all in memory. Errors are InputErrors naming the file; the temporary
+// file goes with the NpyStatesFile unless finish() has handed it on.
 enum class StatesFormat { float32, packed };
-StagedFile stage_npy_states(const std::filesystem::path& path, const std::vector<uint8_t>& states,
-                            int64_t rows, int64_t cols, StatesFormat format);
+class NpyStatesFile {
+ public:
+  // Stages the header of (rows, cols) states; cols >= 1.
+  NpyStatesFile(const std::filesystem::path& path, int64_t rows, int64_t cols, StatesFormat format);
+  // Writes the next whole rows ((n, cols) row-major); throws when they are not whole rows or more
+  // than the shape has left.
+  void append_rows(std::span<const uint8_t> states);
+  // Once every row has come (else throws): the file, synced, for commit().
+  StagedFile finish();
+  // The size of the file: header and data.
+  static uint64_t file_bytes(int64_t rows, int64_t cols, StatesFormat format);
+
+ private:
+  std::filesystem::path path_;
+  int64_t rows_, cols_;
+  bool packed_;
+  size_t row_bytes_;  // in the file
+  StagedFile file_;
+  int64_t rows_written_ = 0;
+  std::string piece_;  // the encoded rows, up to 4 MiB at a time
+};
 
 // The bytes write_npy writes (for checksums of what goes to disk); `path` names it in errors.
 std::string encode_npy(const std::filesystem::path& path, const std::vector<float>& data,

@@ -239,7 +239,7 @@ void gibbs_host_states(const ModelView& v, std::span<uint8_t> states, int64_t n_
                        uint64_t key, int64_t first_step, int64_t steps, int64_t first_chain,
                        const SamplerOptions& options) {
   const int d = v.d;
-  if (n_chains < 0 || steps < 0 || first_chain < 0) {
+  if (n_chains < 0 || first_step < 0 || steps < 0 || first_chain < 0) {
     throw std::invalid_argument("gibbs: bad chain or step count");
   }
   if (static_cast<int64_t>(states.size()) != n_chains * d) {

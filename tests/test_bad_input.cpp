@@ -959,12 +959,17 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
     EXPECT_NE(r.output.find("RBM_CPU_THREADS"), std::string::npos) << value << ": " << r.output;
   }
 #if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer reserves terabytes: no ulimit -v there
-  // More memory than the process may have: one line and exit 2, not an internal error.
-  const test::CommandResult oom =
-      shell("ulimit -v 1000000 && exec " + exe + " sample --model " + test::shell_quote(model) +
-            " --chains 5000000 --steps 1 --out " + test::shell_quote((dir / "s.npy").string()));
+  // More memory than the process may have: one line and exit 2, not an internal error. sample
+  // holds one block of chains at a time, at least 4096 chains: 4 GB for a million visible units.
+  std::filesystem::create_directories(dir / "wide");
+  write_model(dir / "wide", test::random_params(1'000'000, 1, 0.1f, 3, false));
+  const test::CommandResult oom = shell("ulimit -v 1000000 && exec " + exe + " sample --model " +
+                                        test::shell_quote((dir / "wide").string()) +
+                                        " --chains 4096 --steps 1 --format packed --out " +
+                                        test::shell_quote((dir / "s.npy").string()));
   EXPECT_EQ(oom.exit_code, 2) << oom.output;
   EXPECT_NE(oom.output.find("out of memory"), std::string::npos) << oom.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
   // A new PCD run whose chains do not fit fails at its first update, after its iteration-0
   // checkpoint: the run's files and the directories it made go with it (a resume of it would fail
   // the same way, and it would block the corrected command's --out), and the message names

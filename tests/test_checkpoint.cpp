@@ -491,6 +491,30 @@ TEST(AtomicFile, AStagedFileReplacesNothingUntilCommitted) {
   EXPECT_EQ(file_count(), 2);
 }
 
+// A staged file written a piece at a time (sample's --out, a block of chains at a time): the
+// pieces in order, in place only once finished and committed; it cannot be committed before it is
+// finished, nor written after; moved while open, the new owner writes on.
+TEST(AtomicFile, AStagedFileWrittenInPiecesIsInPlaceOnlyOnceCommitted) {
+  test::TempDir dir;
+  write_file_atomic(dir / "s", "old");
+  StagedFile first(dir / "s");
+  first.append("one ");
+  StagedFile file(std::move(first));
+  file.append("");
+  file.append("two");
+  EXPECT_THROW(file.commit(), std::logic_error);  // not finished
+  EXPECT_EQ(read_file(dir / "s"), "old");
+  file.finish();
+  EXPECT_THROW(file.append("three"), std::logic_error);
+  EXPECT_THROW(file.finish(), std::logic_error);
+  EXPECT_EQ(read_file(dir / "s"), "old");
+  file.commit();
+  EXPECT_EQ(read_file(dir / "s"), "one two");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            1);
+}
+
 // A command killed by a signal while it holds staged files (sample's outputs, written all before
 // any is put in place) leaves none of their temporaries, and the files as they were.
 TEST(AtomicFile, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {

@@ -252,6 +252,11 @@ TEST(CpuBackend, GibbsInPiecesEqualsOneCall) {
     }
     EXPECT_EQ(whole, pieces) << hidden_type_name(type);
     EXPECT_NE(whole, random_initial_states(chains, 20, 8));
+    // Negative counts are refused, as Backend::gibbs says (and the CUDA backend does).
+    EXPECT_THROW(backend->gibbs(pieces, chains, 9, 50, -1), std::invalid_argument);
+    EXPECT_THROW(backend->gibbs(pieces, chains, 9, -1, 1), std::invalid_argument);
+    EXPECT_THROW(backend->gibbs(pieces, chains, 9, 0, 1, -1), std::invalid_argument);
+    EXPECT_EQ(whole, pieces) << "a refused call changed the states";
   }
 }
 
@@ -343,10 +348,13 @@ TEST(GibbsBlocks, StatesEqualOneCallAndEveryPieceIsReported) {
   backend->gibbs(std::span<uint8_t>(one_step).first(static_cast<size_t>(cpu::kSampleTile * d)),
                  cpu::kSampleTile, 9, 0, 1);
   EXPECT_EQ(stopped, one_step);
-  // The blocks `sample` uses: 28672 chains at d 784, H 100; multiples of 4096, at least 4096.
+  // The blocks `sample` uses: 28672 chains at d 784, H 100; multiples of 4096, at least 4096; at
+  // most 2^26 units (81920 chains at d 784) for a small H.
   EXPECT_EQ(sample_block_chains(784, 100), 28672);
   EXPECT_EQ(sample_block_chains(784, 100000), 4096);
   EXPECT_EQ(sample_block_chains(784, 500) % 4096, 0);
+  EXPECT_EQ(sample_block_chains(784, 1), 81920);
+  EXPECT_EQ(sample_block_chains(100000, 1), 4096);
 }
 
 // The single-sample recipe's choice of one thread or two follows measured speed: on an idle

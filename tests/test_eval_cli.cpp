@@ -706,15 +706,16 @@ TEST(SampleCli, ASignalStopsALongSamplingAndNothingIsWritten) {
   }
 }
 
-// A million chains' start states take seconds to make (784 MB): a signal then stops sample as it
-// stops the sampling, with one line and nothing written. The test signals once sample catches the
-// signal (its handlers come before the start states).
+// A million chains' start states take seconds to make (784 MB, made and written a block of 81920
+// chains at a time): a signal then stops sample as it stops the sampling, with one line, and
+// nothing written, no temporary file left. The test signals once sample catches the signal (its
+// handlers come before the start states).
 TEST(SampleCli, ASignalStopsTheStartStatesAndNothingIsWritten) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
   test::ChildProcess child(RBM_CPU_EXE,
                            {"sample", (dir / "model").string(), "--chains", "1e6", "--steps", "0",
-                            "--out", (dir / "s.npy").string()},
+                            "--format", "packed", "--out", (dir / "s.npy").string()},
                            dir / "log.txt");
   const auto start = std::chrono::steady_clock::now();
   while (!child.catches(SIGTERM) && !child.ended() &&
@@ -735,22 +736,61 @@ TEST(SampleCli, ASignalStopsTheStartStatesAndNothingIsWritten) {
   EXPECT_EQ(log.rfind("rbm_cpu sample: interrupted by SIGTERM with ", 0), 0u) << log;
   EXPECT_NE(log.find("% of the start states made ("), std::string::npos) << log;
   EXPECT_NE(log.find(" of 1e+06 chains); nothing written\n"), std::string::npos) << log;
-  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    left.push_back(entry.path().filename().string());
+  }
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"log.txt", "model"}));
 }
 
-// The start states are made in blocks of about 16 MiB (21399 chains of 784 units), with a look at
-// the signals between them: over several blocks they are random_initial_states' over all chains,
-// and from data chain c's is image c mod n. The final line counts in the singular for one.
-TEST(SampleCli, StartStatesInBlocksAreThoseOfOnePass) {
+// The states' file is written as the blocks come, so its size is checked against the free space
+// first: a sampling that cannot be written is refused before it starts, not after hours. 1e7
+// chains of a model with a million visible units take 40 TB as floats, 1.25 TB packed.
+TEST(SampleCli, StatesThatDoNotFitTheDiskAreRefusedFirst) {
   const test::TempDir dir;
-  write_small_model(dir / "model", true);
-  const std::string model = (dir / "model").string();
-  const int chains = 50'000, d = 784;
+  std::filesystem::create_directories(dir / "wide");
+  write_model(dir / "wide", test::random_params(1'000'000, 1, 0.1f, 3, false));
+  const std::string out = (dir / "s.npy").string();
   test::CommandResult r =
-      run_cpu({"sample", model, "--chains", "5e4", "--steps", "0", "--seed", "11", "--format",
+      run_cpu({"sample", (dir / "wide").string(), "--chains", "1e7", "--out", out});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+  EXPECT_EQ(r.output.rfind("rbm_cpu sample: --out " + out +
+                               ": the states take 4e+04 GB, and its "
+                               "file system has ",
+                           0),
+            0u)
+      << r.output;
+  EXPECT_TRUE(
+      r.output.ends_with(" GB free (--format packed takes 32 times less); nothing "
+                         "written\n"))
+      << r.output;
+  r = run_cpu(
+      {"sample", (dir / "wide").string(), "--chains", "1e7", "--format", "packed", "--out", out});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(": the states take 1.25e+03 GB, and"), std::string::npos) << r.output;
+  EXPECT_TRUE(r.output.ends_with(" GB free; nothing written\n")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+// sample runs the chains a block at a time (81920 chains at d 784, H 12: two blocks here), each
+// block's start states made and its final states written as it comes: the file holds the states of
+// one Backend::gibbs call over all chains from random_initial_states' start, and from data chain
+// c starts from image c mod n. The final line counts in the singular for one.
+TEST(SampleCli, BlocksGiveTheStatesOfOneCall) {
+  const test::TempDir dir;
+  const Params p = write_small_model(dir / "model", true);
+  const std::string model = (dir / "model").string();
+  const int chains = 100'000, d = 784;
+  test::CommandResult r =
+      run_cpu({"sample", model, "--chains", "1e5", "--steps", "2", "--seed", "11", "--format",
                "packed", "--out", (dir / "random.npy").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::vector<uint8_t> want = random_initial_states(chains, d, 11);
+  std::vector<uint8_t> want = random_initial_states(chains, d, 11);
+  const std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  backend->gibbs(want, chains, 11, 0, 2);
   const NpyArrayU8 bits = read_npy_u8(dir / "random.npy");
   ASSERT_EQ(bits.shape, (std::vector<int64_t>{chains, d / 8}));
   for (size_t c = 0; c < static_cast<size_t>(chains); ++c) {
@@ -759,7 +799,7 @@ TEST(SampleCli, StartStatesInBlocksAreThoseOfOnePass) {
           << "chain " << c << ", unit " << i;
     }
   }
-  r = run_cpu({"sample", model, "--chains", "5e4", "--steps", "0", "--init", "data", "--data",
+  r = run_cpu({"sample", model, "--chains", "1e5", "--steps", "0", "--init", "data", "--data",
                RBM_MNIST_DIR, "--format", "packed", "--out", (dir / "data.npy").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const Dataset threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);

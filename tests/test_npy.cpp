@@ -2,8 +2,10 @@
 // and the atomic writer all output files go through.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -197,16 +199,33 @@ TEST(AtomicFile, ReportsThePathAndTheReason) {
   EXPECT_EQ(entries, 1);
 }
 
+// A states file given `states` ((rows, cols) row-major) a block of block_rows rows at a time, the
+// last block shorter, as `sample` gives a block of chains at a time.
+StagedFile stage_in_blocks(const std::filesystem::path& path, const std::vector<uint8_t>& states,
+                           int64_t rows, int64_t cols, StatesFormat format, int64_t block_rows) {
+  NpyStatesFile file(path, rows, cols, format);
+  for (int64_t first = 0; first < rows; first += block_rows) {
+    const int64_t n = std::min(block_rows, rows - first);
+    file.append_rows(std::span(states).subspan(static_cast<size_t>(first * cols),
+                                               static_cast<size_t>(n * cols)));
+  }
+  return file.finish();
+}
+
 // sample's --format float: the states as 0.0/1.0 float32, the same bytes write_npy writes; 3000
-// rows of 784 cross the writer's 4 MiB blocks (1337 rows each).
+// rows of 784 given in blocks of 2000 cross the writer's 4 MiB pieces (1337 rows each), and a
+// block's end cuts a piece short.
 TEST(NpyStates, FloatIsTheStatesAsFloat32) {
   TempDir dir;
   const int64_t rows = 3000, cols = 784;
   std::vector<uint8_t> states(static_cast<size_t>(rows * cols));
   for (size_t k = 0; k < states.size(); ++k) states[k] = static_cast<uint8_t>((k * 7919 % 13) < 6);
-  stage_npy_states(dir / "s.npy", states, rows, cols, StatesFormat::float32).commit();
   const std::vector<float> want(states.begin(), states.end());
-  EXPECT_EQ(read_file(dir / "s.npy"), encode_npy("s.npy", want, {rows, cols}));
+  for (const int64_t block_rows : {int64_t{1}, int64_t{2000}, rows}) {
+    stage_in_blocks(dir / "s.npy", states, rows, cols, StatesFormat::float32, block_rows).commit();
+    EXPECT_EQ(read_file(dir / "s.npy"), encode_npy("s.npy", want, {rows, cols}))
+        << "blocks of " << block_rows << " rows";
+  }
 }
 
 // --format packed is numpy.packbits(states, axis=1): unit i in byte i / 8 at bit 7 - i % 8, the
@@ -215,16 +234,16 @@ TEST(NpyStates, PackedIsNumpysPackbitsAlongRows) {
   TempDir dir;
   const std::vector<uint8_t> states = {1, 0, 0, 0, 0, 0, 0, 1, 1, 0,   // 0x81 0x80
                                        0, 1, 1, 1, 0, 0, 0, 0, 0, 1};  // 0x70 0x40
-  stage_npy_states(dir / "p.npy", states, 2, 10, StatesFormat::packed).commit();
+  stage_in_blocks(dir / "p.npy", states, 2, 10, StatesFormat::packed, 1).commit();
   const NpyArrayU8 packed = read_npy_u8(dir / "p.npy");
   EXPECT_EQ(packed.shape, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(packed.data, (std::vector<uint8_t>{0x81, 0x80, 0x70, 0x40}));
 
-  // Many rows (across blocks) unpack to the states.
+  // Many rows (blocks across the writer's pieces) unpack to the states.
   const int64_t rows = 50000, cols = 784;
   std::vector<uint8_t> many(static_cast<size_t>(rows * cols));
   for (size_t k = 0; k < many.size(); ++k) many[k] = static_cast<uint8_t>((k * 104729 % 11) < 4);
-  stage_npy_states(dir / "many.npy", many, rows, cols, StatesFormat::packed).commit();
+  stage_in_blocks(dir / "many.npy", many, rows, cols, StatesFormat::packed, 28672).commit();
   const NpyArrayU8 read = read_npy_u8(dir / "many.npy");
   ASSERT_EQ(read.shape, (std::vector<int64_t>{rows, 98}));
   for (int64_t r = 0; r < rows; ++r) {
@@ -235,11 +254,31 @@ TEST(NpyStates, PackedIsNumpysPackbitsAlongRows) {
   }
 }
 
-TEST(NpyStates, RejectsAShapeThatDoesNotFit) {
+// Rows that are not whole, too many, or too few are refused, and nothing is left: neither the
+// file nor its temporary. The size the file will have is known before.
+TEST(NpyStates, RejectsRowsThatDoNotFitTheShape) {
   TempDir dir;
-  EXPECT_INPUT_ERROR(stage_npy_states(dir / "s.npy", {1, 0, 1}, 2, 2, StatesFormat::packed),
-                     "s.npy", "shape (2, 2)");
-  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
+  const std::vector<uint8_t> three = {1, 0, 1}, four = {1, 0, 1, 1};
+  {
+    NpyStatesFile not_whole(dir / "s.npy", 2, 2, StatesFormat::packed);
+    EXPECT_INPUT_ERROR(not_whole.append_rows(three), "s.npy",
+                       "shape (2, 2): 3 values after 0 rows");
+    NpyStatesFile too_many(dir / "t.npy", 3, 2, StatesFormat::float32);
+    too_many.append_rows(four);
+    EXPECT_INPUT_ERROR(too_many.append_rows(four), "t.npy", "shape (3, 2): 4 values after 2 rows");
+    NpyStatesFile too_few(dir / "u.npy", 3, 2, StatesFormat::float32);
+    too_few.append_rows(four);
+    EXPECT_INPUT_ERROR(too_few.finish(), "u.npy", "shape (3, 2): only 2 rows");
+  }
+  EXPECT_INPUT_ERROR(NpyStatesFile(dir / "s.npy", 0, 0, StatesFormat::float32), "s.npy",
+                     "cannot write shape (0, 0)");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+
+  const std::vector<uint8_t> states(3 * 10, 1);
+  for (const StatesFormat format : {StatesFormat::float32, StatesFormat::packed}) {
+    stage_in_blocks(dir / "s.npy", states, 3, 10, format, 2).commit();
+    EXPECT_EQ(std::filesystem::file_size(dir / "s.npy"), NpyStatesFile::file_bytes(3, 10, format));
+  }
 }
 
 // A piece writer that throws leaves neither the target nor a temporary file.

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -271,6 +272,12 @@ TEST(CudaBackend, GibbsChainsMatchCpuChains) {
   EXPECT_EQ(on_cpu.mismatched, 0) << "CPU chains unlike the double reference";
   EXPECT_EQ(on_gpu.mismatched, 0) << "GPU chains unlike the CPU's";
   EXPECT_NE(got, initial);
+  // Negative counts are refused by both, as Backend::gibbs says.
+  for (Backend* backend : {cpu.get(), gpu.get()}) {
+    EXPECT_THROW(backend->gibbs(got, n_chains, seed, 5, -1), std::invalid_argument);
+    EXPECT_THROW(backend->gibbs(got, n_chains, seed, -1, 3), std::invalid_argument);
+    EXPECT_THROW(backend->gibbs(got, n_chains, seed, 5, 3, -1), std::invalid_argument);
+  }
 }
 
 // The tiny RBM of the sampler tests: d = 6, H = 4, W, b, a ~ N(0, 1).
