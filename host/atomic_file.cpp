@@ -245,7 +245,8 @@ StagedFile::StagedFile(StagedFile&& other) noexcept
       tmp_(std::move(other.tmp_)),
       guard_slot_(std::exchange(other.guard_slot_, -1)),
       fd_(std::exchange(other.fd_, -1)),
-      staged_(std::exchange(other.staged_, false)) {}
+      staged_(std::exchange(other.staged_, false)),
+      in_place_(std::exchange(other.in_place_, false)) {}
 
 StagedFile::~StagedFile() { discard(); }
 
@@ -295,6 +296,7 @@ void StagedFile::commit() {
     discard();
     fail(path_, "cannot rename " + tmp_.string() + " over " + target_.string(), err);
   }
+  in_place_ = true;
   release();
   // The rename is durable only once the directory entry is; some file systems cannot sync a
   // directory (EINVAL), and there is nothing more to do on those.

@@ -56,8 +56,8 @@ class StagedFile {
   // write_target); once only. A failure to sync the directory afterwards throws with the file in
   // place.
   void commit();
-  // Whether the temporary file is there to commit: false once renamed (or moved from).
-  bool pending() const { return staged_; }
+  // Whether commit() has renamed the file into place (its directory's sync may have failed after).
+  bool in_place() const { return in_place_; }
 
  private:
   [[noreturn]] void fail_writing(int err);
@@ -71,6 +71,7 @@ class StagedFile {
   int guard_slot_ = -1;           // the signal handlers' slot for tmp_, or -1 (none, moved from)
   int fd_ = -1;                   // tmp_ open for writing, or -1 (finished, or none)
   bool staged_ = false;           // tmp_ exists and is ours to rename or remove
+  bool in_place_ = false;         // tmp_ has been renamed over target_
 };
 
 // The file that writing `path` replaces: `path` itself or, when it is a symbolic link, the file the

@@ -102,7 +102,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
       ->capture_default_str();
   app.add_option("--checkpoint-every", f.checkpoint_every,
                  "iterations between checkpoints (default: --log-every); one is also written at "
-                 "the start, at the end and on SIGINT or SIGTERM");
+                 "the start, at the end and on SIGINT, SIGTERM or SIGHUP");
   app.add_option("--out", f.out, "run directory (default runs/<timestamp>)");
   app.add_option("--resume", f.resume,
                  "continue the run in DIR from its checkpoint, with the flags it was started with; "

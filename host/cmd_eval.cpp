@@ -68,10 +68,10 @@ LogZEstimate with_progress(Progress& progress, const std::atomic<int64_t>& done,
 
 // estimate_log_z with its work counted and shown (a bar on a terminal, else a line every 10 s): AIS
 // steps (half a minute at the defaults, 2 bases x 100 runs x 14500 temperatures, and minutes with
-// more) or the hidden states of an exact log Z (3 s at H 24 on 2 cores, minutes at H 30). SIGINT
-// and SIGTERM stop it at its next look (host/log_z.hpp) with one line that says how far it came;
-// the handlers are there for log Z only (what follows takes seconds at most, and a signal then ends
-// eval by its default action).
+// more) or the hidden states of an exact log Z (3 s at H 24 on 2 cores, minutes at H 30). SIGINT,
+// SIGTERM and SIGHUP stop it at its next look (host/log_z.hpp) with one line that says how far it
+// came; the handlers are there for log Z only (what follows takes seconds at most, and a signal
+// then ends eval by its default action).
 LogZEstimate estimate_log_z_showing_progress(const std::string& program, Backend& backend,
                                              const Params& params, LogZOptions options) {
   const bool exact = log_z_is_exact(params, options);
@@ -321,9 +321,11 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // The +-3 sd interval is a plug-in normal one: when a few runs carry the estimate the sample's
   // spread says little about the weights' (exploratory testing saw intervals miss log Z at
   // ESS 1.3 of 100, and by 494 nats at ESS 1.0 of 10). ESS is at least 1, so with 10 runs or
-  // fewer a tenth of them alone would never say so: below 2, one run carries it.
+  // fewer a tenth of them alone would never say so: below 2, one run carries it (below half the
+  // runs with 3 or fewer, so that 2 runs of equal weight, ESS 2 but for rounding, pass).
+  const double runs = static_cast<double>(ais_runs);
   if (log_z.method == "ais" && !log_z.ais_below_bound &&
-      *log_z.ess < std::max(0.1 * static_cast<double>(ais_runs), 2.0)) {
+      *log_z.ess < std::max(0.1 * runs, std::min(2.0, 0.5 * runs))) {
     notes.push_back("ESS " + format_number(*log_z.ess, 1) + " of " + std::to_string(ais_runs) +
                     " runs: a few runs carry the estimate, and its interval may not hold log Z; "
                     "more --ais-betas (or --ais-runs) make it reliable");

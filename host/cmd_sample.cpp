@@ -75,8 +75,9 @@ auto naming_the_flag(const std::string& flag, const Step& step) -> decltype(step
 }
 
 // Puts the staged outputs in place, one after another. A failure there (a rename, which the
-// staging has made all but certain to succeed, or the directory's sync after it) names the outputs
-// in place when it came.
+// staging has made all but certain to succeed unless something took an output's name meanwhile,
+// or the directory's sync after it) names the outputs in place when it came: the others were not
+// written.
 void commit_outputs(std::vector<StagedOutput>& staged) {
   for (size_t k = 0; k < staged.size(); ++k) {
     try {
@@ -84,16 +85,17 @@ void commit_outputs(std::vector<StagedOutput>& staged) {
     } catch (const InputError& e) {
       std::vector<std::string> written;
       for (size_t i = 0; i <= k; ++i) {
-        if (!staged[i].file.pending()) written.push_back(staged[i].flag + " " + staged[i].path);
+        if (staged[i].file.in_place()) written.push_back(staged[i].flag + " " + staged[i].path);
       }
       std::string list;
       for (size_t i = 0; i < written.size(); ++i) {
         list += (i == 0 ? "" : i + 1 == written.size() ? " and " : ", ") + written[i];
       }
-      throw InputError(staged[k].flag + " " + e.what() +
-                       (written.empty()
-                            ? "; nothing written"
-                            : "; " + list + (written.size() == 1 ? " was" : " were") + " written"));
+      throw InputError(
+          staged[k].flag + " " + e.what() +
+          (written.empty()
+               ? "; nothing written"
+               : "; only " + list + (written.size() == 1 ? " was" : " were") + " written"));
     }
   }
 }
@@ -187,7 +189,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
         (format == StatesFormat::float32 ? " (--format packed takes 32 times less)" : "") +
         "; nothing written");
   }
-  // SIGINT and SIGTERM stop the command from here on with one line, saying that nothing was
+  // SIGINT, SIGTERM and SIGHUP stop the command from here on with one line, saying that nothing was
   // written: reading the start images and making a million chains' start states take seconds, the
   // sampling longer. The sampling (below) looks before each block's start states and after each
   // piece of steps. A signal that is not looked at within StopSignals::kAcknowledgeAfter is
@@ -213,7 +215,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   backend->set_params(params);
 
   // The chains in blocks (host/gibbs_blocks.hpp: the same states as one call over all chains),
-  // each block's steps in pieces of about 0.05 s, with a look at SIGINT and SIGTERM and a progress
+  // each block's steps in pieces of about 0.05 s, with a look at the stop signals and a progress
   // redraw after each piece: a long sampling shows how far it is, and stops on Ctrl-C (waiting for
   // one piece, or for one block's step when that takes longer), saying that it wrote nothing.
   // Without a terminal a progress line comes at most every 10 s. A block's states stay on the

@@ -1,6 +1,6 @@
 // The many-chain sampler the way `sample` runs it (host/cmd_sample.cpp) and `bench_all` times it:
 // the chains in blocks of block_chains, each block's steps in pieces of about piece_seconds, with a
-// call after every piece (where `sample` looks at SIGINT and SIGTERM and redraws its progress).
+// call after every piece (where `sample` looks at the stop signals and redraws its progress).
 // The draws are named by the global chain and step (host/backend.hpp), so the blocks and pieces
 // give the states one Backend::gibbs call over all chains gives (on the GPU within the rounding of
 // a GEMM of another shape).

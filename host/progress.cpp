@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -104,11 +105,20 @@ void Progress::finish() {
 }
 
 std::string done_text(int64_t done, int64_t total, const char* what, const char* unit) {
-  char text[160];
-  std::snprintf(text, sizeof text, "%.0f%% of %s (%.3g of %.3g %s)",
-                100.0 * static_cast<double>(done) / static_cast<double>(total), what,
-                static_cast<double>(done), static_cast<double>(total), unit);
-  return text;
+  const auto count = [](int64_t n, int digits) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.*g", digits, static_cast<double>(n));
+    return std::string(text);
+  };
+  // Three digits, or as many as it takes to tell a part from the whole (9999 of 1e+04, not 1e+04 of
+  // 1e+04); the percentage rounded down, so that a stopped loop never reads 100%.
+  int digits = 3;
+  while (done != total && digits < 19 && count(done, digits) == count(total, digits)) ++digits;
+  char percent[16];
+  std::snprintf(percent, sizeof percent, "%.0f%%",
+                std::floor(100.0 * static_cast<double>(done) / static_cast<double>(total)));
+  return std::string(percent) + " of " + what + " (" + count(done, digits) + " of " +
+         count(total, digits) + " " + unit + ")";
 }
 
 void print_own_line(const std::string& text) {

@@ -1,4 +1,4 @@
-// SIGINT and SIGTERM as stop requests (see signals.hpp).
+// SIGINT, SIGTERM and SIGHUP as stop requests (see signals.hpp).
 #include "host/signals.hpp"
 
 #include <atomic>
@@ -63,6 +63,7 @@ StopSignals::StopSignals(std::string who, std::string what_next) {
   g_seen.store(false);
   install(SIGINT, old_int_);
   install(SIGTERM, old_term_);
+  install(SIGHUP, old_hup_);
   watcher_ = std::jthread(acknowledge_unseen_signal, std::move(who), std::move(what_next));
 }
 
@@ -76,6 +77,7 @@ StopSignals::~StopSignals() {
   stop_acknowledging();
   sigaction(SIGINT, &old_int_, nullptr);
   sigaction(SIGTERM, &old_term_, nullptr);
+  sigaction(SIGHUP, &old_hup_, nullptr);
 }
 
 int StopSignals::received() const {
@@ -90,6 +92,8 @@ std::string signal_name(int signal_number) {
       return "SIGINT";
     case SIGTERM:
       return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
     default:
       return "signal " + std::to_string(signal_number);
   }

@@ -1,7 +1,7 @@
-// Stop requests for the training loop: SIGINT and SIGTERM only record which signal came (the
-// handler is async-signal-safe), and the loop polls between pieces of training (and a log point's
-// metrics poll within, host/stop.hpp), writes a checkpoint and throws Interrupted; the CLI exits
-// with 128 + the signal number.
+// Stop requests for the training loop: SIGINT, SIGTERM and SIGHUP (a closed terminal, a lost ssh
+// connection) only record which signal came (the handler is async-signal-safe), and the loop polls
+// between pieces of training (and a log point's metrics poll within, host/stop.hpp), writes a
+// checkpoint and throws Interrupted; the CLI exits with 128 + the signal number.
 #pragma once
 
 #include <signal.h>
@@ -15,7 +15,8 @@
 namespace rbm {
 
 // Installs the handlers for its lifetime and restores the previous ones on destruction. A signal
-// that was ignored when the program started (a background job's SIGINT) stays ignored. Each
+// that was ignored when the program started (a background job's SIGINT, nohup's SIGHUP) stays
+// ignored. Each
 // handler is one-shot (SA_RESETHAND): a second Ctrl-C kills the program at once, which the atomic
 // writes make safe.
 //
@@ -34,7 +35,8 @@ class StopSignals {
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
-  // 0 while none came, else the first of SIGINT or SIGTERM that did (which counts as seen).
+  // 0 while none came, else the first of SIGINT, SIGTERM or SIGHUP that did (which counts as
+  // seen).
   int received() const;
 
   // No acknowledgement from now on, the handlers kept: what follows finishes the command whatever
@@ -44,10 +46,11 @@ class StopSignals {
  private:
   struct sigaction old_int_ {};
   struct sigaction old_term_ {};
+  struct sigaction old_hup_ {};
   std::jthread watcher_;
 };
 
-// "SIGINT", "SIGTERM", or "signal N".
+// "SIGINT", "SIGTERM", "SIGHUP", or "signal N".
 std::string signal_name(int signal_number);
 
 // Training stopped on a signal after writing its checkpoint.

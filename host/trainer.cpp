@@ -264,7 +264,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
                      "that is (a link to the directory will do)");
   }
   const Dataset train = load_mnist(options.data_dir, options.digit, options.split);
-  if (train.rows == 0) throw InputError("no training images match the digit and split");
+  if (train.rows == 0) {
+    throw InputError("no training images match --digit " +
+                     (options.digit ? std::to_string(*options.digit) : std::string("all")) +
+                     " and --split " + split_name(options.split));
+  }
   // Minibatch CD / PCD (host/minibatch.hpp): checked against the images, and --epochs resolved to
   // updates, so that iters is the run's length on either path.
   if (uses_minibatch(recipe)) check_minibatch_recipe(recipe, train.rows);
@@ -320,8 +324,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
     write_checkpoint(out_dir, done, files, record);
     checkpoint_at = done;
   };
-  // From here a SIGINT or SIGTERM stops the run at its next look, after the first checkpoint
-  // (host/signals.hpp), so that no signal leaves a new directory without one.
+  // From here a SIGINT, SIGTERM or SIGHUP stops the run at its next look, after the first
+  // checkpoint (host/signals.hpp), so that no signal leaves a new directory without one.
   StopSignals signals(options.program,
                       "the run stops when the work in progress ends (one update, or a "
                       "computation that cannot stop part way) and writes a checkpoint; the "

@@ -66,7 +66,7 @@ std::optional<Split> heldout_split(Split split);
 // Trains (or continues options.resume) and writes the run directory, with a checkpoint
 // (host/checkpoint.hpp) at iteration 0, every checkpoint_every iterations and at the end. Throws
 // InputError (bad data or output directory), DivergenceError (a non-finite parameter or metric;
-// the last good checkpoint stays on disk) and, on SIGINT or SIGTERM, Interrupted
+// the last good checkpoint stays on disk) and, on SIGINT, SIGTERM or SIGHUP, Interrupted
 // (host/signals.hpp) after writing a checkpoint at the iteration reached. A signal during a log
 // point's metrics stops them (host/stop.hpp); the checkpoint is then at that point, without its
 // row, which the resumed run computes first (ResumeFrom::row_missing).

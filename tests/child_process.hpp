@@ -1,7 +1,7 @@
-// A child process the test can signal: posix_spawn with SIGINT and SIGTERM at their default
-// actions (a test runner in the background may have them ignored, and an ignored signal stays
-// ignored across exec), stdout and stderr to a file, and a wait that reports the exit code or the
-// signal that ended it.
+// A child process the test can signal: posix_spawn with SIGINT, SIGTERM and SIGHUP at their
+// default actions (a test runner in the background or under nohup may have them ignored, and an
+// ignored signal stays ignored across exec), stdout and stderr to a file, and a wait that reports
+// the exit code or the signal that ended it.
 #pragma once
 
 #include <fcntl.h>
@@ -44,6 +44,7 @@ class ChildProcess {
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGINT);
     sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGHUP);
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setsigmask(&attr, &none);

@@ -326,6 +326,15 @@ TEST(BadInput, BrokenIdxFilesInTheDataDirectory) {
     const test::CommandResult r = run_cpu({"--data", (dir / "good").string(), "--iters", "20",
                                            "--hidden", "4", "--out", (dir / "run").string()});
     ASSERT_EQ(r.exit_code, 0) << r.output;
+    // A digit or split it has no images of is named in the refusal.
+    const std::string none = (dir / "none").string();
+    expect_refused(
+        {"--data", (dir / "good").string(), "--iters", "20", "--digit", "7", "--out", none},
+        {"no training images match --digit 7 and --split all"});
+    expect_refused({"--data", (dir / "good").string(), "--iters", "20", "--digit", "2", "--split",
+                    "train", "--out", none},
+                   {"no training images match --digit 2 and --split train"});
+    EXPECT_FALSE(std::filesystem::exists(none));
   }
   struct Case {
     std::string what, file, bytes;

@@ -854,6 +854,51 @@ TEST(SampleCli, AFailedWriteWritesNoneOfTheOutputs) {
   EXPECT_EQ(read_png_gray(png).width, 2 * (28 + 1) - 1);  // 3 tiles in 2 columns
 }
 
+// An output's name taken while sample runs (a directory made there after its checks) fails that
+// output's rename at the end: the message names the outputs that were put in place, and only them
+// (the failing one is not), or says that nothing was written when the first one failed; no
+// temporary file is left. The directory is made once sample catches SIGTERM (after its checks,
+// before its sampling of about a second).
+TEST(SampleCli, AFailedRenameNamesOnlyTheOutputsPutInPlace) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", true);
+  const std::string out = (dir / "o.npy").string(), png = (dir / "p.png").string();
+  const auto run_and_take = [&](const std::filesystem::path& taken) {
+    test::ChildProcess child(RBM_CPU_EXE,
+                             {"sample", (dir / "model").string(), "--chains", "10000", "--steps",
+                              "20", "--out", out, "--png", png},
+                             dir / "log.txt");
+    const auto start = std::chrono::steady_clock::now();
+    while (!child.catches(SIGTERM) && !child.ended() &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::filesystem::remove(taken);
+    std::filesystem::create_directories(taken / "inside");
+    child.wait();
+    EXPECT_EQ(child.exit_code(), 2);
+    const std::string log = read_file(dir / "log.txt");
+    EXPECT_EQ(test::line_count(log), 1) << log;
+    std::filesystem::remove_all(taken);
+    return log;
+  };
+  std::string log = run_and_take(png);
+  EXPECT_EQ(log.rfind("rbm_cpu sample: --png " + png + ": cannot rename ", 0), 0u) << log;
+  EXPECT_TRUE(log.ends_with("; only --out " + out + " was written\n")) << log;
+  EXPECT_EQ(read_npy(out).shape, (std::vector<int64_t>{10000, 784}));
+
+  log = run_and_take(out);
+  EXPECT_EQ(log.rfind("rbm_cpu sample: --out " + out + ": cannot rename ", 0), 0u) << log;
+  EXPECT_TRUE(log.ends_with("; nothing written\n")) << log;
+  EXPECT_FALSE(std::filesystem::exists(png));
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    left.push_back(entry.path().filename().string());
+  }
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"log.txt", "model"}));
+}
+
 TEST(SampleCli, DataStartsFromTheModelsDigit) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);

@@ -1,5 +1,5 @@
-// rbm_cpu killed and resumed: SIGINT and SIGTERM stop it with a checkpoint at the iteration
-// reached (exit codes 130 and 143); SIGKILL at random moments always leaves a checkpoint that
+// rbm_cpu killed and resumed: SIGINT, SIGTERM and SIGHUP stop it with a checkpoint at the iteration
+// reached (exit codes 130, 143 and 129); SIGKILL at random moments always leaves a checkpoint that
 // loads, is consistent and equals an uninterrupted run at its iteration; resuming gives the
 // parameters of an uninterrupted run bit for bit; divergence exits with code 3 and keeps the
 // last good checkpoint.
@@ -276,6 +276,16 @@ TEST(Resume, SigtermCheckpointsAndExitsWith143) {
   ASSERT_GT(stopped, 0);
   Reference reference;
   expect_same(load_checkpoint(dir / "run").params, reference.at(stopped), "the SIGTERM checkpoint");
+}
+
+// SIGHUP (the terminal closed, the ssh connection lost) stops a run as SIGTERM does: a checkpoint
+// at the iteration reached, exit 129.
+TEST(Resume, SighupCheckpointsAndExitsWith129) {
+  TempDir dir;
+  const int64_t stopped = interrupt(dir / "run", SIGHUP, 129, "SIGHUP");
+  ASSERT_GT(stopped, 0);
+  Reference reference;
+  expect_same(load_checkpoint(dir / "run").params, reference.at(stopped), "the SIGHUP checkpoint");
 }
 
 // The seconds one log point of a `--eval-every` run with `hidden` units takes here and now: its

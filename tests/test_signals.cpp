@@ -1,7 +1,8 @@
 // The acknowledgement of a stop signal (host/signals.hpp), in-process: a signal that the program
 // does not look at within StopSignals::kAcknowledgeAfter is acknowledged on stderr, once, and not
 // before that time; one that it looks at in time is not. What the trainer, sample and eval do once
-// they look is tested in test_resume.cpp and test_eval_cli.cpp.
+// they look is tested in test_resume.cpp and test_eval_cli.cpp; here, the words of how far a
+// stopped loop came.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "host/progress.hpp"
 #include "host/signals.hpp"
 #include "tests/test_util.hpp"
 
@@ -77,6 +79,19 @@ TEST(StopSignals, ASignalLookedAtInTimeIsNotAcknowledged) {
   // Twice the delay: an acknowledgement would have come (the first test shows it does).
   std::this_thread::sleep_for(2 * StopSignals::kAcknowledgeAfter);
   EXPECT_EQ(err.text(), "");
+}
+
+// The line of a stopped loop: the percentage rounded down (a stop near the end is not "100%"), the
+// counts with enough digits to tell the part from the whole.
+TEST(DoneText, SaysHowFarAStoppedLoopCame) {
+  EXPECT_EQ(done_text(930'000'000, 3'000'000'000, "the sampling", "chain-steps"),
+            "31% of the sampling (9.3e+08 of 3e+09 chain-steps)");
+  EXPECT_EQ(done_text(9'995'000, 10'000'000, "the start states made", "chains"),
+            "99% of the start states made (9.995e+06 of 1e+07 chains)");
+  EXPECT_EQ(done_text(2'999'999'999, 3'000'000'000, "the sampling", "chain-steps"),
+            "99% of the sampling (2999999999 of 3000000000 chain-steps)");
+  EXPECT_EQ(done_text(0, 7, "log Z", "states"), "0% of log Z (0 of 7 states)");
+  EXPECT_EQ(done_text(7, 7, "log Z", "states"), "100% of log Z (7 of 7 states)");
 }
 
 TEST(StopSignals, NoSignalNoMessage) {
