@@ -218,6 +218,11 @@ StagedFile::StagedFile(const std::filesystem::path& path)
     : path_(path), target_(write_target(path)) {
   tmp_ = directory_of(target_) /
          ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
+  // Unnamed while it is written, where the file system allows (O_TMPFILE: ext4, xfs, btrfs,
+  // tmpfs): a process killed meanwhile (SIGKILL, the OOM killer, a crash) leaves nothing behind,
+  // however long the writing (sample's --out grows for hours). Else named from the start.
+  fd_ = ::open(directory_of(target_).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd_ >= 0) return;
   guard_slot_ = guard_temporary(tmp_);
   staged_ = true;
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -267,8 +272,27 @@ void StagedFile::finish() {
     throw std::logic_error("StagedFile::finish: " + path_.string() + " is not open for writing");
   }
   if (::fsync(fd_) != 0) fail_writing(errno);
+  if (!staged_) give_name();
   // close() reports write-back errors on some file systems, so its result matters.
   if (::close(std::exchange(fd_, -1)) != 0) fail_writing(errno);
+}
+
+void StagedFile::give_name() {
+  // Through /proc/self/fd, as linkat(2) documents for an O_TMPFILE file; without /proc (ENOENT),
+  // AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH.
+  const std::string fd_path = "/proc/self/fd/" + std::to_string(fd_);
+  const auto link_to_tmp = [&] {
+    if (::linkat(AT_FDCWD, fd_path.c_str(), AT_FDCWD, tmp_.c_str(), AT_SYMLINK_FOLLOW) == 0)
+      return 0;
+    if (errno != ENOENT) return errno;
+    return ::linkat(fd_, "", AT_FDCWD, tmp_.c_str(), AT_EMPTY_PATH) == 0 ? 0 : errno;
+  };
+  guard_slot_ = guard_temporary(tmp_);  // before the name exists: no moment unguarded
+  int err = link_to_tmp();
+  // A file of that name is the temporary of a dead process that had our PID.
+  if (err == EEXIST && ::unlink(tmp_.c_str()) == 0) err = link_to_tmp();
+  if (err != 0) fail_writing(err);  // tmp_ is not ours: nothing to remove
+  staged_ = true;
 }
 
 void StagedFile::fail_writing(int err) {

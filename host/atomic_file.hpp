@@ -26,7 +26,9 @@ void write_file_atomic(const std::filesystem::path& path,
 
 // write_file_atomic in its halves, for outputs that are written all or none (`sample`'s) or a
 // piece at a time as they are made: the temporary file is opened, written (append) and synced
-// (finish), then commit() renames it over the file and syncs the directory. Stage every output
+// (finish), then commit() renames it over the file and syncs the directory. Where the file system
+// allows (O_TMPFILE), the temporary file has no name until finish(): a process killed while it
+// writes, by any means, leaves nothing behind. Stage every output
 // first, then commit each: a failure to write one (a full disk) leaves every file as it was. A
 // StagedFile destroyed uncommitted removes its temporary file, and so does a SIGINT, SIGTERM or
 // SIGHUP that kills the program meanwhile (up to kMaxGuardedTemporaries at once). Errors as
@@ -60,6 +62,8 @@ class StagedFile {
   bool in_place() const { return in_place_; }
 
  private:
+  // Links the unnamed temporary file (O_TMPFILE) as tmp_, once it is whole.
+  void give_name();
   [[noreturn]] void fail_writing(int err);
   // Closes the temporary file if open and gives up its signal guard; discard() removes it first.
   void release() noexcept;
@@ -69,8 +73,9 @@ class StagedFile {
   std::filesystem::path target_;  // write_target(path_)
   std::filesystem::path tmp_;     // .NAME.tmp.PID beside target_
   int guard_slot_ = -1;           // the signal handlers' slot for tmp_, or -1 (none, moved from)
-  int fd_ = -1;                   // tmp_ open for writing, or -1 (finished, or none)
-  bool staged_ = false;           // tmp_ exists and is ours to rename or remove
+  int fd_ = -1;                   // the temporary file open for writing, or -1 (finished, none)
+  bool staged_ = false;           // tmp_ exists and is ours to rename or remove; false while fd_
+                                  // is an unnamed O_TMPFILE file
   bool in_place_ = false;         // tmp_ has been renamed over target_
 };
 

@@ -321,11 +321,11 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // The +-3 sd interval is a plug-in normal one: when a few runs carry the estimate the sample's
   // spread says little about the weights' (exploratory testing saw intervals miss log Z at
   // ESS 1.3 of 100, and by 494 nats at ESS 1.0 of 10). ESS is at least 1, so with 10 runs or
-  // fewer a tenth of them alone would never say so: below 2, one run carries it (below half the
-  // runs with 3 or fewer, so that 2 runs of equal weight, ESS 2 but for rounding, pass).
+  // fewer a tenth of them alone would never say so: below 2, one run carries it (below 1.5 of 2
+  // runs, so that 2 runs of equal weight, ESS 2 but for rounding, pass).
   const double runs = static_cast<double>(ais_runs);
   if (log_z.method == "ais" && !log_z.ais_below_bound &&
-      *log_z.ess < std::max(0.1 * runs, std::min(2.0, 0.5 * runs))) {
+      *log_z.ess < std::max(0.1 * runs, std::min(2.0, runs - 0.5))) {
     notes.push_back("ESS " + format_number(*log_z.ess, 1) + " of " + std::to_string(ais_runs) +
                     " runs: a few runs carry the estimate, and its interval may not hold log Z; "
                     "more --ais-betas (or --ais-runs) make it reliable");

@@ -43,6 +43,17 @@ std::string count_text(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
+// "1.25 TB", "3.14 GB", "98 MB": three digits of the largest decimal unit below `bytes`.
+std::string size_text(uint64_t bytes) {
+  const double value = static_cast<double>(bytes);
+  const auto [scale, unit] = value >= 1e12  ? std::pair{1e12, "TB"}
+                             : value >= 1e9 ? std::pair{1e9, "GB"}
+                                            : std::pair{1e6, "MB"};
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g %s", value / scale, unit);
+  return text;
+}
+
 // The start states of chains [first, first + count) into `rows` ((count, d) row-major): chain c
 // from image c mod n of `images`, or Bernoulli(1/2) noise (random_initial_states) without them.
 void make_start_states(std::span<uint8_t> rows, int64_t first, int64_t count, int d, uint32_t seed,
@@ -181,11 +192,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // PNGs are kilobytes).
   const uint64_t out_bytes = NpyStatesFile::file_bytes(chains, d, format);
   if (const std::optional<uint64_t> free = free_bytes_for(f.out); free && *free < out_bytes) {
-    char sizes[160];
-    std::snprintf(sizes, sizeof sizes, "%.3g GB, and its file system has %.3g GB free",
-                  static_cast<double>(out_bytes) / 1e9, static_cast<double>(*free) / 1e9);
     throw InputError(
-        "--out " + f.out + ": the states take " + sizes +
+        "--out " + f.out + ": the states take " + size_text(out_bytes) +
+        ", and its file system has " + size_text(*free) + " free" +
         (format == StatesFormat::float32 ? " (--format packed takes 32 times less)" : "") +
         "; nothing written");
   }
@@ -224,16 +233,20 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // states are in memory at a time, not all chains'.
   const int64_t total = chains * steps;  // chain-steps, at most 1e7 x 1e9
   Progress progress("sample", total, 0, "chain-steps");
+  // Throws Interrupted when a stop signal came, saying how far the work came: with
+  // chains_done < N, in the sampling (or the making of the start states, without steps); after it,
+  // with all chains done.
   const auto stop_if_signalled = [&](int64_t chains_done, int64_t chain_steps_done) {
     if (const int stop = signals.received(); stop != 0) {
       if (steps > 0) progress.finish();
+      const std::string how_far =
+          chains_done == chains ? "after the sampling"
+          : steps > 0
+              ? "with " + done_text(chain_steps_done, total, "the sampling", "chain-steps") +
+                    " done"
+              : "with " + done_text(chains_done, chains, "the start states made", "chains");
       throw Interrupted(
-          stop,
-          "interrupted by " + signal_name(stop) + " with " +
-              (steps > 0
-                   ? done_text(chain_steps_done, total, "the sampling", "chain-steps") + " done"
-                   : done_text(chains_done, chains, "the start states made", "chains")) +
-              "; nothing written");
+          stop, "interrupted by " + signal_name(stop) + " " + how_far + "; nothing written");
     }
   };
   auto last_line = std::chrono::steady_clock::now();
@@ -262,8 +275,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
     make_start_states(block, first, count, d, seed, images);
     if (first == 0) before.assign(block.begin(), block.begin() + static_cast<ptrdiff_t>(pairs) * d);
     run.run_next(block);
-    if (first == 0)
+    if (first == 0) {
       first_final.assign(block.begin(), block.begin() + static_cast<ptrdiff_t>(n) * d);
+    }
     naming_the_flag("--out", [&] { out.append_rows(block); });
   }
   if (steps > 0) progress.finish();

@@ -17,7 +17,7 @@ namespace rbm {
 
 // Chains per block: about 2e9 / (d H) (one step of a block is about 8 GFLOP: 0.15 s on two cores;
 // 28672 chains at d 784, H 100), rounded up to a multiple of 4096 chains, and at most 2^26 units
-// (64 MiB of states; 81920 chains at d 784, so below H 31), rounded down to a multiple of 4096, but
+// (64 MiB of states; 81920 chains at d 784, so up to H 32), rounded down to a multiple of 4096, but
 // at least 4096 chains. So a stop request waits for one block's step at most; `sample` holds one
 // block's states at a time; the blocks keep the CPU's tiles of kSampleTile chains where one call
 // puts them; and the split depends on the model alone, not on timing (the same GEMM shapes on the

@@ -22,14 +22,15 @@ extern "C" void record_signal(int signal_number) {
 }
 
 // Installs record_signal for signal_number unless it is ignored; keeps the old action in `old`.
-void install(int signal_number, struct sigaction& old) {
+// One-shot (SA_RESETHAND) where a second signal is a user's "now": Ctrl-C again kills at once.
+void install(int signal_number, struct sigaction& old, bool one_shot) {
   sigaction(signal_number, nullptr, &old);
   if (old.sa_handler == SIG_IGN) return;
   struct sigaction action {};
   action.sa_handler = record_signal;
   sigemptyset(&action.sa_mask);
   // SA_RESTART: interrupted system calls resume, so that I/O and the backend never see EINTR.
-  action.sa_flags = SA_RESETHAND | SA_RESTART;
+  action.sa_flags = (one_shot ? SA_RESETHAND : 0) | SA_RESTART;
   sigaction(signal_number, &action, nullptr);
 }
 
@@ -61,9 +62,11 @@ void acknowledge_unseen_signal(const std::stop_token& stop, const std::string& w
 StopSignals::StopSignals(std::string who, std::string what_next) {
   g_received.store(0);
   g_seen.store(false);
-  install(SIGINT, old_int_);
-  install(SIGTERM, old_term_);
-  install(SIGHUP, old_hup_);
+  install(SIGINT, old_int_, true);
+  install(SIGTERM, old_term_, true);
+  // A closed terminal sends SIGHUP more than once (the shell's, then the kernel's when the shell
+  // exits): no hangup kills the program before its checkpoint.
+  install(SIGHUP, old_hup_, false);
   watcher_ = std::jthread(acknowledge_unseen_signal, std::move(who), std::move(what_next));
 }
 

@@ -16,9 +16,10 @@ namespace rbm {
 
 // Installs the handlers for its lifetime and restores the previous ones on destruction. A signal
 // that was ignored when the program started (a background job's SIGINT, nohup's SIGHUP) stays
-// ignored. Each
-// handler is one-shot (SA_RESETHAND): a second Ctrl-C kills the program at once, which the atomic
-// writes make safe.
+// ignored. The SIGINT and SIGTERM handlers are one-shot (SA_RESETHAND): a second Ctrl-C kills the
+// program at once, which the atomic writes make safe. The SIGHUP one stays: a closed terminal sends
+// SIGHUP twice (the shell's, and the kernel's when the shell exits), and the program stops as for
+// one.
 //
 // A signal that the program has not looked at (received()) within kAcknowledgeAfter is inside work
 // that cannot stop part way (one long update, one block's Gibbs step, CUDA AIS): a watcher thread

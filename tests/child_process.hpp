@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -80,6 +82,17 @@ class ChildProcess {
       }
     }
     return false;
+  }
+
+  // Waits (looking every millisecond, up to a minute) until the child catches signal_number or
+  // ends; returns catches(signal_number).
+  bool wait_until_it_catches(int signal_number) {
+    const auto start = std::chrono::steady_clock::now();
+    while (!catches(signal_number) && !ended() &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return catches(signal_number);
   }
 
   // Waits for the child; afterwards exit_code() is its exit code (-1 when a signal ended it) and

@@ -2,6 +2,7 @@
 // can leave between the steps of a write loads as the old or the new checkpoint; damaged sets
 // are refused with the file named; and the training loop stops on a non-finite parameter or
 // metric before writing it, keeping the last good checkpoint.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -513,6 +514,38 @@ TEST(AtomicFile, AStagedFileWrittenInPiecesIsInPlaceOnlyOnceCommitted) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
                           std::filesystem::directory_iterator()),
             1);
+}
+
+// A file being written has no name where the file system allows (O_TMPFILE): a process killed
+// then by SIGKILL leaves nothing. Once finished it is .NAME.tmp.PID, for commit() to rename. Where
+// O_TMPFILE is not supported (tried on the test's directory), it is named from the start.
+TEST(AtomicFile, AFileBeingWrittenHasNoNameWhereTheFileSystemAllows) {
+  test::TempDir dir;
+  const int probe = ::open(dir.path().c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  const bool unnamed = probe >= 0;
+  if (unnamed) ::close(probe);
+  const auto names = [&] {
+    std::vector<std::string> found;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+      found.push_back(entry.path().filename().string());
+    }
+    return found;
+  };
+  const std::string tmp_name = ".s.tmp." + std::to_string(::getpid());
+  StagedFile file(dir / "s");
+  file.append("bytes");
+  EXPECT_EQ(names(), unnamed ? std::vector<std::string>{} : std::vector<std::string>{tmp_name});
+  file.finish();
+  EXPECT_EQ(names(), std::vector<std::string>{tmp_name});
+  file.commit();
+  EXPECT_EQ(names(), std::vector<std::string>{"s"});
+  EXPECT_EQ(read_file(dir / "s"), "bytes");
+  // A name left by a dead process with our PID is taken over.
+  write_file_atomic(dir / tmp_name, "stale");
+  StagedFile again(dir / "s", "new bytes");
+  again.commit();
+  EXPECT_EQ(read_file(dir / "s"), "new bytes");
+  EXPECT_EQ(names(), std::vector<std::string>{"s"});
 }
 
 // A command killed by a signal while it holds staged files (sample's outputs, written all before

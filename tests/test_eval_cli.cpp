@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +47,16 @@ Params write_small_model(const std::filesystem::path& dir, bool visible_bias) {
   std::filesystem::create_directories(dir);
   write_model(dir, p);
   return p;
+}
+
+// The names in `dir`, sorted.
+std::vector<std::string> entries_of(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 // sample's --out in its default --format float: (N, d) float32 that must be exactly 0 or 1,
@@ -527,12 +538,7 @@ TEST(EvalCli, ASignalStopsALongLogZWithOneLine) {
       std::vector<std::string> args = {"eval", "--data", RBM_MNIST_DIR};
       args.insert(args.end(), c.args.begin(), c.args.end());
       test::ChildProcess child(RBM_CPU_EXE, args, dir / "log.txt");
-      const auto start = std::chrono::steady_clock::now();
-      while (!child.catches(signal_number) && !child.ended() &&
-             std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      ASSERT_TRUE(child.catches(signal_number)) << read_file(dir / "log.txt");
+      ASSERT_TRUE(child.wait_until_it_catches(signal_number)) << read_file(dir / "log.txt");
       std::this_thread::sleep_for(std::chrono::seconds(1));
       const auto signalled = std::chrono::steady_clock::now();
       child.signal(signal_number);
@@ -717,11 +723,7 @@ TEST(SampleCli, ASignalStopsTheStartStatesAndNothingIsWritten) {
                            {"sample", (dir / "model").string(), "--chains", "1e6", "--steps", "0",
                             "--format", "packed", "--out", (dir / "s.npy").string()},
                            dir / "log.txt");
-  const auto start = std::chrono::steady_clock::now();
-  while (!child.catches(SIGTERM) && !child.ended() &&
-         std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  child.wait_until_it_catches(SIGTERM);
   child.signal(SIGTERM);
   child.wait();
   EXPECT_EQ(child.killed_by(), 0);
@@ -736,12 +738,7 @@ TEST(SampleCli, ASignalStopsTheStartStatesAndNothingIsWritten) {
   EXPECT_EQ(log.rfind("rbm_cpu sample: interrupted by SIGTERM with ", 0), 0u) << log;
   EXPECT_NE(log.find("% of the start states made ("), std::string::npos) << log;
   EXPECT_NE(log.find(" of 1e+06 chains); nothing written\n"), std::string::npos) << log;
-  std::vector<std::string> left;
-  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
-    left.push_back(entry.path().filename().string());
-  }
-  std::sort(left.begin(), left.end());
-  EXPECT_EQ(left, (std::vector<std::string>{"log.txt", "model"}));
+  EXPECT_EQ(entries_of(dir.path()), (std::vector<std::string>{"log.txt", "model"}));
 }
 
 // The states' file is written as the blocks come, so its size is checked against the free space
@@ -752,25 +749,29 @@ TEST(SampleCli, StatesThatDoNotFitTheDiskAreRefusedFirst) {
   std::filesystem::create_directories(dir / "wide");
   write_model(dir / "wide", test::random_params(1'000'000, 1, 0.1f, 3, false));
   const std::string out = (dir / "s.npy").string();
+  const std::optional<uint64_t> free = free_bytes_for(out);
+  const int64_t chains = 10'000'000, d = 1'000'000;
+  if (!free || *free >= NpyStatesFile::file_bytes(chains, d, StatesFormat::float32)) {
+    GTEST_SKIP() << "the file system of " << out << " has 40 TB free, or cannot tell";
+  }
   test::CommandResult r =
       run_cpu({"sample", (dir / "wide").string(), "--chains", "1e7", "--out", out});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_EQ(test::line_count(r.output), 1) << r.output;
-  EXPECT_EQ(r.output.rfind("rbm_cpu sample: --out " + out +
-                               ": the states take 4e+04 GB, and its "
-                               "file system has ",
-                           0),
-            0u)
+  EXPECT_EQ(
+      r.output.rfind(
+          "rbm_cpu sample: --out " + out + ": the states take 40 TB, and its file system has ", 0),
+      0u)
       << r.output;
-  EXPECT_TRUE(
-      r.output.ends_with(" GB free (--format packed takes 32 times less); nothing "
-                         "written\n"))
+  EXPECT_TRUE(r.output.ends_with(" free (--format packed takes 32 times less); nothing written\n"))
       << r.output;
-  r = run_cpu(
-      {"sample", (dir / "wide").string(), "--chains", "1e7", "--format", "packed", "--out", out});
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find(": the states take 1.25e+03 GB, and"), std::string::npos) << r.output;
-  EXPECT_TRUE(r.output.ends_with(" GB free; nothing written\n")) << r.output;
+  if (*free < NpyStatesFile::file_bytes(chains, d, StatesFormat::packed)) {
+    r = run_cpu(
+        {"sample", (dir / "wide").string(), "--chains", "1e7", "--format", "packed", "--out", out});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(": the states take 1.25 TB, and"), std::string::npos) << r.output;
+    EXPECT_TRUE(r.output.ends_with(" free; nothing written\n")) << r.output;
+  }
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
@@ -858,7 +859,7 @@ TEST(SampleCli, AFailedWriteWritesNoneOfTheOutputs) {
 // output's rename at the end: the message names the outputs that were put in place, and only them
 // (the failing one is not), or says that nothing was written when the first one failed; no
 // temporary file is left. The directory is made once sample catches SIGTERM (after its checks,
-// before its sampling of about a second).
+// before its sampling of about a second), with sample stopped (SIGSTOP) meanwhile.
 TEST(SampleCli, AFailedRenameNamesOnlyTheOutputsPutInPlace) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
@@ -868,13 +869,12 @@ TEST(SampleCli, AFailedRenameNamesOnlyTheOutputsPutInPlace) {
                              {"sample", (dir / "model").string(), "--chains", "10000", "--steps",
                               "20", "--out", out, "--png", png},
                              dir / "log.txt");
-    const auto start = std::chrono::steady_clock::now();
-    while (!child.catches(SIGTERM) && !child.ended() &&
-           std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    child.wait_until_it_catches(SIGTERM);
+    // Held while the name is taken: a sampling quicker than this thread cannot end meanwhile.
+    child.signal(SIGSTOP);
     std::filesystem::remove(taken);
     std::filesystem::create_directories(taken / "inside");
+    child.signal(SIGCONT);
     child.wait();
     EXPECT_EQ(child.exit_code(), 2);
     const std::string log = read_file(dir / "log.txt");
@@ -891,12 +891,7 @@ TEST(SampleCli, AFailedRenameNamesOnlyTheOutputsPutInPlace) {
   EXPECT_EQ(log.rfind("rbm_cpu sample: --out " + out + ": cannot rename ", 0), 0u) << log;
   EXPECT_TRUE(log.ends_with("; nothing written\n")) << log;
   EXPECT_FALSE(std::filesystem::exists(png));
-  std::vector<std::string> left;
-  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
-    left.push_back(entry.path().filename().string());
-  }
-  std::sort(left.begin(), left.end());
-  EXPECT_EQ(left, (std::vector<std::string>{"log.txt", "model"}));
+  EXPECT_EQ(entries_of(dir.path()), (std::vector<std::string>{"log.txt", "model"}));
 }
 
 TEST(SampleCli, DataStartsFromTheModelsDigit) {

@@ -17,6 +17,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "host/atomic_file.hpp"
@@ -169,11 +170,11 @@ void expect_same_files(const std::filesystem::path& dir_a, const std::filesystem
   }
 }
 
-// Stops a long run with `signal_number` once it trains, then checks the exit code, the one line
-// it printed and the checkpoint; returns the iteration it stopped at.
+// Stops a long run with `signal_number` (sent `times` times at once) once it trains, then checks
+// the exit code, the one line it printed and the checkpoint; returns the iteration it stopped at.
 int64_t interrupt(const std::filesystem::path& run, int signal_number, int expected_code,
                   const std::string& name, const std::vector<std::string>& extra_flags = {},
-                  const char* checkpoint_every = "5000") {
+                  const char* checkpoint_every = "5000", int times = 1) {
   std::vector<std::string> args = recipe_flags();
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
   for (const char* arg :
@@ -185,7 +186,7 @@ int64_t interrupt(const std::filesystem::path& run, int signal_number, int expec
   const std::filesystem::path log = run.parent_path() / (name + ".log");
   test::ChildProcess child(RBM_CPU_EXE, args, log);
   wait_for_training(run, child);
-  child.signal(signal_number);
+  for (int k = 0; k < times; ++k) child.signal(signal_number);
   child.wait();
   const std::string output = read_file(log);
   EXPECT_EQ(child.exit_code(), expected_code) << output;
@@ -270,22 +271,19 @@ TEST(Resume, ASignalStopsARunOfSlowIterationsAfterTheIterationItIsIn) {
   EXPECT_EQ(png.pixels, mosaic.pixels);
 }
 
-TEST(Resume, SigtermCheckpointsAndExitsWith143) {
-  TempDir dir;
-  const int64_t stopped = interrupt(dir / "run", SIGTERM, 143, "SIGTERM");
-  ASSERT_GT(stopped, 0);
-  Reference reference;
-  expect_same(load_checkpoint(dir / "run").params, reference.at(stopped), "the SIGTERM checkpoint");
-}
-
-// SIGHUP (the terminal closed, the ssh connection lost) stops a run as SIGTERM does: a checkpoint
-// at the iteration reached, exit 129.
-TEST(Resume, SighupCheckpointsAndExitsWith129) {
-  TempDir dir;
-  const int64_t stopped = interrupt(dir / "run", SIGHUP, 129, "SIGHUP");
-  ASSERT_GT(stopped, 0);
-  Reference reference;
-  expect_same(load_checkpoint(dir / "run").params, reference.at(stopped), "the SIGHUP checkpoint");
+// SIGTERM, and SIGHUP (the terminal closed, the ssh connection lost: it comes twice then, the
+// shell's and the kernel's), stop a run with a checkpoint at the iteration reached and exit 143 or
+// 129.
+TEST(Resume, SigtermAndSighupCheckpointAndExitWith143And129) {
+  for (const auto& [signal_number, code, name, times] :
+       {std::tuple{SIGTERM, 143, "SIGTERM", 1}, std::tuple{SIGHUP, 129, "SIGHUP", 2}}) {
+    TempDir dir;
+    const int64_t stopped = interrupt(dir / "run", signal_number, code, name, {}, "5000", times);
+    ASSERT_GT(stopped, 0) << name;
+    Reference reference;  // moves forward only: one for each run
+    expect_same(load_checkpoint(dir / "run").params, reference.at(stopped),
+                std::string("the ") + name + " checkpoint");
+  }
 }
 
 // The seconds one log point of a `--eval-every` run with `hidden` units takes here and now: its
