@@ -1,6 +1,7 @@
 // Benchmark of the reference recipe (single-sample CD-3, H 100, 25000 iterations on threes):
 // the CPU build and, when built with CUDA and a device is usable, the CUDA build's GEMV path with
-// and without a CUDA graph, in the same run on the same work; optionally the sheet's numpy code.
+// and without a CUDA graph and its fused kernel, in the same run on the same work; optionally the
+// sheet's numpy code.
 // Prints medians, microseconds per iteration, FLOPs per iteration and the fraction of the CPU
 // core's measured FMA peak, and the speedups.
 #include <algorithm>
@@ -201,6 +202,12 @@ int main(int argc, char** argv) {
        {"--data", [&](const std::string& v) { o.data = v; }},
        {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }},
        rbm::bench::switch_flag("--numpy", [&] { o.numpy = true; })},
-      "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy]",
+      "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy]\n"
+      "The reference recipe (single-sample CD-3, H 100) on the threes of --split (default train)\n"
+      "in --data (default data/mnist): --iters iterations (default 25000), the median of "
+      "--repeats\n"
+      "(default 5), on the CPU build and, where a device is usable, on the CUDA build's GEMV path\n"
+      "with and without a CUDA graph and its fused kernel. --numpy also times the sheet's numpy\n"
+      "code once (bench/sheet_numpy.py: run from the repository root).",
       [&] { return rbm::run(o); });
 }

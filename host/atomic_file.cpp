@@ -291,13 +291,20 @@ void StagedFile::give_name() {
   int err = link_to_tmp();
   // A file of that name is the temporary of a dead process that had our PID.
   if (err == EEXIST && ::unlink(tmp_.c_str()) == 0) err = link_to_tmp();
-  if (err != 0) fail_writing(err);  // tmp_ is not ours: nothing to remove
+  if (err != 0) {
+    release();  // tmp_ is not ours: nothing to remove
+    fail(path_, "cannot name its temporary file " + tmp_.string(), err);
+  }
   staged_ = true;
 }
 
 void StagedFile::fail_writing(int err) {
+  const std::string what = staged_
+                               ? "cannot write temporary file " + tmp_.string()
+                               : "cannot write its temporary file (unnamed until complete, in " +
+                                     directory_of(target_).string() + ")";
   discard();
-  fail(path_, "cannot write temporary file " + tmp_.string(), err);
+  fail(path_, what, err);
 }
 
 void StagedFile::release() noexcept {

@@ -82,8 +82,7 @@ LogZEstimate estimate_log_z_showing_progress(const std::string& program, Backend
   std::atomic<int64_t> done{0};
   (exact ? options.exact_states_done : options.ais_steps_done) = &done;
   const StopSignals signals(program + " eval",
-                            "log Z stops when the work in progress ends, with no report; the same "
-                            "signal again kills it at once");
+                            "log Z stops when the work in progress ends, with no report");
   options.stop = [&signals] { return signals.received() != 0; };
   const auto interrupted = [&](int signal_number) {
     return Interrupted(signal_number, "interrupted by " + signal_name(signal_number) + " with " +

@@ -43,7 +43,8 @@ std::string count_text(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
-// "1.25 TB", "3.14 GB", "98 MB": three digits of the largest decimal unit below `bytes`.
+// "1.25 TB", "3.14 GB", "98 MB": three digits in the largest of TB, GB and MB not above `bytes`
+// (MB below that).
 std::string size_text(uint64_t bytes) {
   const double value = static_cast<double>(bytes);
   const auto [scale, unit] = value >= 1e12  ? std::pair{1e12, "TB"}
@@ -206,8 +207,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // still stops the sampling, and one during the last writes lets them finish (a second one kills
   // the program, and the temporary files go with it).
   StopSignals signals(program + " sample",
-                      "the sampling stops when the work in progress ends, writing nothing; "
-                      "the same signal again kills it at once");
+                      "the sampling stops when the work in progress ends, writing nothing");
   std::optional<Dataset> images;
   if (from_data) {
     images = load_mnist(start_images.data_dir, start_images.digit.digit, split);

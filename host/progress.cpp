@@ -64,6 +64,8 @@ void Progress::update(int64_t done, const std::string& extra) {
   const double rate = elapsed > 0.0 ? static_cast<double>(done - first_) / elapsed : 0.0;
   const double eta = rate > 0.0 ? static_cast<double>(total_ - done) / rate : 0.0;
   const double fraction = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1;
+  // Rounded down, as done_text's: a bar reads 100% only when the loop is done.
+  const double percent = std::floor(100.0 * fraction);
   char numbers[160];
   std::snprintf(numbers, sizeof numbers, "%s/%s", count_text(done).c_str(),
                 count_text(total_).c_str());
@@ -74,7 +76,7 @@ void Progress::update(int64_t done, const std::string& extra) {
     bar.resize(kWidth, '.');
     char head[320];
     std::snprintf(head, sizeof head, "%s [%s] %s %3.0f%% ETA %.1fs %.3g %s/s ", what_.c_str(),
-                  bar.c_str(), numbers, 100.0 * fraction, eta, rate, unit_.c_str());
+                  bar.c_str(), numbers, percent, eta, rate, unit_.c_str());
     // One line, cut to the terminal's width (the ETA comes before the rate and the metrics, which
     // the log lines without a terminal keep whole): a longer one wraps, and each redraw (\r
     // returns to the start of the last row only) would leave a copy of it on the screen.
@@ -86,8 +88,8 @@ void Progress::update(int64_t done, const std::string& extra) {
     g_bar_line_open = true;
   } else {
     const std::lock_guard lock(g_line_mutex);
-    std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s%s%s\n", what_.c_str(), numbers, 100.0 * fraction,
-                 rate, unit_.c_str(), extra.empty() ? "" : " ", extra.c_str());
+    std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s%s%s\n", what_.c_str(), numbers, percent, rate,
+                 unit_.c_str(), extra.empty() ? "" : " ", extra.c_str());
     std::fflush(stderr);
   }
 }

@@ -37,7 +37,7 @@ void install(int signal_number, struct sigaction& old, bool one_shot) {
 // The watcher (StopSignals): looks every 50 ms, and prints the acknowledgement once a signal has
 // been unseen for kAcknowledgeAfter, counted from the first look that found it.
 void acknowledge_unseen_signal(const std::stop_token& stop, const std::string& who,
-                               const std::string& what_next) {
+                               const std::string& what_next, const std::string& after_kill) {
   constexpr auto kLook = std::chrono::milliseconds(50);
   std::chrono::steady_clock::time_point unseen_since{};
   std::mutex mutex;
@@ -52,14 +52,17 @@ void acknowledge_unseen_signal(const std::stop_token& stop, const std::string& w
     if (unseen_since == std::chrono::steady_clock::time_point{}) unseen_since = now;
     if (now - unseen_since < StopSignals::kAcknowledgeAfter) continue;
     // A progress bar may be drawn on the current line.
-    print_own_line(who + ": " + signal_name(signal_number) + " received; " + what_next);
+    print_own_line(who + ": " + signal_name(signal_number) + " received; " + what_next + "; " +
+                   (signal_number == SIGHUP
+                        ? "a second SIGHUP does not stop it sooner (SIGINT twice does)"
+                        : "the same signal again kills it at once" + after_kill));
     return;
   }
 }
 
 }  // namespace
 
-StopSignals::StopSignals(std::string who, std::string what_next) {
+StopSignals::StopSignals(std::string who, std::string what_next, std::string after_kill) {
   g_received.store(0);
   g_seen.store(false);
   install(SIGINT, old_int_, true);
@@ -67,7 +70,8 @@ StopSignals::StopSignals(std::string who, std::string what_next) {
   // A closed terminal sends SIGHUP more than once (the shell's, then the kernel's when the shell
   // exits): no hangup kills the program before its checkpoint.
   install(SIGHUP, old_hup_, false);
-  watcher_ = std::jthread(acknowledge_unseen_signal, std::move(who), std::move(what_next));
+  watcher_ = std::jthread(acknowledge_unseen_signal, std::move(who), std::move(what_next),
+                          std::move(after_kill));
 }
 
 void StopSignals::stop_acknowledging() {

@@ -23,15 +23,17 @@ namespace rbm {
 //
 // A signal that the program has not looked at (received()) within kAcknowledgeAfter is inside work
 // that cannot stop part way (one long update, one block's Gibbs step, CUDA AIS): a watcher thread
-// then prints "WHO: SIGINT received; WHAT_NEXT" on stderr, once, so that the user knows it was
+// then prints "WHO: SIGINT received; WHAT_NEXT; the same signal again kills it at once" on stderr,
+// once, so that the user knows it was
 // heard and waits, rather than sending a second one. A stop that comes in time prints nothing here.
 class StopSignals {
  public:
   static constexpr std::chrono::milliseconds kAcknowledgeAfter{1000};
 
   // who: the messages' prefix ("rbm_cpu", "rbm_cpu sample"); what_next: what the program does
-  // now, for the acknowledgement.
-  StopSignals(std::string who, std::string what_next);
+  // now, for the acknowledgement, which then says what a second signal does: "the same signal again
+  // kills it at once" + after_kill (SIGINT, SIGTERM), or that a second SIGHUP does not.
+  StopSignals(std::string who, std::string what_next, std::string after_kill = "");
   ~StopSignals();
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;

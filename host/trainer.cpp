@@ -328,9 +328,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
   // checkpoint (host/signals.hpp), so that no signal leaves a new directory without one.
   StopSignals signals(options.program,
                       "the run stops when the work in progress ends (one update, or a "
-                      "computation that cannot stop part way) and writes a checkpoint; the "
-                      "same signal again kills it at once, and --resume continues from the "
-                      "last checkpoint");
+                      "computation that cannot stop part way) and writes a checkpoint",
+                      ", and --resume continues from the last checkpoint");
   // The backend takes the images and the parameters before a new run's directory is made: a model
   // or data too large for it is refused with nothing on disk.
   backend.stage(train);

@@ -65,11 +65,19 @@ import time
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+
+def exit_error(message):
+    """Bad input or an output that cannot be written: one line on stderr, exit 2, as the rbm
+    programs and scripts/plot exit."""
+    sys.stderr.write("error: %s\n" % message)
+    sys.exit(2)
+
+
 try:
     import numpy as np
 except ImportError:
-    sys.exit("error: numpy is missing; run this with Debian's /usr/bin/python3 "
-             "(python3-numpy)")
+    exit_error("numpy is missing; run this with Debian's /usr/bin/python3 "
+              "(python3-numpy)")
 
 
 # ---------------------------------------------------------------------------- data
@@ -79,8 +87,8 @@ def find_idx(folder, stem):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             return path
-    sys.exit("error: MNIST file %s (or %s.gz) not found in %s (fetch it with "
-             "scripts/fetch_mnist, or pass --mnist DIR)" % (stem, stem, folder))
+    exit_error("MNIST file %s (or %s.gz) not found in %s (fetch it with "
+              "scripts/fetch_mnist, or pass --mnist DIR)" % (stem, stem, folder))
 
 
 def read_idx(path):
@@ -88,12 +96,12 @@ def read_idx(path):
     with opener(path, "rb") as f:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        sys.exit("error: %s is not an unsigned-byte IDX file" % path)
+        exit_error("%s is not an unsigned-byte IDX file" % path)
     ndim = raw[3]
     dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
     count = int(np.prod(dims))
     if len(raw) < 4 + 4 * ndim + count:
-        sys.exit("error: %s is truncated" % path)
+        exit_error("%s is truncated" % path)
     data = np.frombuffer(raw, dtype=np.uint8, count=count, offset=4 + 4 * ndim)
     return data.reshape(dims)
 
@@ -109,44 +117,44 @@ def load_digit(folder, split, digit):
         images = read_idx(find_idx(folder, img_stem))
         labels = read_idx(find_idx(folder, lab_stem))
         if images.shape[0] != labels.shape[0]:
-            sys.exit("error: %s and %s disagree on the number of items"
-                     % (img_stem, lab_stem))
+            exit_error("%s and %s disagree on the number of items"
+                      % (img_stem, lab_stem))
         chosen = images if digit == "all" else images[labels == digit]
         keep = chosen.reshape(-1, images.shape[1] * images.shape[2])
         out.append((keep > 127.5).astype(np.float64))
     X = np.concatenate(out, axis=0)
     if X.shape[0] == 0:
-        sys.exit("error: no images of digit %s in split %s" % (digit, split))
+        exit_error("no images of digit %s in split %s" % (digit, split))
     return X
 
 
 def load_model(folder):
     if not os.path.isdir(folder):
-        sys.exit("error: model folder %s does not exist" % folder)
+        exit_error("model folder %s does not exist" % folder)
     def get(name, required):
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             if required:
-                sys.exit("error: %s not found (a model folder holds W.npy, b.npy "
-                         "and optionally a.npy)" % path)
+                exit_error("%s not found (a model folder holds W.npy, b.npy "
+                          "and optionally a.npy)" % path)
             return None
         try:
             return np.load(path).astype(np.float64)
         except Exception as e:  # noqa: BLE001 - report any unreadable file plainly
-            sys.exit("error: cannot read %s: %s" % (path, e))
+            exit_error("cannot read %s: %s" % (path, e))
     W = get("W.npy", True)
     b = get("b.npy", True)
     a = get("a.npy", False)
     if W.ndim != 2:
-        sys.exit("error: %s/W.npy has shape %s, expected (d, H)" % (folder, W.shape))
+        exit_error("%s/W.npy has shape %s, expected (d, H)" % (folder, W.shape))
     d, H = W.shape
     if b.shape != (H,):
-        sys.exit("error: %s/b.npy has shape %s, expected (%d,)" % (folder, b.shape, H))
+        exit_error("%s/b.npy has shape %s, expected (%d,)" % (folder, b.shape, H))
     if a is not None and a.shape != (d,):
-        sys.exit("error: %s/a.npy has shape %s, expected (%d,)" % (folder, a.shape, d))
+        exit_error("%s/a.npy has shape %s, expected (%d,)" % (folder, a.shape, d))
     for name, v in (("W", W), ("b", b), ("a", a)):
         if v is not None and not np.all(np.isfinite(v)):
-            sys.exit("error: %s/%s.npy holds non-finite values" % (folder, name))
+            exit_error("%s/%s.npy holds non-finite values" % (folder, name))
     return W, b, a
 
 
@@ -163,15 +171,15 @@ def load_run_json(folder):
         with open(path) as f:
             run = json.load(f)
     except (OSError, ValueError) as e:
-        sys.exit("error: cannot read %s: %s" % (path, e))
+        exit_error("cannot read %s: %s" % (path, e))
     recipe = run.get("recipe") if isinstance(run, dict) else None
     data = run.get("data") if isinstance(run, dict) else None
     recipe = recipe if isinstance(recipe, dict) else {}
     data = data if isinstance(data, dict) else {}
     hidden_type = recipe.get("hidden_type", "binary")
     if hidden_type not in ("binary", "ternary"):
-        sys.exit("error: %s: recipe.hidden_type %s is neither binary nor ternary; this "
-                 "script scores only those" % (path, json.dumps(hidden_type)))
+        exit_error("%s: recipe.hidden_type %s is neither binary nor ternary; this "
+                  "script scores only those" % (path, json.dumps(hidden_type)))
     digit = data.get("digit")
     if not (digit == "all" or (isinstance(digit, int) and not isinstance(digit, bool)
                                and 0 <= digit <= 9)):
@@ -246,7 +254,7 @@ def beta_schedule(n_betas):
     [0.9, 1.0] (plus the final 1.0); other counts are scaled proportionally.
     """
     if n_betas < 3:
-        sys.exit("error: --betas must be at least 3")
+        exit_error("--betas must be at least 3")
     n1 = max(1, int(round(n_betas * 500 / 14500)))
     n2 = max(1, int(round(n_betas * 4000 / 14500)))
     n3 = max(1, n_betas - n1 - n2)
@@ -911,8 +919,8 @@ def main():
                 and (args.split == "all" or run_split in ("all", args.split)))
             data["trained_on"] = "digit %s, split %s" % (run_digit, run_split)
         if W.shape[0] != data["test"].shape[1]:
-            sys.exit("error: %s has d=%d visible units but the images have %d pixels"
-                     % (folder, W.shape[0], data["test"].shape[1]))
+            exit_error("%s has d=%d visible units but the images have %d pixels"
+                      % (folder, W.shape[0], data["test"].shape[1]))
         rng = np.random.default_rng(args.seed)   # same draws for every model
         if i:
             print()
@@ -937,7 +945,7 @@ def main():
                 os.remove(tmp)
             except OSError:
                 pass
-            sys.exit("error: cannot write %s: %s" % (args.json, e.strerror))
+            exit_error("cannot write %s: %s" % (args.json, e.strerror))
     return 0
 
 
@@ -951,5 +959,5 @@ if __name__ == "__main__":
         # The report could not be written to stdout (a full disk, a closed pipe): one line, not
         # a traceback. What stays buffered would fail again at exit: stdout becomes /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit("error: cannot write the report to stdout: %s" % e.strerror)
+        exit_error("cannot write the report to stdout: %s" % e.strerror)
     sys.exit(code)

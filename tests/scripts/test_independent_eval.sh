@@ -160,9 +160,9 @@ if [[ -c /dev/full && -w /dev/full ]]; then
   code=0
   err="$("$python" "$script" --runs 2 --betas 3 binary 2>&1 >/dev/full)" || code=$?
   expected="error: cannot write the report to stdout: No space left on device"
-  if [[ "$code" != 1 || "$err" != "$expected" ]]; then
+  if [[ "$code" != 2 || "$err" != "$expected" ]]; then
     echo "FAIL stdout to /dev/full"
-    echo "  expected exit 1: $expected"
+    echo "  expected exit 2: $expected"
     echo "  got exit $code: $err"
     failures=$((failures + 1))
   else

@@ -86,6 +86,11 @@ expect "a file that is not a CSV text" 2 \
   "plot: with_log_p/W.npy is not a metrics.csv (a CSV text file): 'utf-8' codec can't decode byte 0x93 in position 0: invalid start byte" \
   with_log_p/W.npy
 
+mkdir no_iteration
+printf 'a,b\n1,2\n' >no_iteration/metrics.csv
+expect "a CSV without an iteration column" 2 \
+  "plot: no_iteration/metrics.csv is not a metrics.csv: it has no iteration column" no_iteration
+
 mkdir unknown_columns
 printf 'iteration,foo\n1,2\n' >unknown_columns/metrics.csv
 expect "a metrics.csv without any column it draws" 2 \
