@@ -133,18 +133,26 @@ std::vector<CheckpointFile> training_state_files(const TrainingState& state) {
 
 void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
                       const std::vector<CheckpointFile>& files, nlohmann::json run) {
-  nlohmann::json sums = nlohmann::json::object();
-  for (const CheckpointFile& file : files) {  // 1. stage
+  for (const CheckpointFile& file : files) {
     if (!valid_file_name(file.name)) {
       throw std::invalid_argument("write_checkpoint: bad file name '" + file.name + "'");
     }
-    write_file_atomic(staged(dir, file.name), file.bytes);
-    sums[file.name] = sha256_hex(file.bytes);
   }
-  run["checkpoint"] = {{"iteration", iteration}, {"sha256", sums}};
-  write_file_atomic(dir / kRunJson, run.dump(2) + "\n");  // 2. commit
-  for (const CheckpointFile& file : files) {              // 3. publish
-    rename_or_throw(staged(dir, file.name), dir / file.name);
+  bool committed = false;
+  try {
+    nlohmann::json sums = nlohmann::json::object();
+    for (const CheckpointFile& file : files) {  // 1. stage
+      write_file_atomic(staged(dir, file.name), file.bytes);
+      sums[file.name] = sha256_hex(file.bytes);
+    }
+    run["checkpoint"] = {{"iteration", iteration}, {"sha256", sums}};
+    write_file_atomic(dir / kRunJson, run.dump(2) + "\n");  // 2. commit
+    committed = true;
+    for (const CheckpointFile& file : files) {  // 3. publish
+      rename_or_throw(staged(dir, file.name), dir / file.name);
+    }
+  } catch (const InputError& e) {
+    throw CheckpointWriteError(e.what(), committed);
   }
   sync_directory(dir);
 }

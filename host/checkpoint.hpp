@@ -62,9 +62,18 @@ std::vector<CheckpointFile> param_files(const Params& params);
 // float32, chains.npy (n_chains, d) as uint8 0/1.
 std::vector<CheckpointFile> training_state_files(const TrainingState& state);
 
+// A checkpoint that could not be written (a full disk), with the file and the reason in what().
+// committed: run.json names it already, and only its publish failed part way (load_checkpoint
+// takes the files left as NAME.next); else the checkpoint before it stays as it was.
+struct CheckpointWriteError : InputError {
+  CheckpointWriteError(const std::string& what, bool committed_)
+      : InputError(what), committed(committed_) {}
+  bool committed;
+};
+
 // Writes `files` (at least param_files(); a trainer with more state adds its own .npy files) as
 // the checkpoint at `iteration`; `run` is run.json's content, to which this adds the
-// "checkpoint" entry. Throws InputError naming the file when a write fails.
+// "checkpoint" entry. Throws CheckpointWriteError naming the file when a write fails.
 void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
                       const std::vector<CheckpointFile>& files, nlohmann::json run);
 

@@ -310,6 +310,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
   double train_seconds = resume ? resume->train_seconds : 0.0;
   int64_t done = resume ? resume->iteration : 0;
   int64_t checkpoint_at = done;  // the iteration of the checkpoint on disk
+  bool checkpoint_on_disk = resume != nullptr;
   // A minibatch run's checkpoint also holds its training state (momentum velocities, PCD chains),
   // so that a resumed run continues exactly; the state before the first update is empty.
   const bool minibatch = uses_minibatch(recipe);
@@ -321,8 +322,18 @@ void run_training(Backend& backend, const TrainOptions& options) {
     nlohmann::json record =
         run_record(options, backend, data_sha256, heldout_sha256, train.rows, done, train_seconds);
     if (!row_missing.is_null()) record["metrics_row_missing"] = row_missing;
-    write_checkpoint(out_dir, done, files, record);
+    // A failure (a full disk) says which checkpoint the run can be resumed from, when it has one.
+    try {
+      write_checkpoint(out_dir, done, files, record);
+    } catch (const CheckpointWriteError& e) {
+      if (!e.committed && !checkpoint_on_disk) throw;
+      throw InputError(std::string(e.what()) + "; the checkpoint at iteration " +
+                       std::to_string(e.committed ? done : checkpoint_at) +
+                       (e.committed ? " is written all the same" : " stays") + ": --resume " +
+                       out_dir.string() + " continues from it");
+    }
     checkpoint_at = done;
+    checkpoint_on_disk = true;
   };
   // From here a SIGINT, SIGTERM or SIGHUP stops the run at its next look, after the first
   // checkpoint (host/signals.hpp), so that no signal leaves a new directory without one.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "host/atomic_file.hpp"
+#include "host/checkpoint.hpp"
 #include "host/metrics.hpp"
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
@@ -771,6 +772,22 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
     SCOPED_TRACE(parts.front());
     expect_resume_refused(with_run_json(edit), parts);
   }
+}
+
+// A checkpoint that cannot be written (a full disk; here a directory in the way of b.npy.next)
+// stops the run with one line that names the file and the checkpoint it can be resumed from, and
+// it can: once the way is clear, --resume ends where an unbroken run would.
+TEST_F(ResumeInput, AFailedCheckpointSaysWhereTheRunResumesFrom) {
+  const std::filesystem::path run = copy();
+  std::filesystem::create_directories(run / "b.npy.next" / "in_the_way");
+  const std::vector<std::string> parts = {
+      (run / "b.npy.next").string(),
+      "; the checkpoint at iteration 100 stays: --resume " + run.string() + " continues from it"};
+  expect_refused({"--resume", run.string(), "--iters", "150"}, parts);
+  std::filesystem::remove_all(run / "b.npy.next");
+  const test::CommandResult r = run_cpu({"--resume", run.string(), "--iters", "150"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(load_checkpoint(run).iteration, 150);
 }
 
 TEST_F(ResumeInput, ResumeFlagsAndDirectories) {

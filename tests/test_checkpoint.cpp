@@ -96,6 +96,43 @@ TEST(Checkpoint, WritesThenLoadsTheSameParameters) {
   EXPECT_EQ(run["checkpoint"]["iteration"], 7);
 }
 
+// A checkpoint that cannot be written says whether it was committed: a file that cannot be
+// staged (here a directory in the way of b.npy.next) leaves the checkpoint before it; one that
+// cannot be published after run.json named it (a directory in the way of b.npy) leaves the new
+// checkpoint, which loads from the files left as NAME.next.
+TEST(Checkpoint, AFailedWriteSaysWhichCheckpointStays) {
+  TempDir dir;
+  const Params old_params = small_params(1.5f, true), new_params = small_params(-0.5f, true);
+  write_checkpoint(dir.path(), 7, param_files(old_params), run_at(7));
+  std::filesystem::create_directories(dir / "b.npy.next" / "in_the_way");
+  try {
+    write_checkpoint(dir.path(), 8, param_files(new_params), run_at(8));
+    ADD_FAILURE() << "a checkpoint was written over a directory";
+  } catch (const CheckpointWriteError& e) {
+    EXPECT_FALSE(e.committed) << e.what();
+    EXPECT_NE(std::string(e.what()).find("b.npy.next"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir / "b.npy.next");
+  Checkpoint checkpoint = load_checkpoint(dir.path());
+  EXPECT_EQ(checkpoint.iteration, 7);
+  expect_same(checkpoint.params, old_params);
+
+  std::filesystem::remove(dir / "b.npy");
+  std::filesystem::create_directories(dir / "b.npy" / "in_the_way");
+  try {
+    write_checkpoint(dir.path(), 8, param_files(new_params), run_at(8));
+    ADD_FAILURE() << "a checkpoint was published over a directory";
+  } catch (const CheckpointWriteError& e) {
+    EXPECT_TRUE(e.committed) << e.what();
+  }
+  std::filesystem::remove_all(dir / "b.npy");
+  checkpoint = load_checkpoint(dir.path());
+  EXPECT_EQ(checkpoint.iteration, 8);
+  expect_same(checkpoint.params, new_params);
+  std::sort(checkpoint.staged.begin(), checkpoint.staged.end());
+  EXPECT_EQ(checkpoint.staged, (std::vector<std::string>{"a.npy", "b.npy"}));
+}
+
 // The steps write_checkpoint takes (host/checkpoint.hpp), replayed one at a time: a kill after
 // any prefix of them must leave the old checkpoint or the new one, never a mixture or nothing.
 TEST(Checkpoint, EveryStateAKillCanLeaveLoadsAsTheOldOrTheNewCheckpoint) {
