@@ -104,28 +104,28 @@ TEST(Checkpoint, AFailedWriteSaysWhichCheckpointStays) {
   TempDir dir;
   const Params old_params = small_params(1.5f, true), new_params = small_params(-0.5f, true);
   write_checkpoint(dir.path(), 7, param_files(old_params), run_at(7));
-  std::filesystem::create_directories(dir / "b.npy.next" / "in_the_way");
-  try {
-    write_checkpoint(dir.path(), 8, param_files(new_params), run_at(8));
-    ADD_FAILURE() << "a checkpoint was written over a directory";
-  } catch (const CheckpointWriteError& e) {
-    EXPECT_FALSE(e.committed) << e.what();
-    EXPECT_NE(std::string(e.what()).find("b.npy.next"), std::string::npos) << e.what();
-  }
-  std::filesystem::remove_all(dir / "b.npy.next");
+  // Whether the checkpoint at iteration 8 was committed when its write failed, with a directory
+  // in the way of `blocked`; the message names that file.
+  const auto failed_write_committed = [&](const std::string& blocked) {
+    std::filesystem::remove(dir / blocked);
+    std::filesystem::create_directories(dir / blocked / "in_the_way");
+    bool committed = false;
+    try {
+      write_checkpoint(dir.path(), 8, param_files(new_params), run_at(8));
+      ADD_FAILURE() << "a checkpoint was written with a directory as " << blocked;
+    } catch (const CheckpointWriteError& e) {
+      committed = e.committed;
+      EXPECT_NE(std::string(e.what()).find(blocked), std::string::npos) << e.what();
+    }
+    std::filesystem::remove_all(dir / blocked);
+    return committed;
+  };
+  EXPECT_FALSE(failed_write_committed("b.npy.next"));
   Checkpoint checkpoint = load_checkpoint(dir.path());
   EXPECT_EQ(checkpoint.iteration, 7);
   expect_same(checkpoint.params, old_params);
 
-  std::filesystem::remove(dir / "b.npy");
-  std::filesystem::create_directories(dir / "b.npy" / "in_the_way");
-  try {
-    write_checkpoint(dir.path(), 8, param_files(new_params), run_at(8));
-    ADD_FAILURE() << "a checkpoint was published over a directory";
-  } catch (const CheckpointWriteError& e) {
-    EXPECT_TRUE(e.committed) << e.what();
-  }
-  std::filesystem::remove_all(dir / "b.npy");
+  EXPECT_TRUE(failed_write_committed("b.npy"));
   checkpoint = load_checkpoint(dir.path());
   EXPECT_EQ(checkpoint.iteration, 8);
   expect_same(checkpoint.params, new_params);
