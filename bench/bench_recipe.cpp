@@ -1,6 +1,6 @@
 // Benchmark of the reference recipe (single-sample CD-3, H 100, 25000 iterations on threes):
-// the CPU build and, when built with CUDA and a device is usable, the CUDA build's GEMV path with
-// and without a CUDA graph and its fused kernel, in the same run on the same work; optionally the
+// the CPU build and, when built with CUDA and a device is usable, the CUDA build's fused engine and
+// its GEMV path with and without a CUDA graph, in the same run on the same work; optionally the
 // sheet's numpy code.
 // Prints medians, microseconds per iteration, FLOPs per iteration and the fraction of the CPU
 // core's measured FMA peak, and the speedups.
@@ -204,10 +204,9 @@ int main(int argc, char** argv) {
        rbm::bench::switch_flag("--numpy", [&] { o.numpy = true; })},
       "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy]\n"
       "The reference recipe (single-sample CD-3, H 100) on the threes of --split (default train)\n"
-      "in --data (default data/mnist): --iters iterations (default 25000), the median of "
-      "--repeats\n"
-      "(default 5), on the CPU build and, where a device is usable, on the CUDA build's GEMV path\n"
-      "with and without a CUDA graph and its fused kernel. --numpy also times the sheet's numpy\n"
-      "code once (bench/sheet_numpy.py: run from the repository root).",
+      "in --data (default data/mnist), --iters iterations (default 25000), the median of\n"
+      "--repeats runs (default 5): on the CPU build and, where a device is usable, on the CUDA\n"
+      "build's fused engine and its GEMV path with and without a CUDA graph. --numpy also times\n"
+      "the sheet's numpy code once (bench/sheet_numpy.py: run from the repository root).",
       [&] { return rbm::run(o); });
 }

@@ -146,7 +146,13 @@ void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
       sums[file.name] = sha256_hex(file.bytes);
     }
     run["checkpoint"] = {{"iteration", iteration}, {"sha256", sums}};
-    write_file_atomic(dir / kRunJson, run.dump(2) + "\n");  // 2. commit
+    StagedFile run_json(dir / kRunJson, run.dump(2) + "\n");  // 2. commit
+    try {
+      run_json.commit();
+    } catch (const InputError&) {
+      committed = run_json.in_place();  // renamed, and only the directory's sync failed
+      throw;
+    }
     committed = true;
     for (const CheckpointFile& file : files) {  // 3. publish
       rename_or_throw(staged(dir, file.name), dir / file.name);

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -64,8 +63,7 @@ void Progress::update(int64_t done, const std::string& extra) {
   const double rate = elapsed > 0.0 ? static_cast<double>(done - first_) / elapsed : 0.0;
   const double eta = rate > 0.0 ? static_cast<double>(total_ - done) / rate : 0.0;
   const double fraction = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1;
-  // Rounded down, as done_text's: a bar reads 100% only when the loop is done.
-  const double percent = std::floor(100.0 * fraction);
+  const int64_t percent = percent_done(done, total_);
   char numbers[160];
   std::snprintf(numbers, sizeof numbers, "%s/%s", count_text(done).c_str(),
                 count_text(total_).c_str());
@@ -75,8 +73,8 @@ void Progress::update(int64_t done, const std::string& extra) {
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');
     char head[320];
-    std::snprintf(head, sizeof head, "%s [%s] %s %3.0f%% ETA %.1fs %.3g %s/s ", what_.c_str(),
-                  bar.c_str(), numbers, percent, eta, rate, unit_.c_str());
+    std::snprintf(head, sizeof head, "%s [%s] %s %3lld%% ETA %.1fs %.3g %s/s ", what_.c_str(),
+                  bar.c_str(), numbers, static_cast<long long>(percent), eta, rate, unit_.c_str());
     // One line, cut to the terminal's width (the ETA comes before the rate and the metrics, which
     // the log lines without a terminal keep whole): a longer one wraps, and each redraw (\r
     // returns to the start of the last row only) would leave a copy of it on the screen.
@@ -88,8 +86,9 @@ void Progress::update(int64_t done, const std::string& extra) {
     g_bar_line_open = true;
   } else {
     const std::lock_guard lock(g_line_mutex);
-    std::fprintf(stderr, "%s %s (%.0f%%) %.3g %s/s%s%s\n", what_.c_str(), numbers, percent, rate,
-                 unit_.c_str(), extra.empty() ? "" : " ", extra.c_str());
+    std::fprintf(stderr, "%s %s (%lld%%) %.3g %s/s%s%s\n", what_.c_str(), numbers,
+                 static_cast<long long>(percent), rate, unit_.c_str(), extra.empty() ? "" : " ",
+                 extra.c_str());
     std::fflush(stderr);
   }
 }
@@ -106,6 +105,11 @@ void Progress::finish() {
   std::fflush(stderr);
 }
 
+int64_t percent_done(int64_t done, int64_t total) {
+  // done and total are at most 1e16 (1e7 chains x 1e9 steps): 100 done fits in 64 bits.
+  return total > 0 ? done * 100 / total : 100;
+}
+
 std::string done_text(int64_t done, int64_t total, const char* what, const char* unit) {
   const auto count = [](int64_t n, int digits) {
     char text[32];
@@ -116,11 +120,8 @@ std::string done_text(int64_t done, int64_t total, const char* what, const char*
   // 1e+04); the percentage rounded down, so that a stopped loop never reads 100%.
   int digits = 3;
   while (done != total && digits < 19 && count(done, digits) == count(total, digits)) ++digits;
-  char percent[16];
-  std::snprintf(percent, sizeof percent, "%.0f%%",
-                std::floor(100.0 * static_cast<double>(done) / static_cast<double>(total)));
-  return std::string(percent) + " of " + what + " (" + count(done, digits) + " of " +
-         count(total, digits) + " " + unit + ")";
+  return std::to_string(percent_done(done, total)) + "% of " + what + " (" + count(done, digits) +
+         " of " + count(total, digits) + " " + unit + ")";
 }
 
 void print_own_line(const std::string& text) {

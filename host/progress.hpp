@@ -27,6 +27,10 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+// done of total in whole percent, rounded down (in integers: 29 of 100 is 29, and a loop reads 100
+// only when it is done); 100 for a total of 0.
+int64_t percent_done(int64_t done, int64_t total);
+
 // "31% of the sampling (9.3e+08 of 3e+09 chain-steps)": done of total units of `what`, for the
 // line that says how far an interrupted loop came.
 std::string done_text(int64_t done, int64_t total, const char* what, const char* unit);

@@ -54,7 +54,7 @@ void acknowledge_unseen_signal(const std::stop_token& stop, const std::string& w
     // A progress bar may be drawn on the current line.
     print_own_line(who + ": " + signal_name(signal_number) + " received; " + what_next + "; " +
                    (signal_number == SIGHUP
-                        ? "a second SIGHUP does not stop it sooner (SIGINT twice does)"
+                        ? "a second SIGHUP does not stop it sooner (SIGTERM twice does)"
                         : "the same signal again kills it at once" + after_kill));
     return;
   }

@@ -24,8 +24,8 @@ namespace rbm {
 // A signal that the program has not looked at (received()) within kAcknowledgeAfter is inside work
 // that cannot stop part way (one long update, one block's Gibbs step, CUDA AIS): a watcher thread
 // then prints "WHO: SIGINT received; WHAT_NEXT; the same signal again kills it at once" on stderr,
-// once, so that the user knows it was
-// heard and waits, rather than sending a second one. A stop that comes in time prints nothing here.
+// once, so that the user knows it was heard and waits, rather than sending a second one. A stop
+// that comes in time prints nothing here.
 class StopSignals {
  public:
   static constexpr std::chrono::milliseconds kAcknowledgeAfter{1000};

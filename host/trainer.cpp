@@ -197,18 +197,25 @@ std::filesystem::path outermost_missing_directory(const std::filesystem::path& d
   return missing;
 }
 
-// A new run's first piece failed: its directory holds only the iteration-0 checkpoint of a run
-// that never trained (a minibatch run's chains are allocated there, so more --chains than memory
-// holds fails there). Its files go, and the directories the run created (`created`, the outermost
-// of them, empty when --out existed): the corrected command can take the same --out. Returns what
-// was removed, or what could not be, for the error message.
+// A new run's first piece failed, or its iteration-0 checkpoint: its directory holds only that
+// checkpoint (or what of it was written) of a run that never trained (a minibatch run's chains
+// are allocated in the first piece, so more --chains than memory holds fails there). Its files go,
+// and the directories the run created (`created`, the outermost of them, empty when --out existed):
+// the corrected command can take the same --out. Returns what was removed, or what could not be,
+// for the error message.
 std::string remove_unstarted_run(const std::filesystem::path& dir,
                                  const std::filesystem::path& created) {
-  std::string failed;
-  for (const std::string& name : run_file_names()) {
+  // The run's files and their staged NAME.next (a first checkpoint whose write failed).
+  std::vector<std::filesystem::path> files;
+  std::error_code listing;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, listing)) {
+    if (is_run_file_name(entry.path().filename().string())) files.push_back(entry.path());
+  }
+  std::string failed = listing ? dir.string() + " (" + listing.message() + ")" : "";
+  for (const std::filesystem::path& file : files) {
     std::error_code error;
-    std::filesystem::remove(dir / name, error);
-    if (error) failed += (failed.empty() ? "" : ", ") + (dir / name).string();
+    std::filesystem::remove(file, error);
+    if (error) failed += (failed.empty() ? "" : ", ") + file.string();
   }
   if (!failed.empty()) return "the new run's files could not all be removed: " + failed;
   if (created.empty()) return "the new run's files were removed from " + dir.string();
@@ -229,8 +236,9 @@ std::string remove_unstarted_run(const std::filesystem::path& dir,
   return "the new run directory " + dir.string() + " was removed";
 }
 
-// Called from a handler of the exception that a new run's first piece threw: removes the run
-// (remove_unstarted_run) and throws that exception again with what was removed in its message.
+// Called from a handler of the exception that a new run's first piece (or first checkpoint) threw:
+// removes the run (remove_unstarted_run) and throws that exception again with what was removed in
+// its message.
 // Out of memory there is a refused request (exit 2) naming the flags that size the first update;
 // anything else keeps its kind (an InputError exit 2, a CUDA error exit 1).
 [[noreturn]] void rethrow_after_removing_unstarted_run(const std::filesystem::path& dir,
@@ -315,6 +323,13 @@ void run_training(Backend& backend, const TrainOptions& options) {
   // so that a resumed run continues exactly; the state before the first update is empty.
   const bool minibatch = uses_minibatch(recipe);
   TrainingState state = resume ? resume->state : TrainingState();
+  // A write of the run directory that fails (a full disk) once a checkpoint is on disk says which
+  // one --resume takes up: the one at `at`, which `fate` ("stays", "is written all the same").
+  const auto write_failed = [&](const std::exception& e, int64_t at, const char* fate) {
+    return InputError(std::string(e.what()) + "; the checkpoint at iteration " +
+                      std::to_string(at) + " " + fate + ": --resume " + out_dir.string() +
+                      (at == recipe.iters ? " finishes the run" : " continues from it"));
+  };
   // run.json gets `row_missing` as metrics_row_missing unless it is null (the resumed row's stop).
   const auto write_checkpoint_now = [&](const nlohmann::json& row_missing = nullptr) {
     std::vector<CheckpointFile> files = param_files(params);
@@ -322,15 +337,12 @@ void run_training(Backend& backend, const TrainOptions& options) {
     nlohmann::json record =
         run_record(options, backend, data_sha256, heldout_sha256, train.rows, done, train_seconds);
     if (!row_missing.is_null()) record["metrics_row_missing"] = row_missing;
-    // A failure (a full disk) says which checkpoint the run can be resumed from, when it has one.
     try {
       write_checkpoint(out_dir, done, files, record);
     } catch (const CheckpointWriteError& e) {
-      if (!e.committed && !checkpoint_on_disk) throw;
-      throw InputError(std::string(e.what()) + "; the checkpoint at iteration " +
-                       std::to_string(e.committed ? done : checkpoint_at) +
-                       (e.committed ? " is written all the same" : " stays") + ": --resume " +
-                       out_dir.string() + " continues from it");
+      if (e.committed) throw write_failed(e, done, "is written all the same");
+      if (checkpoint_on_disk) throw write_failed(e, checkpoint_at, "stays");
+      throw;
     }
     checkpoint_at = done;
     checkpoint_on_disk = true;
@@ -377,7 +389,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
     } catch (const InputError& e) {
       throw InputError("--out " + out_dir.string() + ": " + e.what());
     }
-    write_checkpoint_now();  // a run can be resumed from its start
+    try {
+      write_checkpoint_now();  // a run can be resumed from its start
+    } catch (const InputError&) {
+      rethrow_after_removing_unstarted_run(out_dir, created_dirs);
+    }
   } else if (access(out_dir.c_str(), W_OK | X_OK) != 0) {
     // Refused now, not at the first log point, after the training up to it (a read-only mount
     // fails this for root too: EROFS).
@@ -429,12 +445,20 @@ void run_training(Backend& backend, const TrainOptions& options) {
   const auto append_row = [&](const MetricsRow& row) {
     if (!metrics_finite(row)) throw diverged("a metric is not finite");
     metrics_csv += metrics_csv_line(row, with_eval);
-    write_file_atomic(out("metrics.csv"), metrics_csv);
+    try {
+      write_file_atomic(out("metrics.csv"), metrics_csv);
+    } catch (const InputError& e) {
+      throw write_failed(e, checkpoint_at, "stays");  // a log point comes after a checkpoint
+    }
     last_metrics = format_metrics(row);
   };
-  const auto write_mosaic = [&] {
+  const auto write_mosaic = [&] {  // after the checkpoint at `done`
     const GrayImage mosaic = weight_mosaic(params);
-    write_png_gray(out("weights.png"), mosaic.width, mosaic.height, mosaic.pixels);
+    try {
+      write_png_gray(out("weights.png"), mosaic.width, mosaic.height, mosaic.pixels);
+    } catch (const InputError& e) {
+      throw write_failed(e, checkpoint_at, "stays");
+    }
   };
   // `checkpoint` says where the checkpoint at `done` is, after "at iteration N of M". The mosaic
   // of the parameters reached is drawn too: what the stopped run has learned so far.

@@ -67,8 +67,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 def exit_error(message):
-    """Bad input or an output that cannot be written: one line on stderr, exit 2, as the rbm
-    programs and scripts/plot exit."""
+    """Bad input or an output that cannot be written: one line on stderr ("error: ..."), and
+    exit code 2, the rbm programs' and scripts/plot's for these."""
     sys.stderr.write("error: %s\n" % message)
     sys.exit(2)
 

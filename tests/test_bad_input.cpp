@@ -1019,6 +1019,20 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
                           std::filesystem::directory_iterator()),
             1);
 #endif
+  // A new run whose iteration-0 checkpoint cannot be written (files limited to 1 KB here, with
+  // SIGXFSZ ignored: a write past it fails with EFBIG, as on a full disk) goes too, its staged
+  // files with it, and the message says so: nothing is left to block the corrected command.
+  const std::filesystem::path unwritten = dir / "unwritten" / "run";
+  const test::CommandResult capped = shell(
+      "trap '' XFSZ && ulimit -f 1 && exec " + exe + " --data " + test::shell_quote(RBM_MNIST_DIR) +
+      " --iters 10 --out " + test::shell_quote(unwritten.string()));
+  EXPECT_EQ(capped.exit_code, 2) << capped.output;
+  EXPECT_EQ(test::line_count(capped.output), 1) << capped.output;
+  EXPECT_NE(capped.output.find("File too large; the new run directory " + unwritten.string() +
+                               " was removed"),
+            std::string::npos)
+      << capped.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "unwritten"));
 }
 
 // eval and sample read run.json's data.digit as the trainer writes it (as --resume does): a digit

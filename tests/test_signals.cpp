@@ -55,8 +55,12 @@ class StderrToFile {
 // The acknowledgement says what a second signal does: SIGINT's (and SIGTERM's) kills at once, a
 // second SIGHUP does not (a closed terminal sends two), and the program lives through it.
 TEST(StopSignals, ASignalNotLookedAtIsAcknowledgedOnceAfterTheDelay) {
-  // A test runner under nohup ignores SIGHUP, and StopSignals leaves an ignored signal so.
-  const sighandler_t hangup_before = std::signal(SIGHUP, SIG_DFL);
+  // A test runner under nohup ignores SIGHUP, and StopSignals leaves an ignored signal so: the
+  // default action for the test, restored however it ends.
+  struct RestoreHangup {
+    sighandler_t before;
+    ~RestoreHangup() { std::signal(SIGHUP, before); }
+  } const restore_hangup{std::signal(SIGHUP, SIG_DFL)};
   for (const int signal_number : {SIGINT, SIGHUP}) {
     SCOPED_TRACE(signal_name(signal_number));
     const test::TempDir dir;
@@ -75,7 +79,7 @@ TEST(StopSignals, ASignalNotLookedAtIsAcknowledgedOnceAfterTheDelay) {
     EXPECT_GE(waited, StopSignals::kAcknowledgeAfter);
     const std::string line = signal_number == SIGHUP
                                  ? "rbm_test: SIGHUP received; what it does next; a second SIGHUP "
-                                   "does not stop it sooner (SIGINT twice does)\n"
+                                   "does not stop it sooner (SIGTERM twice does)\n"
                                  : "rbm_test: SIGINT received; what it does next; the same signal "
                                    "again kills it at once, and more\n";
     EXPECT_EQ(err.text(), line);
@@ -84,7 +88,6 @@ TEST(StopSignals, ASignalNotLookedAtIsAcknowledgedOnceAfterTheDelay) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     EXPECT_EQ(err.text(), line);
   }
-  std::signal(SIGHUP, hangup_before);
 }
 
 TEST(StopSignals, ASignalLookedAtInTimeIsNotAcknowledged) {
@@ -98,8 +101,8 @@ TEST(StopSignals, ASignalLookedAtInTimeIsNotAcknowledged) {
   EXPECT_EQ(err.text(), "");
 }
 
-// The line of a stopped loop: the percentage rounded down (a stop near the end is not "100%"), the
-// counts with enough digits to tell the part from the whole.
+// The line of a stopped loop (and a progress line): the percentage rounded down (a stop near the
+// end is not "100%"), the counts with enough digits to tell the part from the whole.
 TEST(DoneText, SaysHowFarAStoppedLoopCame) {
   EXPECT_EQ(done_text(930'000'000, 3'000'000'000, "the sampling", "chain-steps"),
             "31% of the sampling (9.3e+08 of 3e+09 chain-steps)");
@@ -109,6 +112,12 @@ TEST(DoneText, SaysHowFarAStoppedLoopCame) {
             "99% of the sampling (2999999999 of 3000000000 chain-steps)");
   EXPECT_EQ(done_text(0, 7, "log Z", "states"), "0% of log Z (0 of 7 states)");
   EXPECT_EQ(done_text(7, 7, "log Z", "states"), "100% of log Z (7 of 7 states)");
+  // The progress lines' percentage too, in integers: 0.29 * 100 in floating point floors to 28.
+  EXPECT_EQ(percent_done(29, 100), 29);
+  EXPECT_EQ(percent_done(870'000, 3'000'000), 29);
+  EXPECT_EQ(percent_done(2'996'771, 3'000'000), 99);
+  EXPECT_EQ(percent_done(10'000'000'000'000'000 - 1, 10'000'000'000'000'000), 99);
+  EXPECT_EQ(percent_done(0, 0), 100);
 }
 
 TEST(StopSignals, NoSignalNoMessage) {
