@@ -561,13 +561,7 @@ TEST(AtomicFile, AFileBeingWrittenHasNoNameWhereTheFileSystemAllows) {
   const int probe = ::open(dir.path().c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
   const bool unnamed = probe >= 0;
   if (unnamed) ::close(probe);
-  const auto names = [&] {
-    std::vector<std::string> found;
-    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
-      found.push_back(entry.path().filename().string());
-    }
-    return found;
-  };
+  const auto names = [&] { return test::entries_of(dir.path()); };
   const std::string tmp_name = ".s.tmp." + std::to_string(::getpid());
   StagedFile file(dir / "s");
   file.append("bytes");

@@ -49,16 +49,6 @@ Params write_small_model(const std::filesystem::path& dir, bool visible_bias) {
   return p;
 }
 
-// The names in `dir`, sorted.
-std::vector<std::string> entries_of(const std::filesystem::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 // sample's --out in its default --format float: (N, d) float32 that must be exactly 0 or 1,
 // returned as bytes.
 NpyArrayU8 read_sample_states(const std::filesystem::path& path) {
@@ -738,7 +728,7 @@ TEST(SampleCli, ASignalStopsTheStartStatesAndNothingIsWritten) {
   EXPECT_EQ(log.rfind("rbm_cpu sample: interrupted by SIGTERM with ", 0), 0u) << log;
   EXPECT_NE(log.find("% of the start states made ("), std::string::npos) << log;
   EXPECT_NE(log.find(" of 1e+06 chains); nothing written\n"), std::string::npos) << log;
-  EXPECT_EQ(entries_of(dir.path()), (std::vector<std::string>{"log.txt", "model"}));
+  EXPECT_EQ(test::entries_of(dir.path()), (std::vector<std::string>{"log.txt", "model"}));
 }
 
 // The states' file is written as the blocks come, so its size is checked against the free space
@@ -891,7 +881,7 @@ TEST(SampleCli, AFailedRenameNamesOnlyTheOutputsPutInPlace) {
   EXPECT_EQ(log.rfind("rbm_cpu sample: --out " + out + ": cannot rename ", 0), 0u) << log;
   EXPECT_TRUE(log.ends_with("; nothing written\n")) << log;
   EXPECT_FALSE(std::filesystem::exists(png));
-  EXPECT_EQ(entries_of(dir.path()), (std::vector<std::string>{"log.txt", "model"}));
+  EXPECT_EQ(test::entries_of(dir.path()), (std::vector<std::string>{"log.txt", "model"}));
 }
 
 TEST(SampleCli, DataStartsFromTheModelsDigit) {

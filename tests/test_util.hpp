@@ -1,10 +1,12 @@
 // Helpers shared by the tests: a temporary directory that cleans up after itself, a text file's
-// lines, and raw file writing for hand-made (often deliberately broken) input files.
+// lines, a directory's entries, and raw file writing for hand-made (often deliberately broken)
+// input files.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -72,6 +74,16 @@ inline std::vector<std::string> file_lines(const std::filesystem::path& path) {
     }
   }
   return lines;
+}
+
+// The names of the entries in `dir` (hidden ones too), sorted.
+inline std::vector<std::string> entries_of(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 // Writes bytes as they are (no atomic rename: tests build inputs, not outputs).
