@@ -76,10 +76,10 @@ struct AisSummary {
 };
 AisSummary summarize_ais(const AisResult& result);
 
-// The CPU reference of Backend::ais: runs in parallel over the hardware threads, each run's
-// arithmetic the same whatever the thread count. Draws named as host/backend.hpp says.
-// Throws Stopped when request.stop says so: within one temperature step of one run (the
-// multiply-adds of W'x and W h, d + H sigmoids: about 0.1 ms at H 500).
+// The CPU reference of Backend::ais: runs in parallel over cpu_threads() (RBM_CPU_THREADS or the
+// hardware's), each run's arithmetic the same whatever the thread count. Draws named as
+// host/backend.hpp says. Throws Stopped when request.stop says so: within one temperature step of
+// one run (the multiply-adds of W'x and W h, d + H sigmoids: about 0.1 ms at H 500).
 AisResult ais_cpu(const Params& params, const AisRequest& request);
 
 // An exact lower bound: log Z >= log of the terms h in {0, e_1, .., e_H} (and -e_1, .., -e_H for

@@ -89,7 +89,7 @@ class Backend {
   // Evaluation of the current parameters (host/ais.hpp, host/log_z.hpp).
   // log Z exactly, by enumerating the 2^H hidden states with log-sum-exp in double (H <= 30), or
   // the 3^H of a ternary model (H <= 15). Throws Stopped when request.stop says so: the CPU backend
-  // every kExactStatesPerLook states of each thread (host/evaluate.hpp), the CUDA backend before
+  // before every piece of kExactStatesPerLook states (host/evaluate.hpp), the CUDA backend before
   // and after its kernel only. request.states_done, when set, is advanced by the states summed: as
   // they are (CPU), or all of them at the end (CUDA).
   virtual double exact_log_partition(const ExactLogZRequest& request = {}) = 0;

@@ -19,6 +19,7 @@
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
 #include "host/cpu_minibatch.hpp"
+#include "host/cpu_threads.hpp"
 #include "host/evaluate.hpp"
 #include "host/float8.hpp"
 #include "host/thread_choice.hpp"
@@ -198,11 +199,11 @@ class Worker {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
-  // The threads its parallel work uses (cpu::gemm_threads): the hardware's, or RBM_CPU_THREADS.
+  // The threads its parallel work uses (host/cpu_threads.hpp): the hardware's, or RBM_CPU_THREADS.
   std::string device_description() const override {
-    const int threads = cpu::gemm_threads();
+    const int threads = cpu_threads();
     return "CPU, " + std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
-           (cpu::forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "");
+           (forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "");
   }
 
   void stage(const Dataset& train) override {
@@ -245,7 +246,7 @@ class CpuBackend final : public Backend {
     // The arithmetic is the same either way, and so are the results.
     constexpr int64_t kThreadedFrom = 256;
     partials_.assign(2 * kShards * ShardRunner::partial_stride(model_.Hp), 0.0f);
-    const std::optional<int> forced = cpu::forced_cpu_threads();
+    const std::optional<int> forced = forced_cpu_threads();
     const bool can_use_two = forced ? *forced >= 2 : std::thread::hardware_concurrency() >= 2;
     const bool two =
         count >= kThreadedFrom && can_use_two && (forced || thread_choice_.two_threads());
@@ -281,13 +282,13 @@ class CpuBackend final : public Backend {
       throw std::invalid_argument("gibbs: states must be (n_chains, d)");
     }
     cpu::sample_chains(params, philox_key(seed, Purpose::sample), states.data(), n_chains,
-                       first_step, steps, cpu::gemm_threads(), first_chain);
+                       first_step, steps, cpu_threads(), first_chain);
   }
 
   // Minibatch CD / PCD (host/cpu_minibatch.cpp) on the unpadded parameters.
   void train_minibatch(const Recipe& recipe, int64_t first_update, int64_t count) override {
     Params params = model_.unpadded();
-    minibatch_.train(params, recipe, first_update, count, cpu::gemm_threads());
+    minibatch_.train(params, recipe, first_update, count, cpu_threads());
     model_ = PaddedModel(params);
   }
   TrainingState get_training_state() override { return minibatch_.state(); }
@@ -472,7 +473,7 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend() {
-  (void)cpu::forced_cpu_threads();  // a bad RBM_CPU_THREADS is refused before any work
+  (void)forced_cpu_threads();  // a bad RBM_CPU_THREADS is refused before any work
   return std::make_unique<CpuBackend>();
 }
 

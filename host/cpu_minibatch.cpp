@@ -7,18 +7,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <condition_variable>
-#include <cstdlib>
 #include <ctime>
 #include <exception>
 #include <functional>
 #include <mutex>
-#include <optional>
 #include <stdexcept>
 #include <string>
-#include <string_view>
-#include <system_error>
 #include <thread>
 
 #include "host/backend.hpp"
@@ -234,25 +229,6 @@ void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, 
       for (int u = 0; u < n; ++u) s[u] = uniforms[u] < t[u] ? 1.0f : 0.0f;
     }
   }
-}
-
-std::optional<int> forced_cpu_threads() {
-  const char* text = std::getenv("RBM_CPU_THREADS");
-  if (text == nullptr || *text == '\0') return std::nullopt;  // unset, or set empty: no choice
-  const std::string_view value(text);
-  int threads = 0;
-  const auto [stop, error] = std::from_chars(value.data(), value.data() + value.size(), threads);
-  if (value.empty() || error != std::errc() || stop != value.data() + value.size() || threads < 1 ||
-      threads > 1024) {
-    throw InputError("RBM_CPU_THREADS must be an integer in 1..1024 (got '" + std::string(value) +
-                     "')");
-  }
-  return threads;
-}
-
-int gemm_threads() {
-  if (const std::optional<int> forced = forced_cpu_threads()) return *forced;
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,

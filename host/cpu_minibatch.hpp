@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "host/dataset.hpp"
@@ -15,13 +14,6 @@
 #include "host/model.hpp"
 
 namespace rbm::cpu {
-
-// RBM_CPU_THREADS, the threads the CPU build is told to use, when set and not empty: an integer
-// in 1..1024, else InputError naming the variable and its value.
-std::optional<int> forced_cpu_threads();
-
-// Threads for the GEMM paths: RBM_CPU_THREADS when set, else the hardware threads.
-int gemm_threads();
 
 // Advances n_chains chains by `steps` Gibbs steps x -> h -> x' from global step first_step on,
 // states (n_chains, d) of 0/1 in place. Chain c's draws: key, stream first_chain + c, phases

@@ -58,23 +58,19 @@ void first_state_sums(const Params& params, const Walk& walk, std::vector<double
 }
 
 // The looks of an enumeration's threads at its request (exact_log_partition in evaluate.hpp):
-// before each piece of kExactStatesPerLook states, whether to leave (the stop request, or another
-// thread that saw it), and after it the count. A thread cannot throw: the caller throws Stopped
-// after joining them.
+// before each piece of states, whether to leave (the stop request, or another thread that saw it),
+// and after it the count. A thread cannot throw: the caller throws Stopped after joining them.
 class EnumerationLooks {
  public:
   explicit EnumerationLooks(const ExactLogZRequest& request) : request_(request) {}
 
-  // state(n) for n in [begin, end), in pieces with a look before each and the count after it;
-  // false when the thread is to leave.
+  // state(n) for n in the piece [begin, end), with a look before and the count after; false when
+  // the thread is to leave.
   template <typename State>
   bool walk(int64_t begin, int64_t end, const State& state) {
-    for (int64_t piece = begin; piece < end; piece += kExactStatesPerLook) {
-      if (leave()) return false;
-      const int64_t piece_end = std::min(end, piece + kExactStatesPerLook);
-      for (int64_t n = piece; n < piece_end; ++n) state(n);
-      done(piece_end - piece);
-    }
+    if (leave()) return false;
+    for (int64_t n = begin; n < end; ++n) state(n);
+    done(end - begin);
     return true;
   }
   void throw_if_stopped() const {
@@ -100,7 +96,9 @@ class EnumerationLooks {
 
 // log sum_h exp(b'h + sum_i softplus(W_i h + a_i)) over the hidden states [0, n_states) of a
 // walk in which each state differs from the one before in one unit, by +-1, so that the visible
-// pre-activations p = W h + a (d) update in O(d); multithreaded, log-sum-exp in double.
+// pre-activations p = W h + a (d) update in O(d); log-sum-exp in double. The states are walked in
+// pieces of kExactStatesPerLook on the threads, each piece from its own first state, and the
+// pieces' sums added up in order: the same on any number of threads.
 // Walk(H, n) is the walk at state n, walk.unit(j) its h_j, walk.next(n) moves to state n and
 // returns the unit that changed and by how much.
 //
@@ -109,9 +107,9 @@ class EnumerationLooks {
 template <typename Walk>
 double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequest& request) {
   const int d = params.visible, H = params.hidden;
-  std::vector<LogSumExp> partial(static_cast<size_t>(thread_count()));
+  std::vector<LogSumExp> partial(static_cast<size_t>(piece_count(n_states, kExactStatesPerLook)));
   EnumerationLooks looks(request);
-  parallel_for(n_states, [&](int64_t worker, int64_t begin, int64_t end) {
+  parallel_pieces(n_states, kExactStatesPerLook, [&](int64_t piece, int64_t begin, int64_t end) {
     Walk walk(H, begin);
     std::vector<double> pre;  // (d) W h + a
     double bias = 0.0;        // b'h
@@ -127,7 +125,7 @@ double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequ
       for (int i = 0; i < d; ++i) log_weight += softplus(pre[i]);
       acc.add(log_weight);
     });
-    if (whole) partial[static_cast<size_t>(worker)] = acc;
+    if (whole) partial[static_cast<size_t>(piece)] = acc;
   });
   looks.throw_if_stopped();
   LogSumExp total;
@@ -221,9 +219,9 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
       down[k] = std::exp(-w_t[k]);
     }
   }
-  std::vector<LogSumExp> partial(static_cast<size_t>(thread_count()));
+  std::vector<LogSumExp> partial(static_cast<size_t>(piece_count(n_states, kExactStatesPerLook)));
   EnumerationLooks looks(request);
-  parallel_for(n_states, [&](int64_t worker, int64_t begin, int64_t end) {
+  parallel_pieces(n_states, kExactStatesPerLook, [&](int64_t piece, int64_t begin, int64_t end) {
     Walk walk(H, begin);
     std::vector<double> pre;                            // (d) p = W h + a
     std::vector<double> e_pre(static_cast<size_t>(d));  // (d) e^p
@@ -252,7 +250,7 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
           });
       acc.add(bias + log_product);
     });
-    if (whole) partial[static_cast<size_t>(worker)] = acc;
+    if (whole) partial[static_cast<size_t>(piece)] = acc;
   });
   looks.throw_if_stopped();
   LogSumExp total;
@@ -576,11 +574,12 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
           }
         }
       }
-      std::vector<double> per_worker(static_cast<size_t>(thread_count()), 0.0);
-      parallel_for(d, [&](int64_t worker, int64_t begin, int64_t end) {
+      // Each pixel's sum on its own, added up in pixel order: the same on any number of threads.
+      std::vector<double> per_pixel(static_cast<size_t>(d), 0.0);
+      parallel_for(d, [&](int64_t, int64_t begin, int64_t end) {
         std::vector<double> up(static_cast<size_t>(H)), down(up.size());  // e^{W_i}, e^{-W_i}
-        double sum = 0.0;
         for (int64_t i = begin; i < end; ++i) {
+          double sum = 0.0;
           if (stop_requested(stop)) {
             stopped.store(true);
             return;
@@ -617,11 +616,11 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
             }
             sum -= softplus(s * a_i + flipped - base[k]);
           }
+          per_pixel[static_cast<size_t>(i)] = sum;
         }
-        per_worker[static_cast<size_t>(worker)] += sum;
       });
       if (stopped.load()) throw Stopped();
-      for (const double v : per_worker) total += v;
+      for (const double v : per_pixel) total += v;
     }
   });
   return total / static_cast<double>(images.rows);

@@ -22,10 +22,10 @@ static_assert(kChainBlockQuantum % cpu::kSampleTile == 0);
 }  // namespace
 
 // Declared in host/backend.hpp, beside the naming of the draws it follows. The chains are split
-// over the hardware threads, each chain's uniforms drawn by cpu::philox_uniforms (AVX2 Philox
-// blocks). A million chains are 822 M draws: measured in one run on the 2-core development machine
-// (load average 2.3), 12.7 s with a Philox block per unit on one thread, 4.5 s with a scalar block
-// per four units on both cores, 3.1 s so.
+// over the threads (cpu_threads(): RBM_CPU_THREADS or the hardware's), each chain's uniforms drawn
+// by cpu::philox_uniforms (AVX2 Philox blocks). A million chains are 822 M draws: measured in one
+// run on the 2-core development machine (load average 2.3), 12.7 s with a Philox block per unit on
+// one thread, 4.5 s with a scalar block per four units on both cores, 3.1 s so.
 std::vector<uint8_t> random_initial_states(int64_t n_chains, int d, uint32_t seed) {
   std::vector<uint8_t> states(static_cast<size_t>(n_chains) * static_cast<size_t>(d));
   random_initial_states(states, 0, n_chains, d, seed);

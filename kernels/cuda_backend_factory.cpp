@@ -1,5 +1,6 @@
 // rbm_cuda's backend: the CUDA one, or BackendUnavailable saying why no device is usable (main
 // then says that rbm_cpu is the CPU build and exits with code 2).
+#include "host/cpu_threads.hpp"
 #include "host/errors.hpp"
 #include "kernels/cuda_backend.hpp"
 
@@ -13,6 +14,9 @@ void check_engine_name(const std::string& engine) {
 
 std::unique_ptr<Backend> make_backend(const std::string& engine) {
   check_engine_name(engine);
+  // The host's parallel loops (the pseudo-log-likelihood, sample's start states) take
+  // RBM_CPU_THREADS too: a bad value is refused before any work, not at the first log point.
+  (void)forced_cpu_threads();
   CudaOptions options;
   if (engine == "fused") options.engine = CudaEngine::fused;
   return make_cuda_backend(options);

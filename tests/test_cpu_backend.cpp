@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "host/cpu_kernels.hpp"
 #include "host/cpu_minibatch.hpp"
 #include "host/gibbs_blocks.hpp"
+#include "host/numeric.hpp"
 #include "host/thread_choice.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
@@ -444,6 +446,54 @@ TEST(CpuBackend, DeviceDescriptionNamesTheThreadsUsed) {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   EXPECT_EQ(make_cpu_backend()->device_description(),
             "CPU, " + std::to_string(cores) + (cores == 1 ? " thread" : " threads"));
+}
+
+// RBM_CPU_THREADS sets the threads of the evaluation's parallel loops too (parallel_for: the
+// workers it starts), and their results are the same bit for bit on any number of threads: exact
+// log Z (2^16 binary and 3^10 ternary states, 16 and 15 pieces of kExactStatesPerLook, both
+// sums), the pseudo-log-likelihood (its pixels' sums) and AIS's log weights. Split per thread,
+// the sums of exact log Z and the PLL would be added up in other groupings on 1 and 3 threads.
+TEST(CpuBackend, EvaluationUsesRbmCpuThreadsAndGivesTheSameResultOnAny) {
+  const auto workers_started = [] {
+    std::atomic<int64_t> most{0};
+    parallel_for(100, [&](int64_t worker, int64_t, int64_t) {
+      int64_t seen = most.load();
+      while (seen < worker + 1 && !most.compare_exchange_weak(seen, worker + 1)) {
+      }
+    });
+    return most.load();
+  };
+  const Dataset images = test::patterned_images(64, 300, 3);
+  struct Results {
+    std::vector<double> log_z;
+    double pll = 0.0;
+    std::vector<double> ais_log_weights;
+  };
+  const auto evaluate = [&](const char* threads) {
+    const ScopedEnv env("RBM_CPU_THREADS", threads);
+    EXPECT_EQ(workers_started(), std::atoi(threads)) << "RBM_CPU_THREADS=" << threads;
+    Results results;
+    for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+      Params p = test::random_params(64, type == HiddenType::ternary ? 10 : 16, 0.3f, 8, true);
+      p.hidden_type = type;
+      for (const LogZSum sum : {LogZSum::products, LogZSum::softplus}) {
+        results.log_z.push_back(exact_log_partition(p, sum));
+      }
+    }
+    const Params p = test::random_params(64, 24, 0.3f, 7, true);
+    results.pll = mean_pseudo_log_likelihood(p, images);
+    AisRequest request;
+    request.base_bias.assign(64, 0.0f);
+    request.betas = ais_betas(40);
+    request.runs = 6;
+    request.seed = 5;
+    results.ais_log_weights = ais_cpu(p, request).log_weights;
+    return results;
+  };
+  const Results one = evaluate("1"), three = evaluate("3");
+  EXPECT_EQ(one.log_z, three.log_z);
+  EXPECT_EQ(one.pll, three.pll);
+  EXPECT_EQ(one.ais_log_weights, three.ais_log_weights);
 }
 
 // The two-thread single-sample path (train_cd with count >= 256 on a machine with an idle second

@@ -506,7 +506,7 @@ TEST(EvalCli, TextReportKeepsHugeNumbersReadable) {
 
 // Ctrl-C (SIGINT) or SIGTERM during a long log Z stops eval at the computation's next look, with
 // one line that says how far it came and exit code 130 or 143: an exact one of 2^30 hidden states
-// (minutes on 2 cores; a look every 4096 states of each thread) and AIS of 2 x 2 runs x 1e7 steps
+// (minutes on 2 cores; a look every 4096 states) and AIS of 2 x 2 runs x 1e7 steps
 // (a look every step of each run). eval catches the signals from the start of log Z on (it reads
 // the images first): the test signals a second after that.
 TEST(EvalCli, ASignalStopsALongLogZWithOneLine) {

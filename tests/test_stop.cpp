@@ -1,6 +1,6 @@
 // Stopping a log point's metrics on request (host/stop.hpp), in-process: each metric looks at the
 // request as often as its comment says (per image, per pixel of a PLL block, per AIS temperature of
-// each run, per piece of kExactStatesPerLook hidden states of each thread), gives up at its next
+// each run, per piece of kExactStatesPerLook hidden states), gives up at its next
 // look once the request says so (a parallel one: each worker looks at most once more), and a
 // request that never comes changes no result, bit for bit. The signal that makes the request, and
 // what the trainer and eval do then, are tested in test_resume.cpp and test_eval_cli.cpp.
@@ -59,25 +59,15 @@ AisRequest small_ais(const Params& params) {
 }
 
 // Smaller models for exact log Z: 2^18 binary hidden states, 3^11 ternary ones (64 and 44 pieces of
-// kExactStatesPerLook on one thread), each a few milliseconds.
+// kExactStatesPerLook), each a few milliseconds.
 Params exact_model(HiddenType type) {
   Params p = test::random_params(kD, type == HiddenType::ternary ? 11 : 18, 0.3f, 8, true);
   p.hidden_type = type;
   return p;
 }
 
-// exact_log_partition's looks at its request: one per piece of kExactStatesPerLook states of each
-// thread's contiguous range (parallel_for's split).
-int64_t exact_looks(int64_t states) {
-  const int64_t threads = std::clamp<int64_t>(thread_count(), 1, states);
-  const int64_t per_thread = (states + threads - 1) / threads;
-  int64_t looks = 0;
-  for (int64_t begin = 0; begin < states; begin += per_thread) {
-    const int64_t range = std::min(states, begin + per_thread) - begin;
-    looks += (range + kExactStatesPerLook - 1) / kExactStatesPerLook;
-  }
-  return looks;
-}
+// exact_log_partition's looks at its request: one per piece of kExactStatesPerLook states.
+int64_t exact_looks(int64_t states) { return piece_count(states, kExactStatesPerLook); }
 
 // One metric: how many looks it makes on the model and images uninterrupted, and that stopping it
 // half way throws Stopped at the next look.
@@ -89,7 +79,7 @@ void expect_stops_at_its_next_look(const char* name, int64_t looks, const Metric
   CountingStop half(looks / 2);
   EXPECT_THROW(metric(half.request()), Stopped) << name;
   EXPECT_GE(half.calls_after_request(), 1) << name;
-  EXPECT_LE(half.calls_after_request(), thread_count()) << name << ": a look more per worker";
+  EXPECT_LE(half.calls_after_request(), cpu_threads()) << name << ": a look more per worker";
 }
 
 TEST(Stop, EachMetricLooksAsOftenAsItSaysAndStopsAtItsNextLook) {
@@ -120,7 +110,7 @@ TEST(Stop, EachMetricLooksAsOftenAsItSaysAndStopsAtItsNextLook) {
   expect_stops_at_its_next_look(
       "compute_metrics", 2 * (1 + kRows) + 1 + (kRows + blocks * kD),
       [&](const StopRequest& s) { compute_metrics(params, x, nullptr, 10, 1.0, s); });
-  // One look per piece of states of each thread, with either sum, binary or ternary units.
+  // One look per piece of kExactStatesPerLook states, with either sum, binary or ternary units.
   for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
     const Params p = exact_model(type);
     for (const LogZSum sum : {LogZSum::products, LogZSum::softplus}) {
@@ -156,7 +146,7 @@ TEST(Stop, ExactLogZCountsItsStatesAndStopsAtTheFirstLook) {
     CountingStop at_once(1);
     EXPECT_THROW(backend->exact_log_partition({at_once.request(), &done}), Stopped);
     EXPECT_EQ(done.load(), 0);
-    EXPECT_LE(at_once.calls(), thread_count());
+    EXPECT_LE(at_once.calls(), cpu_threads());
     done = 0;
     CountingStop half(exact_looks(states) / 2);
     EXPECT_THROW(backend->exact_log_partition({half.request(), &done}), Stopped);
@@ -188,7 +178,7 @@ TEST(Stop, LogZStopsItsExactEnumeration) {
   EXPECT_THROW(estimate_log_z(*backend, p, options), Stopped);
   EXPECT_LT(done.load(), exact_hidden_states(p));
   EXPECT_GE(in_enumeration.calls_after_request(), 1);
-  EXPECT_LE(in_enumeration.calls_after_request(), thread_count());
+  EXPECT_LE(in_enumeration.calls_after_request(), cpu_threads());
 }
 
 TEST(Stop, ARequestThatNeverComesChangesNoResult) {
