@@ -623,8 +623,8 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
                     "in 0..1000000");
       require_field(dir, std::isfinite(momentum) && momentum >= 0.0 && momentum < 1.0,
                     "recipe.momentum", momentum, "in [0, 1)");
-      require_field(dir, std::isfinite(decay) && decay >= 0.0 && decay <= 1e6,
-                    "recipe.weight_decay", decay, "in [0, 1e6]");
+      require_field(dir, std::isfinite(decay) && decay >= 0.0 && decay <= kMaxWeightDecay,
+                    "recipe.weight_decay", decay, "in [0, 1000]");
       if (lr_decay != "none" && lr_decay != "linear") {
         bad_run_json(dir, "recipe.lr_decay \"" + lr_decay + "\" is not none or linear");
       }

@@ -177,7 +177,7 @@ TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
     return std::isfinite(v) && v >= 0.0f && v < 1.0f;
   });
   recipe.weight_decay = parse_float_flag("--weight-decay", f.weight_decay, "in [0, 1000]",
-                                         [](float v) { return v >= 0.0f && v <= 1e3f; });
+                                         [](float v) { return v >= 0.0f && v <= kMaxWeightDecay; });
   if (f.lr_decay != "none" && f.lr_decay != "linear") {
     throw InputError("--lr-decay must be none or linear (got '" + f.lr_decay + "')");
   }

@@ -66,6 +66,16 @@ void check_minibatch_recipe(const Recipe& r, int64_t rows) {
   if (r.epochs < 0) fail("--epochs must be at least 1 (got " + std::to_string(r.epochs) + ")");
   if (r.k < 1) fail("--k must be at least 1 (got " + std::to_string(r.k) + ")");
   if (rows > int64_t{UINT32_MAX}) fail("too many training images for one run");
+  // PCD's chains take the sampler's draws of global steps u k .. u k + k - 1 at update u, named by
+  // 32-bit phases 2 g and 2 g + 1 (host/backend.hpp): past 2^31 - 1 steps they would repeat
+  // earlier steps' draws (and the last one the start states').
+  const int64_t pcd_steps = total_updates(r, rows) * r.k;
+  if (r.pcd && pcd_steps > kMaxPcdSteps) {
+    fail("--pcd runs its chains at most " + std::to_string(kMaxPcdSteps) +
+         " Gibbs steps (the updates times --k; their draws are named by the step): this run has " +
+         std::to_string(total_updates(r, rows)) + " x " + std::to_string(r.k) + " = " +
+         std::to_string(pcd_steps));
+  }
 }
 
 uint64_t shuffle_key(uint32_t seed, int64_t epoch, uint32_t index) {

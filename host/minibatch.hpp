@@ -79,8 +79,16 @@ float learning_rate_at(const Recipe& recipe, int64_t update, int64_t total);
 // The negative phase's sample count N: recipe.chains (default batch) with PCD, batch with CD.
 int64_t negative_samples(const Recipe& recipe);
 
+// --weight-decay's largest value (a run.json's recipe.weight_decay too).
+constexpr float kMaxWeightDecay = 1000.0f;
+
+// The most Gibbs steps PCD's chains take over a run (updates x k): their draws' phases 2 g and
+// 2 g + 1 of global step g stay below kInitPhase (host/backend.hpp) and never repeat.
+constexpr int64_t kMaxPcdSteps = (int64_t{1} << 31) - 1;
+
 // Throws InputError when the recipe cannot run on `rows` training images (batch larger than the
-// data, chains without PCD, momentum outside [0, 1), negative weight decay, ...).
+// data, chains without PCD, momentum outside [0, 1), negative weight decay, PCD past
+// kMaxPcdSteps, ...).
 void check_minibatch_recipe(const Recipe& recipe, int64_t rows);
 
 // The 64-bit sort key of image i in epoch e: (word << 32) | i, word = word i % 4 of

@@ -737,6 +737,8 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
           {[](nlohmann::json& r) { r["schedule"]["log_every"] = 0; }, {"schedule.log_every 0"}},
           {[](nlohmann::json& r) { r.erase("schedule"); }, {"no schedule.log_every entry"}},
           {[](nlohmann::json& r) { r["recipe"]["momentum"] = 1.5; }, {"recipe.momentum 1.5"}},
+          {[](nlohmann::json& r) { r["recipe"]["weight_decay"] = 5000.0; },
+           {"recipe.weight_decay 5000", "[0, 1000]"}},
           {[](nlohmann::json& r) { r["recipe"]["batch"] = 0; }, {"recipe.batch 0"}},
           {[](nlohmann::json& r) { r["recipe"]["lr_decay"] = "cosine"; }, {"recipe.lr_decay"}},
           {[](nlohmann::json& r) { r["recipe"]["hidden_type"] = "quaternary"; },

@@ -97,6 +97,25 @@ TEST(MinibatchSchedule, BadRecipesAreRefused) {
                      "--momentum");
   EXPECT_INPUT_ERROR(check_minibatch_recipe(with([](Recipe& r) { r.weight_decay = -1.0f; }), 100),
                      "--weight-decay");
+  // PCD's chains step updates x k times: 2^31 - 1 at most, counted in updates or in epochs (of 10
+  // batches here); CD's chains start anew at each update.
+  const auto pcd = [&](int64_t iters, int k, int64_t epochs) {
+    return with([&](Recipe& r) {
+      r.pcd = true;
+      r.iters = iters;
+      r.k = k;
+      r.epochs = epochs;
+    });
+  };
+  EXPECT_NO_THROW(check_minibatch_recipe(pcd(kMaxPcdSteps, 1, 0), 100));
+  EXPECT_INPUT_ERROR(check_minibatch_recipe(pcd(kMaxPcdSteps + 1, 1, 0), 100), "--pcd",
+                     "2147483647 Gibbs steps", "2147483648 x 1 = 2147483648");
+  EXPECT_NO_THROW(check_minibatch_recipe(pcd(1'000'000, 2147, 0), 100));
+  EXPECT_INPUT_ERROR(check_minibatch_recipe(pcd(1'000'000, 2148, 0), 100), "1000000 x 2148");
+  EXPECT_INPUT_ERROR(check_minibatch_recipe(pcd(1, 100'000, 3000), 100), "30000 x 100000");
+  Recipe cd = pcd(kMaxPcdSteps + 1, 1, 0);
+  cd.pcd = false;
+  EXPECT_NO_THROW(check_minibatch_recipe(cd, 100));
 }
 
 // A recipe exercising everything: PCD or CD-2, momentum, weight decay, linear decay over two
