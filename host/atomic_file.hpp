@@ -60,6 +60,8 @@ class StagedFile {
   void commit();
   // Whether commit() has renamed the file into place (its directory's sync may have failed after).
   bool in_place() const { return in_place_; }
+  // The file as named.
+  const std::filesystem::path& path() const { return path_; }
 
  private:
   // Links the unnamed temporary file (O_TMPFILE) as tmp_, once it is whole.

@@ -71,7 +71,7 @@ void make_start_states(std::span<uint8_t> rows, int64_t first, int64_t count, in
 // An output staged (host/atomic_file.hpp: written beside its name, not yet in place) and the
 // flag that asked for it.
 struct StagedOutput {
-  std::string flag, path;
+  std::string flag;
   StagedFile file;
 };
 
@@ -97,7 +97,9 @@ void commit_outputs(std::vector<StagedOutput>& staged) {
     } catch (const InputError& e) {
       std::vector<std::string> written;
       for (size_t i = 0; i <= k; ++i) {
-        if (staged[i].file.in_place()) written.push_back(staged[i].flag + " " + staged[i].path);
+        if (staged[i].file.in_place()) {
+          written.push_back(staged[i].flag + " " + staged[i].file.path().string());
+        }
       }
       std::string list;
       for (size_t i = 0; i < written.size(); ++i) {
@@ -288,16 +290,16 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // All or none: --out is staged (written above, synced here), then the pictures, and only when
   // all are are they put in place, so that a failure (a full disk) leaves every file as it was.
   std::vector<StagedOutput> staged;
-  staged.push_back({"--out", f.out, naming_the_flag("--out", [&] { return out.finish(); })});
+  staged.push_back({"--out", naming_the_flag("--out", [&] { return out.finish(); })});
   if (!f.png.empty()) {
-    staged.push_back({"--png", f.png, naming_the_flag("--png", [&] {
+    staged.push_back({"--png", naming_the_flag("--png", [&] {
                         return stage_png_gray(f.png, image_grid(first_final, n));
                       })});
   }
   if (!f.before_after.empty()) {
     const std::vector<uint8_t> after(first_final.begin(),
                                      first_final.begin() + static_cast<ptrdiff_t>(pairs) * d);
-    staged.push_back({"--before-after", f.before_after, naming_the_flag("--before-after", [&] {
+    staged.push_back({"--before-after", naming_the_flag("--before-after", [&] {
                         return stage_png_gray(f.before_after,
                                               before_after_grid(before, after, pairs));
                       })});

@@ -312,16 +312,8 @@ void write_npy_u8(const std::filesystem::path& path, const std::vector<uint8_t>&
   write_file_atomic(path, encode_npy_u8(path, data, shape));
 }
 
-namespace {
-
-// The header of a states file and the bytes of one of its rows.
-struct StatesLayout {
-  std::string header;
-  size_t row_bytes;
-};
-
-StatesLayout states_layout(const std::filesystem::path& path, int64_t rows, int64_t cols,
-                           StatesFormat format) {
+NpyStatesFile::Layout NpyStatesFile::layout_of(const std::filesystem::path& path, int64_t rows,
+                                               int64_t cols, StatesFormat format) {
   if (rows < 0 || cols <= 0) fail(path, "cannot write shape " + npy_shape_text({rows, cols}));
   const bool packed = format == StatesFormat::packed;
   // numpy.packbits(states, axis=1) packs 8 units to a byte.
@@ -332,22 +324,25 @@ StatesLayout states_layout(const std::filesystem::path& path, int64_t rows, int6
           static_cast<size_t>(out_cols) * out_size};
 }
 
-}  // namespace
-
 uint64_t NpyStatesFile::file_bytes(int64_t rows, int64_t cols, StatesFormat format) {
-  const StatesLayout layout = states_layout("states", rows, cols, format);
-  return layout.header.size() + static_cast<uint64_t>(rows) * layout.row_bytes;
+  const Layout file = layout_of("states", rows, cols, format);
+  return file.header.size() + static_cast<uint64_t>(rows) * file.row_bytes;
 }
 
+// The shape is checked (by layout_of()) before the temporary file is made.
 NpyStatesFile::NpyStatesFile(const std::filesystem::path& path, int64_t rows, int64_t cols,
                              StatesFormat format)
+    : NpyStatesFile(path, rows, cols, format, layout_of(path, rows, cols, format)) {}
+
+NpyStatesFile::NpyStatesFile(const std::filesystem::path& path, int64_t rows, int64_t cols,
+                             StatesFormat format, Layout layout)
     : path_(path),
       rows_(rows),
       cols_(cols),
       packed_(format == StatesFormat::packed),
-      row_bytes_(states_layout(path, rows, cols, format).row_bytes),  // the shape checked first
+      row_bytes_(layout.row_bytes),
       file_(path) {
-  file_.append(states_layout(path, rows, cols, format).header);
+  file_.append(layout.header);
 }
 
 void NpyStatesFile::append_rows(std::span<const uint8_t> states) {

@@ -48,6 +48,16 @@ class NpyStatesFile {
   static uint64_t file_bytes(int64_t rows, int64_t cols, StatesFormat format);
 
  private:
+  // The file's header and the bytes of one row in it; throws when the shape cannot be written.
+  struct Layout {
+    std::string header;
+    size_t row_bytes;
+  };
+  static Layout layout_of(const std::filesystem::path& path, int64_t rows, int64_t cols,
+                          StatesFormat format);
+  NpyStatesFile(const std::filesystem::path& path, int64_t rows, int64_t cols, StatesFormat format,
+                Layout layout);
+
   std::filesystem::path path_;
   int64_t rows_, cols_;
   bool packed_;
