@@ -4,6 +4,7 @@
 // a PNG grid of up to 100 chains and the before/after picture (each start image beside its K-step
 // sample).
 #include <algorithm>
+#include <cfloat>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -184,6 +185,17 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   reject_same_files({{"--out", f.out}, {"--png", f.png}, {"--before-after", f.before_after}});
 
   const Params params = read_model(f.model);  // finite, as read_model checks
+  // Finite weights whose sums overflow in float would give infinite or NaN pre-activations (+inf
+  // meeting -inf), the draws of another model (a NaN probability draws 0), without a word;
+  // rounding can add a part in 1e4 to the bound.
+  if (const double reach = largest_preactivation(params); reach > FLT_MAX / 2) {
+    char text[200];
+    std::snprintf(text, sizeof text,
+                  ": a unit's pre-activation can reach %.3g (|bias| and the sum of |W| over its "
+                  "connections), and its float sums overflow beyond %.3g",
+                  reach, double{FLT_MAX} / 2);
+    throw InputError("--model " + f.model + text + ": the chains would not sample this model");
+  }
   const int d = params.visible;
   for (const auto& [flag, path] : {std::pair{"--png", f.png}, {"--before-after", f.before_after}}) {
     if (!path.empty() && d != kImagePixels) {

@@ -85,6 +85,24 @@ bool all_finite(const Params& params) {
   return all_finite(params.W) && all_finite(params.b) && all_finite(params.a);
 }
 
+double largest_preactivation(const Params& params) {
+  const int d = params.visible, H = params.hidden;
+  std::vector<double> hidden_reach(params.b.begin(), params.b.end());  // (H) |b_j| + sum_i |W_ij|
+  for (double& r : hidden_reach) r = std::fabs(r);
+  double largest = 0.0;
+  for (int i = 0; i < d; ++i) {
+    double visible_reach = params.has_visible_bias() ? std::fabs(double{params.a[i]}) : 0.0;
+    for (int j = 0; j < H; ++j) {
+      const double w = std::fabs(double{params.W[static_cast<size_t>(i) * H + j]});
+      visible_reach += w;
+      hidden_reach[static_cast<size_t>(j)] += w;
+    }
+    largest = std::max(largest, visible_reach);
+  }
+  for (const double r : hidden_reach) largest = std::max(largest, r);
+  return largest;
+}
+
 std::optional<NonFiniteValue> first_non_finite(const Params& params) {
   const auto find = [](const std::vector<float>& values) {
     return std::find_if(values.begin(), values.end(), [](float x) { return !std::isfinite(x); }) -

@@ -924,6 +924,10 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   expect_refused({"eval", "--model", (dir / "huge").string(), "--data", RBM_MNIST_DIR, "--method",
                   "ais", "--ais-runs", "2", "--ais-betas", "10"},
                  {"AIS", "overflow", "--method exact"});
+  // sample would draw from NaN probabilities (784 x 5e35 = 3.92e38 > FLT_MAX / 2).
+  expect_refused({"sample", "--model", (dir / "huge").string(), "--out", (dir / "s.npy").string()},
+                 {"--model", "can reach 3.92e+38", "overflow beyond 1.7e+38"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
   // AIS's flags with --method exact would be ignored.
   std::filesystem::create_directories(dir / "model");
   write_model(dir / "model", test::random_params(784, 4, 0.1f, 3, false));

@@ -221,5 +221,25 @@ TEST(InitParams, VisibleBiasesClampBothEnds) {
   EXPECT_NEAR(p.a[3], -std::log(999.0), 1e-5);
 }
 
+// The bound sample checks before it trusts float sums: the largest of each hidden unit's |b_j| +
+// sum_i |W_ij| (4.5 and 7 here) and each visible unit's |a_i| + sum_j |W_ij| (13 and 7).
+TEST(ModelBounds, LargestPreactivationIsTheLargestAbsoluteSumOfAUnit) {
+  Params p;
+  p.visible = 2;
+  p.hidden = 2;
+  p.W = {1.0f, -2.0f, 3.0f, 4.0f};  // (2, 2), row-major
+  p.b = {0.5f, -1.0f};
+  EXPECT_EQ(largest_preactivation(p), 7.0);
+  p.a = {-10.0f, 0.0f};
+  EXPECT_EQ(largest_preactivation(p), 13.0);
+  p.b = {-20.0f, 0.0f};
+  EXPECT_EQ(largest_preactivation(p), 24.0);
+  // In double: float's largest values add up beyond FLT_MAX without overflow, and a bias of 1e32
+  // is not lost beside them (double's ulp there is 1.5e23).
+  p.a = {1e32f, 0.0f};
+  p.W = {FLT_MAX, FLT_MAX, 0.0f, 0.0f};
+  EXPECT_DOUBLE_EQ(largest_preactivation(p), 2.0 * FLT_MAX + double{1e32f});
+}
+
 }  // namespace
 }  // namespace rbm
