@@ -2,6 +2,7 @@
 #include "host/checkpoint.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -405,6 +406,23 @@ bool is_valid_utf8(std::string_view text) {
   return true;
 }
 
+namespace {
+
+// Whether the process whose id ends `temporary_name` (.NAME.tmp.PID) is running: kill(pid, 0)
+// finds it (or finds it but may not signal it). An id beyond pid_t is no process. A process that
+// took a dead writer's id keeps its file until it ends too; a writer in another PID namespace
+// looks gone.
+bool process_alive(const std::string& temporary_name) {
+  const std::string_view digits =
+      std::string_view(temporary_name).substr(temporary_name.rfind('.') + 1);
+  pid_t pid = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), pid);
+  if (error != std::errc() || end != digits.data() + digits.size()) return false;
+  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+}
+
+}  // namespace
+
 void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint) {
   for (const std::string& name : checkpoint.staged) rename_or_throw(staged(dir, name), dir / name);
   // Staged files of a checkpoint that was never committed (NAME.next), and temporary files of
@@ -426,7 +444,10 @@ void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& chec
       if (target.ends_with(kStagedSuffix)) {
         target.resize(target.size() - std::strlen(kStagedSuffix));
       }
-      return is_ours(target);
+      // The run's own files have no other writer (the run holds the directory's lock); another
+      // .npy may be a `sample --out` still being written, unnamed or not (host/atomic_file.hpp):
+      // only a writer that is gone has left it.
+      return is_listed_run_file(target) || (is_ours(target) && !process_alive(file));
     }
     return false;
   };

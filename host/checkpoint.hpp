@@ -107,7 +107,8 @@ Checkpoint load_newest_checkpoint(const std::filesystem::path& dir,
                                   const BeforeRead& before_read = {});
 
 // Finishes what a killed run left: publishes the checkpoint's staged files and removes stale
-// NAME.next and temporary files, so that the next checkpoint starts from a clean directory.
+// NAME.next and temporary files (another .npy's only when the process that wrote it is gone: a
+// `sample --out` may be writing it), so that the next checkpoint starts from a clean directory.
 void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint);
 
 // The options to continue the run in `dir` (the recipe, data selection and schedule it was

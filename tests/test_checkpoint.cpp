@@ -385,9 +385,15 @@ TEST(Checkpoint, ParameterFilesThatBelongTogetherButDisagreeAreRefused) {
 TEST(Checkpoint, TidyingRemovesWhatKilledWritersLeftAndNothingElse) {
   TempDir dir;
   write_checkpoint(dir.path(), 3, param_files(small_params(1.0f, false)), run_at(3));
-  const std::vector<std::string> stale = {".W.npy.tmp.1234", ".run.json.tmp.7",
-                                          ".metrics.csv.tmp.99", ".b.npy.next.tmp.5", "W.npy.next"};
-  const std::vector<std::string> kept = {"notes.txt", ".W.npy.tmp.x1", ".hidden", "mine.next.txt"};
+  // Another .npy's temporary file is stale when its writer is gone (999999999 is beyond any
+  // pid_max); a live one's (this process stands for a `sample --out` into the run directory) is
+  // being written.
+  const std::string live = ".samples.npy.tmp." + std::to_string(::getpid());
+  const std::vector<std::string> stale = {".W.npy.tmp.1234",     ".run.json.tmp.7",
+                                          ".metrics.csv.tmp.99", ".b.npy.next.tmp.5",
+                                          "W.npy.next",          ".samples.npy.tmp.999999999"};
+  const std::vector<std::string> kept = {"notes.txt", ".W.npy.tmp.x1", ".hidden", "mine.next.txt",
+                                         live};
   for (const auto& name : stale) test::write_bytes(dir / name, "x");
   for (const auto& name : kept) test::write_bytes(dir / name, "x");
   tidy_run_directory(dir.path(), load_checkpoint(dir.path()));
