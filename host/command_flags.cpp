@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -83,9 +84,27 @@ std::optional<int64_t> exact_integer(const std::string& text) {
   return number->negative ? -value : value;
 }
 
+// --help lists an option that has a positional name too (eval's and sample's model) under
+// "Positionals" and again under "Options", each line with its description and REQUIRED, as if
+// they were two things to give. Its flag line here says which positional it names instead.
+class PositionalByNameFormatter final : public CLI::Formatter {
+ public:
+  std::string make_option(const CLI::Option* option, bool is_positional) const override {
+    if (is_positional || !option->get_positional()) {
+      return CLI::Formatter::make_option(option, is_positional);
+    }
+    std::stringstream line;
+    CLI::detail::format_help(
+        line, make_option_name(option, false) + " " + get_label(option->get_type_name()),
+        "the positional " + option->get_name(true) + ", given by name", get_column_width());
+    return line.str();
+  }
+};
+
 }  // namespace
 
 void prepare_flags(CLI::App& app) {
+  app.formatter(std::make_shared<PositionalByNameFormatter>());
   // CLI11 reads an empty value as 0 (a valid --seed) or as an empty path: refuse it instead.
   const CLI::Validator not_empty(
       [](std::string& value) { return value.empty() ? std::string("empty value") : std::string(); },
