@@ -554,6 +554,11 @@ TEST(Resume, ASignalDuringTheResumedRowWritesTheCheckpointAgainWithoutIt) {
   ASSERT_EQ(third.exit_code, 0) << third.output;
   EXPECT_NE(third.output.find("trained 3 updates (resumed at 1)"), std::string::npos)
       << third.output;
+  // Its time and rate are the whole run's, the first invocation's updates too.
+  EXPECT_NE(third.output.find(" us/update, both over all of the run's invocations); this "
+                              "invocation took "),
+            std::string::npos)
+      << third.output;
   EXPECT_FALSE(test::read_json(run / "run.json").contains("metrics_row_missing"));
 
   // The same two invocations without signals.
