@@ -176,7 +176,7 @@ TEST(EvalCli, TextReportNamesTheNumbers) {
 // images that the model was trained on (run.json's data.digit and data.split overlap the scored
 // ones), AIS flags that the automatic exact log Z leaves unused, and an AIS estimate that a few
 // runs carry (ESS below a tenth of the runs or below 2, where the plug-in interval stops meaning
-// much).
+// much) or that a schedule shorter than the default gave.
 TEST(EvalCli, NotesSayWhatCouldBeMisread) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
@@ -232,6 +232,19 @@ TEST(EvalCli, NotesSayWhatCouldBeMisread) {
   const std::string few_runs_notes = few_runs["notes"].dump();
   EXPECT_NE(few_runs_notes.find(" of 10 runs: a few runs carry the estimate"), std::string::npos)
       << few_runs_notes;
+  // A schedule shorter than the default with runs of near-equal weight (weights of sd 0.01): the
+  // ESS says nothing, the length of the schedule is said instead.
+  std::filesystem::create_directories(dir / "weak");
+  write_model(dir / "weak", test::random_params(784, 12, 0.01f, 5, true));
+  const nlohmann::json short_schedule =
+      eval_json({"--model", (dir / "weak").string(), "--method", "ais", "--ais-betas", "200",
+                 "--ais-runs", "20"});
+  ASSERT_GT(short_schedule["ess"].get<double>(), 10.0);
+  EXPECT_EQ(short_schedule["notes"],
+            nlohmann::json::array({"--ais-betas 200, fewer than the default 14500: a short "
+                                   "schedule can put every run low together, which the interval "
+                                   "(the runs' spread) does not show; a log Z that rises with more "
+                                   "--ais-betas was short of it"}));
 }
 
 // The free-energy gap is to the images the model was trained on, as its run.json records them
