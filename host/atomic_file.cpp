@@ -40,6 +40,9 @@ class Fd {
   int fd_;
 };
 
+// allow_unnamed_temporaries's setting.
+std::atomic<bool> g_unnamed_temporaries{true};
+
 constexpr int kGuardSlots = StagedFile::kMaxGuardedTemporaries;
 constexpr std::array<int, 3> kGuardedSignals = {SIGINT, SIGTERM, SIGHUP};
 
@@ -195,6 +198,8 @@ std::filesystem::path write_target(const std::filesystem::path& path) {
   fail(path, "cannot follow its symbolic links", ELOOP);
 }
 
+void allow_unnamed_temporaries(bool allowed) { g_unnamed_temporaries.store(allowed); }
+
 std::optional<uint64_t> free_bytes_for(const std::filesystem::path& path) {
   struct statvfs fs {};
   // A file system without blocks (procfs, where /dev/stdout leads to a pipe) cannot tell.
@@ -221,8 +226,10 @@ StagedFile::StagedFile(const std::filesystem::path& path)
   // Unnamed while it is written, where the file system allows (O_TMPFILE: ext4, xfs, btrfs,
   // tmpfs): a process killed meanwhile (SIGKILL, the OOM killer, a crash) leaves nothing behind,
   // however long the writing (sample's --out grows for hours). Else named from the start.
-  fd_ = ::open(directory_of(target_).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd_ >= 0) return;
+  if (g_unnamed_temporaries.load()) {
+    fd_ = ::open(directory_of(target_).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd_ >= 0) return;
+  }
   guard_slot_ = guard_temporary(tmp_);
   staged_ = true;
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

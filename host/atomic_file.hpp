@@ -81,6 +81,11 @@ class StagedFile {
   bool in_place_ = false;         // tmp_ has been renamed over target_
 };
 
+// For tests: whether StagedFile tries an unnamed O_TMPFILE file first (true, the default). False
+// gives the named temporary files of file systems without O_TMPFILE (NFS, CIFS, vfat, ...) on any
+// file system, so that the suite runs that path too.
+void allow_unnamed_temporaries(bool allowed);
+
 // The file that writing `path` replaces: `path` itself or, when it is a symbolic link, the file the
 // link names, followed through up to 40 links as open(2) would (a dangling link's target is
 // created). Renaming the temporary file over the link would replace the link with a file: `sample

@@ -478,10 +478,31 @@ void expect_divergence_keeps_checkpoint(const std::function<void(Params&)>& pois
   EXPECT_EQ(csv.find("\n300,"), std::string::npos) << csv;
 }
 
+// The staging tests below run twice: with unnamed temporary files where this file system allows
+// them (O_TMPFILE), and with the named .NAME.tmp.PID files of file systems that do not (NFS, vfat,
+// ...), which allow_unnamed_temporaries(false) gives here.
+class AtomicFileTemporaries : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { allow_unnamed_temporaries(GetParam()); }
+  void TearDown() override { allow_unnamed_temporaries(true); }
+  // Whether the temporary files of this test have no name while they are written.
+  bool unnamed() const {
+    if (!GetParam()) return false;
+    const test::TempDir dir;
+    const int probe = ::open(dir.path().c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (probe >= 0) ::close(probe);
+    return probe >= 0;
+  }
+};
+std::string temporaries_name(const ::testing::TestParamInfo<bool>& param) {
+  return param.param ? "UnnamedWhereAllowed" : "Named";
+}
+INSTANTIATE_TEST_SUITE_P(Both, AtomicFileTemporaries, ::testing::Bool(), temporaries_name);
+
 // A command without signal handlers of its own (sample, eval) killed by SIGINT, SIGTERM or SIGHUP
 // while it writes a file leaves neither the file nor its temporary: here the signal comes from
 // inside the write, after its first piece, in a child process (a death test).
-TEST(AtomicFile, ASignalDuringAWriteLeavesNoTemporaryFile) {
+TEST_P(AtomicFileTemporaries, ASignalDuringAWriteLeavesNoTemporaryFile) {
   GTEST_FLAG_SET(death_test_style, "fast");  // fork only: the child writes into this `dir`
   test::TempDir dir;
   const std::filesystem::path path = dir / "states.npy";
@@ -508,7 +529,7 @@ TEST(AtomicFile, ASignalDuringAWriteLeavesNoTemporaryFile) {
 
 // A staged file is beside its name until committed: destroyed uncommitted, it leaves the old file
 // and no temporary; committed, it replaces the file; moved, only the new owner commits it.
-TEST(AtomicFile, AStagedFileReplacesNothingUntilCommitted) {
+TEST_P(AtomicFileTemporaries, AStagedFileReplacesNothingUntilCommitted) {
   test::TempDir dir;
   write_file_atomic(dir / "a", "old a");
   write_file_atomic(dir / "b", "old b");
@@ -538,7 +559,7 @@ TEST(AtomicFile, AStagedFileReplacesNothingUntilCommitted) {
 // A staged file written a piece at a time (sample's --out, a block of chains at a time): the
 // pieces in order, in place only once finished and committed; it cannot be committed before it is
 // finished, nor written after; moved while open, the new owner writes on.
-TEST(AtomicFile, AStagedFileWrittenInPiecesIsInPlaceOnlyOnceCommitted) {
+TEST_P(AtomicFileTemporaries, AStagedFileWrittenInPiecesIsInPlaceOnlyOnceCommitted) {
   test::TempDir dir;
   write_file_atomic(dir / "s", "old");
   StagedFile first(dir / "s");
@@ -562,11 +583,9 @@ TEST(AtomicFile, AStagedFileWrittenInPiecesIsInPlaceOnlyOnceCommitted) {
 // A file being written has no name where the file system allows (O_TMPFILE): a process killed
 // then by SIGKILL leaves nothing. Once finished it is .NAME.tmp.PID, for commit() to rename. Where
 // O_TMPFILE is not supported (tried on the test's directory), it is named from the start.
-TEST(AtomicFile, AFileBeingWrittenHasNoNameWhereTheFileSystemAllows) {
+TEST_P(AtomicFileTemporaries, AFileBeingWrittenHasNoNameWhereTheFileSystemAllows) {
   test::TempDir dir;
-  const int probe = ::open(dir.path().c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-  const bool unnamed = probe >= 0;
-  if (unnamed) ::close(probe);
+  const bool unnamed = this->unnamed();
   const auto names = [&] { return test::entries_of(dir.path()); };
   const std::string tmp_name = ".s.tmp." + std::to_string(::getpid());
   StagedFile file(dir / "s");
@@ -587,7 +606,7 @@ TEST(AtomicFile, AFileBeingWrittenHasNoNameWhereTheFileSystemAllows) {
 
 // A command killed by a signal while it holds staged files (sample's outputs, written all before
 // any is put in place) leaves none of their temporaries, and the files as they were.
-TEST(AtomicFile, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {
+TEST_P(AtomicFileTemporaries, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {
   GTEST_FLAG_SET(death_test_style, "fast");  // fork only: the child writes into this `dir`
   test::TempDir dir;
   write_file_atomic(dir / "a", "old a");
@@ -621,7 +640,7 @@ TEST(AtomicFile, ASignalWhileFilesAreStagedLeavesNoTemporaryFile) {
 // a first signal goes to it and the files stay staged; a second kills the program, as the handler
 // being one-shot means, and removes their temporaries. After the writes the action is the one the
 // handler would have left: the default once it has had its signal.
-TEST(AtomicFile, ASecondSignalWhileFilesAreStagedRemovesTheirTemporaries) {
+TEST_P(AtomicFileTemporaries, ASecondSignalWhileFilesAreStagedRemovesTheirTemporaries) {
   GTEST_FLAG_SET(death_test_style, "fast");  // fork only: the child writes into this `dir`
   test::TempDir dir;
   const auto signal_twice = [&] {
@@ -667,7 +686,7 @@ TEST(AtomicFile, ASecondSignalWhileFilesAreStagedRemovesTheirTemporaries) {
 // Writing through a symbolic link replaces the file it names and leaves the link (a rename over
 // the link would make it a file: `--out /dev/stdout` replaced the system's /dev/stdout), through
 // a chain of relative and absolute links; a dangling link's target is created; a loop is refused.
-TEST(AtomicFile, AWriteThroughASymbolicLinkReplacesItsTarget) {
+TEST_P(AtomicFileTemporaries, AWriteThroughASymbolicLinkReplacesItsTarget) {
   test::TempDir dir;
   std::filesystem::create_directory(dir / "sub");
   write_file_atomic(dir / "sub" / "target", "old");
