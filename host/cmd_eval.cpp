@@ -337,8 +337,8 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     notes.push_back("--ais-betas " + std::to_string(ais_betas) + ", fewer than the default " +
                     std::to_string(default_betas) +
                     ": a short schedule can put every run low together, which the interval (the "
-                    "runs' spread) does not show; a log Z that rises with more --ais-betas was "
-                    "short of it");
+                    "runs' spread) does not show; if log Z rises with more --ais-betas, this "
+                    "one was low");
   }
 
   // An interval end that is not finite (AIS below the exact bound: host/log_z.hpp) is unknown.

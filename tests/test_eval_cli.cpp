@@ -243,8 +243,8 @@ TEST(EvalCli, NotesSayWhatCouldBeMisread) {
   EXPECT_EQ(short_schedule["notes"],
             nlohmann::json::array({"--ais-betas 200, fewer than the default 14500: a short "
                                    "schedule can put every run low together, which the interval "
-                                   "(the runs' spread) does not show; a log Z that rises with more "
-                                   "--ais-betas was short of it"}));
+                                   "(the runs' spread) does not show; if log Z rises with more "
+                                   "--ais-betas, this one was low"}));
 }
 
 // The free-energy gap is to the images the model was trained on, as its run.json records them
