@@ -59,6 +59,7 @@ import stat
 import struct
 import sys
 import time
+import zlib
 
 # The GEMMs here are small (100 x 784 x 100): one BLAS thread is faster than several,
 # markedly so on a busy machine. Set OPENBLAS_NUM_THREADS yourself to override.
@@ -93,8 +94,13 @@ def find_idx(folder, stem):
 
 def read_idx(path):
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        # Unreadable, not gzip, or cut short: the file and the reason, exit 2 (gzip's errors name
+        # no file, and a truncated stream is an EOFError).
+        exit_error("cannot read %s: %s" % (path, e or type(e).__name__))
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         exit_error("%s is not an unsigned-byte IDX file" % path)
     ndim = raw[3]
@@ -870,6 +876,8 @@ def main():
     if args.method == "exact" and args.given:
         p.error("%s set%s AIS, which --method exact does not run"
                 % (", ".join(args.given), "s" if len(args.given) == 1 else ""))
+    if args.check and (args.models or args.json is not None):
+        p.error("--check scores its own models: it takes no MODEL_DIR and no --json")
     json_path = json_output(p, args.json) if args.json is not None else None
 
     if args.check:
