@@ -118,6 +118,19 @@ refused "a negative --seed" "$prog --seed must be at least 0" binary --seed -1
 refused "too few --betas" "$prog --betas must be at least 3" binary --betas 2
 refused "AIS flags with --method exact" \
   "$prog --runs, --betas set AIS, which --method exact does not run" binary --method exact
+refused "--check with a MODEL_DIR" \
+  "$prog --check scores its own models: it takes no MODEL_DIR and no --json" --check binary
+# MNIST files that are not what they say: one line naming the file, exit 2 (not a traceback).
+mkdir bad_mnist
+printf 'notgzip' >bad_mnist/train-images-idx3-ubyte.gz
+refused "an MNIST .gz that is not gzip" \
+  "error: cannot read bad_mnist/train-images-idx3-ubyte.gz: Not a gzipped file (b'no')" \
+  binary --mnist bad_mnist
+gzip -c "$mnist/train-images-idx3-ubyte" >whole.gz
+head -c 1000 whole.gz >bad_mnist/train-images-idx3-ubyte.gz
+refused "a truncated MNIST .gz" \
+  "error: cannot read bad_mnist/train-images-idx3-ubyte.gz: Compressed file ended before the end-of-stream marker was reached" \
+  binary --mnist bad_mnist
 
 # --method exact above the enumeration's limit: exit 2 and one line, before reading any images.
 # The models are zeros written here: 21 binary and 13 ternary hidden units.
