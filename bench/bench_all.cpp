@@ -11,6 +11,7 @@
 // The CPU runs fewer chains (sampler) and temperatures (AIS) where the full size would take
 // minutes; the table says so, and compares rates. The limits: the CPU's fp32 FMA peak measured
 // on all its cores at once (bench/peak.hpp), the GPU's from its attributes (kernels/device_peak).
+#include <cblas.h>  // openblas_get_corename: which of its kernels OpenBLAS chose for this CPU
 #include <stdlib.h>
 #include <sys/utsname.h>
 
@@ -451,11 +452,12 @@ int run(const Options& o) {
     return init_params(init, digits);
   };
   // 2. The sampler. The CPU runs at most 2e5 / H x 100 chain-steps' worth of chains (about two
-  // seconds each).
+  // seconds each), --quick too: fewer would leave a core idle (a tile of 256 chains is one
+  // thread's work), and --quick's fewer steps keep it short.
   for (const int H : {100, 500}) {
     const Params params = sampler_params(H);
     const int64_t steps = 100 / (o.quick ? 5 : 1);
-    const int64_t cpu_cap = (H <= 100 ? 2048 : 512) / q_chains;
+    const int64_t cpu_cap = H <= 100 ? 2048 : 512;
     for (const int64_t N : {int64_t{1024}, int64_t{65536}, int64_t{262144}}) {
       const int64_t n = N / q_chains;
       Row row{"2 sampler H " + std::to_string(H) + " N " + std::to_string(n),
@@ -484,7 +486,7 @@ int run(const Options& o) {
   {
     const Params params = sampler_params(100);
     const int64_t steps = 100 / (o.quick ? 5 : 1), n = 262144 / q_chains;
-    const int64_t cpu_chains = std::min<int64_t>(n, 2048 / q_chains);
+    const int64_t cpu_chains = std::min<int64_t>(n, 2048);
     Row row{"2 sample cmd N " + std::to_string(n),
             "H 100, K " + std::to_string(steps) + ", end to end (cpu: N " +
                 std::to_string(cpu_chains) + ")",
@@ -560,7 +562,8 @@ int run(const Options& o) {
     row.torch.why_not = "-";
     notes.push_back("AIS: the CPU runs " + std::to_string(temperatures / 10) +
                     " temperatures once, its time scaled to " + std::to_string(temperatures) +
-                    "; the peer has no AIS");
+                    "; this is one AIS from one base: eval runs two (base-rate and uniform), "
+                    "twice this; the peer has no AIS");
     rows.push_back(row);
   }
 
@@ -570,15 +573,16 @@ int run(const Options& o) {
 
   // The table.
   std::printf(
-      "\nbench_all, %s UTC. cpu: %d cores, fp32 FMA peak %.1f GFLOP/s measured on all "
-      "cores at once (load average %.2f before it started, %.2f at the end with its own work%s); "
-      "cuda: %s%s%s; peer: %s. Medians of %d runs.\n\n",
-      utc_stamp("%Y-%m-%d %H:%M").c_str(), cores, cpu_peak / 1e9, load, load_end,
+      "\nbench_all, %s UTC. cpu: %d cores, fp32 FMA peak (%s) %.1f GFLOP/s measured on all "
+      "cores at once (load average %.2f before it started, %.2f at the end with its own work%s), "
+      "OpenBLAS's %s kernels; cuda: %s%s%s; peer: %s. Medians of %d runs.\n\n",
+      utc_stamp("%Y-%m-%d %H:%M").c_str(), cores, bench::fma_peak_isa(), cpu_peak / 1e9, load,
+      load_end,
       load > 0.5 * cores  // the end's load average counts the benchmark's own threads
           ? ": a busy machine, so the peak and the CPU rates are both lowered"
           : "",
-      cuda_note.c_str(), gpu_peak_text.empty() ? "" : ", fp32 peak ", gpu_peak_text.c_str(),
-      peer_note.c_str(), o.repeats);
+      openblas_get_corename(), cuda_note.c_str(), gpu_peak_text.empty() ? "" : ", fp32 peak ",
+      gpu_peak_text.c_str(), peer_note.c_str(), o.repeats);
   std::printf("%-24s %-42s %11s %11s %8s %8s %8s %11s %9s\n", "workload", "size", "cpu", "cuda",
               "speedup", "cpu %pk", "cuda %pk", "torch", "vs torch");
   for (const Row& row : rows) {
@@ -617,6 +621,8 @@ int run(const Options& o) {
                         {"cpu_cores", cores},
                         {"load_average", {load, load_end}},
                         {"cpu_peak_flops", cpu_peak},
+                        {"cpu_peak_isa", bench::fma_peak_isa()},
+                        {"openblas_core", openblas_get_corename()},
                         {"cuda", cuda_note},
                         {"cuda_peak_flops", builds[1].peak_flops},
                         {"peer", peer_note},

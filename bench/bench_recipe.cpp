@@ -157,13 +157,14 @@ int run(const Options& o) {
 
   const double cpu_rate = binary_flops * static_cast<double>(o.iters) / cpu_seconds / 1e9;
   std::printf(
-      "\nCPU limit: one core's measured FMA peak %.1f GFLOP/s. One thread does %.1f GFLOP/s "
-      "of its work = %.1f%% of that peak (%.2f us/iteration against a pure-FMA floor of "
+      "\nCPU limit: one core's measured fp32 FMA peak (%s) %.1f GFLOP/s. One thread does %.1f "
+      "GFLOP/s of its work = %.1f%% of that peak (%.2f us/iteration against a pure-FMA floor of "
       "%.2f us): the recipe is a chain of dependent matrix-vector steps that stream W "
       "(%.0f KB) from L2 three times per iteration, so the core waits on L2 bandwidth, "
       "not on FMAs.\n",
-      peak, cpu_rate, 100.0 * cpu_rate / peak, 1e6 * cpu_seconds / static_cast<double>(o.iters),
-      1e6 * binary_flops / (peak * 1e9), d * H * 4 / 1e3);
+      bench::fma_peak_isa(), peak, cpu_rate, 100.0 * cpu_rate / peak,
+      1e6 * cpu_seconds / static_cast<double>(o.iters), 1e6 * binary_flops / (peak * 1e9),
+      d * H * 4 / 1e3);
   if (o.numpy) {
     const NumpyRun numpy = time_numpy_sheet(o);
     const double numpy_seconds = numpy.seconds;
