@@ -90,9 +90,15 @@ void validate_expert(const GmmExpert& e, std::size_t j, int dim) {
   if (std::abs(sum - 1.0) > kWeightSumTolerance) {
     throw InputError(name + ": weights sum to " + std::to_string(sum) + ", not 1 (within 1e-9)");
   }
+  // Finite and at most kMaxMeanMagnitude: the spreads S (sums of squared distances of up to
+  // kMaxProductMeanEntries) stay finite, as do the log weights; an infinite S made every log weight
+  // -inf and the weights NaN.
   for (std::size_t i = 0; i < e.means.size(); ++i) {
     if (!std::isfinite(e.means[i])) {
       throw InputError(name + ": mean entry " + std::to_string(i) + " is not finite");
+    }
+    if (std::abs(e.means[i]) > kMaxMeanMagnitude) {
+      throw InputError(name + ": mean entry " + std::to_string(i) + " is beyond +-1e100");
     }
   }
 }

@@ -36,14 +36,15 @@ struct GaussianMixture {
 };
 
 // Limits on the size of the result, checked before anything is allocated.
-inline constexpr std::size_t kMaxProductComponents = std::size_t{1} << 22;   // K = prod_j C_j
+inline constexpr std::size_t kMaxProductComponents = std::size_t{1} << 22;  // K = prod_j C_j
+inline constexpr double kMaxMeanMagnitude = 1e100;  // |an expert's mean entry|
 inline constexpr std::size_t kMaxProductMeanEntries = std::size_t{1} << 26;  // K * D (512 MiB)
 
 // The normalized product of the experts as a Gaussian mixture. Throws InputError (host/errors.hpp)
 // unless: at least one expert; all experts have the same dim >= 1; each has C >= 1 components
 // (counts may differ between experts) and means of size C * D; every weight is finite and
-// non-negative and each expert's weights sum to 1 within 1e-9; every mean is finite; and the
-// result fits the limits above.
+// non-negative and each expert's weights sum to 1 within 1e-9; every mean entry is finite and
+// within kMaxMeanMagnitude; and the result fits the limits above.
 GaussianMixture product_of_gmm_experts(const std::vector<GmmExpert>& experts);
 
 // log p(x) for one expert; x is (D,). Throws InputError if x.size() != D.

@@ -250,6 +250,12 @@ TEST(GmmProduct, RejectsBadInput) {
   rejects({good, GmmExpert{2, {inf, 0.5}, {0, 0, 1, 1}}});         // infinite weight
   rejects({good, GmmExpert{2, {0.5, 0.5}, {0, nan, 1, 1}}});       // NaN mean
   rejects({good, GmmExpert{2, {0.5, 0.5}, {0, 0, inf, 1}}});       // infinite mean
+  rejects({good, GmmExpert{2, {0.5, 0.5}, {0, 0, 2e100, 1}}});     // a mean beyond 1e100
+  // At the bound: finite weights that sum to 1 (a reviewer's {0} and {1e155} gave NaN weights).
+  const GaussianMixture far =
+      product_of_gmm_experts({GmmExpert{1, {1.0}, {0.0}}, GmmExpert{1, {1.0}, {1e100}}});
+  EXPECT_EQ(far.weights, std::vector<double>{1.0});
+  EXPECT_TRUE(std::isfinite(far.log_normalizer));
   // Too many components: 2^23 > 2^22, refused before allocating.
   rejects(std::vector<GmmExpert>(23, GmmExpert{1, {0.5, 0.5}, {0.0, 1.0}}));
   // 2^20 components are allowed, but not with D = 100 (components * D > 2^26).
