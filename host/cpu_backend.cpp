@@ -3,6 +3,8 @@
 // only those rows. Ternary hidden units (h in {-1, 0, 1}) change only the hidden side: the draw
 // ternary_draw(u, t) from the pre-activation t, and G(t) for sigm(t) in the gradient. W (d, H) =
 // 784 x 100 floats = 313.6 KB stays in L2.
+#include <cblas.h>
+
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -199,11 +201,14 @@ class Worker {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
-  // The threads its parallel work uses (host/cpu_threads.hpp): the hardware's, or RBM_CPU_THREADS.
+  // The threads its parallel work uses (host/cpu_threads.hpp): the hardware's, or RBM_CPU_THREADS;
+  // and the kernels OpenBLAS runs its GEMMs with (host/blas_kernels.hpp).
   std::string device_description() const override {
     const int threads = cpu_threads();
+    const char* kernels = openblas_get_corename();
     return "CPU, " + std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
-           (forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "");
+           (forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "") + ", OpenBLAS " +
+           (kernels != nullptr ? kernels : "unknown") + " kernels";
   }
 
   void stage(const Dataset& train) override {

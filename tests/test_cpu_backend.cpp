@@ -1,5 +1,6 @@
 // The CPU backend, the reference: its building blocks against long-double computations, one CD-k
 // iteration against the formula of design.md, and determinism of the counter-based draws.
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
@@ -433,19 +434,22 @@ int thread_count() {
 }
 
 // The device run.json and eval report names the threads the CPU backend's parallel work uses:
-// RBM_CPU_THREADS when set (and says so), else the hardware's.
+// RBM_CPU_THREADS when set (and says so), else the hardware's; and OpenBLAS's kernels.
 TEST(CpuBackend, DeviceDescriptionNamesTheThreadsUsed) {
+  const std::string kernels = std::string(", OpenBLAS ") + openblas_get_corename() + " kernels";
   {
     const ScopedEnv env("RBM_CPU_THREADS", "1");
-    EXPECT_EQ(make_cpu_backend()->device_description(), "CPU, 1 thread (RBM_CPU_THREADS)");
+    EXPECT_EQ(make_cpu_backend()->device_description(),
+              "CPU, 1 thread (RBM_CPU_THREADS)" + kernels);
   }
   {
     const ScopedEnv env("RBM_CPU_THREADS", "3");
-    EXPECT_EQ(make_cpu_backend()->device_description(), "CPU, 3 threads (RBM_CPU_THREADS)");
+    EXPECT_EQ(make_cpu_backend()->device_description(),
+              "CPU, 3 threads (RBM_CPU_THREADS)" + kernels);
   }
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   EXPECT_EQ(make_cpu_backend()->device_description(),
-            "CPU, " + std::to_string(cores) + (cores == 1 ? " thread" : " threads"));
+            "CPU, " + std::to_string(cores) + (cores == 1 ? " thread" : " threads") + kernels);
 }
 
 // RBM_CPU_THREADS sets the threads of the evaluation's parallel loops too (parallel_for: the
