@@ -76,6 +76,10 @@ class EnumerationLooks {
   void throw_if_stopped() const {
     if (stopped_.load()) throw Stopped();
   }
+  // Whether a thread saw the stop request: the pieces not yet begun are skipped before their setup
+  // (a walk's first state, O(d H)), which for all of a 2^30 enumeration's 262144 pieces took
+  // seconds after a stop (7 s under AddressSanitizer).
+  bool stopped() const { return stopped_.load(std::memory_order_relaxed); }
 
  private:
   bool leave() {
@@ -110,6 +114,7 @@ double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequ
   std::vector<LogSumExp> partial(static_cast<size_t>(piece_count(n_states, kExactStatesPerLook)));
   EnumerationLooks looks(request);
   parallel_pieces(n_states, kExactStatesPerLook, [&](int64_t piece, int64_t begin, int64_t end) {
+    if (looks.stopped()) return;
     Walk walk(H, begin);
     std::vector<double> pre;  // (d) W h + a
     double bias = 0.0;        // b'h
@@ -222,6 +227,7 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
   std::vector<LogSumExp> partial(static_cast<size_t>(piece_count(n_states, kExactStatesPerLook)));
   EnumerationLooks looks(request);
   parallel_pieces(n_states, kExactStatesPerLook, [&](int64_t piece, int64_t begin, int64_t end) {
+    if (looks.stopped()) return;
     Walk walk(H, begin);
     std::vector<double> pre;                            // (d) p = W h + a
     std::vector<double> e_pre(static_cast<size_t>(d));  // (d) e^p
