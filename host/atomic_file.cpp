@@ -1,4 +1,4 @@
-// write_file_atomic and read_file over POSIX file descriptors (fsync needs one).
+// write_file_atomic, FileReader and read_file over POSIX file descriptors (fsync needs one).
 #include "host/atomic_file.hpp"
 
 #include <fcntl.h>
@@ -353,26 +353,65 @@ std::string read_file(const std::filesystem::path& path) {
 }
 
 std::optional<std::string> read_file_if_exists(const std::filesystem::path& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0 && errno == ENOENT) return std::nullopt;
-  if (fd.get() < 0) fail(path, "cannot open", errno);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) fail(path, "cannot stat", errno);
-  if (!S_ISREG(st.st_mode)) throw InputError(path.string() + ": not a regular file");
-
+  std::optional<FileReader> file = FileReader::open_if_exists(path);
+  if (!file) return std::nullopt;
   // The size is a hint: read until end of file in case the file grows or shrinks meanwhile.
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  std::string bytes(static_cast<size_t>(file->size_when_opened()), '\0');
   size_t have = 0;
   for (;;) {
     if (have == bytes.size()) bytes.resize(bytes.size() + 65536);
-    const ssize_t n = ::read(fd.get(), bytes.data() + have, bytes.size() - have);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail(path, "cannot read", errno);
+    const size_t n = file->read(bytes.data() + have, bytes.size() - have);
     if (n == 0) break;
-    have += static_cast<size_t>(n);
+    have += n;
   }
   bytes.resize(have);
   return bytes;
+}
+
+FileReader::FileReader(const std::filesystem::path& path)
+    : FileReader(path, ::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {}
+
+std::optional<FileReader> FileReader::open_if_exists(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return std::nullopt;
+  return FileReader(path, fd);
+}
+
+FileReader::FileReader(const std::filesystem::path& path, int fd) : path_(path), fd_(fd) {
+  if (fd_ < 0) fail(path_, "cannot open", errno);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fail(path_, "cannot stat", err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    throw InputError(path_.string() + ": not a regular file");
+  }
+  size_when_opened_ = static_cast<uint64_t>(st.st_size);
+}
+
+FileReader::FileReader(FileReader&& other) noexcept
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      size_when_opened_(other.size_when_opened_) {}
+
+FileReader::~FileReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+size_t FileReader::read(void* out, size_t n) {
+  // read(2) may return less than asked before the end (a signal); only 0 means the end.
+  size_t have = 0;
+  while (have < n) {
+    const ssize_t got = ::read(fd_, static_cast<char*>(out) + have, n - have);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail(path_, "cannot read", errno);
+    if (got == 0) break;
+    have += static_cast<size_t>(got);
+  }
+  return have;
 }
 
 DirectoryLock::DirectoryLock(const std::filesystem::path& dir)

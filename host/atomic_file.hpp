@@ -100,6 +100,36 @@ std::filesystem::path write_target(const std::filesystem::path& path);
 // no blocks, as procfs).
 std::optional<uint64_t> free_bytes_for(const std::filesystem::path& path);
 
+// A regular file open for reading from its start, in pieces, so that a large file (MNIST's 47 MB
+// of training images) need not be in memory at once. Closed on destruction.
+class FileReader {
+ public:
+  // Throws InputError naming the path: it cannot be opened (strerror(errno)) or is not a regular
+  // file.
+  explicit FileReader(const std::filesystem::path& path);
+  // The same, or nullopt when `path` does not exist when it is opened.
+  static std::optional<FileReader> open_if_exists(const std::filesystem::path& path);
+  FileReader(FileReader&& other) noexcept;
+  FileReader& operator=(FileReader&&) = delete;
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+  ~FileReader();
+
+  // Reads up to n bytes into out and returns how many: fewer than n only at the end of the file
+  // (0 there). Throws InputError naming the path when read(2) fails.
+  size_t read(void* out, size_t n);
+  // The file's size when it was opened: a hint, as the file may grow or shrink meanwhile.
+  uint64_t size_when_opened() const { return size_when_opened_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  FileReader(const std::filesystem::path& path, int fd);
+
+  std::filesystem::path path_;
+  int fd_ = -1;
+  uint64_t size_when_opened_ = 0;
+};
+
 // The whole content of `path`. Throws InputError naming the path and strerror(errno).
 std::string read_file(const std::filesystem::path& path);
 // The same, or nullopt when `path` does not exist when it is opened (a reader of a directory that

@@ -119,6 +119,41 @@ TEST(Mnist, ReadsGzippedFiles) {
   EXPECT_EQ(images.pixels[784], 10);
 }
 
+// Files larger than the reader's pieces (256 KB), raw and gzip: compressible data make zlib hold
+// output beyond a full buffer with no input left, and the second member starts mid-piece.
+TEST(Mnist, ReadsFilesLargerThanAPieceTheSameRawAndGzipped) {
+  TempDir raw_dir, gz_dir;
+  std::vector<uint8_t> pixel, labels;
+  for (int k = 0; k < 3001; ++k) {
+    pixel.push_back(static_cast<uint8_t>(k * 37 % 256));
+    labels.push_back(static_cast<uint8_t>(k * 7 % 10));
+  }
+  const TinySplit split = tiny_split(pixel, labels);
+  write_split(raw_dir, "train", split);
+  const size_t cut = split.images.size() / 3 + 5;
+  write_split(
+      gz_dir, "train",
+      {gzip(split.images.substr(0, cut)) + gzip(split.images.substr(cut)), gzip(split.labels)},
+      ".gz");
+  const IdxImages images = read_idx_images(gz_dir / "train-images-idx3-ubyte.gz");
+  EXPECT_EQ(images.pixels, read_idx_images(raw_dir / "train-images-idx3-ubyte").pixels);
+  ASSERT_EQ(images.pixels.size(), size_t{3001} * 784);
+  for (const int digit : {0, 3, 9}) {
+    const Dataset from_raw = load_mnist(raw_dir.path(), digit, Split::train);
+    const Dataset from_gz = load_mnist(gz_dir.path(), digit, Split::train);
+    EXPECT_EQ(from_raw.rows, 300 + (digit == 0));  // k * 7 % 10 == digit for one k in ten
+    EXPECT_EQ(from_gz.rows, from_raw.rows);
+    EXPECT_EQ(from_gz.pixels, from_raw.pixels);
+    for (int64_t r = 0; r < from_raw.rows; ++r) {
+      // Row r is image k = 10 r + j, where j * 7 % 10 == digit; its pixels are (k * 37) % 256.
+      int j = 0;
+      while (j * 7 % 10 != digit) ++j;
+      const int k = static_cast<int>(10 * r) + j;
+      EXPECT_EQ(from_raw.row(r)[0], (k * 37 % 256) >= 128 ? 1 : 0) << "row " << r;
+    }
+  }
+}
+
 TEST(Idx, ReadsConcatenatedGzipMembers) {
   TempDir dir;
   const std::string file = idx_file(0x801, {4}, "\x01\x02\x03\x04");
@@ -180,6 +215,18 @@ TEST(Idx, RejectsBadGzip) {
   const std::string packed = gzip(idx_file(0x801, {1000}, std::string(1000, '\x07')));
   write_bytes(dir / "cut.gz", packed.substr(0, packed.size() / 2));
   EXPECT_INPUT_ERROR(read_idx_labels(dir / "cut.gz"), "cut.gz", "truncated gzip data");
+}
+
+// A gzip file that inflates without end is refused once it passes 1 GiB (MNIST's largest file is
+// 47 MB), here in the trailing data after a valid header: 129 members of 8 MiB of zeros each.
+TEST(Idx, RefusesGzipThatInflatesBeyondAGibibyte) {
+  TempDir dir;
+  const std::string zeros = gzip(std::string(size_t{8} << 20, '\0'));
+  std::string bomb = gzip(idx_file(0x801, {1}, "\x01"));
+  for (int k = 0; k < 129; ++k) bomb += zeros;
+  write_bytes(dir / "bomb.gz", bomb);
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "bomb.gz"), "bomb.gz",
+                     "decompress to more than 1073741824 bytes");
 }
 
 TEST(Mnist, RejectsCountMismatchBetweenImagesAndLabels) {
