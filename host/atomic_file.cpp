@@ -25,21 +25,6 @@ namespace {
   throw InputError(path.string() + ": " + what + ": " + std::strerror(err));
 }
 
-// Closes the descriptor; keeps the error paths below free of leaks.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // allow_unnamed_temporaries's setting.
 std::atomic<bool> g_unnamed_temporaries{true};
 
@@ -339,7 +324,7 @@ void StagedFile::commit() {
   // The rename is durable only once the directory entry is; some file systems cannot sync a
   // directory (EINVAL), and there is nothing more to do on those.
   const std::filesystem::path dir = directory_of(target_);
-  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.get() < 0) fail(path_, "cannot open directory " + dir.string() + " to sync it", errno);
   if (::fsync(dir_fd.get()) != 0 && errno != EINVAL) {
     fail(path_, "cannot sync directory " + dir.string(), errno);
@@ -368,44 +353,51 @@ std::optional<std::string> read_file_if_exists(const std::filesystem::path& path
   return bytes;
 }
 
+FileDescriptor::~FileDescriptor() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+namespace {
+
+// open(2) for reading; nullopt when the path does not exist, InputError for any other failure.
+// O_NONBLOCK: opening a FIFO waits for a writer without it (forever, deaf to SIGINT); FileReader
+// then refuses it as not a regular file. Reads of regular files ignore the flag.
+std::optional<FileDescriptor> open_to_read(const std::filesystem::path& path) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() >= 0) return fd;
+  const int err = errno;
+  if (err == ENOENT) return std::nullopt;
+  fail(path, "cannot open", err);
+}
+
+}  // namespace
+
 FileReader::FileReader(const std::filesystem::path& path)
-    : FileReader(path, ::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {}
+    : FileReader(path, [&] {
+        std::optional<FileDescriptor> fd = open_to_read(path);
+        if (!fd) fail(path, "cannot open", ENOENT);
+        return std::move(*fd);
+      }()) {}
 
 std::optional<FileReader> FileReader::open_if_exists(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) return std::nullopt;
-  return FileReader(path, fd);
+  std::optional<FileDescriptor> fd = open_to_read(path);
+  if (!fd) return std::nullopt;
+  return FileReader(path, std::move(*fd));
 }
 
-FileReader::FileReader(const std::filesystem::path& path, int fd) : path_(path), fd_(fd) {
-  if (fd_ < 0) fail(path_, "cannot open", errno);
+FileReader::FileReader(const std::filesystem::path& path, FileDescriptor fd)
+    : path_(path), fd_(std::move(fd)) {
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) {
-    const int err = errno;
-    ::close(fd_);
-    fail(path_, "cannot stat", err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd_);
-    throw InputError(path_.string() + ": not a regular file");
-  }
+  if (::fstat(fd_.get(), &st) != 0) fail(path_, "cannot stat", errno);
+  if (!S_ISREG(st.st_mode)) throw InputError(path_.string() + ": not a regular file");
   size_when_opened_ = static_cast<uint64_t>(st.st_size);
-}
-
-FileReader::FileReader(FileReader&& other) noexcept
-    : path_(std::move(other.path_)),
-      fd_(std::exchange(other.fd_, -1)),
-      size_when_opened_(other.size_when_opened_) {}
-
-FileReader::~FileReader() {
-  if (fd_ >= 0) ::close(fd_);
 }
 
 size_t FileReader::read(void* out, size_t n) {
   // read(2) may return less than asked before the end (a signal); only 0 means the end.
   size_t have = 0;
   while (have < n) {
-    const ssize_t got = ::read(fd_, static_cast<char*>(out) + have, n - have);
+    const ssize_t got = ::read(fd_.get(), static_cast<char*>(out) + have, n - have);
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) fail(path_, "cannot read", errno);
     if (got == 0) break;

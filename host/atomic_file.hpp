@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace rbm {
 
@@ -100,8 +101,23 @@ std::filesystem::path write_target(const std::filesystem::path& path);
 // no blocks, as procfs).
 std::optional<uint64_t> free_bytes_for(const std::filesystem::path& path);
 
+// Owns a file descriptor (-1: none) and closes it on destruction.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) noexcept : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileDescriptor& operator=(FileDescriptor&&) = delete;
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor();
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
 // A regular file open for reading from its start, in pieces, so that a large file (MNIST's 47 MB
-// of training images) need not be in memory at once. Closed on destruction.
+// of training images) need not be in memory at once.
 class FileReader {
  public:
   // Throws InputError naming the path: it cannot be opened (strerror(errno)) or is not a regular
@@ -109,11 +125,6 @@ class FileReader {
   explicit FileReader(const std::filesystem::path& path);
   // The same, or nullopt when `path` does not exist when it is opened.
   static std::optional<FileReader> open_if_exists(const std::filesystem::path& path);
-  FileReader(FileReader&& other) noexcept;
-  FileReader& operator=(FileReader&&) = delete;
-  FileReader(const FileReader&) = delete;
-  FileReader& operator=(const FileReader&) = delete;
-  ~FileReader();
 
   // Reads up to n bytes into out and returns how many: fewer than n only at the end of the file
   // (0 there). Throws InputError naming the path when read(2) fails.
@@ -123,10 +134,10 @@ class FileReader {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  FileReader(const std::filesystem::path& path, int fd);
+  FileReader(const std::filesystem::path& path, FileDescriptor fd);
 
   std::filesystem::path path_;
-  int fd_ = -1;
+  FileDescriptor fd_;
   uint64_t size_when_opened_ = 0;
 };
 

@@ -41,10 +41,11 @@ class IdxByteStream {
  public:
   explicit IdxByteStream(const std::filesystem::path& path)
       : name_(path), file_(std::in_place, path), piece_(kPieceBytes) {
+    source_length_ = file_->size_when_opened();
     start();
   }
   IdxByteStream(const std::filesystem::path& name, std::string_view bytes)
-      : name_(name), memory_(bytes) {
+      : name_(name), memory_(bytes), source_length_(bytes.size()) {
     start();
   }
   IdxByteStream(const IdxByteStream&) = delete;
@@ -60,7 +61,7 @@ class IdxByteStream {
   // when it was opened, or the buffer's.
   std::optional<uint64_t> known_length() const {
     if (gzipped_) return std::nullopt;
-    return file_ ? file_->size_when_opened() : memory_.size();
+    return source_length_;
   }
 
   // Reads up to n bytes into out and returns how many: fewer than n only at the end.
@@ -68,7 +69,7 @@ class IdxByteStream {
     size_t have = 0;
     while (have < n) {
       // zlib may hold output for a full buffer with no input left; inflate again before reading.
-      if (pending_.empty() && !(gzipped_ && output_held_) && !next_piece()) {
+      if (pending_.empty() && !output_held_ && !next_piece()) {
         // Every member of a gzip file ends with its trailer; the input ended inside one.
         if (gzipped_ && in_member_) fail(name_, "truncated gzip data");
         break;
@@ -120,17 +121,27 @@ class IdxByteStream {
     if (!in_member_) {
       in_member_ = true;  // bytes after a member's end: another member follows
       inflateReset(&zs_);
+      member_inflated_ = 0;
     }
     const int rc = inflate(&zs_, Z_NO_FLUSH);
     pending_ = pending_.subspan(given - zs_.avail_in);
     output_held_ = rc == Z_OK && zs_.avail_out == 0;
     const size_t written = asked - zs_.avail_out;
     inflated_ += written;
+    member_inflated_ += written;
     if (inflated_ > kMaxDecompressed) {
       fail(name_, "gzip data decompress to more than " + std::to_string(kMaxDecompressed) +
                       " bytes, too large for an IDX file");
     }
-    if (rc == Z_STREAM_END) in_member_ = false;
+    if (rc == Z_STREAM_END) {
+      in_member_ = false;
+      ++members_ended_;
+    }
+    if (rc == Z_DATA_ERROR && members_ended_ > 0 && member_inflated_ == 0) {
+      fail(name_,
+           "bytes after the end of the gzip data that are not another gzip member (gzip -t calls "
+           "them trailing garbage)");
+    }
     // Z_BUF_ERROR: no progress for want of input; the next piece (or the end) decides.
     if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
       fail(name_, std::string("bad gzip data: ") + (zs_.msg ? zs_.msg : "zlib error"));
@@ -139,14 +150,17 @@ class IdxByteStream {
   }
 
   std::filesystem::path name_;
-  std::optional<FileReader> file_;  // the source: a file, or else memory_
-  std::string_view memory_;
+  std::optional<FileReader> file_;    // the source: a file, or else memory_
+  std::string_view memory_;           // what next_piece has not yet given of the buffer
+  uint64_t source_length_ = 0;        // the file's size when opened, or the buffer's
   std::vector<uint8_t> piece_;        // (kPieceBytes): the file's current piece
   std::span<const uint8_t> pending_;  // what is left of the current piece or of memory_
   bool gzipped_ = false;
   z_stream zs_{};
-  bool in_member_ = true;     // inside a gzip member: its end has not been seen
-  bool output_held_ = false;  // the last inflate filled its output: zlib may hold more
+  bool in_member_ = true;         // inside a gzip member: its end has not been seen
+  bool output_held_ = false;      // the last inflate filled its output: zlib may hold more
+  int64_t members_ended_ = 0;     // gzip members read to their end
+  uint64_t member_inflated_ = 0;  // bytes the current member has given
   uint64_t inflated_ = 0;
 };
 
@@ -160,13 +174,19 @@ uint32_t load_be32(const uint8_t* p) {
 // finish, which checks that nothing follows them. Nothing is allocated for the data here.
 class IdxReader {
  public:
-  template <typename... Source>
-  IdxReader(int rank, const Source&... source) : stream_(source...), rank_(rank) {
+  IdxReader(int rank, const std::filesystem::path& path) : stream_(path), rank_(rank) {
+    read_header();
+  }
+  IdxReader(int rank, const std::filesystem::path& name, std::string_view bytes)
+      : stream_(name, bytes), rank_(rank) {
     read_header();
   }
 
   const std::vector<uint32_t>& dims() const { return dims_; }
   uint64_t data_length() const { return data_length_; }
+  // Whether the data length was checked against the file's on construction (uncompressed), so
+  // that it is safe to allocate for it.
+  bool length_checked() const { return length_checked_; }
 
   // Reads the next n bytes of data (at most what remains) into out; throws InputError
   // ("truncated") when the file ends first.
@@ -184,6 +204,16 @@ class IdxReader {
     uint64_t extra = 0;
     while (const size_t got = stream_.read(scratch.data(), scratch.size())) extra += got;
     if (extra != 0) wrong_length(data_length_ + extra);
+  }
+
+  // Reads the rest of the data without keeping it, then finishes: a compressed file's header is
+  // checked against what it holds only by reading it.
+  void skip_to_end() {
+    std::vector<uint8_t> scratch(kPieceBytes);
+    while (data_read_ < data_length_) {
+      read_data(scratch.data(), std::min<uint64_t>(scratch.size(), data_length_ - data_read_));
+    }
+    finish();
   }
 
  private:
@@ -237,13 +267,26 @@ class IdxReader {
         fail(stream_.name(), "absurd dimensions " + shape + ": their product overflows 64 bits");
       }
     }
+    if (rank_ == 3 && (dims_[1] == 0 || dims_[2] == 0 || dims_[1] > INT_MAX / dims_[2])) {
+      fail(stream_.name(),
+           "unusable image size " + std::to_string(dims_[1]) + "x" + std::to_string(dims_[2]));
+    }
     described_ = rank_ == 3 ? std::to_string(dims_[0]) + " images of " + std::to_string(dims_[1]) +
                                   "x" + std::to_string(dims_[2])
                             : std::to_string(dims_[0]) + " labels";
     header_length_ = header_length;
-    if (const std::optional<uint64_t> length = stream_.known_length()) {
-      const uint64_t body = *length - header_length;
-      if (body != data_length_) wrong_length(body);
+    const std::optional<uint64_t> length = stream_.known_length();
+    // A size below the header's, which was just read in full, is stale (a file that grew since it
+    // was opened, or one whose size stat(2) does not give, as procfs's): not a length to check.
+    if (length && *length >= header_length) {
+      if (*length - header_length != data_length_) wrong_length(*length - header_length);
+      length_checked_ = true;
+    } else if (data_length_ > kMaxDecompressed - header_length) {
+      // Compressed: the length is known only at the end. A header that promises more than a
+      // gzip file may inflate to is refused now, before a caller allocates for it.
+      fail(stream_.name(), "header says " + described_ + " = " + std::to_string(data_length_) +
+                               " bytes, more than the " + std::to_string(kMaxDecompressed) +
+                               " that an IDX file read as it streams may hold");
     }
   }
 
@@ -260,6 +303,7 @@ class IdxReader {
   uint64_t data_length_ = 0;
   uint64_t data_read_ = 0;
   size_t header_length_ = 0;
+  bool length_checked_ = false;
   std::string described_;
 };
 
@@ -276,15 +320,7 @@ std::vector<uint8_t> read_all_data(IdxReader& idx) {
   return data;
 }
 
-void check_image_size(const std::filesystem::path& path, const IdxReader& idx) {
-  const std::vector<uint32_t>& dims = idx.dims();
-  if (dims[1] == 0 || dims[2] == 0 || dims[1] > INT_MAX / dims[2]) {
-    fail(path, "unusable image size " + std::to_string(dims[1]) + "x" + std::to_string(dims[2]));
-  }
-}
-
-IdxImages read_images(const std::filesystem::path& path, IdxReader& idx) {
-  check_image_size(path, idx);
+IdxImages read_images(IdxReader& idx) {
   IdxImages images;
   images.count = idx.dims()[0];
   images.rows = static_cast<int>(idx.dims()[1]);
@@ -297,7 +333,7 @@ IdxImages read_images(const std::filesystem::path& path, IdxReader& idx) {
 
 IdxImages parse_idx_images(const std::filesystem::path& path, std::string bytes) {
   IdxReader idx(3, path, std::string_view(bytes));
-  return read_images(path, idx);
+  return read_images(idx);
 }
 
 std::vector<uint8_t> parse_idx_labels(const std::filesystem::path& path, std::string bytes) {
@@ -307,7 +343,7 @@ std::vector<uint8_t> parse_idx_labels(const std::filesystem::path& path, std::st
 
 IdxImages read_idx_images(const std::filesystem::path& path) {
   IdxReader idx(3, path);
-  return read_images(path, idx);
+  return read_images(idx);
 }
 
 std::vector<uint8_t> read_idx_labels(const std::filesystem::path& path) {
@@ -339,13 +375,20 @@ namespace {
 const char* const kFetchHint =
     "run scripts/fetch_mnist, or point --data at a directory holding the MNIST IDX files";
 
-// `dir/name`, or `dir/name.gz` when only that exists.
+// `dir/name`, or `dir/name.gz` when only that exists. A symbolic link that leads nowhere (its
+// target missing, or a loop) is named as such rather than as a missing file.
 std::filesystem::path find_mnist_file(const std::filesystem::path& dir, const std::string& name) {
-  std::error_code ec;
   const std::filesystem::path raw = dir / name;
-  if (std::filesystem::exists(raw, ec)) return raw;
   const std::filesystem::path gz = dir / (name + ".gz");
-  if (std::filesystem::exists(gz, ec)) return gz;
+  for (const std::filesystem::path& path : {raw, gz}) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) return path;
+    if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec))) {
+      throw InputError(path.string() +
+                       ": a symbolic link that leads to no file (its target is missing, or the "
+                       "links form a loop)");
+    }
+  }
   throw InputError(raw.string() + ": not found (nor " + gz.filename().string() + "); " +
                    kFetchHint);
 }
@@ -357,18 +400,24 @@ void append_split(const std::filesystem::path& dir, const std::string& prefix,
   const std::filesystem::path images_path = find_mnist_file(dir, prefix + "-images-idx3-ubyte");
   const std::filesystem::path labels_path = find_mnist_file(dir, prefix + "-labels-idx1-ubyte");
   IdxReader images(3, images_path);  // its header and, uncompressed, its length checked here
-  check_image_size(images_path, images);
-  const uint32_t count = images.dims()[0], rows = images.dims()[1], cols = images.dims()[2];
+  const uint32_t count = images.dims()[0];
+  const uint32_t rows = images.dims()[1];
+  const uint32_t cols = images.dims()[2];
   if (rows != 28 || cols != 28) {
     fail(images_path,
          "images are " + std::to_string(rows) + "x" + std::to_string(cols) + ", MNIST's are 28x28");
   }
-  const std::vector<uint8_t> labels = read_idx_labels(labels_path);
-  if (labels.size() != count) {
-    fail(labels_path, "holds " + std::to_string(labels.size()) + " labels but " +
+  IdxReader labels_idx(1, labels_path);
+  if (labels_idx.dims()[0] != count) {
+    // A compressed file's count is checked against what it holds only by reading it: a header
+    // that misstates it is the error to report, not the mismatch.
+    if (!images.length_checked()) images.skip_to_end();
+    if (!labels_idx.length_checked()) labels_idx.skip_to_end();
+    fail(labels_path, "holds " + std::to_string(labels_idx.dims()[0]) + " labels but " +
                           images_path.filename().string() + " holds " + std::to_string(count) +
                           " images");
   }
+  const std::vector<uint8_t> labels = read_all_data(labels_idx);
   const auto bad_label =
       std::find_if(labels.begin(), labels.end(), [](uint8_t l) { return l > 9; });
   if (bad_label != labels.end()) {
@@ -381,8 +430,10 @@ void append_split(const std::filesystem::path& dir, const std::string& prefix,
   const size_t pixels = size_t{rows} * cols;
   const auto keep = [&](uint8_t label) { return !digit || label == *digit; };
   const auto kept = static_cast<size_t>(std::count_if(labels.begin(), labels.end(), keep));
-  out.pixels.reserve(out.pixels.size() + kept * pixels);
-  out.labels.reserve(out.labels.size() + kept);
+  if (images.length_checked()) {  // else the images may be fewer than the header says
+    out.pixels.reserve(out.pixels.size() + kept * pixels);
+    out.labels.reserve(out.labels.size() + kept);
+  }
   const size_t images_per_piece = kPieceBytes / pixels;
   std::vector<uint8_t> piece(images_per_piece * pixels);  // (images_per_piece, 784)
   for (size_t first = 0; first < count; first += images_per_piece) {

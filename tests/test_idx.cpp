@@ -2,6 +2,7 @@
 // binarization, and hand-made broken files, each of which must be refused with a message naming
 // the file and the problem.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -119,8 +120,8 @@ TEST(Mnist, ReadsGzippedFiles) {
   EXPECT_EQ(images.pixels[784], 10);
 }
 
-// Files larger than the reader's pieces (256 KB), raw and gzip: compressible data make zlib hold
-// output beyond a full buffer with no input left, and the second member starts mid-piece.
+// Files larger than the reader's pieces (256 KB), raw and gzip (in two members, the second
+// starting mid-piece), give the same images.
 TEST(Mnist, ReadsFilesLargerThanAPieceTheSameRawAndGzipped) {
   TempDir raw_dir, gz_dir;
   std::vector<uint8_t> pixel, labels;
@@ -151,6 +152,29 @@ TEST(Mnist, ReadsFilesLargerThanAPieceTheSameRawAndGzipped) {
       const int k = static_cast<int>(10 * r) + j;
       EXPECT_EQ(from_raw.row(r)[0], (k * 37 % 256) >= 128 ? 1 : 0) << "row " << r;
     }
+  }
+}
+
+// The in-memory parsers (the fuzzer's) read raw and gzip bytes as the file readers read files.
+TEST(Idx, ParsesBytesInMemoryAsTheFileReaderReadsFiles) {
+  TempDir dir;
+  const std::string images = idx_file(0x803, {2, 2, 3}, "abcdefghijkl");
+  const std::string labels = idx_file(0x801, {3}, "\x07\x08\x09");
+  for (const bool packed : {false, true}) {
+    const std::string images_bytes = packed ? gzip(images) : images;
+    const std::string labels_bytes = packed ? gzip(labels) : labels;
+    write_bytes(dir / "images", images_bytes);
+    write_bytes(dir / "labels", labels_bytes);
+    const IdxImages parsed = parse_idx_images("in memory", images_bytes);
+    EXPECT_EQ(parsed.count, 2);
+    EXPECT_EQ(parsed.rows, 2);
+    EXPECT_EQ(parsed.cols, 3);
+    EXPECT_EQ(parsed.pixels, read_idx_images(dir / "images").pixels);
+    EXPECT_EQ(std::string(parsed.pixels.begin(), parsed.pixels.end()), "abcdefghijkl");
+    EXPECT_EQ(parse_idx_labels("in memory", labels_bytes), (std::vector<uint8_t>{7, 8, 9}));
+    EXPECT_EQ(read_idx_labels(dir / "labels"), (std::vector<uint8_t>{7, 8, 9}));
+    EXPECT_INPUT_ERROR(parse_idx_labels("in memory", labels_bytes.substr(0, 10)), "in memory",
+                       packed ? "truncated gzip data" : "truncated: header says 3 labels");
   }
 }
 
@@ -202,8 +226,10 @@ TEST(Idx, RejectsAbsurdDimensionsWithoutAllocating) {
   write_bytes(dir / "huge", idx_file(0x803, {60000, 1u << 31, 1u << 31}, "xyz"));
   EXPECT_INPUT_ERROR(read_idx_images(dir / "huge"), "huge", "absurd dimensions");
   // No overflow here, but far more than the file holds.
-  write_bytes(dir / "big", idx_file(0x803, {1, 1u << 31, 1u << 31}, "xyz"));
-  EXPECT_INPUT_ERROR(read_idx_images(dir / "big"), "big", "truncated", "4611686018427387904 bytes");
+  write_bytes(dir / "big", idx_file(0x803, {1u << 31, 1u << 15, 1u << 15}, "xyz"));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "big"), "big", "truncated", "2305843009213693952 bytes");
+  write_bytes(dir / "wide", idx_file(0x803, {1, 1u << 31, 1u << 31}, "xyz"));
+  EXPECT_INPUT_ERROR(read_idx_images(dir / "wide"), "wide", "unusable image size");
   write_bytes(dir / "flat", idx_file(0x803, {0, 0, 28}, ""));
   EXPECT_INPUT_ERROR(read_idx_images(dir / "flat"), "flat", "image size 0x28");
 }
@@ -215,6 +241,9 @@ TEST(Idx, RejectsBadGzip) {
   const std::string packed = gzip(idx_file(0x801, {1000}, std::string(1000, '\x07')));
   write_bytes(dir / "cut.gz", packed.substr(0, packed.size() / 2));
   EXPECT_INPUT_ERROR(read_idx_labels(dir / "cut.gz"), "cut.gz", "truncated gzip data");
+  write_bytes(dir / "padded.gz", packed + std::string(10, '\0'));
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "padded.gz"), "padded.gz",
+                     "bytes after the end of the gzip data that are not another gzip member");
 }
 
 // A gzip file that inflates without end is refused once it passes 1 GiB (MNIST's largest file is
@@ -227,6 +256,47 @@ TEST(Idx, RefusesGzipThatInflatesBeyondAGibibyte) {
   write_bytes(dir / "bomb.gz", bomb);
   EXPECT_INPUT_ERROR(read_idx_labels(dir / "bomb.gz"), "bomb.gz",
                      "decompress to more than 1073741824 bytes");
+}
+
+// A gzip file's length is known only once inflated: a header promising more than the 1 GiB bound
+// is refused at once, before the labels are read or anything is allocated for the images (with
+// 2^28 labels to match, it gave std::bad_alloc).
+TEST(Mnist, RefusesAGzipHeaderPromisingMoreThanTheBound) {
+  TempDir dir;
+  write_bytes(dir / "train-images-idx3-ubyte.gz",
+              gzip(idx_file(0x803, {1u << 28, 28, 28}, std::string(784, '\x01'))));
+  write_bytes(dir / "train-labels-idx1-ubyte.gz", gzip(idx_file(0x801, {1}, "\x01")));
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), 0, Split::train), "train-images-idx3-ubyte.gz",
+                     "header says 268435456 images of 28x28 = 210453397504 bytes, more than the "
+                     "1073741824");
+}
+
+// A gzip file's header is checked against its data only by reading them: when the counts differ,
+// the images file whose header misstates its count is the one named, not the labels.
+TEST(Mnist, NamesTheGzipImagesFileWhoseHeaderMisstatesItsCount) {
+  TempDir dir;
+  const TinySplit split = tiny_split({1, 2, 3}, {0, 1, 2});
+  std::string images = split.images;
+  images[7] = 2;  // the count's low byte: 2 images claimed, 3 held
+  write_split(dir, "train", {gzip(images), gzip(split.labels)}, ".gz");
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), std::nullopt, Split::train),
+                     (dir / "train-images-idx3-ubyte.gz").string() +
+                         ": trailing data: header says 2 images of 28x28 = 1568 bytes but the "
+                         "decompressed file holds 2352");
+}
+
+TEST(Mnist, RefusesFifosAndDanglingLinksWithoutWaiting) {
+  TempDir dir;
+  write_split(dir, "train", tiny_split({1}, {3}));
+  std::filesystem::remove(dir / "train-images-idx3-ubyte");
+  // Opening a FIFO for reading waits for a writer unless told not to.
+  ASSERT_EQ(::mkfifo((dir / "train-images-idx3-ubyte").c_str(), 0600), 0);
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), 3, Split::train), "train-images-idx3-ubyte",
+                     "not a regular file");
+  std::filesystem::remove(dir / "train-images-idx3-ubyte");
+  std::filesystem::create_symlink(dir / "nowhere", dir / "train-images-idx3-ubyte");
+  EXPECT_INPUT_ERROR(load_mnist(dir.path(), 3, Split::train), "train-images-idx3-ubyte",
+                     "a symbolic link that leads to no file");
 }
 
 TEST(Mnist, RejectsCountMismatchBetweenImagesAndLabels) {
