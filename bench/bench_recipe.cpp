@@ -3,7 +3,8 @@
 // its GEMV path with and without a CUDA graph, in the same run on the same work; optionally the
 // sheet's numpy code.
 // Prints medians, microseconds per iteration, FLOPs per iteration and the fraction of the CPU
-// core's measured FMA peak, and the speedups.
+// core's measured FMA peak, and the speedups; then the wall time of the whole commands (rbm_cpu,
+// and rbm_cuda when a device is usable), which adds their start, data loading, metrics and files.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -53,27 +54,79 @@ double time_training(Backend& backend, const Dataset& train, const Recipe& recip
 // One core's FMA peak (bench/peak.hpp) is the limit the CPU build is measured against.
 using bench::measure_core_fma_peak;
 
+// What a shell command printed (stdout and stderr together) and whether it exited with 0.
+struct CommandOutput {
+  bool ok = false;
+  std::string text;
+};
+CommandOutput run_shell(const std::string& command) {
+  CommandOutput out;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return out;
+  char line[512];
+  while (std::fgets(line, sizeof line, pipe) != nullptr) out.text += line;
+  out.ok = pclose(pipe) == 0;
+  return out;
+}
+
+// The last `count` lines of text: a traceback's or an error message's end.
+std::string last_lines(std::string text, int count) {
+  for (int lines = 0, at = static_cast<int>(text.size()) - 2; at >= 0; --at) {
+    if (text[static_cast<size_t>(at)] == '\n' && ++lines == count) {
+      text.erase(0, static_cast<size_t>(at) + 1);
+      break;
+    }
+  }
+  return text;
+}
+
 // Runs the sheet's numpy program once (it takes tens of seconds) on --data's images: its training
-// time, and what it printed (a failure's message).
+// time (-1 when no "seconds" line came or it failed), and what it printed.
 struct NumpyRun {
-  double seconds = -1.0;  // -1: no "seconds" line came
-  std::string output;     // all it printed, for a failure's message
+  double seconds = -1.0;
+  std::string output;
 };
 NumpyRun time_numpy_sheet(const Options& o) {
-  const std::string command =
-      "OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/sheet_numpy.py --iters " +
-      std::to_string(o.iters) + " --split " + split_name(o.split) + " --mnist " +
-      bench::shell_quote(o.data) + " 2>&1";
-  NumpyRun run;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  char line[512];
-  while (std::fgets(line, sizeof line, pipe) != nullptr) {
-    run.output += line;
-    if (const char* p = std::strstr(line, "seconds ")) run.seconds = std::atof(p + 8);
-  }
-  if (pclose(pipe) != 0) run.seconds = -1.0;
+  const CommandOutput out =
+      run_shell("OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/sheet_numpy.py --iters " +
+                std::to_string(o.iters) + " --split " + split_name(o.split) + " --mnist " +
+                bench::shell_quote(o.data));
+  NumpyRun run{.seconds = -1.0, .output = out.text};
+  if (const char* p = std::strstr(out.text.c_str(), "seconds ")) run.seconds = std::atof(p + 8);
+  if (!out.ok) run.seconds = -1.0;
   return run;
+}
+
+// The whole command a user runs, `BINARY --iters N --data DIR --split S --out TMP` in a new
+// process: its start, loading the images, the metrics at every --log-every, the checkpoints and
+// the final files, besides the training. Median wall seconds over `repeats`, or the failure's last
+// lines.
+struct CommandTime {
+  double seconds = -1.0;
+  std::string failure;
+};
+CommandTime time_whole_command(const std::filesystem::path& binary, const Options& o) {
+  if (!std::filesystem::exists(binary)) return {.failure = binary.string() + " is not built"};
+  char pattern[] = "/tmp/bench_recipe-XXXXXX";
+  if (mkdtemp(pattern) == nullptr) return {.failure = "cannot make a temporary directory"};
+  const std::filesystem::path scratch = pattern;
+  CommandTime result;
+  std::vector<double> times;
+  for (int r = 0; r < o.repeats && result.failure.empty(); ++r) {
+    const std::string command =
+        bench::shell_quote(binary.string()) + " --iters " + std::to_string(o.iters) + " --data " +
+        bench::shell_quote(o.data) + " --split " + split_name(o.split) + " --out " +
+        bench::shell_quote((scratch / ("run" + std::to_string(r))).string());
+    const auto start = std::chrono::steady_clock::now();
+    const CommandOutput out = run_shell(command);
+    times.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!out.ok) result.failure = "failed: " + last_lines(out.text, 3);
+  }
+  std::error_code error;
+  std::filesystem::remove_all(scratch, error);
+  if (result.failure.empty()) result.seconds = median(times);
+  return result;
 }
 
 int run(const Options& o) {
@@ -155,6 +208,36 @@ int run(const Options& o) {
                 binary_flops * static_cast<double>(o.iters) / seconds / 1e9, cpu_seconds / seconds);
   }
 
+  // What a user waits for: the same recipe as the commands rbm_cpu and rbm_cuda (built beside
+  // this benchmark) run it, with their default threads and engine.
+  std::printf(
+      "\nwhole command (a new process: loading the images, metrics every 5000 iterations, "
+      "checkpoints, the final files), median of %d:\n",
+      o.repeats);
+  unsetenv("RBM_CPU_THREADS");
+  const std::filesystem::path here = std::filesystem::read_symlink("/proc/self/exe").parent_path();
+  for (const char* name : {"rbm_cpu", "rbm_cuda"}) {
+    const std::string shown = std::string(name) + " --iters " + std::to_string(o.iters) +
+                              " --split " + split_name(o.split);
+#ifdef RBM_BENCH_CUDA
+    if (std::strcmp(name, "rbm_cuda") == 0 && !reason.empty()) {
+      std::printf("%-38s no device: %s\n", shown.c_str(), reason.c_str());
+      continue;
+    }
+#else
+    if (std::strcmp(name, "rbm_cuda") == 0) {
+      std::printf("%-38s not built (no CUDA toolkit at configure time)\n", shown.c_str());
+      continue;
+    }
+#endif
+    const CommandTime command = time_whole_command(here / name, o);
+    if (command.seconds < 0) {
+      std::printf("%-38s %s\n", shown.c_str(), command.failure.c_str());
+    } else {
+      std::printf("%-38s %8.3f s wall\n", shown.c_str(), command.seconds);
+    }
+  }
+
   const double cpu_rate = binary_flops * static_cast<double>(o.iters) / cpu_seconds / 1e9;
   std::printf(
       "\nCPU limit: one core's measured fp32 FMA peak (%s) %.1f GFLOP/s. One thread does %.1f "
@@ -176,13 +259,7 @@ int run(const Options& o) {
           numpy_seconds / cpu_seconds, numpy_seconds / best_cpu_seconds);
     } else {
       // Its last lines: a traceback's are the error.
-      std::string tail = numpy.output;
-      for (int lines = 0, at = static_cast<int>(tail.size()) - 2; at >= 0; --at) {
-        if (tail[static_cast<size_t>(at)] == '\n' && ++lines == 6) {
-          tail.erase(0, static_cast<size_t>(at) + 1);
-          break;
-        }
-      }
+      const std::string tail = last_lines(numpy.output, 6);
       std::printf("numpy sheet: /usr/bin/python3 bench/sheet_numpy.py failed%s\n%s",
                   tail.empty() ? " (no output)" : "; its last lines:", tail.c_str());
       return 1;  // asked for and not measured
