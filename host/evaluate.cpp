@@ -8,6 +8,7 @@
 #include <atomic>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numbers>
 #include <optional>
@@ -138,52 +139,91 @@ double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequ
   return total.value();
 }
 
-// log prod_{k < n} factor(k), in groups [begin, group_end(begin)) whose products cannot overflow,
-// kept as a mantissa and a power of two across the groups (no exp or log per factor).
-template <typename Factor, typename GroupEnd>
-double log_product_in_groups(int n, const Factor& factor, const GroupEnd& group_end) {
-  double mantissa = 1.0;
-  int64_t exponent = 0;  // the product is mantissa 2^exponent
-  for (int begin = 0; begin < n;) {
-    const int end = group_end(begin);
-    // Four running products, so that the multiplications need not wait on each other.
-    double p0 = 1.0, p1 = 1.0, p2 = 1.0, p3 = 1.0;
-    int k = begin;
-    for (; k + 3 < end; k += 4) {
-      p0 *= factor(k);
-      p1 *= factor(k + 1);
-      p2 *= factor(k + 2);
-      p3 *= factor(k + 3);
+// Four doubles, and four 64-bit integers, as one value: the products below in AVX registers.
+typedef double Double4 __attribute__((vector_size(32)));
+typedef int64_t Int4 __attribute__((vector_size(32)));
+
+// Brings each lane of p (finite, >= 1) back to [1, 2), adding the powers of two taken out to
+// exponent: the lane's value is p 2^exponent, before and after.
+inline void normalize_lanes(Double4& p, Int4& exponent) {
+  Int4 bits;
+  std::memcpy(&bits, &p, sizeof bits);
+  exponent += (bits >> 52) - 1023;  // positive and normal: the biased exponent field
+  bits = (bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000;
+  std::memcpy(&p, &bits, sizeof p);
+}
+
+inline Double4 load4(const double* p) {
+  Double4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// log prod_{k < n} factor(k) for factors in [1, e^max_factor_log], with no exp or log per
+// factor; factor4(k) is the four factors k..k+3 at once (k + 3 < n), from contiguous tables. The
+// factors go 16 at a time into four products of four lanes, so that the multiplications need not
+// wait on each other (one running product was several times slower: the exact pseudo-likelihood
+// multiplies H factors per pixel and image, exact log Z d per hidden state). Each lane is brought
+// back to [1, 2) after as many of its factors as cannot overflow it from there:
+// 2 e^{m max_factor_log} <= e^708.
+template <typename Factor, typename Factor4>
+double log_product(int n, const Factor& factor, const Factor4& factor4, double max_factor_log) {
+  const int per_lane =
+      static_cast<int>(std::clamp(708.0 / std::max(max_factor_log, 1e-300), 1.0, 1e6));
+  Double4 p0 = {1.0, 1.0, 1.0, 1.0}, p1 = p0, p2 = p0, p3 = p0;
+  Int4 e0 = {0, 0, 0, 0}, e1 = e0, e2 = e0, e3 = e0;
+  const auto normalize = [&] {
+    normalize_lanes(p0, e0);
+    normalize_lanes(p1, e1);
+    normalize_lanes(p2, e2);
+    normalize_lanes(p3, e3);
+  };
+  int since_normalized = 0;
+  int k = 0;
+  for (; k + 16 <= n; k += 16) {
+    p0 *= factor4(k);
+    p1 *= factor4(k + 4);
+    p2 *= factor4(k + 8);
+    p3 *= factor4(k + 12);
+    if (++since_normalized == per_lane) {
+      normalize();
+      since_normalized = 0;
     }
-    for (; k < end; ++k) p0 *= factor(k);
-    int group_exponent = 0;
-    mantissa = std::frexp(mantissa * ((p0 * p1) * (p2 * p3)), &group_exponent);
-    exponent += group_exponent;
-    begin = end;
   }
-  return std::log(mantissa) + static_cast<double>(exponent) * std::numbers::ln2;
+  if (k < n) {  // the last n % 16 factors, one to a lane, the other lanes' factors 1
+    const auto tail = [&](int q) { return k + q < n ? factor(k + q) : 1.0; };
+    p0 *= Double4{tail(0), tail(1), tail(2), tail(3)};
+    p1 *= Double4{tail(4), tail(5), tail(6), tail(7)};
+    p2 *= Double4{tail(8), tail(9), tail(10), tail(11)};
+    p3 *= Double4{tail(12), tail(13), tail(14), tail(15)};
+  }
+  normalize();
+  // Sixteen values in [1, 2): their product is below 2^16.
+  const Double4 m = (p0 * p1) * (p2 * p3);
+  const Int4 e = (e0 + e1) + (e2 + e3);
+  return std::log((m[0] * m[1]) * (m[2] * m[3])) +
+         static_cast<double>((e[0] + e[1]) + (e[2] + e[3])) * std::numbers::ln2;
 }
 
 // product_walk's range: every p_i stays in [-kProductMaxExponent, kProductMaxExponent] over all
 // hidden states, so e^{p_i} neither overflows nor leaves the normal doubles (a product that
-// reached 0 could never come back). Its products are taken over groups of units whose factors
-// (1 + e^{p_i}) multiply to less than e^kProductMaxExponent.
+// reached 0 could never come back), and no factor (1 + e^{p_i}) exceeds e^{kProductMaxExponent +
+// log 2}: log_product's lanes hold at least one before they are normalized.
 constexpr double kProductMaxExponent = 600.0;
 // Steps between recomputing e^{p_i} from p_i: bounds the rounding that repeated products gather
 // to 256 ulps (relative 5.7e-14 per unit), at d / 256 exps per state (every 64 steps, the exps
 // took a third of the walk's time).
 constexpr int kProductRefreshSteps = 256;
 
-// The ends of product_walk's groups of visible units, or nothing when some p_i can leave the
-// range, or some step factor e^{+-W_ij} would not be a finite normal double (|W_ij| > 600: a
+// The log of the largest of product_walk's factors 1 + e^{p_i}, or nothing when some p_i can leave
+// the range, or some step factor e^{+-W_ij} would not be a finite normal double (|W_ij| > 600: a
 // bias can hold p_i in range while a single weight is larger). p_i = a_i + sum_j W_ij h_j lies
 // within a_i plus the sums of W_ij's that can be negative (low) and positive (high): h in {0, 1}
 // takes W_ij's own sign, h in {-1, 0, 1} either.
-std::optional<std::vector<int>> product_groups(const Params& params) {
+std::optional<double> product_factor_bound(const Params& params) {
   const int d = params.visible, H = params.hidden;
   const bool ternary = params.hidden_type == HiddenType::ternary;
-  std::vector<int> ends;
-  double group_log = 0.0;  // log of the largest product of the open group's factors
+  double bound = 0.0;
   for (int i = 0; i < d; ++i) {
     double low = params.has_visible_bias() ? params.a[i] : 0.0, high = low;
     for (int j = 0; j < H; ++j) {
@@ -193,25 +233,19 @@ std::optional<std::vector<int>> product_groups(const Params& params) {
       high += ternary ? std::fabs(w) : std::max(w, 0.0);
     }
     if (!(low >= -kProductMaxExponent && high <= kProductMaxExponent)) return std::nullopt;
-    const double factor_log = std::max(high, 0.0) + std::log(2.0);  // >= log(1 + e^high)
-    if (group_log + factor_log > kProductMaxExponent) {
-      ends.push_back(i);
-      group_log = 0.0;
-    }
-    group_log += factor_log;
+    bound = std::max(bound, std::max(high, 0.0) + std::log(2.0));  // >= log(1 + e^high)
   }
-  ends.push_back(d);
-  return ends;
+  return bound;
 }
 
 // The same sum as softplus_walk, as exp(sum_i softplus(p_i)) = prod_i (1 + e^{p_i}): a step that
 // changes h_j by +-1 multiplies each e^{p_i} by e^{+-W_ij} (tabled), and a state costs one log
-// (of the product, kept as a mantissa and a power of two across the groups) instead of d exps
+// (of the product, kept as mantissas and powers of two: log_product) instead of d exps
 // and d log1ps. Each factor carries at most kProductRefreshSteps + 2 roundings, so a state's log
 // weight is within d x 258 x 1.1e-16 of softplus_walk's (tests/test_evaluate.cpp: they agree to
 // 1e-16 at d = 64, H 22).
 template <typename Walk>
-double product_walk(const Params& params, int64_t n_states, const std::vector<int>& group_ends,
+double product_walk(const Params& params, int64_t n_states, double max_factor_log,
                     const ExactLogZRequest& request) {
   const int d = params.visible, H = params.hidden;
   // (H, d): W' and the factors e^{W'}, e^{-W'}, contiguous over the visible units.
@@ -249,12 +283,11 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
         since_refresh = 0;
       }
       ++since_refresh;
-      const double log_product = log_product_in_groups(
+      // log prod_i (1 + e^{p_i}) = sum_i softplus(p_i)
+      const double softplus_sum = log_product(
           d, [&](int i) { return 1.0 + e_pre[i]; },
-          [&](int group_begin) {
-            return *std::upper_bound(group_ends.begin(), group_ends.end(), group_begin);
-          });
-      acc.add(bias + log_product);
+          [&](int i) { return 1.0 + load4(e_pre.data() + i); }, max_factor_log);
+      acc.add(bias + softplus_sum);
     });
     if (whole) partial[static_cast<size_t>(piece)] = acc;
   });
@@ -267,13 +300,13 @@ double product_walk(const Params& params, int64_t n_states, const std::vector<in
 template <typename Walk>
 double log_sum_over_hidden_walk(const Params& params, int64_t n_states, LogZSum sum,
                                 const ExactLogZRequest& request) {
-  const std::optional<std::vector<int>> groups = product_groups(params);
-  if (sum == LogZSum::products && !groups) {
+  const std::optional<double> factor_bound = product_factor_bound(params);
+  if (sum == LogZSum::products && !factor_bound) {
     throw std::invalid_argument(
         "exact_log_partition: the product of factors would overflow for this model");
   }
-  if (groups && sum != LogZSum::softplus) {
-    return product_walk<Walk>(params, n_states, *groups, request);
+  if (factor_bound && sum != LogZSum::softplus) {
+    return product_walk<Walk>(params, n_states, *factor_bound, request);
   }
   return softplus_walk<Walk>(params, n_states, request);
 }
@@ -453,7 +486,7 @@ double exact_log_partition(const Params& params, LogZSum sum, const ExactLogZReq
 }
 
 bool exact_log_partition_uses_products(const Params& params) {
-  return product_groups(params).has_value();
+  return product_factor_bound(params).has_value();
 }
 
 double mean_log_prob(const Params& params, const Dataset& images, double log_partition,
@@ -556,7 +589,7 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
       std::vector<double> t(static_cast<size_t>(n) * H), e_pos(t.size());  // (n, H) t, e^t
       std::vector<double> e_neg(kTernary ? t.size() : 0);                  // (n, H) e^-t, ternary
       std::vector<double> base(static_cast<size_t>(n));                    // sum_j u(t_j)
-      std::vector<int> group(static_cast<size_t>(n));                      // 0: the sum of u
+      std::vector<double> factor_bound(static_cast<size_t>(n));            // -1: the sum of u
       std::vector<double> row;                                             // (H)
       for (int k = 0; k < n; ++k) {
         throw_if_stopped(stop);
@@ -571,8 +604,9 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
         base[k] = sum;
         // log of a factor <= |t_j + s W_ij| + log 3.
         const double factor_log = t_max + w_max + std::log(3.0);
+        factor_bound[k] = -1.0;
         if (factor_log <= kProductMaxExponent) {
-          group[k] = std::max(1, static_cast<int>(kProductMaxExponent / factor_log));
+          factor_bound[k] = factor_log;
           for (int j = 0; j < H; ++j) {
             const size_t at = static_cast<size_t>(k) * H + j;
             e_pos[at] = std::exp(t[at]);
@@ -601,21 +635,28 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
             const double s = on ? -1.0 : 1.0;
             const size_t at = static_cast<size_t>(k) * H;
             double flipped = 0.0;
-            if (group[k] > 0) {
+            if (factor_bound[k] >= 0.0) {
               // e^{t_j + s W_ij} and e^{-(t_j + s W_ij)}
               const double* e = e_pos.data() + at;
               const double* g = on ? down.data() : up.data();
               const double* g_inv = on ? up.data() : down.data();
+              const double* e_minus = kTernary ? e_neg.data() + at : nullptr;
               const auto factor = [&](int j) {
                 if constexpr (kTernary) {
-                  return 1.0 + e[j] * g[j] + e_neg[at + j] * g_inv[j];
+                  return 1.0 + e[j] * g[j] + e_minus[j] * g_inv[j];
                 } else {
                   return 1.0 + e[j] * g[j];
                 }
               };
-              const int size = group[k];
-              flipped = log_product_in_groups(
-                  H, factor, [&](int group_begin) { return std::min(H, group_begin + size); });
+              const auto factor4 = [&](int j) {
+                const Double4 plus = load4(e + j) * load4(g + j);
+                if constexpr (kTernary) {
+                  return 1.0 + plus + load4(e_minus + j) * load4(g_inv + j);
+                } else {
+                  return 1.0 + plus;
+                }
+              };
+              flipped = log_product(H, factor, factor4, factor_bound[k]);
             } else {
               for (int j = 0; j < H; ++j)
                 flipped += hidden_log_sum<kType>(t[at + j] + s * w_row[j]);
