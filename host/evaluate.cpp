@@ -143,12 +143,16 @@ double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequ
 typedef double Double4 __attribute__((vector_size(32)));
 typedef int64_t Int4 __attribute__((vector_size(32)));
 
-// Brings each lane of p (finite, >= 1) back to [1, 2), adding the powers of two taken out to
-// exponent: the lane's value is p 2^exponent, before and after.
-inline void normalize_lanes(Double4& p, Int4& exponent) {
+// Brings each lane of p (>= 1) back to [1, 2), adding the powers of two taken out to exponent:
+// the lane's value is p 2^exponent, before and after. A lane that is +inf or NaN (a factor that
+// broke its bound, or NaN parameters) sets its lane of not_finite to -1: it must not pass for a
+// finite value.
+inline void normalize_lanes(Double4& p, Int4& exponent, Int4& not_finite) {
   Int4 bits;
   std::memcpy(&bits, &p, sizeof bits);
-  exponent += (bits >> 52) - 1023;  // positive and normal: the biased exponent field
+  const Int4 field = bits >> 52;  // the biased exponent: the sign bit is 0 (p >= 1)
+  exponent += field - 1023;
+  not_finite |= field == 0x7FF;
   bits = (bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000;
   std::memcpy(&p, &bits, sizeof p);
 }
@@ -172,11 +176,12 @@ double log_product(int n, const Factor& factor, const Factor4& factor4, double m
       static_cast<int>(std::clamp(708.0 / std::max(max_factor_log, 1e-300), 1.0, 1e6));
   Double4 p0 = {1.0, 1.0, 1.0, 1.0}, p1 = p0, p2 = p0, p3 = p0;
   Int4 e0 = {0, 0, 0, 0}, e1 = e0, e2 = e0, e3 = e0;
+  Int4 not_finite = e0;
   const auto normalize = [&] {
-    normalize_lanes(p0, e0);
-    normalize_lanes(p1, e1);
-    normalize_lanes(p2, e2);
-    normalize_lanes(p3, e3);
+    normalize_lanes(p0, e0, not_finite);
+    normalize_lanes(p1, e1, not_finite);
+    normalize_lanes(p2, e2, not_finite);
+    normalize_lanes(p3, e3, not_finite);
   };
   int since_normalized = 0;
   int k = 0;
@@ -198,6 +203,9 @@ double log_product(int n, const Factor& factor, const Factor4& factor4, double m
     p3 *= Double4{tail(12), tail(13), tail(14), tail(15)};
   }
   normalize();
+  if ((not_finite[0] | not_finite[1] | not_finite[2] | not_finite[3]) != 0) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   // Sixteen values in [1, 2): their product is below 2^16.
   const Double4 m = (p0 * p1) * (p2 * p3);
   const Int4 e = (e0 + e1) + (e2 + e3);

@@ -240,6 +240,23 @@ TEST(Evaluate, PseudoLikelihoodMatchesDirectComputation) {
   EXPECT_NEAR(mean_pseudo_log_likelihood(p, data), want, 1e-5);
 }
 
+// NaN parameters (a diverged model) give a NaN PLL, not a finite number: the products' lanes are
+// renormalized through their exponent bits, where a NaN or an infinity must not pass for a value.
+TEST(Evaluate, PseudoLikelihoodOfNanWeightsIsNan) {
+  const int d = 784;
+  Dataset images;
+  images.width = images.height = 28;
+  images.rows = 1;
+  for (int i = 0; i < d; ++i) images.pixels.push_back(static_cast<uint8_t>(i % 5 == 0));
+  images.labels.push_back(3);
+  Params p = test::random_params(d, 40, 0.3f, 12, /*visible_bias=*/true);
+  ASSERT_TRUE(std::isfinite(mean_pseudo_log_likelihood(p, images)));
+  // Pixel 6 is off: the NaN is in no pre-activation of the image, only in the factors of the
+  // image flipped at pixel 6.
+  p.W[6 * 40 + 7] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(mean_pseudo_log_likelihood(p, images)));
+}
+
 // Weights near FLT_MAX are finite, and so are the model's free energies: where the float GEMM's
 // pre-activations overflow, they are summed again in double. Want: the mean of free_energy (double
 // throughout) and the PLL from it, log p(x_i | x_-i) = -softplus(F(x) - F(x flipped at i)).
@@ -287,12 +304,12 @@ TEST(Evaluate, WeightsNearFloatMaxGiveFiniteScores) {
 }
 
 // At d = 784 the exact PLL takes each flipped sum as the log of a product of factors
-// 1 + e^{t_j} e^{s W_ij} (ternary: + e^{-t_j} e^{-s W_ij}), in groups sized so that none
-// overflows, or as a sum of softplus when max |t_j| + max |W_ij| > 600. Each case against
-// F(x) - F(x flipped) from free_energy (double, its own sums); the scales make groups of all 100
-// factors (0.3), of a few (3), of one (20), and the softplus sum (60). Tolerance: the product's
-// relative rounding, about (H + 8) x 1.1e-16 per flipped sum of size ~|F|, is far below 1e-11 of
-// the PLL.
+// 1 + e^{t_j} e^{s W_ij} (ternary: + e^{-t_j} e^{-s W_ij}), in vector lanes renormalized before
+// they can overflow, or as a sum of softplus when max |t_j| + max |W_ij| > 600. Each case against
+// F(x) - F(x flipped) from free_energy (double, its own sums); the scales make lanes renormalized
+// only at the end (0.3), every few blocks of 16 factors (3), after every block (20), and the
+// softplus sum (60); H 100 and 30 leave a partial last block. Tolerance: the product's relative
+// rounding, about (H + 8) x 1.1e-16 per flipped sum of size ~|F|, is far below 1e-11 of the PLL.
 TEST(Evaluate, PseudoLikelihoodAtFullSizeMatchesFreeEnergyDifferences) {
   const int d = 784;
   Dataset images;
