@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -107,8 +108,12 @@ struct CommandTime {
 };
 CommandTime time_whole_command(const std::filesystem::path& binary, const Options& o) {
   if (!std::filesystem::exists(binary)) return {.failure = binary.string() + " is not built"};
-  char pattern[] = "/tmp/bench_recipe-XXXXXX";
-  if (mkdtemp(pattern) == nullptr) return {.failure = "cannot make a temporary directory"};
+  std::error_code error;
+  std::string pattern =
+      (std::filesystem::temp_directory_path(error) / "bench_recipe-XXXXXX").string();
+  if (error || mkdtemp(pattern.data()) == nullptr) {
+    return {.failure = "cannot make a temporary directory in " + pattern};
+  }
   const std::filesystem::path scratch = pattern;
   CommandTime result;
   std::vector<double> times;
@@ -123,13 +128,16 @@ CommandTime time_whole_command(const std::filesystem::path& binary, const Option
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (!out.ok) result.failure = "failed: " + last_lines(out.text, 3);
   }
-  std::error_code error;
   std::filesystem::remove_all(scratch, error);
   if (result.failure.empty()) result.seconds = median(times);
   return result;
 }
 
 int run(const Options& o) {
+  // The CPU rows below set RBM_CPU_THREADS; the whole commands run with the caller's setting.
+  const char* caller_threads = std::getenv("RBM_CPU_THREADS");
+  const std::optional<std::string> threads_setting =
+      caller_threads ? std::optional<std::string>(caller_threads) : std::nullopt;
   // Checked before minutes of timing: the numpy program's path is relative to the repository root.
   if (o.numpy && !std::filesystem::exists("bench/sheet_numpy.py")) {
     throw std::runtime_error(
@@ -209,12 +217,16 @@ int run(const Options& o) {
   }
 
   // What a user waits for: the same recipe as the commands rbm_cpu and rbm_cuda (built beside
-  // this benchmark) run it, with their default threads and engine.
+  // this benchmark) run it, with the caller's RBM_CPU_THREADS (if any) and their default engine.
   std::printf(
-      "\nwhole command (a new process: loading the images, metrics every 5000 iterations, "
+      "\nwhole command (a new process: loading the images, metrics at the default --log-every, "
       "checkpoints, the final files), median of %d:\n",
       o.repeats);
-  unsetenv("RBM_CPU_THREADS");
+  if (threads_setting) {
+    setenv("RBM_CPU_THREADS", threads_setting->c_str(), 1);
+  } else {
+    unsetenv("RBM_CPU_THREADS");
+  }
   const std::filesystem::path here = std::filesystem::read_symlink("/proc/self/exe").parent_path();
   for (const char* name : {"rbm_cpu", "rbm_cuda"}) {
     const std::string shown = std::string(name) + " --iters " + std::to_string(o.iters) +

@@ -142,17 +142,18 @@ double softplus_walk(const Params& params, int64_t n_states, const ExactLogZRequ
 // Four doubles, and four 64-bit integers, as one value: the products below in AVX registers.
 typedef double Double4 __attribute__((vector_size(32)));
 typedef int64_t Int4 __attribute__((vector_size(32)));
+typedef uint64_t UInt4 __attribute__((vector_size(32)));
 
 // Brings each lane of p (>= 1) back to [1, 2), adding the powers of two taken out to exponent:
-// the lane's value is p 2^exponent, before and after. A lane that is +inf or NaN (a factor that
-// broke its bound, or NaN parameters) sets its lane of not_finite to -1: it must not pass for a
-// finite value.
+// the lane's value is p 2^exponent, before and after. A lane that is +inf or a NaN of either sign
+// (a factor that broke its bound, or NaN parameters: inf - inf gives a NaN with the sign bit set)
+// sets its lane of not_finite: it must not pass for a finite value.
 inline void normalize_lanes(Double4& p, Int4& exponent, Int4& not_finite) {
-  Int4 bits;
+  UInt4 bits;
   std::memcpy(&bits, &p, sizeof bits);
-  const Int4 field = bits >> 52;  // the biased exponent: the sign bit is 0 (p >= 1)
-  exponent += field - 1023;
-  not_finite |= field == 0x7FF;
+  const UInt4 field = bits >> 52;  // sign and biased exponent: the sign is 0 for p >= 1
+  exponent += __builtin_convertvector(field, Int4) - 1023;
+  not_finite |= field >= 0x7FF;
   bits = (bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000;
   std::memcpy(&p, &bits, sizeof p);
 }
@@ -168,12 +169,12 @@ inline Double4 load4(const double* p) {
 // factors go 16 at a time into four products of four lanes, so that the multiplications need not
 // wait on each other (one running product was several times slower: the exact pseudo-likelihood
 // multiplies H factors per pixel and image, exact log Z d per hidden state). Each lane is brought
-// back to [1, 2) after as many of its factors as cannot overflow it from there:
-// 2 e^{m max_factor_log} <= e^708.
+// back to [1, 2) after per_lane of its factors, m = per_lane with m max_factor_log <= 708: from
+// below 2 it stays below 2 e^708, under DBL_MAX = e^709.78. NaN in, NaN out.
 template <typename Factor, typename Factor4>
 double log_product(int n, const Factor& factor, const Factor4& factor4, double max_factor_log) {
-  const int per_lane =
-      static_cast<int>(std::clamp(708.0 / std::max(max_factor_log, 1e-300), 1.0, 1e6));
+  const double lanes_bound = max_factor_log > 0.0 ? 708.0 / max_factor_log : 1e6;  // NaN: 1e6
+  const int per_lane = static_cast<int>(std::clamp(lanes_bound, 1.0, 1e6));
   Double4 p0 = {1.0, 1.0, 1.0, 1.0}, p1 = p0, p2 = p0, p3 = p0;
   Int4 e0 = {0, 0, 0, 0}, e1 = e0, e2 = e0, e3 = e0;
   Int4 not_finite = e0;
@@ -195,12 +196,13 @@ double log_product(int n, const Factor& factor, const Factor4& factor4, double m
       since_normalized = 0;
     }
   }
-  if (k < n) {  // the last n % 16 factors, one to a lane, the other lanes' factors 1
-    const auto tail = [&](int q) { return k + q < n ? factor(k + q) : 1.0; };
-    p0 *= Double4{tail(0), tail(1), tail(2), tail(3)};
-    p1 *= Double4{tail(4), tail(5), tail(6), tail(7)};
-    p2 *= Double4{tail(8), tail(9), tail(10), tail(11)};
-    p3 *= Double4{tail(12), tail(13), tail(14), tail(15)};
+  // The last n % 16 factors: whole fours into p0, p1, p2, the rest into p3's lanes, so that no
+  // lane takes more than one factor beyond the loop's (since_normalized < per_lane).
+  Double4* const lanes[3] = {&p0, &p1, &p2};
+  for (int quad = 0; k + 4 <= n; ++quad, k += 4) *lanes[quad] *= factor4(k);
+  if (k < n) {
+    const auto rest = [&](int q) { return k + q < n ? factor(k + q) : 1.0; };
+    p3 *= Double4{rest(0), rest(1), rest(2), 1.0};
   }
   normalize();
   if ((not_finite[0] | not_finite[1] | not_finite[2] | not_finite[3]) != 0) {
@@ -575,15 +577,20 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
   if (images.rows == 0) return std::numeric_limits<double>::quiet_NaN();
   const int d = params.visible, H = params.hidden;
   double w_max = 0.0;
-  for (const float w : params.W) w_max = std::max(w_max, static_cast<double>(std::fabs(w)));
+  // NaN-keeping maxima (std::max drops a NaN): a NaN parameter sends every image to the sum of u,
+  // which carries the NaN into the PLL.
+  const auto keep_max = [](double& max, double v) {
+    if (std::isnan(v) || v > max) max = v;
+  };
+  for (const float w : params.W) keep_max(w_max, std::fabs(w));
   // log p(x_i | x_-i) = -softplus(F(x) - F(x')), x' = x with x_i flipped: flipping x_i adds
   // s W_i to the hidden pre-activations t and s a_i to a'x, s = 1 - 2 x_i, so
   // F(x) - F(x') = s a_i + sum_j u(t_j + s W_ij) - sum_j u(t_j), u the hidden unit's log-sum
   // (softplus, or log(1 + 2 cosh) for ternary units). The flipped sum is the log of the product
   // of the factors e^{u(t_j + s W_ij)} = 1 + e^{t_j} e^{s W_ij} (+ e^{-t_j} e^{-s W_ij} for
   // ternary units) from tables of e^{+-t} (per image) and e^{+-W} (per pixel): H multiplications
-  // instead of H exps and log1ps. An image with max |t_j| + max |W_ij| > 600 (a factor could
-  // overflow) takes the sum of u instead.
+  // instead of H exps and log1ps. An image with max |t_j| + max |W_ij| + log 3 > 600 (a factor
+  // could overflow) takes the sum of u instead.
   constexpr int kBlock = 256;  // images whose tables (H doubles each) are held at once
   double total = 0.0;
   // A worker that saw the stop request leaves its pixels: one pixel of a block (kBlock H factors,
@@ -607,7 +614,7 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
           const size_t at = static_cast<size_t>(k) * H + j;
           t[at] = row[j];
           sum += hidden_log_sum<kType>(row[j]);
-          t_max = std::max(t_max, std::fabs(row[j]));
+          keep_max(t_max, std::fabs(row[j]));
         }
         base[k] = sum;
         // log of a factor <= |t_j + s W_ij| + log 3.

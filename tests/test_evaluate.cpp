@@ -87,11 +87,11 @@ long double log_partition_over_fresh_states(const Params& p) {
 }
 
 // At d = 784, both sums exact_log_partition may take (the product of the factors 1 + e^{p_i},
-// refreshed from p every 256 states, in groups that cannot overflow; and the softplus sum when
-// some p_i can leave +-600) against fresh long-double sums over every state. Bound: each state's
-// log weight is off by at most 784 units x (256 + 2) roundings of 1.1e-16 relative in the product
-// (2.2e-11), plus the walk's running sums of p; relative 1e-11 of |log Z| (which is above 600
-// here) covers both, and is 1000 times below anything the reports print.
+// refreshed from p every 256 states, in vector lanes renormalized before they can overflow; and the
+// softplus sum when some p_i can leave +-600) against fresh long-double sums over every state.
+// Bound: each state's log weight is off by at most 784 units x (256 + 2) roundings of 1.1e-16
+// relative in the product (2.2e-11), plus the walk's running sums of p; relative 1e-11 of |log Z|
+// (which is above 600 here) covers both, and is 1000 times below anything the reports print.
 TEST(Evaluate, ExactLogPartitionMatchesFreshSumsAtFullSize) {
   struct Case {
     int H;
@@ -102,7 +102,7 @@ TEST(Evaluate, ExactLogPartitionMatchesFreshSumsAtFullSize) {
   const Case cases[] = {
       {12, 0.3f, HiddenType::binary, true, true},
       {12, 0.3f, HiddenType::binary, false, true},
-      {12, 20.0f, HiddenType::binary, true, true},  // p_i up to ~100: groups of a few units
+      {12, 20.0f, HiddenType::binary, true, true},  // p_i up to ~100: lanes renormalized often
       {7, 0.3f, HiddenType::ternary, true, true},
       {7, 20.0f, HiddenType::ternary, false, true},
       {10, 300.0f, HiddenType::binary, true, false},  // p_i beyond 600: the softplus sum
@@ -241,7 +241,8 @@ TEST(Evaluate, PseudoLikelihoodMatchesDirectComputation) {
 }
 
 // NaN parameters (a diverged model) give a NaN PLL, not a finite number: the products' lanes are
-// renormalized through their exponent bits, where a NaN or an infinity must not pass for a value.
+// renormalized through their exponent bits, where a NaN of either sign must not pass for a value
+// (inf - inf, as a diverging float sum makes it, is a NaN with the sign bit set on x86).
 TEST(Evaluate, PseudoLikelihoodOfNanWeightsIsNan) {
   const int d = 784;
   Dataset images;
@@ -249,12 +250,16 @@ TEST(Evaluate, PseudoLikelihoodOfNanWeightsIsNan) {
   images.rows = 1;
   for (int i = 0; i < d; ++i) images.pixels.push_back(static_cast<uint8_t>(i % 5 == 0));
   images.labels.push_back(3);
-  Params p = test::random_params(d, 40, 0.3f, 12, /*visible_bias=*/true);
-  ASSERT_TRUE(std::isfinite(mean_pseudo_log_likelihood(p, images)));
-  // Pixel 6 is off: the NaN is in no pre-activation of the image, only in the factors of the
-  // image flipped at pixel 6.
-  p.W[6 * 40 + 7] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_TRUE(std::isnan(mean_pseudo_log_likelihood(p, images)));
+  const Params finite = test::random_params(d, 40, 0.3f, 12, /*visible_bias=*/true);
+  ASSERT_TRUE(std::isfinite(mean_pseudo_log_likelihood(finite, images)));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const float bad : {nan, -nan}) {
+    Params p = finite;
+    // Pixel 6 is off: the NaN is in no pre-activation of the image, only in the factors of the
+    // image flipped at pixel 6.
+    p.W[6 * 40 + 7] = bad;
+    EXPECT_TRUE(std::isnan(mean_pseudo_log_likelihood(p, images))) << bad;
+  }
 }
 
 // Weights near FLT_MAX are finite, and so are the model's free energies: where the float GEMM's
