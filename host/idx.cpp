@@ -236,7 +236,11 @@ class IdxReader {
       char text[80];
       std::snprintf(text, sizeof text, "not an IDX file: bad magic 0x%08x (expected 0x%08x)", magic,
                     expected_magic);
-      fail(stream_.name(), text);
+      std::string message = text;
+      if (stream_.gzipped() && magic >> 16 == 0x1f8b) {  // gzip's own magic, once inflated
+        message += "; the inflated data are gzip again: compressed twice? (gunzip it once)";
+      }
+      fail(stream_.name(), message);
     }
     if ((magic >> 8 & 0xff) != 0x08) {
       char text[80];

@@ -241,6 +241,9 @@ TEST(Idx, RejectsBadGzip) {
   const std::string packed = gzip(idx_file(0x801, {1000}, std::string(1000, '\x07')));
   write_bytes(dir / "cut.gz", packed.substr(0, packed.size() / 2));
   EXPECT_INPUT_ERROR(read_idx_labels(dir / "cut.gz"), "cut.gz", "truncated gzip data");
+  write_bytes(dir / "twice.gz", gzip(packed));
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "twice.gz"), "twice.gz", "bad magic 0x1f8b",
+                     "compressed twice?");
   write_bytes(dir / "padded.gz", packed + std::string(10, '\0'));
   EXPECT_INPUT_ERROR(read_idx_labels(dir / "padded.gz"), "padded.gz",
                      "bytes after the end of the gzip data that are not another gzip member");
