@@ -161,7 +161,7 @@ class IdxByteStream {
   bool output_held_ = false;      // the last inflate filled its output: zlib may hold more
   int64_t members_ended_ = 0;     // gzip members read to their end
   uint64_t member_inflated_ = 0;  // bytes the current member has given
-  uint64_t inflated_ = 0;
+  uint64_t inflated_ = 0;         // bytes inflated in all, against kMaxDecompressed
 };
 
 uint32_t load_be32(const uint8_t* p) {
@@ -169,9 +169,10 @@ uint32_t load_be32(const uint8_t* p) {
 }
 
 // An IDX file of unsigned bytes of a given rank, read in order: its header, checked on
-// construction (magic, type, rank, and that the dimensions match the data length where the length
-// is known without reading: an uncompressed file or buffer), then its data, by read_data, and
-// finish, which checks that nothing follows them. Nothing is allocated for the data here.
+// construction (magic, type, rank, a usable image size, and that the dimensions match the data
+// length where the length is known without reading, an uncompressed file or buffer, or else stay
+// within the bound on what a gzip file may inflate to), then its data, by read_data, and finish,
+// which checks that nothing follows them. Nothing is allocated for the data here.
 class IdxReader {
  public:
   IdxReader(int rank, const std::filesystem::path& path) : stream_(path), rank_(rank) {
