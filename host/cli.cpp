@@ -70,7 +70,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
   app.add_option("--lr", f.lr, "learning rate, in (0, 1e6]")->capture_default_str();
   app.add_option("--k", f.k, "Gibbs steps of CD-k, 1..100000")->capture_default_str();
   app.add_option("--seed", f.seed, "random seed, 0..4294967295")->capture_default_str();
-  app.add_option("--data", f.data, "directory of the MNIST IDX files")->capture_default_str();
+  app.add_option("--data", f.data, "directory of the MNIST IDX files (raw or .gz)")
+      ->capture_default_str();
   app.add_option("--digit", f.digit, "digit to train on: 0..9 or all")->capture_default_str();
   app.add_option("--split", f.split, "MNIST split: all (train+test), train or test")
       ->capture_default_str();
