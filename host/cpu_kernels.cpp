@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #endif
 
+#include <array>
 #include <bit>
 #include <cstring>
 #include <vector>
@@ -63,13 +64,42 @@ void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows
   }
 }
 
+#if defined(__AVX2__)
+namespace {
+
+// kLeftPack[m] holds, in 4-bit fields from the lowest, the positions of the set bits of the 8-bit
+// mask m in increasing order: 0b10110 -> 1, 2, 4 = 0x421.
+constexpr std::array<uint32_t, 256> kLeftPack = [] {
+  std::array<uint32_t, 256> table{};
+  for (uint32_t mask = 0; mask < 256; ++mask) {
+    int field = 0;
+    for (uint32_t bit = 0; bit < 8; ++bit) {
+      if ((mask >> bit) & 1u) table[mask] |= bit << (4 * field++);
+    }
+  }
+  return table;
+}();
+
+}  // namespace
+#endif
+
+// Branch-free: a loop over the set bits of each block's mask mispredicted about once per unit
+// drawn (12% of AIS's time). Each block of 8 stores all 8 lanes of its packed indices at
+// out + count; count <= i keeps that store inside out[0, n), and the next block's overwrites
+// the lanes past the set bits.
 int indices_where_less(const float* below, const float* above, int n, int* out) {
   int count = 0, i = 0;
 #if defined(__AVX2__)
+  const __m256i field_shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   for (; i + 8 <= n; i += 8) {
-    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
+    const unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
         _mm256_cmp_ps(_mm256_loadu_ps(below + i), _mm256_loadu_ps(above + i), _CMP_LT_OQ)));
-    for (; mask != 0; mask &= mask - 1) out[count++] = i + std::countr_zero(mask);
+    const __m256i fields =
+        _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kLeftPack[mask])), field_shifts);
+    const __m256i indices =
+        _mm256_add_epi32(_mm256_and_si256(fields, _mm256_set1_epi32(0xF)), _mm256_set1_epi32(i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + count), indices);
+    count += std::popcount(mask);
   }
 #endif
   for (; i < n; ++i) {

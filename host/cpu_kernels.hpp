@@ -22,6 +22,7 @@ void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows
 
 // Writes the indices i < n with below[i] < above[i] to out, in increasing order; returns how
 // many. With below the uniforms and above the probabilities: the units a Bernoulli draw sets to 1.
+// out must hold n ints: the entries from the returned count on are overwritten too.
 int indices_where_less(const float* below, const float* above, int n, int* out);
 
 // uniforms[u] = philox_uniform(key, stream, phase, first_unit + u) for u in [0, n);

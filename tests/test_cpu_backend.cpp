@@ -9,6 +9,8 @@
 #include <atomic>
 #include <cmath>
 #include <fstream>
+#include <limits>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -73,6 +75,37 @@ TEST(CpuKernels, VectorizedUniformsEqualTheScalarDefinition) {
               << "first " << first << " n " << n << " unit " << u;
         }
       }
+    }
+  }
+}
+
+TEST(CpuKernels, IndicesWhereLessListsEveryUnitWhereBelowIsLessInOrder) {
+  // The AVX2 path packs each block of 8 through a table of the 256 masks, and the last n % 8 run
+  // one at a time: n 0..40 and 784 take every tail length; the values cover every mask of a
+  // block, ties (not less) and NaN (never less, on either side).
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<int> sizes(41);
+  std::iota(sizes.begin(), sizes.end(), 0);
+  sizes.push_back(784);
+  for (const int n : sizes) {
+    for (int pattern = 0; pattern < 300; ++pattern) {
+      std::vector<float> below(static_cast<size_t>(n)), above(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        const int bit = ((pattern * 2654435761u) >> (i % 29)) & 1;  // blocks see varied masks
+        below[i] = 0.5f;
+        above[i] = bit ? 0.75f : (i % 5 == 0 ? 0.5f : 0.25f);        // 0.5: a tie, not less
+        if (i % 37 == 3) (pattern % 2 ? below[i] : above[i]) = nan;  // never less
+      }
+      for (int i = 0; i < std::min(n, 8); ++i) above[i] = (pattern >> i) & 1 ? 1.0f : 0.0f;
+      std::vector<int> want;
+      for (int i = 0; i < n; ++i) {
+        if (below[i] < above[i]) want.push_back(i);
+      }
+      std::vector<int> got(static_cast<size_t>(n), -1);
+      const int count = cpu::indices_where_less(below.data(), above.data(), n, got.data());
+      ASSERT_EQ(count, static_cast<int>(want.size())) << "n " << n << " pattern " << pattern;
+      got.resize(static_cast<size_t>(count));
+      ASSERT_EQ(got, want) << "n " << n << " pattern " << pattern;
     }
   }
 }
