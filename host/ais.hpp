@@ -82,6 +82,11 @@ AisSummary summarize_ais(const AisResult& result);
 // one run (the multiply-adds of W'x and W h, d + H sigmoids: about 0.1 ms at H 500).
 AisResult ais_cpu(const Params& params, const AisRequest& request);
 
+// The hidden units' part of the increment of an AIS log weight from beta_prev to beta
+// (0 <= beta_prev < beta) at u = W'x + b (H): sum_j hidden_log_sum(beta u_j) -
+// hidden_log_sum(beta_prev u_j) for the given kind of hidden unit. ais_cpu's; public for tests.
+double ais_hidden_increment(HiddenType type, const float* u, int H, double beta, double beta_prev);
+
 // An exact lower bound: log Z >= log of the terms h in {0, e_1, .., e_H} (and -e_1, .., -e_H for
 // ternary units) of Z = sum_h exp(b'h) prod_i (1 + exp(a_i + W_i h)). Without visible biases the h
 // = 0 term alone is 2^d, the mass of uniform-noise images, which AIS from the base-rate model can

@@ -37,16 +37,6 @@ double hidden_log_sum(double t) {
   }
 }
 
-// hidden_log_sum<T>(t1) - hidden_log_sum<T>(t2) for t1, t2 of the same sign.
-template <HiddenType T>
-double hidden_log_sum_difference(double t1, double t2) {
-  if constexpr (T == HiddenType::ternary) {
-    return log_one_plus_two_cosh_difference(t1, t2);
-  } else {
-    return softplus_difference(t1, t2);
-  }
-}
-
 // E[h | t] in double: sigm(t), or G(t) = sign(t) (1 - e^2) / (1 + e + e^2), e = exp(-|t|), with
 // 1 - e^2 = -expm1(-2|t|) (kernels/rbm_math.h's ternary_mean in double).
 template <HiddenType T>
