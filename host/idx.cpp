@@ -218,6 +218,10 @@ class IdxReader {
   }
 
  private:
+  // "1 byte", "2 bytes": the messages count what a file holds, which may be one.
+  static std::string counted(uint64_t n, const char* noun) {
+    return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+  }
   std::string holds() const {
     return stream_.gzipped() ? "the decompressed file holds " : "the file holds ";
   }
@@ -228,8 +232,8 @@ class IdxReader {
     if (rank_ != 1 && rank_ != 3) throw std::logic_error("IdxReader: rank 1 (labels) or 3");
     const size_t got = stream_.read(header, 4);
     if (got < 4) {
-      fail(stream_.name(), "truncated header: " + holds() + std::to_string(got) +
-                               " bytes, an IDX header needs " + std::to_string(header_length));
+      fail(stream_.name(), "truncated header: " + holds() + counted(got, "byte") +
+                               ", an IDX header needs " + std::to_string(header_length));
     }
     const uint32_t magic = load_be32(header);
     const uint32_t expected_magic = 0x0800u | static_cast<uint32_t>(rank_);
@@ -255,9 +259,9 @@ class IdxReader {
     }
     const size_t got_dims = stream_.read(header + 4, header_length - 4);
     if (got_dims < header_length - 4) {
-      fail(stream_.name(), "truncated header: " + holds() + std::to_string(4 + got_dims) +
-                               " bytes, an IDX header of rank " + std::to_string(rank_) +
-                               " needs " + std::to_string(header_length));
+      fail(stream_.name(), "truncated header: " + holds() + counted(4 + got_dims, "byte") +
+                               ", an IDX header of rank " + std::to_string(rank_) + " needs " +
+                               std::to_string(header_length));
     }
 
     std::string shape;
@@ -276,9 +280,9 @@ class IdxReader {
       fail(stream_.name(),
            "unusable image size " + std::to_string(dims_[1]) + "x" + std::to_string(dims_[2]));
     }
-    described_ = rank_ == 3 ? std::to_string(dims_[0]) + " images of " + std::to_string(dims_[1]) +
-                                  "x" + std::to_string(dims_[2])
-                            : std::to_string(dims_[0]) + " labels";
+    described_ = rank_ == 3 ? counted(dims_[0], "image") + " of " + std::to_string(dims_[1]) + "x" +
+                                  std::to_string(dims_[2])
+                            : counted(dims_[0], "label");
     header_length_ = header_length;
     const std::optional<uint64_t> length = stream_.known_length();
     // A size below the header's, which was just read in full, is stale (a file that grew since it
@@ -289,16 +293,16 @@ class IdxReader {
     } else if (data_length_ > kMaxDecompressed - header_length) {
       // Compressed: the length is known only at the end. A header that promises more than a
       // gzip file may inflate to is refused now, before a caller allocates for it.
-      fail(stream_.name(), "header says " + described_ + " = " + std::to_string(data_length_) +
-                               " bytes, more than the " + std::to_string(kMaxDecompressed) +
+      fail(stream_.name(), "header says " + described_ + " = " + counted(data_length_, "byte") +
+                               ", more than the " + std::to_string(kMaxDecompressed) +
                                " that an IDX file read as it streams may hold");
     }
   }
 
   [[noreturn]] void wrong_length(uint64_t body_length) const {
     fail(stream_.name(), std::string(body_length < data_length_ ? "truncated" : "trailing data") +
-                             ": header says " + described_ + " = " + std::to_string(data_length_) +
-                             " bytes but " + holds() + std::to_string(body_length) + " after the " +
+                             ": header says " + described_ + " = " + counted(data_length_, "byte") +
+                             " but " + holds() + std::to_string(body_length) + " after the " +
                              std::to_string(header_length_) + "-byte header");
   }
 

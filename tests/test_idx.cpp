@@ -205,8 +205,13 @@ TEST(Idx, RejectsTruncatedHeader) {
   TempDir dir;
   write_bytes(dir / "short", idx_file(0x803, {60000, 28}, ""));
   EXPECT_INPUT_ERROR(read_idx_images(dir / "short"), "short", "truncated header");
-  write_bytes(dir / "tiny", "\x00\x00");
-  EXPECT_INPUT_ERROR(read_idx_labels(dir / "tiny"), "tiny", "truncated header");
+  write_bytes(dir / "tiny", std::string(2, '\0'));
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "tiny"), "tiny", "truncated header",
+                     "holds 2 bytes, an IDX header needs 8");
+  write_bytes(dir / "one", std::string(1, '\0'));  // one byte, not "1 bytes"
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "one"), "one", "holds 1 byte, an IDX header needs 8");
+  write_bytes(dir / "one label", idx_file(0x801, {1}, "\x01\x02"));
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "one label"), "header says 1 label = 1 byte but");
 }
 
 TEST(Idx, RejectsTruncatedAndOversizedData) {
