@@ -425,17 +425,18 @@ class CpuBackend final : public Backend {
     void combine(int parity, float* prob, float* pre) {
       const float* p0 = partial(parity, 0);
       const float* p1 = partial(parity, 1);
+      // Over all H units, then the padding zeroed: a `j < H ?` inside the loop kept GCC from
+      // vectorizing it (400 scalar sigmoids an iteration at H 100, a tenth of its time).
+      const int H = model_.H;
       if constexpr (kType == HiddenType::ternary) {
-        for (int j = 0; j < model_.Hp; ++j) {
-          pre[j] = j < model_.H ? b_[j] + (p0[j] + p1[j]) : 0.0f;
-          prob[j] = j < model_.H ? ternary_mean(pre[j]) : 0.0f;
-        }
+        for (int j = 0; j < H; ++j) pre[j] = b_[j] + (p0[j] + p1[j]);
+        for (int j = 0; j < H; ++j) prob[j] = ternary_mean(pre[j]);
+        std::fill(pre + H, pre + model_.Hp, 0.0f);
       } else {
         (void)pre;
-        for (int j = 0; j < model_.Hp; ++j) {
-          prob[j] = j < model_.H ? sigmoid(b_[j] + (p0[j] + p1[j])) : 0.0f;
-        }
+        for (int j = 0; j < H; ++j) prob[j] = sigmoid(b_[j] + (p0[j] + p1[j]));
       }
+      std::fill(prob + H, prob + model_.Hp, 0.0f);
     }
     // The active pixels of an image that lie in a shard's rows.
     std::pair<const int*, int> image_rows(int64_t image, int shard) const {
