@@ -9,7 +9,8 @@ and optionally a.npy (d,) and run.json it reports:
   * log Z exactly, as log sum over h of b'h + sum_i softplus(a_i + W_i h), by enumerating
     the 2^H (3^H ternary) hidden states, for H <= 20 binary or H <= 12 ternary units
     (--method auto, the default, or exact). The limits are time: 2^20 states x 784
-    pixels took 6 to 10 s on a busy two-core machine; each unit more doubles that.
+    pixels take about 3.5 s on two cores (up to 10 s on busy ones); each unit more doubles
+    that.
     `eval` enumerates up to H = 24 (ternary 15) in C++ on all cores. Then the average
     log p(x) below is exact too, with no interval. AIS's flags (--runs, --betas, --base,
     --seed) are refused with --method exact and reported unused under auto, as eval does;
@@ -843,7 +844,7 @@ def main():
                    help="0..9 or all [a model's run.json data.digit, else 3]")
     p.add_argument("--method", choices=["auto", "exact", "ais"], default=None,
                    help="log Z: exact by enumerating the hidden states (H <= %d binary, H <= %d "
-                        "ternary: at H = 20 6 to 10 s on a busy two-core machine; each unit "
+                        "ternary: at H = 20 about 3.5 s on two cores; each unit "
                         "more doubles, or triples, that), or ais; auto is exact up to those "
                         "H, else AIS [auto]" % (EXACT_MAX_H[False], EXACT_MAX_H[True]))
     p.add_argument("--runs", type=int, default=None, help="AIS runs M [%d]" % AIS_DEFAULTS["runs"])
