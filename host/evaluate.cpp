@@ -176,9 +176,13 @@ std::optional<double> product_factor_bound(const Params& params) {
 // The same sum as softplus_walk, as exp(sum_i softplus(p_i)) = prod_i (1 + e^{p_i}): a step that
 // changes h_j by +-1 multiplies each e^{p_i} by e^{+-W_ij} (tabled), and a state costs one log
 // (of the product, kept as mantissas and powers of two: log_product) instead of d exps
-// and d log1ps. Each factor carries at most kProductRefreshSteps + 2 roundings, so a state's log
-// weight is within d x 258 x 1.1e-16 of softplus_walk's (tests/test_evaluate.cpp: they agree to
-// 1e-16 at d = 64, H 22).
+// and d log1ps. Every kProductRefreshSteps states, p = W h + a is summed afresh from the state and
+// e^p taken from it; in between, a state reads e^p and its step's factors once, updating e^p as it
+// multiplies the product (a separate pass for p, one for e^p and one for the product read and
+// wrote each of their d values three times a state: the walk was bound by those loads and
+// stores). Each factor carries at most kProductRefreshSteps + 2 roundings, so a state's log weight
+// is within d x 258 x 1.1e-16 of softplus_walk's (tests/test_evaluate.cpp: they agree to 1e-16 at
+// d = 64, H 22).
 template <typename Walk>
 double product_walk(const Params& params, int64_t n_states, double max_factor_log,
                     const ExactLogZRequest& request) {
@@ -198,30 +202,50 @@ double product_walk(const Params& params, int64_t n_states, double max_factor_lo
   parallel_pieces(n_states, kExactStatesPerLook, [&](int64_t piece, int64_t begin, int64_t end) {
     if (looks.stopped()) return;
     Walk walk(H, begin);
-    std::vector<double> pre;                            // (d) p = W h + a
+    std::vector<double> pre(static_cast<size_t>(d));    // (d) p = W h + a, at a refresh
     std::vector<double> e_pre(static_cast<size_t>(d));  // (d) e^p
     double bias = 0.0;                                  // b'h
-    first_state_sums(params, walk, pre, bias);
+    for (int j = 0; j < H; ++j) bias += walk.unit(j) * params.b[j];
+    const double* factor = nullptr;  // (d) e^{+-W_j'}: the last step's factors
     LogSumExp acc;
     int since_refresh = kProductRefreshSteps;
     const bool whole = looks.walk(begin, end, [&](int64_t n) {
       if (n > begin) {
         const auto [j, step] = walk.next(n);
         bias += step * params.b[j];
-        const double* w = w_t.data() + static_cast<size_t>(j) * d;
-        const double* factor = (step > 0 ? up.data() : down.data()) + static_cast<size_t>(j) * d;
-        for (int i = 0; i < d; ++i) pre[i] += step * w[i];
-        for (int i = 0; i < d; ++i) e_pre[i] *= factor[i];
+        factor = (step > 0 ? up.data() : down.data()) + static_cast<size_t>(j) * d;
       }
+      // log prod_i (1 + e^{p_i}) = sum_i softplus(p_i)
+      double softplus_sum = 0.0;
       if (since_refresh == kProductRefreshSteps) {
+        for (int i = 0; i < d; ++i) pre[i] = params.has_visible_bias() ? params.a[i] : 0.0;
+        for (int j = 0; j < H; ++j) {
+          const double h = walk.unit(j);
+          if (h == 0.0) continue;
+          const double* w = w_t.data() + static_cast<size_t>(j) * d;
+          for (int i = 0; i < d; ++i) pre[i] += h * w[i];
+        }
         for (int i = 0; i < d; ++i) e_pre[i] = std::exp(pre[i]);
         since_refresh = 0;
+        softplus_sum = log_product(
+            d, [&](int i) { return 1.0 + e_pre[i]; },
+            [&](int i) { return 1.0 + load4(e_pre.data() + i); }, max_factor_log);
+      } else {
+        // log_product asks for each factor once, in order: e^p is updated as it goes.
+        softplus_sum = log_product(
+            d,
+            [&](int i) {
+              e_pre[i] *= factor[i];
+              return 1.0 + e_pre[i];
+            },
+            [&](int i) {
+              const Double4 e = load4(e_pre.data() + i) * load4(factor + i);
+              store4(e_pre.data() + i, e);
+              return 1.0 + e;
+            },
+            max_factor_log);
       }
       ++since_refresh;
-      // log prod_i (1 + e^{p_i}) = sum_i softplus(p_i)
-      const double softplus_sum = log_product(
-          d, [&](int i) { return 1.0 + e_pre[i]; },
-          [&](int i) { return 1.0 + load4(e_pre.data() + i); }, max_factor_log);
       acc.add(bias + softplus_sum);
     });
     if (whole) partial[static_cast<size_t>(piece)] = acc;

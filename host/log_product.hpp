@@ -39,14 +39,18 @@ inline Double4 load4(const double* p) {
   return v;
 }
 
+inline void store4(double* p, Double4 v) { std::memcpy(p, &v, sizeof v); }
+
 // log prod_{k < n} factor(k) for factors in [e^-max_factor_log, e^max_factor_log], with no exp or
-// log per factor; factor4(k) is the four factors k..k+3 at once (k + 3 < n). The factors go 16 at
-// a time into four products of four lanes, so that the multiplications need not wait on each
-// other (one running product was several times slower: the exact pseudo-likelihood multiplies H
-// factors per pixel and image, exact log Z d per hidden state, AIS H per run and temperature).
-// Each lane is brought back to [1, 2) after per_lane of its factors, m = per_lane with
-// m max_factor_log <= 708: from [1, 2) it stays below 2 e^708, under DBL_MAX = e^709.78, and at or
-// above e^-708, above DBL_MIN = e^-708.40 (a normal double). NaN in, NaN out.
+// log per factor; factor4(k) is the four factors k..k+3 at once (k + 3 < n). Each factor is asked
+// for once, in increasing k (by factor4 or factor), so that they may update state as they go (exact
+// log Z's walk updates its e^p). The factors go 16 at a time into four products of four lanes, so
+// that the multiplications need not wait on each other (one running product was several times
+// slower: the exact pseudo-likelihood multiplies H factors per pixel and image, exact log Z d per
+// hidden state, AIS H per run and temperature). Each lane is brought back to [1, 2) after per_lane
+// of its factors, m = per_lane with m max_factor_log <= 708: from [1, 2) it stays below 2 e^708,
+// under DBL_MAX = e^709.78, and at or above e^-708, above DBL_MIN = e^-708.40 (a normal double).
+// NaN in, NaN out.
 template <typename Factor, typename Factor4>
 double log_product(int n, const Factor& factor, const Factor4& factor4, double max_factor_log) {
   const double lanes_bound = max_factor_log > 0.0 ? 708.0 / max_factor_log : 1e6;  // NaN: 1e6
