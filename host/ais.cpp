@@ -75,7 +75,7 @@ double hidden_increment(const float* u, int H, double beta, double beta_prev) {
     std::memcpy(&u4, u + j, sizeof u4);
     const Double4 v = __builtin_convertvector(u4, Double4);
     const Double4 abs_u = v < 0.0 ? -v : v;
-    return ratio(exp4_nonpositive(-beta * abs_u), exp4_nonpositive(-beta_prev * abs_u));
+    return ratio(exp4(-beta * abs_u), exp4(-beta_prev * abs_u));
   };
   const double max_factor_log = kTernary ? std::log(3.0) : std::numbers::ln2;
   return (beta - beta_prev) * linear + log_product(H, factor, factor4, max_factor_log);

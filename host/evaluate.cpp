@@ -554,30 +554,39 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
       std::vector<double> e_neg(kTernary ? t.size() : 0);                  // (n, H) e^-t, ternary
       std::vector<double> base(static_cast<size_t>(n));                    // sum_j u(t_j)
       std::vector<double> factor_bound(static_cast<size_t>(n));            // -1: the sum of u
-      std::vector<double> row;                                             // (H)
-      for (int k = 0; k < n; ++k) {
-        throw_if_stopped(stop);
-        exact_preactivations(params, images.row(first + k), row);  // in double: no float rounding
-        double sum = 0.0, t_max = 0.0;
-        for (int j = 0; j < H; ++j) {
-          const size_t at = static_cast<size_t>(k) * H + j;
-          t[at] = row[j];
-          sum += hidden_log_sum<kType>(row[j]);
-          keep_max(t_max, std::fabs(row[j]));
-        }
-        base[k] = sum;
-        // log of a factor <= |t_j + s W_ij| + log 3.
-        const double factor_log = t_max + w_max + std::log(3.0);
-        factor_bound[k] = -1.0;
-        if (factor_log <= kProductMaxExponent) {
-          factor_bound[k] = factor_log;
+      std::vector<ScaledDouble> e_minus_base(static_cast<size_t>(n));      // e^{-base}
+      // The images' tables, in parallel (each image's are its own).
+      parallel_for(n, [&](int64_t, int64_t begin, int64_t end) {
+        std::vector<double> row;  // (H)
+        for (int64_t k = begin; k < end; ++k) {
+          if (stop_requested(stop)) {
+            stopped.store(true);
+            return;
+          }
+          exact_preactivations(params, images.row(first + k), row);  // double: no float rounding
+          double sum = 0.0, t_max = 0.0;
           for (int j = 0; j < H; ++j) {
             const size_t at = static_cast<size_t>(k) * H + j;
-            e_pos[at] = std::exp(t[at]);
-            if constexpr (kTernary) e_neg[at] = std::exp(-t[at]);
+            t[at] = row[j];
+            sum += hidden_log_sum<kType>(row[j]);
+            keep_max(t_max, std::fabs(row[j]));
+          }
+          base[k] = sum;
+          // log of a factor <= |t_j + s W_ij| + log 3.
+          const double factor_log = t_max + w_max + std::log(3.0);
+          factor_bound[k] = -1.0;
+          if (factor_log <= kProductMaxExponent && std::isfinite(sum)) {
+            factor_bound[k] = factor_log;
+            e_minus_base[k] = scaled_exp(-sum);
+            for (int j = 0; j < H; ++j) {
+              const size_t at = static_cast<size_t>(k) * H + j;
+              e_pos[at] = std::exp(t[at]);
+              if constexpr (kTernary) e_neg[at] = std::exp(-t[at]);
+            }
           }
         }
-      }
+      });
+      if (stopped.load()) throw Stopped();
       // Each pixel's sum on its own, added up in pixel order: the same on any number of threads.
       std::vector<double> per_pixel(static_cast<size_t>(d), 0.0);
       parallel_for(d, [&](int64_t, int64_t begin, int64_t end) {
@@ -589,17 +598,27 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
             return;
           }
           const float* w_row = params.W.data() + static_cast<size_t>(i) * H;
-          for (int j = 0; j < H; ++j) {
-            up[j] = std::exp(static_cast<double>(w_row[j]));
-            down[j] = std::exp(-static_cast<double>(w_row[j]));
+          int unit = 0;  // four at a time, then one
+          for (; unit + 4 <= H; unit += 4) {
+            Float4 w4;
+            std::memcpy(&w4, w_row + unit, sizeof w4);
+            const Double4 w = __builtin_convertvector(w4, Double4);
+            store4(up.data() + unit, exp4(w));
+            store4(down.data() + unit, exp4(-w));
+          }
+          for (; unit < H; ++unit) {
+            up[unit] = std::exp(static_cast<double>(w_row[unit]));
+            down[unit] = std::exp(-static_cast<double>(w_row[unit]));
           }
           const double a_i = params.has_visible_bias() ? params.a[i] : 0.0;
+          // e^{s a_i} for s = 1 (pixel off) and -1 (on), as ScaledDoubles: any a_i.
+          const ScaledDouble e_a_off = scaled_exp(a_i), e_a_on = scaled_exp(-a_i);
+          const bool a_finite = std::isfinite(a_i);
           for (int k = 0; k < n; ++k) {
             const bool on = images.row(first + k)[i] != 0;
             const double s = on ? -1.0 : 1.0;
             const size_t at = static_cast<size_t>(k) * H;
-            double flipped = 0.0;
-            if (factor_bound[k] >= 0.0) {
+            if (factor_bound[k] >= 0.0 && a_finite) {
               // e^{t_j + s W_ij} and e^{-(t_j + s W_ij)}
               const double* e = e_pos.data() + at;
               const double* g = on ? down.data() : up.data();
@@ -620,12 +639,17 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
                   return 1.0 + plus;
                 }
               };
-              flipped = log_product(H, factor, factor4, factor_bound[k]);
+              // softplus(F(x) - F(x')) = log(1 + e^{s a_i} prod_j factor_j e^{-base}): one
+              // log1p, where the log of the product and a softplus took a log, an exp and a log1p.
+              const ScaledDouble flipped = product_of(H, factor, factor4, factor_bound[k]);
+              sum -= log1p_scaled(flipped * (on ? e_a_on : e_a_off) * e_minus_base[k]);
             } else {
-              for (int j = 0; j < H; ++j)
+              double flipped = 0.0;
+              for (int j = 0; j < H; ++j) {
                 flipped += hidden_log_sum<kType>(t[at + j] + s * w_row[j]);
+              }
+              sum -= softplus(s * a_i + flipped - base[k]);
             }
-            sum -= softplus(s * a_i + flipped - base[k]);
           }
           per_pixel[static_cast<size_t>(i)] = sum;
         }

@@ -19,6 +19,13 @@ typedef int64_t Int4 __attribute__((vector_size(32)));
 typedef uint64_t UInt4 __attribute__((vector_size(32)));
 typedef float Float4 __attribute__((vector_size(16)));
 
+// A positive number as mantissa 2^exponent: products of many factors, and exponentials, that a
+// double cannot hold.
+struct ScaledDouble {
+  double mantissa;
+  int64_t exponent;
+};
+
 // Brings each lane of p (a positive normal double) back to [1, 2), adding the powers of two taken
 // out to exponent: the lane's value is p 2^exponent, before and after. A lane that is +inf or a
 // NaN of either sign (a factor that broke its bound, or NaN parameters: inf - inf gives a NaN with
@@ -41,18 +48,19 @@ inline Double4 load4(const double* p) {
 
 inline void store4(double* p, Double4 v) { std::memcpy(p, &v, sizeof v); }
 
-// log prod_{k < n} factor(k) for factors in [e^-max_factor_log, e^max_factor_log], with no exp or
-// log per factor; factor4(k) is the four factors k..k+3 at once (k + 3 < n). Each factor is asked
-// for once, in increasing k (by factor4 or factor), so that they may update state as they go (exact
-// log Z's walk updates its e^p). The factors go 16 at a time into four products of four lanes, so
-// that the multiplications need not wait on each other (one running product was several times
-// slower: the exact pseudo-likelihood multiplies H factors per pixel and image, exact log Z d per
-// hidden state, AIS H per run and temperature). Each lane is brought back to [1, 2) after per_lane
-// of its factors, m = per_lane with m max_factor_log <= 708: from [1, 2) it stays below 2 e^708,
-// under DBL_MAX = e^709.78, and at or above e^-708, above DBL_MIN = e^-708.40 (a normal double).
-// NaN in, NaN out.
+// prod_{k < n} factor(k), as mantissa (in [1, 2^16), or NaN) 2^exponent, for factors in
+// [e^-max_factor_log, e^max_factor_log], with no exp or log per factor; factor4(k) is the four
+// factors k..k+3 at once (k + 3 < n). Each factor is asked for once, in increasing k (by factor4 or
+// factor), so that they may update state as they go (exact log Z's walk updates its e^p). The
+// factors go 16 at a time into four products of four lanes, so that the multiplications need not
+// wait on each other (one running product was several times slower: the exact pseudo-likelihood
+// multiplies H factors per pixel and image, exact log Z d per hidden state, AIS H per run and
+// temperature). Each lane is brought back to [1, 2) after per_lane of its factors, m = per_lane
+// with m max_factor_log <= 708: from [1, 2) it stays below 2 e^708, under DBL_MAX = e^709.78, and
+// at or above e^-708, above DBL_MIN = e^-708.40 (a normal double). NaN in, NaN out.
 template <typename Factor, typename Factor4>
-double log_product(int n, const Factor& factor, const Factor4& factor4, double max_factor_log) {
+ScaledDouble product_of(int n, const Factor& factor, const Factor4& factor4,
+                        double max_factor_log) {
   const double lanes_bound = max_factor_log > 0.0 ? 708.0 / max_factor_log : 1e6;  // NaN: 1e6
   const int per_lane = static_cast<int>(std::clamp(lanes_bound, 1.0, 1e6));
   Double4 p0 = {1.0, 1.0, 1.0, 1.0}, p1 = p0, p2 = p0, p3 = p0;
@@ -86,23 +94,57 @@ double log_product(int n, const Factor& factor, const Factor4& factor4, double m
   }
   normalize();
   if ((not_finite[0] | not_finite[1] | not_finite[2] | not_finite[3]) != 0) {
-    return std::numeric_limits<double>::quiet_NaN();
+    return {std::numeric_limits<double>::quiet_NaN(), 0};
   }
   // Sixteen values in [1, 2): their product is below 2^16.
   const Double4 m = (p0 * p1) * (p2 * p3);
   const Int4 e = (e0 + e1) + (e2 + e3);
-  return std::log((m[0] * m[1]) * (m[2] * m[3])) +
-         static_cast<double>((e[0] + e[1]) + (e[2] + e[3])) * std::numbers::ln2;
+  return {(m[0] * m[1]) * (m[2] * m[3]), (e[0] + e[1]) + (e[2] + e[3])};
 }
 
-// e^x in each lane for x <= 0, within 2 ulp of std::exp (tests/test_evaluate.cpp) where x >= -708;
-// 0 below -708 (e^-708 = 3.3e-308, next to DBL_MIN), and NaN for NaN. x = k ln 2 + r with k an
-// integer, |r| <= ln 2 / 2: e^r by its Taylor series to r^13 (the next term is below 6e-18 of
-// e^r), times 2^k built in the exponent bits. k ln 2 is split into a part exact for |k| < 2^21 and
-// the rest, so that r keeps its digits.
-inline Double4 exp4_nonpositive(Double4 x) {
+// log prod_{k < n} factor(k): product_of's, as one log.
+template <typename Factor, typename Factor4>
+double log_product(int n, const Factor& factor, const Factor4& factor4, double max_factor_log) {
+  const ScaledDouble product = product_of(n, factor, factor4, max_factor_log);
+  return std::log(product.mantissa) + static_cast<double>(product.exponent) * std::numbers::ln2;
+}
+
+// log(1 + x) for x = mantissa 2^exponent given as a ScaledDouble (mantissa positive and finite,
+// within a few powers of two of 1 .. 2^20), which may lie far outside the doubles: one log1p (or
+// one log) and no exp, for a softplus whose argument's exponential is known as a product.
+// Above 2^60, log(1 + x) = log x to within x^-1 < 1e-18; below that, x is a double (subnormal or
+// 0 far below 1, where log1p(x) is x). A NaN mantissa gives NaN.
+inline double log1p_scaled(ScaledDouble x) {
+  if (x.exponent > 60) {
+    return std::log(x.mantissa) + static_cast<double>(x.exponent) * std::numbers::ln2;
+  }
+  const int exponent = static_cast<int>(std::max<int64_t>(x.exponent, -2000));  // -2000: 0 anyway
+  return std::log1p(std::ldexp(x.mantissa, exponent));
+}
+
+// e^x as a ScaledDouble, for any finite x (no overflow or underflow): x = k ln 2 + r, |r| <=
+// ln 2 / 2, k ln 2 split as in exp4 below (k up to 2^21, |x| < 1.4e6). Relative error 1 ulp of
+// std::exp's, plus what x's own rounding makes of it (|x| 2^-53).
+inline ScaledDouble scaled_exp(double x) {
+  const double k = std::nearbyint(x * std::numbers::log2e);
+  const double r = (x - k * 0x1.62e42fee00000p-1) - k * 0x1.a39ef35793c76p-33;
+  return {std::exp(r), static_cast<int64_t>(k)};
+}
+
+// a b, of two ScaledDoubles.
+inline ScaledDouble operator*(ScaledDouble a, ScaledDouble b) {
+  return {a.mantissa * b.mantissa, a.exponent + b.exponent};
+}
+
+// e^x in each lane for |x| <= 708, within 2 ulp (tests/test_log_product.cpp, against expl); 0 below
+// -708 (e^-708 = 3.3e-308, next to DBL_MIN), +inf above 708 (e^708 = 3.0e307, next to DBL_MAX),
+// and NaN for NaN. x = k ln 2 + r with k an integer, |r| <= ln 2 / 2: e^r by its Taylor series to
+// r^13 (the next term is below 6e-18 of e^r), times 2^k built in the exponent bits. k ln 2 is
+// split into a part exact for |k| < 2^21 and the rest, so that r keeps its digits.
+inline Double4 exp4(Double4 x) {
   const Double4 shifter = Double4{} + 0x1.8p52;  // adding it rounds to an integer kept in the bits
-  const Double4 clamped = x < -708.0 ? Double4{} - 708.0 : x;  // NaN compares false: kept
+  // NaN compares false: kept.
+  const Double4 clamped = x < -708.0 ? Double4{} - 708.0 : (x > 708.0 ? Double4{} + 708.0 : x);
   const Double4 shifted = clamped * std::numbers::log2e + shifter;
   const Double4 k = shifted - shifter;
   const Double4 r = (clamped - k * 0x1.62e42fee00000p-1) - k * 0x1.a39ef35793c76p-33;
@@ -112,13 +154,14 @@ inline Double4 exp4_nonpositive(Double4 x) {
         1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0}) {
     p = p * r + c;
   }
-  // The low bits of shifted hold k (two's complement, k >= -1022 here): 2^k is (k + 1023) << 52.
+  // The low bits of shifted hold k (two's complement, |k| <= 1021 here): 2^k is (k + 1023) << 52.
   Int4 bits;
   std::memcpy(&bits, &shifted, sizeof bits);
   bits = (bits + 1023) << 52;
   Double4 scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return x < -708.0 ? Double4{} : p * scale;
+  const Double4 inf = Double4{} + std::numeric_limits<double>::infinity();
+  return x < -708.0 ? Double4{} : (x > 708.0 ? inf : p * scale);
 }
 
 }  // namespace rbm

@@ -101,9 +101,11 @@ TEST(CpuKernels, IndicesWhereLessListsEveryUnitWhereBelowIsLessInOrder) {
       for (int i = 0; i < n; ++i) {
         if (below[i] < above[i]) want.push_back(i);
       }
-      std::vector<int> got(static_cast<size_t>(n), -1);
+      // Eight guard entries past the n that out must hold: the block stores must not reach them.
+      std::vector<int> got(static_cast<size_t>(n) + 8, -1);
       const int count = cpu::indices_where_less(below.data(), above.data(), n, got.data());
       ASSERT_EQ(count, static_cast<int>(want.size())) << "n " << n << " pattern " << pattern;
+      for (size_t g = static_cast<size_t>(n); g < got.size(); ++g) ASSERT_EQ(got[g], -1) << n;
       got.resize(static_cast<size_t>(count));
       ASSERT_EQ(got, want) << "n " << n << " pattern " << pattern;
     }
