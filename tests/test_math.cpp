@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <vector>
 
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
@@ -47,6 +49,28 @@ TEST(Math, ExpNonpositiveIsWithinTwoUlp) {
   EXPECT_EQ(exp_nonpositive(-kInf), 0.0f);
   EXPECT_EQ(exp_nonpositive(-100.0f), 0.0f);
   EXPECT_TRUE(std::isnan(exp_nonpositive(std::nanf(""))));
+}
+
+TEST(Math, Expm1NonpositiveIsWithinTwoUlp) {
+  // The series side (x > -1/2) and exp_nonpositive's side, the switch between them, and the tiny
+  // arguments where e^x - 1 ~ x (every binade down to the subnormals).
+  std::vector<float> xs;
+  for (const float t : sweep()) {
+    if (t <= 0.0f) xs.push_back(t);
+  }
+  for (int k = 0; k <= 100000; ++k) xs.push_back(-0.45f - 1e-6f * static_cast<float>(k));
+  for (int e = -149; e <= 0; ++e) xs.push_back(-std::ldexp(1.3f, e));
+  double worst = 0.0;
+  for (const float x : xs) {
+    const double ulps = ulp_error(expm1_nonpositive(x), std::expm1(static_cast<long double>(x)));
+    worst = std::max(worst, ulps);
+    ASSERT_LE(ulps, 2.0) << x;
+  }
+  std::printf("expm1_nonpositive: worst error %.2f ulp over %zu arguments\n", worst, xs.size());
+  EXPECT_EQ(expm1_nonpositive(0.0f), 0.0f);
+  EXPECT_EQ(expm1_nonpositive(-kInf), -1.0f);
+  EXPECT_EQ(expm1_nonpositive(-200.0f), -1.0f);
+  EXPECT_TRUE(std::isnan(expm1_nonpositive(std::nanf(""))));
 }
 
 TEST(Math, SigmoidIsExactToFloatRounding) {
