@@ -67,11 +67,11 @@ LogZEstimate with_progress(Progress& progress, const std::atomic<int64_t>& done,
 }
 
 // estimate_log_z with its work counted and shown (a bar on a terminal, else a line every 10 s): AIS
-// steps (half a minute at the defaults, 2 bases x 100 runs x 14500 temperatures, and minutes with
-// more) or the hidden states of an exact log Z (3 s at H 24 on 2 cores, minutes at H 30). SIGINT,
-// SIGTERM and SIGHUP stop it at its next look (host/log_z.hpp) with one line that says how far it
-// came; the handlers are there for log Z only (what follows takes seconds at most, and a signal
-// then ends eval by its default action).
+// steps (about 6 s at the defaults at H 100 on 2 cores, 2 bases x 100 runs x 14500 temperatures,
+// and minutes with more) or the hidden states of an exact log Z (1.2 s at H 24, a minute or more at
+// H 30). SIGINT, SIGTERM and SIGHUP stop it at its next look (host/log_z.hpp) with one line that
+// says how far it came; the handlers are there for log Z only (what follows takes seconds at most,
+// and a signal then ends eval by its default action).
 LogZEstimate estimate_log_z_showing_progress(const std::string& program, Backend& backend,
                                              const Params& params, LogZOptions options) {
   const bool exact = log_z_is_exact(params, options);
