@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -15,6 +16,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -533,6 +535,33 @@ TEST(CpuBackend, EvaluationUsesRbmCpuThreadsAndGivesTheSameResultOnAny) {
   EXPECT_EQ(one.log_z, three.log_z);
   EXPECT_EQ(one.pll, three.pll);
   EXPECT_EQ(one.ais_log_weights, three.ais_log_weights);
+}
+
+// A thread that cannot be started (std::thread throws: no memory, a pids limit) must not leave the
+// ones already started running or joinable: run_on_threads joins them and rethrows. The failure
+// is made here by the body's copy, which std::thread's constructor makes in the calling thread:
+// the third copy throws, so workers 0 and 1 run and worker 2 never starts. Were the started
+// threads left joinable, destroying them would call std::terminate.
+TEST(CpuThreads, AThreadThatCannotStartJoinsTheStartedOnesAndThrows) {
+  struct Body {
+    std::atomic<int>* copies;
+    std::atomic<int>* ran;
+    Body(std::atomic<int>* c, std::atomic<int>* r) : copies(c), ran(r) {}
+    Body(const Body& other) : copies(other.copies), ran(other.ran) {
+      if (copies->fetch_add(1) + 1 == 3) {
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+      }
+    }
+    Body(Body&& other) noexcept : copies(other.copies), ran(other.ran) {}
+    void operator()(int64_t) const {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // still running at the throw
+      ran->fetch_add(1);
+    }
+  };
+  std::atomic<int> copies{0}, ran{0};
+  EXPECT_THROW(run_on_threads(4, Body(&copies, &ran)), std::system_error);
+  EXPECT_EQ(copies.load(), 3);
+  EXPECT_EQ(ran.load(), 2);  // joined: both had finished when run_on_threads threw
 }
 
 // The two-thread single-sample path (train_cd with count >= 256 on a machine with an idle second
