@@ -577,7 +577,8 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
           factor_bound[k] = -1.0;
           if (factor_log <= kProductMaxExponent && std::isfinite(sum)) {
             factor_bound[k] = factor_log;
-            e_minus_base[k] = scaled_exp(-sum);
+            // |sum| <= H (600 + log 3) here: beyond kScaledExpMax only for H above 1600.
+            e_minus_base[k] = std::fabs(sum) <= kScaledExpMax ? scaled_exp(-sum) : ScaledDouble{};
             for (int j = 0; j < H; ++j) {
               const size_t at = static_cast<size_t>(k) * H + j;
               e_pos[at] = std::exp(t[at]);
@@ -611,14 +612,17 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
             down[unit] = std::exp(-static_cast<double>(w_row[unit]));
           }
           const double a_i = params.has_visible_bias() ? params.a[i] : 0.0;
-          // e^{s a_i} for s = 1 (pixel off) and -1 (on), as ScaledDoubles: any a_i.
-          const ScaledDouble e_a_off = scaled_exp(a_i), e_a_on = scaled_exp(-a_i);
-          const bool a_finite = std::isfinite(a_i);
+          // e^{s a_i} for s = 1 (pixel off) and -1 (on), as ScaledDoubles, for |a_i| within
+          // scaled_exp's range (NaN is not); a larger, infinite or NaN a_i takes the log of the
+          // product and softplus, as does an image whose base is out of range.
+          const bool a_scaled = std::fabs(a_i) <= kScaledExpMax;
+          const ScaledDouble e_a_off = a_scaled ? scaled_exp(a_i) : ScaledDouble{};
+          const ScaledDouble e_a_on = a_scaled ? scaled_exp(-a_i) : ScaledDouble{};
           for (int k = 0; k < n; ++k) {
             const bool on = images.row(first + k)[i] != 0;
             const double s = on ? -1.0 : 1.0;
             const size_t at = static_cast<size_t>(k) * H;
-            if (factor_bound[k] >= 0.0 && a_finite) {
+            if (factor_bound[k] >= 0.0) {
               // e^{t_j + s W_ij} and e^{-(t_j + s W_ij)}
               const double* e = e_pos.data() + at;
               const double* g = on ? down.data() : up.data();
@@ -642,7 +646,11 @@ double mean_pseudo_log_likelihood(const Params& params, const Dataset& images,
               // softplus(F(x) - F(x')) = log(1 + e^{s a_i} prod_j factor_j e^{-base}): one
               // log1p, where the log of the product and a softplus took a log, an exp and a log1p.
               const ScaledDouble flipped = product_of(H, factor, factor4, factor_bound[k]);
-              sum -= log1p_scaled(flipped * (on ? e_a_on : e_a_off) * e_minus_base[k]);
+              if (a_scaled && e_minus_base[k].mantissa > 0.0) {
+                sum -= log1p_scaled(flipped * (on ? e_a_on : e_a_off) * e_minus_base[k]);
+              } else {
+                sum -= softplus(s * a_i + log_of(flipped) - base[k]);
+              }
             } else {
               double flipped = 0.0;
               for (int j = 0; j < H; ++j) {

@@ -22,8 +22,8 @@ typedef float Float4 __attribute__((vector_size(16)));
 // A positive number as mantissa 2^exponent: products of many factors, and exponentials, that a
 // double cannot hold.
 struct ScaledDouble {
-  double mantissa;
-  int64_t exponent;
+  double mantissa = 0.0;  // 0: no value (ScaledDouble{} where a caller has none)
+  int64_t exponent = 0;
 };
 
 // Brings each lane of p (a positive normal double) back to [1, 2), adding the powers of two taken
@@ -102,11 +102,15 @@ ScaledDouble product_of(int n, const Factor& factor, const Factor4& factor4,
   return {(m[0] * m[1]) * (m[2] * m[3]), (e[0] + e[1]) + (e[2] + e[3])};
 }
 
+// log x, for x = mantissa 2^exponent (NaN for a NaN mantissa).
+inline double log_of(ScaledDouble x) {
+  return std::log(x.mantissa) + static_cast<double>(x.exponent) * std::numbers::ln2;
+}
+
 // log prod_{k < n} factor(k): product_of's, as one log.
 template <typename Factor, typename Factor4>
 double log_product(int n, const Factor& factor, const Factor4& factor4, double max_factor_log) {
-  const ScaledDouble product = product_of(n, factor, factor4, max_factor_log);
-  return std::log(product.mantissa) + static_cast<double>(product.exponent) * std::numbers::ln2;
+  return log_of(product_of(n, factor, factor4, max_factor_log));
 }
 
 // log(1 + x) for x = mantissa 2^exponent given as a ScaledDouble (mantissa positive and finite,
@@ -122,9 +126,14 @@ inline double log1p_scaled(ScaledDouble x) {
   return std::log1p(std::ldexp(x.mantissa, exponent));
 }
 
-// e^x as a ScaledDouble, for any finite x (no overflow or underflow): x = k ln 2 + r, |r| <=
-// ln 2 / 2, k ln 2 split as in exp4 below (k up to 2^21, |x| < 1.4e6). Relative error 1 ulp of
-// std::exp's, plus what x's own rounding makes of it (|x| 2^-53).
+// The largest |x| that scaled_exp takes: k = round(x / ln 2) stays below 2^21, where k ln 2's
+// first part is exact and the mantissa within [0.7, 1.42]; beyond it (or for NaN and inf) the
+// caller must take another way.
+constexpr double kScaledExpMax = 1e6;
+
+// e^x as a ScaledDouble, for |x| <= kScaledExpMax (no overflow or underflow however far e^x lies
+// outside the doubles): x = k ln 2 + r, |r| <= ln 2 / 2, k ln 2 split as in exp4 below. Relative
+// error 1 ulp of std::exp's, plus what x's own rounding makes of it (|x| 2^-53).
 inline ScaledDouble scaled_exp(double x) {
   const double k = std::nearbyint(x * std::numbers::log2e);
   const double r = (x - k * 0x1.62e42fee00000p-1) - k * 0x1.a39ef35793c76p-33;

@@ -69,7 +69,7 @@ RBM_HD float expm1_nonpositive(float x) {
   p = p * x + 1.0f / 24.0f;
   p = p * x + 1.0f / 6.0f;
   p = p * x + 0.5f;
-  const float series = x + (x * x) * p;
+  const float series = x == 0.0f ? x : x + (x * x) * p;  // -0 stays -0 (-0 + +0 is +0)
   const float from_exp = exp_nonpositive(x) - 1.0f;
   return x > -0.5f ? series : from_exp;
 }

@@ -308,6 +308,42 @@ TEST(Evaluate, WeightsNearFloatMaxGiveFiniteScores) {
   EXPECT_NEAR(reconstruction_error(p, data), want_recon, 1e-12);
 }
 
+// The PLL's terms take e^{s a_i} as a mantissa and a power of two only for |a_i| <= 1e6, and the
+// log of the product with a softplus beyond: a visible bias of 1e19 or 1e30 (whose exponent
+// would overflow an int64), or NaN, must give what -softplus(F(x) - F(x')) gives, to 1e-12
+// relative (NaN for NaN), and +-inf the limit, -inf.
+TEST(Evaluate, PseudoLikelihoodOfHugeOrNonFiniteVisibleBiases) {
+  const std::vector<uint32_t> patterns = {0b1010101, 0b0001111, 0b1100011, 0};
+  const Dataset data = test::bit_images(7, patterns);
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const double a0 : {0.5, 3e5, -3e5, 2e6, 1e19, -1e19, 1e30, -1e30, inf, -inf,
+                          std::numeric_limits<double>::quiet_NaN()}) {
+    Params p = test::random_params(7, 3, 0.5f, 8, true);
+    p.a[0] = static_cast<float>(a0);
+    p.a[4] = static_cast<float>(-a0 / 2);
+    double want = 0.0;
+    for (int64_t r = 0; r < data.rows; ++r) {
+      const double f = free_energy(p, data.row(r));
+      for (int i = 0; i < 7; ++i) {
+        std::vector<uint8_t> flipped(data.row(r), data.row(r) + 7);
+        flipped[static_cast<size_t>(i)] ^= 1;
+        want -= softplus(f - free_energy(p, flipped.data()));
+      }
+    }
+    want /= static_cast<double>(data.rows);
+    const double got = mean_pseudo_log_likelihood(p, data);
+    if (std::isinf(a0)) {
+      // F(x) - F(x') is inf - inf, but p(x_0 = 1 | x_-0) is 1 (a0 = +inf) or 0 (-inf): images
+      // with x_0 the other way have log p = -inf, and the patterns have both.
+      EXPECT_EQ(got, -inf) << a0;
+    } else if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << a0;
+    } else {
+      EXPECT_NEAR(got, want, 1e-12 * std::fabs(want)) << a0;
+    }
+  }
+}
+
 // At d = 784 the exact PLL takes each flipped sum as the log of a product of factors
 // 1 + e^{t_j} e^{s W_ij} (ternary: + e^{-t_j} e^{-s W_ij}), in vector lanes renormalized before
 // they can overflow, or as a sum of softplus when max |t_j| + max |W_ij| > 600. Each case against

@@ -68,6 +68,9 @@ TEST(Math, Expm1NonpositiveIsWithinTwoUlp) {
   }
   std::printf("expm1_nonpositive: worst error %.2f ulp over %zu arguments\n", worst, xs.size());
   EXPECT_EQ(expm1_nonpositive(0.0f), 0.0f);
+  EXPECT_TRUE(std::signbit(expm1_nonpositive(-0.0f)));  // e^-0 - 1 = -0
+  EXPECT_FALSE(std::signbit(ternary_mean(0.0f)));       // G(+0) = +0, G(-0) = -0
+  EXPECT_TRUE(std::signbit(ternary_mean(-0.0f)));
   EXPECT_EQ(expm1_nonpositive(-kInf), -1.0f);
   EXPECT_EQ(expm1_nonpositive(-200.0f), -1.0f);
   EXPECT_TRUE(std::isnan(expm1_nonpositive(std::nanf(""))));
