@@ -180,9 +180,10 @@ std::optional<double> product_factor_bound(const Params& params) {
 // e^p taken from it; in between, a state reads e^p and its step's factors once, updating e^p as it
 // multiplies the product (a separate pass for p, one for e^p and one for the product read and
 // wrote each of their d values three times a state: the walk was bound by those loads and
-// stores). Each factor carries at most kProductRefreshSteps + 2 roundings, so a state's log weight
-// is within d x 258 x 1.1e-16 of softplus_walk's (tests/test_evaluate.cpp: they agree to 1e-16 at
-// d = 64, H 22).
+// stores). Each factor carries at most 2 kProductRefreshSteps + 1 roundings (each step's tabled
+// factor and its multiplication, the exp at a refresh), so a state's log weight is within
+// d x 513 x 1.1e-16 of sums in exact arithmetic from the same p (tests/test_evaluate.cpp: at
+// d = 64 the products and softplus_walk's sum agree to 1.4e-14).
 template <typename Walk>
 double product_walk(const Params& params, int64_t n_states, double max_factor_log,
                     const ExactLogZRequest& request) {

@@ -89,9 +89,10 @@ long double log_partition_over_fresh_states(const Params& p) {
 // At d = 784, both sums exact_log_partition may take (the product of the factors 1 + e^{p_i},
 // refreshed from p every 256 states, in vector lanes renormalized before they can overflow; and the
 // softplus sum when some p_i can leave +-600) against fresh long-double sums over every state.
-// Bound: each state's log weight is off by at most 784 units x (256 + 2) roundings of 1.1e-16
-// relative in the product (2.2e-11), plus the walk's running sums of p; relative 1e-11 of |log Z|
-// (which is above 600 here) covers both, and is 1000 times below anything the reports print.
+// Bound: each state's log weight is off by at most 784 units x (2 x 256 + 1) roundings of 1.1e-16
+// relative in the product (a tabled factor's own and the multiplication each step, the exp at each
+// refresh: 4.4e-11), plus p's sums; relative 1e-11 of |log Z| (which is above 600 here, so 6e-9)
+// covers both, and is 1000 times below anything the reports print.
 TEST(Evaluate, ExactLogPartitionMatchesFreshSumsAtFullSize) {
   struct Case {
     int H;
@@ -129,11 +130,14 @@ TEST(Evaluate, ExactLogPartitionMatchesFreshSumsAtFullSize) {
 // Over long walks: each e^{p_i} is updated by multiplications by e^{W_ij} and e^{-W_ij}, whose
 // product is 1 only to an ulp, so without recomputing e^{p_i} the factors would drift by about
 // one ulp per flip of a unit pair (unit 0 flips 2^20 times in each of two workers' 2^21 states
-// at H 22: a drift near 1e-10 relative per factor, 64 factors). Recomputed every 256 steps, the
-// drift is at most 258 ulps a factor: 64 x 258 x 1.1e-16 = 1.8e-12 in a state's log weight. Both
-// sums share the walk's running p, so they differ only there and in the softplus sum's own
-// rounding (64 terms). 2e-12 absolute is above that bound; measured, the two agree to 1e-16, and
-// with the recomputation taken out they differ by 5e-11 (binary) and 9e-11 (ternary).
+// at H 22: a drift near 1e-10 relative per factor, 64 factors). Recomputed every 256 steps (from p
+// summed afresh), a factor carries at most 2 x 256 + 1 roundings; the softplus sum carries its
+// running p through each piece of 4096 states. Both are sums of roundings of either sign, a random
+// walk: about sqrt(513) x 1.1e-16 a factor, 64 x 23 x 1.1e-16 = 1.6e-13 in a state's log weight;
+// measured, the two agree to 1.4e-14 (binary and ternary). 2e-12 is a regression bound, not a
+// test of the refresh: with the one every 256 states taken out (each piece of 4096 states still
+// starts with one) they differ by 1.1e-13 and 1.6e-13; unit 0's 2^20 flips in one walk, before the
+// pieces, drifted by 5e-11.
 TEST(Evaluate, ProductsMatchTheSoftplusSumOverLongWalks) {
   Params binary = test::random_params(64, 22, 0.3f, 41, true);
   ASSERT_TRUE(exact_log_partition_uses_products(binary));
