@@ -37,6 +37,24 @@ void visible_preactivation(const Params& params, const float* h, float* out) {
   }
 }
 
+namespace {
+
+// sum[0, 8 B) = the sum over k < n_rows of row(k)[column, column + 8 B), in B accumulators that
+// the compiler keeps in registers (the loops over b unroll; always_inline: as a call it left AIS
+// 5% slower).
+template <int B, typename Row>
+__attribute__((always_inline)) inline void sum_of_row_blocks(const Row& row, int n_rows, int column,
+                                                             float* sum) {
+  Float8 s[B] = {};
+  for (int k = 0; k < n_rows; ++k) {
+    const float* w = row(k) + column;
+    for (int b = 0; b < B; ++b) s[b] += load8(w + 8 * b);
+  }
+  for (int b = 0; b < B; ++b) store8(sum + 8 * b, s[b]);
+}
+
+}  // namespace
+
 // Eight 8-float blocks at a time, then four, then one: independent additions in flight (one would
 // wait on its own latency for every row), and each pass over the rows' indices covers as much of
 // a row as the registers hold (AIS's rows of W' are 784 wide: eight at a time took 8% off an AIS
@@ -46,47 +64,9 @@ void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows
                  float* sum) {
   const auto row = [&](int k) { return matrix + static_cast<size_t>(rows[k]) * stride; };
   int j = 0;
-  for (; j + 64 <= width; j += 64) {
-    Float8 s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {}, s6 = {}, s7 = {};
-    for (int k = 0; k < n_rows; ++k) {
-      const float* w = row(k) + j;
-      s0 += load8(w);
-      s1 += load8(w + 8);
-      s2 += load8(w + 16);
-      s3 += load8(w + 24);
-      s4 += load8(w + 32);
-      s5 += load8(w + 40);
-      s6 += load8(w + 48);
-      s7 += load8(w + 56);
-    }
-    store8(sum + j, s0);
-    store8(sum + j + 8, s1);
-    store8(sum + j + 16, s2);
-    store8(sum + j + 24, s3);
-    store8(sum + j + 32, s4);
-    store8(sum + j + 40, s5);
-    store8(sum + j + 48, s6);
-    store8(sum + j + 56, s7);
-  }
-  for (; j + 32 <= width; j += 32) {
-    Float8 s0 = {}, s1 = {}, s2 = {}, s3 = {};
-    for (int k = 0; k < n_rows; ++k) {
-      const float* w = row(k) + j;
-      s0 += load8(w);
-      s1 += load8(w + 8);
-      s2 += load8(w + 16);
-      s3 += load8(w + 24);
-    }
-    store8(sum + j, s0);
-    store8(sum + j + 8, s1);
-    store8(sum + j + 16, s2);
-    store8(sum + j + 24, s3);
-  }
-  for (; j < width; j += 8) {
-    Float8 s0 = {};
-    for (int k = 0; k < n_rows; ++k) s0 += load8(row(k) + j);
-    store8(sum + j, s0);
-  }
+  for (; j + 64 <= width; j += 64) sum_of_row_blocks<8>(row, n_rows, j, sum + j);
+  for (; j + 32 <= width; j += 32) sum_of_row_blocks<4>(row, n_rows, j, sum + j);
+  for (; j < width; j += 8) sum_of_row_blocks<1>(row, n_rows, j, sum + j);
 }
 
 #if defined(__AVX2__)
