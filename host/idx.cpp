@@ -118,6 +118,19 @@ class IdxByteStream {
     zs_.avail_in = given;
     zs_.next_out = out;
     zs_.avail_out = asked;
+    if (!in_member_ && (in_zero_padding_ || pending_.front() == 0)) {
+      // Zero bytes after the last member (padding to a tape or disk block): gzip -t accepts them,
+      // and so does this; anything after them is not another member.
+      if (std::find_if(pending_.begin(), pending_.end(), [](uint8_t b) { return b != 0; }) !=
+          pending_.end()) {
+        fail(name_,
+             "bytes after the zero padding that ends the gzip data (gzip -t calls them trailing "
+             "garbage)");
+      }
+      in_zero_padding_ = true;
+      pending_ = {};
+      return 0;
+    }
     if (!in_member_) {
       in_member_ = true;  // bytes after a member's end: another member follows
       inflateReset(&zs_);
@@ -158,6 +171,7 @@ class IdxByteStream {
   bool gzipped_ = false;
   z_stream zs_{};
   bool in_member_ = true;         // inside a gzip member: its end has not been seen
+  bool in_zero_padding_ = false;  // in zero bytes after the last member
   bool output_held_ = false;      // the last inflate filled its output: zlib may hold more
   int64_t members_ended_ = 0;     // gzip members read to their end
   uint64_t member_inflated_ = 0;  // bytes the current member has given

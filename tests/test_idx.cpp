@@ -249,9 +249,30 @@ TEST(Idx, RejectsBadGzip) {
   write_bytes(dir / "twice.gz", gzip(packed));
   EXPECT_INPUT_ERROR(read_idx_labels(dir / "twice.gz"), "twice.gz", "bad magic 0x1f8b",
                      "compressed twice?");
-  write_bytes(dir / "padded.gz", packed + std::string(10, '\0'));
-  EXPECT_INPUT_ERROR(read_idx_labels(dir / "padded.gz"), "padded.gz",
+  write_bytes(dir / "garbage_after.gz", packed + "\x01 is not a gzip member");
+  EXPECT_INPUT_ERROR(read_idx_labels(dir / "garbage_after.gz"), "garbage_after.gz",
                      "bytes after the end of the gzip data that are not another gzip member");
+}
+
+// Zero bytes after the last gzip member (padding to a block), which gzip -t accepts, are read as
+// the end of the data, across pieces of the file too (300 KB of zeros: two 256 KB pieces); a
+// non-zero byte after them is refused, wherever it is.
+TEST(Idx, ReadsGzipDataPaddedWithZeros) {
+  TempDir dir;
+  const std::string labels(1000, '\x07');
+  const std::string packed = gzip(idx_file(0x801, {1000}, labels));
+  for (const size_t zeros : {size_t{1}, size_t{10}, size_t{300} << 10}) {
+    SCOPED_TRACE(zeros);
+    write_bytes(dir / "padded.gz", packed + std::string(zeros, '\0'));
+    const std::vector<uint8_t> read = read_idx_labels(dir / "padded.gz");
+    EXPECT_EQ(std::string(read.begin(), read.end()), labels);
+    write_bytes(dir / "padded_then_more.gz", packed + std::string(zeros, '\0') + "\x01");
+    EXPECT_INPUT_ERROR(read_idx_labels(dir / "padded_then_more.gz"), "padded_then_more.gz",
+                       "bytes after the zero padding that ends the gzip data");
+    write_bytes(dir / "padded_then_member.gz", packed + std::string(zeros, '\0') + packed);
+    EXPECT_INPUT_ERROR(read_idx_labels(dir / "padded_then_member.gz"), "padded_then_member.gz",
+                       "bytes after the zero padding that ends the gzip data");
+  }
 }
 
 // A gzip file that inflates without end is refused once it passes 1 GiB (MNIST's largest file is
