@@ -15,15 +15,33 @@ namespace rbm {
 namespace {
 
 // DIR/run.json, parsed; nullopt when there is none (a model written by hand). InputError when it
-// is not JSON.
+// is not JSON, or not shaped as a run's record: an object, whose recipe, data and checkpoint are
+// objects where present. (Read as "records nothing", `[]` or {"recipe": 5} would score a ternary
+// model as binary without a word.)
 std::optional<nlohmann::json> read_run_json(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "run.json";
   if (!std::filesystem::exists(path)) return std::nullopt;
+  nlohmann::json run;
   try {
-    return nlohmann::json::parse(read_file(path));
+    run = nlohmann::json::parse(read_file(path));
   } catch (const nlohmann::json::exception&) {
     throw InputError(path.string() + ": not valid JSON");
   }
+  const auto shown = [](const nlohmann::json& value) {
+    std::string text = value.dump();
+    return text.size() <= 40 ? text : text.substr(0, 37) + "...";
+  };
+  if (!run.is_object()) {
+    throw InputError(path.string() + ": " + shown(run) +
+                     " is not a run's record, which is a JSON object");
+  }
+  for (const char* key : {"recipe", "data", "checkpoint"}) {
+    if (run.contains(key) && !run[key].is_object()) {
+      throw InputError(path.string() + ": " + key + " is " + shown(run[key]) +
+                       ", where a run's record has an object");
+    }
+  }
+  return run;
 }
 
 // recipe.hidden_type of a run.json (host/checkpoint.hpp writes it); binary when the file or the

@@ -348,6 +348,15 @@ TEST(TernaryModelDirectory, ReadModelTakesTheHiddenTypeFromRunJson) {
   EXPECT_INPUT_ERROR(read_model(dir.path()), run.string(), "recipe.hidden_type");
   test::write_bytes(run, R"({"recipe": )");
   EXPECT_INPUT_ERROR(read_model(dir.path()), run.string(), "not valid JSON");
+  // Valid JSON of another shape is refused, not read as recording nothing (binary).
+  test::write_bytes(run, "[]");
+  EXPECT_INPUT_ERROR(read_model(dir.path()), run.string(), "[] is not a run's record");
+  test::write_bytes(run, R"("hello")");
+  EXPECT_INPUT_ERROR(read_model(dir.path()), run.string(), "\"hello\" is not a run's record");
+  for (const char* key : {"recipe", "data", "checkpoint"}) {
+    test::write_bytes(run, std::string(R"({")") + key + R"(": 5})");
+    EXPECT_INPUT_ERROR(read_model(dir.path()), run.string(), std::string(key) + " is 5");
+  }
 }
 
 test::CommandResult run_cpu(const std::vector<std::string>& args) {
