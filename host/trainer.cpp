@@ -516,6 +516,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
       throw diverged("a parameter is not finite");
     }
     if (checkpoint_now && minibatch) take_state();
+    bool row_stopped = false;
     if (log_now) {
       // A signal that came during the piece stops the metrics at their first look.
       const std::optional<MetricsRow> row =
@@ -523,6 +524,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
       if (row) {
         append_row(*row);
       } else {  // the checkpoint at this point, without its row (ResumeFrom::row_missing)
+        row_stopped = true;
         stop = signals.received();
         if (!checkpoint_now && minibatch) take_state();
         checkpoint_now = true;
@@ -533,7 +535,10 @@ void run_training(Backend& backend, const TrainOptions& options) {
     if (checkpoint_now) write_checkpoint_now();
     // At the run's end too: a signal during its last piece or last row stopped that row's metrics,
     // and the checkpoint at the end lacks the row (a signal after them lets the run finish).
-    if (stop != 0) throw interrupted(stop, "; checkpoint written to ");
+    if (stop != 0) {
+      throw interrupted(stop, row_stopped ? ", before its metrics row; checkpoint written to "
+                                          : "; checkpoint written to ");
+    }
     if (log_now || progress.interactive()) progress.update(done, last_metrics);
   }
   progress.finish();

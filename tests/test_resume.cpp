@@ -190,12 +190,13 @@ int64_t interrupt(const std::filesystem::path& run, int signal_number, int expec
   child.wait();
   const std::string output = read_file(log);
   EXPECT_EQ(child.exit_code(), expected_code) << output;
-  // "PROGRAM: interrupted by NAME at iteration N of 1000000; checkpoint written to ..."
+  // "PROGRAM: interrupted by NAME at iteration N of 1000000[, before its metrics row]; checkpoint
+  // written to ..."
   const std::string prefix = "interrupted by " + name + " at iteration ";
   const size_t at = output.find(prefix);
-  const size_t of = output.find(" of 1000000;", at);
+  const size_t of = output.find(" of 1000000", at);
   if (at == std::string::npos || of == std::string::npos) {
-    ADD_FAILURE() << "no '" << prefix << "N of 1000000;' line in: " << output;
+    ADD_FAILURE() << "no '" << prefix << "N of 1000000' line in: " << output;
     return -1;
   }
   EXPECT_NE(output.find("--resume " + run.string()), std::string::npos) << output;
@@ -394,7 +395,9 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
   EXPECT_FALSE(first.ended_first) << "the run ended before its signal: " << first.output;
   EXPECT_EQ(first.exit_code, 143) << first.output;
   EXPECT_LT(first.seconds, bound) << "log point " << log_point << " s; " << first.output;
-  EXPECT_NE(first.output.find("interrupted by SIGTERM at iteration 2 of 3;"), std::string::npos)
+  EXPECT_NE(
+      first.output.find("interrupted by SIGTERM at iteration 2 of 3, before its metrics row;"),
+      std::string::npos)
       << first.output;
   EXPECT_EQ(load_checkpoint(run).iteration, 2);
   EXPECT_EQ(read_file(run / "metrics.csv"), header);  // no row 2
@@ -411,7 +414,9 @@ TEST(Resume, ASignalDuringALogPointsMetricsStopsThemAndResumeWritesTheirRow) {
   EXPECT_FALSE(second.ended_first) << "the run ended before its signal: " << second.output;
   EXPECT_EQ(second.exit_code, 130) << second.output;
   EXPECT_LT(second.seconds, bound) << "log point " << log_point << " s; " << second.output;
-  EXPECT_NE(second.output.find("interrupted by SIGINT at iteration 3 of 3;"), std::string::npos)
+  EXPECT_NE(
+      second.output.find("interrupted by SIGINT at iteration 3 of 3, before its metrics row;"),
+      std::string::npos)
       << second.output;
   EXPECT_EQ(load_checkpoint(run).iteration, 3);
   std::printf("log point %.2f s, bound %.2f s; stopped in %.3f s (first) and %.3f s (last)\n",
@@ -507,14 +512,17 @@ TEST(Resume, ASignalDuringTheResumedRowWritesTheCheckpointAgainWithoutIt) {
   };
   const std::string header = metrics_csv_header(true);
 
-  // A SIGTERM at the first run's only log point, its end; after the row the run ends with 0.
+  // A SIGTERM at the first run's only log point, its end, which says that the row is missing (as
+  // the resumed run below does); after the row the run ends with 0.
   const SignalOutcome first = signal_within(
       args(run), dir / "first.log",
       [&](const test::ChildProcess&) { return checkpoint_iteration(run) == 0; }, SIGTERM,
       [](const SignalOutcome& outcome) { return outcome.exit_code == 143; },
       [&] { std::filesystem::remove_all(run); });
   ASSERT_EQ(first.exit_code, 143) << first.output;
-  EXPECT_NE(first.output.find("interrupted by SIGTERM at iteration 1 of 1;"), std::string::npos)
+  EXPECT_NE(first.output.find("interrupted by SIGTERM at iteration 1 of 1, before its metrics row; "
+                              "checkpoint written to "),
+            std::string::npos)
       << first.output;
   ASSERT_EQ(read_file(run / "metrics.csv"), header);  // no row 1
   std::filesystem::copy(run, stopped, std::filesystem::copy_options::recursive);
