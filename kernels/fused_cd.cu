@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "host/errors.hpp"
 #include "host/hidden_units.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/fused_cd_cta.h"
@@ -134,13 +135,13 @@ void launch_variant(const FusedCdArgs& args, cudaStream_t stream) {
     const cudaError_t status =
         cudaLaunchKernelEx(&config, fused_cd_kernel<kType, kCtas, kThreads>, args);
     // The occupancy query said the cluster fits; should the launch still refuse its cluster or
-    // its resources (errors that are not sticky), that is a variant this device cannot run (the
-    // lab skips it), not a fault.
+    // its resources (errors that are not sticky), that is a variant this device cannot run, not a
+    // fault: an InputError, as for the variants the query refuses (the lab skips it, rbm_cuda
+    // exits 2).
     if (status == cudaErrorInvalidClusterSize || status == cudaErrorLaunchOutOfResources) {
       (void)cudaGetLastError();
-      throw std::invalid_argument("fused engine: the device refused a cluster of " +
-                                  std::to_string(kCtas) + " x " + std::to_string(kThreads) + " (" +
-                                  cudaGetErrorString(status) + ")");
+      throw InputError("fused engine: the device refused a cluster of " + std::to_string(kCtas) +
+                       " x " + std::to_string(kThreads) + " (" + cudaGetErrorString(status) + ")");
     }
     CUDA_CHECK(status);
   });

@@ -72,13 +72,13 @@ TEST(CudaCli, EngineWithTheMinibatchPathIsRefused) {
   EXPECT_NE(unknown.output.find("--engine must be gemv or fused (got 'warp')"), std::string::npos)
       << unknown.output;
   const test::CommandResult cpu = test::run_command(
-      RBM_CPU_EXE, {"--iters", "10", "--data", mnist_dir(), "--batch", "10", "--engine", "gemv"});
+      cpu_exe(), {"--iters", "10", "--data", mnist_dir(), "--batch", "10", "--engine", "gemv"});
   EXPECT_EQ(cpu.exit_code, 2) << cpu.output;
   EXPECT_NE(cpu.output.find("rbm_cpu has one engine"), std::string::npos) << cpu.output;
   // A PCD run made by rbm_cpu, resumed by rbm_cuda with --engine.
   const std::filesystem::path run = dir / "pcd";
   const test::CommandResult made = test::run_command(
-      RBM_CPU_EXE,
+      cpu_exe(),
       {"--iters", "2", "--hidden", "5", "--pcd", "--data", mnist_dir(), "--out", run.string()});
   ASSERT_EQ(made.exit_code, 0) << made.output;
   const std::string run_json = read_file(run / "run.json");

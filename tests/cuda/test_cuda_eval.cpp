@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -151,6 +152,34 @@ TEST(CudaEval, AisWeightsMatchCpuRunByRun) {
       const AisSummary g = summarize_ais(got), c = summarize_ais(want);
       EXPECT_NEAR(g.log_z, c.log_z, log_z_tolerance(g, c, kZ1e6Over8));
     }
+  }
+}
+
+// AisWeightsMatchCpuRunByRun at the size of a compute-sanitizer step (scripts/device_check): 8
+// runs of 12 steps, binary units with visible biases from the uniform base and ternary units
+// without them from another, about 100 launches where that test makes 9600. Every run keeps
+// every draw test::kMargin from its probability (a property of the fixed seed, computed on the
+// CPU: 8 of 8 for both), so every run must agree with the CPU's to kSameRun.
+TEST(CudaEval, AisSmallRunsMatchCpu) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const std::unique_ptr<Backend> gpu = make_cuda_backend();
+  const std::unique_ptr<Backend> cpu = make_cpu_backend();
+  for (const auto& [type, visible_bias, base] : {std::tuple{HiddenType::binary, true, 0.0f},
+                                                 std::tuple{HiddenType::ternary, false, -0.7f}}) {
+    SCOPED_TRACE(hidden_type_name(type));
+    Params p = test::random_params(16, 12, 1.0f, 203, visible_bias);
+    p.hidden_type = type;
+    gpu->set_params(p);
+    cpu->set_params(p);
+    AisRequest request;
+    request.betas = ais_betas(12);
+    request.runs = 8;
+    request.seed = 204;
+    request.first_stream = 5;
+    request.base_bias.assign(16, base);
+    request.base_bias[5] = 1.5f;
+    const std::vector<test::AisRunReference> refs = test::ais_reference(p, request);
+    EXPECT_EQ(expect_clear_runs_agree(gpu->ais(request), cpu->ais(request), refs), 8);
   }
 }
 
