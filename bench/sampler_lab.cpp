@@ -151,6 +151,17 @@ void alone(const Dataset& digits, int H, double core_peak) {
     const double phil = ns_per_unit(n, reps, [&](int64_t i) {
       cpu::philox_uniforms(1, static_cast<uint64_t>(i), 3, 0, n, u.data());
     });
+    std::string paths;  // the draws on each path this CPU runs (philox above: the default)
+    for (const cpu::Simd simd : {cpu::Simd::scalar, cpu::Simd::avx2, cpu::Simd::avx512}) {
+      if (!cpu::simd_usable(simd)) continue;
+      const double ns = ns_per_unit(n, reps, [&](int64_t i) {
+        cpu::philox_uniforms(simd, 1, static_cast<uint64_t>(i), 3, 0, n, u.data());
+      });
+      char text[64];
+      std::snprintf(text, sizeof text, "%s%s %.3f", paths.empty() ? "" : ", ", cpu::simd_name(simd),
+                    ns);
+      paths += text;
+    }
     const double cmp = ns_per_unit(n, reps, [&](int64_t) {
       for (int k = 0; k < n; ++k) t[k] = u[k] < t[k] ? 1.0f : 0.0f;
       __asm__ volatile("" ::: "memory");
@@ -161,9 +172,9 @@ void alone(const Dataset& digits, int H, double core_peak) {
       for (int k = 0; k < n; ++k) t[k] = t[k] * 0.5f - 0.2f;  // keep the inputs varied
     });
     std::printf(
-        "  alone, n %d: sigmoid %.3f ns/unit, philox %.3f, compare %.3f, the pass %.3f "
+        "  alone, n %d: sigmoid %.3f ns/unit, philox %.3f (%s: %s), compare %.3f, the pass %.3f "
         "(includes a rescale)\n",
-        n, sig, phil, cmp, all);
+        n, sig, phil, cpu::simd_name(cpu::simd()), paths.c_str(), cmp, all);
   }
   const int64_t rows = cpu::kSampleTile;
   std::vector<float> X(static_cast<size_t>(rows * d), 1.0f),

@@ -193,71 +193,76 @@ AisResult ais_cpu(const Params& params, const AisRequest& request) {
   with_hidden_type(params.hidden_type, [&](auto type) {
     constexpr HiddenType kType = decltype(type)::value;
     parallel_for(request.runs, [&](int64_t, int64_t begin, int64_t end) {
-      std::vector<float> u(static_cast<size_t>(Hp)), t(static_cast<size_t>(dp));
-      std::vector<float> t_minus(kType == HiddenType::ternary ? static_cast<size_t>(dp) : 0);
-      std::vector<float> uniforms(static_cast<size_t>(std::max(d, H)));
-      std::vector<float> prob(static_cast<size_t>(std::max(d, H)));
-      std::vector<int> x_on(static_cast<size_t>(d)), h_on(static_cast<size_t>(H));
-      std::vector<int> h_minus(kType == HiddenType::ternary ? static_cast<size_t>(H) : 0);
-      for (int64_t r = begin; r < end; ++r) {
-        const uint64_t stream = request.first_stream + static_cast<uint64_t>(r);
-        // x_1 ~ p_0; x_on[0..n_x) lists the units that are 1.
-        cpu::philox_uniforms(key, stream, ais_init_phase(), 0, d, uniforms.data());
-        int n_x = cpu::indices_where_less(uniforms.data(), base_prob.data(), d, x_on.data());
-        double log_w = 0.0;
-        for (int64_t k = 1; k <= K; ++k) {
-          // A look per temperature step bounds the wait for a stop request to one step, however
-          // many temperatures and runs the request has (a log point's AIS takes seconds).
-          if (stop_requested(request.stop)) {
-            stopped.store(true);
-            return;
-          }
-          // u (H) = W'x + b in float; the weight's increment in double.
-          cpu::sum_of_rows(W.data(), static_cast<size_t>(Hp), x_on.data(), n_x, Hp, u.data());
-          for (int j = 0; j < H; ++j) u[j] += params.b[j];
-          const double beta = betas[k], beta_prev = betas[k - 1];
-          double increment = 0.0;
-          if (visible_term) {
-            double dot = 0.0;
-            for (int n = 0; n < n_x; ++n) dot += a_minus_c[x_on[n]];
-            increment += (beta - beta_prev) * dot;
-          }
-          increment += hidden_increment<kType>(u.data(), H, beta, beta_prev);
-          log_w += increment;
-          if (request.steps_done != nullptr) {
-            request.steps_done->fetch_add(1, std::memory_order_relaxed);
-          }
-          if (k == K) break;
-          // One Gibbs sweep at beta_k: h ~ sigm(beta u), x ~ sigm(beta (W h + a) + (1 - beta) c).
-          const float beta_f = static_cast<float>(beta);
-          if constexpr (kType == HiddenType::ternary) {
-            // h_j = ternary_draw(uniform, beta u_j); W h = the rows of W' where h is 1 minus those
-            // where it is -1.
-            cpu::philox_uniforms(key, stream, ais_hidden_phase(k), 0, H, uniforms.data());
-            int n_plus = 0, n_minus = 0;
-            for (int j = 0; j < H; ++j) {
-              const float h = ternary_draw(uniforms[j], beta_f * u[j]);
-              if (h > 0.0f) h_on[n_plus++] = j;
-              if (h < 0.0f) h_minus[n_minus++] = j;
+      // Compiled for AVX-512 where the CPU has it (host/simd.hpp): the sigmoids of the Gibbs
+      // sweeps, with the same bits.
+      cpu::with_simd([&] RBM_SIMD_BODY {
+        std::vector<float> u(static_cast<size_t>(Hp)), t(static_cast<size_t>(dp));
+        std::vector<float> t_minus(kType == HiddenType::ternary ? static_cast<size_t>(dp) : 0);
+        std::vector<float> uniforms(static_cast<size_t>(std::max(d, H)));
+        std::vector<float> prob(static_cast<size_t>(std::max(d, H)));
+        std::vector<int> x_on(static_cast<size_t>(d)), h_on(static_cast<size_t>(H));
+        std::vector<int> h_minus(kType == HiddenType::ternary ? static_cast<size_t>(H) : 0);
+        for (int64_t r = begin; r < end; ++r) {
+          const uint64_t stream = request.first_stream + static_cast<uint64_t>(r);
+          // x_1 ~ p_0; x_on[0..n_x) lists the units that are 1.
+          cpu::philox_uniforms(key, stream, ais_init_phase(), 0, d, uniforms.data());
+          int n_x = cpu::indices_where_less(uniforms.data(), base_prob.data(), d, x_on.data());
+          double log_w = 0.0;
+          for (int64_t k = 1; k <= K; ++k) {
+            // A look per temperature step bounds the wait for a stop request to one step, however
+            // many temperatures and runs the request has (a log point's AIS takes seconds).
+            if (stop_requested(request.stop)) {
+              stopped.store(true);
+              return;
             }
-            cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_on.data(), n_plus, dp, t.data());
-            cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_minus.data(), n_minus, dp,
-                             t_minus.data());
-            for (int i = 0; i < d; ++i) t[i] -= t_minus[i];
-          } else {
-            for (int j = 0; j < H; ++j) prob[j] = sigmoid(beta_f * u[j]);
-            cpu::philox_uniforms(key, stream, ais_hidden_phase(k), 0, H, uniforms.data());
-            const int n_h = cpu::indices_where_less(uniforms.data(), prob.data(), H, h_on.data());
-            cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_on.data(), n_h, dp, t.data());
+            // u (H) = W'x + b in float; the weight's increment in double.
+            cpu::sum_of_rows(W.data(), static_cast<size_t>(Hp), x_on.data(), n_x, Hp, u.data());
+            for (int j = 0; j < H; ++j) u[j] += params.b[j];
+            const double beta = betas[k], beta_prev = betas[k - 1];
+            double increment = 0.0;
+            if (visible_term) {
+              double dot = 0.0;
+              for (int n = 0; n < n_x; ++n) dot += a_minus_c[x_on[n]];
+              increment += (beta - beta_prev) * dot;
+            }
+            increment += hidden_increment<kType>(u.data(), H, beta, beta_prev);
+            log_w += increment;
+            if (request.steps_done != nullptr) {
+              request.steps_done->fetch_add(1, std::memory_order_relaxed);
+            }
+            if (k == K) break;
+            // One Gibbs sweep at beta_k: h ~ sigm(beta u), x ~ sigm(beta (W h + a) + (1 - beta) c).
+            const float beta_f = static_cast<float>(beta);
+            if constexpr (kType == HiddenType::ternary) {
+              // h_j = ternary_draw(uniform, beta u_j); W h = the rows of W' where h is 1 minus
+              // those where it is -1.
+              cpu::philox_uniforms(key, stream, ais_hidden_phase(k), 0, H, uniforms.data());
+              int n_plus = 0, n_minus = 0;
+              for (int j = 0; j < H; ++j) {
+                const float h = ternary_draw(uniforms[j], beta_f * u[j]);
+                if (h > 0.0f) h_on[n_plus++] = j;
+                if (h < 0.0f) h_minus[n_minus++] = j;
+              }
+              cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_on.data(), n_plus, dp,
+                               t.data());
+              cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_minus.data(), n_minus, dp,
+                               t_minus.data());
+              for (int i = 0; i < d; ++i) t[i] -= t_minus[i];
+            } else {
+              for (int j = 0; j < H; ++j) prob[j] = sigmoid(beta_f * u[j]);
+              cpu::philox_uniforms(key, stream, ais_hidden_phase(k), 0, H, uniforms.data());
+              const int n_h = cpu::indices_where_less(uniforms.data(), prob.data(), H, h_on.data());
+              cpu::sum_of_rows(WT.data(), static_cast<size_t>(dp), h_on.data(), n_h, dp, t.data());
+            }
+            cpu::philox_uniforms(key, stream, ais_visible_phase(k), 0, d, uniforms.data());
+            for (int i = 0; i < d; ++i) {
+              prob[i] = sigmoid(beta_f * (t[i] + a[i]) + (1.0f - beta_f) * c[i]);
+            }
+            n_x = cpu::indices_where_less(uniforms.data(), prob.data(), d, x_on.data());
           }
-          cpu::philox_uniforms(key, stream, ais_visible_phase(k), 0, d, uniforms.data());
-          for (int i = 0; i < d; ++i) {
-            prob[i] = sigmoid(beta_f * (t[i] + a[i]) + (1.0f - beta_f) * c[i]);
-          }
-          n_x = cpu::indices_where_less(uniforms.data(), prob.data(), d, x_on.data());
+          result.log_weights[static_cast<size_t>(r)] = log_w;
         }
-        result.log_weights[static_cast<size_t>(r)] = log_w;
-      }
+      });
     });
   });
   if (stopped.load()) throw Stopped();

@@ -115,6 +115,13 @@ std::unique_ptr<Backend> make_backend(const std::string& engine = "");
 void check_engine_name(const std::string& engine);
 std::string program_name();  // "rbm_cpu" or "rbm_cuda"
 
-std::unique_ptr<Backend> make_cpu_backend();
+// How the CPU build's single-sample recipe splits its rows of W: over one thread or two, chosen
+// by timing as it trains (host/thread_choice.hpp; one when RBM_CPU_THREADS is 1 or the machine has
+// one hardware thread), or fixed (tests and benchmarks, which compare the two). The results are
+// the same bits either way.
+struct CpuOptions {
+  int recipe_threads = 0;  // 0: chosen by timing; 1 or 2: fixed
+};
+std::unique_ptr<Backend> make_cpu_backend(CpuOptions options = {});
 
 }  // namespace rbm

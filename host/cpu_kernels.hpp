@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "host/model.hpp"
+#include "host/simd.hpp"
 
 namespace rbm::cpu {
 
@@ -25,10 +26,13 @@ void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows
 // out must hold n ints: the entries from the returned count on are overwritten too.
 int indices_where_less(const float* below, const float* above, int n, int* out);
 
-// uniforms[u] = philox_uniform(key, stream, phase, first_unit + u) for u in [0, n);
-// first_unit must be a multiple of 4 (a Philox block boundary).
+// uniforms[u] = philox_uniform(key, stream, phase, first_unit + u) for u in [0, n), computed
+// with simd() (host/simd.hpp); first_unit must be a multiple of 4 (a Philox block boundary).
 void philox_uniforms(uint64_t key, uint64_t stream, uint32_t phase, int first_unit, int n,
                      float* uniforms);
+// The same with the given instructions, which must be usable: the same bits on every path.
+void philox_uniforms(Simd simd, uint64_t key, uint64_t stream, uint32_t phase, int first_unit,
+                     int n, float* uniforms);
 
 // For each unit u in [0, n): prob[u] = sigmoid(pre[u]) and
 // sample[u] = bernoulli(philox_uniform(key, stream, phase, u), prob[u]). prob may alias pre.

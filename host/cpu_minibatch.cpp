@@ -19,6 +19,7 @@
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
 #include "host/errors.hpp"
+#include "host/simd.hpp"
 #include "host/single_threaded_blas.hpp"
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
@@ -144,19 +145,21 @@ void hidden_rows(HiddenType type, float* pre, int64_t rows, int n, const float* 
   if (sample == pre && prob != nullptr) {
     throw std::logic_error("hidden_rows: the draws would overwrite the pre-activations");
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    float* t = pre + r * n;
-    for (int u = 0; u < n; ++u) t[u] += bias[u];
-    if (sample != nullptr) {
-      philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
-      float* s = sample + r * n;
-      for (int u = 0; u < n; ++u) s[u] = ternary_draw(uniforms[u], t[u]);
+  with_simd([&] RBM_SIMD_BODY {
+    for (int64_t r = 0; r < rows; ++r) {
+      float* t = pre + r * n;
+      for (int u = 0; u < n; ++u) t[u] += bias[u];
+      if (sample != nullptr) {
+        philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
+        float* s = sample + r * n;
+        for (int u = 0; u < n; ++u) s[u] = ternary_draw(uniforms[u], t[u]);
+      }
+      if (prob != nullptr) {
+        float* m = prob + r * n;
+        for (int u = 0; u < n; ++u) m[u] = ternary_mean(t[u]);
+      }
     }
-    if (prob != nullptr) {
-      float* m = prob + r * n;
-      for (int u = 0; u < n; ++u) m[u] = ternary_mean(t[u]);
-    }
-  }
+  });
 }
 
 // Per-thread scratch of the chain steps: h (rows, H) and uniforms (max(d, H)).
@@ -219,16 +222,18 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, uint64_t key,
                             uint64_t stream0, uint32_t phase, float* prob, float* sample,
                             float* uniforms) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* t = pre + r * n;
-    for (int u = 0; u < n; ++u) t[u] = sigmoid(t[u] + bias[u]);
-    if (prob != nullptr && prob != pre) std::copy_n(t, n, prob + r * n);
-    if (sample != nullptr) {
-      philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
-      float* s = sample + r * n;
-      for (int u = 0; u < n; ++u) s[u] = uniforms[u] < t[u] ? 1.0f : 0.0f;
+  with_simd([&] RBM_SIMD_BODY {
+    for (int64_t r = 0; r < rows; ++r) {
+      float* t = pre + r * n;
+      for (int u = 0; u < n; ++u) t[u] = sigmoid(t[u] + bias[u]);
+      if (prob != nullptr && prob != pre) std::copy_n(t, n, prob + r * n);
+      if (sample != nullptr) {
+        philox_uniforms(key, stream0 + static_cast<uint64_t>(r), phase, 0, n, uniforms);
+        float* s = sample + r * n;
+        for (int u = 0; u < n; ++u) s[u] = uniforms[u] < t[u] ? 1.0f : 0.0f;
+      }
     }
-  }
+  });
 }
 
 void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,

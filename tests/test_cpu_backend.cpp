@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <numeric>
@@ -63,22 +64,51 @@ TEST(CpuKernels, PreactivationsMatchLongDouble) {
 }
 
 TEST(CpuKernels, VectorizedUniformsEqualTheScalarDefinition) {
-  // philox_uniforms runs 128 units at a time with AVX2, and the last < 128 in one call of 1 to 4
-  // groups of 32 (n 1..32, 33, 600, 100: each count of groups); every unit must be exactly
-  // philox_uniform's value.
+  // philox_uniforms runs four groups of units at a time (AVX2: 32 units a group; AVX-512: 64),
+  // and the last units in one call of 1 to 4 groups: n 1..3, 31..33, 63..65, 100, 127..129,
+  // 255..257, 400, 600 and 784 take every count of groups on both paths, with tails of several
+  // lengths. Every unit must be exactly philox_uniform's value, on each path this CPU runs.
   std::vector<float> got(1000);
-  for (const int first : {0, 4, 384}) {
-    for (const int n : {1, 3, 31, 32, 33, 100, 127, 128, 129, 400, 600}) {
-      for (const uint64_t stream : {uint64_t{0}, uint64_t{123456789}, ~uint64_t{0}}) {
-        const uint64_t key = philox_key(0xDEADBEEF, Purpose::train);
-        cpu::philox_uniforms(key, stream, 7, first, n, got.data());
-        for (int u = 0; u < n; ++u) {
-          ASSERT_EQ(got[u], philox_uniform(key, stream, 7, static_cast<uint32_t>(first + u)))
-              << "first " << first << " n " << n << " unit " << u;
+  const std::vector<int> sizes = {1,   2,   3,   31,  32,  33,  63,  64,  65, 100,
+                                  127, 128, 129, 255, 256, 257, 400, 600, 784};
+  int paths = 0;
+  for (const cpu::Simd simd : {cpu::Simd::scalar, cpu::Simd::avx2, cpu::Simd::avx512}) {
+    if (!cpu::simd_usable(simd)) continue;
+    ++paths;
+    for (const int first : {0, 4, 384}) {
+      for (const int n : sizes) {
+        for (const uint64_t stream : {uint64_t{0}, uint64_t{123456789}, ~uint64_t{0}}) {
+          const uint64_t key = philox_key(0xDEADBEEF, Purpose::train);
+          std::fill(got.begin(), got.end(), -1.0f);
+          cpu::philox_uniforms(simd, key, stream, 7, first, n, got.data());
+          for (int u = 0; u < n; ++u) {
+            ASSERT_EQ(got[u], philox_uniform(key, stream, 7, static_cast<uint32_t>(first + u)))
+                << cpu::simd_name(simd) << " first " << first << " n " << n << " unit " << u;
+          }
+          ASSERT_EQ(got[n], -1.0f) << cpu::simd_name(simd) << ": wrote past n " << n;
         }
       }
     }
   }
+  std::printf("[ checked ] philox_uniforms on %d paths (%s by default)\n", paths,
+              cpu::simd_name(cpu::simd()));
+}
+
+// The CPU kernels take the fastest instructions this CPU runs (host/simd.hpp): AVX-512 where the
+// kernel lists avx512f among the CPU's flags (/proc/cpuinfo: a second opinion on the run-time
+// check), else the build's AVX2.
+TEST(CpuKernels, SimdIsTheBestThisCpuRuns) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line) && line.rfind("flags", 0) != 0) {
+  }
+  if (line.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  const bool has_avx512f = (line + " ").find(" avx512f ") != std::string::npos;
+  EXPECT_EQ(cpu::simd_usable(cpu::Simd::avx512), has_avx512f) << line;
+#if defined(__AVX2__) && defined(__FMA__)
+  EXPECT_TRUE(cpu::simd_usable(cpu::Simd::avx2));
+  EXPECT_EQ(cpu::simd(), has_avx512f ? cpu::Simd::avx512 : cpu::Simd::avx2);
+#endif
 }
 
 TEST(CpuKernels, IndicesWhereLessListsEveryUnitWhereBelowIsLessInOrder) {
@@ -567,38 +597,45 @@ TEST(CpuThreads, AThreadThatCannotStartJoinsTheStartedOnesAndThrows) {
 // The two-thread single-sample path (train_cd with count >= 256 on a machine with an idle second
 // core: two ShardRunners meeting at a SpinBarrier k + 1 times per iteration) against the
 // one-thread path, on the reference recipe's shape (784 x 100, CD-3, MNIST training threes).
-// README: "The results are bit-identical either way", so every float must be equal. Without
-// RBM_CPU_THREADS=2 the threaded path would run only when the test machine happens to be idle.
-// Bugs this fails: a missing or misplaced barrier (shard 0 combining shard 1's partial sums of
-// W'x before they are written, or while the next layer overwrites them), the partial sums added
-// in an order that depends on which thread arrives first, a shard's row updates or visible-bias
-// updates lost, or the hidden biases stored from a runner that did not update them. The thread
-// count after each call shows that the environment variable really chose the path (the worker
-// thread, started by the first threaded call, lives as long as the backend); without that check
-// the comparison would pass vacuously if the override stopped working.
+// README: "The results are bit-identical either way", so every float must be equal. The paths
+// are fixed through CpuOptions: by timing, the threaded path would run only when the test machine
+// happens to be idle. Bugs this fails: a missing or misplaced barrier (shard 0 combining shard 1's
+// partial sums of W'x before they are written, or while the next layer overwrites them), the
+// partial sums added in an order that depends on which thread arrives first, a shard's row
+// updates or visible-bias updates lost, or the hidden biases stored from a runner that did not
+// update them. The thread count after each call shows that the option really chose the path (the
+// worker thread, started by the first threaded call, lives as long as the backend); without that
+// check the comparison would pass vacuously if the option stopped working. RBM_CPU_THREADS=1
+// keeps the timed choice on one thread: no worker starts.
 void expect_two_threads_equal_one(const Recipe& recipe) {
   constexpr int64_t kIterations = 300;  // >= 256, the threaded path's minimum call
   const Dataset train = load_mnist(RBM_MNIST_DIR, 3, Split::train);
   const Params start = init_params(recipe, train);
-  const auto trained = [&](const char* threads, int64_t piece, int expect_new_threads) {
+  const auto trained = [&](CpuOptions options, const char* threads, int64_t piece,
+                           int expect_new_threads) {
     const ScopedEnv env("RBM_CPU_THREADS", threads);
-    std::unique_ptr<Backend> backend = make_cpu_backend();
+    std::unique_ptr<Backend> backend = make_cpu_backend(options);
     backend->stage(train);
     backend->set_params(start);
     const int before = thread_count();
     for (int64_t t = 0; t < kIterations; t += piece) backend->train_cd(recipe, t, piece);
     if (before > 0) {
       EXPECT_EQ(thread_count() - before, expect_new_threads)
-          << "RBM_CPU_THREADS=" << threads << ", pieces of " << piece;
+          << "recipe_threads " << options.recipe_threads << ", RBM_CPU_THREADS=" << threads
+          << ", pieces of " << piece;
     }
     return backend->get_params();
   };
   ASSERT_GT(thread_count(), 0) << "cannot count threads (no /proc/self/status)";
-  const Params two = trained("2", kIterations, 1);
-  const Params one = trained("1", kIterations, 0);
-  const Params singles = trained("2", 1, 0);  // calls under 256 iterations stay on one thread
-  for (const Params* other : {&one, &singles}) {
-    const char* what = other == &one ? "RBM_CPU_THREADS=1" : "300 one-iteration calls";
+  const Params two = trained(CpuOptions{.recipe_threads = 2}, "", kIterations, 1);
+  const Params one = trained(CpuOptions{.recipe_threads = 1}, "", kIterations, 0);
+  // Calls under 256 iterations stay on one thread.
+  const Params singles = trained(CpuOptions{.recipe_threads = 2}, "", 1, 0);
+  const Params timed_one = trained(CpuOptions{}, "1", kIterations, 0);
+  for (const Params* other : {&one, &singles, &timed_one}) {
+    const char* what = other == &one       ? "one thread"
+                       : other == &singles ? "300 one-iteration calls"
+                                           : "RBM_CPU_THREADS=1";
     ASSERT_EQ(two.W.size(), other->W.size());
     for (size_t k = 0; k < two.W.size(); ++k) {
       ASSERT_EQ(two.W[k], other->W[k]) << what << ": W[" << k / 100 << "][" << k % 100 << "]";

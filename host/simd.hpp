@@ -1,0 +1,61 @@
+// The vector instructions of the CPU build. Its baseline is AVX2 with FMA (RBM_CPU_ARCH,
+// x86-64-v3); where the CPU also has AVX-512F, looked up at run time, the loops that give the same
+// bits at any vector width run compiled for it too (with_simd): the Philox draws, and loops that
+// work unit by unit (the sigmoids, the tempered conditionals). Sums whose order follows the vector
+// width (the dot products of W h) stay as the baseline computes them, so that a model trains to
+// the same bits on any x86-64-v3 CPU, with or without AVX-512.
+#pragma once
+
+#include <stdexcept>
+
+// AVX-512 code is compiled wherever GCC or Clang target x86-64, through function target
+// attributes, whatever the build's baseline.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define RBM_SIMD_AVX512 1
+#else
+#define RBM_SIMD_AVX512 0
+#endif
+
+namespace rbm::cpu {
+
+enum class Simd { scalar, avx2, avx512 };
+
+// Compiled in and run by this CPU (scalar always; AVX2 where the build targets it).
+bool simd_usable(Simd simd);
+const char* simd_name(Simd simd);
+
+// In use: the best usable, unless set_simd chose another.
+Simd simd();
+// For tests and benchmarks, which compare the paths: throws std::invalid_argument when `simd` is
+// not usable. Not for use while another thread computes.
+void set_simd(Simd simd);
+
+// Runs body(), compiled for AVX-512F when simd() is AVX-512, else for the baseline. body is a
+// lambda marked RBM_SIMD_BODY, so that it is compiled into each of the two callers below (and
+// vectorized there with their instructions) rather than called from them.
+#define RBM_SIMD_BODY __attribute__((always_inline))
+
+template <class Body>
+__attribute__((noinline)) void run_on_baseline(const Body& body) {
+  body();
+}
+
+#if RBM_SIMD_AVX512
+template <class Body>
+__attribute__((noinline, target("avx512f"))) void run_on_avx512(const Body& body) {
+  body();
+}
+#endif
+
+template <class Body>
+void with_simd(const Body& body) {
+#if RBM_SIMD_AVX512
+  if (simd() == Simd::avx512) {
+    run_on_avx512(body);
+    return;
+  }
+#endif
+  run_on_baseline(body);
+}
+
+}  // namespace rbm::cpu
