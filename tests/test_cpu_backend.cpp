@@ -111,6 +111,154 @@ TEST(CpuKernels, SimdIsTheBestThisCpuRuns) {
 #endif
 }
 
+// Chooses the CPU kernels' instructions for a test (host/simd.hpp), and restores the default.
+class ScopedSimd {
+ public:
+  explicit ScopedSimd(cpu::Simd simd) : before_(cpu::simd()) { cpu::set_simd(simd); }
+  ~ScopedSimd() { cpu::set_simd(before_); }
+  ScopedSimd(const ScopedSimd&) = delete;
+  ScopedSimd& operator=(const ScopedSimd&) = delete;
+
+ private:
+  cpu::Simd before_;
+};
+
+// The instructions the tests below compare: each usable one.
+std::vector<cpu::Simd> usable_simds() {
+  std::vector<cpu::Simd> usable;
+  for (const cpu::Simd simd : {cpu::Simd::scalar, cpu::Simd::avx2, cpu::Simd::avx512}) {
+    if (cpu::simd_usable(simd)) usable.push_back(simd);
+  }
+  return usable;
+}
+
+// sum_of_rows adds each element's rows in the order given, in float, whatever its blocks (8-float
+// blocks of 8, 4 and 1; with AVX-512, 16-float blocks of 8, 4 and 1 first where the rows are at
+// least 128 wide): the same bits as the plain loop, for widths that take every kind of block and
+// each tail, rows repeated and out of order, and no rows at all.
+TEST(CpuKernels, SumOfRowsAddsTheRowsInOrderOnEveryPath) {
+  constexpr int kRows = 60;
+  for (const int width : {8, 16, 24, 32, 40, 64, 104, 120, 128, 136, 200, 504, 784, 800}) {
+    const size_t stride = static_cast<size_t>(width) + 8;  // padding that must not be read
+    std::vector<float> matrix(kRows * stride);
+    for (size_t k = 0; k < matrix.size(); ++k) {
+      matrix[k] = philox_uniform(9, width, 0, static_cast<uint32_t>(k)) * 2.0f - 1.0f;
+    }
+    for (int r = 0; r < kRows; ++r) matrix[r * stride + width] = std::nanf("");  // the padding
+    for (const std::vector<int>& rows :
+         {std::vector<int>{}, std::vector<int>{3}, std::vector<int>{5, 1, 5, 59, 0, 17, 2, 2},
+          std::vector<int>{0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12,
+                           13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+                           26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36}}) {
+      std::vector<float> want(static_cast<size_t>(width), 0.0f);
+      for (const int r : rows) {
+        for (int j = 0; j < width; ++j) want[j] += matrix[r * stride + j];
+      }
+      for (const cpu::Simd simd : usable_simds()) {
+        const ScopedSimd chosen(simd);
+        std::vector<float> got(static_cast<size_t>(width) + 1, -7.0f);
+        cpu::sum_of_rows(matrix.data(), stride, rows.data(), static_cast<int>(rows.size()), width,
+                         got.data());
+        for (int j = 0; j < width; ++j) {
+          ASSERT_EQ(got[j], want[j]) << cpu::simd_name(simd) << ": width " << width << ", "
+                                     << rows.size() << " rows, element " << j;
+        }
+        EXPECT_EQ(got[width], -7.0f) << cpu::simd_name(simd) << ": wrote past width " << width;
+      }
+    }
+  }
+}
+
+// What runs compiled a second time for AVX-512 (host/simd.hpp's with_simd: the sampler's and
+// trainers' passes after their GEMMs, the single-sample recipe's loop, AIS's runs) gives the same
+// bits on every path, as the README says a model trains to the same bits with or without
+// AVX-512: sigmoid_bernoulli_rows on pre-activations from -100 to 100 and the infinities, the
+// sampler's binary and ternary chains, 300 iterations of the reference recipe with visible biases
+// (binary and ternary), and AIS's log weights at d 784, H 50 (binary and ternary).
+TEST(CpuKernels, EveryPathGivesTheSameBits) {
+  constexpr int kRowsOfUnits = 3, kUnits = 301;
+  std::vector<float> pre(kRowsOfUnits * kUnits), bias(kUnits);
+  for (int k = 0; k < kRowsOfUnits * kUnits; ++k) {
+    pre[k] = -100.0f + 200.0f * philox_uniform(4, 0, 0, static_cast<uint32_t>(k));
+  }
+  pre[0] = std::numeric_limits<float>::infinity();
+  pre[1] = -std::numeric_limits<float>::infinity();
+  pre[2] = -87.5f;
+  for (int u = 0; u < kUnits; ++u) bias[u] = 0.01f * static_cast<float>(u % 7) - 0.03f;
+  const Dataset train = load_mnist(RBM_MNIST_DIR, 3, Split::train);
+  struct Outputs {
+    std::vector<float> prob, sample;
+    std::vector<uint8_t> binary_chains, ternary_chains;
+    std::vector<double> ais_binary, ais_ternary;
+  };
+  const auto outputs = [&] {
+    Outputs out;
+    std::vector<float> scratch = pre, uniforms(kUnits);
+    out.prob.resize(pre.size());
+    out.sample.resize(pre.size());
+    cpu::sigmoid_bernoulli_rows(scratch.data(), kRowsOfUnits, kUnits, bias.data(), 11, 3, 5,
+                                out.prob.data(), out.sample.data(), uniforms.data());
+    for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+      Params p = test::random_params(784, 50, 0.1f, 12, true);
+      p.hidden_type = type;
+      std::vector<uint8_t> chains(20 * 784, 0);
+      cpu::sample_chains(p, philox_key(13, Purpose::sample), chains.data(), 20, 0, 30, 1);
+      const std::unique_ptr<Backend> backend = make_cpu_backend();
+      backend->set_params(p);
+      AisRequest request;
+      request.base_bias.assign(784, -1.0f);
+      request.betas = ais_betas(200);
+      request.runs = 4;
+      const std::vector<double> log_weights = backend->ais(request).log_weights;
+      (type == HiddenType::binary ? out.binary_chains : out.ternary_chains) = chains;
+      (type == HiddenType::binary ? out.ais_binary : out.ais_ternary) = log_weights;
+    }
+    return out;
+  };
+  // The recipe's parameters after 300 iterations.
+  const auto trained = [&](HiddenType type) {
+    Recipe recipe;
+    recipe.visible_bias = true;
+    recipe.hidden_type = type;
+    const std::unique_ptr<Backend> backend = make_cpu_backend(CpuOptions{.recipe_threads = 1});
+    backend->stage(train);
+    backend->set_params(init_params(recipe, train));
+    backend->train_cd(recipe, 0, 300);
+    return backend->get_params();
+  };
+  const std::vector<cpu::Simd> simds = usable_simds();
+  ASSERT_FALSE(simds.empty());
+  Outputs first;
+  Params first_binary, first_ternary;
+  {
+    const ScopedSimd chosen(simds.front());
+    first = outputs();
+    first_binary = trained(HiddenType::binary);
+    first_ternary = trained(HiddenType::ternary);
+  }
+  for (size_t k = 1; k < simds.size(); ++k) {
+    const ScopedSimd chosen(simds[k]);
+    SCOPED_TRACE(std::string(cpu::simd_name(simds[k])) + " against " +
+                 cpu::simd_name(simds.front()));
+    const Outputs other = outputs();
+    EXPECT_EQ(other.prob, first.prob);
+    EXPECT_EQ(other.sample, first.sample);
+    EXPECT_EQ(other.binary_chains, first.binary_chains);
+    EXPECT_EQ(other.ternary_chains, first.ternary_chains);
+    EXPECT_EQ(other.ais_binary, first.ais_binary);
+    EXPECT_EQ(other.ais_ternary, first.ais_ternary);
+    const Params binary = trained(HiddenType::binary), ternary = trained(HiddenType::ternary);
+    EXPECT_EQ(binary.W, first_binary.W);
+    EXPECT_EQ(binary.b, first_binary.b);
+    EXPECT_EQ(binary.a, first_binary.a);
+    EXPECT_EQ(ternary.W, first_ternary.W);
+    EXPECT_EQ(ternary.b, first_ternary.b);
+    EXPECT_EQ(ternary.a, first_ternary.a);
+  }
+  EXPECT_NE(first_binary.W, init_params(Recipe{}, train).W);
+  std::printf("[ checked ] %zu paths\n", simds.size());
+}
+
 TEST(CpuKernels, IndicesWhereLessListsEveryUnitWhereBelowIsLessInOrder) {
   // The AVX2 path packs each block of 8 through a table of the 256 masks, and the last n % 8 run
   // one at a time: n 0..40 and 784 take every tail length; the values cover every mask of a
