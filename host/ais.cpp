@@ -195,7 +195,7 @@ AisResult ais_cpu(const Params& params, const AisRequest& request) {
     parallel_for(request.runs, [&](int64_t, int64_t begin, int64_t end) {
       // Compiled for AVX-512 where the CPU has it (host/simd.hpp): the sigmoids of the Gibbs
       // sweeps, with the same bits.
-      cpu::with_simd([&] RBM_SIMD_BODY {
+      cpu::with_simd([&]() RBM_SIMD_BODY {
         std::vector<float> u(static_cast<size_t>(Hp)), t(static_cast<size_t>(dp));
         std::vector<float> t_minus(kType == HiddenType::ternary ? static_cast<size_t>(dp) : 0);
         std::vector<float> uniforms(static_cast<size_t>(std::max(d, H)));

@@ -367,7 +367,7 @@ class CpuBackend final : public Backend {
       int parity = 0;
       // The loop runs compiled for AVX-512 where the CPU has it (host/simd.hpp): its sigmoids
       // go twice as fast, with the same bits; the products W h stay 8 lanes wide.
-      cpu::with_simd([&] RBM_SIMD_BODY {
+      cpu::with_simd([&]() RBM_SIMD_BODY {
         for (int64_t t = first_iteration; t < first_iteration + count; ++t) {
           const uint64_t stream = static_cast<uint64_t>(t);
           const uint32_t pick = philox_block(key, stream, train_index_phase(), 0).word[0];

@@ -75,7 +75,7 @@ void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows
   int j = 0;
 #if RBM_SIMD_AVX512
   if (width >= 128 && simd() == Simd::avx512) {
-    run_on_avx512([&] RBM_SIMD_BODY {
+    run_on_avx512([&]() RBM_SIMD_BODY {
       for (; j + 128 <= width; j += 128) sum_of_row_blocks<Float16, 8>(row, n_rows, j, sum + j);
       for (; j + 64 <= width; j += 64) sum_of_row_blocks<Float16, 4>(row, n_rows, j, sum + j);
       for (; j + 16 <= width; j += 16) sum_of_row_blocks<Float16, 1>(row, n_rows, j, sum + j);

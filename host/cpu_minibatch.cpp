@@ -145,7 +145,7 @@ void hidden_rows(HiddenType type, float* pre, int64_t rows, int n, const float* 
   if (sample == pre && prob != nullptr) {
     throw std::logic_error("hidden_rows: the draws would overwrite the pre-activations");
   }
-  with_simd([&] RBM_SIMD_BODY {
+  with_simd([&]() RBM_SIMD_BODY {
     for (int64_t r = 0; r < rows; ++r) {
       float* t = pre + r * n;
       for (int u = 0; u < n; ++u) t[u] += bias[u];
@@ -222,7 +222,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, uint64_t key,
                             uint64_t stream0, uint32_t phase, float* prob, float* sample,
                             float* uniforms) {
-  with_simd([&] RBM_SIMD_BODY {
+  with_simd([&]() RBM_SIMD_BODY {
     for (int64_t r = 0; r < rows; ++r) {
       float* t = pre + r * n;
       for (int u = 0; u < n; ++u) t[u] = sigmoid(t[u] + bias[u]);
