@@ -188,8 +188,9 @@ TEST(CpuKernels, EveryPathGivesTheSameBits) {
   const Dataset train = load_mnist(RBM_MNIST_DIR, 3, Split::train);
   struct Outputs {
     std::vector<float> prob, sample;
-    std::vector<uint8_t> binary_chains, ternary_chains;
-    std::vector<double> ais_binary, ais_ternary;
+    std::vector<uint8_t> chains[2];  // binary, ternary hidden units
+    std::vector<double> ais[2];      // log weights
+    Params recipe[2];                // after 300 iterations
   };
   const auto outputs = [&] {
     Outputs out;
@@ -198,43 +199,35 @@ TEST(CpuKernels, EveryPathGivesTheSameBits) {
     out.sample.resize(pre.size());
     cpu::sigmoid_bernoulli_rows(scratch.data(), kRowsOfUnits, kUnits, bias.data(), 11, 3, 5,
                                 out.prob.data(), out.sample.data(), uniforms.data());
-    for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    for (const int t : {0, 1}) {
+      const HiddenType type = t == 0 ? HiddenType::binary : HiddenType::ternary;
       Params p = test::random_params(784, 50, 0.1f, 12, true);
       p.hidden_type = type;
-      std::vector<uint8_t> chains(20 * 784, 0);
-      cpu::sample_chains(p, philox_key(13, Purpose::sample), chains.data(), 20, 0, 30, 1);
-      const std::unique_ptr<Backend> backend = make_cpu_backend();
+      out.chains[t].assign(20 * 784, 0);
+      cpu::sample_chains(p, philox_key(13, Purpose::sample), out.chains[t].data(), 20, 0, 30, 1);
+      const std::unique_ptr<Backend> backend = make_cpu_backend(CpuOptions{.recipe_threads = 1});
       backend->set_params(p);
       AisRequest request;
       request.base_bias.assign(784, -1.0f);
       request.betas = ais_betas(200);
       request.runs = 4;
-      const std::vector<double> log_weights = backend->ais(request).log_weights;
-      (type == HiddenType::binary ? out.binary_chains : out.ternary_chains) = chains;
-      (type == HiddenType::binary ? out.ais_binary : out.ais_ternary) = log_weights;
+      out.ais[t] = backend->ais(request).log_weights;
+      Recipe recipe;
+      recipe.visible_bias = true;
+      recipe.hidden_type = type;
+      backend->stage(train);
+      backend->set_params(init_params(recipe, train));
+      backend->train_cd(recipe, 0, 300);
+      out.recipe[t] = backend->get_params();
     }
     return out;
-  };
-  // The recipe's parameters after 300 iterations.
-  const auto trained = [&](HiddenType type) {
-    Recipe recipe;
-    recipe.visible_bias = true;
-    recipe.hidden_type = type;
-    const std::unique_ptr<Backend> backend = make_cpu_backend(CpuOptions{.recipe_threads = 1});
-    backend->stage(train);
-    backend->set_params(init_params(recipe, train));
-    backend->train_cd(recipe, 0, 300);
-    return backend->get_params();
   };
   const std::vector<cpu::Simd> simds = usable_simds();
   ASSERT_FALSE(simds.empty());
   Outputs first;
-  Params first_binary, first_ternary;
   {
     const ScopedSimd chosen(simds.front());
     first = outputs();
-    first_binary = trained(HiddenType::binary);
-    first_ternary = trained(HiddenType::ternary);
   }
   for (size_t k = 1; k < simds.size(); ++k) {
     const ScopedSimd chosen(simds[k]);
@@ -243,19 +236,16 @@ TEST(CpuKernels, EveryPathGivesTheSameBits) {
     const Outputs other = outputs();
     EXPECT_EQ(other.prob, first.prob);
     EXPECT_EQ(other.sample, first.sample);
-    EXPECT_EQ(other.binary_chains, first.binary_chains);
-    EXPECT_EQ(other.ternary_chains, first.ternary_chains);
-    EXPECT_EQ(other.ais_binary, first.ais_binary);
-    EXPECT_EQ(other.ais_ternary, first.ais_ternary);
-    const Params binary = trained(HiddenType::binary), ternary = trained(HiddenType::ternary);
-    EXPECT_EQ(binary.W, first_binary.W);
-    EXPECT_EQ(binary.b, first_binary.b);
-    EXPECT_EQ(binary.a, first_binary.a);
-    EXPECT_EQ(ternary.W, first_ternary.W);
-    EXPECT_EQ(ternary.b, first_ternary.b);
-    EXPECT_EQ(ternary.a, first_ternary.a);
+    for (const int t : {0, 1}) {
+      SCOPED_TRACE(t == 0 ? "binary" : "ternary");
+      EXPECT_EQ(other.chains[t], first.chains[t]);
+      EXPECT_EQ(other.ais[t], first.ais[t]);
+      EXPECT_EQ(other.recipe[t].W, first.recipe[t].W);
+      EXPECT_EQ(other.recipe[t].b, first.recipe[t].b);
+      EXPECT_EQ(other.recipe[t].a, first.recipe[t].a);
+    }
   }
-  EXPECT_NE(first_binary.W, init_params(Recipe{}, train).W);
+  EXPECT_NE(first.recipe[0].W, init_params(Recipe{}, train).W);
   std::printf("[ checked ] %zu paths\n", simds.size());
 }
 
