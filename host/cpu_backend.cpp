@@ -212,7 +212,8 @@ class CpuBackend final : public Backend {
     const int threads = cpu_threads();
     const char* kernels = openblas_get_corename();
     return "CPU, " + std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
-           (forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "") + ", OpenBLAS " +
+           (forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "") + ", " + cpu::simd_name(cpu::simd()) +
+           (cpu::forced_simd() ? " (RBM_CPU_SIMD)" : "") + ", OpenBLAS " +
            (kernels != nullptr ? kernels : "unknown") + " kernels";
   }
 
@@ -491,7 +492,8 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(CpuOptions options) {
-  (void)forced_cpu_threads();  // a bad RBM_CPU_THREADS is refused before any work
+  (void)forced_cpu_threads();  // a bad RBM_CPU_THREADS or RBM_CPU_SIMD is refused before any work
+  (void)cpu::forced_simd();
   return std::make_unique<CpuBackend>(options);
 }
 

@@ -1,7 +1,11 @@
 #include "host/simd.hpp"
 
 #include <atomic>
+#include <cstdlib>
 #include <string>
+#include <utility>
+
+#include "host/errors.hpp"
 
 namespace rbm::cpu {
 
@@ -48,12 +52,37 @@ Simd best_usable() {
   return Simd::scalar;
 }
 
+// A bad RBM_CPU_SIMD leaves the best usable here: forced_simd() refused it before any work.
+Simd initial_simd() {
+  try {
+    return forced_simd().value_or(best_usable());
+  } catch (const InputError&) {
+    return best_usable();
+  }
+}
+
 std::atomic<Simd>& chosen() {
-  static std::atomic<Simd> simd{best_usable()};
+  static std::atomic<Simd> simd{initial_simd()};
   return simd;
 }
 
 }  // namespace
+
+std::optional<Simd> forced_simd() {
+  const char* text = std::getenv("RBM_CPU_SIMD");
+  if (text == nullptr || *text == '\0') return std::nullopt;  // unset, or set empty: no choice
+  const std::string value(text);
+  for (const auto& [name, simd] : {std::pair{"scalar", Simd::scalar}, std::pair{"avx2", Simd::avx2},
+                                   std::pair{"avx512", Simd::avx512}}) {
+    if (value != name) continue;
+    if (!simd_usable(simd)) {
+      throw InputError("RBM_CPU_SIMD=" + value + ": this CPU (or this build) does not run " +
+                       simd_name(simd) + "; " + simd_name(best_usable()) + " is its best");
+    }
+    return simd;
+  }
+  throw InputError("RBM_CPU_SIMD must be scalar, avx2 or avx512 (got '" + value + "')");
+}
 
 Simd simd() { return chosen().load(std::memory_order_relaxed); }
 

@@ -6,6 +6,7 @@
 // the same bits on any x86-64-v3 CPU, with or without AVX-512.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 
 // AVX-512 code is compiled wherever GCC or Clang target x86-64, through function target
@@ -24,7 +25,13 @@ enum class Simd { scalar, avx2, avx512 };
 bool simd_usable(Simd simd);
 const char* simd_name(Simd simd);
 
-// In use: the best usable, unless set_simd chose another.
+// RBM_CPU_SIMD, the instructions a user chose (scalar, avx2 or avx512: to compare them, or to keep
+// 512-bit work off a CPU that slows its clock for it), when set and not empty; InputError when it
+// names none of them or one this CPU does not run. The backends' factories look at it first, so
+// that a bad value is refused before any work.
+std::optional<Simd> forced_simd();
+
+// In use: RBM_CPU_SIMD's choice, else the best usable, unless set_simd chose another.
 Simd simd();
 // For tests and benchmarks, which compare the paths: throws std::invalid_argument when `simd` is
 // not usable. Not for use while another thread computes.

@@ -2,6 +2,7 @@
 // then says that rbm_cpu is the CPU build and exits with code 2).
 #include "host/cpu_threads.hpp"
 #include "host/errors.hpp"
+#include "host/simd.hpp"
 #include "kernels/cuda_backend.hpp"
 
 namespace rbm {
@@ -15,8 +16,10 @@ void check_engine_name(const std::string& engine) {
 std::unique_ptr<Backend> make_backend(const std::string& engine) {
   check_engine_name(engine);
   // The host's parallel loops (the pseudo-log-likelihood, sample's start states) take
-  // RBM_CPU_THREADS too: a bad value is refused before any work, not at the first log point.
+  // RBM_CPU_THREADS and RBM_CPU_SIMD too: a bad value is refused before any work, not at the
+  // first log point.
   (void)forced_cpu_threads();
+  (void)cpu::forced_simd();
   CudaOptions options;
   if (engine == "fused") options.engine = CudaEngine::fused;
   return make_cuda_backend(options);

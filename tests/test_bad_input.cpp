@@ -990,6 +990,17 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
     EXPECT_EQ(r.exit_code, 2) << value << ": " << r.output;
     EXPECT_NE(r.output.find("RBM_CPU_THREADS"), std::string::npos) << value << ": " << r.output;
   }
+  // RBM_CPU_SIMD that names no instructions.
+  for (const char* value : {"avx", "AVX512", "neon"}) {
+    const test::CommandResult r =
+        shell(std::string("RBM_CPU_SIMD='") + value + "' " + exe + " --data " +
+              test::shell_quote(RBM_MNIST_DIR) + " --iters 5 --hidden 4 --out " +
+              test::shell_quote((dir / ("simd" + std::string(value))).string()));
+    EXPECT_EQ(r.exit_code, 2) << value << ": " << r.output;
+    EXPECT_NE(r.output.find("RBM_CPU_SIMD must be scalar, avx2 or avx512"), std::string::npos)
+        << value << ": " << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / ("simd" + std::string(value)))) << value;
+  }
 #if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer reserves terabytes: no ulimit -v there
   // More memory than the process may have: one line and exit 2, not an internal error. sample
   // holds one block of chains at a time, at least 4096 chains: 1.2 GB for 300000 visible units

@@ -24,6 +24,7 @@
 #include "host/backend.hpp"
 #include "host/cpu_kernels.hpp"
 #include "host/cpu_minibatch.hpp"
+#include "host/errors.hpp"
 #include "host/gibbs_blocks.hpp"
 #include "host/numeric.hpp"
 #include "host/thread_choice.hpp"
@@ -639,22 +640,62 @@ int thread_count() {
 }
 
 // The device run.json and eval report names the threads the CPU backend's parallel work uses:
-// RBM_CPU_THREADS when set (and says so), else the hardware's; and OpenBLAS's kernels.
+// RBM_CPU_THREADS when set (and says so), else the hardware's; the vector instructions of its
+// kernels: RBM_CPU_SIMD when set (and says so), else the best this CPU runs; and OpenBLAS's
+// kernels.
 TEST(CpuBackend, DeviceDescriptionNamesTheThreadsUsed) {
+  const std::string best = cpu::simd_name(cpu::simd());
   const std::string kernels = std::string(", OpenBLAS ") + openblas_get_corename() + " kernels";
   {
     const ScopedEnv env("RBM_CPU_THREADS", "1");
     EXPECT_EQ(make_cpu_backend()->device_description(),
-              "CPU, 1 thread (RBM_CPU_THREADS)" + kernels);
+              "CPU, 1 thread (RBM_CPU_THREADS), " + best + kernels);
   }
   {
     const ScopedEnv env("RBM_CPU_THREADS", "3");
     EXPECT_EQ(make_cpu_backend()->device_description(),
-              "CPU, 3 threads (RBM_CPU_THREADS)" + kernels);
+              "CPU, 3 threads (RBM_CPU_THREADS), " + best + kernels);
   }
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  EXPECT_EQ(make_cpu_backend()->device_description(),
-            "CPU, " + std::to_string(cores) + (cores == 1 ? " thread" : " threads") + kernels);
+  const std::string threads =
+      "CPU, " + std::to_string(cores) + (cores == 1 ? " thread" : " threads");
+  EXPECT_EQ(make_cpu_backend()->device_description(), threads + ", " + best + kernels);
+  {
+    const ScopedEnv env("RBM_CPU_SIMD", "scalar");
+    const ScopedSimd chosen(cpu::Simd::scalar);  // as a new process would start with it
+    EXPECT_EQ(make_cpu_backend()->device_description(),
+              threads + ", scalar (RBM_CPU_SIMD)" + kernels);
+  }
+}
+
+// RBM_CPU_SIMD chooses the kernels' instructions at start-up: each usable one by its name; a
+// name it does not know, or one this CPU does not run, is an InputError that names the variable.
+TEST(CpuBackend, RbmCpuSimdChoosesTheInstructions) {
+  for (const auto& [name, simd] :
+       {std::pair{"scalar", cpu::Simd::scalar}, std::pair{"avx2", cpu::Simd::avx2},
+        std::pair{"avx512", cpu::Simd::avx512}}) {
+    const ScopedEnv env("RBM_CPU_SIMD", name);
+    if (cpu::simd_usable(simd)) {
+      EXPECT_EQ(cpu::forced_simd(), simd) << name;
+      EXPECT_NO_THROW(make_cpu_backend()) << name;
+    } else {
+      EXPECT_THROW(make_cpu_backend(), InputError) << name;
+    }
+  }
+  for (const char* bad : {"AVX2", "avx", "sse", " avx2", "avx512f"}) {
+    const ScopedEnv env("RBM_CPU_SIMD", bad);
+    try {
+      make_cpu_backend();
+      ADD_FAILURE() << "RBM_CPU_SIMD='" << bad << "' was taken";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("RBM_CPU_SIMD must be scalar, avx2 or avx512 (got '" +
+                                           std::string(bad) + "')"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  const ScopedEnv unset("RBM_CPU_SIMD", "");
+  EXPECT_EQ(cpu::forced_simd(), std::nullopt);
 }
 
 // RBM_CPU_THREADS sets the threads of the evaluation's parallel loops too (parallel_for: the
