@@ -271,6 +271,9 @@ Checkpoint load_checkpoint(const std::filesystem::path& dir, const BeforeRead& b
     throw InputError((dir / bad->file).string() + ": " + bad->where +
                      ": the checkpoint's parameters are not all finite");
   }
+  if (run.contains("recipe") && !run["recipe"].is_object()) {
+    bad_run_json(dir, "recipe is not an object");
+  }
   if (run.contains("recipe") && run["recipe"].contains("hidden_type")) {
     const auto type = field<std::string>(dir, run, "recipe.hidden_type", {"recipe", "hidden_type"});
     if (type != "binary" && type != "ternary") {

@@ -213,7 +213,7 @@ class CpuBackend final : public Backend {
     const char* kernels = openblas_get_corename();
     return "CPU, " + std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
            (forced_cpu_threads() ? " (RBM_CPU_THREADS)" : "") + ", " + cpu::simd_name(cpu::simd()) +
-           (cpu::forced_simd() ? " (RBM_CPU_SIMD)" : "") + ", OpenBLAS " +
+           (cpu::simd_from_environment() ? " (RBM_CPU_SIMD)" : "") + ", OpenBLAS " +
            (kernels != nullptr ? kernels : "unknown") + " kernels";
   }
 

@@ -9,6 +9,8 @@
 #include <array>
 #include <bit>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "host/float8.hpp"
@@ -335,8 +337,11 @@ void uniforms_by_groups(uint64_t key, uint64_t stream, uint32_t phase, uint32_t 
 
 }  // namespace
 
-void philox_uniforms(Simd simd, uint64_t key, uint64_t stream, uint32_t phase, int first_unit,
-                     int n, float* uniforms) {
+namespace {
+
+// philox_uniforms with `simd`, which is usable.
+void uniforms_with(Simd simd, uint64_t key, uint64_t stream, uint32_t phase, int first_unit, int n,
+                   float* uniforms) {
   const uint32_t first_block = static_cast<uint32_t>(first_unit) / 4;
   switch (simd) {
 #if RBM_SIMD_AVX512
@@ -359,9 +364,21 @@ void philox_uniforms(Simd simd, uint64_t key, uint64_t stream, uint32_t phase, i
   }
 }
 
+}  // namespace
+
+void philox_uniforms(Simd simd, uint64_t key, uint64_t stream, uint32_t phase, int first_unit,
+                     int n, float* uniforms) {
+  // Checked here, not on the path of every draw: an unusable path would be an illegal instruction.
+  if (!simd_usable(simd)) {
+    throw std::invalid_argument(std::string("philox_uniforms: ") + simd_name(simd) +
+                                " is not usable here");
+  }
+  uniforms_with(simd, key, stream, phase, first_unit, n, uniforms);
+}
+
 void philox_uniforms(uint64_t key, uint64_t stream, uint32_t phase, int first_unit, int n,
                      float* uniforms) {
-  philox_uniforms(simd(), key, stream, phase, first_unit, n, uniforms);
+  uniforms_with(simd(), key, stream, phase, first_unit, n, uniforms);
 }
 
 void sigmoid_bernoulli(const float* pre, int n, uint64_t key, uint64_t stream, uint32_t phase,

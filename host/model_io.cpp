@@ -29,7 +29,10 @@ std::optional<nlohmann::json> read_run_json(const std::filesystem::path& dir) {
   }
   const auto shown = [](const nlohmann::json& value) {
     std::string text = value.dump();
-    return text.size() <= 40 ? text : text.substr(0, 37) + "...";
+    if (text.size() <= 40) return text;
+    size_t cut = 37;  // not inside a UTF-8 character: back to its first byte
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    return text.substr(0, cut) + "...";
   };
   if (!run.is_object()) {
     throw InputError(path.string() + ": " + shown(run) +

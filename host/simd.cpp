@@ -52,28 +52,32 @@ Simd best_usable() {
   return Simd::scalar;
 }
 
-// A bad RBM_CPU_SIMD leaves the best usable here: forced_simd() refused it before any work.
-Simd initial_simd() {
-  try {
-    return forced_simd().value_or(best_usable());
-  } catch (const InputError&) {
-    return best_usable();
-  }
-}
+struct Choice {
+  std::atomic<Simd> simd;
+  std::atomic<bool> from_environment;
+};
 
-std::atomic<Simd>& chosen() {
-  static std::atomic<Simd> simd{initial_simd()};
-  return simd;
+// RBM_CPU_SIMD's choice, else the best usable. A bad RBM_CPU_SIMD leaves the best usable here:
+// forced_simd() refused it before any work.
+Choice& chosen() {
+  static Choice choice = [] {
+    std::optional<Simd> forced;
+    try {
+      forced = forced_simd();
+    } catch (const InputError&) {
+    }
+    return Choice{forced.value_or(best_usable()), forced.has_value()};
+  }();
+  return choice;
 }
-
 }  // namespace
 
 std::optional<Simd> forced_simd() {
   const char* text = std::getenv("RBM_CPU_SIMD");
   if (text == nullptr || *text == '\0') return std::nullopt;  // unset, or set empty: no choice
   const std::string value(text);
-  for (const auto& [name, simd] : {std::pair{"scalar", Simd::scalar}, std::pair{"avx2", Simd::avx2},
-                                   std::pair{"avx512", Simd::avx512}}) {
+  for (const auto& [name, simd] :
+       {std::pair{"avx2", Simd::avx2}, std::pair{"avx512", Simd::avx512}}) {
     if (value != name) continue;
     if (!simd_usable(simd)) {
       throw InputError("RBM_CPU_SIMD=" + value + ": this CPU (or this build) does not run " +
@@ -81,16 +85,19 @@ std::optional<Simd> forced_simd() {
     }
     return simd;
   }
-  throw InputError("RBM_CPU_SIMD must be scalar, avx2 or avx512 (got '" + value + "')");
+  throw InputError("RBM_CPU_SIMD must be avx2 or avx512 (got '" + value + "')");
 }
 
-Simd simd() { return chosen().load(std::memory_order_relaxed); }
+Simd simd() { return chosen().simd.load(std::memory_order_relaxed); }
+
+bool simd_from_environment() { return chosen().from_environment.load(std::memory_order_relaxed); }
 
 void set_simd(Simd simd) {
   if (!simd_usable(simd)) {
     throw std::invalid_argument(std::string(simd_name(simd)) + " is not usable on this CPU");
   }
-  chosen().store(simd, std::memory_order_relaxed);
+  chosen().simd.store(simd, std::memory_order_relaxed);
+  chosen().from_environment.store(false, std::memory_order_relaxed);
 }
 
 }  // namespace rbm::cpu

@@ -9,12 +9,23 @@
 #include <optional>
 #include <stdexcept>
 
-// AVX-512 code is compiled wherever GCC or Clang target x86-64, through function target
-// attributes, whatever the build's baseline.
-#if defined(__x86_64__) && defined(__GNUC__)
+// AVX-512 code is compiled, through function target attributes, where GCC or Clang target x86-64
+// with a baseline of AVX2 and FMA. Below that baseline the AVX-512 copies would fuse multiply-adds
+// (target("avx512f") brings FMA) that the baseline computes as two roundings: other bits.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__AVX2__) && defined(__FMA__)
 #define RBM_SIMD_AVX512 1
 #else
 #define RBM_SIMD_AVX512 0
+#endif
+
+// with_simd's second copy, GCC only: Clang decides which multiply-adds to fuse (-ffp-contract=fast)
+// as it generates code, differently at another vector width (1 ulp on ternary units, seen in
+// review). GCC fuses them before it vectorizes, the same way at any width. Philox and sum_of_rows
+// (no multiply-adds) take AVX-512 under either compiler.
+#if RBM_SIMD_AVX512 && !defined(__clang__)
+#define RBM_SIMD_AVX512_LOOPS 1
+#else
+#define RBM_SIMD_AVX512_LOOPS 0
 #endif
 
 namespace rbm::cpu {
@@ -25,14 +36,17 @@ enum class Simd { scalar, avx2, avx512 };
 bool simd_usable(Simd simd);
 const char* simd_name(Simd simd);
 
-// RBM_CPU_SIMD, the instructions a user chose (scalar, avx2 or avx512: to compare them, or to keep
-// 512-bit work off a CPU that slows its clock for it), when set and not empty; InputError when it
-// names none of them or one this CPU does not run. The backends' factories look at it first, so
+// RBM_CPU_SIMD, the instructions a user chose (avx2 or avx512: to compare them, or to keep 512-bit
+// work off a CPU that slows its clock for it), when set and not empty; InputError when it names
+// neither or one this CPU or build does not run. The backends' factories look at it first, so
 // that a bad value is refused before any work.
 std::optional<Simd> forced_simd();
 
-// In use: RBM_CPU_SIMD's choice, else the best usable, unless set_simd chose another.
+// In use: RBM_CPU_SIMD's choice, else the best usable, unless set_simd chose another. Scalar (for
+// tests, and builds without AVX2) means the plain Philox; the other loops are the baseline's.
 Simd simd();
+// Whether simd() is RBM_CPU_SIMD's choice (as run.json's device says).
+bool simd_from_environment();
 // For tests and benchmarks, which compare the paths: throws std::invalid_argument when `simd` is
 // not usable. Not for use while another thread computes.
 void set_simd(Simd simd);
@@ -56,7 +70,7 @@ __attribute__((noinline, target("avx512f"))) void run_on_avx512(const Body& body
 
 template <class Body>
 void with_simd(const Body& body) {
-#if RBM_SIMD_AVX512
+#if RBM_SIMD_AVX512_LOOPS
   if (simd() == Simd::avx512) {
     run_on_avx512(body);
     return;

@@ -353,6 +353,9 @@ TEST(Checkpoint, BrokenRunJsonIsRefusedNamingIt) {
   EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "lacks b.npy");
   edited([](nlohmann::json& run) { run["checkpoint"]["sha256"]["W.npy"] = 12; });
   EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "not a string");
+  // A recipe that is not an object records no hidden type: refused, not read as binary units.
+  edited([](nlohmann::json& run) { run["recipe"] = 5; });
+  EXPECT_INPUT_ERROR(load_checkpoint(dir.path()), run_json, "recipe is not an object");
 }
 
 TEST(Checkpoint, ParameterFilesThatBelongTogetherButDisagreeAreRefused) {

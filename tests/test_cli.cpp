@@ -2,14 +2,18 @@
 // writes the run directory, whose files load back.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 #include "host/atomic_file.hpp"
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/png_image.hpp"
+#include "host/simd.hpp"
 #include "host/version.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/test_util.hpp"
@@ -180,6 +184,41 @@ TEST(Cli, TrainingWritesTheRunDirectory) {
   EXPECT_EQ(png.width, mosaic.width);
   EXPECT_EQ(png.height, mosaic.height);
   EXPECT_EQ(png.pixels, mosaic.pixels);
+}
+
+// RBM_CPU_SIMD chooses the CPU kernels' instructions for the whole command, run.json's device
+// says so, and the model is the same bits whichever it chose (host/simd.hpp).
+TEST(Cli, RbmCpuSimdChoosesTheInstructionsAndTrainsTheSameModel) {
+  test::TempDir dir;
+  const auto train = [&](const char* simd) {
+    const std::filesystem::path out = dir / (std::string("run-") + (*simd ? simd : "default"));
+    if (*simd) {
+      setenv("RBM_CPU_SIMD", simd, 1);
+    } else {
+      unsetenv("RBM_CPU_SIMD");
+    }
+    const test::CommandResult r = run_cpu({"--data", RBM_MNIST_DIR, "--iters", "300", "--split",
+                                           "train", "--visible-bias", "--out", out.string()});
+    unsetenv("RBM_CPU_SIMD");
+    EXPECT_EQ(r.exit_code, 0) << simd << ": " << r.output;
+    return out;
+  };
+  const std::filesystem::path plain = train("");
+  const std::string best = cpu::simd_name(cpu::simd());
+  EXPECT_NE(read_file(plain / "run.json").find(", " + best + ", OpenBLAS"), std::string::npos);
+  for (const auto& [name, simd] :
+       {std::pair{"avx2", cpu::Simd::avx2}, std::pair{"avx512", cpu::Simd::avx512}}) {
+    if (!cpu::simd_usable(simd)) continue;
+    const std::filesystem::path out = train(name);
+    const std::string device =
+        nlohmann::json::parse(read_file(out / "run.json"))["device"].get<std::string>();
+    EXPECT_NE(device.find(std::string(", ") + cpu::simd_name(simd) + " (RBM_CPU_SIMD), "),
+              std::string::npos)
+        << device;
+    for (const char* file : {"W.npy", "b.npy", "a.npy"}) {
+      EXPECT_EQ(read_file(out / file), read_file(plain / file)) << name << ": " << file;
+    }
+  }
 }
 
 // Without --out a run writes runs/<local time to the second>; when that name is taken (two runs
