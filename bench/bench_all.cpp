@@ -40,6 +40,7 @@
 #include "host/gibbs_blocks.hpp"
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
+#include "host/simd.hpp"
 #include "host/version.hpp"
 #include "kernels/philox.h"
 #ifdef RBM_BENCH_CUDA
@@ -575,14 +576,16 @@ int run(const Options& o) {
   std::printf(
       "\nbench_all, %s UTC. cpu: %d cores, fp32 FMA peak (%s) %.1f GFLOP/s measured on all "
       "cores at once (load average %.2f before it started, %.2f at the end with its own work%s), "
-      "OpenBLAS's %s kernels; cuda: %s%s%s; peer: %s. Medians of %d runs.\n\n",
+      "the project's kernels in %s, OpenBLAS's %s kernels; cuda: %s%s%s; peer: %s. Medians of %d "
+      "runs.\n\n",
       utc_stamp("%Y-%m-%d %H:%M").c_str(), cores, bench::fma_peak_isa(), cpu_peak / 1e9, load,
       load_end,
       load > 0.5 * cores  // the end's load average counts the benchmark's own threads
           ? ": a busy machine, so the peak and the CPU rates are both lowered"
           : "",
-      openblas_get_corename(), cuda_note.c_str(), gpu_peak_text.empty() ? "" : ", fp32 peak ",
-      gpu_peak_text.c_str(), peer_note.c_str(), o.repeats);
+      cpu::simd_name(cpu::simd()), openblas_get_corename(), cuda_note.c_str(),
+      gpu_peak_text.empty() ? "" : ", fp32 peak ", gpu_peak_text.c_str(), peer_note.c_str(),
+      o.repeats);
   std::printf("%-24s %-42s %11s %11s %8s %8s %8s %11s %9s\n", "workload", "size", "cpu", "cuda",
               "speedup", "cpu %pk", "cuda %pk", "torch", "vs torch");
   for (const Row& row : rows) {
@@ -622,6 +625,7 @@ int run(const Options& o) {
                         {"load_average", {load, load_end}},
                         {"cpu_peak_flops", cpu_peak},
                         {"cpu_peak_isa", bench::fma_peak_isa()},
+                        {"cpu_simd", cpu::simd_name(cpu::simd())},  // the project's kernels'
                         {"openblas_core", openblas_get_corename()},
                         {"cuda", cuda_note},
                         {"cuda_peak_flops", builds[1].peak_flops},

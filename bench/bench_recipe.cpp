@@ -23,6 +23,7 @@
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
 #include "host/model.hpp"
+#include "host/simd.hpp"
 #ifdef RBM_BENCH_CUDA
 #include "kernels/cuda_backend.hpp"
 #endif
@@ -162,8 +163,8 @@ int run(const Options& o) {
       split_name(o.split), o.repeats);
   std::printf(
       "work per iteration: dense %.3f MFLOP; as the CPU build does it (x binary, "
-      "%.0f ones per image) %.3f MFLOP\n",
-      dense_flops / 1e6, mean_ones, binary_flops / 1e6);
+      "%.0f ones per image) %.3f MFLOP; its kernels in %s (host/simd.hpp)\n",
+      dense_flops / 1e6, mean_ones, binary_flops / 1e6, cpu::simd_name(cpu::simd()));
 
   struct Row {
     std::string build;
