@@ -60,6 +60,22 @@ __attribute__((always_inline)) inline void sum_of_row_blocks(const Row& row, int
   for (int b = 0; b < B; ++b) std::memcpy(sum + kLanes * b, &s[b], sizeof s[b]);
 }
 
+// Columns [j, ...) of the sums in blocks of Vec: runs of eight blocks, then four, then one, up to
+// the last whole block before width; returns the column where it stopped.
+template <typename Vec, typename Row>
+__attribute__((always_inline)) inline int sum_of_row_block_runs(const Row& row, int n_rows, int j,
+                                                                int width, float* sum) {
+  constexpr int kLanes = sizeof(Vec) / sizeof(float);
+  for (; j + 8 * kLanes <= width; j += 8 * kLanes) {
+    sum_of_row_blocks<Vec, 8>(row, n_rows, j, sum + j);
+  }
+  for (; j + 4 * kLanes <= width; j += 4 * kLanes) {
+    sum_of_row_blocks<Vec, 4>(row, n_rows, j, sum + j);
+  }
+  for (; j + kLanes <= width; j += kLanes) sum_of_row_blocks<Vec, 1>(row, n_rows, j, sum + j);
+  return j;
+}
+
 typedef float Float16 __attribute__((vector_size(64)));
 
 }  // namespace
@@ -77,16 +93,11 @@ void sum_of_rows(const float* matrix, size_t stride, const int* rows, int n_rows
   int j = 0;
 #if RBM_SIMD_AVX512
   if (width >= 128 && simd() == Simd::avx512) {
-    run_on_avx512([&]() RBM_SIMD_BODY {
-      for (; j + 128 <= width; j += 128) sum_of_row_blocks<Float16, 8>(row, n_rows, j, sum + j);
-      for (; j + 64 <= width; j += 64) sum_of_row_blocks<Float16, 4>(row, n_rows, j, sum + j);
-      for (; j + 16 <= width; j += 16) sum_of_row_blocks<Float16, 1>(row, n_rows, j, sum + j);
-    });
+    run_on_avx512(
+        [&]() RBM_SIMD_BODY { j = sum_of_row_block_runs<Float16>(row, n_rows, j, width, sum); });
   }
 #endif
-  for (; j + 64 <= width; j += 64) sum_of_row_blocks<Float8, 8>(row, n_rows, j, sum + j);
-  for (; j + 32 <= width; j += 32) sum_of_row_blocks<Float8, 4>(row, n_rows, j, sum + j);
-  for (; j < width; j += 8) sum_of_row_blocks<Float8, 1>(row, n_rows, j, sum + j);
+  sum_of_row_block_runs<Float8>(row, n_rows, j, width, sum);
 }
 
 #if defined(__AVX2__)
@@ -334,10 +345,6 @@ void uniforms_by_groups(uint64_t key, uint64_t stream, uint32_t phase, uint32_t 
   }
   std::memcpy(uniforms + unit, rest, static_cast<size_t>(n - unit) * sizeof(float));
 }
-
-}  // namespace
-
-namespace {
 
 // philox_uniforms with `simd`, which is usable.
 void uniforms_with(Simd simd, uint64_t key, uint64_t stream, uint32_t phase, int first_unit, int n,

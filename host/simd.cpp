@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -21,9 +22,15 @@ bool simd_usable(Simd simd) {
 #endif
     case Simd::avx512:
 #if RBM_SIMD_AVX512
-      // libgcc's check includes the operating system's support for the 512-bit registers.
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx512f");
+    {
+      // Looked up once (philox_uniforms(Simd, ...) asks at every call). libgcc's check includes
+      // the operating system's support for the 512-bit registers.
+      static const bool usable = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") != 0;
+      }();
+      return usable;
+    }
 #else
       return false;
 #endif

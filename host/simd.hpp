@@ -7,7 +7,6 @@
 #pragma once
 
 #include <optional>
-#include <stdexcept>
 
 // AVX-512 code is compiled, through function target attributes, where GCC or Clang target x86-64
 // with a baseline of AVX2 and FMA. Below that baseline the AVX-512 copies would fuse multiply-adds
