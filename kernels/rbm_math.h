@@ -35,9 +35,12 @@ RBM_HD float float_from_bits(int32_t bits) {
 // the normal floats) give 0, and so does -inf; NaN gives NaN.
 RBM_HD float exp_nonpositive(float x) {
   constexpr float kLowest = -87.3365447f;  // ln(FLT_MIN)
+  const float argument = x;
+  const bool not_a_number = x != x;
   const bool underflow = x < kLowest;
   x = x < kLowest ? kLowest : x;
   x = x > 0.0f ? 0.0f : x;
+  x = not_a_number ? 0.0f : x;  // n's conversion to int below is undefined for NaN
   // n = round(x / ln 2), as floor(x * log2(e) + 1/2); x in [-87.33, 0] so n in [-126, 0].
   const float n = floorf(x * 1.44269504088896341f + 0.5f);
   // r = x - n ln 2 with ln 2 = 0.693359375 - 2.12194440e-4 (the first part exact in float).
@@ -52,7 +55,7 @@ RBM_HD float exp_nonpositive(float x) {
   const float y = p * (r * r) + r + 1.0f;
   const float scale = float_from_bits((static_cast<int32_t>(n) + 127) << 23);  // 2^n
   const float result = y * scale;
-  return underflow ? 0.0f : result;
+  return not_a_number ? argument : underflow ? 0.0f : result;
 }
 
 // e^x - 1 for x <= 0, within 2 ulp (test_math), no branches (loops over it vectorize, where

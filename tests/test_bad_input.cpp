@@ -1001,7 +1001,7 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
         << value << ": " << r.output;
     EXPECT_FALSE(std::filesystem::exists(dir / ("simd" + std::string(value)))) << value;
   }
-#if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer reserves terabytes: no ulimit -v there
+#if !defined(RBM_SANITIZE)  // AddressSanitizer reserves terabytes: no ulimit -v there
   // More memory than the process may have: one line and exit 2, not an internal error. sample
   // holds one block of chains at a time, at least 4096 chains: 1.2 GB for 300000 visible units
   // (the file, packed, 154 MB).

@@ -817,7 +817,10 @@ TEST(Resume, SigkillAtRandomMomentsAlwaysLeavesALoadableConsistentCheckpoint) {
     }
     ASSERT_TRUE(std::filesystem::exists(run / "run.json"));
     const nlohmann::json record = test::read_json(run / "run.json");
-    for (const auto& [name, sum] : record["checkpoint"]["sha256"].items()) {
+    for (const auto& entry : record["checkpoint"]["sha256"].items()) {
+      // Named copies, not structured bindings: Clang before 16 cannot capture those in a lambda.
+      const std::string name = entry.key();
+      const nlohmann::json sum = entry.value();
       const auto matches = [&](const std::filesystem::path& path) {
         return std::filesystem::exists(path) && sha256_hex(read_file(path)) == sum;
       };
