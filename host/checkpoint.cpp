@@ -514,7 +514,11 @@ void require_metrics_values(const std::filesystem::path& path, int line,
 
 MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, int64_t log_every) {
   const std::filesystem::path path = dir / "metrics.csv";
-  const std::string file = read_file(path);
+  std::string file = read_file(path);
+  // Editors add or strip a final newline, or leave blank lines at the end: none of that edits a
+  // row, so the file is read as rbm wrote it, one newline after the last row.
+  while (file.ends_with("\n\n")) file.pop_back();
+  if (!file.empty() && !file.ends_with('\n')) file += '\n';
   if (file.find('\r') != std::string::npos) {
     throw InputError(path.string() +
                      ": has carriage returns (CRLF line endings?), which rbm never writes; "

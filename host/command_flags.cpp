@@ -174,6 +174,10 @@ float parse_float_flag(const std::string& flag, const std::string& text, const s
   const double value = std::strtod(text.c_str(), nullptr);  // the syntax is strtod's subset
   if (!(std::fabs(value) <= FLT_MAX)) throw InputError(message + ", beyond a 32-bit float)");
   const float narrowed = static_cast<float>(value);
+  // A value typed as nonzero that is 0 as a float would turn a feature off without a word (a
+  // --weight-decay of 1e-50 would not select the minibatch path that any decay selects).
+  if (value != 0.0 && narrowed == 0.0f)
+    throw InputError(message + ", which is 0 as a 32-bit float)");
   if (!ok(narrowed)) {
     // The double may pass where its float does not (1e-46 is 0, 0.9999999999 is 1): say so.
     const bool changed = static_cast<double>(narrowed) != value;

@@ -38,10 +38,14 @@ namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr double kWeightSumTolerance = 1e-9;
 
-// log sum_i exp(v[i]); -inf for an empty input or all -inf.
+// log sum_i exp(v[i]); -inf for an empty input or all -inf; NaN if any v[i] is NaN (std::max
+// would skip a NaN or keep it depending on where it stands).
 double log_sum_exp(std::span<const double> v) {
   double top = kNegInf;
-  for (double t : v) top = std::max(top, t);
+  for (double t : v) {
+    if (std::isnan(t)) return t;
+    top = std::max(top, t);
+  }
   if (top == kNegInf) return kNegInf;
   double sum = 0.0;
   for (double t : v) sum += std::exp(t - top);
@@ -67,6 +71,7 @@ void check_point(std::span<const double> x, int dim, const char* what) {
 
 void validate_expert(const GmmExpert& e, std::size_t j, int dim) {
   const std::string name = "expert " + std::to_string(j);
+  if (e.dim < 1) throw InputError(name + ": dimension must be >= 1");
   if (e.dim != dim) {
     throw InputError(name + " has dimension " + std::to_string(e.dim) + ", expert 0 has " +
                      std::to_string(dim));
@@ -103,16 +108,20 @@ void validate_expert(const GmmExpert& e, std::size_t j, int dim) {
   }
 }
 
+// Every expert valid, all of expert 0's dimension (at least one expert).
+void validate_experts(const std::vector<GmmExpert>& experts) {
+  if (experts.empty()) throw InputError("product of GMM experts: no experts");
+  for (std::size_t j = 0; j < experts.size(); ++j) validate_expert(experts[j], j, experts[0].dim);
+}
+
 }  // namespace
 
 GaussianMixture product_of_gmm_experts(const std::vector<GmmExpert>& experts) {
-  if (experts.empty()) throw InputError("product of GMM experts: no experts");
+  validate_experts(experts);
   const int dim = experts[0].dim;
-  if (dim < 1) throw InputError("product of GMM experts: dimension must be >= 1");
-  // Validate everything and size the result before allocating it.
+  // Size the result before allocating it.
   std::size_t count = 1;
   for (std::size_t j = 0; j < experts.size(); ++j) {
-    validate_expert(experts[j], j, dim);
     const std::size_t c = experts[j].components();
     if (count > kMaxProductComponents / c) {
       throw InputError("product of GMM experts: more than " +
@@ -173,6 +182,7 @@ GaussianMixture product_of_gmm_experts(const std::vector<GmmExpert>& experts) {
 }
 
 double expert_log_density(const GmmExpert& expert, std::span<const double> x) {
+  validate_expert(expert, 0, expert.dim);
   check_point(x, expert.dim, "expert_log_density");
   const std::size_t c = expert.components();
   const double log_norm =
@@ -188,6 +198,7 @@ double expert_log_density(const GmmExpert& expert, std::span<const double> x) {
 
 double unnormalized_product_log_density(const std::vector<GmmExpert>& experts,
                                         std::span<const double> x) {
+  validate_experts(experts);
   double sum = 0.0;
   for (const GmmExpert& e : experts) sum += expert_log_density(e, x);
   return sum;
@@ -202,6 +213,12 @@ double mixture_log_density(const GaussianMixture& mixture, std::span<const doubl
   check_point(x, mixture.dim, "mixture_log_density");
   const std::size_t count = mixture.components();
   const auto d = static_cast<std::size_t>(mixture.dim);
+  if (mixture.dim < 1 || mixture.log_weights.size() != count || mixture.means.size() != count * d ||
+      !(mixture.variance > 0.0)) {
+    throw InputError(
+        "mixture_log_density: not a mixture of product_of_gmm_experts' shape (D >= 1, K weights "
+        "and log weights, K * D means, a positive variance)");
+  }
   // log N(x; m, v I) = -(D/2) log(2 pi v) - |x - m|^2 / (2 v)
   const double log_norm = -(static_cast<double>(mixture.dim) / 2.0) *
                           std::log(2.0 * std::numbers::pi * mixture.variance);

@@ -47,10 +47,14 @@ inline constexpr std::size_t kMaxProductMeanEntries = std::size_t{1} << 26;  // 
 // within kMaxMeanMagnitude; and the result fits the limits above.
 GaussianMixture product_of_gmm_experts(const std::vector<GmmExpert>& experts);
 
-// log p(x) for one expert; x is (D,). Throws InputError if x.size() != D.
+// The densities below are NaN where a coordinate of x is NaN, and -inf where it is infinite.
+
+// log p(x) for one expert; x is (D,). Throws InputError if x.size() != D or the expert breaks
+// product_of_gmm_experts' rules.
 double expert_log_density(const GmmExpert& expert, std::span<const double> x);
 
-// log prod_j p_j(x) = sum_j log p_j(x), the unnormalized product; x is (D,).
+// log prod_j p_j(x) = sum_j log p_j(x), the unnormalized product; x is (D,). Throws InputError
+// where product_of_gmm_experts would refuse the experts, or if x.size() != D.
 double unnormalized_product_log_density(const std::vector<GmmExpert>& experts,
                                         std::span<const double> x);
 
@@ -59,7 +63,8 @@ double unnormalized_product_log_density(const std::vector<GmmExpert>& experts,
 double product_log_density(const std::vector<GmmExpert>& experts, double log_normalizer,
                            std::span<const double> x);
 
-// log q(x) for the mixture; x is (D,). Throws InputError if x.size() != D.
+// log q(x) for the mixture; x is (D,). Throws InputError if x.size() != D or the mixture's sizes
+// do not agree (K weights and log weights, K * D means, D >= 1, variance > 0).
 double mixture_log_density(const GaussianMixture& mixture, std::span<const double> x);
 
 }  // namespace rbm

@@ -286,6 +286,15 @@ void run_training(Backend& backend, const TrainOptions& options) {
   std::string heldout_sha256;  // empty: no held-out images
   if (const auto other = heldout_split(options.split)) {
     const Dataset images = load_mnist(options.data_dir, options.digit, *other);
+    // The held-out metrics are means over these images: none would make them NaN at the first
+    // log point, a "training diverged" that no --lr cures.
+    if (images.rows == 0) {
+      throw InputError("no held-out images match --digit " +
+                       (options.digit ? std::to_string(*options.digit) : std::string("all")) +
+                       " in the " + split_name(*other) + " split (--split " +
+                       split_name(options.split) + " scores the model on it); --split all trains " +
+                       "on both splits without held-out metrics");
+    }
     heldout_sha256 = sha256_hex(images.pixels);
     heldout = fixed_batch(images, kMetricsBatch);
   }

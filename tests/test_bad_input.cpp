@@ -84,13 +84,18 @@ TEST(BadInput, EveryTrainingFlagRefusesItsInvalidValues) {
   }
   const std::vector<Flag> real_flags = {
       {"--lr", {"0", "-0.1", "nan", "-nan", "inf", "-inf", "1e7", "1e400", "abc", "", "0.1.2"}},
-      {"--init-std", {"-1", "nan", "inf", "1001", "1e400", "abc", "", "--"}},
-      {"--momentum", {"-0.1", "1", "1.5", "nan", "inf", "1e400", "abc", ""}},
-      {"--weight-decay", {"-1", "nan", "inf", "1001", "1e400", "abc", ""}},
+      {"--init-std", {"-1", "nan", "inf", "1001", "1e400", "abc", "", "--", "1e-50"}},
+      {"--momentum", {"-0.1", "1", "1.5", "nan", "inf", "1e400", "abc", "", "1e-50"}},
+      {"--weight-decay", {"-1", "nan", "inf", "1001", "1e400", "abc", "", "1e-50"}},
   };
   for (const Flag& flag : real_flags) {
     for (const std::string& value : flag.bad) expect_refused({flag.name, value}, {flag.name});
   }
+  // A nonzero value that a 32-bit float rounds to 0 would switch the feature off: refused, saying
+  // so, for any real flag (0 itself is --weight-decay's and --momentum's default).
+  expect_refused({"--weight-decay", "1e-50"},
+                 {"--weight-decay must be a number in [0, 1000] (got '1e-50', which is 0 as a "
+                  "32-bit float)"});
   // --chains counts PCD chains: 0 means "--batch"; it needs --pcd.
   for (const char* value : {"-1", "100000001", "abc", "", "nan", "1.5"}) {
     expect_refused({"--pcd", "--chains", value}, {"--chains"});
@@ -335,6 +340,11 @@ TEST(BadInput, BrokenIdxFilesInTheDataDirectory) {
     expect_refused({"--data", (dir / "good").string(), "--iters", "20", "--digit", "2", "--split",
                     "train", "--out", none},
                    {"no training images match --digit 2 and --split train"});
+    // And so is a held-out split without any: its metrics would be NaN, a "divergence".
+    expect_refused({"--data", (dir / "good").string(), "--iters", "20", "--digit", "1", "--split",
+                    "train", "--out", none},
+                   {"no held-out images match --digit 1 in the test split (--split train scores",
+                    "--split all"});
     EXPECT_FALSE(std::filesystem::exists(none));
   }
   struct Case {
@@ -674,6 +684,22 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
     const std::filesystem::path run = copy();
     write_bytes(run / "metrics.csv", header + "50,1\n");
     expect_resume_refused(run, {(run / "metrics.csv").string(), "line 2 is not a metrics row"});
+  }
+  {  // What editors do to the end of a file is not an edit of the rows: a missing final newline
+     // and blank lines after the last row resume, and the resumed file is rbm's own again.
+    const std::string original = read_file(copy() / "metrics.csv");
+    ASSERT_TRUE(original.ends_with('\n')) << original;
+    for (const std::string& ending :
+         {std::string(""), std::string("\n\n"), std::string("\n\n\n")}) {
+      const std::filesystem::path run = copy();
+      write_bytes(run / "metrics.csv", original.substr(0, original.size() - 1) + ending);
+      const test::CommandResult r = run_cpu({"--resume", run.string(), "--iters", "150"});
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      const std::vector<std::string> lines = test::file_lines(run / "metrics.csv");
+      ASSERT_EQ(lines.size(), 4u) << read_file(run / "metrics.csv");  // header, 50, 100, 150
+      EXPECT_TRUE(lines[3].starts_with("150,")) << lines[3];
+      EXPECT_EQ(read_file(run / "metrics.csv").substr(0, original.size()), original);
+    }
   }
   {  // Rows at iterations that do not increase: the 100 row written twice.
     const std::filesystem::path run = copy();

@@ -2,6 +2,7 @@
 // closed form, and the mixture against the product of experts normalized numerically on grids.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -270,6 +271,46 @@ TEST(GmmProduct, RejectsBadInput) {
   EXPECT_THROW(mixture_log_density(mix, {x3, 3}), InputError);
   EXPECT_THROW(expert_log_density(good, {x3, 1}), InputError);
   EXPECT_THROW(product_log_density({good, good}, mix.log_normalizer, {x3, 3}), InputError);
+
+  // The densities check their experts as the product does (a tester's expert with 2 of its 4
+  // mean entries gave a finite density), and a mixture's sizes.
+  const double x2[2] = {0.5, 0.25};
+  const GmmExpert short_means{2, {0.5, 0.5}, {0.0, 0.0}};
+  EXPECT_THROW(expert_log_density(short_means, {x2, 2}), InputError);
+  EXPECT_THROW(product_log_density({good, short_means}, 0.0, {x2, 2}), InputError);
+  EXPECT_THROW(product_log_density({}, 0.0, {x2, 2}), InputError);
+  EXPECT_THROW(expert_log_density(GmmExpert{2, {0.5, 0.4}, {0, 0, 1, 1}}, {x2, 2}), InputError);
+  GaussianMixture torn = mix;
+  torn.means.pop_back();
+  EXPECT_THROW(mixture_log_density(torn, {x2, 2}), InputError);
+  torn = mix;
+  torn.log_weights.pop_back();
+  EXPECT_THROW(mixture_log_density(torn, {x2, 2}), InputError);
+  torn = mix;
+  torn.variance = 0.0;
+  EXPECT_THROW(mixture_log_density(torn, {x2, 2}), InputError);
+  EXPECT_TRUE(std::isfinite(mixture_log_density(mix, {x2, 2})));
+}
+
+// A NaN coordinate gives NaN from every density, whichever component is nearest (std::max in the
+// log-sum-exp skipped NaN terms: -inf came out, a density of 0); an infinite one gives -inf.
+TEST(GmmProduct, DensitiesOfNonFinitePoints) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const GmmExpert e1{2, {0.3, 0.7}, {0.0, 0.0, 2.0, 0.0}};
+  const GmmExpert e2{2, {0.6, 0.4}, {0.0, 2.0, 4.0, 2.0}};
+  const GaussianMixture mix = product_of_gmm_experts({e1, e2});
+  for (const std::array<double, 2>& x : {std::array<double, 2>{nan, 0.0}, {0.0, nan}, {nan, nan}}) {
+    EXPECT_TRUE(std::isnan(expert_log_density(e1, x))) << x[0] << " " << x[1];
+    EXPECT_TRUE(std::isnan(mixture_log_density(mix, x))) << x[0] << " " << x[1];
+    EXPECT_TRUE(std::isnan(product_log_density({e1, e2}, mix.log_normalizer, x)))
+        << x[0] << " " << x[1];
+  }
+  for (const std::array<double, 2>& x : {std::array<double, 2>{inf, 0.0}, {0.0, -inf}}) {
+    EXPECT_EQ(expert_log_density(e1, x), -inf) << x[0] << " " << x[1];
+    EXPECT_EQ(mixture_log_density(mix, x), -inf) << x[0] << " " << x[1];
+    EXPECT_EQ(product_log_density({e1, e2}, mix.log_normalizer, x), -inf) << x[0] << " " << x[1];
+  }
 }
 
 }  // namespace
