@@ -50,8 +50,8 @@ RBM_HD uint64_t philox_key(uint32_t seed, Purpose purpose) {
 
 // A draw is named by (key, stream, phase, unit): word unit % 4 of
 // philox(counter = (unit / 4, phase, stream_lo, stream_hi), key). The stream is an iteration
-// (training) or a chain (sampling, AIS); the phase says which step of it (train.md in
-// host/trainer.hpp lists them); the unit is the visible or hidden unit drawn.
+// (training), a row of a minibatch update, or a chain (sampling, AIS); the phase says which step of
+// it (host/backend.hpp and host/minibatch.hpp list them); the unit is the unit drawn.
 // On the device this is cuRAND's curand_init(key, stream, 4 n) then curand4, n = (phase << 32) |
 // block; the offset 4 n wraps mod 2^64 for phases >= 2^30, so kernels/philox_device.cuh adds
 // n's top bits as skipaheads (philox_words there).
