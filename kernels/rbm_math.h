@@ -28,6 +28,15 @@ RBM_HD float float_from_bits(int32_t bits) {
   return f;
 #endif
 }
+RBM_HD uint32_t bits_from_float(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  return bits;
+#endif
+}
 
 // exp(x) for x <= 0, in the Cephes expf scheme (range reduction by ln 2 in two parts, degree-5
 // polynomial, scaling by 2^n through the exponent bits): about 1 ulp, no branches, so that the
@@ -35,12 +44,9 @@ RBM_HD float float_from_bits(int32_t bits) {
 // the normal floats) give 0, and so does -inf; NaN gives NaN.
 RBM_HD float exp_nonpositive(float x) {
   constexpr float kLowest = -87.3365447f;  // ln(FLT_MIN)
-  const float argument = x;
-  const bool not_a_number = x != x;
   const bool underflow = x < kLowest;
   x = x < kLowest ? kLowest : x;
   x = x > 0.0f ? 0.0f : x;
-  x = not_a_number ? 0.0f : x;  // n's conversion to int below is undefined for NaN
   // n = round(x / ln 2), as floor(x * log2(e) + 1/2); x in [-87.33, 0] so n in [-126, 0].
   const float n = floorf(x * 1.44269504088896341f + 0.5f);
   // r = x - n ln 2 with ln 2 = 0.693359375 - 2.12194440e-4 (the first part exact in float).
@@ -53,9 +59,13 @@ RBM_HD float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = p * (r * r) + r + 1.0f;
-  const float scale = float_from_bits((static_cast<int32_t>(n) + 127) << 23);  // 2^n
+  // 2^n through the exponent bits, n + 127 in [1, 127]. n's integer value comes from the low bits
+  // of n + 1.5 * 2^23 (exact for |n| < 2^22), not from a conversion to int, which would be
+  // undefined for NaN: NaN's bits give some scale, and y is NaN.
+  const uint32_t biased = bits_from_float(n + 12582912.0f) - 0x4B400000u + 127u;
+  const float scale = float_from_bits(static_cast<int32_t>(biased << 23));
   const float result = y * scale;
-  return not_a_number ? argument : underflow ? 0.0f : result;
+  return underflow ? 0.0f : result;
 }
 
 // e^x - 1 for x <= 0, within 2 ulp (test_math), no branches (loops over it vectorize, where
