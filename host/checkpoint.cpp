@@ -29,6 +29,14 @@
 namespace rbm {
 namespace {
 
+// metrics.csv's text as rbm wrote it, one newline after the last line: editors add or strip a
+// final newline, or leave blank lines at the end, and none of that edits a row.
+std::string metrics_csv_as_written(std::string text) {
+  while (text.ends_with("\n\n")) text.pop_back();
+  if (!text.empty() && !text.ends_with('\n')) text += '\n';
+  return text;
+}
+
 const char* const kRunJson = "run.json";
 const char* const kStagedSuffix = ".next";
 constexpr int64_t kMaxUnits = 100'000;  // the CLI's bound on --hidden, and on d
@@ -370,7 +378,7 @@ bool stopped_before_its_first_checkpoint(const std::filesystem::path& dir) {
   std::error_code error;
   if (std::filesystem::exists(dir / kRunJson, error) || error) return false;
   if (std::filesystem::file_size(dir / "metrics.csv", error) > 4096 || error) return false;
-  const std::string text = read_file(dir / "metrics.csv");
+  const std::string text = metrics_csv_as_written(read_file(dir / "metrics.csv"));
   return text == metrics_csv_header(false) || text == metrics_csv_header(true);
 }
 
@@ -514,11 +522,7 @@ void require_metrics_values(const std::filesystem::path& path, int line,
 
 MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, int64_t log_every) {
   const std::filesystem::path path = dir / "metrics.csv";
-  std::string file = read_file(path);
-  // Editors add or strip a final newline, or leave blank lines at the end: none of that edits a
-  // row, so the file is read as rbm wrote it, one newline after the last row.
-  while (file.ends_with("\n\n")) file.pop_back();
-  if (!file.empty() && !file.ends_with('\n')) file += '\n';
+  const std::string file = metrics_csv_as_written(read_file(path));
   if (file.find('\r') != std::string::npos) {
     throw InputError(path.string() +
                      ": has carriage returns (CRLF line endings?), which rbm never writes; "

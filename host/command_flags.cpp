@@ -170,14 +170,18 @@ int64_t parse_int_flag(const std::string& flag, const std::string& text, int64_t
 float parse_float_flag(const std::string& flag, const std::string& text, const std::string& rule,
                        const std::function<bool(float)>& ok) {
   const std::string message = flag + " must be a number " + rule + " (got '" + text + "'";
-  if (!scan_decimal(text)) throw InputError(message + ")");
+  const std::optional<DecimalText> decimal = scan_decimal(text);
+  if (!decimal) throw InputError(message + ")");
   const double value = std::strtod(text.c_str(), nullptr);  // the syntax is strtod's subset
   if (!(std::fabs(value) <= FLT_MAX)) throw InputError(message + ", beyond a 32-bit float)");
   const float narrowed = static_cast<float>(value);
-  // A value typed as nonzero that is 0 as a float would turn a feature off without a word (a
-  // --weight-decay of 1e-50 would not select the minibatch path that any decay selects).
-  if (value != 0.0 && narrowed == 0.0f)
+  // A value typed as nonzero (a nonzero digit) that is 0 as a float, or already as a double
+  // (1e-400), would turn a feature off without a word: --weight-decay 1e-50 would not select the
+  // minibatch path that any decay selects.
+  const bool typed_nonzero = decimal->mantissa.find_first_not_of('0') != std::string::npos;
+  if (typed_nonzero && narrowed == 0.0f) {
     throw InputError(message + ", which is 0 as a 32-bit float)");
+  }
   if (!ok(narrowed)) {
     // The double may pass where its float does not (1e-46 is 0, 0.9999999999 is 1): say so.
     const bool changed = static_cast<double>(narrowed) != value;

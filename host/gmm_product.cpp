@@ -69,8 +69,8 @@ void check_point(std::span<const double> x, int dim, const char* what) {
   }
 }
 
-void validate_expert(const GmmExpert& e, std::size_t j, int dim) {
-  const std::string name = "expert " + std::to_string(j);
+// `name` says which expert in the messages ("expert 3", or "the expert" when there is one).
+void validate_expert(const GmmExpert& e, const std::string& name, int dim) {
   if (e.dim < 1) throw InputError(name + ": dimension must be >= 1");
   if (e.dim != dim) {
     throw InputError(name + " has dimension " + std::to_string(e.dim) + ", expert 0 has " +
@@ -111,7 +111,23 @@ void validate_expert(const GmmExpert& e, std::size_t j, int dim) {
 // Every expert valid, all of expert 0's dimension (at least one expert).
 void validate_experts(const std::vector<GmmExpert>& experts) {
   if (experts.empty()) throw InputError("product of GMM experts: no experts");
-  for (std::size_t j = 0; j < experts.size(); ++j) validate_expert(experts[j], j, experts[0].dim);
+  for (std::size_t j = 0; j < experts.size(); ++j) {
+    validate_expert(experts[j], "expert " + std::to_string(j), experts[0].dim);
+  }
+}
+
+// log p(x) of a valid expert whose dimension is x's.
+double checked_expert_log_density(const GmmExpert& expert, std::span<const double> x) {
+  const std::size_t c = expert.components();
+  const double log_norm =
+      -(static_cast<double>(expert.dim) / 2.0) * std::log(2.0 * std::numbers::pi);
+  std::vector<double> terms(c);
+  for (std::size_t k = 0; k < c; ++k) {
+    const double* u = &expert.means[k * static_cast<std::size_t>(expert.dim)];
+    terms[k] =
+        std::log(expert.weights[k]) + log_norm - 0.5 * squared_distance(x.data(), u, expert.dim);
+  }
+  return log_sum_exp(terms);
 }
 
 }  // namespace
@@ -182,25 +198,17 @@ GaussianMixture product_of_gmm_experts(const std::vector<GmmExpert>& experts) {
 }
 
 double expert_log_density(const GmmExpert& expert, std::span<const double> x) {
-  validate_expert(expert, 0, expert.dim);
+  validate_expert(expert, "the expert", expert.dim);
   check_point(x, expert.dim, "expert_log_density");
-  const std::size_t c = expert.components();
-  const double log_norm =
-      -(static_cast<double>(expert.dim) / 2.0) * std::log(2.0 * std::numbers::pi);
-  std::vector<double> terms(c);
-  for (std::size_t k = 0; k < c; ++k) {
-    const double* u = &expert.means[k * static_cast<std::size_t>(expert.dim)];
-    terms[k] =
-        std::log(expert.weights[k]) + log_norm - 0.5 * squared_distance(x.data(), u, expert.dim);
-  }
-  return log_sum_exp(terms);
+  return checked_expert_log_density(expert, x);
 }
 
 double unnormalized_product_log_density(const std::vector<GmmExpert>& experts,
                                         std::span<const double> x) {
   validate_experts(experts);
+  check_point(x, experts[0].dim, "unnormalized_product_log_density");
   double sum = 0.0;
-  for (const GmmExpert& e : experts) sum += expert_log_density(e, x);
+  for (const GmmExpert& e : experts) sum += checked_expert_log_density(e, x);
   return sum;
 }
 
@@ -213,11 +221,12 @@ double mixture_log_density(const GaussianMixture& mixture, std::span<const doubl
   check_point(x, mixture.dim, "mixture_log_density");
   const std::size_t count = mixture.components();
   const auto d = static_cast<std::size_t>(mixture.dim);
-  if (mixture.dim < 1 || mixture.log_weights.size() != count || mixture.means.size() != count * d ||
-      !(mixture.variance > 0.0)) {
+  if (mixture.dim < 1 || count == 0 || mixture.log_weights.size() != count ||
+      mixture.means.size() != count * d || !(mixture.variance > 0.0) ||
+      !std::isfinite(mixture.variance)) {
     throw InputError(
-        "mixture_log_density: not a mixture of product_of_gmm_experts' shape (D >= 1, K weights "
-        "and log weights, K * D means, a positive variance)");
+        "mixture_log_density: not a mixture of product_of_gmm_experts' shape (D >= 1, K >= 1 "
+        "weights and log weights, K * D means, a finite positive variance)");
   }
   // log N(x; m, v I) = -(D/2) log(2 pi v) - |x - m|^2 / (2 v)
   const double log_norm = -(static_cast<double>(mixture.dim) / 2.0) *

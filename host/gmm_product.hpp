@@ -64,7 +64,7 @@ double product_log_density(const std::vector<GmmExpert>& experts, double log_nor
                            std::span<const double> x);
 
 // log q(x) for the mixture; x is (D,). Throws InputError if x.size() != D or the mixture's sizes
-// do not agree (K weights and log weights, K * D means, D >= 1, variance > 0).
+// do not agree (K >= 1 weights and log weights, K * D means, D >= 1, 0 < variance < inf).
 double mixture_log_density(const GaussianMixture& mixture, std::span<const double> x);
 
 }  // namespace rbm

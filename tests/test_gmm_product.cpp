@@ -286,9 +286,16 @@ TEST(GmmProduct, RejectsBadInput) {
   torn = mix;
   torn.log_weights.pop_back();
   EXPECT_THROW(mixture_log_density(torn, {x2, 2}), InputError);
+  for (const double variance : {0.0, -1.0, inf, nan}) {
+    torn = mix;
+    torn.variance = variance;
+    EXPECT_THROW(mixture_log_density(torn, {x2, 2}), InputError) << variance;
+  }
   torn = mix;
-  torn.variance = 0.0;
-  EXPECT_THROW(mixture_log_density(torn, {x2, 2}), InputError);
+  torn.weights.clear();
+  torn.log_weights.clear();
+  torn.means.clear();
+  EXPECT_THROW(mixture_log_density(torn, {x2, 2}), InputError);  // K = 0
   EXPECT_TRUE(std::isfinite(mixture_log_density(mix, {x2, 2})));
 }
 
