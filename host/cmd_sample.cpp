@@ -171,6 +171,12 @@ int run_sample_command(const std::string& program, const std::vector<std::string
       throw InputError(std::string(flag) + " selects the start images: it needs --init data");
     }
   }
+  // Started from images and given no steps, the chains draw nothing: the seed could not matter.
+  if (from_data && steps == 0 && app.count("--seed") > 0) {
+    throw InputError(
+        "--seed would be ignored: with --init data and --steps 0 nothing is drawn (the final "
+        "states are the start images)");
+  }
   const Split split = parse_split_flag("--split", f.split);
   // The start images: --digit and --data, else what the model's run recorded (as eval does).
   const ImageChoice start_images =

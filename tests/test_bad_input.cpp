@@ -284,6 +284,24 @@ TEST(BadInput, SampleOutputFiles) {
     expect_refused(args, {flag.front(), "--init data"});
   }
   expect_refused(sample({"--out", out, "--init", "data", "--split", "dev"}), {"--split", "'dev'"});
+  {  // A seed that nothing draws from: --init data and no steps (a tester's). With steps, or
+     // from random states, the seed is used.
+    const std::vector<std::string> base = {"sample", "--model", model,    "--chains", "3",
+                                           "--out",  out,       "--seed", "5"};
+    const std::vector<std::string> from_data = {"--init", "data", "--data", RBM_MNIST_DIR};
+    const auto with = [&](std::vector<std::string> a, const std::vector<std::string>& b,
+                          const std::string& steps) {
+      a.insert(a.end(), b.begin(), b.end());
+      a.insert(a.end(), {"--steps", steps});
+      return a;
+    };
+    expect_refused(with(base, from_data, "0"), {"--seed would be ignored", "--steps 0"});
+    for (const auto& args : {with(base, from_data, "1"), with(base, {}, "0")}) {
+      const test::CommandResult r = run_cpu(args);
+      EXPECT_EQ(r.exit_code, 0) << join(args) << ": " << r.output;
+      std::filesystem::remove(dir / "s.npy");
+    }
+  }
   expect_refused({"sample", "--model", model, "--out", out, "--chains", "1e8"},
                  {"--chains", "'1e8'"});
   expect_refused({"sample", "--model", model, "--out", out, "--steps", "0x10"},
