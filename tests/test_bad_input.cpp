@@ -26,6 +26,19 @@
 #include "tests/test_util.hpp"
 #include "tests/tiny_model.hpp"
 
+// Whether AddressSanitizer instruments this build, however it was asked for: GCC defines
+// __SANITIZE_ADDRESS__, Clang answers __has_feature (Clang 14 defines no macro).
+#if defined(__SANITIZE_ADDRESS__)
+#define RBM_TEST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RBM_TEST_UNDER_ASAN 1
+#endif
+#endif
+#ifndef RBM_TEST_UNDER_ASAN
+#define RBM_TEST_UNDER_ASAN 0
+#endif
+
 namespace rbm {
 namespace {
 
@@ -1061,13 +1074,7 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
         << value << ": " << r.output;
     EXPECT_FALSE(std::filesystem::exists(dir / ("simd" + std::string(value)))) << value;
   }
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)  // Clang's way to say it
-#define RBM_TEST_UNDER_ASAN 1
-#endif
-#endif
-#if !defined(RBM_SANITIZE) && !defined(__SANITIZE_ADDRESS__) && !defined(RBM_TEST_UNDER_ASAN)
-  // AddressSanitizer reserves terabytes: no ulimit -v there
+#if !RBM_TEST_UNDER_ASAN  // AddressSanitizer reserves terabytes: no ulimit -v there
   // More memory than the process may have: one line and exit 2, not an internal error. sample
   // holds one block of chains at a time, at least 4096 chains: 1.2 GB for 300000 visible units
   // (the file, packed, 154 MB).
