@@ -46,8 +46,11 @@ struct ClusterCta {
   }
   __device__ void sync_cta() { __syncthreads(); }
   __device__ void sync_cluster() { cluster.sync(); }
-  __device__ float* partials_of(const fused::Cta& c, int rank) {
-    return cluster.map_shared_rank(c.partials, rank);
+  __device__ float* partials_to_write(const fused::Cta& c, int buffer) {
+    return c.partials + buffer * c.H;
+  }
+  __device__ float* partials_of(const fused::Cta& c, int rank, int buffer) {
+    return cluster.map_shared_rank(c.partials + buffer * c.H, rank);
   }
 };
 

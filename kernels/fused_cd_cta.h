@@ -24,10 +24,15 @@
 //   e.each_thread(f)       calls f(cta, thread, threads) for its threads: one phase;
 //   e.sync_cta()           __syncthreads(): the phases before it are done in this CTA;
 //   e.sync_cluster()       cluster.sync(): ... in every CTA of the cluster;
-//   e.partials_of(cta, r)  CTA r's partials (2, H) (distributed shared memory on the device).
+//   e.partials_to_write(cta, p)  this CTA's partials buffer p (H), to write;
+//   e.partials_of(cta, r, p)     CTA r's partials buffer p (H), to read (distributed shared
+//                                memory on the device, where r is not this CTA).
 // Phases only communicate across a sync: a thread reads what another thread of its phase
 // writes never (the emulator checks that every two phases have a sync between them and that
-// the thread order does not change the result).
+// the thread order does not change the result). Between two cluster barriers the CTAs run at
+// their own pace, so a CTA's partials buffer is written there or read there by other CTAs, never
+// both; and each CTA waits at a last cluster barrier after its last read of another's partials,
+// which must not exit before (the emulator checks both).
 #pragma once
 
 #include <cmath>
@@ -91,12 +96,14 @@ RBM_FUSED_HD inline size_t cta_floats(int d, int H, int cluster_ctas, int thread
 // One CTA's view of its shared memory (each thread holds a copy of the pointers).
 struct Cta {
   int rank = 0, first_row = 0, n_rows = 0, stride = 0;
+  int H = 0;                    // hidden units
   int R = 0;                    // rows per CTA (n_rows, but for the last CTAs)
   int groups = 1;               // column groups (column_groups)
   int row_groups = 1;           // row groups (row_groups)
   int64_t* image = nullptr;     // the iteration's image index (1)
   float* W = nullptr;           // (n_rows, stride): rows first_row.. of W
-  float* partials = nullptr;    // (2, H): this CTA's part of W'x, double-buffered
+  float* partials = nullptr;    // (2, H): this CTA's part of W'x, double-buffered (through the
+                                // executor's partials_to_write and partials_of)
   float* b = nullptr;           // (H): this CTA's copy of b
   float* ph0 = nullptr;         // (H): sigm(b + W'x0); ternary: b + W'x0
   float* phk = nullptr;         // (H): sigm(b + W'xk); ternary: b + W'xk
@@ -117,6 +124,7 @@ RBM_FUSED_HD inline Cta carve_cta(float* base, int d, int H, int cluster_ctas, i
   c.first_row = rank * R;
   c.n_rows = d - c.first_row < R ? (d - c.first_row > 0 ? d - c.first_row : 0) : R;
   c.stride = row_stride(H);
+  c.H = H;
   c.R = R;
   c.groups = column_groups(threads, H);
   c.row_groups = row_groups(threads, R);
@@ -221,7 +229,7 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
-        for (int rank = 0; rank < kCtas; ++rank) total += e.partials_of(c, rank)[buffer * H + j];
+        for (int rank = 0; rank < kCtas; ++rank) total += e.partials_of(c, rank, buffer)[j];
         if constexpr (kType == HiddenType::ternary) {
           ph[j] = c.b[j] + total;
         } else {
@@ -238,7 +246,7 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
     });
     e.sync_cta();
     e.each_thread([&](Cta& c, int thread, int threads) {
-      add_group_sums(c, H, c.partials + buffer * H, thread, threads);
+      add_group_sums(c, H, e.partials_to_write(c, buffer), thread, threads);
     });
   };
 

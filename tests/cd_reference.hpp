@@ -227,4 +227,18 @@ inline Dataset synthetic_images(int64_t rows, uint64_t seed) {
   return data;
 }
 
+// rows images of d pixels (one row of d), each on with probability `density`: shapes other than
+// MNIST's.
+inline Dataset random_images(int d, int64_t rows, double density, uint64_t seed) {
+  Dataset data;
+  data.width = d;
+  data.height = 1;
+  data.rows = rows;
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution on(density);
+  for (int64_t n = 0; n < rows * d; ++n) data.pixels.push_back(on(rng) ? 1 : 0);
+  data.labels.assign(static_cast<size_t>(rows), 0);
+  return data;
+}
+
 }  // namespace rbm::test

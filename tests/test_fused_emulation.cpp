@@ -7,8 +7,9 @@
 //
 // The emulator runs one phase (the code between two barriers) for every thread of every CTA
 // before the next phase, so a correct kernel computes here what it computes on the device. It
-// also checks the kernel's discipline: two phases with no barrier between them, or a read of
-// another CTA's partials not right after a cluster barrier, throw; shared memory starts as NaN,
+// also checks the kernel's discipline: two phases with no barrier between them throw, and so do
+// accesses to the partials that the CTAs, free to run ahead of each other between cluster
+// barriers, could race on (EmulatedCluster says which); shared memory starts as NaN,
 // so a read of anything not written first poisons the result; and the thread and CTA order is
 // run forwards and backwards, which must give bit-identical results (a thread reading what
 // another thread of its phase writes would see it in one order and not the other).
@@ -34,11 +35,22 @@
 namespace rbm {
 namespace {
 
-// kernels/fused_cd_cta.h's executor for every CTA of a cluster, on this thread.
+// kernels/fused_cd_cta.h's executor for every CTA of a cluster, on this thread. Besides running
+// the phases, it checks the rules that the device needs and the lockstep here would hide. The
+// cluster barriers cut a run into epochs; within one the CTAs run at their own pace, so:
+// - another CTA's partials are read only after a first cluster barrier (before it, that CTA may
+//   not have started);
+// - a partials buffer is, within one epoch, written by its CTA or read by others, not both (its
+//   write might land before or after their read);
+// - no remote read is left in the last epoch (the owner might exit, its shared memory gone,
+//   while the read runs): finish() checks that the run ended with a cluster barrier after it.
 class EmulatedCluster {
  public:
   EmulatedCluster(int d, int H, int cluster_ctas, int threads, bool backwards)
-      : threads_(threads), backwards_(backwards), memory_(static_cast<size_t>(cluster_ctas)) {
+      : threads_(threads),
+        backwards_(backwards),
+        memory_(static_cast<size_t>(cluster_ctas)),
+        buffers_(static_cast<size_t>(cluster_ctas) * 2) {
     for (int rank = 0; rank < cluster_ctas; ++rank) {
       std::vector<float>& memory = memory_[static_cast<size_t>(rank)];
       memory.assign(fused::cta_floats(d, H, cluster_ctas, threads), 0.0f);
@@ -52,35 +64,70 @@ class EmulatedCluster {
   void each_thread(F&& f) {
     if (!synced_) throw std::logic_error("two phases with no barrier between them");
     synced_ = false;
-    remote_reads_allowed_ = after_cluster_sync_;
     const int n = static_cast<int>(ctas_.size());
     for (int c = 0; c < n; ++c) {
       fused::Cta& cta = ctas_[static_cast<size_t>(backwards_ ? n - 1 - c : c)];
       for (int t = 0; t < threads_; ++t) f(cta, backwards_ ? threads_ - 1 - t : t, threads_);
     }
-    remote_reads_allowed_ = false;
   }
-  void sync_cta() {
-    synced_ = true;
-    after_cluster_sync_ = false;
-  }
+  void sync_cta() { synced_ = true; }
   void sync_cluster() {
     synced_ = true;
-    after_cluster_sync_ = true;
+    ++epoch_;
   }
-  float* partials_of(const fused::Cta& cta, int rank) {
-    if (rank != cta.rank && !remote_reads_allowed_) {
-      throw std::logic_error("another CTA's partials read with no cluster barrier before");
+  float* partials_to_write(const fused::Cta& cta, int buffer) {
+    Buffer& state = buffer_state(cta.rank, buffer);
+    if (state.remote_read_epoch == epoch_) {
+      throw std::logic_error("CTA " + std::to_string(cta.rank) + " writes its partials buffer " +
+                             std::to_string(buffer) +
+                             " while other CTAs may still read it (no cluster barrier between)");
     }
-    return ctas_[static_cast<size_t>(rank)].partials;
+    state.write_epoch = epoch_;
+    return cta.partials + static_cast<size_t>(buffer) * cta.H;
+  }
+  float* partials_of(const fused::Cta& cta, int rank, int buffer) {
+    const fused::Cta& owner = ctas_.at(static_cast<size_t>(rank));
+    if (rank != cta.rank) {
+      Buffer& state = buffer_state(rank, buffer);
+      if (epoch_ == 0) {
+        throw std::logic_error("CTA " + std::to_string(rank) +
+                               "'s partials read before the first cluster barrier");
+      }
+      if (state.write_epoch == epoch_) {
+        throw std::logic_error("CTA " + std::to_string(rank) + "'s partials buffer " +
+                               std::to_string(buffer) +
+                               " read with no cluster barrier after its write");
+      }
+      state.remote_read_epoch = epoch_;
+      last_remote_read_epoch_ = epoch_;
+    }
+    return owner.partials + static_cast<size_t>(buffer) * owner.H;
+  }
+  // After the kernel returns: no CTA exits while another may still read its shared memory.
+  void finish() const {
+    if (last_remote_read_epoch_ == epoch_) {
+      throw std::logic_error(
+          "the kernel ends with no cluster barrier after its last read of "
+          "another CTA's shared memory");
+    }
   }
 
  private:
+  struct Buffer {
+    int64_t write_epoch = -1, remote_read_epoch = -1;
+  };
+  Buffer& buffer_state(int rank, int buffer) {
+    return buffers_.at(static_cast<size_t>(rank) * 2 + static_cast<size_t>(buffer));
+  }
+
   int threads_;
   bool backwards_;
   std::vector<std::vector<float>> memory_;  // (cluster_ctas, cta_floats): each CTA's shared memory
   std::vector<fused::Cta> ctas_;
-  bool synced_ = true, after_cluster_sync_ = false, remote_reads_allowed_ = false;
+  std::vector<Buffer> buffers_;  // (cluster_ctas, 2): each CTA's two partials buffers
+  bool synced_ = true;
+  int64_t epoch_ = 0;  // cluster barriers so far
+  int64_t last_remote_read_epoch_ = -1;
 };
 
 struct Cluster {
@@ -122,22 +169,10 @@ Params train_emulated(const Dataset& data, const Params& start, const Recipe& re
           throw std::invalid_argument("no emulation of this cluster size");
       }
     });
+    executor.finish();
     first += count;
   }
   return params;
-}
-
-// rows images of d pixels, each on with probability `density`.
-Dataset random_images(int d, int64_t rows, double density, uint64_t seed) {
-  Dataset data;
-  data.width = d;
-  data.height = 1;
-  data.rows = rows;
-  std::mt19937_64 rng(seed);
-  std::bernoulli_distribution on(density);
-  for (int64_t n = 0; n < rows * d; ++n) data.pixels.push_back(on(rng) ? 1 : 0);
-  data.labels.assign(static_cast<size_t>(rows), 0);
-  return data;
 }
 
 // The emulated kernel against the CPU reference over `iterations`, on the first seed from 20240
@@ -186,15 +221,98 @@ TEST(FusedEmulation, TernaryMatchesCpuOnTheReferenceShape) {
 // Shapes that divide nothing: d = 50 over 16 CTAs (4 rows each; CTA 12 has 2, CTAs 13-15 none),
 // over 3 CTAs (17, 17, 16), H = 37 (odd: W's stride is H itself) with fewer threads than units.
 TEST(FusedEmulation, MatchesCpuOnShapesThatDivideNothing) {
-  const Dataset data = random_images(50, 40, 0.3, 11);
+  const Dataset data = test::random_images(50, 40, 0.3, 11);
   for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
-    for (const Cluster cluster : {Cluster{16, 32}, Cluster{3, 256}, Cluster{8, 20}}) {
+    for (const Cluster cluster :
+         {Cluster{8, 256}, Cluster{16, 32}, Cluster{3, 256}, Cluster{8, 20}}) {
       for (const int k : {1, 2}) {
         SCOPED_TRACE(std::string(hidden_type_name(type)) + ", " + std::to_string(cluster.ctas) +
                      " x " + std::to_string(cluster.threads) + ", CD-" + std::to_string(k));
         expect_matches_cpu(data, recipe_of(37, k, true, type), cluster, 100);
       }
     }
+  }
+}
+
+// The emulator's checks of the partials fail where the device could race: two CTAs' phases
+// that write a buffer and read it from another CTA with no cluster barrier between, either way
+// round; a read before the first cluster barrier; none after the last read.
+TEST(FusedEmulation, EmulatorRefusesRacesOnThePartials) {
+  const auto write = [](EmulatedCluster& e, int buffer) {
+    e.each_thread([&](fused::Cta& c, int thread, int) {
+      if (thread == 0) e.partials_to_write(c, buffer)[0] = 1.0f;
+    });
+  };
+  const auto read = [](EmulatedCluster& e, int buffer) {
+    e.each_thread([&](fused::Cta& c, int thread, int) {
+      if (thread == 0) {
+        EXPECT_EQ(e.partials_of(c, 1 - c.rank, buffer)[0], 1.0f);
+      }
+    });
+  };
+  const auto cluster = [] { return EmulatedCluster(8, 4, 2, 4, false); };
+  {
+    SCOPED_TRACE("double-buffered, as the kernel does it");
+    EmulatedCluster e = cluster();
+    write(e, 0);
+    e.sync_cluster();
+    read(e, 0);
+    e.sync_cta();
+    write(e, 1);
+    e.sync_cluster();
+    read(e, 1);
+    e.sync_cta();
+    write(e, 0);
+    e.sync_cluster();
+    read(e, 0);
+    e.sync_cluster();
+    EXPECT_NO_THROW(e.finish());
+  }
+  {
+    SCOPED_TRACE("single-buffered: buffer 0 written again while it may be read");
+    EmulatedCluster e = cluster();
+    write(e, 0);
+    e.sync_cluster();
+    read(e, 0);
+    e.sync_cta();
+    EXPECT_THROW(write(e, 0), std::logic_error);
+  }
+  {
+    SCOPED_TRACE("read after a CTA barrier only");
+    EmulatedCluster e = cluster();
+    write(e, 0);
+    e.sync_cluster();
+    read(e, 0);
+    e.sync_cta();
+    write(e, 1);
+    e.sync_cta();
+    EXPECT_THROW(read(e, 1), std::logic_error);
+  }
+  {
+    SCOPED_TRACE("read before the first cluster barrier");
+    EmulatedCluster e = cluster();
+    write(e, 0);
+    e.sync_cta();
+    EXPECT_THROW(read(e, 0), std::logic_error);
+  }
+  {
+    SCOPED_TRACE("no cluster barrier after the last read");
+    EmulatedCluster e = cluster();
+    write(e, 0);
+    e.sync_cluster();
+    read(e, 0);
+    e.sync_cta();
+    EXPECT_THROW(e.finish(), std::logic_error);
+  }
+}
+
+// More hidden units than threads (each thread walks several columns; one column group), on the
+// product's cluster, as CudaBackend.MatchesCpuOnOtherShapes runs it on the device.
+TEST(FusedEmulation, MatchesCpuWithMoreHiddenUnitsThanThreads) {
+  const Dataset data = test::synthetic_images(300, 9);
+  for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+    SCOPED_TRACE(hidden_type_name(type));
+    expect_matches_cpu(data, recipe_of(500, 3, true, type), Cluster{8, 256}, 10);
   }
 }
 
