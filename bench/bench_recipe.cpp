@@ -37,6 +37,7 @@ struct Options {
   std::string data = "data/mnist";
   Split split = Split::train;
   bool numpy = false;
+  bool fused = true;  // --no-fused: leave the fused engine out (scripts/device_check, after a hang)
 };
 
 using bench::median;
@@ -169,7 +170,7 @@ int run(const Options& o) {
   struct Row {
     std::string build;
     std::function<std::unique_ptr<Backend>()> make;
-    std::string unavailable;
+    std::string unavailable;  // why the row is not measured, e.g. "no device: ..."
   };
   // The CPU build with its single-sample shards on one thread and on two (fixed, where rbm_cpu
   // chooses by timing): the same arithmetic, so the same results.
@@ -178,15 +179,16 @@ int run(const Options& o) {
       {"cpu 2 threads", [] { return make_cpu_backend(CpuOptions{.recipe_threads = 2}); }, ""}};
 #ifdef RBM_BENCH_CUDA
   const std::string reason = usable_device_or_reason();
+  const std::string no_device = reason.empty() ? "" : "no device: " + reason;
   rows.push_back(
-      {"cuda gemv", [] { return make_cuda_backend(CudaOptions{.use_graph = false}); }, reason});
+      {"cuda gemv", [] { return make_cuda_backend(CudaOptions{.use_graph = false}); }, no_device});
   rows.push_back(
       {"cuda gemv+graph",
        [] { return make_cuda_backend(CudaOptions{.use_graph = true, .graph_fallback = false}); },
-       reason});
+       no_device});
   rows.push_back({"cuda fused",
                   [] { return make_cuda_backend(CudaOptions{.engine = CudaEngine::fused}); },
-                  reason});
+                  o.fused ? no_device : "left out (--no-fused)"});
 #else
   rows.push_back({"cuda", nullptr, "not built (no CUDA toolkit at configure time)"});
 #endif
@@ -196,7 +198,7 @@ int run(const Options& o) {
   double cpu_seconds = 0.0, best_cpu_seconds = 1e300;
   for (const Row& row : rows) {
     if (!row.unavailable.empty()) {
-      std::printf("%-18s no device: %s\n", row.build.c_str(), row.unavailable.c_str());
+      std::printf("%-18s %s\n", row.build.c_str(), row.unavailable.c_str());
       continue;
     }
     std::unique_ptr<Backend> backend = row.make();
@@ -281,12 +283,14 @@ int main(int argc, char** argv) {
        rbm::bench::int_flag("--repeats", o.repeats, 1, 1000),
        {"--data", [&](const std::string& v) { o.data = v; }},
        {"--split", [&](const std::string& v) { o.split = rbm::parse_split(v); }},
-       rbm::bench::switch_flag("--numpy", [&] { o.numpy = true; })},
-      "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy]\n"
+       rbm::bench::switch_flag("--numpy", [&] { o.numpy = true; }),
+       rbm::bench::switch_flag("--no-fused", [&] { o.fused = false; })},
+      "bench_recipe [--iters N] [--repeats R] [--data DIR] [--split S] [--numpy] [--no-fused]\n"
       "The reference recipe (single-sample CD-3, H 100) on the threes of --split (default train)\n"
       "in --data (default data/mnist), --iters iterations (default 25000), the median of\n"
       "--repeats runs (default 5): on the CPU build and, where a device is usable, on the CUDA\n"
       "build's fused engine and its GEMV path with and without a CUDA graph. --numpy also times\n"
-      "the sheet's numpy code once (bench/sheet_numpy.py: run from the repository root).",
+      "the sheet's numpy code once (bench/sheet_numpy.py: run from the repository root).\n"
+      "--no-fused leaves the fused engine out (scripts/device_check does, should it hang).",
       [&] { return rbm::run(o); });
 }

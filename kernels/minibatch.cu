@@ -154,6 +154,11 @@ void sort_epoch_keys(uint32_t seed, int64_t epoch, int64_t rows, DeviceBuffer<ui
                      DeviceBuffer<uint64_t>& sorted, DeviceBuffer<uint8_t>& temp,
                      cudaStream_t stream) {
   if (rows <= 0 || rows > INT_MAX) throw std::invalid_argument("epoch permutation: bad row count");
+  // Buffers are reallocated (rows changed: the data were staged again) only after the stream's
+  // earlier work, which may still read them, is done.
+  if (keys.size() != static_cast<size_t>(rows) || sorted.size() != static_cast<size_t>(rows)) {
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
   keys.resize(static_cast<size_t>(rows));
   sorted.resize(static_cast<size_t>(rows));
   shuffle_keys_kernel<<<grid_for((rows + 3) / 4), kThreads, 0, stream>>>(
@@ -163,7 +168,10 @@ void sort_epoch_keys(uint32_t seed, int64_t epoch, int64_t rows, DeviceBuffer<ui
   const int n = static_cast<int>(rows);
   CUDA_CHECK(cub::DeviceRadixSort::SortKeys(nullptr, temp_bytes, keys.data(), sorted.data(), n, 0,
                                             64, stream));
-  if (temp.size() < temp_bytes) temp.resize(temp_bytes);
+  if (temp.size() < temp_bytes) {
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    temp.resize(temp_bytes);
+  }
   CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp.data(), temp_bytes, keys.data(), sorted.data(), n,
                                             0, 64, stream));
 }
@@ -516,9 +524,12 @@ void MinibatchTrainer::set_state(const ModelView& v, const TrainingState& state)
     put(va_, state.va, v.a != nullptr ? d : 0);
   }
   n_chains_ = state.n_chains;
+  // The chains' bytes, converted on the stream: freed after the synchronization below, not while
+  // the conversion may still read them.
+  DeviceBuffer<uint8_t> bytes;
   if (n_chains_ > 0) {
     const size_t n = state.chains.size();
-    DeviceBuffer<uint8_t> bytes(n);
+    bytes.resize(n);
     bytes.upload(state.chains.data(), n, s);
     chains_.resize(n);
     launch_bytes_to_floats(bytes.data(), static_cast<int64_t>(n), chains_.data(), s);

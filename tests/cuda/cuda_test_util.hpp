@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cuda_backend.hpp"
+#include "kernels/fused_cd.cuh"
 
 namespace rbm::test {
 
@@ -41,6 +42,14 @@ inline bool gpu_required() {
   return value != nullptr && std::string(value) == "1";
 }
 
+// Why the fused engine cannot train a d x H model on this (usable) device, empty when it can: a
+// GPU before compute capability 9.0 has no thread-block clusters, and a MIG slice or MPS share
+// may not hold the cluster. Its tests then skip through RBM_SKIP_FUSED; a test that compares
+// several engines runs the others first.
+inline std::string fused_unusable_reason(int d, int H) {
+  return cuda::fused_cd_unsupported_reason(d, H);
+}
+
 }  // namespace rbm::test
 
 // First statement of every GPU test.
@@ -52,4 +61,14 @@ inline bool gpu_required() {
       }                                                                            \
       GTEST_SKIP() << ::rbm::test::cuda_unusable_reason();                         \
     }                                                                              \
+  } while (false)
+
+// Skips the rest of a test, the fused engine being unusable for `reason`; a failure under
+// RBM_REQUIRE_GPU=1, where the device check's H200 must run it.
+#define RBM_SKIP_FUSED(reason)                                                          \
+  do {                                                                                  \
+    if (::rbm::test::gpu_required()) {                                                  \
+      FAIL() << "RBM_REQUIRE_GPU=1 but the fused engine cannot run here: " << (reason); \
+    }                                                                                   \
+    GTEST_SKIP() << "the fused engine cannot run here: " << (reason);                   \
   } while (false)
