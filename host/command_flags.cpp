@@ -143,8 +143,23 @@ std::string parse_error_text(const CLI::ParseError& error) {
   return what;
 }
 
+std::optional<std::string> empty_inline_value(const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "--") break;  // positionals follow
+    if (arg.size() > 3 && arg.starts_with("--") && arg.ends_with('=') &&
+        arg.find('=') == arg.size() - 1) {
+      return arg.substr(0, arg.size() - 1) + ": empty value";
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::string>& args) {
   prepare_flags(app);
+  if (const std::optional<std::string> empty = empty_inline_value(args)) {
+    std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), empty->c_str());
+    return 2;
+  }
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them reversed
   try {
     app.parse(reversed);

@@ -25,9 +25,15 @@ void prepare_flags(CLI::App& app);
 void reject_repeated_flags(const CLI::App& app);
 
 // CLI11's message for a parse error, in plain words where it has none: "--iters: no value given"
-// for "--iters: 1 required TEXT missing" (a flag last on the line, or given as --iters=), and the
+// for "--iters: 1 required TEXT missing" (a flag last on the line), and the
 // words it did not expect in the order they were given (CLI11 parses them reversed).
 std::string parse_error_text(const CLI::ParseError& error);
+
+// "--out: empty value" for the first argument (before a "--") that gives a long flag an empty
+// value after '=' (--out=, as a script's --out=$DIR writes it with DIR unset); nullopt when none
+// does. CLI11 would take the next argument as the value instead: --out= --visible-bias wrote the
+// run into a directory named --visible-bias, without visible biases. Checked before parsing.
+std::optional<std::string> empty_inline_value(const std::vector<std::string>& args);
 
 // prepare_flags, then parses args (in order) into app and reject_repeated_flags. Returns the exit
 // code when the command should stop now: 0 after --help, 2 after a bad flag (one line on stderr

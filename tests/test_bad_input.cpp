@@ -196,6 +196,25 @@ TEST(BadInput, FlagsGivenTwice) {
   EXPECT_EQ(r.output.find("At Most"), std::string::npos) << r.output;
 }
 
+// --flag= gives the flag an empty value, refused as --flag "" is; CLI11 took the next argument
+// as the value instead (--out= --visible-bias trained without visible biases into a directory
+// named --visible-bias), or said something else was wrong.
+TEST(BadInput, AnEmptyValueAfterEqualsIsRefused) {
+  TempDir dir;
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  expect_refused({"--iters", "2", "--out=", "--visible-bias"}, {"--out: empty value"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "--visible-bias"));
+  std::filesystem::current_path(cwd);
+  expect_refused({"--lr=", "--iters", "5"}, {"--lr: empty value"});
+  expect_refused({"train", "--seed=", "--iters", "5"}, {"--seed: empty value"});
+  expect_refused({"eval", "--data=", "model"}, {"rbm_cpu eval: --data: empty value"});
+  expect_refused({"sample", "model", "--png=", "--out", "s.npy"},
+                 {"rbm_cpu sample: --png: empty value"});
+  expect_refused({"sample", "--out=", "x", "model"}, {"rbm_cpu sample: --out: empty value"});
+  expect_refused({"--iters", "2", "--lr="}, {"--lr: empty value"});
+}
+
 // Values that used to be silently ignored or silently replaced by a default.
 TEST(BadInput, NothingIsSilentlyIgnored) {
   expect_refused({"--epochs", "0"}, {"--epochs", "1..1000000", "'0'"});
@@ -204,6 +223,8 @@ TEST(BadInput, NothingIsSilentlyIgnored) {
   expect_refused({"--pcd", "--batch", "5", "--chains", "0"}, {"--chains", "'0'"});
   expect_refused({"--device-info", "--iters", "0"}, {"--device-info", "--iters"});
   expect_refused({"--device-info", "--hidden", "abc"}, {"--device-info", "--hidden"});
+  expect_refused({"--version", "--iters", "5"}, {"--version", "'--iters'"});
+  expect_refused({"--iters", "5", "--version"}, {"--version", "'--iters'"});
 }
 
 // sample's output paths: each checked before any work, and no two the same file.

@@ -103,13 +103,13 @@ TEST(Cli, TrainFollowedByAnotherCommandIsRefused) {
   }
 }
 
-// CLI11's own messages, in plain words: a flag without a value, and unexpected words in the order
-// they were given (CLI11 lists them reversed).
+// CLI11's own messages, in plain words: a flag without a value (or with an empty one after '='),
+// and unexpected words in the order they were given (CLI11 lists them reversed).
 TEST(Cli, ParseErrorsInPlainWords) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--iters"}, "rbm_cpu: --iters: no value given (see --help)\n"},
-      {{"--iters="}, "rbm_cpu: --iters: no value given (see --help)\n"},
-      {{"eval", "model", "--seed="}, "rbm_cpu eval: --seed: no value given (see --help)\n"},
+      {{"--iters="}, "rbm_cpu: --iters: empty value (see --help)\n"},
+      {{"eval", "model", "--seed="}, "rbm_cpu eval: --seed: empty value (see --help)\n"},
       {{"eval", "model", "one", "two"},
        "rbm_cpu eval: The following arguments were not expected: one two (see --help)\n"},
   };
