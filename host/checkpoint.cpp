@@ -791,6 +791,13 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
       resume.row_with_eval =
           field<bool>(dir, run, "metrics_row_missing.eval", {"metrics_row_missing", "eval"});
     }
+    // --iters at the checkpoint's own iteration: the run ends there, a log point and, with
+    // --eval-every, an eval point (the end always is), as an uninterrupted run of that length.
+    if (iters && *iters == t && t != iters_recorded) {
+      resume.ends_here = true;
+      resume.row_missing = metrics.last_row != t;
+      resume.row_with_eval = resume.row_with_eval || options.eval_every > 0;
+    }
     tidy_run_directory(dir, checkpoint);
     resume.params = std::move(checkpoint.params);
     resume.state = resumable_state(r, std::move(checkpoint.state));

@@ -495,8 +495,10 @@ void run_training(Backend& backend, const TrainOptions& options) {
     }
     append_row(*row);
     // run.json says the row is missing (metrics_row_missing): the checkpoint again, without it.
-    if (resume->row_missing_recorded) write_checkpoint_now();
+    if (resume->row_missing_recorded || resume->ends_here) write_checkpoint_now();
     progress.update(done, last_metrics);
+  } else if (resume && resume->ends_here) {
+    write_checkpoint_now();  // run.json records the new end
   }
   while (done < recipe.iters) {
     const int64_t next_log = std::min(recipe.iters, (done / log_every + 1) * log_every);
@@ -556,7 +558,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
   write_mosaic();
   // A minibatch run counts updates of --batch images; the single-sample recipe, iterations.
   const char* unit = minibatch ? "update" : "iteration";
-  if (first == recipe.iters && resumed_row) {
+  if (first == recipe.iters && resume && resume->ends_here) {
+    std::printf("the run ends at %s %lld, where it had stopped (--iters %lld)%s\n", unit,
+                static_cast<long long>(first), static_cast<long long>(recipe.iters),
+                resumed_row ? ": computed its last metrics row" : "");
+  } else if (first == recipe.iters && resumed_row) {
     // The run had ended; a signal had stopped only its last metrics row.
     std::printf(
         "the run is at its end, %s %lld: computed its last metrics row, which a signal had "
@@ -586,7 +592,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
   // What this invocation wrote: a resumed run with nothing to train redrew only the mosaic, and
   // the row a signal had stopped, if it computed one (and the checkpoint, if run.json said so).
   std::string written = resumed_row ? "metrics.csv weights.png" : "weights.png";
-  if (first != recipe.iters || !resume || (resumed_row && resume->row_missing_recorded)) {
+  if (first != recipe.iters || !resume || resume->ends_here ||
+      (resumed_row && resume->row_missing_recorded)) {
     written = std::string("W.npy b.npy ") + (params.has_visible_bias() ? "a.npy " : "") +
               (state.vW.empty() ? "" : "vW.npy vb.npy ") + (state.va.empty() ? "" : "va.npy ") +
               (state.n_chains > 0 ? "chains.npy " : "") + "weights.png metrics.csv run.json";

@@ -34,6 +34,10 @@ struct ResumeFrom {
   // run.json records metrics_row_missing: once the row exists the checkpoint is written again,
   // without it. (Without the field, nothing in the checkpoint depends on the row.)
   bool row_missing_recorded = false;
+  // --iters made `iteration` the run's end, before the end the checkpoint recorded (a run that a
+  // signal stopped, finished where it stopped): the end's row (row_missing) unless metrics_csv has
+  // it, and the checkpoint written again, so that run.json records the new end.
+  bool ends_here = false;
   std::string data_sha256;  // of the run's training images; other images are refused
   // Of its held-out images (the other split of --split train or test), when run.json records it.
   std::optional<std::string> heldout_sha256;

@@ -240,6 +240,31 @@ TEST(Resume, SigintCheckpointsAndAResumedRunEqualsAnUninterruptedOne) {
   EXPECT_EQ(read_file(run / "W.npy"), W);
 }
 
+// --iters at the iteration where a signal stopped the run ends the run there, as an uninterrupted
+// run of that length ends: its last metrics row, and run.json's end (it did nothing, and said
+// that --iters would extend the run).
+TEST(Resume, ItersAtTheStoppedIterationEndsTheRunThere) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  const int64_t stopped = interrupt(run, SIGTERM, 143, "SIGTERM");
+  ASSERT_GT(stopped, 0);
+  const std::string end = std::to_string(stopped);
+  const test::CommandResult resumed = run_cpu({"--resume", run.string(), "--iters", end});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("the run ends at iteration " + end + ", where it had stopped"),
+            std::string::npos)
+      << resumed.output;
+  const test::CommandResult straight = train_recipe(dir / "straight", {}, end);
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  EXPECT_EQ(read_file(run / "W.npy"), read_file(dir / "straight" / "W.npy"));
+  EXPECT_EQ(metrics_without_time(run), metrics_without_time(dir / "straight"));
+  EXPECT_EQ(load_checkpoint(run).iteration, stopped);
+  // run.json records the end: resumed again, the run has nothing to train.
+  const test::CommandResult again = run_cpu({"--resume", run.string()});
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("nothing to train"), std::string::npos) << again.output;
+}
+
 // A signal stops a run after the iteration it is in, however long one iteration takes: the first
 // piece of training is one iteration (here tenths of a second: CD-50000), not a guess of hundreds.
 TEST(Resume, ASignalStopsARunOfSlowIterationsAfterTheIterationItIsIn) {
