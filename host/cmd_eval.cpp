@@ -126,6 +126,12 @@ struct Selection {
   bool operator==(const Selection&) const = default;
 };
 
+// Whether --method exact can compute this model's log Z (H up to host/evaluate.hpp's limits).
+bool exact_log_z_possible(const Params& params) {
+  return params.hidden <= (params.hidden_type == HiddenType::ternary ? kMaxExactTernaryHidden
+                                                                     : kMaxExactBinaryHidden);
+}
+
 // The images in both selections, as a selection, or nullopt when they share none: MNIST's train and
 // test splits are disjoint and its digits partition each, so the overlap is a selection too.
 std::optional<Selection> overlap(const Selection& a, const Selection& b) {
@@ -200,14 +206,21 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   const Selection scored{digit, split};
   const Dataset& images = load(scored);
   const Dataset& train = load({digit, Split::train});
-  if (images.rows == 0 || train.rows == 0) {
+  if (images.rows == 0) {
     throw InputError("no images match --digit " + digit_text + " and --split " + f.split);
   }
   if (images.cols() != params.visible) {
     throw InputError("--model " + f.model + " has " + std::to_string(params.visible) +
                      " visible units, the images " + std::to_string(images.cols()) + " pixels");
   }
-  options.base_rate = base_rate_biases(train);
+  // Only AIS needs the train split's images (its base-rate model); an exact log Z does not.
+  if (train.rows > 0) {
+    options.base_rate = base_rate_biases(train);
+  } else if (!log_z_is_exact(params, options)) {
+    throw InputError("AIS takes its base-rate model from the train split's images of --digit " +
+                     digit_text + ", and " + f.data + " has none" +
+                     (exact_log_z_possible(params) ? " (--method exact needs none)" : ""));
+  }
 
   std::unique_ptr<Backend> backend = make_backend();
   backend->set_params(params);
@@ -225,11 +238,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
       std::snprintf(text, sizeof text,
                     "log Z = %g: the model's sums overflow in float (max |W| = %.3g)",
                     base.summary.log_z, max_weight);
-      const bool ternary = params.hidden_type == HiddenType::ternary;
-      const bool exact_possible =
-          params.hidden <= (ternary ? kMaxExactTernaryHidden : kMaxExactBinaryHidden);
-      throw InputError("--model " + f.model + ": AIS from the " + base.name + " model gave " +
-                       text + (exact_possible ? "; --method exact computes it for this H" : ""));
+      throw InputError(
+          "--model " + f.model + ": AIS from the " + base.name + " model gave " + text +
+          (exact_log_z_possible(params) ? "; --method exact computes it for this H" : ""));
     }
   }
   const double free_energy = mean_free_energy(params, images);

@@ -409,6 +409,19 @@ TEST(BadInput, BrokenIdxFilesInTheDataDirectory) {
                    {"no held-out images match --digit 1 in the test split (--split train scores",
                     "--split all"});
     EXPECT_FALSE(std::filesystem::exists(none));
+    // eval scores a digit that the train split lacks with an exact log Z, which needs no training
+    // images (it was refused, saying that no images matched); AIS, whose base-rate model comes
+    // from them, is refused, saying so.
+    const std::string two = (dir / "two").string();
+    const test::CommandResult trained = run_cpu({"--data", (dir / "good").string(), "--iters", "20",
+                                                 "--hidden", "4", "--digit", "2", "--out", two});
+    ASSERT_EQ(trained.exit_code, 0) << trained.output;
+    const test::CommandResult exact = run_cpu({"eval", two, "--data", (dir / "good").string()});
+    EXPECT_EQ(exact.exit_code, 0) << exact.output;
+    EXPECT_NE(exact.output.find("split test: 1 images"), std::string::npos) << exact.output;
+    expect_refused({"eval", two, "--data", (dir / "good").string(), "--method", "ais"},
+                   {"AIS takes its base-rate model from the train split's images of --digit 2",
+                    "(--method exact needs none)"});
   }
   struct Case {
     std::string what, file, bytes;
