@@ -204,10 +204,26 @@ void write_file_atomic(const std::filesystem::path& path,
   StagedFile(path, next_piece).commit();
 }
 
+namespace {
+
+// .NAME.tmp.PID, with NAME cut (at the start of a UTF-8 character) where the whole would pass the
+// 255 bytes a file name may have: a legal name of 250 bytes could not be staged.
+std::string temporary_name(const std::string& name) {
+  constexpr size_t kNameMax = 255;
+  const std::string suffix = ".tmp." + std::to_string(::getpid());
+  size_t keep = std::min(name.size(), kNameMax - 1 - suffix.size());
+  while (keep > 0 && keep < name.size() &&
+         (static_cast<unsigned char>(name[keep]) & 0xC0) == 0x80) {
+    --keep;  // a continuation byte: the character starts before it
+  }
+  return "." + name.substr(0, keep) + suffix;
+}
+
+}  // namespace
+
 StagedFile::StagedFile(const std::filesystem::path& path)
     : path_(path), target_(write_target(path)) {
-  tmp_ = directory_of(target_) /
-         ("." + target_.filename().string() + ".tmp." + std::to_string(::getpid()));
+  tmp_ = directory_of(target_) / temporary_name(target_.filename().string());
   // Unnamed while it is written, where the file system allows (O_TMPFILE: ext4, xfs, btrfs,
   // tmpfs): a process killed meanwhile (SIGKILL, the OOM killer, a crash) leaves nothing behind,
   // however long the writing (sample's --out grows for hours). Else named from the start.

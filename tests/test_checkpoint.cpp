@@ -559,6 +559,28 @@ TEST_P(AtomicFileTemporaries, AStagedFileReplacesNothingUntilCommitted) {
   EXPECT_EQ(file_count(), 2);
 }
 
+// A file whose name is near the 255 bytes a name may have is written too: its temporary name
+// (.NAME.tmp.PID) is cut to fit, at a character's start (a tester's 250-byte `sample --out` was
+// refused: "File name too long").
+TEST_P(AtomicFileTemporaries, ANameOfAlmost255BytesIsWritten) {
+  test::TempDir dir;
+  const std::string ascii = std::string(251, 'a') + ".npy";  // 255 bytes
+  std::string accented;
+  while (accented.size() < 250) accented += "\xc3\xa9";  // é, 2 bytes each
+  accented += ".npy";
+  for (const std::string& name : {ascii, accented}) {
+    SCOPED_TRACE(name.size());
+    write_file_atomic(dir / name, "old");
+    StagedFile staged(dir / name, "new");
+    EXPECT_EQ(read_file(dir / name), "old");
+    staged.commit();
+    EXPECT_EQ(read_file(dir / name), "new");
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            2);
+}
+
 // A staged file written a piece at a time (sample's --out, a block of chains at a time): the
 // pieces in order, in place only once finished and committed; it cannot be committed before it is
 // finished, nor written after; moved while open, the new owner writes on.
