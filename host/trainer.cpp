@@ -582,9 +582,9 @@ void run_training(Backend& backend, const TrainOptions& options) {
     const double wall_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - invocation_start).count();
     std::printf(
-        "trained %lld %ss%s on %lld images with %s in %.3f s of updates (%.2f us/%s%s); this "
+        "trained %lld %s%s%s on %lld images with %s in %.3f s of updates (%.2f us/%s%s); this "
         "invocation took %.1f s in all, with the data's loading, the metrics and the checkpoints\n",
-        static_cast<long long>(recipe.iters), unit, resumed.c_str(),
+        static_cast<long long>(recipe.iters), unit, recipe.iters == 1 ? "" : "s", resumed.c_str(),
         static_cast<long long>(train.rows), backend.name().c_str(), train_seconds,
         1e6 * train_seconds / static_cast<double>(recipe.iters), unit,
         resume ? ", both over all of the run's invocations" : "", wall_seconds);
