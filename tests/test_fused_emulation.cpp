@@ -238,72 +238,41 @@ TEST(FusedEmulation, MatchesCpuOnShapesThatDivideNothing) {
 // that write a buffer and read it from another CTA with no cluster barrier between, either way
 // round; a read before the first cluster barrier; none after the last read.
 TEST(FusedEmulation, EmulatorRefusesRacesOnThePartials) {
-  const auto write = [](EmulatedCluster& e, int buffer) {
+  // Runs one step on `e`, a cluster of 2 CTAs: wP each CTA writes its partials buffer P, rP each
+  // reads the other's, c a CTA barrier, C a cluster barrier, F the end of the kernel.
+  const auto run = [](EmulatedCluster& e, const std::string& step) {
+    if (step == "c") return e.sync_cta();
+    if (step == "C") return e.sync_cluster();
+    if (step == "F") return e.finish();
+    const int buffer = step[1] - '0';
     e.each_thread([&](fused::Cta& c, int thread, int) {
-      if (thread == 0) e.partials_to_write(c, buffer)[0] = 1.0f;
-    });
-  };
-  const auto read = [](EmulatedCluster& e, int buffer) {
-    e.each_thread([&](fused::Cta& c, int thread, int) {
-      if (thread == 0) {
+      if (thread != 0) return;
+      if (step[0] == 'w') {
+        e.partials_to_write(c, buffer)[0] = 1.0f;
+      } else {
         EXPECT_EQ(e.partials_of(c, 1 - c.rank, buffer)[0], 1.0f);
       }
     });
   };
-  const auto cluster = [] { return EmulatedCluster(8, 4, 2, 4, false); };
-  {
-    SCOPED_TRACE("double-buffered, as the kernel does it");
-    EmulatedCluster e = cluster();
-    write(e, 0);
-    e.sync_cluster();
-    read(e, 0);
-    e.sync_cta();
-    write(e, 1);
-    e.sync_cluster();
-    read(e, 1);
-    e.sync_cta();
-    write(e, 0);
-    e.sync_cluster();
-    read(e, 0);
-    e.sync_cluster();
-    EXPECT_NO_THROW(e.finish());
-  }
-  {
-    SCOPED_TRACE("single-buffered: buffer 0 written again while it may be read");
-    EmulatedCluster e = cluster();
-    write(e, 0);
-    e.sync_cluster();
-    read(e, 0);
-    e.sync_cta();
-    EXPECT_THROW(write(e, 0), std::logic_error);
-  }
-  {
-    SCOPED_TRACE("read after a CTA barrier only");
-    EmulatedCluster e = cluster();
-    write(e, 0);
-    e.sync_cluster();
-    read(e, 0);
-    e.sync_cta();
-    write(e, 1);
-    e.sync_cta();
-    EXPECT_THROW(read(e, 1), std::logic_error);
-  }
-  {
-    SCOPED_TRACE("read before the first cluster barrier");
-    EmulatedCluster e = cluster();
-    write(e, 0);
-    e.sync_cta();
-    EXPECT_THROW(read(e, 0), std::logic_error);
-  }
-  {
-    SCOPED_TRACE("no cluster barrier after the last read");
-    EmulatedCluster e = cluster();
-    write(e, 0);
-    e.sync_cluster();
-    read(e, 0);
-    e.sync_cta();
-    EXPECT_THROW(e.finish(), std::logic_error);
-  }
+  // `steps` on a fresh cluster: every step but the last runs; the last throws, or not.
+  const auto expect = [&](const char* what, const std::vector<std::string>& steps, bool refused) {
+    SCOPED_TRACE(what);
+    EmulatedCluster e(8, 4, 2, 4, false);
+    for (size_t k = 0; k + 1 < steps.size(); ++k) ASSERT_NO_THROW(run(e, steps[k])) << k;
+    if (refused) {
+      EXPECT_THROW(run(e, steps.back()), std::logic_error);
+    } else {
+      EXPECT_NO_THROW(run(e, steps.back()));
+    }
+  };
+  expect("double-buffered, as the kernel does it",
+         {"w0", "C", "r0", "c", "w1", "C", "r1", "c", "w0", "C", "r0", "C", "F"}, false);
+  expect("single-buffered: buffer 0 written again while it may be read",
+         {"w0", "C", "r0", "c", "w0"}, true);
+  expect("read after a CTA barrier only", {"w0", "C", "r0", "c", "w1", "c", "r1"}, true);
+  expect("read before the first cluster barrier (the other CTA may not have started)", {"c", "r1"},
+         true);
+  expect("no cluster barrier after the last read", {"w0", "C", "r0", "c", "F"}, true);
 }
 
 // More hidden units than threads (each thread walks several columns; one column group), on the
