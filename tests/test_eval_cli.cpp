@@ -836,24 +836,31 @@ TEST(SampleCli, BlocksGiveTheStatesOfOneCall) {
 
 // The outputs are written all or none: each is staged (host/atomic_file.hpp) before any is put in
 // place, so that when a later one fails the earlier ones' files are as they were, and no temporary
-// file is left. A name of 250 characters passes the checks before sampling but not the write: its
-// temporary file's name (.NAME.tmp.PID) is longer than the 255 bytes a file name may have on
-// Linux.
+// file is left. The last output's directory is removed once sample has passed its checks (it
+// catches SIGTERM from then on), with sample stopped (SIGSTOP) meanwhile: its staging fails.
 TEST(SampleCli, AFailedWriteWritesNoneOfTheOutputs) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
   std::filesystem::create_directory(dir / "out");
+  std::filesystem::create_directory(dir / "late");
   const std::string out = (dir / "out" / "s.npy").string(), png = (dir / "out" / "s.png").string();
-  const std::string long_png = (dir / "out" / (std::string(246, 'x') + ".png")).string();
+  const std::string late_png = (dir / "late" / "b.png").string();
   write_file_atomic(out, "old states");
   write_file_atomic(png, "old picture");
-  const test::CommandResult r =
-      run_cpu({"sample", (dir / "model").string(), "--chains", "3", "--steps", "2", "--out", out,
-               "--png", png, "--before-after", long_png});
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_EQ(test::line_count(r.output), 1) << r.output;
-  EXPECT_EQ(r.output.rfind("rbm_cpu sample: --before-after " + long_png, 0), 0u) << r.output;
-  EXPECT_TRUE(r.output.ends_with("; nothing written\n")) << r.output;
+  test::ChildProcess child(RBM_CPU_EXE,
+                           {"sample", (dir / "model").string(), "--chains", "10000", "--steps",
+                            "20", "--out", out, "--png", png, "--before-after", late_png},
+                           dir / "log.txt");
+  child.wait_until_it_catches(SIGTERM);
+  child.signal(SIGSTOP);  // a sampling quicker than this thread cannot end meanwhile
+  std::filesystem::remove(dir / "late");
+  child.signal(SIGCONT);
+  child.wait();
+  EXPECT_EQ(child.exit_code(), 2);
+  const std::string log = read_file(dir / "log.txt");
+  EXPECT_EQ(test::line_count(log), 1) << log;
+  EXPECT_EQ(log.rfind("rbm_cpu sample: --before-after " + late_png, 0), 0u) << log;
+  EXPECT_TRUE(log.ends_with("; nothing written\n")) << log;
   EXPECT_EQ(read_file(out), "old states");
   EXPECT_EQ(read_file(png), "old picture");
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir / "out"),
