@@ -479,6 +479,8 @@ namespace {
 struct MetricsUpTo {
   std::string text;
   int64_t last_row = 0;
+  bool last_row_has_eval = false;  // its log_z field holds a value (--eval-every's columns)
+  size_t last_row_at = 0;          // where the last row starts in text
 };
 // Throws when a multiple of log_every lies strictly between two consecutive rows `from` and `to`
 // (from = 0: before the first row): its row is missing, so the file was edited or is another's.
@@ -562,8 +564,13 @@ MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, i
       require_log_points_between(path, previous_iteration, row_iteration, log_every,
                                  "line " + std::to_string(line) + "'s iteration " +
                                      std::to_string(row_iteration) + " follows " + after);
+      kept.last_row_at = kept.text.size();
       (kept.text += row) += '\n';
       kept.last_row = row_iteration;
+      const auto log_z = std::find(columns.begin(), columns.end(), "log_z");
+      const std::vector<std::string> fields = split_fields(row);
+      kept.last_row_has_eval =
+          log_z != columns.end() && !fields[static_cast<size_t>(log_z - columns.begin())].empty();
     }
     require_metrics_values(path, line, columns, row);
     previous_iteration = row_iteration;
@@ -797,6 +804,12 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
       resume.ends_here = true;
       resume.row_missing = metrics.last_row != t;
       resume.row_with_eval = resume.row_with_eval || options.eval_every > 0;
+    }
+    // A row at the point that lacks the eval the point needs (logged when the point was not the
+    // end, or left by a kill before its row was computed again) is computed again, with it.
+    if (resume.row_with_eval && metrics.last_row == t && !metrics.last_row_has_eval) {
+      resume.metrics_csv.resize(metrics.last_row_at);
+      resume.row_missing = true;
     }
     tidy_run_directory(dir, checkpoint);
     resume.params = std::move(checkpoint.params);

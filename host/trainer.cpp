@@ -484,6 +484,10 @@ void run_training(Backend& backend, const TrainOptions& options) {
   // depend on the seed alone), so that metrics.csv ends as an uninterrupted run's.
   const bool resumed_row = resume && resume->row_missing;
   if (resumed_row) {
+    // A new end (--iters at the checkpoint) is recorded before its row is written, with the row
+    // as missing: a kill between the two leaves a run.json that names the row's point, not a row
+    // at a point the recorded run does not have.
+    if (resume->ends_here) write_checkpoint_now(nlohmann::json{{"eval", resume->row_with_eval}});
     const std::optional<MetricsRow> row = log_point_row(resume->row_with_eval);
     // Stopped again: the checkpoint is this very state, still without its row, written again so
     // that run.json records this invocation's --iters (the message's "of N"). That moves the end

@@ -265,6 +265,40 @@ TEST(Resume, ItersAtTheStoppedIterationEndsTheRunThere) {
   EXPECT_NE(again.output.find("nothing to train"), std::string::npos) << again.output;
 }
 
+// With --eval-every, a run's end is an eval point: --iters at a checkpoint whose row was logged
+// without eval (a log point only, then) computes that row again with it, as a run of that length
+// logs its last row. Here a SIGKILL leaves the checkpoint at a multiple of --log-every, far from
+// any multiple of --eval-every.
+TEST(Resume, ItersAtACheckpointWithARowGivesTheRowItsEval) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  // H 8: an exact log Z in milliseconds.
+  const auto flags = [](const std::string& iters, const std::filesystem::path& out) {
+    return std::vector<std::string>{"--data",      RBM_MNIST_DIR, "--seed",       "11",
+                                    "--hidden",    "8",           "--k",          "1",
+                                    "--log-every", "1000",        "--eval-every", "100000000",
+                                    "--iters",     iters,         "--out",        out.string()};
+  };
+  test::ChildProcess child(RBM_CPU_EXE, flags("1000000000", run), dir / "child.log");
+  wait_for_training(run, child);
+  child.signal(SIGKILL);
+  child.wait();
+  ASSERT_EQ(child.killed_by(), SIGKILL) << read_file(dir / "child.log");
+  const int64_t t = load_checkpoint(run).iteration;
+  ASSERT_GT(t, 0);
+  ASSERT_EQ(t % 1000, 0);
+  const std::string end = std::to_string(t);
+  const test::CommandResult resumed = run_cpu({"--resume", run.string(), "--iters", end});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const test::CommandResult straight = run_cpu(flags(end, dir / "straight"));
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  const std::string metrics = metrics_without_time(run);
+  EXPECT_EQ(metrics, metrics_without_time(dir / "straight"));
+  EXPECT_NE(metrics.find("\n" + end + ","), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(",exact,"), std::string::npos)
+      << "the end's row has its eval: " << metrics;
+}
+
 // A signal stops a run after the iteration it is in, however long one iteration takes: the first
 // piece of training is one iteration (here tenths of a second: CD-50000), not a guess of hundreds.
 TEST(Resume, ASignalStopsARunOfSlowIterationsAfterTheIterationItIsIn) {
