@@ -57,6 +57,13 @@ class EmulatedCluster {
       ctas_.push_back(fused::carve_cta(memory.data(), d, H, cluster_ctas, threads, rank));
       // Everything after the image index's header is NaN until the kernel writes it.
       std::fill(memory.begin() + fused::kHeaderFloats, memory.end(), std::nanf(""));
+      // The partials only through partials_to_write and partials_of, each buffer its own H
+      // floats: a kernel that reached them another way (the Cta's pointer, or past a buffer's end)
+      // would crash here, or fail under AddressSanitizer, rather than slip past the checks.
+      ctas_.back().partials = nullptr;
+      for (int buffer = 0; buffer < 2; ++buffer) {
+        buffer_state(rank, buffer).values.assign(static_cast<size_t>(H), std::nanf(""));
+      }
     }
   }
 
@@ -83,12 +90,11 @@ class EmulatedCluster {
                              " while other CTAs may still read it (no cluster barrier between)");
     }
     state.write_epoch = epoch_;
-    return cta.partials + static_cast<size_t>(buffer) * cta.H;
+    return state.values.data();
   }
   float* partials_of(const fused::Cta& cta, int rank, int buffer) {
-    const fused::Cta& owner = ctas_.at(static_cast<size_t>(rank));
+    Buffer& state = buffer_state(rank, buffer);
     if (rank != cta.rank) {
-      Buffer& state = buffer_state(rank, buffer);
       if (epoch_ == 0) {
         throw std::logic_error("CTA " + std::to_string(rank) +
                                "'s partials read before the first cluster barrier");
@@ -101,7 +107,7 @@ class EmulatedCluster {
       state.remote_read_epoch = epoch_;
       last_remote_read_epoch_ = epoch_;
     }
-    return owner.partials + static_cast<size_t>(buffer) * owner.H;
+    return state.values.data();
   }
   // After the kernel returns: no CTA exits while another may still read its shared memory.
   void finish() const {
@@ -114,6 +120,7 @@ class EmulatedCluster {
 
  private:
   struct Buffer {
+    std::vector<float> values;  // (H)
     int64_t write_epoch = -1, remote_read_epoch = -1;
   };
   Buffer& buffer_state(int rank, int buffer) {
