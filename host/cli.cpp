@@ -247,14 +247,15 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
                                   [](const std::string& arg) { return arg != "--version"; });
   if (!eval && !sample && other != args.end() &&
       std::find(args.begin(), args.end(), "--version") != args.end() &&
-      std::find(args.begin(), args.end(), "--help") == args.end()) {
+      std::find(args.begin(), args.end(), "--help") == args.end() &&
+      std::find(args.begin(), args.end(), "-h") == args.end()) {
     std::fprintf(stderr,
                  "%s: --version prints the version and exits: it takes no other flag (got "
                  "'%s')\n",
                  program.c_str(), other->c_str());
     return kExitBadInput;
   }
-  if (const std::optional<std::string> empty = empty_inline_value(args);
+  if (const std::optional<std::string> empty = empty_inline_value(app, args);
       empty && !eval && !sample) {
     std::fprintf(stderr, "%s: %s (see --help)\n", program.c_str(), empty->c_str());
     return kExitBadInput;

@@ -143,20 +143,29 @@ std::string parse_error_text(const CLI::ParseError& error) {
   return what;
 }
 
-std::optional<std::string> empty_inline_value(const std::vector<std::string>& args) {
-  for (const std::string& arg : args) {
+std::optional<std::string> empty_inline_value(const CLI::App& app,
+                                              const std::vector<std::string>& args) {
+  for (size_t k = 0; k < args.size(); ++k) {
+    const std::string& arg = args[k];
     if (arg == "--") break;  // positionals follow
-    if (arg.size() > 3 && arg.starts_with("--") && arg.ends_with('=') &&
-        arg.find('=') == arg.size() - 1) {
-      return arg.substr(0, arg.size() - 1) + ": empty value";
+    if (!arg.starts_with("--")) continue;
+    const size_t equals = arg.find('=');
+    const std::string name = arg.substr(0, equals);
+    const CLI::Option* option = app.get_option_no_throw(name);
+    if (option == nullptr) continue;  // not one of app's flags: CLI11 says so
+    if (equals == std::string::npos) {
+      // A flag that takes a value takes the next word, whatever it looks like (--out --x=).
+      if (option->get_type_size_min() > 0 && option->get_expected_min() > 0) ++k;
+      continue;
     }
+    if (equals + 1 == arg.size()) return name + ": empty value";
   }
   return std::nullopt;
 }
 
 std::optional<int> parse_command_flags(CLI::App& app, const std::vector<std::string>& args) {
   prepare_flags(app);
-  if (const std::optional<std::string> empty = empty_inline_value(args)) {
+  if (const std::optional<std::string> empty = empty_inline_value(app, args)) {
     std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), empty->c_str());
     return 2;
   }

@@ -29,11 +29,13 @@ void reject_repeated_flags(const CLI::App& app);
 // words it did not expect in the order they were given (CLI11 parses them reversed).
 std::string parse_error_text(const CLI::ParseError& error);
 
-// "--out: empty value" for the first argument (before a "--") that gives a long flag an empty
-// value after '=' (--out=, as a script's --out=$DIR writes it with DIR unset); nullopt when none
-// does. CLI11 would take the next argument as the value instead: --out= --visible-bias wrote the
-// run into a directory named --visible-bias, without visible biases. Checked before parsing.
-std::optional<std::string> empty_inline_value(const std::vector<std::string>& args);
+// "--out: empty value" for the first argument (before a "--") that gives one of app's flags an
+// empty value after '=' (--out=, as a script's --out=$DIR writes it with DIR unset); nullopt when
+// none does. A word that is a flag's value (--out --x=) is not looked at. CLI11 would take the
+// next argument as the value instead: --out= --visible-bias wrote the run into a directory named
+// --visible-bias, without visible biases. Checked before parsing.
+std::optional<std::string> empty_inline_value(const CLI::App& app,
+                                              const std::vector<std::string>& args);
 
 // prepare_flags, then parses args (in order) into app and reject_repeated_flags. Returns the exit
 // code when the command should stop now: 0 after --help, 2 after a bad flag (one line on stderr

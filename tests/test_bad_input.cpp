@@ -213,6 +213,15 @@ TEST(BadInput, AnEmptyValueAfterEqualsIsRefused) {
                  {"rbm_cpu sample: --png: empty value"});
   expect_refused({"sample", "--out=", "x", "model"}, {"rbm_cpu sample: --out: empty value"});
   expect_refused({"--iters", "2", "--lr="}, {"--lr: empty value"});
+  // Only a flag's own '=': a word that is another flag's value, or an unknown flag, is what it is.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--iters", "2", "--data", "--x="},
+        std::vector<std::string>{"--bogus="}, std::vector<std::string>{"eval", "m", "--bogus="}}) {
+    const test::CommandResult r = run_cpu(args);
+    EXPECT_EQ(r.exit_code, 2) << join(args) << ": " << r.output;
+    EXPECT_EQ(r.output.find("empty value"), std::string::npos) << join(args) << ": " << r.output;
+    EXPECT_NE(r.output.find(args.back()), std::string::npos) << join(args) << ": " << r.output;
+  }
 }
 
 // Values that used to be silently ignored or silently replaced by a default.
