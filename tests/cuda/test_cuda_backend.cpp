@@ -125,13 +125,17 @@ TEST(CudaBackend, MatchesCpuOnOtherShapes) {
   const Dataset small = test::random_images(50, 40, 0.3, 11);
   for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
     Recipe recipe = with_visible_bias(true, type);
-    recipe.hidden = 500;
-    SCOPED_TRACE(std::string(hidden_type_name(type)) + ", 784 x 500");
-    expect_cuda_matches_cpu(threes, recipe, 10);
-    recipe.hidden = 37;
-    recipe.k = 2;
-    SCOPED_TRACE(std::string(hidden_type_name(type)) + ", 50 x 37, CD-2");
-    expect_cuda_matches_cpu(small, recipe, 100);
+    {
+      SCOPED_TRACE(std::string(hidden_type_name(type)) + ", 784 x 500");
+      recipe.hidden = 500;
+      expect_cuda_matches_cpu(threes, recipe, 10);
+    }
+    {
+      SCOPED_TRACE(std::string(hidden_type_name(type)) + ", 50 x 37, CD-2");
+      recipe.hidden = 37;
+      recipe.k = 2;
+      expect_cuda_matches_cpu(small, recipe, 100);
+    }
   }
 }
 
