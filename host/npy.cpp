@@ -359,12 +359,19 @@ void NpyStatesFile::append_rows(std::span<const uint8_t> states) {
     const size_t n = std::min(piece_rows, states.size() / cols);
     piece_.resize(n * row_bytes_);
     if (packed_) {
-      // Unit i in byte i / 8, bit 7 - i % 8; the last byte's unused low bits are 0.
+      // Unit i in byte i / 8, bit 7 - i % 8; the last byte's unused low bits are 0. Each byte
+      // from its 8 units without a branch: random states defeat a branch per unit (4 ns each).
       std::memset(piece_.data(), 0, piece_.size());
       for (size_t r = 0; r < n; ++r) {
         auto* row = reinterpret_cast<uint8_t*>(piece_.data()) + r * row_bytes_;
-        for (size_t i = 0; i < cols; ++i) {
-          if (states[r * cols + i]) row[i / 8] |= static_cast<uint8_t>(0x80u >> (i % 8));
+        const uint8_t* units = states.data() + r * cols;
+        for (size_t i = 0; i < cols; i += 8) {
+          const size_t count = std::min<size_t>(8, cols - i);
+          unsigned bits = 0;
+          for (size_t j = 0; j < count; ++j) {
+            bits |= static_cast<unsigned>(units[i + j] != 0) << (7 - j);
+          }
+          row[i / 8] = static_cast<uint8_t>(bits);
         }
       }
     } else {
