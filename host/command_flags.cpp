@@ -204,7 +204,10 @@ float parse_float_flag(const std::string& flag, const std::string& text, const s
   // minibatch path that any decay selects.
   const bool typed_nonzero = decimal->mantissa.find_first_not_of('0') != std::string::npos;
   if (typed_nonzero && narrowed == 0.0f) {
-    throw InputError(message + ", which is 0 as a 32-bit float)");
+    // 0 itself may be in the range: say why this one is not it.
+    throw InputError(message +
+                     ", which is 0 as a 32-bit float: a nonzero value must be at least 1.4e-45 in "
+                     "magnitude)");
   }
   if (!ok(narrowed)) {
     // The double may pass where its float does not (1e-46 is 0, 0.9999999999 is 1): say so.

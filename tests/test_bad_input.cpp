@@ -111,7 +111,7 @@ TEST(BadInput, EveryTrainingFlagRefusesItsInvalidValues) {
   // so, for any real flag (0 itself is --weight-decay's and --momentum's default).
   expect_refused({"--weight-decay", "1e-50"},
                  {"--weight-decay must be a number in [0, 1000] (got '1e-50', which is 0 as a "
-                  "32-bit float)"});
+                  "32-bit float: a nonzero value must be at least 1.4e-45 in magnitude)"});
   // Also below the smallest double, which strtod reads as 0 (NumbersAreReadAsTyped: --lr);
   // "0.000", "-0" and "0e-400" are 0 as typed.
   TempDir dir;
@@ -172,7 +172,7 @@ TEST(BadInput, NumbersAreReadAsTyped) {
   expect_refused({"--lr", "1e-46"}, {"--lr", "'1e-46'", "which is 0 as a 32-bit float"});
   expect_refused({"--momentum", "0.9999999999"},
                  {"--momentum", "in [0, 1)", "'0.9999999999'", "which is 1 as a 32-bit float"});
-  expect_refused({"--lr", "1e-400"}, {"--lr", "(got '1e-400', which is 0 as a 32-bit float)"});
+  expect_refused({"--lr", "1e-400"}, {"--lr", "(got '1e-400', which is 0 as a 32-bit float:"});
   expect_refused({"--lr", "1e39"}, {"--lr", "(got '1e39', beyond a 32-bit float)"});
   expect_refused({"--init-std", "1e39"}, {"--init-std", "'1e39'"});
   // No %f renderings of what was typed (0.000000, 1.000000, a 40-digit number).
