@@ -204,19 +204,22 @@ int main(int argc, char** argv) {
   Options o;
   std::vector<int> hidden = {100, 500}, thread_counts = {1, 2};
   bool skip_alone = false;
+  int one_hidden = 0, one_thread_count = 0;  // --hidden, --threads: one value instead of the lists
   const std::vector<bench::Flag> flags = {
       bench::int_flag("--chains", o.chains, int64_t{1}, int64_t{1} << 20),
       bench::int_flag("--steps", o.steps, int64_t{2}, int64_t{100000}),
       bench::int_flag("--repeats", o.repeats, 1, 1000),
       {"--data", [&](const std::string& v) { o.data = v; }},
-      {"--hidden", [&](const std::string& v) { hidden = {std::atoi(v.c_str())}; }},
-      {"--threads", [&](const std::string& v) { thread_counts = {std::atoi(v.c_str())}; }},
+      bench::int_flag("--hidden", one_hidden, 1, 100000),
+      bench::int_flag("--threads", one_thread_count, 1, 1024),
       bench::switch_flag("--no-alone", [&] { skip_alone = true; }),
   };
   const std::string usage =
       "sampler_lab [--chains N] [--steps K] [--repeats R] [--hidden H] [--threads T] [--no-alone] "
       "[--data DIR]";
   return bench::bench_main(argc, argv, flags, usage, [&] {
+    if (one_hidden > 0) hidden = {one_hidden};
+    if (one_thread_count > 0) thread_counts = {one_thread_count};
     const Dataset digits = load_mnist(o.data, std::nullopt, Split::train);
     const SingleThreadedBlas one_blas_thread;
     std::printf("openblas %s, core %s\n", openblas_get_config(), openblas_get_corename());
