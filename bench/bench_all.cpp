@@ -14,6 +14,7 @@
 #include <cblas.h>  // openblas_get_corename: which of its kernels OpenBLAS chose for this CPU
 #include <stdlib.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -347,6 +348,25 @@ std::string utc_stamp(const char* format) {
 }
 
 int run(const Options& o) {
+  // What the flags name is checked before minutes of measuring: the results directory, the
+  // images, and an interpreter the user named for the peer.
+  std::error_code error;
+  std::filesystem::create_directories(o.results, error);
+  if (error || !std::filesystem::is_directory(o.results) ||
+      access(o.results.c_str(), W_OK | X_OK) != 0) {
+    std::fprintf(stderr, "bench_all: --results %s: not a directory it can write in%s\n",
+                 o.results.c_str(), error ? (" (" + error.message() + ")").c_str() : "");
+    return 2;
+  }
+  const Dataset threes = load_mnist(o.data, 3, Split::train);
+  const std::string python = o.torch ? torch_python(o) : "";
+  if (o.torch && !o.python.empty() && python.empty()) {
+    std::fprintf(stderr,
+                 "bench_all: --python %s: `%s -c 'import torch'` fails (--no-torch leaves the "
+                 "peer out)\n",
+                 o.python.c_str(), o.python.c_str());
+    return 2;
+  }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   double load = 0.0;
   (void)getloadavg(&load, 1);
@@ -369,7 +389,6 @@ int run(const Options& o) {
   builds.push_back({"cuda", nullptr, "no device", 0.0});
   const std::string cuda_note = "not built (no CUDA toolkit at configure time)";
 #endif
-  const std::string python = o.torch ? torch_python(o) : "";
   const bool peer = !python.empty();
   const bool peer_gpu = peer && torch_sees_gpu(python);
   const std::string peer_note =
@@ -382,7 +401,6 @@ int run(const Options& o) {
                : (peer_gpu ? "PyTorch on the GPU" : "PyTorch on the CPU, its default threads") +
                     std::string(" (") + python + ")";
 
-  const Dataset threes = load_mnist(o.data, 3, Split::train);
   const Dataset digits = load_mnist(o.data, std::nullopt, Split::train);
   const int q = o.quick ? 10 : 1;         // --quick divides the sizes
   const int q_chains = o.quick ? 16 : 1;  // and the chain counts, which stay powers of 2
@@ -646,8 +664,6 @@ int run(const Options& o) {
                                        ? nlohmann::json(speedup(row, row.cuda, row.cpu))
                                        : nlohmann::json(nullptr)}});
   }
-  std::error_code error;
-  std::filesystem::create_directories(o.results, error);
   const std::string path =
       o.results + "/bench_all-" + utc_stamp("%Y%m%d-%H%M%S") + (o.quick ? "-quick" : "") + ".json";
   if (FILE* f = std::fopen(path.c_str(), "w")) {
