@@ -581,7 +581,7 @@ def print_block(r):
         print("  note        %s not used: log Z is exact for this model (--method ais forces "
               "AIS)" % ", ".join(r["unused_flags"]))
     if r["log_z_method"] == "exact":
-        print("  test  avg log p(x)  %.6f nats  (exact log Z)" % r["test_avg_log_p"])
+        print("  %-5s avg log p(x)  %.6f nats  (exact log Z)" % (r["split"], r["test_avg_log_p"]))
     else:
         if r["log_z_ais"] < r["log_z_lower_bound"]:
             v = r["ais"][r["ais_chosen_base"]]
@@ -591,16 +591,16 @@ def print_block(r):
             else:
                 print("  note        AIS is below the exact lower bound but within its 3 sd; "
                       "Z is (almost) all the h = 0 / one-hot terms")
-        print("  test  avg log p(x)  %s nats  (3 sd: [%s, %s]; exact upper bound %s)"
-              % (fmt(r["test_avg_log_p"]), fmt(r["test_avg_log_p_lo"]),
+        print("  %-5s avg log p(x)  %s nats  (3 sd: [%s, %s]; exact upper bound %s)"
+              % (r["split"], fmt(r["test_avg_log_p"]), fmt(r["test_avg_log_p_lo"]),
                  fmt(r["test_avg_log_p_hi"]), fmt(r["test_avg_log_p_upper_bound"])))
     print("  train avg log p(x)  %s nats  (same log Z)"
           % ("%.6f" % r["train_avg_log_p"] if r["log_z_method"] == "exact"
              else fmt(r["train_avg_log_p"])))
-    print("  test  avg PLL       %s nats/image  (%.4f per pixel), exact, %.1f s"
-          % (fmt(r["test_avg_pll"]), r["test_avg_pll_per_pixel"], r["pll_seconds"]))
-    print("  reference   base-rate model alone: test avg log p(x) %s nats"
-          % fmt(r["base_rate_model_test_avg_log_p"]))
+    print("  %-5s avg PLL       %s nats/image  (%.4f per pixel), exact, %.1f s"
+          % (r["split"], fmt(r["test_avg_pll"]), r["test_avg_pll_per_pixel"], r["pll_seconds"]))
+    print("  reference   base-rate model alone: %s avg log p(x) %s nats"
+          % (r["split"], fmt(r["base_rate_model_test_avg_log_p"])))
     sys.stdout.flush()
 
 
