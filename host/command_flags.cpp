@@ -295,6 +295,11 @@ void check_output_file(const std::string& flag, const std::string& text) {
   namespace fs = std::filesystem;
   const std::string where = flag + " " + text + ": ";
   if (text.empty()) throw InputError(flag + ": empty value");
+  // Many tools read "-" as standard output; rbm writes only files (written whole, then renamed
+  // into place), so a file named "-" would surprise: ./- names it, if that is what is meant.
+  if (text == "-") {
+    throw InputError(where + "rbm writes files, not standard output (./- names a file called -)");
+  }
   if (!fs::path(text).has_filename()) throw InputError(where + "names a directory, not a file");
   // What the kernel reaches through links first: /proc/self/fd/1 is a magic link, whose text
   // (pipe:[N]) names no file, to a pipe.

@@ -201,11 +201,11 @@ TEST(BadInput, FlagsGivenTwice) {
 // named --visible-bias), or said something else was wrong.
 TEST(BadInput, AnEmptyValueAfterEqualsIsRefused) {
   TempDir dir;
-  const std::filesystem::path cwd = std::filesystem::current_path();
-  std::filesystem::current_path(dir.path());
-  expect_refused({"--iters", "2", "--out=", "--visible-bias"}, {"--out: empty value"});
+  {
+    const test::WorkingDirectory in_dir(dir.path());
+    expect_refused({"--iters", "2", "--out=", "--visible-bias"}, {"--out: empty value"});
+  }
   EXPECT_FALSE(std::filesystem::exists(dir / "--visible-bias"));
-  std::filesystem::current_path(cwd);
   expect_refused({"--lr=", "--iters", "5"}, {"--lr: empty value"});
   expect_refused({"train", "--seed=", "--iters", "5"}, {"--seed: empty value"});
   expect_refused({"eval", "--data=", "model"}, {"rbm_cpu eval: --data: empty value"});
@@ -266,6 +266,9 @@ TEST(BadInput, SampleOutputFiles) {
   expect_refused(sample({"--out", ""}), {"--out", "empty"});
   expect_refused(sample({"--out", out, "--png", ""}), {"--png", "empty"});
   expect_refused(sample({"--out", out, "--before-after", ""}), {"--before-after", "empty"});
+  // "-", standard output to many tools, is no file name here.
+  expect_refused(sample({"--out", "-"}), {"--out -: rbm writes files, not standard output"});
+  expect_refused(sample({"--out", out, "--png", "-"}), {"--png -:", "./-"});
   // Paths that cannot be written: refused before sampling, so nothing is written.
   expect_refused(sample({"--out", out, "--png", "/nonexistent/x.png"}),
                  {"--png", "/nonexistent/x.png", "does not exist"});
