@@ -567,10 +567,6 @@ MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, i
       kept.last_row_at = kept.text.size();
       (kept.text += row) += '\n';
       kept.last_row = row_iteration;
-      const auto log_z = std::find(columns.begin(), columns.end(), "log_z");
-      const std::vector<std::string> fields = split_fields(row);
-      kept.last_row_has_eval =
-          log_z != columns.end() && !fields[static_cast<size_t>(log_z - columns.begin())].empty();
     }
     require_metrics_values(path, line, columns, row);
     previous_iteration = row_iteration;
@@ -582,6 +578,14 @@ MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, i
   require_log_points_between(
       path, kept.last_row, iteration, log_every,
       "the checkpoint is at iteration " + std::to_string(iteration) + " and " + last_row);
+  // Whether the last row kept has --eval-every's log Z (only it is asked about).
+  const auto log_z = std::find(columns.begin(), columns.end(), "log_z");
+  if (kept.last_row > 0 && log_z != columns.end()) {
+    const std::string_view row(kept.text.data() + kept.last_row_at,
+                               kept.text.size() - kept.last_row_at - 1);  // without its newline
+    kept.last_row_has_eval =
+        !split_fields(row)[static_cast<size_t>(log_z - columns.begin())].empty();
+  }
   return kept;
 }
 
