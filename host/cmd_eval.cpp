@@ -126,12 +126,6 @@ struct Selection {
   bool operator==(const Selection&) const = default;
 };
 
-// Whether --method exact can compute this model's log Z (H up to host/evaluate.hpp's limits).
-bool exact_log_z_possible(const Params& params) {
-  return params.hidden <= (params.hidden_type == HiddenType::ternary ? kMaxExactTernaryHidden
-                                                                     : kMaxExactBinaryHidden);
-}
-
 // The images in both selections, as a selection, or nullopt when they share none: MNIST's train and
 // test splits are disjoint and its digits partition each, so the overlap is a selection too.
 std::optional<Selection> overlap(const Selection& a, const Selection& b) {

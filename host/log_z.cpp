@@ -19,20 +19,25 @@ int max_exact_hidden(HiddenType type, int max_binary_hidden) {
   return std::min(same_work, kMaxExactTernaryHidden);
 }
 
+bool exact_log_z_possible(const Params& params) {
+  return params.hidden <= (params.hidden_type == HiddenType::ternary ? kMaxExactTernaryHidden
+                                                                     : kMaxExactBinaryHidden);
+}
+
 bool log_z_is_exact(const Params& params, const LogZOptions& options) {
   const bool exact =
       options.method == LogZMethod::exact ||
       (options.method == LogZMethod::automatic &&
        params.hidden <= max_exact_hidden(params.hidden_type, options.max_exact_hidden));
-  const bool ternary = params.hidden_type == HiddenType::ternary;
-  if (exact && !ternary && params.hidden > kMaxExactBinaryHidden) {
+  if (exact && !exact_log_z_possible(params)) {
+    const std::string this_model = " (this model has " + std::to_string(params.hidden) + ")";
+    if (params.hidden_type == HiddenType::ternary) {
+      throw InputError(
+          "exact log Z of a ternary model enumerates 3^H hidden states and needs H <= " +
+          std::to_string(kMaxExactTernaryHidden) + this_model);
+    }
     throw InputError("exact log Z needs H <= " + std::to_string(kMaxExactBinaryHidden) +
-                     " (this model has " + std::to_string(params.hidden) + ")");
-  }
-  if (exact && ternary && params.hidden > kMaxExactTernaryHidden) {
-    throw InputError("exact log Z of a ternary model enumerates 3^H hidden states and needs H <= " +
-                     std::to_string(kMaxExactTernaryHidden) + " (this model has " +
-                     std::to_string(params.hidden) + ")");
+                     this_model);
   }
   return exact;
 }

@@ -77,6 +77,10 @@ struct LogZEstimate {
 // same work), at most kMaxExactTernaryHidden (24 -> 15, 20 -> 12).
 int max_exact_hidden(HiddenType type, int max_binary_hidden);
 
+// Whether the hidden states of this model can be enumerated at all (--method exact): H up to
+// kMaxExactBinaryHidden, or kMaxExactTernaryHidden for ternary units (host/evaluate.hpp).
+bool exact_log_z_possible(const Params& params);
+
 // Whether estimate_log_z enumerates the hidden states (exact) rather than run AIS. Throws
 // InputError when the options ask for exact enumeration of a model beyond its reach.
 bool log_z_is_exact(const Params& params, const LogZOptions& options);
