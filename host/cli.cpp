@@ -241,24 +241,26 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
     return kExitBadInput;
   }
   app.footer("Other commands: " + program + " eval --help, " + program + " sample --help");
-  // --version, as --device-info, exits without doing anything else: another word is refused, not
-  // ignored. (--help prints the help whatever else is given, as programs do.)
-  const auto other = std::find_if(args.begin(), args.end(),
-                                  [](const std::string& arg) { return arg != "--version"; });
-  if (!eval && !sample && other != args.end() &&
-      std::find(args.begin(), args.end(), "--version") != args.end() &&
-      std::find(args.begin(), args.end(), "--help") == args.end() &&
-      std::find(args.begin(), args.end(), "-h") == args.end()) {
-    std::fprintf(stderr,
-                 "%s: --version prints the version and exits: it takes no other flag (got "
-                 "'%s')\n",
-                 program.c_str(), other->c_str());
-    return kExitBadInput;
-  }
-  if (const std::optional<std::string> empty = empty_inline_value(app, args);
-      empty && !eval && !sample) {
-    std::fprintf(stderr, "%s: %s (see --help)\n", program.c_str(), empty->c_str());
-    return kExitBadInput;
+  // Training's flags, looked at before CLI11 parses them (eval and sample look at their own).
+  if (!eval && !sample) {
+    // --version, as --device-info, exits without doing anything else: another word is refused,
+    // not ignored. (--help prints the help whatever else is given, as programs do.)
+    const auto given = [&](const char* word) {
+      return std::find(args.begin(), args.end(), word) != args.end();
+    };
+    const auto other = std::find_if(args.begin(), args.end(),
+                                    [](const std::string& arg) { return arg != "--version"; });
+    if (given("--version") && other != args.end() && !given("--help") && !given("-h")) {
+      std::fprintf(stderr,
+                   "%s: --version prints the version and exits: it takes no other flag (got "
+                   "'%s')\n",
+                   program.c_str(), other->c_str());
+      return kExitBadInput;
+    }
+    if (const std::optional<std::string> empty = empty_inline_value(app, args)) {
+      std::fprintf(stderr, "%s: %s (see --help)\n", program.c_str(), empty->c_str());
+      return kExitBadInput;
+    }
   }
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
   try {
