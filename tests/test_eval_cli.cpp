@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -834,10 +835,29 @@ TEST(SampleCli, BlocksGiveTheStatesOfOneCall) {
                           (dir / "one.npy").string() + "\n");
 }
 
+// rbm_cpu sample with `args`, writing its output to dir/log.txt: once sample has passed its checks
+// (it catches SIGTERM from then on), before its sampling of about a second ends, it is held
+// (SIGSTOP) while `change` alters the files, so that a sampling quicker than this thread cannot
+// end meanwhile; then let go. It must fail (exit code 2) with one line, which is returned.
+std::string sample_changed_after_checks(const std::filesystem::path& dir,
+                                        const std::vector<std::string>& args,
+                                        const std::function<void()>& change) {
+  test::ChildProcess child(RBM_CPU_EXE, args, dir / "log.txt");
+  child.wait_until_it_catches(SIGTERM);
+  child.signal(SIGSTOP);
+  change();
+  child.signal(SIGCONT);
+  child.wait();
+  EXPECT_EQ(child.exit_code(), 2);
+  const std::string log = read_file(dir / "log.txt");
+  EXPECT_EQ(test::line_count(log), 1) << log;
+  return log;
+}
+
 // The outputs are written all or none: each is staged (host/atomic_file.hpp) before any is put in
 // place, so that when a later one fails the earlier ones' files are as they were, and no temporary
-// file is left. The last output's directory is removed once sample has passed its checks (it
-// catches SIGTERM from then on), with sample stopped (SIGSTOP) meanwhile: its staging fails.
+// file is left. The last output's directory is removed after sample's checks
+// (sample_changed_after_checks): its staging fails.
 TEST(SampleCli, AFailedWriteWritesNoneOfTheOutputs) {
   const test::TempDir dir;
   write_small_model(dir / "model", true);
@@ -847,18 +867,11 @@ TEST(SampleCli, AFailedWriteWritesNoneOfTheOutputs) {
   const std::string late_png = (dir / "late" / "b.png").string();
   write_file_atomic(out, "old states");
   write_file_atomic(png, "old picture");
-  test::ChildProcess child(RBM_CPU_EXE,
-                           {"sample", (dir / "model").string(), "--chains", "10000", "--steps",
-                            "20", "--out", out, "--png", png, "--before-after", late_png},
-                           dir / "log.txt");
-  child.wait_until_it_catches(SIGTERM);
-  child.signal(SIGSTOP);  // a sampling quicker than this thread cannot end meanwhile
-  std::filesystem::remove(dir / "late");
-  child.signal(SIGCONT);
-  child.wait();
-  EXPECT_EQ(child.exit_code(), 2);
-  const std::string log = read_file(dir / "log.txt");
-  EXPECT_EQ(test::line_count(log), 1) << log;
+  const std::string log = sample_changed_after_checks(
+      dir.path(),
+      {"sample", (dir / "model").string(), "--chains", "10000", "--steps", "20", "--out", out,
+       "--png", png, "--before-after", late_png},
+      [&] { std::filesystem::remove(dir / "late"); });
   EXPECT_EQ(log.rfind("rbm_cpu sample: --before-after " + late_png, 0), 0u) << log;
   EXPECT_TRUE(log.ends_with("; nothing written\n")) << log;
   EXPECT_EQ(read_file(out), "old states");
@@ -885,20 +898,14 @@ TEST(SampleCli, AFailedRenameNamesOnlyTheOutputsPutInPlace) {
   write_small_model(dir / "model", true);
   const std::string out = (dir / "o.npy").string(), png = (dir / "p.png").string();
   const auto run_and_take = [&](const std::filesystem::path& taken) {
-    test::ChildProcess child(RBM_CPU_EXE,
-                             {"sample", (dir / "model").string(), "--chains", "10000", "--steps",
-                              "20", "--out", out, "--png", png},
-                             dir / "log.txt");
-    child.wait_until_it_catches(SIGTERM);
-    // Held while the name is taken: a sampling quicker than this thread cannot end meanwhile.
-    child.signal(SIGSTOP);
-    std::filesystem::remove(taken);
-    std::filesystem::create_directories(taken / "inside");
-    child.signal(SIGCONT);
-    child.wait();
-    EXPECT_EQ(child.exit_code(), 2);
-    const std::string log = read_file(dir / "log.txt");
-    EXPECT_EQ(test::line_count(log), 1) << log;
+    const std::string log =
+        sample_changed_after_checks(dir.path(),
+                                    {"sample", (dir / "model").string(), "--chains", "10000",
+                                     "--steps", "20", "--out", out, "--png", png},
+                                    [&] {
+                                      std::filesystem::remove(taken);
+                                      std::filesystem::create_directories(taken / "inside");
+                                    });
     std::filesystem::remove_all(taken);
     return log;
   };
