@@ -1,10 +1,12 @@
 // Lab of the CPU many-chain sampler (host/cpu_minibatch.cpp's sample_chains): where a chain-step's
-// time goes. sample_chains with its part clocks (cpu::SamplerPartSeconds: the two GEMMs and the
-// two passes after them, by thread CPU time) runs bench_all's workload 2 (N(0, 0.05^2) weights,
+// time goes. sample_chains with its part clocks (cpu::SamplerPartSeconds: the two products and
+// the two passes after them, by thread CPU time) runs bench_all's workload 2 (N(0, 0.05^2) weights,
 // visible biases from the digits, 2048 chains from random_initial_states(seed 7), K steps under
 // key (7, sample)), checks that it ends in the same states as without the clocks (SHA-256 of the
-// states), and prints each part's time per chain-step with its rate against its limit: the GEMMs'
-// FLOP/s against one core's FMA peak (bench/peak.hpp), the passes' ns per unit against the same
+// states), and prints each part's time per chain-step with its rate against its limit: the
+// products' FLOP/s, counted as dense GEMMs, against one core's FMA peak (bench/peak.hpp; the
+// product to the hidden units sums W's active rows where the states are sparse, which can exceed
+// it: cpu::hidden_products), the passes' ns per unit against the same
 // pass alone on one row in L1. The runs without and with the clocks alternate; medians of the
 // repeats.
 #include <cblas.h>
@@ -109,14 +111,14 @@ void run(const Options& o, const Dataset& digits, int H, int threads, double cor
     t = Clock::now();
     cpu::sample_chains(p, key, s.data(), o.chains, 0, o.steps, threads, 0, &q);
     timed_wall.push_back(since(t));
-    gh.push_back(q.gemm_hidden), ph.push_back(q.pass_hidden), gv.push_back(q.gemm_visible),
+    gh.push_back(q.hidden_product), ph.push_back(q.pass_hidden), gv.push_back(q.visible_product),
         pv.push_back(q.pass_visible);
     timed_hash = sha256_hex(std::span<const uint8_t>(s));
   }
   const auto us = [&](const std::vector<double>& v) {
     return bench::median(v) / chain_steps * 1e6;
   };
-  const double flops = 2.0 * d * H;  // one GEMM's FLOPs per chain
+  const double flops = 2.0 * d * H;  // one dense product's FLOPs per chain
   std::printf("H %d, %lld chains, K %lld, %d thread(s), medians of %d\n", H,
               static_cast<long long>(o.chains), static_cast<long long>(o.steps), threads,
               o.repeats);
@@ -127,13 +129,15 @@ void run(const Options& o, const Dataset& digits, int H, int threads, double cor
   std::printf("  states sha256 %s\n", product_hash.c_str());
   const double total = us(gh) + us(ph) + us(gv) + us(pv);
   std::printf(
-      "  thread-CPU us per chain-step: gemm_h %.4f gemm_v %.4f post_h %.4f post_v %.4f "
-      "(sum %.4f; gemm %.1f%%, post %.1f%%)\n",
+      "  thread-CPU us per chain-step: product_h %.4f product_v %.4f post_h %.4f post_v %.4f "
+      "(sum %.4f; products %.1f%%, post %.1f%%)\n",
       us(gh), us(gv), us(ph), us(pv), total, 100 * (us(gh) + us(gv)) / total,
       100 * (us(ph) + us(pv)) / total);
-  std::printf("  gemm_h %.1f GFLOP/s/thread (%.1f%% of the core peak %.1f), gemm_v %.1f (%.1f%%)\n",
-              flops / us(gh) / 1e3, 100 * flops / us(gh) / 1e3 / core_peak, core_peak,
-              flops / us(gv) / 1e3, 100 * flops / us(gv) / 1e3 / core_peak);
+  std::printf(
+      "  as dense GEMMs: product_h %.1f GFLOP/s/thread (%.1f%% of the core peak %.1f), product_v "
+      "%.1f (%.1f%%)\n",
+      flops / us(gh) / 1e3, 100 * flops / us(gh) / 1e3 / core_peak, core_peak, flops / us(gv) / 1e3,
+      100 * flops / us(gv) / 1e3 / core_peak);
   std::printf("  post ns/unit in the run: hidden %.3f visible %.3f\n", us(ph) * 1e3 / H,
               us(pv) * 1e3 / d);
 }

@@ -120,17 +120,74 @@ class TaskPool {
 
 int as_int(int64_t v) { return static_cast<int>(v); }
 
-// out (rows, H) = X (rows, d) W (d, H).
-void gemm_hidden(const Params& p, const float* X, int64_t rows, float* out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, as_int(rows), p.hidden, p.visible, 1.0f, X,
-              p.visible, p.W.data(), p.hidden, 0.0f, out, p.hidden);
+// Which way a product costs less depends on the rows, X's density and OpenBLAS's kernels. Measured
+// on the development machine (one core, OpenBLAS 0.3.21, d 784, H 100, 2026-12-03), X W for
+// rows of X: its Haswell kernels' sgemm packs all of W on every call (15 us for 1 row, 13 for 4,
+// 30 for 16, 112 for 64), its AVX-512 ones do not (3.6, 5, 22, 60 us); the sum of the active rows
+// costs 5.6 us an all-ones row (0.7 at 10% ones, 1.4 at 20%). With the kernels unknown, the rule
+// takes the AVX-512 ones' costs, in units of a whole row's sum: an sgemm is 0.44 + 0.16 rows of
+// them, the sum's cost is the share of ones. So one row under 60% ones, or 64 rows under 17%, are
+// summed; with the Haswell kernels the sum would win at any density for one row, under 27% for 64.
+// Hs W' for a few rows (kMaxGemvRows): an sgemm with the second operand transposed cost 18 to 22 us
+// for 2 to 4 rows with either kernels (as above), an sgemv 4 us a row (29 against 23 for 8 rows).
+
+}  // namespace
+
+bool sums_active_rows(int64_t ones, int64_t rows, int d) {
+  return 25 * ones < static_cast<int64_t>(d) * (11 + 4 * rows);
 }
 
-// out (rows, d) = Hs (rows, H) W'.
-void gemm_visible(const Params& p, const float* Hs, int64_t rows, float* out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, as_int(rows), p.visible, p.hidden, 1.0f, Hs,
-              p.hidden, p.W.data(), p.hidden, 0.0f, out, p.visible);
+void hidden_products(const Params& p, const float* X, int64_t rows, float* out, int* active) {
+  const int d = p.visible, H = p.hidden;
+  int64_t ones = 0;
+  for (int64_t k = 0; k < rows * d; ++k) ones += X[k] != 0.0f ? 1 : 0;
+  if (!sums_active_rows(ones, rows, d)) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, as_int(rows), H, d, 1.0f, X, d,
+                p.W.data(), H, 0.0f, out, H);
+    return;
+  }
+  // sum_of_rows takes whole 8-column blocks: columns [0, H8), then the last 8 columns (which
+  // overlap them when 8 does not divide H) into a side buffer. Each sum runs over the active rows
+  // in order either way, so the overlap's columns come out the same.
+  const int H8 = H / 8 * 8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = X + r * d;
+    float* o = out + r * H;
+    int n = 0;
+    for (int i = 0; i < d; ++i) {
+      active[n] = i;
+      n += x[i] != 0.0f ? 1 : 0;
+    }
+    if (H8 > 0) sum_of_rows(p.W.data(), static_cast<size_t>(H), active, n, H8, o);
+    if (H8 == H) continue;
+    if (H >= 8) {
+      float last8[8];
+      sum_of_rows(p.W.data() + (H - 8), static_cast<size_t>(H), active, n, 8, last8);
+      std::copy(last8 + (8 - (H - H8)), last8 + 8, o + H8);
+    } else {
+      for (int j = 0; j < H; ++j) {
+        float sum = 0.0f;
+        for (int k = 0; k < n; ++k) sum += p.W[static_cast<size_t>(active[k]) * H + j];
+        o[j] = sum;
+      }
+    }
+  }
 }
+
+void visible_products(const Params& p, const float* Hs, int64_t rows, float* out) {
+  const int d = p.visible, H = p.hidden;
+  if (rows > kMaxGemvRows) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, as_int(rows), d, H, 1.0f, Hs, H,
+                p.W.data(), H, 0.0f, out, d);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, d, H, 1.0f, p.W.data(), H, Hs + r * H, 1, 0.0f,
+                out + r * d, 1);
+  }
+}
+
+namespace {
 
 // The hidden units' pass over a GEMM's output: sigmoid_bernoulli_rows for binary units; for
 // ternary ones (host/model.hpp), with t = pre[r, u] + bias[u], prob[r, u] = G(t) = ternary_mean(t)
@@ -162,12 +219,14 @@ void hidden_rows(HiddenType type, float* pre, int64_t rows, int n, const float* 
   });
 }
 
-// Per-thread scratch of the chain steps: h (rows, H) and uniforms (max(d, H)).
+// Per-thread scratch of the chain steps: h (rows, H), uniforms (max(d, H)) and active (d).
 struct Scratch {
   std::vector<float> h, uniforms;
+  std::vector<int> active;
   void fit(int64_t rows, const Params& p) {
     h.resize(static_cast<size_t>(rows * p.hidden));
     uniforms.resize(static_cast<size_t>(std::max(p.visible, p.hidden)));
+    active.resize(static_cast<size_t>(p.visible));
   }
 };
 
@@ -202,13 +261,13 @@ void chain_steps(const Params& p, const float* b, const float* a, uint64_t key, 
   const uint64_t stream0 = static_cast<uint64_t>(first_chain);
   PartClock clock(seconds);
   for (int64_t g = first_step; g < first_step + steps; ++g) {
-    gemm_hidden(p, X, rows, scratch.h.data());
-    clock.lap(&SamplerPartSeconds::gemm_hidden);
+    hidden_products(p, X, rows, scratch.h.data(), scratch.active.data());
+    clock.lap(&SamplerPartSeconds::hidden_product);
     hidden_rows(p.hidden_type, scratch.h.data(), rows, p.hidden, b, key, stream0,
                 sample_hidden_phase(g), nullptr, scratch.h.data(), scratch.uniforms.data());
     clock.lap(&SamplerPartSeconds::pass_hidden);
-    gemm_visible(p, scratch.h.data(), rows, X);
-    clock.lap(&SamplerPartSeconds::gemm_visible);
+    visible_products(p, scratch.h.data(), rows, X);
+    clock.lap(&SamplerPartSeconds::visible_product);
     sigmoid_bernoulli_rows(X, rows, p.visible, a, key, stream0, sample_visible_phase(g), nullptr, X,
                            scratch.uniforms.data());
     clock.lap(&SamplerPartSeconds::pass_visible);
@@ -263,9 +322,9 @@ void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t 
   });
   if (part_seconds == nullptr) return;
   for (const SamplerPartSeconds& w : worker_seconds) {
-    part_seconds->gemm_hidden += w.gemm_hidden;
+    part_seconds->hidden_product += w.hidden_product;
     part_seconds->pass_hidden += w.pass_hidden;
-    part_seconds->gemm_visible += w.gemm_visible;
+    part_seconds->visible_product += w.visible_product;
     part_seconds->pass_visible += w.pass_visible;
   }
 }
@@ -276,6 +335,14 @@ namespace {
 constexpr int64_t kRowTile = 64;   // rows of X0 or chains per task
 constexpr int64_t kGradRows = 64;  // rows of W per gradient task
 constexpr int kGradCols = 256;     // at most this many columns of W per gradient task
+
+// A job spread over more threads pays for waking them: a futex wake each, microseconds on an idle
+// machine and tens of them on a busy one, when the gradient of a --batch 1 update takes 23 us on
+// one thread. So a job gets a thread per 2^20 multiply-adds of its work (about 50 us), at least
+// one. The tasks stay the same, so the results do too.
+int threads_for(int threads, double multiply_adds) {
+  return static_cast<int>(std::clamp(multiply_adds / 1048576.0, 1.0, static_cast<double>(threads)));
+}
 }  // namespace
 
 struct MinibatchTrainer::Impl {
@@ -423,7 +490,12 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
   // (PCD) the chains' tiles.
   const int64_t batch_tiles = (B + kRowTile - 1) / kRowTile;
   const int64_t chain_tiles = recipe.pcd ? (N + kRowTile - 1) / kRowTile : 0;
-  TaskPool::instance().run(threads, batch_tiles + chain_tiles, [&](int64_t task, int worker) {
+  const double dH = static_cast<double>(d) * static_cast<double>(H);
+  const double chain_work =  // CD: 2k + 1 products a row; PCD: the batch's one, 2k + 1 a chain
+      recipe.pcd ? dH * static_cast<double>(B + (2 * k + 1) * N)
+                 : dH * static_cast<double>(B * (2 * k + 1));
+  const int chain_threads = threads_for(threads, chain_work);
+  TaskPool::instance().run(chain_threads, batch_tiles + chain_tiles, [&](int64_t task, int worker) {
     Scratch& s = scratch[static_cast<size_t>(worker)];
     s.fit(kRowTile, p);
     float* uniforms = s.uniforms.data();
@@ -436,7 +508,7 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
         for (int i = 0; i < d; ++i) x0[r * d + i] = image[i] ? 1.0f : 0.0f;
       }
       float* ph0 = Q0.data() + r0 * H;
-      gemm_hidden(p, x0, n, ph0);
+      hidden_products(p, x0, n, ph0, s.active.data());
       if (recipe.pcd) {
         hidden_rows(p.hidden_type, ph0, n, as_int(H), b, key, 0, 0, ph0, nullptr, uniforms);
       } else {
@@ -448,10 +520,10 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
         hidden_rows(p.hidden_type, ph0, n, as_int(H), b, key, stream0, train_hidden_phase(0), ph0,
                     h, uniforms);
         for (int step = 0; step < k; ++step) {
-          gemm_visible(p, h, n, xk);
+          visible_products(p, h, n, xk);
           sigmoid_bernoulli_rows(xk, n, d, a, key, stream0, train_visible_phase(step), nullptr, xk,
                                  uniforms);
-          gemm_hidden(p, xk, n, phk);
+          hidden_products(p, xk, n, phk, s.active.data());
           const bool last = step + 1 == k;
           hidden_rows(p.hidden_type, phk, n, as_int(H), b, key, stream0,
                       train_hidden_phase(step + 1), phk, last ? nullptr : h, uniforms);
@@ -465,7 +537,7 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
       float* v = chains.data() + c0 * d;
       chain_steps(p, b, a, key, v, n, c0, u * k, k, s);
       float* phk = Qk.data() + c0 * H;
-      gemm_hidden(p, v, n, phk);
+      hidden_products(p, v, n, phk, s.active.data());
       hidden_rows(p.hidden_type, phk, n, as_int(H), b, key, 0, 0, phk, nullptr, uniforms);
       for (int64_t q = 0; q < n * H; ++q) phk[q] *= minus_inv_n;
     }
@@ -478,7 +550,9 @@ void MinibatchTrainer::Impl::update(Params& p, const Recipe& recipe, int64_t u, 
   const int64_t col_tiles = (H + kGradCols - 1) / kGradCols;
   const int64_t cols_per_tile = (H + col_tiles - 1) / col_tiles;
   const int64_t row_tiles = (d + kGradRows - 1) / kGradRows;
-  TaskPool::instance().run(threads, row_tiles * col_tiles, [&](int64_t task, int worker) {
+  const double gradient_work = dH * static_cast<double>(B + N + 1);
+  const int gradient_threads = threads_for(threads, gradient_work);
+  TaskPool::instance().run(gradient_threads, row_tiles * col_tiles, [&](int64_t task, int worker) {
     const int64_t i0 = (task / col_tiles) * kGradRows, j0 = (task % col_tiles) * cols_per_tile;
     const int64_t ni = std::min<int64_t>(kGradRows, d - i0), nj = std::min(cols_per_tile, H - j0);
     std::vector<float>& g = scratch[static_cast<size_t>(worker)].h;  // reused: (ni, nj)

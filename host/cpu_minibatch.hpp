@@ -1,8 +1,9 @@
 // The CPU's GEMM paths (issue 5): the many-chain Gibbs sampler and minibatch CD-k / PCD-k, on
-// OpenBLAS sgemm with the sigmoid and Bernoulli draw fused into one pass over each GEMM's output.
-// Work is split into tasks whose boundaries depend on the problem's shape only, never on the
-// thread count, and each task calls a single-threaded sgemm: results are bit-identical on any
-// number of threads. Shapes: W (d, H) row-major; states and chains (n, d) row-major.
+// OpenBLAS sgemm (or, where cheaper, sums of W's rows and sgemv) with the sigmoid and Bernoulli
+// draw fused into one pass over each product's output. Work is split into tasks whose boundaries
+// depend on the problem's shape only, never on the thread count, and each task's products run on
+// one thread: results are bit-identical on any number of threads. Shapes: W (d, H) row-major;
+// states and chains (n, d) row-major.
 #pragma once
 
 #include <cstdint>
@@ -22,10 +23,10 @@ namespace rbm::cpu {
 // kSampleTile, each tile run through all steps on one thread (its states stay in cache).
 constexpr int64_t kSampleTile = 256;
 // Thread CPU seconds a sampling spent in each part of its chain-steps, summed over its threads:
-// the GEMM to the hidden units, the pass after it (bias, sigmoid or ternary, Philox draws), the
-// GEMM back and the visible pass (bench/sampler_lab measures the split with it).
+// the product to the hidden units (hidden_products), the pass after it (bias, sigmoid or ternary,
+// Philox draws), the product back and the visible pass (bench/sampler_lab measures the split).
 struct SamplerPartSeconds {
-  double gemm_hidden = 0, pass_hidden = 0, gemm_visible = 0, pass_visible = 0;
+  double hidden_product = 0, pass_hidden = 0, visible_product = 0, pass_visible = 0;
 };
 // part_seconds, when given, receives the split (two clock reads a part; the states are the same).
 void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t n_chains,
@@ -39,6 +40,18 @@ void sample_chains(const Params& params, uint64_t key, uint8_t* states, int64_t 
 void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, uint64_t key,
                             uint64_t stream0, uint32_t phase, float* prob, float* sample,
                             float* uniforms);
+
+// The two products of a chain step on a tile of rows, each by whichever of two ways costs less
+// (cpu_minibatch.cpp gives the measurements); the choice depends on the tile's contents only.
+// out (rows, H) = X (rows, d) W for X of 0/1 floats: each row's sum of the rows of W where it is 1
+// when sums_active_rows(the ones in X, rows, d), else an sgemm. active is scratch (d ints).
+void hidden_products(const Params& params, const float* X, int64_t rows, float* out, int* active);
+// True when summing the active rows costs less than an sgemm: under 60% ones for one row, under
+// 17% for 64.
+bool sums_active_rows(int64_t ones, int64_t rows, int d);
+// out (rows, d) = Hs (rows, H) W': an sgemv a row for up to kMaxGemvRows rows, else an sgemm.
+void visible_products(const Params& params, const float* Hs, int64_t rows, float* out);
+constexpr int64_t kMaxGemvRows = 5;
 
 // Minibatch CD-k / PCD-k on the CPU (host/minibatch.hpp gives the meaning). Holds a copy of the
 // staged images, the permutation of the current epoch, and the training state.

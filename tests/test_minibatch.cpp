@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -135,16 +136,32 @@ Recipe full_recipe(bool pcd, uint32_t seed) {
   return r;
 }
 
+// d = 12 images with about one pixel in 8 set, 5 batches of 8 (more rows than sgemv is used for):
+// the CPU's products of them sum W's active rows, and the products of h use sgemm, where
+// patterned_images (half the pixels set) in batches of 4 take sgemm and sgemv
+// (cpu::sums_active_rows, cpu::kMaxGemvRows).
+Dataset sparse_images() {
+  std::mt19937 rng(5);
+  std::vector<uint32_t> patterns(40);
+  for (uint32_t& pattern : patterns) {
+    for (int i = 0; i < 12; ++i) pattern |= (rng() % 8 == 0 ? 1u : 0u) << i;
+  }
+  return test::bit_images(12, patterns);
+}
+
 // Seven updates (across the epoch boundary at 5) on the backend against the double reference, on
 // a seed whose reference trajectory keeps every draw 1e-4 from its probability (float and double
 // then make the same draws; each float result is within a few roundings of the double one).
-void expect_updates_match_reference(bool pcd, HiddenType type = HiddenType::binary) {
-  const Dataset data = patterned_images(12, 20, 7);
+// sparse: sparse_images() in batches of 8, else patterned_images in batches of 4.
+void expect_updates_match_reference(bool pcd, HiddenType type = HiddenType::binary,
+                                    bool sparse = false) {
+  const Dataset data = sparse ? sparse_images() : patterned_images(12, 20, 7);
   Params start = test::random_params(12, 5, 0.5f, 31, /*visible_bias=*/true);
   start.hidden_type = type;
   int checked = 0;
   for (uint32_t seed = 1; seed <= 30 && checked < 3; ++seed) {
-    const Recipe recipe = full_recipe(pcd, seed);
+    Recipe recipe = full_recipe(pcd, seed);
+    if (sparse) recipe.batch = 8;
     test::MinibatchReference ref(start, data, recipe);
     for (int64_t u = 0; u < 7; ++u) ref.update(u);
     if (ref.min_margin < 1e-4) continue;
@@ -180,6 +197,79 @@ TEST(Minibatch, TernaryCdUpdatesMatchDoubleReference) {
 }
 TEST(Minibatch, TernaryPcdUpdatesMatchDoubleReference) {
   expect_updates_match_reference(true, HiddenType::ternary);
+}
+TEST(Minibatch, SparseImagesCdUpdatesMatchDoubleReference) {
+  expect_updates_match_reference(false, HiddenType::binary, /*sparse=*/true);
+}
+TEST(Minibatch, SparseImagesTernaryPcdUpdatesMatchDoubleReference) {
+  expect_updates_match_reference(true, HiddenType::ternary, /*sparse=*/true);
+}
+
+// cpu::hidden_products and visible_products against double sums, on each of their ways: X of one
+// pixel in 20 set or all set, 1 to 64 rows (the rule picks the sum of active rows or sgemm, and
+// the test checks that each case takes the way it names), Hs of -1/0/1 on up to kMaxGemvRows rows
+// (sgemv) and more (sgemm); H = 37 (8 does not divide it: the last 8 columns overlap), 5 (under
+// 8) and 16. Any order of summing n terms is within gamma_n = n u / (1 - n u) (u = 2^-24) of the
+// sum, relative to the sum of the terms' magnitudes; each product is held to that bound.
+TEST(Minibatch, ChainProductsMatchDoubleSums) {
+  const auto gamma = [](int n) {
+    const double nu = n * 0x1p-24;
+    return nu / (1 - nu);
+  };
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> weight(-1.0f, 1.0f);
+  struct Case {
+    int64_t rows;
+    int one_in;  // each pixel is 1 with probability 1 / one_in
+    bool sums;   // the way the rule should pick for X
+  };
+  const Case cases[] = {{1, 20, true},  {1, 1, false},  {5, 20, true},
+                        {64, 20, true}, {64, 1, false}, {6, 1, false}};
+  for (const int H : {37, 5, 16}) {
+    Params p = test::random_params(200, H, 1.0f, 3, /*visible_bias=*/false);
+    for (float& w : p.W) w = weight(rng);
+    const int d = p.visible;
+    std::vector<int> active(static_cast<size_t>(d));
+    for (const Case& c : cases) {
+      std::vector<float> X(static_cast<size_t>(c.rows * d));
+      int64_t ones = 0;
+      for (float& x : X) {
+        x = rng() % static_cast<uint32_t>(c.one_in) == 0 ? 1.0f : 0.0f;
+        ones += x != 0.0f;
+      }
+      ASSERT_EQ(cpu::sums_active_rows(ones, c.rows, d), c.sums) << c.rows << " rows, " << ones;
+      std::vector<float> out(static_cast<size_t>(c.rows * H));
+      cpu::hidden_products(p, X.data(), c.rows, out.data(), active.data());
+      for (int64_t r = 0; r < c.rows; ++r) {
+        for (int j = 0; j < H; ++j) {
+          double sum = 0, magnitude = 0;
+          for (int i = 0; i < d; ++i) {
+            const double term = X[r * d + i] * p.W[static_cast<size_t>(i) * H + j];
+            sum += term;
+            magnitude += std::abs(term);
+          }
+          ASSERT_LE(std::abs(out[r * H + j] - sum), gamma(d) * magnitude)
+              << "H " << H << ", " << c.rows << " rows, row " << r << ", unit " << j;
+        }
+      }
+      std::vector<float> Hs(static_cast<size_t>(c.rows * H));
+      for (float& h : Hs) h = static_cast<float>(static_cast<int>(rng() % 3) - 1);
+      std::vector<float> back(static_cast<size_t>(c.rows * d));
+      cpu::visible_products(p, Hs.data(), c.rows, back.data());
+      for (int64_t r = 0; r < c.rows; ++r) {
+        for (int i = 0; i < d; ++i) {
+          double sum = 0, magnitude = 0;
+          for (int j = 0; j < H; ++j) {
+            const double term = Hs[r * H + j] * p.W[static_cast<size_t>(i) * H + j];
+            sum += term;
+            magnitude += std::abs(term);
+          }
+          ASSERT_LE(std::abs(back[r * d + i] - sum), gamma(H) * magnitude)
+              << "H " << H << ", " << c.rows << " rows, row " << r << ", pixel " << i;
+        }
+      }
+    }
+  }
 }
 
 // The statement: a minibatch gradient is the mean of single-sample gradients. With every
