@@ -120,28 +120,44 @@ class TaskPool {
 
 int as_int(int64_t v) { return static_cast<int>(v); }
 
-// Which way a product costs less depends on the rows, X's density and OpenBLAS's kernels. Measured
-// on the development machine (one core, OpenBLAS 0.3.21, d 784, H 100, 2026-12-03), X W for
-// rows of X: its Haswell kernels' sgemm packs all of W on every call (15 us for 1 row, 13 for 4,
-// 30 for 16, 112 for 64), its AVX-512 ones do not (3.6, 5, 22, 60 us); the sum of the active rows
-// costs 5.6 us an all-ones row (0.7 at 10% ones, 1.4 at 20%). With the kernels unknown, the rule
-// takes the AVX-512 ones' costs, in units of a whole row's sum: an sgemm is 0.44 + 0.16 rows of
-// them, the sum's cost is the share of ones. So one row under 60% ones, or 64 rows under 17%, are
-// summed; with the Haswell kernels the sum would win at any density for one row, under 27% for 64.
 // Hs W' for a few rows (kMaxGemvRows): an sgemm with the second operand transposed cost 18 to 22 us
-// for 2 to 4 rows with either kernels (as above), an sgemv 4 us a row (29 against 23 for 8 rows).
+// for 2 to 4 rows with either of OpenBLAS's kernel families below, an sgemv 4 us a row (29 against
+// 23 for 8 rows).
 
 }  // namespace
 
-bool sums_active_rows(int64_t ones, int64_t rows, int d) {
-  return 25 * ones < static_cast<int64_t>(d) * (11 + 4 * rows);
+// Which way X W costs less depends on the rows, X's density and OpenBLAS's kernels. Measured on the
+// development machine (one core, OpenBLAS 0.3.21, d 784, H 100, 2026-12-03): the sgemm of the
+// Haswell kernels (also chosen for Zen and Sandy Bridge) packs all of W on every call, 15 us for 1
+// row, 13 for 4, 30 for 16, 112 for 64, 1.53 a row for 256; the AVX-512 ones (SkylakeX,
+// Cooperlake, SapphireRapids) have small-matrix kernels that do not: 3.6, 5, 22, 60 us, 0.84 a
+// row for 256. The sum of the active rows costs 0.2 + 3.0 rho us a row, rho the share of ones
+// (0.34 at 5%, 0.80 at 20%; listing the ones is most of the 0.2). In units of a whole row's sum
+// (3 us), the sum is rows (0.07 + rho) and an sgemm 4.3 + 0.5 rows (Haswell) or 1.2 + 0.28 rows
+// (AVX-512). At H 500 the AVX-512 kernels' break-even at 256 rows is 19% (the sum's rows are
+// 16-lane code there), close to H 100's 21%.
+bool sums_active_rows(int64_t ones, int64_t rows, int d, bool small_matrix_kernels) {
+  const int64_t dd = d;
+  return small_matrix_kernels ? 5 * ones < dd * (6 + rows)        // rho < 1.2 / rows + 0.2
+                              : 5 * ones < dd * (21 + 2 * rows);  // rho < 4.2 / rows + 0.4
+}
+
+bool blas_has_small_matrix_kernels() {
+  const std::string kernels = openblas_get_corename();
+  return kernels == "SkylakeX" || kernels == "Cooperlake" || kernels == "SapphireRapids";
 }
 
 void hidden_products(const Params& p, const float* X, int64_t rows, float* out, int* active) {
   const int d = p.visible, H = p.hidden;
   int64_t ones = 0;
-  for (int64_t k = 0; k < rows * d; ++k) ones += X[k] != 0.0f ? 1 : 0;
-  if (!sums_active_rows(ones, rows, d)) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = X + r * d;
+    int row_ones = 0;  // 32-bit: the loop vectorizes (64-bit counts took 0.11 us a 784-pixel row)
+    for (int i = 0; i < d; ++i) row_ones += x[i] != 0.0f ? 1 : 0;
+    ones += row_ones;
+  }
+  static const bool small_matrix_kernels = blas_has_small_matrix_kernels();
+  if (!sums_active_rows(ones, rows, d, small_matrix_kernels)) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, as_int(rows), H, d, 1.0f, X, d,
                 p.W.data(), H, 0.0f, out, H);
     return;
@@ -150,14 +166,11 @@ void hidden_products(const Params& p, const float* X, int64_t rows, float* out, 
   // overlap them when 8 does not divide H) into a side buffer. Each sum runs over the active rows
   // in order either way, so the overlap's columns come out the same.
   const int H8 = H / 8 * 8;
+  thread_local std::vector<float> zeros;
+  zeros.assign(static_cast<size_t>(d), 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
-    const float* x = X + r * d;
     float* o = out + r * H;
-    int n = 0;
-    for (int i = 0; i < d; ++i) {
-      active[n] = i;
-      n += x[i] != 0.0f ? 1 : 0;
-    }
+    const int n = indices_where_less(zeros.data(), X + r * d, d, active);  // where x is 1
     if (H8 > 0) sum_of_rows(p.W.data(), static_cast<size_t>(H), active, n, H8, o);
     if (H8 == H) continue;
     if (H >= 8) {

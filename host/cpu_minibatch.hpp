@@ -44,11 +44,15 @@ void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, 
 // The two products of a chain step on a tile of rows, each by whichever of two ways costs less
 // (cpu_minibatch.cpp gives the measurements); the choice depends on the tile's contents only.
 // out (rows, H) = X (rows, d) W for X of 0/1 floats: each row's sum of the rows of W where it is 1
-// when sums_active_rows(the ones in X, rows, d), else an sgemm. active is scratch (d ints).
+// when sums_active_rows(the ones in X, rows, d, blas_has_small_matrix_kernels()), else an sgemm.
+// active is scratch (d ints).
 void hidden_products(const Params& params, const float* X, int64_t rows, float* out, int* active);
-// True when summing the active rows costs less than an sgemm: under 60% ones for one row, under
-// 17% for 64.
-bool sums_active_rows(int64_t ones, int64_t rows, int d);
+// True when summing the active rows costs less than an sgemm with OpenBLAS's kernels of either
+// family (cpu_minibatch.cpp gives the measurements): one row at any density; 256 rows under 20%
+// ones with small-matrix kernels, under 41% without.
+bool sums_active_rows(int64_t ones, int64_t rows, int d, bool small_matrix_kernels);
+// Whether OpenBLAS chose its AVX-512 kernels, whose sgemm does not pack small matrices.
+bool blas_has_small_matrix_kernels();
 // out (rows, d) = Hs (rows, H) W': an sgemv a row for up to kMaxGemvRows rows, else an sgemm.
 void visible_products(const Params& params, const float* Hs, int64_t rows, float* out);
 constexpr int64_t kMaxGemvRows = 5;
