@@ -85,11 +85,21 @@ inline const char* fma_peak_isa() {
 #endif
 }
 
-// One core's fused multiply-add throughput in GFLOP/s, with the widest FMA (fma_peak_isa()).
+// The fp32 lanes of that FMA: 16, 8, or 0 without a measured limit.
+inline int fma_peak_lanes() {
+#if defined(__AVX2__) && defined(__FMA__)
+  return __builtin_cpu_supports("avx512f") ? 16 : 8;
+#else
+  return 0;
+#endif
+}
+
+// One core's fused multiply-add throughput in GFLOP/s, with the widest FMA (fma_peak_isa()):
+// 12 chains of fma_peak_lanes() lanes, `rounds` FMAs each, three times.
 inline double measure_core_fma_peak(int64_t rounds = 100'000'000) {
 #if defined(__AVX2__) && defined(__FMA__)
-  return __builtin_cpu_supports("avx512f") ? chains_rate(rounds, 16, fma_chains_avx512)
-                                           : chains_rate(rounds, 8, fma_chains_avx2);
+  return fma_peak_lanes() == 16 ? chains_rate(rounds, 16, fma_chains_avx512)
+                                : chains_rate(rounds, 8, fma_chains_avx2);
 #else
   (void)rounds;
   return 0.0;  // no AVX2/FMA build: the limit is not measured

@@ -48,7 +48,8 @@ double cpu_now() {
 }
 
 // bench/peak.hpp's FMA peak per core in GFLOP/s, with `threads` threads at once, timed by each
-// thread's CPU clock: measure_core_fma_peak runs 3 x rounds rounds of 12 x 8 FMAs (2 FLOPs each).
+// thread's CPU clock: measure_core_fma_peak runs 3 x rounds rounds of 12 FMAs of fma_peak_lanes()
+// lanes (2 FLOPs a lane each).
 double cpu_timed_core_peak(int threads, int64_t rounds = 50'000'000) {
   std::vector<double> rates(static_cast<size_t>(threads));
   std::vector<std::thread> workers;
@@ -56,8 +57,8 @@ double cpu_timed_core_peak(int threads, int64_t rounds = 50'000'000) {
     workers.emplace_back([&rates, w, rounds] {
       const double t = cpu_now();
       (void)bench::measure_core_fma_peak(rounds);
-      rates[static_cast<size_t>(w)] =
-          3.0 * static_cast<double>(rounds) * 12 * 8 * 2 / (cpu_now() - t) / 1e9;
+      rates[static_cast<size_t>(w)] = 3.0 * static_cast<double>(rounds) * 12 *
+                                      bench::fma_peak_lanes() * 2 / (cpu_now() - t) / 1e9;
     });
   }
   for (std::thread& w : workers) w.join();
