@@ -630,6 +630,19 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
                    {"rbm_cpu eval: --model", "recipe.hidden 8", "H = 16"});
     expect_refused({"sample", run.string(), "--out", (dir_ / "s.npy").string()},
                    {"rbm_cpu sample: --model", "recipe.hidden 8", "H = 16"});
+    // A recipe.hidden of another type is named as one, not as another H (the exploratory tester's
+    // "records recipe.hidden "16", but W.npy has H = 16"); 16.0 is 16, as --resume reads it.
+    nlohmann::json recorded = nlohmann::json::parse(read_file(run / "run.json"));
+    for (const nlohmann::json& wrong : {nlohmann::json("16"), nlohmann::json(true),
+                                        nlohmann::json(nullptr), nlohmann::json(16.5)}) {
+      recorded["recipe"]["hidden"] = wrong;
+      write_bytes(run / "run.json", recorded.dump());
+      EXPECT_INPUT_ERROR(read_model(run), (run / "run.json").string(),
+                         "recipe.hidden has the wrong type: " + wrong.dump());
+    }
+    recorded["recipe"]["hidden"] = 16.0;
+    write_bytes(run / "run.json", recorded.dump());
+    EXPECT_EQ(read_model(run).hidden, 16);
   }
   // Visible biases the recipe does not have.
   {

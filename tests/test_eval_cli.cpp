@@ -219,6 +219,9 @@ TEST(EvalCli, NotesSayWhatCouldBeMisread) {
                            "hold log Z; more --ais-betas (or --ais-runs) make it reliable"),
             std::string::npos)
       << ais_notes;
+  // The short schedule is said beside the low ESS: a different failure.
+  EXPECT_NE(ais_notes.find("--ais-betas 100, fewer than the default 14500"), std::string::npos)
+      << ais_notes;
   // With 10 runs a tenth is 1, which no ESS is below: one run carrying it (ESS < 2) is said too.
   // The exploratory tester's case: weights of sd 3, whose AIS at 50 temperatures and 10 runs
   // has ESS 1.0 (and an interval that missed log Z by hundreds of nats).
