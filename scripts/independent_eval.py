@@ -594,9 +594,10 @@ def print_block(r):
         print("  %-5s avg log p(x)  %s nats  (3 sd: [%s, %s]; exact upper bound %s)"
               % (r["split"], fmt(r["test_avg_log_p"]), fmt(r["test_avg_log_p_lo"]),
                  fmt(r["test_avg_log_p_hi"]), fmt(r["test_avg_log_p_upper_bound"])))
-    print("  train avg log p(x)  %s nats  (same log Z)"
-          % ("%.6f" % r["train_avg_log_p"] if r["log_z_method"] == "exact"
-             else fmt(r["train_avg_log_p"])))
+    if r["split"] != "train":  # the line above is the train split's own when it is scored
+        print("  train avg log p(x)  %s nats  (same log Z)"
+              % ("%.6f" % r["train_avg_log_p"] if r["log_z_method"] == "exact"
+                 else fmt(r["train_avg_log_p"])))
     print("  %-5s avg PLL       %s nats/image  (%.4f per pixel), exact, %.1f s"
           % (r["split"], fmt(r["test_avg_pll"]), r["test_avg_pll_per_pixel"], r["pll_seconds"]))
     print("  reference   base-rate model alone: %s avg log p(x) %s nats"

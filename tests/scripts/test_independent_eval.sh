@@ -10,7 +10,7 @@
 # own --check; here only that --method ais runs it. Then its refusals (a --json path that is a
 # directory, in a missing directory, a named pipe or a model's own file; a negative --seed; AIS
 # flags with --method exact; --method exact above H = 20 binary, 12 ternary: one line), --json
-# through a symbolic link, and a full stdout.
+# through a symbolic link, the report's log p(x) lines per split, and a full stdout.
 # Usage: test_independent_eval.sh REPO RBM_CPU MNIST_DIR
 set -euo pipefail
 
@@ -167,6 +167,20 @@ else
   echo "FAIL --json link.json: the link was replaced, or its target does not hold AIS's numbers"
   failures=$((failures + 1))
 fi
+
+# The report's log p(x) lines: the scored split's and the training split's, one of each; with
+# --split train the scored split is the training split, said once (it was printed twice).
+for split in test train; do
+  lines="$("$python" "$script" --method exact --split "$split" binary |
+    grep -cE '^  (test|train|all) +avg log p\(x\)')"
+  want=$([[ "$split" == train ]] && echo 1 || echo 2)
+  if [[ "$lines" != "$want" ]]; then
+    echo "FAIL --split $split: $lines avg log p(x) lines, expected $want"
+    failures=$((failures + 1))
+  else
+    echo "ok   --split $split: $want avg log p(x) line(s)"
+  fi
+done
 
 # A stdout that cannot take the report: one line on stderr, not a traceback.
 if [[ -c /dev/full && -w /dev/full ]]; then
