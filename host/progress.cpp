@@ -60,8 +60,15 @@ size_t terminal_columns() {
 void Progress::update(int64_t done, const std::string& extra) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double rate = elapsed > 0.0 ? static_cast<double>(done - first_) / elapsed : 0.0;
-  const double eta = rate > 0.0 ? static_cast<double>(total_ - done) / rate : 0.0;
+  // Before this process has done a unit (a resumed run's first line, its recomputed metrics row)
+  // there is no rate yet: "-", not a 0 that reads as a stalled run, and no ETA.
+  const double rate =
+      done > first_ && elapsed > 0.0 ? static_cast<double>(done - first_) / elapsed : 0.0;
+  char rate_text[32] = "-", eta_text[32] = "-";
+  if (rate > 0.0) {
+    std::snprintf(rate_text, sizeof rate_text, "%.3g", rate);
+    std::snprintf(eta_text, sizeof eta_text, "%.1fs", static_cast<double>(total_ - done) / rate);
+  }
   const double fraction = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1;
   const int64_t percent = percent_done(done, total_);
   char numbers[160];
@@ -73,8 +80,9 @@ void Progress::update(int64_t done, const std::string& extra) {
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');
     char head[320];
-    std::snprintf(head, sizeof head, "%s [%s] %s %3lld%% ETA %.1fs %.3g %s/s ", what_.c_str(),
-                  bar.c_str(), numbers, static_cast<long long>(percent), eta, rate, unit_.c_str());
+    std::snprintf(head, sizeof head, "%s [%s] %s %3lld%% ETA %s %s %s/s ", what_.c_str(),
+                  bar.c_str(), numbers, static_cast<long long>(percent), eta_text, rate_text,
+                  unit_.c_str());
     // One line, cut to the terminal's width (the ETA comes before the rate and the metrics, which
     // the log lines without a terminal keep whole): a longer one wraps, and each redraw (\r
     // returns to the start of the last row only) would leave a copy of it on the screen.
@@ -86,9 +94,9 @@ void Progress::update(int64_t done, const std::string& extra) {
     g_bar_line_open = true;
   } else {
     const std::lock_guard lock(g_line_mutex);
-    std::fprintf(stderr, "%s %s (%lld%%) %.3g %s/s%s%s\n", what_.c_str(), numbers,
-                 static_cast<long long>(percent), rate, unit_.c_str(), extra.empty() ? "" : " ",
-                 extra.c_str());
+    std::fprintf(stderr, "%s %s (%lld%%) %s %s/s%s%s\n", what_.c_str(), numbers,
+                 static_cast<long long>(percent), rate_text, unit_.c_str(),
+                 extra.empty() ? "" : " ", extra.c_str());
     std::fflush(stderr);
   }
 }

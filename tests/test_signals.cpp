@@ -2,7 +2,7 @@
 // does not look at within StopSignals::kAcknowledgeAfter is acknowledged on stderr, once, and not
 // before that time; one that it looks at in time is not. What the trainer, sample and eval do once
 // they look is tested in test_resume.cpp and test_eval_cli.cpp; here, the words of how far a
-// stopped loop came.
+// stopped loop came, and the progress line's rate before this process has run a unit.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "host/progress.hpp"
 #include "host/signals.hpp"
@@ -118,6 +119,27 @@ TEST(DoneText, SaysHowFarAStoppedLoopCame) {
   EXPECT_EQ(percent_done(2'996'771, 3'000'000), 99);
   EXPECT_EQ(percent_done(10'000'000'000'000'000 - 1, 10'000'000'000'000'000), 99);
   EXPECT_EQ(percent_done(0, 0), 100);
+}
+
+// A resumed run's first progress line (its recomputed metrics row, before it has run an
+// iteration) has no rate yet: "-", not "0 it/s", which read as a stalled run (exploratory tester).
+// The next line, after units done in this process, has one.
+TEST(Progress, NoRateBeforeTheFirstUnitOfThisProcess) {
+  const test::TempDir dir;
+  {
+    const StderrToFile err(dir / "stderr.txt");
+    Progress progress("train", 3000, 1000);
+    ASSERT_FALSE(progress.interactive());  // a file
+    progress.update(1000, "recon 0.04");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    progress.update(1500, "");
+  }
+  const std::vector<std::string> lines = test::file_lines(dir / "stderr.txt");
+  ASSERT_EQ(lines.size(), 2u) << read_file(dir / "stderr.txt");
+  EXPECT_EQ(lines[0], "train 1000/3000 (33%) - it/s recon 0.04");
+  EXPECT_EQ(lines[1].rfind("train 1500/3000 (50%) ", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[1].find(" - it/s"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find(" it/s"), std::string::npos) << lines[1];
 }
 
 TEST(StopSignals, NoSignalNoMessage) {
