@@ -216,7 +216,7 @@ float parse_float_flag(const std::string& flag, const std::string& text, const s
                      (changed ? ", which is " + format_number(narrowed, -1) + " as a 32-bit float)"
                               : std::string(")")));
   }
-  return narrowed;
+  return narrowed == 0.0f ? 0.0f : narrowed;  // -0 is 0: run.json records 0, not -0.0
 }
 
 std::optional<int> parse_digit_flag(const std::string& flag, const std::string& text) {

@@ -115,10 +115,16 @@ TEST(BadInput, EveryTrainingFlagRefusesItsInvalidValues) {
   // Also below the smallest double, which strtod reads as 0 (NumbersAreReadAsTyped: --lr);
   // "0.000", "-0" and "0e-400" are 0 as typed.
   TempDir dir;
+  // run.json records each as 0, not -0.0 (the exploratory tester's --momentum -0).
   for (const char* zero : {"0.000", "-0", "0e-400"}) {
-    const test::CommandResult r = run_cpu({"--data", RBM_MNIST_DIR, "--iters", "2", "--hidden", "2",
-                                           "--weight-decay", zero, "--out", (dir / zero).string()});
+    const test::CommandResult r =
+        run_cpu({"--data", RBM_MNIST_DIR, "--iters", "2", "--hidden", "2", "--weight-decay", zero,
+                 "--momentum", zero, "--init-std", zero, "--out", (dir / zero).string()});
     EXPECT_EQ(r.exit_code, 0) << zero << ": " << r.output;
+    const nlohmann::json recipe = test::read_json(dir / zero / "run.json")["recipe"];
+    for (const char* key : {"weight_decay", "momentum", "init_std"}) {
+      EXPECT_EQ(recipe[key].dump(), "0.0") << zero << ": " << key;
+    }
   }
   // --chains counts PCD chains: 0 means "--batch"; it needs --pcd.
   for (const char* value : {"-1", "100000001", "abc", "", "nan", "1.5"}) {
