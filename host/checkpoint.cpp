@@ -30,10 +30,14 @@ namespace rbm {
 namespace {
 
 // metrics.csv's text as rbm wrote it, one newline after the last line: editors add or strip a
-// final newline, or leave blank lines at the end, and none of that edits a row.
+// final newline, or leave blank lines at the end (empty, or only spaces and tabs), and none of
+// that edits a row. The last line with anything else is kept whole.
 std::string metrics_csv_as_written(std::string text) {
-  while (text.ends_with("\n\n")) text.pop_back();
-  if (!text.empty() && !text.ends_with('\n')) text += '\n';
+  const size_t last_mark = text.find_last_not_of(" \t\n");
+  if (last_mark == std::string::npos) return text.empty() ? text : "\n";
+  const size_t line_end = text.find('\n', last_mark);
+  if (line_end == std::string::npos) return text + '\n';
+  text.resize(line_end + 1);
   return text;
 }
 

@@ -793,11 +793,12 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
     expect_resume_refused(run, {(run / "metrics.csv").string(), "line 2 is not a metrics row"});
   }
   {  // What editors do to the end of a file is not an edit of the rows: a missing final newline
-     // and blank lines after the last row resume, and the resumed file is rbm's own again.
+     // and blank lines after the last row (empty, or spaces and tabs only: the exploratory
+     // tester's) resume, and the resumed file is rbm's own again.
     const std::string original = read_file(copy() / "metrics.csv");
     ASSERT_TRUE(original.ends_with('\n')) << original;
-    for (const std::string& ending :
-         {std::string(""), std::string("\n\n"), std::string("\n\n\n")}) {
+    for (const std::string& ending : {std::string(""), std::string("\n\n"), std::string("\n\n\n"),
+                                      std::string("\n \n\t\n"), std::string("\n  \t")}) {
       const std::filesystem::path run = copy();
       write_bytes(run / "metrics.csv", original.substr(0, original.size() - 1) + ending);
       const test::CommandResult r = run_cpu({"--resume", run.string(), "--iters", "150"});
