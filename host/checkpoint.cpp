@@ -440,6 +440,10 @@ bool process_alive(const std::string& temporary_name) {
 
 void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint) {
   for (const std::string& name : checkpoint.staged) rename_or_throw(staged(dir, name), dir / name);
+  remove_stale_files(dir);
+}
+
+void remove_stale_files(const std::filesystem::path& dir) {
   // Staged files of a checkpoint that was never committed (NAME.next), and temporary files of
   // writers that were killed (.NAME.tmp.PID, host/atomic_file.cpp).
   const auto stale = [](const std::string& file) {

@@ -110,6 +110,10 @@ Checkpoint load_newest_checkpoint(const std::filesystem::path& dir,
 // NAME.next and temporary files (another .npy's only when the process that wrote it is gone: a
 // `sample --out` may be writing it), so that the next checkpoint starts from a clean directory.
 void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint);
+// Its second half alone, for a new run in a directory that a run stopped before its first
+// checkpoint left (host/trainer.cpp): that run's NAME.next and temporary files are gone with it.
+// The caller holds the directory's lock.
+void remove_stale_files(const std::filesystem::path& dir);
 
 // The options to continue the run in `dir` (the recipe, data selection and schedule it was
 // started with; out_dir = dir; resume = the checkpoint), after tidy_run_directory. `iters`

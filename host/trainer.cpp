@@ -393,6 +393,7 @@ void run_training(Backend& backend, const TrainOptions& options) {
       throw InputError(std::string("--out ") + e.what());
     }
     refuse_to_overwrite_a_run(out_dir);
+    remove_stale_files(out_dir);  // a stopped run's, which no --resume would now tidy
     try {
       write_file_atomic(out("metrics.csv"), metrics_csv);  // fails early if --out is not writable
     } catch (const InputError& e) {

@@ -1028,8 +1028,9 @@ TEST_F(ResumeInput, SampleNeverReplacesARunsFiles) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
-// A run killed before its first checkpoint leaves metrics.csv's header and nothing else: nothing
-// to resume (said so), and a new run may start there.
+// A run killed before its first checkpoint leaves metrics.csv's header and nothing else of a run
+// (staged and temporary files at most): nothing to resume (said so), and a new run may start
+// there, tidying them away.
 TEST(BadInput, ARunStoppedBeforeItsFirstCheckpoint) {
   TempDir dir;
   // Also with the header's newline stripped, as an editor may (not an edit of a row).
@@ -1038,12 +1039,23 @@ TEST(BadInput, ARunStoppedBeforeItsFirstCheckpoint) {
     std::filesystem::remove_all(dir / "run");
     std::filesystem::create_directory(dir / "run");
     write_bytes(dir / "run" / "metrics.csv", text);
+    // What the killed run was writing: a staged W and its temporary file (named where the file
+    // system has no O_TMPFILE; 999999999 is beyond any PID), which the new run removes, as
+    // --resume would (the exploratory tester's 4 MB .W.npy.next.tmp.PID stayed); another .npy's
+    // temporary file of a writer still running (this process) stays.
+    write_bytes(dir / "run" / "W.npy.next", "staged");
+    write_bytes(dir / "run" / ".W.npy.next.tmp.999999999", "partial");
+    const std::string running = ".samples.npy.tmp." + std::to_string(getpid());
+    write_bytes(dir / "run" / running, "being written");
     expect_refused({"--resume", (dir / "run").string()},
                    {"--resume", "stopped before its first checkpoint", "--out"});
     const test::CommandResult r = run_cpu({"--data", RBM_MNIST_DIR, "--iters", "20", "--hidden",
                                            "4", "--out", (dir / "run").string()});
     EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_TRUE(std::filesystem::exists(dir / "run" / "run.json"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "run" / ".W.npy.next.tmp.999999999"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "run" / "W.npy.next"));
+    EXPECT_TRUE(std::filesystem::exists(dir / "run" / running));
   }
   // A metrics.csv with rows is a run's record: refused as before.
   std::filesystem::create_directory(dir / "rows");
