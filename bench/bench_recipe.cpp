@@ -5,8 +5,12 @@
 // Prints medians, microseconds per iteration, FLOPs per iteration and the fraction of the CPU
 // core's measured FMA peak, and the speedups; then the wall time of the whole commands (rbm_cpu,
 // and rbm_cuda when a device is usable), which adds their start, data loading, metrics and files.
+#include <signal.h>
+
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -108,6 +112,36 @@ struct CommandTime {
   double seconds = -1.0;
   std::string failure;
 };
+// The stop signals (Ctrl-C, SIGTERM, SIGHUP) held while in scope: one received is recorded, and
+// acted on by the holder when the command in progress returns (a command stopped by the same
+// signal, as Ctrl-C stops the whole process group, returns at once). A signal that was ignored
+// (nohup's SIGHUP) stays ignored.
+volatile std::sig_atomic_t g_stop_signal = 0;
+void record_stop_signal(int signal_number) { g_stop_signal = signal_number; }
+class StopSignalsHeld {
+ public:
+  StopSignalsHeld() {
+    struct sigaction hold {};
+    hold.sa_handler = record_stop_signal;
+    hold.sa_flags = SA_RESTART;  // the command's output is read, and it is waited for, to its end
+    sigemptyset(&hold.sa_mask);
+    for (size_t i = 0; i < kSignals.size(); ++i) {
+      sigaction(kSignals[i], nullptr, &saved_[i]);
+      if (saved_[i].sa_handler != SIG_IGN) sigaction(kSignals[i], &hold, nullptr);
+    }
+  }
+  ~StopSignalsHeld() {
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &saved_[i], nullptr);
+  }
+  StopSignalsHeld(const StopSignalsHeld&) = delete;
+  StopSignalsHeld& operator=(const StopSignalsHeld&) = delete;
+  int received() const { return g_stop_signal; }
+
+ private:
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  std::array<struct sigaction, 3> saved_{};
+};
+
 CommandTime time_whole_command(const std::filesystem::path& binary, const Options& o) {
   if (!std::filesystem::exists(binary)) return {.failure = binary.string() + " is not built"};
   std::error_code error;
@@ -119,18 +153,26 @@ CommandTime time_whole_command(const std::filesystem::path& binary, const Option
   const std::filesystem::path scratch = pattern;
   CommandTime result;
   std::vector<double> times;
-  for (int r = 0; r < o.repeats && result.failure.empty(); ++r) {
-    const std::string command =
-        bench::shell_quote(binary.string()) + " --iters " + std::to_string(o.iters) + " --data " +
-        bench::shell_quote(o.data) + " --split " + split_name(o.split) + " --out " +
-        bench::shell_quote((scratch / ("run" + std::to_string(r))).string());
-    const auto start = std::chrono::steady_clock::now();
-    const CommandOutput out = run_shell(command);
-    times.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    if (!out.ok) result.failure = "failed: " + last_lines(out.text, 3);
+  // A stop signal waits for the command in progress, and the scratch directory goes before it
+  // takes effect: it was left in /tmp (exploratory tester).
+  int stop_signal = 0;
+  {
+    const StopSignalsHeld held;
+    for (int r = 0; r < o.repeats && result.failure.empty() && held.received() == 0; ++r) {
+      const std::string command =
+          bench::shell_quote(binary.string()) + " --iters " + std::to_string(o.iters) + " --data " +
+          bench::shell_quote(o.data) + " --split " + split_name(o.split) + " --out " +
+          bench::shell_quote((scratch / ("run" + std::to_string(r))).string());
+      const auto start = std::chrono::steady_clock::now();
+      const CommandOutput out = run_shell(command);
+      times.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      if (!out.ok) result.failure = "failed: " + last_lines(out.text, 3);
+    }
+    stop_signal = held.received();
   }
   std::filesystem::remove_all(scratch, error);
+  if (stop_signal != 0) std::raise(stop_signal);  // its own action now, as if never held
   if (result.failure.empty()) result.seconds = median(times);
   return result;
 }

@@ -2,6 +2,7 @@
 // and switches that take none, each set by a handler.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <exception>
@@ -49,19 +50,28 @@ Flag int_flag(std::string name, Int& target, Int min, Int max) {
       }};
 }
 
-// Applies argv's "--flag value" pairs in order; on an unknown flag, a missing value or a value
-// its handler refuses (by throwing) prints why and the usage line to stderr and returns false.
+// Applies argv's "--flag value" pairs in order; on an unknown flag, a flag given twice (which of
+// the two was meant? rbm_cpu refuses it too), a missing value or a value its handler refuses (by
+// throwing) prints why and the usage line to stderr and returns false.
 inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
                         const std::string& usage) {
+  std::vector<const Flag*> given;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const Flag* flag = nullptr;
     for (const Flag& f : flags) flag = f.name == arg ? &f : flag;
-    if (flag == nullptr || (flag->takes_value && i + 1 >= argc)) {
+    const bool again =
+        flag != nullptr && std::find(given.begin(), given.end(), flag) != given.end();
+    if (flag == nullptr || again || (flag->takes_value && i + 1 >= argc)) {
       std::fprintf(stderr, "%s: %s %s\nusage: %s\n", usage.substr(0, usage.find(' ')).c_str(),
-                   arg.c_str(), flag == nullptr ? "is not a flag" : "needs a value", usage.c_str());
+                   arg.c_str(),
+                   flag == nullptr ? "is not a flag"
+                   : again         ? "is given twice"
+                                   : "needs a value",
+                   usage.c_str());
       return false;
     }
+    given.push_back(flag);
     try {
       flag->set(flag->takes_value ? std::string(argv[++i]) : std::string());
     } catch (const std::exception& e) {

@@ -1,15 +1,21 @@
 // The benchmarks' flag parser (bench/flags.hpp): integer flags take exactly an integer in their
-// range, and a refused value or an unknown flag makes parse_flags return false.
+// range, and a refused value, an unknown flag or a flag given twice makes parse_flags return
+// false. And bench_recipe's scratch directory under a stop signal.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "bench/flags.hpp"
+#include "tests/child_process.hpp"
+#include "tests/test_util.hpp"
 
 namespace rbm {
 namespace {
@@ -39,6 +45,10 @@ TEST(BenchFlags, IntegerFlagsTakeExactlyAnIntegerInRange) {
   }
   EXPECT_FALSE(parse({"--iters"}, flags));         // no value
   EXPECT_FALSE(parse({"--repeats", "3"}, flags));  // not a flag
+  // Given twice: refused (the last one had won), a switch too.
+  EXPECT_FALSE(parse({"--iters", "100", "--iters", "200"}, flags));
+  EXPECT_EQ(iters, 100);
+  EXPECT_FALSE(parse({"--quick", "--quick"}, flags));
 }
 
 // bench_main: --help prints the usage line and exits 0 without running; a bad flag exits 2 without
@@ -83,6 +93,38 @@ TEST(BenchFlags, ShellQuoteKeepsAWordWhole) {
     while (const size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) got.append(buffer, n);
     EXPECT_EQ(pclose(pipe), 0);
     EXPECT_EQ(got, text) << command;
+  }
+}
+
+// bench_recipe times whole rbm_cpu commands with --out in a scratch directory of its own; stopped
+// meanwhile (SIGTERM), it lets the command in progress end, removes the directory, and then ends
+// by the signal (the directory was left in TMPDIR: exploratory tester). It catches SIGTERM only
+// while the directory exists, so catching it is the moment to send it.
+TEST(BenchRecipe, AStopSignalRemovesItsScratchDirectory) {
+  const test::TempDir tmp;
+  const char* saved = std::getenv("TMPDIR");
+  const std::string saved_tmpdir = saved != nullptr ? saved : "";
+  setenv("TMPDIR", tmp.path().c_str(), 1);
+  test::ChildProcess bench(
+      RBM_BENCH_RECIPE_EXE,
+      {"--iters", "2000", "--repeats", "40", "--data", RBM_MNIST_DIR, "--split", "test"},
+      tmp / "bench.log");
+  if (saved != nullptr) {
+    setenv("TMPDIR", saved_tmpdir.c_str(), 1);
+  } else {
+    unsetenv("TMPDIR");
+  }
+  ASSERT_TRUE(bench.wait_until_it_catches(SIGTERM)) << read_file(tmp / "bench.log");
+  std::vector<std::string> during;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp.path())) {
+    during.push_back(entry.path().filename().string());
+  }
+  bench.signal(SIGTERM);
+  bench.wait();
+  EXPECT_EQ(bench.killed_by(), SIGTERM) << read_file(tmp / "bench.log");
+  EXPECT_EQ(during.size(), 2u);  // the log and the scratch directory
+  for (const auto& entry : std::filesystem::directory_iterator(tmp.path())) {
+    EXPECT_EQ(entry.path().filename(), "bench.log") << "left behind";
   }
 }
 
