@@ -233,9 +233,24 @@ TEST(Minibatch, SumOfActiveRowsRule) {
 // (u = 2^-24) of the sum, relative to the sum of the terms' magnitudes; each product is held to
 // that bound.
 TEST(Minibatch, ChainProductsMatchDoubleSums) {
-  const auto gamma = [](int n) {
-    const double nu = n * 0x1p-24;
-    return nu / (1 - nu);
+  // got (rows, n_out) against left (rows, n_in) times the matrix whose (k, o) entry is at
+  // W[k * k_stride + o * o_stride]: W for X W (k_stride H, o_stride 1), W' for Hs W' (1, H).
+  const auto expect_products = [](const std::vector<float>& got, const std::vector<float>& left,
+                                  int64_t rows, int n_in, int n_out, const std::vector<float>& W,
+                                  size_t k_stride, size_t o_stride, const std::string& what) {
+    const double nu = n_in * 0x1p-24, gamma = nu / (1 - nu);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int o = 0; o < n_out; ++o) {
+        double sum = 0, magnitude = 0;
+        for (int k = 0; k < n_in; ++k) {
+          const double term = left[r * n_in + k] * W[k * k_stride + o * o_stride];
+          sum += term;
+          magnitude += std::abs(term);
+        }
+        ASSERT_LE(std::abs(got[r * n_out + o] - sum), gamma * magnitude)
+            << what << ", " << rows << " rows, row " << r << ", output " << o;
+      }
+    }
   };
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> weight(-1.0f, 1.0f);
@@ -261,34 +276,14 @@ TEST(Minibatch, ChainProductsMatchDoubleSums) {
                                                                                     : multiplied)++;
       std::vector<float> out(static_cast<size_t>(c.rows * H));
       cpu::hidden_products(p, X.data(), c.rows, out.data(), active.data());
-      for (int64_t r = 0; r < c.rows; ++r) {
-        for (int j = 0; j < H; ++j) {
-          double sum = 0, magnitude = 0;
-          for (int i = 0; i < d; ++i) {
-            const double term = X[r * d + i] * p.W[static_cast<size_t>(i) * H + j];
-            sum += term;
-            magnitude += std::abs(term);
-          }
-          ASSERT_LE(std::abs(out[r * H + j] - sum), gamma(d) * magnitude)
-              << "H " << H << ", " << c.rows << " rows, row " << r << ", unit " << j;
-        }
-      }
+      expect_products(out, X, c.rows, d, H, p.W, static_cast<size_t>(H), 1,
+                      "X W, H " + std::to_string(H));
       std::vector<float> Hs(static_cast<size_t>(c.rows * H));
       for (float& h : Hs) h = static_cast<float>(static_cast<int>(rng() % 3) - 1);
       std::vector<float> back(static_cast<size_t>(c.rows * d));
       cpu::visible_products(p, Hs.data(), c.rows, back.data());
-      for (int64_t r = 0; r < c.rows; ++r) {
-        for (int i = 0; i < d; ++i) {
-          double sum = 0, magnitude = 0;
-          for (int j = 0; j < H; ++j) {
-            const double term = Hs[r * H + j] * p.W[static_cast<size_t>(i) * H + j];
-            sum += term;
-            magnitude += std::abs(term);
-          }
-          ASSERT_LE(std::abs(back[r * d + i] - sum), gamma(H) * magnitude)
-              << "H " << H << ", " << c.rows << " rows, row " << r << ", pixel " << i;
-        }
-      }
+      expect_products(back, Hs, c.rows, H, d, p.W, 1, static_cast<size_t>(H),
+                      "Hs W', H " + std::to_string(H));
     }
   }
   EXPECT_GT(summed, 0);
