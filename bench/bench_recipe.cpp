@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -116,8 +117,10 @@ struct CommandTime {
 // acted on by the holder when the command in progress returns (a command stopped by the same
 // signal, as Ctrl-C stops the whole process group, returns at once). A signal that was ignored
 // (nohup's SIGHUP) stays ignored.
-volatile std::sig_atomic_t g_stop_signal = 0;
-void record_stop_signal(int signal_number) { g_stop_signal = signal_number; }
+// Lock-free, so a handler may store it on whichever thread the signal lands on.
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+void record_stop_signal(int signal_number) { g_stop_signal.store(signal_number); }
 class StopSignalsHeld {
  public:
   StopSignalsHeld() {
@@ -135,7 +138,7 @@ class StopSignalsHeld {
   }
   StopSignalsHeld(const StopSignalsHeld&) = delete;
   StopSignalsHeld& operator=(const StopSignalsHeld&) = delete;
-  int received() const { return g_stop_signal; }
+  int received() const { return g_stop_signal.load(); }
 
  private:
   static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
@@ -169,8 +172,8 @@ CommandTime time_whole_command(const std::filesystem::path& binary, const Option
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       if (!out.ok) result.failure = "failed: " + last_lines(out.text, 3);
     }
-    stop_signal = held.received();
-  }
+  }  // the signals' own actions again: one that came until now is in g_stop_signal
+  stop_signal = g_stop_signal.load();
   std::filesystem::remove_all(scratch, error);
   if (stop_signal != 0) std::raise(stop_signal);  // its own action now, as if never held
   if (result.failure.empty()) result.seconds = median(times);

@@ -1,9 +1,11 @@
-// The CPU's GEMM paths (see cpu_minibatch.hpp): a small pool of persistent threads, single-threaded
-// OpenBLAS sgemm calls on fixed tiles, and the fused sigmoid + Bernoulli pass over their outputs
-// (G(t) + ternary draw for the hidden units of a ternary model: hidden_rows).
+// The CPU's GEMM paths (see cpu_minibatch.hpp): a small pool of persistent threads, products on
+// fixed tiles each on one thread (sums of W's rows, single-threaded OpenBLAS sgemm or sgemv), and
+// the fused sigmoid + Bernoulli pass over their outputs (G(t) + ternary draw for the hidden units
+// of a ternary model: hidden_rows).
 #include "host/cpu_minibatch.hpp"
 
 #include <cblas.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <atomic>
@@ -120,22 +122,18 @@ class TaskPool {
 
 int as_int(int64_t v) { return static_cast<int>(v); }
 
-// Hs W' for a few rows (kMaxGemvRows): an sgemm with the second operand transposed cost 18 to 22 us
-// for 2 to 4 rows with either of OpenBLAS's kernel families below, an sgemv 4 us a row (29 against
-// 23 for 8 rows).
-
 }  // namespace
 
 // Which way X W costs less depends on the rows, X's density and OpenBLAS's kernels. Measured on the
 // development machine (one core, OpenBLAS 0.3.21, d 784, H 100, 2026-12-03): the sgemm of the
-// Haswell kernels (also chosen for Zen and Sandy Bridge) packs all of W on every call, 15 us for 1
-// row, 13 for 4, 30 for 16, 112 for 64, 1.53 a row for 256; the AVX-512 ones (SkylakeX,
-// Cooperlake, SapphireRapids) have small-matrix kernels that do not: 3.6, 5, 22, 60 us, 0.84 a
-// row for 256. The sum of the active rows costs 0.2 + 3.0 rho us a row, rho the share of ones
-// (0.34 at 5%, 0.80 at 20%; listing the ones is most of the 0.2). In units of a whole row's sum
-// (3 us), the sum is rows (0.07 + rho) and an sgemm 4.3 + 0.5 rows (Haswell) or 1.2 + 0.28 rows
-// (AVX-512). At H 500 the AVX-512 kernels' break-even at 256 rows is 19% (the sum's rows are
-// 16-lane code there), close to H 100's 21%.
+// Haswell kernels (also Zen's) packs all of W on every call, 15 us for 1 row, 13 for 4, 30 for 16,
+// 112 for 64, 1.53 a row for 256; the AVX-512 ones (SkylakeX, Cooperlake, SapphireRapids) have
+// small-matrix kernels that do not: 3.6, 5, 22, 60 us, 0.84 a row for 256. The sum of the active
+// rows costs 0.2 + 3.0 rho us a row, rho the share of ones (0.34 at 5%, 0.80 at 20%; listing the
+// ones is most of the 0.2). In units of a whole row's sum (3 us), the sum is rows (0.07 + rho) and
+// an sgemm 4.3 + 0.5 rows (Haswell) or 1.2 + 0.28 rows (AVX-512). At H 500 the AVX-512 kernels'
+// break-even at 256 rows is 19% (the sum's rows are 16-lane code there), close to H 100's 21%.
+// Every family but the AVX-512 ones gets the rule measured with the Haswell kernels.
 bool sums_active_rows(int64_t ones, int64_t rows, int d, bool small_matrix_kernels) {
   const int64_t dd = d;
   return small_matrix_kernels ? 5 * ones < dd * (6 + rows)        // rho < 1.2 / rows + 0.2
@@ -143,8 +141,13 @@ bool sums_active_rows(int64_t ones, int64_t rows, int d, bool small_matrix_kerne
 }
 
 bool blas_has_small_matrix_kernels() {
-  const std::string kernels = openblas_get_corename();
-  return kernels == "SkylakeX" || kernels == "Cooperlake" || kernels == "SapphireRapids";
+  // A build for one CPU names it in capitals (SKYLAKEX); DYNAMIC_ARCH's choice as here.
+  const char* kernels = openblas_get_corename();
+  if (kernels == nullptr) return false;
+  for (const char* name : {"SkylakeX", "Cooperlake", "SapphireRapids"}) {
+    if (strcasecmp(kernels, name) == 0) return true;
+  }
+  return false;
 }
 
 void hidden_products(const Params& p, const float* X, int64_t rows, float* out, int* active) {
@@ -162,9 +165,8 @@ void hidden_products(const Params& p, const float* X, int64_t rows, float* out, 
                 p.W.data(), H, 0.0f, out, H);
     return;
   }
-  // sum_of_rows takes whole 8-column blocks: columns [0, H8), then the last 8 columns (which
-  // overlap them when 8 does not divide H) into a side buffer. Each sum runs over the active rows
-  // in order either way, so the overlap's columns come out the same.
+  // sum_of_rows takes whole 8-column blocks: columns [0, H8), then the last 8 columns into a side
+  // buffer when 8 does not divide H, whose last H - H8 are the columns still missing.
   const int H8 = H / 8 * 8;
   thread_local std::vector<float> zeros;
   zeros.assign(static_cast<size_t>(d), 0.0f);
@@ -187,6 +189,9 @@ void hidden_products(const Params& p, const float* X, int64_t rows, float* out, 
   }
 }
 
+// Hs W' for a few rows (kMaxGemvRows): an sgemm with the second operand transposed cost 18 to 22 us
+// for 2 to 4 rows with either of OpenBLAS's kernel families (as above), an sgemv 4 us a row (29
+// against 23 for 8 rows).
 void visible_products(const Params& p, const float* Hs, int64_t rows, float* out) {
   const int d = p.visible, H = p.hidden;
   if (rows > kMaxGemvRows) {
@@ -354,7 +359,8 @@ constexpr int kGradCols = 256;     // at most this many columns of W per gradien
 // one thread. So a job gets a thread per 2^20 multiply-adds of its work (about 50 us), at least
 // one. The tasks stay the same, so the results do too.
 int threads_for(int threads, double multiply_adds) {
-  return static_cast<int>(std::clamp(multiply_adds / 1048576.0, 1.0, static_cast<double>(threads)));
+  return static_cast<int>(
+      std::clamp(multiply_adds / 1048576.0, 1.0, static_cast<double>(std::max(threads, 1))));
 }
 }  // namespace
 

@@ -107,7 +107,7 @@ TEST(BenchRecipe, AStopSignalRemovesItsScratchDirectory) {
   setenv("TMPDIR", tmp.path().c_str(), 1);
   test::ChildProcess bench(
       RBM_BENCH_RECIPE_EXE,
-      {"--iters", "2000", "--repeats", "40", "--data", RBM_MNIST_DIR, "--split", "test"},
+      {"--iters", "2000", "--repeats", "3", "--data", RBM_MNIST_DIR, "--split", "test"},
       tmp / "bench.log");
   if (saved != nullptr) {
     setenv("TMPDIR", saved_tmpdir.c_str(), 1);
