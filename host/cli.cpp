@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <new>
 #include <string>
+#include <system_error>
 
 #include "host/backend.hpp"
 #include "host/checkpoint.hpp"
@@ -326,6 +327,19 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
   } catch (const std::filesystem::filesystem_error& e) {
     // A path that cannot be examined (a symlink loop, a name too long, no permission).
     std::fprintf(stderr, "%s: %s\n", who.c_str(), e.what());
+    return kExitBadInput;
+  } catch (const std::system_error& e) {
+    // No thread to be had (pthread_create's EAGAIN): a limit on processes or on memory, e.g.
+    // ulimit -v, under which each thread's stack and OpenBLAS's buffers must fit (exploratory
+    // tester: "internal error: Resource temporarily unavailable", exit 1).
+    if (e.code() != std::errc::resource_unavailable_try_again) {
+      std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "%s: cannot start a thread: %s (a limit on processes or memory, such as ulimit "
+                 "-u or -v; RBM_CPU_THREADS=1 runs the CPU's work on one)\n",
+                 who.c_str(), e.what());
     return kExitBadInput;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
