@@ -33,10 +33,11 @@ void end_bar_line() {
   g_bar_line_open = false;
 }
 
-// A count as it reads best: whole up to ten million, else 3 significant digits (1.57e+08).
-std::string count_text(int64_t n) {
+// A count as it reads best beside `scale` (the total it is counted toward): whole when scale is
+// under ten million, else 3 significant digits (1.81e+06/1e+09, not 1806336/1e+09).
+std::string count_text(int64_t n, int64_t scale) {
   char text[32];
-  if (n < 10'000'000) {
+  if (scale < 10'000'000) {
     std::snprintf(text, sizeof text, "%lld", static_cast<long long>(n));
   } else {
     std::snprintf(text, sizeof text, "%.3g", static_cast<double>(n));
@@ -72,8 +73,9 @@ void Progress::update(int64_t done, const std::string& extra) {
   const double fraction = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1;
   const int64_t percent = percent_done(done, total_);
   char numbers[160];
-  std::snprintf(numbers, sizeof numbers, "%s/%s", count_text(done).c_str(),
-                count_text(total_).c_str());
+  const int64_t scale = std::max(done, total_);
+  std::snprintf(numbers, sizeof numbers, "%s/%s", count_text(done, scale).c_str(),
+                count_text(total_, scale).c_str());
   if (interactive_) {
     constexpr int kWidth = 20;
     const int filled = static_cast<int>(fraction * kWidth);

@@ -142,6 +142,23 @@ TEST(Progress, NoRateBeforeTheFirstUnitOfThisProcess) {
   EXPECT_NE(lines[1].find(" it/s"), std::string::npos) << lines[1];
 }
 
+// A count and its total in one format: 1.81e+06/1e+09, not 1806336/1e+09 (second exploratory
+// tester); whole numbers below ten million.
+TEST(Progress, ACountAndItsTotalShareAFormat) {
+  const test::TempDir dir;
+  {
+    const StderrToFile err(dir / "stderr.txt");
+    Progress big("sample", 1'000'000'000, 0, "chain-steps");
+    big.update(1'806'336, "");
+    Progress small("sample", 600'000, 0, "steps");
+    small.update(20'000, "");
+  }
+  const std::vector<std::string> lines = test::file_lines(dir / "stderr.txt");
+  ASSERT_EQ(lines.size(), 2u) << read_file(dir / "stderr.txt");
+  EXPECT_EQ(lines[0].rfind("sample 1.81e+06/1e+09 (0%) ", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[1].rfind("sample 20000/600000 (3%) ", 0), 0u) << lines[1];
+}
+
 TEST(StopSignals, NoSignalNoMessage) {
   const test::TempDir dir;
   const StderrToFile err(dir / "stderr.txt");
