@@ -58,6 +58,29 @@ size_t terminal_columns() {
 
 }  // namespace
 
+std::string bar_line(const std::string& what, double fraction, const std::string& numbers,
+                     const std::string& extra, size_t columns) {
+  // One line, cut to the terminal's width (the ETA comes before the rate and the metrics, which
+  // the log lines without a terminal keep whole): a longer one wraps, and each redraw (\r returns
+  // to the start of the last row only) would leave a copy of it on the screen. The bar gives way
+  // first, down to none, so that the numbers and the rate's unit stay (at 80 columns a sampling's
+  // "4.63e+05 chain-ste" had lost it: second exploratory tester).
+  const size_t room = columns > 1 ? columns - 1 : 0;
+  constexpr size_t kWidth = 20;
+  const size_t bare = what.size() + 1 + numbers.size();  // "what numbers"
+  const size_t width = bare + 3 + kWidth <= room ? kWidth : (room > bare + 3 ? room - bare - 3 : 0);
+  std::string line = what + " ";
+  if (width > 0) {
+    const size_t filled =
+        std::min(width, static_cast<size_t>(std::max(0.0, fraction) * static_cast<double>(width)));
+    line += "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
+  }
+  line += numbers;
+  if (!extra.empty()) line += " " + extra;
+  line.resize(std::min(line.size(), room));
+  return line;
+}
+
 void Progress::update(int64_t done, const std::string& extra) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -77,19 +100,10 @@ void Progress::update(int64_t done, const std::string& extra) {
   std::snprintf(numbers, sizeof numbers, "%s/%s", count_text(done, scale).c_str(),
                 count_text(total_, scale).c_str());
   if (interactive_) {
-    constexpr int kWidth = 20;
-    const int filled = static_cast<int>(fraction * kWidth);
-    std::string bar(static_cast<size_t>(filled), '#');
-    bar.resize(kWidth, '.');
     char head[320];
-    std::snprintf(head, sizeof head, "%s [%s] %s %3lld%% ETA %s %s %s/s ", what_.c_str(),
-                  bar.c_str(), numbers, static_cast<long long>(percent), eta_text, rate_text,
-                  unit_.c_str());
-    // One line, cut to the terminal's width (the ETA comes before the rate and the metrics, which
-    // the log lines without a terminal keep whole): a longer one wraps, and each redraw (\r
-    // returns to the start of the last row only) would leave a copy of it on the screen.
-    std::string line = head + extra;
-    line.resize(std::min(line.size(), terminal_columns() - 1));
+    std::snprintf(head, sizeof head, "%s %3lld%% ETA %s %s %s/s", numbers,
+                  static_cast<long long>(percent), eta_text, rate_text, unit_.c_str());
+    const std::string line = bar_line(what_, fraction, head, extra, terminal_columns());
     const std::lock_guard lock(g_line_mutex);
     std::fprintf(stderr, "\r%s\033[K", line.c_str());
     std::fflush(stderr);

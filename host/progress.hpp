@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -26,6 +27,11 @@ class Progress {
   bool interactive_;
   std::chrono::steady_clock::time_point start_;
 };
+
+// An interactive progress line: "what [####......] numbers extra", cut to columns - 1 characters;
+// the 20-character bar narrows (down to none) before the numbers would be cut.
+std::string bar_line(const std::string& what, double fraction, const std::string& numbers,
+                     const std::string& extra, size_t columns);
 
 // done of total in whole percent, rounded down (in integers: 29 of 100 is 29, and a loop reads 100
 // only when it is done); 100 for a total of 0.

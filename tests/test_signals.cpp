@@ -142,6 +142,20 @@ TEST(Progress, NoRateBeforeTheFirstUnitOfThisProcess) {
   EXPECT_NE(lines[1].find(" it/s"), std::string::npos) << lines[1];
 }
 
+// The interactive line: a 20-character bar where the line fits, a narrower one (down to none)
+// where the terminal is too narrow for it and the numbers, whose rate keeps its unit; only then is
+// the text after them cut.
+TEST(Progress, TheBarGivesWayToTheNumbersOnANarrowTerminal) {
+  const std::string numbers = "1.81e+06/1e+09   0% ETA 2154.8s 4.63e+05 chain-steps/s";
+  EXPECT_EQ(bar_line("sample", 0.5, "3/6  50% ETA 1.0s 3 it/s", "recon 0.1", 80),
+            "sample [##########..........] 3/6  50% ETA 1.0s 3 it/s recon 0.1");
+  // 7 + 54 characters without a bar: at 80 columns (79 usable) a bar of 15, at 69 of 4.
+  EXPECT_EQ(bar_line("sample", 0.25, numbers, "", 80), "sample [###............] " + numbers);
+  EXPECT_EQ(bar_line("sample", 0.25, numbers, "", 69), "sample [#...] " + numbers);
+  EXPECT_EQ(bar_line("sample", 0.25, numbers, "", 64), "sample " + numbers);  // no room for "[]"
+  EXPECT_EQ(bar_line("sample", 0.25, numbers, "", 40), ("sample " + numbers).substr(0, 39));
+}
+
 // A count and its total in one format: 1.81e+06/1e+09, not 1806336/1e+09 (second exploratory
 // tester); whole numbers below ten million.
 TEST(Progress, ACountAndItsTotalShareAFormat) {
