@@ -158,7 +158,6 @@ CommandTime time_whole_command(const std::filesystem::path& binary, const Option
   std::vector<double> times;
   // A stop signal waits for the command in progress, and the scratch directory goes before it
   // takes effect: it was left in /tmp (exploratory tester).
-  int stop_signal = 0;
   {
     const StopSignalsHeld held;
     for (int r = 0; r < o.repeats && result.failure.empty() && held.received() == 0; ++r) {
@@ -173,7 +172,7 @@ CommandTime time_whole_command(const std::filesystem::path& binary, const Option
       if (!out.ok) result.failure = "failed: " + last_lines(out.text, 3);
     }
   }  // the signals' own actions again: one that came until now is in g_stop_signal
-  stop_signal = g_stop_signal.load();
+  const int stop_signal = g_stop_signal.load();
   std::filesystem::remove_all(scratch, error);
   if (stop_signal != 0) std::raise(stop_signal);  // its own action now, as if never held
   if (result.failure.empty()) result.seconds = median(times);

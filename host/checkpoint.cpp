@@ -73,6 +73,26 @@ bool valid_file_name(const std::string& name) {
          std::string::npos;
 }
 
+}  // namespace
+
+std::optional<int64_t> json_int64(const nlohmann::json& node) {
+  if (node.is_number_float()) {
+    const double value = node.get<double>();
+    if (std::isfinite(value) && value == std::trunc(value) && value >= -0x1p63 && value < 0x1p63) {
+      return static_cast<int64_t>(value);
+    }
+    return std::nullopt;
+  }
+  if (!node.is_number_integer() ||
+      (node.is_number_unsigned() &&
+       node.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})) {
+    return std::nullopt;
+  }
+  return node.get<int64_t>();
+}
+
+namespace {
+
 [[noreturn]] void bad_run_json(const std::filesystem::path& dir, const std::string& what) {
   throw InputError((dir / kRunJson).string() + ": " + what);
 }
@@ -87,24 +107,13 @@ T field(const std::filesystem::path& dir, const nlohmann::json& object, const ch
     }
     node = &(*node)[key];
   }
-  // An integer field takes an integer within int64, written as one or as a real with no fraction
-  // (8.5 is not read as 8, nor 2^64 as -2^63).
-  bool right_type = true;
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    if (node->is_number_float()) {
-      const double value = node->get<double>();
-      right_type =
-          std::isfinite(value) && value == std::trunc(value) && value >= -0x1p63 && value < 0x1p63;
-      if (right_type) return static_cast<T>(static_cast<int64_t>(value));
-    } else {
-      right_type = node->is_number_integer() &&
-                   !(node->is_number_unsigned() &&
-                     node->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()});
+    if (const std::optional<int64_t> value = json_int64(*node)) return static_cast<T>(*value);
+  } else {
+    try {
+      return node->get<T>();
+    } catch (const nlohmann::json::exception&) {
     }
-  }
-  try {
-    if (right_type) return node->get<T>();
-  } catch (const nlohmann::json::exception&) {
   }
   bad_run_json(dir, std::string(path_text) + " has the wrong type: " + node->dump());
 }

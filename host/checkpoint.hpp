@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -110,6 +111,10 @@ Checkpoint load_newest_checkpoint(const std::filesystem::path& dir,
 // NAME.next and temporary files (another .npy's only when the process that wrote it is gone: a
 // `sample --out` may be writing it), so that the next checkpoint starts from a clean directory.
 void tidy_run_directory(const std::filesystem::path& dir, const Checkpoint& checkpoint);
+// An integer of run.json within int64, written as one or as a real with no fraction (5.0); nullopt
+// for anything else (8.5 is not read as 8, nor 2^64 as -2^63, nor "5" or true as 5 or 1).
+std::optional<int64_t> json_int64(const nlohmann::json& node);
+
 // Its second half alone, for a new run in a directory that a run stopped before its first
 // checkpoint left (host/trainer.cpp): that run's NAME.next and temporary files are gone with it.
 // The caller holds the directory's lock.

@@ -168,8 +168,8 @@ void hidden_products(const Params& p, const float* X, int64_t rows, float* out, 
   // sum_of_rows takes whole 8-column blocks: columns [0, H8), then the last 8 columns into a side
   // buffer when 8 does not divide H, whose last H - H8 are the columns still missing.
   const int H8 = H / 8 * 8;
-  thread_local std::vector<float> zeros;
-  zeros.assign(static_cast<size_t>(d), 0.0f);
+  thread_local std::vector<float> zeros;  // only ever zeros: grown, never refilled
+  if (zeros.size() < static_cast<size_t>(d)) zeros.resize(static_cast<size_t>(d), 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
     float* o = out + r * H;
     const int n = indices_where_less(zeros.data(), X + r * d, d, active);  // where x is 1

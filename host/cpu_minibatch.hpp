@@ -42,7 +42,8 @@ void sigmoid_bernoulli_rows(float* pre, int64_t rows, int n, const float* bias, 
                             float* uniforms);
 
 // The two products of a chain step on a tile of rows, each by whichever of two ways costs less
-// (cpu_minibatch.cpp gives the measurements); the choice depends on the tile's contents only.
+// (cpu_minibatch.cpp gives the measurements); the choice depends on the tile's contents and on
+// OpenBLAS's kernel family, never on the thread count.
 // out (rows, H) = X (rows, d) W for X of 0/1 floats: each row's sum of the rows of W where it is 1
 // when sums_active_rows(the ones in X, rows, d, blas_has_small_matrix_kernels()), else an sgemm.
 // active is scratch (d ints).

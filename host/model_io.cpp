@@ -1,7 +1,6 @@
 // Model directories (see model_io.hpp).
 #include "host/model_io.hpp"
 
-#include <cmath>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -113,14 +112,13 @@ void check_recorded_hidden(const std::filesystem::path& dir,
     return;
   }
   const nlohmann::json& recorded = (*run)["recipe"]["hidden"];
-  // An integer, written as one or as a real with no fraction (5.0), as --resume reads it.
-  const double value = recorded.is_number() ? recorded.get<double>() : std::nan("");
-  if (!std::isfinite(value) || value != std::trunc(value)) {
+  const std::optional<int64_t> value = json_int64(recorded);  // as --resume reads it
+  if (!value) {
     throw InputError("--model " + dir.string() + ": " + (dir / "run.json").string() +
                      ": recipe.hidden has the wrong type: " + recorded.dump() +
                      " (the number of hidden units, an integer)");
   }
-  if (value != static_cast<double>(hidden)) {
+  if (*value != hidden) {
     throw InputError("--model " + dir.string() + ": " + (dir / "run.json").string() +
                      " records recipe.hidden " + recorded.dump() + ", but W.npy has H = " +
                      std::to_string(hidden) + " hidden units: not the model of that run");

@@ -361,7 +361,7 @@ void NpyStatesFile::append_rows(std::span<const uint8_t> states) {
     if (packed_) {
       // Unit i in byte i / 8, bit 7 - i % 8; the last byte's unused low bits are 0. Each byte
       // from its 8 units without a branch: random states defeat a branch per unit (4 ns each).
-      std::memset(piece_.data(), 0, piece_.size());
+      // Every byte of a row is written whole, the last one's unused bits as 0.
       for (size_t r = 0; r < n; ++r) {
         auto* row = reinterpret_cast<uint8_t*>(piece_.data()) + r * row_bytes_;
         const uint8_t* units = states.data() + r * cols;
