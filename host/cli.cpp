@@ -227,6 +227,11 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
   const std::vector<std::string> command_args(args.begin() + (eval || sample ? 1 : 0), args.end());
   // Messages start with the command, as its parse errors do: "rbm_cpu eval: ...".
   const std::string who = program + (eval ? " eval" : sample ? " sample" : "");
+  // An exception no check expected: a bug, reported as one (exit 1, not the bad-input code 2).
+  const auto internal_error = [&who](const std::exception& e) {
+    std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
+    return 1;
+  };
   // Training takes flags only: a leading word is a command, misspelt ("Eval", "help").
   if (train_named && !args.empty() &&
       (args.front() == "train" || args.front() == "eval" || args.front() == "sample")) {
@@ -332,18 +337,14 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
     // No thread to be had (pthread_create's EAGAIN): a limit on processes or on memory, e.g.
     // ulimit -v, under which each thread's stack and OpenBLAS's buffers must fit (exploratory
     // tester: "internal error: Resource temporarily unavailable", exit 1).
-    if (e.code() != std::errc::resource_unavailable_try_again) {
-      std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
-      return 1;
-    }
+    if (e.code() != std::errc::resource_unavailable_try_again) return internal_error(e);
     std::fprintf(stderr,
                  "%s: cannot start a thread: %s (a limit on processes or memory, such as ulimit "
                  "-u or -v; RBM_CPU_THREADS=1 runs the CPU's work on one)\n",
                  who.c_str(), e.what());
     return kExitBadInput;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
-    return 1;
+    return internal_error(e);
   }
 }
 
