@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -351,6 +352,11 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
 }  // namespace
 
 int run_cli(int argc, char** argv) {
+  // A pipe whose reader has gone (`eval | head -1`, a dead `2>&1 | tee log`) fails the write with
+  // EPIPE instead of killing the process with SIGPIPE (exit 141, no message): standard output's
+  // loss is then reported below (exit 2), and a training run whose stderr reader went keeps
+  // training and checkpointing, and still stops on SIGINT, SIGTERM or SIGHUP as documented.
+  std::signal(SIGPIPE, SIG_IGN);
   const std::string program = program_name();
   bool version_or_help = false;  // also --device-info: output that is all of the result
   const int code = run_command_line(program, argc, argv, version_or_help);

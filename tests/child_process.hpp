@@ -1,7 +1,8 @@
-// A child process the test can signal: posix_spawn with SIGINT, SIGTERM and SIGHUP at their
-// default actions (a test runner in the background or under nohup may have them ignored, and an
-// ignored signal stays ignored across exec), stdout and stderr to a file, and a wait that reports
-// the exit code or the signal that ended it.
+// A child process the test can signal: posix_spawn with SIGINT, SIGTERM, SIGHUP and SIGPIPE at
+// their default actions (a test runner in the background or under nohup may have them ignored, and
+// an ignored signal stays ignored across exec), stdout and stderr to a file (or stdout to a
+// descriptor the test gives, such as a pipe's write end), and a wait that reports the exit code or
+// the signal that ended it.
 #pragma once
 
 #include <fcntl.h>
@@ -26,8 +27,9 @@ namespace rbm::test {
 
 class ChildProcess {
  public:
+  // stdout_fd >= 0: the child's stdout is that descriptor, and only stderr goes to log.
   ChildProcess(const std::string& exe, const std::vector<std::string>& args,
-               const std::filesystem::path& log) {
+               const std::filesystem::path& log, int stdout_fd = -1) {
     std::vector<std::string> argv_text = {exe};
     argv_text.insert(argv_text.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -37,9 +39,15 @@ class ChildProcess {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    if (stdout_fd >= 0) {
+      posix_spawn_file_actions_adddup2(&actions, stdout_fd, STDOUT_FILENO);
+      posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    } else {
+      posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    }
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t defaults, none;
@@ -47,6 +55,7 @@ class ChildProcess {
     sigaddset(&defaults, SIGINT);
     sigaddset(&defaults, SIGTERM);
     sigaddset(&defaults, SIGHUP);
+    sigaddset(&defaults, SIGPIPE);
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setsigmask(&attr, &none);

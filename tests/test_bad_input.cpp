@@ -21,6 +21,7 @@
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "tests/checkpoint_util.hpp"
+#include "tests/child_process.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/idx_util.hpp"
 #include "tests/test_util.hpp"
@@ -1132,6 +1133,24 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   const test::CommandResult help_full = shell(exe + " sample --help >/dev/full");
   EXPECT_EQ(help_full.exit_code, 2) << help_full.output;
   EXPECT_EQ(help_full.output, "rbm_cpu sample: cannot write standard output\n");
+  // A pipe whose reader has gone (`eval | head -1` once head has its line): the same line and
+  // exit 2, not a death by SIGPIPE (exit 141, nothing said; exploratory tester). The read end is
+  // closed before the child starts, so that every write fails.
+  {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    ::close(fds[0]);
+    test::ChildProcess closed_pipe(RBM_CPU_EXE,
+                                   {"eval", "--model", model, "--data", RBM_MNIST_DIR, "--json"},
+                                   dir / "closed_pipe.log", fds[1]);
+    ::close(fds[1]);
+    closed_pipe.wait();
+    EXPECT_EQ(closed_pipe.killed_by(), 0);
+    EXPECT_EQ(closed_pipe.exit_code(), 2);
+    EXPECT_EQ(read_file(dir / "closed_pipe.log"),
+              "rbm_cpu eval: cannot write standard output: the report is lost (eval writes no "
+              "file)\n");
+  }
   // RBM_CPU_THREADS that is not a count of threads.
   for (const char* value : {"abc", "0", "-1", "2x", "1025"}) {
     const test::CommandResult r =
