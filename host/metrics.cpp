@@ -114,6 +114,38 @@ std::optional<std::string> metrics_csv_in_current_columns(const std::string& tex
   return converted;
 }
 
+namespace {
+
+// v with `decimals` decimals, or with 4 significant digits and an exponent from 1e7 on.
+std::string metric_text(double v, int decimals) {
+  char text[48];
+  if (std::fabs(v) < 1e7 || !std::isfinite(v)) {
+    std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  } else {
+    std::snprintf(text, sizeof text, "%.4g", v);
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string format_metrics(const MetricsRow& row) {
+  std::string line = "recon " + metric_text(row.recon_error_train, 4) + " F(train) " +
+                     metric_text(row.free_energy_train, 2) + " PLL(train) " +
+                     metric_text(row.pll_train, 2);
+  if (row.free_energy_heldout && row.pll_heldout) {
+    line += " F(heldout) " + metric_text(*row.free_energy_heldout, 2) + " PLL(heldout) " +
+            metric_text(*row.pll_heldout, 2);
+  }
+  if (row.eval) {  // --eval-every's points
+    line += " log Z " + metric_text(row.eval->log_z, 2) + " (" + row.eval->log_z_method +
+            ") log p(train) " + metric_text(row.eval->log_p_train, 2);
+    if (row.eval->log_p_heldout)
+      line += " log p(heldout) " + metric_text(*row.eval->log_p_heldout, 2);
+  }
+  return line;
+}
+
 std::string metrics_csv_line(const MetricsRow& row, bool with_eval) {
   const auto optional_value = [](const std::optional<double>& v) {
     char text[32] = "";

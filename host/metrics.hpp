@@ -57,6 +57,10 @@ std::string metrics_csv_header(bool with_eval = false);
 // its values hold no commas).
 std::vector<std::string> split_fields(std::string_view line);
 std::string metrics_csv_line(const MetricsRow& row, bool with_eval = false);
+// A log point's metrics for the progress line: "recon 0.1191 F(train) -162.48 PLL(train) -322.76",
+// then the held-out and --eval-every values the row has. A value of 1e7 or more in magnitude (a
+// diverging run's free energy reaches 1e36) comes as "-6.098e+36", not 38 digits.
+std::string format_metrics(const MetricsRow& row);
 
 // metrics.csv's text (header and rows) in this version's columns: an earlier version's file (it
 // had no pll columns, or had them only with --eval-every, after log_p_heldout) gets its columns

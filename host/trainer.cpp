@@ -103,28 +103,6 @@ nlohmann::json run_record(const TrainOptions& options, const Backend& backend,
       {"train_seconds", seconds}};
 }
 
-std::string format_metrics(const MetricsRow& row) {
-  char text[160];
-  std::snprintf(text, sizeof text, "recon %.4f F(train) %.2f PLL(train) %.2f",
-                row.recon_error_train, row.free_energy_train, row.pll_train);
-  std::string line = text;
-  if (row.free_energy_heldout && row.pll_heldout) {
-    std::snprintf(text, sizeof text, " F(heldout) %.2f PLL(heldout) %.2f", *row.free_energy_heldout,
-                  *row.pll_heldout);
-    line += text;
-  }
-  if (row.eval) {  // --eval-every's points
-    std::snprintf(text, sizeof text, " log Z %.2f (%s) log p(train) %.2f", row.eval->log_z,
-                  row.eval->log_z_method.c_str(), row.eval->log_p_train);
-    line += text;
-    if (row.eval->log_p_heldout) {
-      std::snprintf(text, sizeof text, " log p(heldout) %.2f", *row.eval->log_p_heldout);
-      line += text;
-    }
-  }
-  return line;
-}
-
 // A new run never overwrites the files of another (a finished run, a checkpoint): they are the
 // result of someone's training.
 void refuse_to_overwrite_a_run(const std::filesystem::path& dir) {

@@ -545,8 +545,16 @@ def evaluate(name, W, b, a, ternary, data, args, rng):
     return res
 
 
+def fixed(v, decimals):
+    """v with `decimals` decimals; from 1e7 in magnitude with 9 significant digits and an exponent
+    (a diverged model's log Z can reach 1e38: not 38 digits); -inf, inf and nan as such."""
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("-inf" if v < 0 else "inf")
+    return "%.*f" % (decimals, v) if abs(v) < 1e7 else "%.9g" % v
+
+
 def fmt(v):
-    return "%.3f" % v if math.isfinite(v) else ("-inf" if v < 0 else "inf")
+    return fixed(v, 3)
 
 
 def print_block(r):
@@ -559,8 +567,8 @@ def print_block(r):
         print("  note        some or all of the scored images were the model's training images "
               "(run.json: %s): not a held-out score" % r["trained_on"])
     if r["log_z_method"] == "exact":
-        print("  log Z       %.6f  exact, by enumerating the %s hidden states (%s), %.1f s"
-              % (r["log_z"], r["log_z_states"],
+        print("  log Z       %s  exact, by enumerating the %s hidden states (%s), %.1f s"
+              % (fixed(r["log_z"], 6), r["log_z_states"],
                  "--method exact" if r["method"] == "exact" else
                  "--method auto: H <= %d" % EXACT_MAX_H[r["hidden_type"] == "ternary"],
                  r["log_z_seconds"]))
@@ -581,7 +589,8 @@ def print_block(r):
         print("  note        %s not used: log Z is exact for this model (--method ais forces "
               "AIS)" % ", ".join(r["unused_flags"]))
     if r["log_z_method"] == "exact":
-        print("  %-5s avg log p(x)  %.6f nats  (exact log Z)" % (r["split"], r["test_avg_log_p"]))
+        print("  %-5s avg log p(x)  %s nats  (exact log Z)"
+              % (r["split"], fixed(r["test_avg_log_p"], 6)))
     else:
         if r["log_z_ais"] < r["log_z_lower_bound"]:
             v = r["ais"][r["ais_chosen_base"]]
@@ -596,7 +605,7 @@ def print_block(r):
                  fmt(r["test_avg_log_p_hi"]), fmt(r["test_avg_log_p_upper_bound"])))
     if r["split"] != "train":  # the line above is the train split's own when it is scored
         print("  train avg log p(x)  %s nats  (same log Z)"
-              % ("%.6f" % r["train_avg_log_p"] if r["log_z_method"] == "exact"
+              % (fixed(r["train_avg_log_p"], 6) if r["log_z_method"] == "exact"
                  else fmt(r["train_avg_log_p"])))
     print("  %-5s avg PLL       %s nats/image  (%.4f per pixel), exact, %.1f s"
           % (r["split"], fmt(r["test_avg_pll"]), r["test_avg_pll_per_pixel"], r["pll_seconds"]))
