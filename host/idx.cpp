@@ -489,6 +489,11 @@ Dataset load_mnist(const std::filesystem::path& dir, std::optional<int> digit, S
                      ": not a directory; point --data at the directory that holds "
                      "MNIST's four IDX files");
   }
+  // A path that cannot be looked at (a symlink loop, a name too long, no permission) says why;
+  // only a missing one points at the fetch script.
+  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+    throw InputError(dir.string() + ": cannot examine: " + ec.message());
+  }
   if (!std::filesystem::is_directory(status)) {
     throw InputError(dir.string() + ": no such directory; " + kFetchHint);
   }

@@ -111,9 +111,15 @@ void refuse_to_overwrite_a_run(const std::filesystem::path& dir) {
     if (name == "metrics.csv" && never_checkpointed) continue;
     std::error_code error;
     if (std::filesystem::exists(dir / name, error) || error) {
-      throw InputError("--out " + dir.string() + " already holds " + name +
-                       ": a new run does not overwrite a run's files (--resume " + dir.string() +
-                       " continues the run there; choose another --out for a new one)");
+      // --resume reads run.json: without one there is no run to continue (a weights.png copied
+      // in by hand; exploratory tester), and the advice would only lead to another refusal.
+      std::error_code run_json_error;
+      const bool resumable = std::filesystem::exists(dir / "run.json", run_json_error);
+      throw InputError(
+          "--out " + dir.string() + " already holds " + name +
+          ": a new run does not overwrite a run's files (" +
+          (resumable ? "--resume " + dir.string() + " continues the run there; " : "") +
+          "choose another --out for a new one)");
     }
   }
 }
@@ -355,7 +361,12 @@ void run_training(Backend& backend, const TrainOptions& options) {
     } else {
       created_dirs = outermost_missing_directory(out_dir);
       std::error_code error;
-      if (std::filesystem::is_symlink(out_dir, error) && !std::filesystem::exists(out_dir, error)) {
+      const std::filesystem::file_status out_status = std::filesystem::status(out_dir, error);
+      if (error && error != std::errc::no_such_file_or_directory &&
+          error != std::errc::not_a_directory) {  // a symlink loop, no permission
+        throw InputError("--out " + out_dir.string() + ": cannot examine: " + error.message());
+      }
+      if (!std::filesystem::exists(out_status) && std::filesystem::is_symlink(out_dir, error)) {
         throw InputError("--out " + out_dir.string() + ": a symbolic link to " +
                          std::filesystem::read_symlink(out_dir, error).string() +
                          ", which does not exist");

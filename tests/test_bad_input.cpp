@@ -1095,6 +1095,13 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   const std::string loop = (dir / "loop1").string();
   expect_refused({"eval", "--model", loop, "--data", RBM_MNIST_DIR}, {"--model", loop});
   expect_refused({"sample", "--model", loop, "--out", (dir / "s.npy").string()}, {"--model", loop});
+  // Training's --data and --out say the loop, not "no such directory" (with the fetch hint) or "a
+  // link to loop2, which does not exist" (exploratory tester).
+  expect_refused({"--data", loop, "--iters", "2", "--out", (dir / "loop_run").string()},
+                 {loop + ": cannot examine: Too many levels of symbolic links"});
+  expect_refused({"--data", RBM_MNIST_DIR, "--iters", "2", "--out", loop},
+                 {"--out " + loop + ": cannot examine: Too many levels of symbolic links"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "loop_run"));
   expect_refused({"sample", "--model", std::string(5000, 'x'), "--out", (dir / "s.npy").string()},
                  {"--model"});
   // The result on standard output could not be written.

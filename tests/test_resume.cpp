@@ -766,6 +766,8 @@ TEST(Resume, ARunDirectoryIsNeverOverwrittenAndHasOneWriter) {
   const test::CommandResult into_other = train_recipe(other, {}, "20");
   EXPECT_EQ(into_other.exit_code, 2) << into_other.output;
   EXPECT_NE(into_other.output.find("already holds W.npy"), std::string::npos) << into_other.output;
+  // No run.json, so nothing that --resume could continue: the message does not suggest it.
+  EXPECT_EQ(into_other.output.find("--resume"), std::string::npos) << into_other.output;
   EXPECT_EQ(read_file(other / "W.npy"), "someone's weights");
 
   {
