@@ -337,11 +337,14 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
   } catch (const std::system_error& e) {
     // No thread to be had (pthread_create's EAGAIN): a limit on processes or on memory, e.g.
     // ulimit -v, under which each thread's stack and OpenBLAS's buffers must fit (exploratory
-    // tester: "internal error: Resource temporarily unavailable", exit 1).
+    // tester: "internal error: Resource temporarily unavailable", exit 1). Fewer threads do not
+    // help under -v (the next tester: RBM_CPU_THREADS=1 was refused the same way, and with
+    // OPENBLAS_NUM_THREADS=1 too OpenBLAS spun on its buffer): the advice is to raise the limit.
     if (e.code() != std::errc::resource_unavailable_try_again) return internal_error(e);
     std::fprintf(stderr,
                  "%s: cannot start a thread: %s (a limit on processes or memory, such as ulimit "
-                 "-u or -v; RBM_CPU_THREADS=1 runs the CPU's work on one)\n",
+                 "-u or -v, leaves too little: raise it; a cgroup memory limit counts memory "
+                 "used, not mapped)\n",
                  who.c_str(), e.what());
     return kExitBadInput;
   } catch (const std::exception& e) {

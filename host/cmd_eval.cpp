@@ -27,6 +27,7 @@
 #include "host/errors.hpp"
 #include "host/evaluate.hpp"
 #include "host/log_z.hpp"
+#include "host/metrics.hpp"
 #include "host/model_io.hpp"
 #include "host/progress.hpp"
 #include "host/sha256.hpp"

@@ -20,6 +20,7 @@
 #include "host/atomic_file.hpp"
 #include "host/checkpoint.hpp"
 #include "host/errors.hpp"
+#include "host/metrics.hpp"
 #include "host/sha256.hpp"
 
 namespace rbm {
@@ -376,18 +377,6 @@ void reject_same_files(const std::vector<std::pair<std::string, std::string>>& o
       }
     }
   }
-}
-
-std::string format_number(double v, int decimals) {
-  char text[64];
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (decimals >= 0 && std::fabs(v) < 1e9) {
-    std::snprintf(text, sizeof text, "%.*f", decimals, v);
-  } else {
-    std::snprintf(text, sizeof text, "%.9g", v);
-  }
-  return text;
 }
 
 }  // namespace rbm

@@ -99,9 +99,4 @@ void check_output_file(const std::string& flag, const std::string& path);
 // empty paths (flags not given) are skipped.
 void reject_same_files(const std::vector<std::pair<std::string, std::string>>& outputs);
 
-// A double for messages and reports: fixed with `decimals` decimals while that stays readable
-// (|v| < 1e9), else (or with decimals < 0) 9 significant digits ("3.86470151e+33", "0.1"); "inf",
-// "-inf" and "nan" as such.
-std::string format_number(double v, int decimals);
-
 }  // namespace rbm

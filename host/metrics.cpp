@@ -114,34 +114,31 @@ std::optional<std::string> metrics_csv_in_current_columns(const std::string& tex
   return converted;
 }
 
-namespace {
-
-// v with `decimals` decimals, or with 4 significant digits and an exponent from 1e7 on.
-std::string metric_text(double v, int decimals) {
-  char text[48];
-  if (std::fabs(v) < 1e7 || !std::isfinite(v)) {
+std::string format_number(double v, int decimals) {
+  char text[64];
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (decimals >= 0 && std::fabs(v) < 1e9) {
     std::snprintf(text, sizeof text, "%.*f", decimals, v);
   } else {
-    std::snprintf(text, sizeof text, "%.4g", v);
+    std::snprintf(text, sizeof text, "%.9g", v);
   }
   return text;
 }
 
-}  // namespace
-
 std::string format_metrics(const MetricsRow& row) {
-  std::string line = "recon " + metric_text(row.recon_error_train, 4) + " F(train) " +
-                     metric_text(row.free_energy_train, 2) + " PLL(train) " +
-                     metric_text(row.pll_train, 2);
+  std::string line = "recon " + format_number(row.recon_error_train, 4) + " F(train) " +
+                     format_number(row.free_energy_train, 2) + " PLL(train) " +
+                     format_number(row.pll_train, 2);
   if (row.free_energy_heldout && row.pll_heldout) {
-    line += " F(heldout) " + metric_text(*row.free_energy_heldout, 2) + " PLL(heldout) " +
-            metric_text(*row.pll_heldout, 2);
+    line += " F(heldout) " + format_number(*row.free_energy_heldout, 2) + " PLL(heldout) " +
+            format_number(*row.pll_heldout, 2);
   }
   if (row.eval) {  // --eval-every's points
-    line += " log Z " + metric_text(row.eval->log_z, 2) + " (" + row.eval->log_z_method +
-            ") log p(train) " + metric_text(row.eval->log_p_train, 2);
+    line += " log Z " + format_number(row.eval->log_z, 2) + " (" + row.eval->log_z_method +
+            ") log p(train) " + format_number(row.eval->log_p_train, 2);
     if (row.eval->log_p_heldout)
-      line += " log p(heldout) " + metric_text(*row.eval->log_p_heldout, 2);
+      line += " log p(heldout) " + format_number(*row.eval->log_p_heldout, 2);
   }
   return line;
 }

@@ -57,9 +57,13 @@ std::string metrics_csv_header(bool with_eval = false);
 // its values hold no commas).
 std::vector<std::string> split_fields(std::string_view line);
 std::string metrics_csv_line(const MetricsRow& row, bool with_eval = false);
+// A double for messages and reports: fixed with `decimals` decimals while that stays readable
+// (|v| < 1e9), else (or with decimals < 0) 9 significant digits ("3.86470151e+33", "0.1"); "inf",
+// "-inf" and "nan" as such (a NaN of either sign).
+std::string format_number(double v, int decimals);
 // A log point's metrics for the progress line: "recon 0.1191 F(train) -162.48 PLL(train) -322.76",
-// then the held-out and --eval-every values the row has. A value of 1e7 or more in magnitude (a
-// diverging run's free energy reaches 1e36) comes as "-6.098e+36", not 38 digits.
+// then the held-out and --eval-every values the row has, each by format_number (a diverging run's
+// free energy, which reaches 1e36, as "-6.09808276e+36", not 38 digits; the same text as eval's).
 std::string format_metrics(const MetricsRow& row);
 
 // metrics.csv's text (header and rows) in this version's columns: an earlier version's file (it

@@ -546,11 +546,12 @@ def evaluate(name, W, b, a, ternary, data, args, rng):
 
 
 def fixed(v, decimals):
-    """v with `decimals` decimals; from 1e7 in magnitude with 9 significant digits and an exponent
-    (a diverged model's log Z can reach 1e38: not 38 digits); -inf, inf and nan as such."""
+    """v with `decimals` decimals while |v| < 1e9, else 9 significant digits (a diverged model's
+    log Z can reach 1e38: "9.54019842e+37", not 38 digits); -inf, inf and nan as such: the rules
+    of rbm's own reports (format_number, host/metrics.hpp)."""
     if not math.isfinite(v):
         return "nan" if math.isnan(v) else ("-inf" if v < 0 else "inf")
-    return "%.*f" % (decimals, v) if abs(v) < 1e7 else "%.9g" % v
+    return "%.*f" % (decimals, v) if abs(v) < 1e9 else "%.9g" % v
 
 
 def fmt(v):

@@ -61,7 +61,6 @@ void expect_same(const Params& a, const Params& b) {
 
 bool on_disk(const std::filesystem::path& path) { return std::filesystem::exists(path); }
 
-// The UTF-8 that JSON text may hold (RFC 3629's table), and the byte sequences it may not.
 TEST(Metrics, TheProgressLineWritesHugeValuesWithAnExponent) {
   MetricsRow row;
   row.recon_error_train = 0.11914;
@@ -70,15 +69,22 @@ TEST(Metrics, TheProgressLineWritesHugeValuesWithAnExponent) {
   EXPECT_EQ(format_metrics(row), "recon 0.1191 F(train) -162.48 PLL(train) -322.76");
   // A diverging run (exploratory tester: "F(train) -6098082763745714705372342000359047168.00").
   row.free_energy_train = -6.0980827637457147e36;
-  row.pll_train = -9999999.994;
-  row.free_energy_heldout = 1e7;
+  row.pll_train = -999999999.994;
+  row.free_energy_heldout = 1e9;
   row.pll_heldout = -std::numeric_limits<double>::infinity();
-  row.eval = EvalMetrics{9.5401984203278509e37, "ais", -12345678.9, std::nan("")};
+  // A NaN of either sign (x86's inf - inf has the sign bit set) is "nan", as eval writes it.
+  const double negative_nan = -std::numeric_limits<double>::quiet_NaN();
+  ASSERT_TRUE(std::signbit(negative_nan));
+  row.eval = EvalMetrics{9.5401984203278509e37, "ais", -12345678.9, negative_nan};
   EXPECT_EQ(format_metrics(row),
-            "recon 0.1191 F(train) -6.098e+36 PLL(train) -9999999.99 F(heldout) 1e+07 "
-            "PLL(heldout) -inf log Z 9.54e+37 (ais) log p(train) -1.235e+07 log p(heldout) nan");
+            "recon 0.1191 F(train) -6.09808276e+36 PLL(train) -999999999.99 F(heldout) 1e+09 "
+            "PLL(heldout) -inf log Z 9.54019842e+37 (ais) log p(train) -12345678.90 "
+            "log p(heldout) nan");
+  EXPECT_EQ(format_number(-999999999.994, 2), "-999999999.99");
+  EXPECT_EQ(format_number(0.1, -1), "0.1");
 }
 
+// The UTF-8 that JSON text may hold (RFC 3629's table), and the byte sequences it may not.
 TEST(Checkpoint, ValidUtf8IsWhatJsonTextMayHold) {
   for (const char* valid : {"", "plain/path", "caf\xc3\xa9", "\xe2\x82\xac", "\xed\x9f\xbf",
                             "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf"}) {

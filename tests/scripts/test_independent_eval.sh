@@ -199,6 +199,20 @@ else
   echo "skip a full stdout: no writable /dev/full"
 fi
 
+# Its numbers as rbm's reports write them (format_number): fixed below 1e9, else 9 significant
+# digits (a diverged model's log Z, not 38 digits); NaN of either sign as nan.
+formatted=$(cd "$repo/scripts" && "$python" -c '
+import independent_eval as ie
+print(ie.fixed(-479.1234567, 6), ie.fixed(-999999999.4, 2), ie.fixed(9.5401984203278509e37, 6),
+      ie.fmt(float("-nan")), ie.fmt(float("-inf")), ie.fmt(-1.5e300))')
+expected_formatted="-479.123457 -999999999.40 9.54019842e+37 nan -inf -1.5e+300"
+if [[ "$formatted" != "$expected_formatted" ]]; then
+  echo "FAIL number format: expected '$expected_formatted', got '$formatted'"
+  failures=$((failures + 1))
+else
+  echo "ok   number format"
+fi
+
 if ((failures)); then
   echo "$failures failures"
   exit 1
