@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <utility>
 
@@ -62,7 +63,8 @@ void acknowledge_unseen_signal(const std::stop_token& stop, const std::string& w
 
 }  // namespace
 
-StopSignals::StopSignals(std::string who, std::string what_next, std::string after_kill) {
+StopSignals::StopSignals(std::string who, std::string what_next, std::string after_kill)
+    : exceptions_at_start_(std::uncaught_exceptions()) {
   g_received.store(0);
   g_seen.store(false);
   install(SIGINT, old_int_, true);
@@ -82,6 +84,7 @@ void StopSignals::stop_acknowledging() {
 
 StopSignals::~StopSignals() {
   stop_acknowledging();
+  if (std::uncaught_exceptions() > exceptions_at_start_) return;  // failing: see signals.hpp
   sigaction(SIGINT, &old_int_, nullptr);
   sigaction(SIGTERM, &old_term_, nullptr);
   sigaction(SIGHUP, &old_hup_, nullptr);

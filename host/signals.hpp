@@ -7,7 +7,6 @@
 #include <signal.h>
 
 #include <chrono>
-
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -20,6 +19,11 @@ namespace rbm {
 // program at once, which the atomic writes make safe. The SIGHUP one stays: a closed terminal sends
 // SIGHUP twice (the shell's, and the kernel's when the shell exits), and the program stops as for
 // one.
+//
+// Left by an exception (a failed write, bad data found late), it keeps its handlers: the program
+// is on its way to print the failure and exit with its code, and a signal in that gap must not end
+// it silently by the default action (exit 143 and no line, on a full disk: exploratory tester). A
+// second SIGINT or SIGTERM still kills it at once.
 //
 // A signal that the program has not looked at (received()) within kAcknowledgeAfter is inside work
 // that cannot stop part way (one long update, one block's Gibbs step, CUDA AIS): a watcher thread
@@ -51,6 +55,7 @@ class StopSignals {
   struct sigaction old_term_ {};
   struct sigaction old_hup_ {};
   std::jthread watcher_;
+  int exceptions_at_start_ = 0;  // std::uncaught_exceptions() when constructed
 };
 
 // "SIGINT", "SIGTERM", "SIGHUP", or "signal N".

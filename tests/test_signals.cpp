@@ -102,6 +102,31 @@ TEST(StopSignals, ASignalLookedAtInTimeIsNotAcknowledged) {
   EXPECT_EQ(err.text(), "");
 }
 
+// Left by an exception (a run failing on a full disk, on its way to print why and exit 2), the
+// handlers stay: a SIGTERM in that gap is recorded, not the default action's silent death with 143
+// (exploratory tester). Left normally, the old action is back.
+TEST(StopSignals, AFailureLeavesTheHandlersForItsLastLine) {
+  struct sigaction defaults {};
+  defaults.sa_handler = SIG_DFL;
+  sigemptyset(&defaults.sa_mask);
+  ASSERT_EQ(sigaction(SIGTERM, &defaults, nullptr), 0);
+  try {
+    const StopSignals signals("rbm_test", "what it does next");
+    throw std::runtime_error("no space left on device");
+  } catch (const std::runtime_error&) {
+    struct sigaction kept {};
+    ASSERT_EQ(sigaction(SIGTERM, nullptr, &kept), 0);
+    EXPECT_NE(kept.sa_handler, SIG_DFL);
+    ASSERT_EQ(raise(SIGTERM), 0);  // would end this test process under the default action
+  }
+  struct sigaction now {};
+  ASSERT_EQ(sigaction(SIGTERM, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);  // one-shot (SA_RESETHAND): a second SIGTERM kills
+  { const StopSignals signals("rbm_test", "what it does next"); }
+  ASSERT_EQ(sigaction(SIGTERM, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+}
+
 // The line of a stopped loop (and a progress line): the percentage rounded down (a stop near the
 // end is not "100%"), the counts with enough digits to tell the part from the whole.
 TEST(DoneText, SaysHowFarAStoppedLoopCame) {
