@@ -161,10 +161,12 @@ void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
     }
   }
   bool committed = false;
+  size_t staged_count = 0;
   try {
     nlohmann::json sums = nlohmann::json::object();
     for (const CheckpointFile& file : files) {  // 1. stage
       write_file_atomic(staged(dir, file.name), file.bytes);
+      ++staged_count;
       sums[file.name] = sha256_hex(file.bytes);
     }
     run["checkpoint"] = {{"iteration", iteration}, {"sha256", sums}};
@@ -180,6 +182,15 @@ void write_checkpoint(const std::filesystem::path& dir, int64_t iteration,
       rename_or_throw(staged(dir, file.name), dir / file.name);
     }
   } catch (const InputError& e) {
+    // Not committed: run.json names the files of the checkpoint before, and this one's staged
+    // files are of no use to anyone; on a full disk they would hold its space until a --resume
+    // tidied them (a disk-full exploratory tester). Committed: they are the checkpoint.
+    if (!committed) {
+      std::error_code ignored;
+      for (size_t i = 0; i < staged_count; ++i) {
+        std::filesystem::remove(staged(dir, files[i].name), ignored);
+      }
+    }
     throw CheckpointWriteError(e.what(), committed);
   }
   sync_directory(dir);

@@ -120,7 +120,8 @@ TEST(Checkpoint, WritesThenLoadsTheSameParameters) {
 }
 
 // A checkpoint that cannot be written says whether it was committed: a file that cannot be
-// staged (here a directory in the way of b.npy.next) leaves the checkpoint before it; one that
+// staged (here a directory in the way of b.npy.next) leaves the checkpoint before it, and none of
+// its own staged files; one that
 // cannot be published after run.json named it (a directory in the way of b.npy) leaves the new
 // checkpoint, which loads from the files left as NAME.next.
 TEST(Checkpoint, AFailedWriteSaysWhichCheckpointStays) {
@@ -144,6 +145,9 @@ TEST(Checkpoint, AFailedWriteSaysWhichCheckpointStays) {
     return committed;
   };
   EXPECT_FALSE(failed_write_committed("b.npy.next"));
+  // Not committed: what it had staged is removed (W.npy.next, before b.npy.next failed), not left
+  // to hold a full disk's space until a --resume (a disk-full exploratory tester).
+  EXPECT_FALSE(std::filesystem::exists(dir / "W.npy.next"));
   Checkpoint checkpoint = load_checkpoint(dir.path());
   EXPECT_EQ(checkpoint.iteration, 7);
   expect_same(checkpoint.params, old_params);
