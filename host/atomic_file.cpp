@@ -185,6 +185,17 @@ std::filesystem::path write_target(const std::filesystem::path& path) {
 
 void allow_unnamed_temporaries(bool allowed) { g_unnamed_temporaries.store(allowed); }
 
+std::filesystem::file_status examined_status(const std::filesystem::path& path,
+                                             const std::string& name) {
+  std::error_code error;
+  const std::filesystem::file_status status = std::filesystem::status(path, error);
+  if (error && error != std::errc::no_such_file_or_directory &&
+      error != std::errc::not_a_directory) {
+    throw InputError(name + ": cannot examine: " + error.message());
+  }
+  return status;
+}
+
 std::optional<uint64_t> free_bytes_for(const std::filesystem::path& path) {
   struct statvfs fs {};
   // A file system without blocks (procfs, where /dev/stdout leads to a pipe) cannot tell.

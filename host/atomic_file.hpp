@@ -95,6 +95,12 @@ void allow_unnamed_temporaries(bool allowed);
 // under fs.protected_symlinks (another user's, in a sticky world-writable directory such as /tmp).
 std::filesystem::path write_target(const std::filesystem::path& path);
 
+// `path`'s status, following links; file_type::not_found for a path that is missing (or under a
+// file), for the caller to judge. One that cannot be looked at (a symbolic-link loop, no
+// permission, a name too long) throws InputError "NAME: cannot examine: WHY", NAME as given.
+std::filesystem::file_status examined_status(const std::filesystem::path& path,
+                                             const std::string& name);
+
 // The bytes this process may still write on the file system where StagedFile(path) puts its
 // temporary file (beside write_target(path)): statvfs(3)'s free blocks, less those reserved for
 // root when not run as root. nullopt when statvfs cannot tell (it fails, or the file system has

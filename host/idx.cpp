@@ -482,17 +482,13 @@ Dataset load_mnist(const std::filesystem::path& dir, std::optional<int> digit, S
   if (digit && (*digit < 0 || *digit > 9)) {
     throw InputError("digit " + std::to_string(*digit) + " is not in 0..9");
   }
-  std::error_code ec;
-  const std::filesystem::file_status status = std::filesystem::status(dir, ec);
+  // A path that cannot be looked at (a symlink loop, a name too long, no permission) says why;
+  // only a missing one points at the fetch script.
+  const std::filesystem::file_status status = examined_status(dir, dir.string());
   if (std::filesystem::exists(status) && !std::filesystem::is_directory(status)) {
     throw InputError(dir.string() +
                      ": not a directory; point --data at the directory that holds "
                      "MNIST's four IDX files");
-  }
-  // A path that cannot be looked at (a symlink loop, a name too long, no permission) says why;
-  // only a missing one points at the fetch script.
-  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
-    throw InputError(dir.string() + ": cannot examine: " + ec.message());
   }
   if (!std::filesystem::is_directory(status)) {
     throw InputError(dir.string() + ": no such directory; " + kFetchHint);

@@ -361,11 +361,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
     } else {
       created_dirs = outermost_missing_directory(out_dir);
       std::error_code error;
-      const std::filesystem::file_status out_status = std::filesystem::status(out_dir, error);
-      if (error && error != std::errc::no_such_file_or_directory &&
-          error != std::errc::not_a_directory) {  // a symlink loop, no permission
-        throw InputError("--out " + out_dir.string() + ": cannot examine: " + error.message());
-      }
+      const std::filesystem::file_status out_status =
+          examined_status(out_dir, "--out " + out_dir.string());  // a symlink loop, ...
       if (!std::filesystem::exists(out_status) && std::filesystem::is_symlink(out_dir, error)) {
         throw InputError("--out " + out_dir.string() + ": a symbolic link to " +
                          std::filesystem::read_symlink(out_dir, error).string() +
