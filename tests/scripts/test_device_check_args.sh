@@ -3,6 +3,7 @@
 # print the usage (exit 2); a BUDGET_S that is not a whole number from 180 to 440, or a third
 # argument, is refused with one line (exit 1) before anything runs, so that a rerun with a typo
 # costs no device time; a valid budget is taken (the run then stops where device-kit is missing).
+# Also that racecheck's exclusion of cuBLAS's kernels by name spares every kernel of ours.
 # Usage: test_device_check_args.sh REPO
 set -euo pipefail
 
@@ -47,6 +48,35 @@ for budget in 180 440; do
   expect "budget $budget taken" 1 'build-device/rbm_cpu missing: run scripts/device_check --prepare' \
     "$scratch/out$budget" "$budget"
 done
+# racecheck's exclusion of cuBLAS's kernels by name must not leave out a kernel of ours: no
+# __global__ function in kernels/ matches it, and cuBLAS's SGEMM and SGEMV names do.
+exclude_regex=$(sed -n 's/.*--kernel-name-exclude "regex=\(.*\)".*/\1/p' "$check")
+if [[ -z "$exclude_regex" ]]; then
+  echo "FAIL racecheck's --kernel-name-exclude regex not found in scripts/device_check"
+  failures=$((failures + 1))
+else
+  failures_before=$failures
+  ours=$(cat "$1"/kernels/*.cu "$1"/kernels/*.cuh |
+    tr '\n' ' ' | grep -oE '__global__[^(]*\(' | grep -oE '[A-Za-z_][A-Za-z0-9_]*\($' | tr -d '(')
+  [[ $(wc -l <<<"$ours") -ge 10 ]] || {
+    echo "FAIL found only these kernels of ours: $ours"
+    failures=$((failures + 1))
+  }
+  for name in $ours; do
+    if grep -qE -- "$exclude_regex" <<<"$name"; then
+      echo "FAIL racecheck's exclusion /$exclude_regex/ leaves out our kernel $name"
+      failures=$((failures + 1))
+    fi
+  done
+  for name in gemv2T_kernel_val gemvNSP_kernel _ZN7cutlass7Kernel2I38cutlass_80_simt_sgemm_128x32_8x5_nn     sm90_xmma_gemm_f32f32_tf32f32_f32_tn_n_tilesize128x128x32 gemmSN_NN_kernel splitKreduce_kernel; do
+    if ! grep -qE -- "$exclude_regex" <<<"$name"; then
+      echo "FAIL racecheck's exclusion /$exclude_regex/ keeps cuBLAS's $name"
+      failures=$((failures + 1))
+    fi
+  done
+  ((failures > failures_before)) ||
+    echo "ok   racecheck's exclusion: none of our $(wc -l <<<"$ours") kernels, cuBLAS's names"
+fi
 ((failures == 0)) && echo "all passed" || {
   echo "$failures failed"
   exit 1
