@@ -43,16 +43,7 @@ __global__ void sigmoid_bernoulli_kernel(const float* pre, const float* __restri
                        static_cast<uint32_t>(group));
     }
     const uint32_t words[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const int unit = 4 * group + w;
-      if (unit >= units) break;
-      const int64_t at = row * units + unit;
-      const float t = bias != nullptr ? pre[at] + bias[unit] : pre[at];
-      const float p = unit_mean<kType>(t);
-      if (prob != nullptr) prob[at] = p;
-      if (sample != nullptr) sample[at] = unit_draw<kType>(rbm::uniform_from_bits(words[w]), t, p);
-    }
+    group_of_units<kType>(pre, bias, row, units, group, words, prob, 1.0f, sample);
   }
 }
 

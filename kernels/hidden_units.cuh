@@ -42,6 +42,28 @@ __device__ __forceinline__ float unit_draw(float u, float t) {
   }
 }
 
+// The units 4 group .. 4 group + 3 (those below `units`) of row `row` of pre (rows, units), the
+// fused pass after a product: t = pre[row, u] + bias[u] (bias may be null), p = unit_mean(t);
+//   prob[row, u] = scale p                        when prob is not null,
+//   sample[row, u] = unit_draw(uniform of words[u % 4], t, p)  when sample is not null.
+// prob and sample may be pre itself: each element is read before it is written, by this thread.
+template <HiddenType kType>
+__device__ __forceinline__ void group_of_units(const float* pre, const float* __restrict__ bias,
+                                               int64_t row, int units, int group,
+                                               const uint32_t (&words)[4], float* prob, float scale,
+                                               float* sample) {
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    const int unit = 4 * group + w;
+    if (unit >= units) break;
+    const int64_t at = row * units + unit;
+    const float t = bias != nullptr ? pre[at] + bias[unit] : pre[at];
+    const float p = unit_mean<kType>(t);
+    if (prob != nullptr) prob[at] = scale * p;
+    if (sample != nullptr) sample[at] = unit_draw<kType>(rbm::uniform_from_bits(words[w]), t, p);
+  }
+}
+
 // A hidden unit's log-partition term at t1 less that at t2 (AIS's increments, host/ais.hpp):
 // softplus(t1) - softplus(t2) binary, log(1 + 2 cosh t1) - log(1 + 2 cosh t2) ternary, by the
 // same stable formulas as the CPU's (kernels/rbm_math.h).

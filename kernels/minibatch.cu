@@ -67,16 +67,7 @@ __global__ void fused_kernel(float* pre, const float* __restrict__ bias, int64_t
       r = philox_block(key, stream0 + static_cast<uint64_t>(row), phase,
                        static_cast<uint32_t>(group));
     }
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const int unit = 4 * group + w;
-      if (unit >= units) break;
-      const int64_t at = row * units + unit;
-      const float t = bias != nullptr ? pre[at] + bias[unit] : pre[at];
-      const float p = unit_mean<kType>(t);
-      if (prob != nullptr) prob[at] = scale * p;
-      if (sample != nullptr) sample[at] = unit_draw<kType>(rbm::uniform_from_bits(r.word[w]), t, p);
-    }
+    group_of_units<kType>(pre, bias, row, units, group, r.word, prob, scale, sample);
   }
 }
 
