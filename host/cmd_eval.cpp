@@ -341,6 +341,13 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                     " runs: a few runs carry the estimate, and its interval may not hold log Z; "
                     "more --ais-betas (or --ais-runs) make it reliable");
   }
+  // Below the bound the text's log Z line says so too; the note carries the advice to the JSON.
+  if (log_z.method == "ais" && log_z.ais_below_bound) {
+    notes.push_back(
+        "AIS fell below the exact lower bound of log Z: it missed mass by an unknown "
+        "amount, and log Z is known only to be at least the bound; more --ais-betas "
+        "make it reliable");
+  }
   if (log_z.method == "ais" && !log_z.ais_below_bound && ais_betas < default_betas) {
     notes.push_back("--ais-betas " + std::to_string(ais_betas) + ", fewer than the default " +
                     std::to_string(default_betas) +
@@ -455,7 +462,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     if (log_z.ais_below_bound) {
       std::printf(
           "            AIS fell below the exact lower bound: it missed mass, and log Z is known "
-          "only to be at least %s (and avg log p at most %s); try more --ais-betas\n",
+          "only to be at least %s (and avg log p at most %s)\n",
           fixed(log_z.lower_bound).c_str(), fixed(-free_energy - log_z.lower_bound).c_str());
     }
   }

@@ -102,26 +102,43 @@ Params read_bare_model(const std::filesystem::path& dir) {
   return params;
 }
 
-// run.json's recipe.hidden, where it records one, is W.npy's H: a W.npy of another run put in its
-// place (its SHA-256 recorded anew) is not the model that run.json describes. --resume refuses it
-// alike (host/checkpoint.cpp).
-void check_recorded_hidden(const std::filesystem::path& dir,
-                           const std::optional<nlohmann::json>& run, int hidden) {
-  if (!run || !run->is_object() || !run->contains("recipe") || !(*run)["recipe"].is_object() ||
-      !(*run)["recipe"].contains("hidden")) {
+// run.json's recipe, where it records one, describes the model: recipe.hidden is W.npy's H (a
+// W.npy of another run put in its place, its SHA-256 recorded anew, is not the model that run.json
+// describes) and recipe.visible_bias says whether there is an a.npy (a hand-made directory that
+// left a.npy out, or copied one in, would be scored as another model without a word). --resume
+// refuses both alike (host/checkpoint.cpp).
+void check_recorded_recipe(const std::filesystem::path& dir,
+                           const std::optional<nlohmann::json>& run, const Params& params) {
+  if (!run || !run->is_object() || !run->contains("recipe") || !(*run)["recipe"].is_object()) {
     return;
   }
-  const nlohmann::json& recorded = (*run)["recipe"]["hidden"];
-  const std::optional<int64_t> value = json_int64(recorded);  // as --resume reads it
-  if (!value) {
-    throw InputError("--model " + dir.string() + ": " + (dir / "run.json").string() +
-                     ": recipe.hidden has the wrong type: " + recorded.dump() +
-                     " (the number of hidden units, an integer)");
+  const nlohmann::json& recipe = (*run)["recipe"];
+  const std::string where = "--model " + dir.string() + ": " + (dir / "run.json").string();
+  if (recipe.contains("hidden")) {
+    const nlohmann::json& recorded = recipe["hidden"];
+    const std::optional<int64_t> value = json_int64(recorded);  // as --resume reads it
+    if (!value) {
+      throw InputError(where + ": recipe.hidden has the wrong type: " + recorded.dump() +
+                       " (the number of hidden units, an integer)");
+    }
+    if (*value != params.hidden) {
+      throw InputError(where + " records recipe.hidden " + recorded.dump() +
+                       ", but W.npy has H = " + std::to_string(params.hidden) +
+                       " hidden units: not the model of that run");
+    }
   }
-  if (*value != hidden) {
-    throw InputError("--model " + dir.string() + ": " + (dir / "run.json").string() +
-                     " records recipe.hidden " + recorded.dump() + ", but W.npy has H = " +
-                     std::to_string(hidden) + " hidden units: not the model of that run");
+  if (recipe.contains("visible_bias")) {
+    const nlohmann::json& recorded = recipe["visible_bias"];
+    if (!recorded.is_boolean()) {
+      throw InputError(where + ": recipe.visible_bias has the wrong type: " + recorded.dump() +
+                       " (whether the model has visible biases, true or false)");
+    }
+    if (recorded.get<bool>() != params.has_visible_bias()) {
+      throw InputError(where + " records recipe.visible_bias " + recorded.dump() + ", but " +
+                       (params.has_visible_bias() ? "there is an a.npy (visible biases)"
+                                                  : "there is no a.npy (visible biases)") +
+                       ": not the model of that run");
+    }
   }
 }
 
@@ -173,7 +190,7 @@ Params read_model(const std::filesystem::path& dir) {
     params = read_bare_model(dir);
     params.hidden_type = recorded_hidden_type(dir, run);
   }
-  check_recorded_hidden(dir, run, params.hidden);
+  check_recorded_recipe(dir, run, params);
   return params;
 }
 

@@ -668,6 +668,29 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
   write_npy(model / "a.npy", std::vector<float>(784, 0.0f), {784, 1});
   EXPECT_INPUT_ERROR(read_model(model.path()), "a.npy: shape (784, 1); W.npy is (784, 8)");
   std::filesystem::remove(model / "a.npy");
+  // A run.json of a bare model that records recipe.visible_bias must agree with a.npy's presence
+  // (an exploratory tester's hand-made directory without a.npy scored -603 where the model with
+  // it scores -151, without a word): eval and sample refuse either contradiction.
+  write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {8});
+  write_bytes(model / "run.json", R"({"recipe": {"visible_bias": true}})");
+  EXPECT_INPUT_ERROR(read_model(model.path()), (model / "run.json").string(),
+                     "records recipe.visible_bias true, but there is no a.npy (visible biases)",
+                     "not the model of that run");
+  expect_refused({"eval", model.path().string(), "--data", RBM_MNIST_DIR},
+                 {"rbm_cpu eval: --model", "recipe.visible_bias true", "no a.npy"});
+  write_npy(model / "a.npy", std::vector<float>(784, 0.0f), {784});
+  EXPECT_FALSE(read_model(model.path()).a.empty());
+  write_bytes(model / "run.json", R"({"recipe": {"visible_bias": false}})");
+  EXPECT_INPUT_ERROR(read_model(model.path()),
+                     "records recipe.visible_bias false, but there is an a.npy (visible biases)");
+  expect_refused({"sample", model.path().string(), "--out", (model / "s.npy").string()},
+                 {"rbm_cpu sample: --model", "recipe.visible_bias false", "an a.npy"});
+  write_bytes(model / "run.json", R"({"recipe": {"visible_bias": "yes"}})");
+  EXPECT_INPUT_ERROR(read_model(model.path()), "recipe.visible_bias has the wrong type: \"yes\"");
+  std::filesystem::remove(model / "a.npy");
+  write_bytes(model / "run.json", R"({"recipe": {"visible_bias": false}})");
+  EXPECT_TRUE(read_model(model.path()).a.empty());
+  std::filesystem::remove(model / "run.json");
   write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {1, 8});
   EXPECT_INPUT_ERROR(read_model(model.path()), "b.npy: shape (1, 8); W.npy is (784, 8)",
                      "b.npy must be (8,)");

@@ -119,6 +119,28 @@ TEST(Checkpoint, WritesThenLoadsTheSameParameters) {
   EXPECT_EQ(run["checkpoint"]["iteration"], 7);
 }
 
+// The README's exception to writing through links: a checkpoint's parameter files are staged in
+// the run directory and renamed into place together, so a link among them becomes the file (its
+// target keeps the old values: an exploratory tester's finding, now documented), while run.json is
+// written through as every other output is.
+TEST(Checkpoint, ALinkedParameterFileIsReplacedAndALinkedRunJsonWrittenThrough) {
+  TempDir dir, elsewhere;
+  const Params old_params = small_params(1.5f, true), new_params = small_params(-0.5f, true);
+  write_checkpoint(elsewhere.path(), 7, param_files(old_params), run_at(7));
+  write_checkpoint(dir.path(), 7, param_files(old_params), run_at(7));
+  for (const char* name : {"W.npy", "run.json"}) {
+    std::filesystem::remove(dir / name);
+    std::filesystem::create_symlink(elsewhere / name, dir / name);
+  }
+  write_checkpoint(dir.path(), 8, param_files(new_params), run_at(8));
+  EXPECT_FALSE(std::filesystem::is_symlink(dir / "W.npy"));
+  EXPECT_EQ(read_npy(dir / "W.npy").data, new_params.W);
+  EXPECT_EQ(read_npy(elsewhere / "W.npy").data, old_params.W);
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "run.json"));
+  EXPECT_EQ(test::read_json(elsewhere / "run.json")["checkpoint"]["iteration"], 8);
+  expect_same(load_checkpoint(dir.path()).params, new_params);
+}
+
 // A checkpoint that cannot be written says whether it was committed: a file that cannot be
 // staged (here a directory in the way of b.npy.next) leaves the checkpoint before it, and none of
 // its own staged files; one that

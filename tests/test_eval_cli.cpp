@@ -249,6 +249,30 @@ TEST(EvalCli, NotesSayWhatCouldBeMisread) {
                                    "schedule can put every run low together, which the interval "
                                    "(the runs' spread) does not show; if log Z rises with more "
                                    "--ais-betas, this one was low"}));
+  // AIS below the exact lower bound: the advice to lengthen the schedule is a note, so that the
+  // JSON carries it too (it was only in the text's log Z line: the numerics auditor's finding).
+  // The model (the auditor's) remembers the first test three: t_j = 2000 (x'w - n + 1/2) for an
+  // image x with x'w ones where the three's n pixels are on, W = +-2000; all its mass is there,
+  // which a short schedule misses, and the scored images' own mass bounds log Z.
+  const Dataset threes = load_mnist(RBM_MNIST_DIR, 3, Split::test);
+  Params memory = test::random_params(784, 2, 0.0f, 1, false);
+  int on = 0;
+  for (int i = 0; i < 784; ++i) {
+    const bool lit = threes.pixels[i] != 0;
+    on += lit ? 1 : 0;
+    for (int j = 0; j < 2; ++j) memory.W[i * 2 + j] = lit ? 2000.0f : -2000.0f;
+  }
+  for (float& b : memory.b) b = -2000.0f * (static_cast<float>(on) - 0.5f);
+  std::filesystem::create_directories(dir / "memory");
+  write_model(dir / "memory", memory);
+  const nlohmann::json below = eval_json({"--model", (dir / "memory").string(), "--method", "ais",
+                                          "--ais-betas", "10", "--ais-runs", "5"});
+  ASSERT_TRUE(below["ais_below_bound"].get<bool>()) << "the case this test is for did not arise";
+  EXPECT_TRUE(below["log_z_high"].is_null());
+  EXPECT_EQ(below["notes"],
+            nlohmann::json::array({"AIS fell below the exact lower bound of log Z: it missed mass "
+                                   "by an unknown amount, and log Z is known only to be at least "
+                                   "the bound; more --ais-betas make it reliable"}));
 }
 
 // The free-energy gap is to the images the model was trained on, as its run.json records them
