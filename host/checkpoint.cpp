@@ -771,6 +771,15 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     options.data_dir =
         data_dir ? *data_dir
                  : std::filesystem::path(field<std::string>(dir, run, "data.dir", {"data", "dir"}));
+    // The recorded directory gone (moved, deleted): say it is the one run.json records, and that
+    // --data takes the same images from elsewhere (the fetch hint alone read as a new download).
+    std::error_code data_error;
+    if (!data_dir && !std::filesystem::exists(options.data_dir, data_error) && !data_error) {
+      throw InputError((dir / kRunJson).string() + " records the run's images in " +
+                       options.data_dir.string() +
+                       ", which does not exist now: give --data DIR, a directory holding the "
+                       "same images (their SHA-256 is checked)");
+    }
     const auto digit = field<nlohmann::json>(dir, run, "data.digit", {"data", "digit"});
     if (digit == "all") {
       options.digit.reset();

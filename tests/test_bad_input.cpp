@@ -1295,6 +1295,15 @@ TEST_F(ResumeInput, EvalFindsTheRunsImagesWithoutData) {
   expect_refused({"sample", moved.string(), "--init", "data", "--chains", "2", "--steps", "1",
                   "--out", (dir_ / "s2.npy").string()},
                  {(dir_ / "gone").string(), "give --data"});
+  // --resume alike: the directory is named as the one run.json records (it said only "no such
+  // directory; run scripts/fetch_mnist", an exploratory tester's finding), and --data takes the
+  // same images from elsewhere.
+  expect_refused({"--resume", moved.string()},
+                 {(moved / "run.json").string() + " records the run's images in " +
+                  (dir_ / "gone").string() + ", which does not exist now: give --data DIR"});
+  const test::CommandResult resumed =
+      run_cpu({"--resume", moved.string(), "--data", RBM_MNIST_DIR});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
 }
 
 // --- output directories -------------------------------------------------------------------------
