@@ -318,10 +318,21 @@ void run_training(Backend& backend, const TrainOptions& options) {
   TrainingState state = resume ? resume->state : TrainingState();
   // A write of the run directory that fails (a full disk) once a checkpoint is on disk says which
   // one --resume takes up: the one at `at`, which `fate` ("stays", "is written all the same").
+  // A directory moved or removed while the run trains fails its next write too: the checkpoint
+  // went wherever the directory went, and --resume of the old path would find nothing.
   const auto write_failed = [&](const std::exception& e, int64_t at, const char* fate) {
+    const char* what_resume_does = at == recipe.iters ? " finishes the run" : " continues from it";
+    std::error_code error;
+    if (!std::filesystem::exists(out_dir, error) && !error) {
+      return InputError(std::string(e.what()) + "; the run directory " + out_dir.string() +
+                        " is gone (moved or removed during the run): if it was moved, --resume of "
+                        "its new path" +
+                        what_resume_does + " (the checkpoint at iteration " + std::to_string(at) +
+                        ")");
+    }
     return InputError(std::string(e.what()) + "; the checkpoint at iteration " +
                       std::to_string(at) + " " + fate + ": --resume " + out_dir.string() +
-                      (at == recipe.iters ? " finishes the run" : " continues from it"));
+                      what_resume_does);
   };
   // run.json gets `row_missing` as metrics_row_missing unless it is null (the resumed row's stop).
   const auto write_checkpoint_now = [&](const nlohmann::json& row_missing = nullptr) {

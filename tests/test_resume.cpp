@@ -793,6 +793,36 @@ TEST(Resume, ARunDirectoryIsNeverOverwrittenAndHasOneWriter) {
   EXPECT_EQ(load_checkpoint(run).iteration, 100);
 }
 
+// A run directory moved while its run trains: the run's next write fails (exit 2), and the message
+// says that the directory is gone and points --resume at its new path, not at the old one, where
+// there is nothing (an exploratory tester's finding); the moved directory resumes.
+TEST(Resume, ARunDirectoryMovedDuringItsRunIsSaidToBeGone) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run", moved = dir / "moved";
+  std::vector<std::string> args = recipe_flags();
+  for (const char* arg : {"--iters", "1000000000", "--log-every", "1000", "--out"}) {
+    args.push_back(arg);
+  }
+  args.push_back(run.string());
+  test::ChildProcess child(RBM_CPU_EXE, args, dir / "child.log");
+  wait_for_training(run, child);
+  std::filesystem::rename(run, moved);
+  child.wait();
+  const std::string output = read_file(dir / "child.log");
+  ASSERT_EQ(child.exit_code(), 2) << output;
+  EXPECT_NE(output.find("the run directory " + run.string() +
+                        " is gone (moved or removed during the run): if it was moved, --resume of "
+                        "its new path continues from it (the checkpoint at iteration "),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(output.find("--resume " + run.string()), std::string::npos) << output;
+  const int64_t stopped = load_checkpoint(moved).iteration;
+  ASSERT_GT(stopped, 0);
+  const test::CommandResult resumed =
+      run_cpu({"--resume", moved.string(), "--iters", std::to_string(stopped + 1000)});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+}
+
 // A ternary model (h in {-1, 0, 1}) resumes as a ternary model: run.json's recipe.hidden_type is
 // restored with the parameters, and the continued run equals an uninterrupted one bit for bit.
 TEST(Resume, TernaryRunResumesAsTernary) {
