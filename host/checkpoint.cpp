@@ -775,8 +775,12 @@ TrainOptions resume_options(const std::filesystem::path& dir, std::optional<int6
     // --data takes the same images from elsewhere (the fetch hint alone read as a new download).
     std::error_code data_error;
     if (!data_dir && !std::filesystem::exists(options.data_dir, data_error) && !data_error) {
+      // Earlier versions recorded the path as typed: a relative one is taken from here.
+      const std::string relative = options.data_dir.is_relative()
+                                       ? " (a relative path, taken from the working directory)"
+                                       : "";
       throw InputError((dir / kRunJson).string() + " records the run's images in " +
-                       options.data_dir.string() +
+                       options.data_dir.string() + relative +
                        ", which does not exist now: give --data DIR, a directory holding the "
                        "same images (their SHA-256 is checked)");
     }

@@ -341,12 +341,14 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                     " runs: a few runs carry the estimate, and its interval may not hold log Z; "
                     "more --ais-betas (or --ais-runs) make it reliable");
   }
-  // Below the bound the text's log Z line says so too; the note carries the advice to the JSON.
+  // Below the bound (the text's log Z line says so too) the note carries what may help to the
+  // JSON: not a promise, since a mode that no run visits is missed at any schedule length (the
+  // memorizing model of EvalCli.NotesSayWhatCouldBeMisread stays below at 1e5 temperatures).
   if (log_z.method == "ais" && log_z.ais_below_bound) {
     notes.push_back(
-        "AIS fell below the exact lower bound of log Z: it missed mass by an unknown "
-        "amount, and log Z is known only to be at least the bound; more --ais-betas "
-        "make it reliable");
+        "AIS fell below the exact lower bound of log Z, so only the bound is known: "
+        "more --ais-betas may recover the missed mass, but not a mode that no run "
+        "reaches at any schedule length");
   }
   if (log_z.method == "ais" && !log_z.ais_below_bound && ais_betas < default_betas) {
     notes.push_back("--ais-betas " + std::to_string(ais_betas) + ", fewer than the default " +

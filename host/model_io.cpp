@@ -107,8 +107,10 @@ Params read_bare_model(const std::filesystem::path& dir) {
 // describes) and recipe.visible_bias says whether there is an a.npy (a hand-made directory that
 // left a.npy out, or copied one in, would be scored as another model without a word). --resume
 // refuses both alike (host/checkpoint.cpp).
+// `from_checkpoint`: the parameters are the checkpoint's (a.npy is there when it names one).
 void check_recorded_recipe(const std::filesystem::path& dir,
-                           const std::optional<nlohmann::json>& run, const Params& params) {
+                           const std::optional<nlohmann::json>& run, const Params& params,
+                           bool from_checkpoint) {
   if (!run || !run->is_object() || !run->contains("recipe") || !(*run)["recipe"].is_object()) {
     return;
   }
@@ -134,10 +136,10 @@ void check_recorded_recipe(const std::filesystem::path& dir,
                        " (whether the model has visible biases, true or false)");
     }
     if (recorded.get<bool>() != params.has_visible_bias()) {
+      const std::string holder = from_checkpoint ? "its checkpoint" : dir.string();
       throw InputError(where + " records recipe.visible_bias " + recorded.dump() + ", but " +
-                       (params.has_visible_bias() ? "there is an a.npy (visible biases)"
-                                                  : "there is no a.npy (visible biases)") +
-                       ": not the model of that run");
+                       holder + (params.has_visible_bias() ? " has" : " has no") +
+                       " a.npy (visible biases): not the model of that run");
     }
   }
 }
@@ -163,7 +165,8 @@ Params read_model(const std::filesystem::path& dir) {
   // Otherwise it gives only the hidden type; models written by hand have no run.json.
   const std::optional<nlohmann::json> run = read_run_json(dir);
   Params params;
-  if (run && run->is_object() && run->contains("checkpoint")) {
+  const bool from_checkpoint = run && run->is_object() && run->contains("checkpoint");
+  if (from_checkpoint) {
     try {
       params = load_newest_checkpoint(dir).params;
     } catch (const ChecksumMismatch& e) {
@@ -190,7 +193,7 @@ Params read_model(const std::filesystem::path& dir) {
     params = read_bare_model(dir);
     params.hidden_type = recorded_hidden_type(dir, run);
   }
-  check_recorded_recipe(dir, run, params);
+  check_recorded_recipe(dir, run, params, from_checkpoint);
   return params;
 }
 

@@ -48,12 +48,9 @@ __global__ void gather_kernel(const uint8_t* __restrict__ images,
   }
 }
 
-// The fused pass after a GEMM, one thread per four units of a row (one Philox block): for row
-// r < rows and unit u < units of pre (rows, units), t = pre[r, u] + bias[u], p = sigm(t);
-//   prob[r, u] = scale p      when prob is not null,
-//   sample[r, u] = u < p      when sample is not null, uniform (key, stream0 + r, phase, u).
-// Ternary (hidden units of a ternary model): p = G(t), sample = ternary_draw(uniform, t).
-// prob and sample may be pre itself (each element is read before it is written, by its thread).
+// The fused pass after a GEMM (group_of_units, kernels/hidden_units.cuh), one thread per four
+// units of a row of pre (rows, units), one Philox block: unit u of row r draws its uniform from
+// (key, stream0 + r, phase, u). prob and sample may be pre itself.
 template <HiddenType kType>
 __global__ void fused_kernel(float* pre, const float* __restrict__ bias, int64_t rows, int units,
                              uint64_t key, uint64_t stream0, uint32_t phase, float* prob,

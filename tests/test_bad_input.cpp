@@ -655,6 +655,9 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
   {
     const std::filesystem::path run = with_file("a.npy", npy({784}));
     expect_resume_refused(run, {"run.json", "recipe.visible_bias", "a.npy"});
+    // eval and sample too, naming the checkpoint (which names the file) as what has it.
+    EXPECT_INPUT_ERROR(read_model(run), (run / "run.json").string(),
+                       "records recipe.visible_bias false, but its checkpoint has a.npy");
   }
   // The same through read_model, which eval and sample use on a model directory.
   TempDir model;
@@ -674,17 +677,19 @@ TEST_F(ResumeInput, ModelFilesWithMismatchedShapes) {
   write_npy(model / "b.npy", std::vector<float>(8, 0.0f), {8});
   write_bytes(model / "run.json", R"({"recipe": {"visible_bias": true}})");
   EXPECT_INPUT_ERROR(read_model(model.path()), (model / "run.json").string(),
-                     "records recipe.visible_bias true, but there is no a.npy (visible biases)",
+                     "records recipe.visible_bias true, but " + model.path().string() +
+                         " has no a.npy (visible biases)",
                      "not the model of that run");
   expect_refused({"eval", model.path().string(), "--data", RBM_MNIST_DIR},
-                 {"rbm_cpu eval: --model", "recipe.visible_bias true", "no a.npy"});
+                 {"rbm_cpu eval: --model", "recipe.visible_bias true", "has no a.npy"});
   write_npy(model / "a.npy", std::vector<float>(784, 0.0f), {784});
   EXPECT_FALSE(read_model(model.path()).a.empty());
   write_bytes(model / "run.json", R"({"recipe": {"visible_bias": false}})");
-  EXPECT_INPUT_ERROR(read_model(model.path()),
-                     "records recipe.visible_bias false, but there is an a.npy (visible biases)");
+  EXPECT_INPUT_ERROR(read_model(model.path()), "records recipe.visible_bias false, but " +
+                                                   model.path().string() +
+                                                   " has a.npy (visible biases)");
   expect_refused({"sample", model.path().string(), "--out", (model / "s.npy").string()},
-                 {"rbm_cpu sample: --model", "recipe.visible_bias false", "an a.npy"});
+                 {"rbm_cpu sample: --model", "recipe.visible_bias false", "has a.npy"});
   write_bytes(model / "run.json", R"({"recipe": {"visible_bias": "yes"}})");
   EXPECT_INPUT_ERROR(read_model(model.path()), "recipe.visible_bias has the wrong type: \"yes\"");
   std::filesystem::remove(model / "a.npy");
@@ -1301,6 +1306,12 @@ TEST_F(ResumeInput, EvalFindsTheRunsImagesWithoutData) {
   expect_refused({"--resume", moved.string()},
                  {(moved / "run.json").string() + " records the run's images in " +
                   (dir_ / "gone").string() + ", which does not exist now: give --data DIR"});
+  // A relative path (as earlier versions recorded it) is said to be taken from here.
+  record["data"]["dir"] = "gone/mnist";
+  write_bytes(moved / "run.json", record.dump(2));
+  expect_refused({"--resume", moved.string()},
+                 {"records the run's images in gone/mnist (a relative path, taken from the "
+                  "working directory), which does not exist now"});
   const test::CommandResult resumed =
       run_cpu({"--resume", moved.string(), "--data", RBM_MNIST_DIR});
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
