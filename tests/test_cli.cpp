@@ -147,6 +147,51 @@ TEST(Cli, UnwritableOutputDirectoryIsRefused) {
   EXPECT_NE(r.output.find("--out"), std::string::npos) << r.output;
 }
 
+// A new run with --init-std 0 says what it will not learn (an exploratory tester's ternary run
+// trained for nothing): binary units stay alike (the saved W's columns are equal), ternary ones at
+// W = 0, b = 0. One binary unit, a small --init-std and --resume say nothing.
+TEST(Cli, InitStdZeroSaysWhatTheRunWillNotLearn) {
+  const test::TempDir dir;
+  const auto train = [&](const std::string& out, const std::vector<std::string>& more) {
+    std::vector<std::string> args = {"--data",      RBM_MNIST_DIR, "--iters", "50",
+                                     "--log-every", "50",          "--out",   (dir / out).string()};
+    args.insert(args.end(), more.begin(), more.end());
+    const test::CommandResult r = run_cpu(args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.output;
+  };
+  const std::string binary = train("binary", {"--init-std", "0", "--hidden", "4"});
+  EXPECT_NE(binary.find("rbm_cpu: note: --init-std 0 starts every hidden unit alike, and CD's "
+                        "updates (of the units' probabilities) keep them alike: the 4 units will "
+                        "learn one feature"),
+            std::string::npos)
+      << binary;
+  const Params alike = read_model(dir / "binary");
+  for (int i = 0; i < alike.visible; ++i) {
+    for (int j = 1; j < alike.hidden; ++j) {
+      ASSERT_EQ(alike.W[i * alike.hidden + j], alike.W[i * alike.hidden]) << i << ", " << j;
+    }
+  }
+  const std::string ternary =
+      train("ternary", {"--init-std", "0", "--hidden", "4", "--hidden-type", "ternary"});
+  EXPECT_NE(ternary.find("rbm_cpu: note: --init-std 0 with ternary hidden units starts at W = 0, "
+                         "b = 0, a fixed point of CD"),
+            std::string::npos)
+      << ternary;
+  const Params unmoved = read_model(dir / "ternary");
+  EXPECT_EQ(unmoved.W, std::vector<float>(unmoved.W.size(), 0.0f));
+  EXPECT_EQ(unmoved.b, std::vector<float>(unmoved.b.size(), 0.0f));
+  for (const auto& [out, more] : {std::pair<std::string, std::vector<std::string>>{
+                                      "one", {"--init-std", "0", "--hidden", "1"}},
+                                  {"small", {"--init-std", "0.01", "--hidden", "4"}}}) {
+    EXPECT_EQ(train(out, more).find("note"), std::string::npos) << out;
+  }
+  const test::CommandResult resumed =
+      run_cpu({"--resume", (dir / "binary").string(), "--iters", "60"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(resumed.output.find("note"), std::string::npos) << resumed.output;
+}
+
 TEST(Cli, TrainingWritesTheRunDirectory) {
   test::TempDir dir;
   const std::filesystem::path out = dir / "run";
