@@ -36,6 +36,7 @@
 #include "bench/flags.hpp"
 #include "bench/peak.hpp"
 #include "host/ais.hpp"
+#include "host/atomic_file.hpp"
 #include "host/backend.hpp"
 #include "host/dataset.hpp"
 #include "host/gibbs_blocks.hpp"
@@ -664,17 +665,20 @@ int run(const Options& o) {
                                        ? nlohmann::json(speedup(row, row.cuda, row.cpu))
                                        : nlohmann::json(nullptr)}});
   }
-  const std::string path =
-      o.results + "/bench_all-" + utc_stamp("%Y%m%d-%H%M%S") + (o.quick ? "-quick" : "") + ".json";
-  if (FILE* f = std::fopen(path.c_str(), "w")) {
-    const std::string text = out.dump(2) + "\n";
-    std::fwrite(text.data(), 1, text.size(), f);
-    std::fclose(f);
-    std::printf("\nwrote %s\n", path.c_str());
-  } else {
-    std::fprintf(stderr, "bench_all: cannot write %s\n", path.c_str());
-    return 1;
+  // Written whole or not at all (a full disk had left an empty file and "wrote"), under a name of
+  // its own: a run finishing in the same second as another takes -2, -3, ... after the time.
+  const std::string stem =
+      o.results + "/bench_all-" + utc_stamp("%Y%m%d-%H%M%S") + (o.quick ? "-quick" : "");
+  std::string path = stem + ".json";
+  for (int n = 2; std::filesystem::exists(path); ++n)
+    path = stem + "-" + std::to_string(n) + ".json";
+  try {
+    write_file_atomic(path, out.dump(2) + "\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_all: the results were measured but not written: %s\n", e.what());
+    return 2;
   }
+  std::printf("\nwrote %s\n", path.c_str());
   return 0;
 }
 
