@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Tests scripts/device_check's command line on a machine with no device: --help and no argument
-# print the usage (exit 2); a BUDGET_S that is not a whole number from 180 to 440, or a third
-# argument, is refused with one line (exit 1) before anything runs, so that a rerun with a typo
-# costs no device time; a valid budget is taken (the run then stops where device-kit is missing).
+# Tests scripts/device_check's command line on a machine with no device: --help prints the usage
+# (exit 0), and so does no argument (exit 2); a BUDGET_S that is not a whole number from 180 to
+# 440, a third argument or an unknown option is refused with one line (exit 2, as the other
+# scripts' usage errors) before anything runs, so that a rerun with a typo costs no device time; a valid budget is taken (the run then stops where device-kit is missing).
 # Also that racecheck's exclusion of cuBLAS's kernels by name spares every kernel of ours.
 # Usage: test_device_check_args.sh REPO
 set -euo pipefail
@@ -30,15 +30,21 @@ expect() {
   fi
 }
 
-expect "help" 2 'scripts/device_check OUTDIR \[BUDGET_S\]' --help
+expect "help" 0 '^  scripts/device_check OUTDIR \[BUDGET_S\]' --help
+expect "-h" 0 '^  scripts/device_check OUTDIR \[BUDGET_S\]' -h
 expect "no argument" 2 'timeout_s=540'
 for budget in x 179 441 500 -5 1e3 0200 '200 ' '' 18446744073709551816; do
-  expect "budget '$budget'" 1 \
-    "^device_check: BUDGET_S must be a whole number of seconds from 180 to 440, not '$budget'\$" \
+  expect "budget '$budget'" 2 \
+    "^device_check: BUDGET_S must be a whole number of seconds from 180 to 440, not '$budget' \(see --help\)\$" \
     "$scratch/out" "$budget"
 done
-expect "three arguments" 1 '^device_check: takes OUTDIR and at most BUDGET_S, not 3 arguments$' \
+expect "three arguments" 2 '^device_check: takes OUTDIR and at most BUDGET_S, not 3 arguments' \
   "$scratch/out" 200 extra
+# A mistyped option is named, not taken as OUTDIR (mkdir's own error had answered it).
+for option in --prepar --bogus -x; do
+  expect "option $option" 2 "^device_check: unknown option $option \(see --help\)\$" "$option"
+done
+expect "--prepare with an argument" 2 '^device_check: --prepare takes no argument' --prepare extra
 [[ ! -e "$scratch/out" ]] || {
   echo "FAIL a refused command line created OUTDIR"
   failures=$((failures + 1))
