@@ -103,6 +103,24 @@ expect "a metrics.csv whose last row is cut off" 2 \
   "plot: cut_off/metrics.csv: row 4 does not have the header's 8 fields (cut off or edited?)" \
   cut_off
 
+# A row with a field too many: the header's count, not DictReader's (which counted the overflow).
+mkdir extra_field
+printf 'iteration,recon_error_train\n100,0.1,5\n' >extra_field/metrics.csv
+expect "a row with a field too many" 2 \
+  "plot: extra_field/metrics.csv: row 2 does not have the header's 2 fields (cut off or edited?)" \
+  extra_field
+# Values no trainer writes: an iteration that is not a number is refused (its row was dropped
+# silently), and nan or inf draws nothing (an empty panel had been written, exit 0).
+mkdir bad_iteration not_finite
+printf 'iteration,recon_error_train\n100,0.1\nabc,0.1\n' >bad_iteration/metrics.csv
+expect "an iteration that is not a number" 2 \
+  "plot: bad_iteration/metrics.csv: row 3: the iteration 'abc' is not a number (an edited file?)" \
+  bad_iteration
+printf 'iteration,recon_error_train\n100,nan\n200,inf\n300,-inf\n' >not_finite/metrics.csv
+expect "values that are not finite" 2 \
+  "plot: no metrics to draw: not_finite/metrics.csv has none of the columns recon_error_train, free_energy_train, log_p_train, pll_train" \
+  not_finite
+
 expect "an output that cannot be written, nothing left behind" 2 \
   "plot: cannot write missing_dir/out.png: No such file or directory" with_log_p -o missing_dir/out.png
 [[ ! -e missing_dir ]] || fail "the failed write left missing_dir behind"
