@@ -876,10 +876,11 @@ def main():
     for flag in AIS_FLAGS:
         if getattr(args, flag[2:]) is None:
             setattr(args, flag[2:], AIS_DEFAULTS[flag[2:]])
-    if args.runs < 2:
-        p.error("--runs must be at least 2")
-    if args.betas < 3:
-        p.error("--betas must be at least 3")
+    # The bounds of rbm_cpu eval's --ais-runs and --ais-betas.
+    if not 2 <= args.runs <= 10**7:
+        p.error("--runs must be from 2 to 10000000")
+    if not 3 <= args.betas <= 10**8:
+        p.error("--betas must be from 3 to 100000000")
     if args.seed < 0:
         p.error("--seed must be at least 0")
     if args.check and args.method is not None:
@@ -973,6 +974,10 @@ if __name__ == "__main__":
     try:
         code = main()
         sys.stdout.flush()
+    except MemoryError:
+        # numpy's arrays of all runs at once, (runs, 784) floats: 1e7 runs need 31 GB.
+        exit_error("out of memory: the AIS runs' states do not fit this machine's memory "
+                   "(fewer --runs)")
     except OSError as e:
         if e.filename is not None:
             raise

@@ -115,7 +115,10 @@ refused "--json a model's own file" \
 [[ "$(cat binary/W.npy binary/run.json | cksum)" == "$sums" ]] ||
   { echo "FAIL a refused --json changed binary/W.npy or run.json"; failures=$((failures + 1)); }
 refused "a negative --seed" "$prog --seed must be at least 0" binary --seed -1
-refused "too few --betas" "$prog --betas must be at least 3" binary --betas 2
+refused "too few --betas" "$prog --betas must be from 3 to 100000000" binary --betas 2
+# Too many: refused as rbm_cpu eval refuses them (numpy's MemoryError had been a traceback).
+refused "too many --betas" "$prog --betas must be from 3 to 100000000" binary --betas 10000000000000
+refused "too many --runs" "$prog --runs must be from 2 to 10000000" binary --runs 100000000000
 refused "AIS flags with --method exact" \
   "$prog --runs, --betas set AIS, which --method exact does not run" binary --method exact
 refused "--check with a MODEL_DIR" \
