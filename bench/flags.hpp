@@ -3,8 +3,10 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <stdexcept>
@@ -88,8 +90,9 @@ inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
 inline void flush_each_line() { std::setvbuf(stdout, nullptr, _IOLBF, 0); }
 
 // A benchmark's main: stdout flushed a line at a time, the flags parsed, then run(); --help prints
-// the usage line (exit 0); a bad flag, or an exception out of run(), is one line on stderr and
-// exit code 2. The program's name is the usage line's first word.
+// the usage line (exit 0); a bad flag, an exception out of run(), or a standard output that
+// could not be written, is one line on stderr and exit code 2. The program's name is the usage
+// line's first word.
 template <typename Run>
 int bench_main(int argc, char** argv, const std::vector<Flag>& flags, const std::string& usage,
                Run run) {
@@ -101,12 +104,21 @@ int bench_main(int argc, char** argv, const std::vector<Flag>& flags, const std:
     }
   }
   if (!parse_flags(argc, argv, flags, usage)) return 2;
+  const std::string name = usage.substr(0, usage.find(' '));
+  int code = 2;
   try {
-    return run();
+    code = run();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", usage.substr(0, usage.find(' ')).c_str(), e.what());
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+  }
+  // The table is the result: a standard output that could not take it (a full disk, /dev/full)
+  // is a failure, not exit 0 with the numbers lost (an exploratory tester's finding).
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "%s: cannot write the results to standard output%s\n", name.c_str(),
+                 errno != 0 ? (std::string(": ") + std::strerror(errno)).c_str() : "");
     return 2;
   }
+  return code;
 }
 
 }  // namespace rbm::bench

@@ -1,7 +1,9 @@
 // The benchmarks' flag parser (bench/flags.hpp): integer flags take exactly an integer in their
 // range, and a refused value, an unknown flag or a flag given twice makes parse_flags return
 // false. And bench_recipe's scratch directory under a stop signal.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdint>
@@ -77,6 +79,25 @@ TEST(BenchFlags, BenchMainExitCodes) {
   EXPECT_EQ(iters, 5);
   EXPECT_EQ(main_with({}, [] { return 3; }), 3);
   EXPECT_EQ(main_with({}, []() -> int { throw std::runtime_error("no data"); }), 2);
+
+  // A standard output that cannot take the table (here /dev/full): exit 2, not 0 with the numbers
+  // lost. This process's stdout is pointed there for the call, then restored.
+  std::fflush(stdout);
+  const int saved = dup(STDOUT_FILENO);
+  const int full = open("/dev/full", O_WRONLY);
+  ASSERT_GE(saved, 0);
+  ASSERT_GE(full, 0);
+  dup2(full, STDOUT_FILENO);
+  const int code = main_with({}, [] {
+    std::printf("a row of the table\n");
+    return 0;
+  });
+  std::fflush(stdout);
+  dup2(saved, STDOUT_FILENO);
+  close(full);
+  close(saved);
+  std::clearerr(stdout);
+  EXPECT_EQ(code, 2);
 }
 
 // A quoted word reaches the program as the text itself, through a real shell: spaces, quotes,
