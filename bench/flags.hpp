@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -13,6 +12,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "host/command_flags.hpp"
 
 namespace rbm::bench {
 
@@ -35,21 +36,16 @@ inline Flag switch_flag(std::string name, std::function<void()> on) {
   return {std::move(name), [on = std::move(on)](const std::string&) { on(); }, false};
 }
 
-// A flag that sets an integer in [min, max]; any other value ("10x", "", "0" below min 1) is
-// refused, naming the flag.
+// A flag that sets an integer in [min, max], written as the trainer's flags are (decimal, or
+// scientific notation of an exact integer: 2.5e4; host/command_flags.hpp's parse_int_flag, the
+// one parser); any other value ("10x", "", "0" below min 1) is refused, naming the flag.
 template <typename Int>
 Flag int_flag(std::string name, Int& target, Int min, Int max) {
-  return {
-      name, [name, &target, min, max](const std::string& value) {
-        Int parsed{};
-        const char* end = value.data() + value.size();
-        const auto [stop, error] = std::from_chars(value.data(), end, parsed);
-        if (value.empty() || error != std::errc() || stop != end || parsed < min || parsed > max) {
-          throw std::invalid_argument(name + " takes an integer in [" + std::to_string(min) + ", " +
-                                      std::to_string(max) + "], not '" + value + "'");
-        }
-        target = parsed;
-      }};
+  return {name, [name, &target, min, max](const std::string& value) {
+            const std::string range = "[" + std::to_string(min) + ", " + std::to_string(max) + "]";
+            target = static_cast<Int>(parse_int_flag(name, value, static_cast<int64_t>(min),
+                                                     static_cast<int64_t>(max), range));
+          }};
 }
 
 // Applies argv's "--flag value" pairs in order; on an unknown flag, a flag given twice (which of

@@ -40,8 +40,13 @@ TEST(BenchFlags, IntegerFlagsTakeExactlyAnIntegerInRange) {
   EXPECT_TRUE(quick);
   EXPECT_TRUE(parse({"--iters", "1000"}, flags));
   EXPECT_EQ(iters, 1000);
+  // As the trainer's flags: scientific notation of an exact integer too.
+  EXPECT_TRUE(parse({"--iters", "2.5e2"}, flags));
+  EXPECT_EQ(iters, 250);
+  EXPECT_TRUE(parse({"--iters", "1e3"}, flags));
+  EXPECT_EQ(iters, 1000);
   for (const char* bad :
-       {"0", "-3", "1001", "10x", "", " 5", "abc", "1e3", "99999999999999999999"}) {
+       {"0", "-3", "1001", "10x", "", " 5", "abc", "1.5", "2e3", "0x10", "99999999999999999999"}) {
     EXPECT_FALSE(parse({"--iters", bad}, flags)) << "'" << bad << "'";
     EXPECT_EQ(iters, 1000) << "a refused value must not change the flag: '" << bad << "'";
   }
