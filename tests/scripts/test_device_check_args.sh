@@ -2,7 +2,8 @@
 # Tests scripts/device_check's command line on a machine with no device: --help prints the usage
 # (exit 0), and so does no argument (exit 2); a BUDGET_S that is not a whole number from 180 to
 # 440, a third argument or an unknown option is refused with one line (exit 2, as the other
-# scripts' usage errors) before anything runs, so that a rerun with a typo costs no device time; a valid budget is taken (the run then stops where device-kit is missing).
+# scripts' usage errors) before anything runs, so that a rerun with a typo costs no device time;
+# a valid budget is taken (the run then stops where device-kit is missing, leaving no scratch).
 # Also that racecheck's exclusion of cuBLAS's kernels by name spares every kernel of ours.
 # Usage: test_device_check_args.sh REPO
 set -euo pipefail
@@ -49,11 +50,16 @@ expect "--prepare with an argument" 2 '^device_check: --prepare takes no argumen
   echo "FAIL a refused command line created OUTDIR"
   failures=$((failures + 1))
 }
-# Budgets that are taken: the run starts and stops at the missing binaries.
+# Budgets that are taken: the run starts and stops at the missing binaries, and removes its
+# scratch folder (TMPDIR/rbm-device-check.XXXXXX) as it ends.
 for budget in 180 440; do
   expect "budget $budget taken" 1 'build-device/rbm_cpu missing: run scripts/device_check --prepare' \
     "$scratch/out$budget" "$budget"
 done
+if compgen -G "$scratch/rbm-device-check.*" >/dev/null; then
+  echo "FAIL a run left its scratch folder: $(ls -d "$scratch"/rbm-device-check.*)"
+  failures=$((failures + 1))
+fi
 # racecheck's exclusion of cuBLAS's kernels by name must not leave out a kernel of ours: no
 # __global__ function in kernels/ matches it, and cuBLAS's SGEMM and SGEMV names do.
 exclude_regex=$(sed -n 's/.*--kernel-name-exclude "regex=\(.*\)".*/\1/p' "$check")
