@@ -194,25 +194,6 @@ TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
   return options;
 }
 
-// What a new run with --init-std 0 will not learn, said before it starts (an exploratory tester's
-// ternary run trained for nothing): every hidden unit starts alike, and CD's updates, made of the
-// units' probabilities (means), treat alike units alike, so they stay alike (checked on every CPU
-// path: single-sample, minibatch, PCD with momentum and weight decay); ternary units' mean at 0
-// is G(0) = 0, so W and b do not change at all. Empty when the run will learn.
-std::string symmetric_start_note(const Recipe& recipe) {
-  if (recipe.init_std != 0.0f) return "";
-  if (recipe.hidden_type == HiddenType::ternary) {
-    return "--init-std 0 with ternary hidden units starts at W = 0, b = 0, a fixed point of CD "
-           "(a unit's mean G(0) is 0): W and b will not change (a small --init-std, such as "
-           "0.01, starts them off it)";
-  }
-  if (recipe.hidden == 1) return "";
-  return "--init-std 0 starts every hidden unit alike, and CD's updates (of the units' "
-         "probabilities) keep them alike: the " +
-         std::to_string(recipe.hidden) +
-         " units will learn one feature (a small --init-std, such as 0.01, tells them apart)";
-}
-
 // What a command's exit code `code` says was done, for the message when its standard output could
 // not be written: what is lost then, and that its files are not.
 std::string lost_output_text(bool eval, bool sample, bool version_or_help, int code) {
@@ -317,11 +298,6 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
     TrainOptions options =
         app.count("--resume") == 0 ? check_train_flags(app, flags) : resume_train_flags(app, flags);
     options.program = program;
-    if (app.count("--resume") == 0) {
-      if (const std::string note = symmetric_start_note(options.recipe); !note.empty()) {
-        std::fprintf(stderr, "%s: note: %s\n", who.c_str(), note.c_str());
-      }
-    }
     // --engine picks the single-sample trainer (its name checked first: rbm_cpu refuses any);
     // the minibatch path has one engine.
     check_engine_name(flags.engine);

@@ -124,6 +124,26 @@ void refuse_to_overwrite_a_run(const std::filesystem::path& dir) {
   }
 }
 
+// What a new run with --init-std 0 will not learn, said once it starts (after every refusal; an
+// exploratory tester's ternary run trained for nothing): every hidden unit starts alike, and CD's
+// updates, made of the units' probabilities (means), treat alike units alike, so they stay alike
+// (checked on every CPU path: single-sample, minibatch, PCD with momentum and weight decay);
+// ternary units' mean at 0 is G(0) = 0, so W and b do not change at all (the visible biases a, with
+// --visible-bias, do). Empty when the run will learn.
+std::string symmetric_start_note(const Recipe& recipe) {
+  if (recipe.init_std != 0.0f) return "";
+  if (recipe.hidden_type == HiddenType::ternary) {
+    return "--init-std 0 with ternary hidden units starts at W = 0, b = 0, where CD's updates of "
+           "W and b are 0 (a unit's mean G(0) is 0): W and b will not change (a small "
+           "--init-std, such as 0.01, starts them off it)";
+  }
+  if (recipe.hidden == 1) return "";
+  return "--init-std 0 starts every hidden unit alike, and CD's updates (of the units' "
+         "probabilities) keep them alike: the " +
+         std::to_string(recipe.hidden) +
+         " units will learn one feature (a small --init-std, such as 0.01, tells them apart)";
+}
+
 }  // namespace
 
 std::optional<Split> heldout_split(Split split) {
@@ -408,6 +428,11 @@ void run_training(Backend& backend, const TrainOptions& options) {
                      ": cannot write in it: " + std::strerror(errno));
   }
 
+  if (!resume) {
+    if (const std::string note = symmetric_start_note(recipe); !note.empty()) {
+      std::fprintf(stderr, "%s: note: %s\n", options.program.c_str(), note.c_str());
+    }
+  }
   const int64_t first = done;
   const int64_t log_every = options.log_every, checkpoint_every = checkpoint_interval(options);
   Progress progress("train", recipe.iters, first);

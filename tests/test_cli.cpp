@@ -175,7 +175,7 @@ TEST(Cli, InitStdZeroSaysWhatTheRunWillNotLearn) {
   const std::string ternary =
       train("ternary", {"--init-std", "0", "--hidden", "4", "--hidden-type", "ternary"});
   EXPECT_NE(ternary.find("rbm_cpu: note: --init-std 0 with ternary hidden units starts at W = 0, "
-                         "b = 0, a fixed point of CD"),
+                         "b = 0, where CD's updates of W and b are 0"),
             std::string::npos)
       << ternary;
   const Params unmoved = read_model(dir / "ternary");
@@ -190,6 +190,12 @@ TEST(Cli, InitStdZeroSaysWhatTheRunWillNotLearn) {
       run_cpu({"--resume", (dir / "binary").string(), "--iters", "60"});
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_EQ(resumed.output.find("note"), std::string::npos) << resumed.output;
+  // A command refused after all is one line: the note comes once the run starts (a reviewer saw
+  // it printed above the refusals of --data and --out).
+  const test::CommandResult refused =
+      run_cpu({"--init-std", "0", "--data", (dir / "nowhere").string(), "--iters", "5"});
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_EQ(refused.output.find("note"), std::string::npos) << refused.output;
 }
 
 TEST(Cli, TrainingWritesTheRunDirectory) {
