@@ -85,36 +85,46 @@ inline bool parse_flags(int argc, char** argv, const std::vector<Flag>& flags,
 // stopped by a timeout keeps every line it printed.
 inline void flush_each_line() { std::setvbuf(stdout, nullptr, _IOLBF, 0); }
 
+// 0, or 2 with one line on stderr when standard output did not take everything printed to it (a
+// full disk, /dev/full): the table is the result, and exit 0 with the numbers lost would say
+// otherwise (an exploratory tester's finding). The reason is the final flush's when that fails;
+// an earlier failed write (a line-buffered row) leaves only the error flag, and no errno to trust.
+inline int stdout_written(const std::string& name) {
+  errno = 0;
+  const bool flush_failed = std::fflush(stdout) != 0;
+  const int flush_errno = errno;
+  if (!flush_failed && !std::ferror(stdout)) return 0;
+  std::fprintf(stderr, "%s: cannot write the results to standard output%s\n", name.c_str(),
+               flush_failed && flush_errno != 0
+                   ? (std::string(": ") + std::strerror(flush_errno)).c_str()
+                   : "");
+  return 2;
+}
+
 // A benchmark's main: stdout flushed a line at a time, the flags parsed, then run(); --help prints
-// the usage line (exit 0); a bad flag, an exception out of run(), or a standard output that
-// could not be written, is one line on stderr and exit code 2. The program's name is the usage
-// line's first word.
+// the usage line (exit 0); a bad flag, an exception out of run(), or a standard output that could
+// not be written (stdout_written) is one line on stderr and exit code 2. The program's name is the
+// usage line's first word.
 template <typename Run>
 int bench_main(int argc, char** argv, const std::vector<Flag>& flags, const std::string& usage,
                Run run) {
   flush_each_line();
+  const std::string name = usage.substr(0, usage.find(' '));
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       std::printf("usage: %s\n", usage.c_str());
-      return 0;
+      return stdout_written(name);
     }
   }
   if (!parse_flags(argc, argv, flags, usage)) return 2;
-  const std::string name = usage.substr(0, usage.find(' '));
   int code = 2;
   try {
     code = run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
   }
-  // The table is the result: a standard output that could not take it (a full disk, /dev/full)
-  // is a failure, not exit 0 with the numbers lost (an exploratory tester's finding).
-  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-    std::fprintf(stderr, "%s: cannot write the results to standard output%s\n", name.c_str(),
-                 errno != 0 ? (std::string(": ") + std::strerror(errno)).c_str() : "");
-    return 2;
-  }
-  return code;
+  const int written = stdout_written(name);
+  return written != 0 ? written : code;
 }
 
 }  // namespace rbm::bench

@@ -94,7 +94,7 @@ expect "a CSV without an iteration column" 2 \
 mkdir unknown_columns
 printf 'iteration,foo\n1,2\n' >unknown_columns/metrics.csv
 expect "a metrics.csv without any column it draws" 2 \
-  "plot: no metrics to draw: unknown_columns/metrics.csv has none of the columns recon_error_train, free_energy_train, log_p_train, pll_train" \
+  "plot: no metrics to draw: unknown_columns/metrics.csv has no finite number in any of the columns recon_error_train, free_energy_train, log_p_train, pll_train" \
   unknown_columns
 
 mkdir cut_off
@@ -118,7 +118,7 @@ expect "an iteration that is not a number" 2 \
   bad_iteration
 printf 'iteration,recon_error_train\n100,nan\n200,inf\n300,-inf\n' >not_finite/metrics.csv
 expect "values that are not finite" 2 \
-  "plot: no metrics to draw: not_finite/metrics.csv has none of the columns recon_error_train, free_energy_train, log_p_train, pll_train" \
+  "plot: no metrics to draw: not_finite/metrics.csv has no finite number in any of the columns recon_error_train, free_energy_train, log_p_train, pll_train" \
   not_finite
 
 expect "an output that cannot be written, nothing left behind" 2 \
