@@ -666,14 +666,15 @@ int run(const Options& o) {
                                        : nlohmann::json(nullptr)}});
   }
   // Written whole or not at all (a full disk had left an empty file and "wrote"), under a name of
-  // its own: a run finishing in the same second as another takes -2, -3, ... after the time.
+  // its own: a run finishing in the same second as another takes -2, -3, ... after the time (a
+  // name is taken only where no file has it, so two runs at once cannot overwrite each other).
   const std::string stem =
       o.results + "/bench_all-" + utc_stamp("%Y%m%d-%H%M%S") + (o.quick ? "-quick" : "");
+  const std::string json = out.dump(2) + "\n";
   std::string path = stem + ".json";
-  for (int n = 2; std::filesystem::exists(path); ++n)
-    path = stem + "-" + std::to_string(n) + ".json";
   try {
-    write_file_atomic(path, out.dump(2) + "\n");
+    for (int n = 2; !StagedFile(path, json).commit_unless_taken(); ++n)
+      path = stem + "-" + std::to_string(n) + ".json";
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_all: the results were measured but not written: %s\n", e.what());
     return 2;

@@ -337,12 +337,32 @@ void StagedFile::discard() noexcept {
   release();
 }
 
-void StagedFile::commit() {
+void StagedFile::commit() { move_into_place(/*replace=*/true); }
+
+bool StagedFile::commit_unless_taken() { return move_into_place(/*replace=*/false); }
+
+bool StagedFile::move_into_place(bool replace) {
   if (!staged_ || fd_ >= 0) {
     throw std::logic_error("StagedFile::commit: " + path_.string() + " is not staged and finished");
   }
-  if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
-    const int err = errno;
+  // Without replacing: renameat2's RENAME_NOREPLACE, or where the file system lacks it (EINVAL),
+  // a hard link, which fails as well when the name is taken, and the temporary name's removal.
+  const auto rename_new = [&]() -> int {
+    if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, target_.c_str(), RENAME_NOREPLACE) == 0) {
+      return 0;
+    }
+    if (errno != EINVAL) return errno;
+    if (::link(tmp_.c_str(), target_.c_str()) != 0) return errno;
+    ::unlink(tmp_.c_str());
+    return 0;
+  };
+  const int err =
+      replace ? (::rename(tmp_.c_str(), target_.c_str()) == 0 ? 0 : errno) : rename_new();
+  if (err == EEXIST && !replace) {
+    discard();
+    return false;
+  }
+  if (err != 0) {
     discard();
     fail(path_, "cannot rename " + tmp_.string() + " over " + target_.string(), err);
   }
@@ -356,6 +376,7 @@ void StagedFile::commit() {
   if (::fsync(dir_fd.get()) != 0 && errno != EINVAL) {
     fail(path_, "cannot sync directory " + dir.string(), errno);
   }
+  return true;
 }
 
 std::string read_file(const std::filesystem::path& path) {

@@ -59,6 +59,9 @@ class StagedFile {
   // write_target); once only. A failure to sync the directory afterwards throws with the file in
   // place.
   void commit();
+  // commit() where no file has the name: false, with the temporary file removed and nothing
+  // changed, when one has (a name taken by another process meanwhile is never replaced).
+  bool commit_unless_taken();
   // Whether commit() has renamed the file into place (its directory's sync may have failed after).
   bool in_place() const { return in_place_; }
   // The file as named.
@@ -67,6 +70,8 @@ class StagedFile {
  private:
   // Links the unnamed temporary file (O_TMPFILE) as tmp_, once it is whole.
   void give_name();
+  // commit() (replace) or commit_unless_taken() (not).
+  bool move_into_place(bool replace);
   [[noreturn]] void fail_writing(int err);
   // Closes the temporary file if open and gives up its signal guard; discard() removes it first.
   void release() noexcept;

@@ -19,9 +19,11 @@ namespace {
 }
 
 // Lays out n tiles of tile_w x tile_h as described in png_image.hpp; pixel_of(t, i) is pixel i
-// (row-major within the tile) of tile t. columns = 0: ceil(sqrt(n)).
+// (row-major within the tile) of tile t; the lines between tiles and the unused cells are
+// `separator`. columns = 0: ceil(sqrt(n)).
 template <class PixelOf>
-GrayImage tile_mosaic(int n, int tile_w, int tile_h, PixelOf pixel_of, int columns = 0) {
+GrayImage tile_mosaic(int n, int tile_w, int tile_h, uint8_t separator, PixelOf pixel_of,
+                      int columns = 0) {
   if (columns <= 0) {
     while (columns * columns < n) ++columns;
   }
@@ -29,7 +31,7 @@ GrayImage tile_mosaic(int n, int tile_w, int tile_h, PixelOf pixel_of, int colum
   GrayImage image;
   image.width = std::max(0, columns * (tile_w + 1) - 1);
   image.height = std::max(0, rows * (tile_h + 1) - 1);
-  image.pixels.assign(static_cast<size_t>(image.width) * image.height, kMosaicSeparator);
+  image.pixels.assign(static_cast<size_t>(image.width) * image.height, separator);
   for (int t = 0; t < n; ++t) {
     const int x0 = (t % columns) * (tile_w + 1), y0 = (t / columns) * (tile_h + 1);
     for (int y = 0; y < tile_h; ++y) {
@@ -111,7 +113,7 @@ GrayImage weight_mosaic(const Params& params, int tile_w, int tile_h) {
   const auto [lo, hi] = std::minmax_element(params.W.begin(), params.W.end());
   const double min = params.W.empty() ? 0.0 : *lo;
   const double range = params.W.empty() ? 0.0 : *hi - min;
-  return tile_mosaic(hidden, tile_w, tile_h, [&](int j, int i) -> uint8_t {
+  return tile_mosaic(hidden, tile_w, tile_h, kWeightMosaicSeparator, [&](int j, int i) -> uint8_t {
     if (range == 0) return 128;
     const double w = params.W[static_cast<size_t>(i) * hidden + j];
     return static_cast<uint8_t>(std::lround((w - min) / range * 255.0));
@@ -126,9 +128,9 @@ GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images, 
                      std::to_string(n) + " images of " + std::to_string(tile_w) + "x" +
                      std::to_string(tile_h));
   }
-  return tile_mosaic(std::min(n, max_images), tile_w, tile_h, [&](int t, int i) -> uint8_t {
-    return states[static_cast<size_t>(t) * cols + i] ? 255 : 0;
-  });
+  return tile_mosaic(
+      std::min(n, max_images), tile_w, tile_h, kImageGridSeparator,
+      [&](int t, int i) -> uint8_t { return states[static_cast<size_t>(t) * cols + i] ? 255 : 0; });
 }
 
 GrayImage before_after_grid(const std::vector<uint8_t>& before, const std::vector<uint8_t>& after,
@@ -143,7 +145,7 @@ GrayImage before_after_grid(const std::vector<uint8_t>& before, const std::vecto
   int pair_columns = 0;
   while (pair_columns * pair_columns < pairs) ++pair_columns;
   return tile_mosaic(
-      2 * pairs, tile_w, tile_h,
+      2 * pairs, tile_w, tile_h, kImageGridSeparator,
       [&](int t, int i) -> uint8_t {
         const std::vector<uint8_t>& side = t % 2 == 0 ? before : after;
         return side[static_cast<size_t>(t / 2) * cols + i] ? 255 : 0;

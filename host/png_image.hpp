@@ -27,11 +27,13 @@ StagedFile stage_png_gray(const std::filesystem::path& path, const GrayImage& im
 // Reads any PNG as 8-bit greyscale. Throws InputError naming the file and libpng's message.
 GrayImage read_png_gray(const std::filesystem::path& path);
 
-// Mosaic layout, shared by both mosaics below: n tiles in ceil(sqrt(n)) columns and
+// Mosaic layout, shared by the mosaics below: n tiles in ceil(sqrt(n)) columns and
 // ceil(n / columns) rows, tile t at row t / columns, column t % columns (row-major), separated by
-// 1-pixel lines of kMosaicSeparator (mid-grey, visible against black and white tiles); no outer
-// border, so the image is columns * (tile_w + 1) - 1 pixels wide. Unused cells are separator-grey.
-inline constexpr uint8_t kMosaicSeparator = 128;
+// 1-pixel lines; no outer border, so the image is columns * (tile_w + 1) - 1 pixels wide. Unused
+// cells are separator-coloured. The lines are black in the weight mosaic (its tiles are mostly
+// mid-grey: the weights near 0) and mid-grey between the black and white images of the grids.
+inline constexpr uint8_t kWeightMosaicSeparator = 0;
+inline constexpr uint8_t kImageGridSeparator = 128;
 
 // Tile j is hidden unit j's weights, column j of W: pixel i of tile j is W[i * H + j], i over the
 // tile row-major. One grey scale for the whole mosaic: min(W) -> 0, max(W) -> 255 (constant W ->

@@ -608,6 +608,26 @@ TEST_P(AtomicFileTemporaries, AStagedFileReplacesNothingUntilCommitted) {
   EXPECT_EQ(file_count(), 2);
 }
 
+// commit_unless_taken never replaces: where the name is taken (another bench_all run finishing in
+// the same second) it leaves that file as it was, removes its temporary file and says so.
+TEST_P(AtomicFileTemporaries, ACommitUnlessTakenReplacesNoFile) {
+  test::TempDir dir;
+  write_file_atomic(dir / "taken", "theirs");
+  StagedFile refused(dir / "taken", "ours");
+  EXPECT_FALSE(refused.commit_unless_taken());
+  EXPECT_FALSE(refused.in_place());
+  EXPECT_EQ(read_file(dir / "taken"), "theirs");
+  EXPECT_THROW(refused.commit(), std::logic_error);  // nothing staged any more
+  StagedFile accepted(dir / "free", "ours");
+  EXPECT_TRUE(accepted.commit_unless_taken());
+  EXPECT_TRUE(accepted.in_place());
+  EXPECT_EQ(read_file(dir / "free"), "ours");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            2)
+      << "a temporary file was left";
+}
+
 // A file whose name is near the 255 bytes a name may have is written too: its temporary name
 // (.NAME.tmp.PID) is cut to fit, at a character's start (a tester's 250-byte `sample --out` was
 // refused: "File name too long").

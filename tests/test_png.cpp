@@ -1,6 +1,7 @@
 // PNG round trips and the mosaic layout: tile counts, one grey scale, where tile j's pixel i lands.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -69,11 +70,15 @@ TEST(Mosaic, OneGreyScaleFromMinToMax) {
   EXPECT_EQ(at(mosaic, 0, 0), 0);
   EXPECT_EQ(at(mosaic, 29, 0), 255);
   EXPECT_EQ(at(mosaic, 1, 0), 64);  // 0 is a quarter of the way from -0.5 to 1.5: 63.75
-  EXPECT_EQ(at(mosaic, 28, 0), kMosaicSeparator);
+  EXPECT_EQ(at(mosaic, 28, 0), kWeightMosaicSeparator);
 
   const GrayImage constant = weight_mosaic(zero_params(4));
   EXPECT_EQ(at(constant, 0, 0), 128);
   EXPECT_EQ(at(constant, 56, 56), 128);  // the last pixel of tile 3
+  // The lines between tiles stay visible where the tiles are mid-grey (weights near 0 in a W
+  // spread about 0, or a constant W).
+  EXPECT_EQ(at(constant, 28, 0), kWeightMosaicSeparator);
+  EXPECT_GE(std::abs(int{kWeightMosaicSeparator} - 128), 64);
 }
 
 TEST(Mosaic, TileJPixelIIsColumnJOfW) {
@@ -108,7 +113,7 @@ TEST(ImageGrid, DrawsBinaryImagesOnTheSameLayout) {
   EXPECT_EQ(grid.height, 2 * 29 - 1);
   EXPECT_EQ(at(grid, 29 + 3, 29), 255);
   EXPECT_EQ(at(grid, 29 + 4, 29), 0);
-  EXPECT_EQ(at(grid, 2 * 29 + 1, 29 + 1), kMosaicSeparator);  // the empty sixth cell
+  EXPECT_EQ(at(grid, 2 * 29 + 1, 29 + 1), kImageGridSeparator);  // the empty sixth cell
 }
 
 TEST(ImageGrid, ShowsAtMostMaxImages) {
