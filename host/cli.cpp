@@ -59,59 +59,83 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
   app.add_option("--iters", f.iters,
                  "SGD iterations, one image each (updates of --batch images on the minibatch "
                  "path), 1..1e12")
-      ->capture_default_str();
-  app.add_option("--hidden", f.hidden, "hidden units H, 1..100000")->capture_default_str();
+      ->capture_default_str()
+      ->type_name("N");
+  app.add_option("--hidden", f.hidden, "hidden units H, 1..100000")
+      ->capture_default_str()
+      ->type_name("H");
   // rbm_cpu has one engine and refuses the flag; it keeps it (rather than hiding it, which would
   // leave CLI11's messages without its name) and says so.
   app.add_option("--engine", f.engine,
                  std::string(program == "rbm_cuda" ? "" : "rbm_cuda only: ") +
                      "single-sample trainer: gemv (cuBLAS, the default) or fused (one persistent "
-                     "kernel)");
+                     "kernel)")
+      ->type_name("ENGINE");
   app.add_option("--hidden-type", f.hidden_type,
                  "hidden units: binary (h in {0, 1}) or ternary (h in {-1, 0, 1})")
-      ->capture_default_str();
-  app.add_option("--lr", f.lr, "learning rate, in (0, 1e6]")->capture_default_str();
-  app.add_option("--k", f.k, "Gibbs steps of CD-k, 1..100000")->capture_default_str();
-  app.add_option("--seed", f.seed, "random seed, 0..4294967295")->capture_default_str();
+      ->capture_default_str()
+      ->type_name("TYPE");
+  app.add_option("--lr", f.lr, "learning rate, in (0, 1e6]")->capture_default_str()->type_name("R");
+  app.add_option("--k", f.k, "Gibbs steps of CD-k, 1..100000")
+      ->capture_default_str()
+      ->type_name("K");
+  app.add_option("--seed", f.seed, "random seed, 0..4294967295")
+      ->capture_default_str()
+      ->type_name("S");
   app.add_option("--data", f.data, "directory of the MNIST IDX files (raw or .gz)")
-      ->capture_default_str();
-  app.add_option("--digit", f.digit, "digit to train on: 0..9 or all")->capture_default_str();
+      ->capture_default_str()
+      ->type_name("DIR");
+  app.add_option("--digit", f.digit, "digit to train on: 0..9 or all")
+      ->capture_default_str()
+      ->type_name("DIGIT");
   app.add_option("--split", f.split, "MNIST split: all (train+test), train or test")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("SPLIT");
   app.add_flag("--visible-bias", f.visible_bias,
                "learn visible biases a, initialised to the data's pixel log-odds");
   app.add_option("--init-std", f.init_std,
                  "standard deviation of the initial weights, in [0, 1000]")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("SD");
   app.add_option("--batch", f.batch,
                  std::string("images per update B, 1..1000000; ") + kMinibatchFlags +
                      " trains with minibatch GEMMs, and --iters counts updates")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("B");
   app.add_flag("--pcd", f.pcd, "persistent contrastive divergence: persistent negative chains");
-  app.add_option("--chains", f.chains, "PCD chains, 1..1e8 (default: --batch)");
-  app.add_option("--momentum", f.momentum, "momentum m in [0, 1)")->capture_default_str();
+  app.add_option("--chains", f.chains, "PCD chains, 1..1e8 (default: --batch)")->type_name("N");
+  app.add_option("--momentum", f.momentum, "momentum m in [0, 1)")
+      ->capture_default_str()
+      ->type_name("M");
   app.add_option("--weight-decay", f.weight_decay, "L2 weight decay on W, in [0, 1000]")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("WD");
   app.add_option("--epochs", f.epochs,
-                 "passes over the shuffled training images, 1..1000000, instead of --iters");
+                 "passes over the shuffled training images, 1..1000000, instead of --iters")
+      ->type_name("E");
   app.add_option("--lr-decay", f.lr_decay, "learning-rate schedule: none or linear (to 0)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("SCHEDULE");
   app.add_option("--log-every", f.log_every,
                  "iterations between metrics (reconstruction error, free energy, exact "
                  "pseudo-log-likelihood)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("N");
   app.add_option("--eval-every", f.eval_every,
                  "iterations between log Z and log-likelihood metrics (a multiple of "
                  "--log-every; log Z exact for H <= 20, ternary H <= 12, else short AIS); 0: none")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("N");
   app.add_option("--checkpoint-every", f.checkpoint_every,
                  "iterations between checkpoints (default: --log-every); one is also written at "
-                 "the start, at the end and on SIGINT, SIGTERM or SIGHUP");
-  app.add_option("--out", f.out, "run directory (default runs/<timestamp>)");
+                 "the start, at the end and on SIGINT, SIGTERM or SIGHUP")
+      ->type_name("N");
+  app.add_option("--out", f.out, "run directory (default runs/<timestamp>)")->type_name("DIR");
   app.add_option("--resume", f.resume,
                  "continue the run in DIR from its checkpoint, with the flags it was started with; "
                  "only --iters (to extend it), --data (the same images elsewhere) and rbm_cuda's "
-                 "--engine may be given");
+                 "--engine may be given")
+      ->type_name("DIR");
 }
 
 // Training flags that --resume takes from the run directory instead.

@@ -149,22 +149,32 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   app.add_option("--model,model", f.model,
                  "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
                  "binary or ternary hidden units, binary when absent)]")
-      ->required();
+      ->required()
+      ->type_name("DIR");
   app.add_option("--data", f.data,
                  "directory of the MNIST IDX files (default: the one run.json records, when it "
-                 "exists, else data/mnist)");
-  app.add_option("--digit", f.digit, "digit to score: 0..9 or all (default: run.json's, else 3)");
+                 "exists, else data/mnist)")
+      ->type_name("DIR");
+  app.add_option("--digit", f.digit, "digit to score: 0..9 or all (default: run.json's, else 3)")
+      ->type_name("DIGIT");
   app.add_option("--split", f.split, "MNIST split to score: test, train or all")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("SPLIT");
   app.add_option(
          "--method", f.method,
          "log Z: auto (exact for H <= 24, ternary H <= 15), exact (H <= 30, ternary H <= 15) "
          "or ais")
-      ->capture_default_str();
-  app.add_option("--ais-runs", f.ais_runs, "AIS runs per base model")->capture_default_str();
+      ->capture_default_str()
+      ->type_name("METHOD");
+  app.add_option("--ais-runs", f.ais_runs, "AIS runs per base model")
+      ->capture_default_str()
+      ->type_name("N");
   app.add_option("--ais-betas", f.ais_betas, "AIS steps (inverse temperatures)")
-      ->capture_default_str();
-  app.add_option("--seed", f.seed, "seed of the AIS draws, 0..4294967295")->capture_default_str();
+      ->capture_default_str()
+      ->type_name("N");
+  app.add_option("--seed", f.seed, "seed of the AIS draws, 0..4294967295")
+      ->capture_default_str()
+      ->type_name("N");
   app.add_flag("--json", f.json, "print one JSON object instead of text");
   if (const auto exit_code = parse_command_flags(app, args)) return *exit_code;
 

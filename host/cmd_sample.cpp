@@ -124,34 +124,48 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   app.add_option("--model,model", f.model,
                  "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
                  "binary or ternary hidden units, binary when absent)]")
-      ->required();
-  app.add_option("--chains", f.chains, "independent chains N, 1..1e7")->capture_default_str();
+      ->required()
+      ->type_name("DIR");
+  app.add_option("--chains", f.chains, "independent chains N, 1..1e7")
+      ->capture_default_str()
+      ->type_name("N");
   app.add_option("--steps", f.steps, "Gibbs steps x -> h -> x' per chain K, 0..1e9")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("N");
   app.add_option("--init", f.init, "first states: random (Bernoulli(1/2)) or data (images)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("INIT");
   app.add_option("--seed", f.seed,
                  "random seed, 0..4294967295; chain c's draws depend on the seed and c alone, so "
                  "the same chain from other starts (--init) shares its draws and may end the same")
-      ->capture_default_str();
-  app.add_option("--out", f.out, "the final states, .npy (see --format)")->required();
+      ->capture_default_str()
+      ->type_name("N");
+  app.add_option("--out", f.out, "the final states, .npy (see --format)")
+      ->required()
+      ->type_name("FILE");
   app.add_option("--format", f.format,
                  "--out's layout: float ((N, d) float32 0/1) or packed ((N, ceil(d/8)) uint8, "
                  "numpy.packbits(states, axis=1); 32 times smaller)")
-      ->capture_default_str();
-  app.add_option("--png", f.png, "a PNG grid of the first min(N, 100) final states (d = 784)");
+      ->capture_default_str()
+      ->type_name("FORMAT");
+  app.add_option("--png", f.png, "a PNG grid of the first min(N, 100) final states (d = 784)")
+      ->type_name("FILE");
   app.add_option("--before-after", f.before_after,
                  "a PNG of the first min(N, 50) start images, each beside its final state "
-                 "(d = 784)");
+                 "(d = 784)")
+      ->type_name("FILE");
   app.add_option("--data", f.data,
                  "directory of the MNIST IDX files (with --init data; default: the one the "
-                 "model's run.json records, when it exists, else data/mnist)");
+                 "model's run.json records, when it exists, else data/mnist)")
+      ->type_name("DIR");
   app.add_option("--digit", f.digit,
                  "digit of the start images (with --init data): 0..9 or all (default: the "
-                 "model's run.json's, else 3)");
+                 "model's run.json's, else 3)")
+      ->type_name("DIGIT");
   app.add_option("--split", f.split,
                  "MNIST split of the start images (with --init data): test, train or all")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("SPLIT");
   if (const auto exit_code = parse_command_flags(app, args)) return *exit_code;
 
   const int64_t chains = parse_int_flag("--chains", f.chains, 1, 10'000'000, "1..1e7");

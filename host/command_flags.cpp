@@ -127,9 +127,12 @@ void reject_repeated_flags(const CLI::App& app) {
 
 std::string parse_error_text(const CLI::ParseError& error) {
   const std::string what = error.what();
-  const std::string missing = ": 1 required TEXT missing";
-  if (what.ends_with(missing)) {
-    return what.substr(0, what.size() - missing.size()) + ": no value given";
+  // ": 1 required N missing", N the value's name in --help (TEXT where none is set).
+  const std::string required = ": 1 required ", missing = " missing";
+  if (const size_t at = what.rfind(required);
+      at != std::string::npos && what.ends_with(missing) &&
+      what.find(' ', at + required.size()) == what.size() - missing.size()) {
+    return what.substr(0, at) + ": no value given";
   }
   // "The following argument(s) was/were not expected: c b a", the words reversed.
   const std::string unexpected = " not expected: ";

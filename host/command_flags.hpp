@@ -25,7 +25,7 @@ void prepare_flags(CLI::App& app);
 void reject_repeated_flags(const CLI::App& app);
 
 // CLI11's message for a parse error, in plain words where it has none: "--iters: no value given"
-// for "--iters: 1 required TEXT missing" (a flag last on the line), and the
+// for "--iters: 1 required N missing" (a flag last on the line), and the
 // words it did not expect in the order they were given (CLI11 parses them reversed).
 std::string parse_error_text(const CLI::ParseError& error);
 

@@ -38,6 +38,14 @@ TEST(Cli, HelpListsTheFlags) {
   EXPECT_NE(r.output.substr(engine, r.output.find('\n', engine) - engine).find("rbm_cuda only"),
             std::string::npos)
       << r.output;
+  // Every value is named for what it is (N, X, DIR, ...), never CLI11's TEXT, in each command.
+  EXPECT_NE(r.output.find("--iters N=25000"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--lr R=0.005"), std::string::npos) << r.output;
+  for (const std::vector<std::string>& help :
+       {std::vector<std::string>{"--help"}, {"eval", "--help"}, {"sample", "--help"}}) {
+    const std::string text = run_cpu(help).output;
+    EXPECT_EQ(text.find("TEXT"), std::string::npos) << text;
+  }
 }
 
 TEST(Cli, BadValuesGetOneLineAndExitCode2) {

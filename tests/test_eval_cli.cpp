@@ -616,10 +616,10 @@ TEST(EvalCli, HelpListsTheFlags) {
   // The model is one value, positional or --model: described and REQUIRED once.
   for (const test::CommandResult* help : {&eval, &sample}) {
     const std::string& text = help->output;
-    EXPECT_NE(text.find("--model TEXT"), std::string::npos) << text;
+    EXPECT_NE(text.find("--model DIR"), std::string::npos) << text;
     EXPECT_NE(text.find("the positional model, given by name"), std::string::npos) << text;
-    EXPECT_NE(text.find("model TEXT REQUIRED"), std::string::npos) << text;
-    EXPECT_EQ(text.find("--model TEXT REQUIRED"), std::string::npos) << text;
+    EXPECT_NE(text.find("model DIR REQUIRED"), std::string::npos) << text;
+    EXPECT_EQ(text.find("--model DIR REQUIRED"), std::string::npos) << text;
     EXPECT_EQ(text.find("run directory holding W.npy"), text.rfind("run directory holding W.npy"))
         << text;
   }
