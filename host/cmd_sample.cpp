@@ -4,13 +4,16 @@
 // a PNG grid of up to 100 chains and the before/after picture (each start image beside its K-step
 // sample).
 #include <algorithm>
+#include <cctype>
 #include <cfloat>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -203,6 +206,19 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   if (app.count("--png") > 0) check_output_file("--png", f.png);
   if (app.count("--before-after") > 0) check_output_file("--before-after", f.before_after);
   reject_same_files({{"--out", f.out}, {"--png", f.png}, {"--before-after", f.before_after}});
+  // Each file is what its name says: a PNG named x.npy, or states named after an MNIST file that
+  // --init data reads, had been written without a word over whatever had the name.
+  for (const auto& [flag, path, extension] : {std::tuple{"--out", f.out, ".npy"},
+                                              {"--png", f.png, ".png"},
+                                              {"--before-after", f.before_after, ".png"}}) {
+    std::string given = std::filesystem::path(path).extension().string();
+    std::transform(given.begin(), given.end(), given.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!path.empty() && given != extension) {
+      throw InputError(std::string(flag) + " " + path + ": " + flag + " is written as " +
+                       extension + "; give a name ending in " + extension);
+    }
+  }
 
   const Params params = read_model(f.model);  // finite, as read_model checks
   // Finite weights whose sums overflow in float would give infinite or NaN pre-activations (+inf
@@ -337,10 +353,31 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                       })});
   }
   commit_outputs(staged);
-  std::printf("sampled %s x %s from %s starts with %s; wrote %s%s%s%s%s\n",
+  // What was sampled: the hidden units (run.json's, or binary without one) and the start images.
+  std::string starts = "random starts";
+  if (from_data) {
+    starts = "data starts (" +
+             count_text(images->rows,
+                        split == Split::all ? "image" : std::string(split_name(split)) + " image") +
+             " of " +
+             (start_images.digit.digit ? "digit " + start_images.digit.text : "all digits") +
+             (split == Split::all ? ", both splits)" : ")");
+  }
+  std::printf("sampled %s x %s of a %s model (H %d) from %s with %s; wrote %s%s%s%s%s\n",
               count_text(chains, "chain").c_str(), count_text(steps, "step").c_str(),
-              f.init.c_str(), backend->name().c_str(), f.out.c_str(), f.png.empty() ? "" : " ",
-              f.png.c_str(), f.before_after.empty() ? "" : " ", f.before_after.c_str());
+              hidden_type_name(params.hidden_type), params.hidden, starts.c_str(),
+              backend->name().c_str(), f.out.c_str(), f.png.empty() ? "" : " ", f.png.c_str(),
+              f.before_after.empty() ? "" : " ", f.before_after.c_str());
+  // Noise from random starts is what such a model samples, not a failure: h = 0 alone gives every
+  // image weight exp(a'x) = 1, so log Z >= 784 log 2 (the reference recipe's model has nearly all
+  // of its mass there; README, "What it learns").
+  if (!from_data && !params.has_visible_bias() && steps > 0) {
+    std::printf(
+        "note: the model has no visible biases (a = 0): h = 0 gives every image weight 1, so "
+        "much of its probability can sit on noise, and chains from random starts often stay "
+        "noise; --init data starts them at the images, and training with --visible-bias removes "
+        "that floor\n");
+  }
   return 0;
 }
 

@@ -317,6 +317,21 @@ TEST(BadInput, SampleOutputFiles) {
     expect_refused(sample({"--out", out, "--png", (dir / "read-only" / "x.png").string()}),
                    {"--png", "cannot write"});
   }
+  // Each file is what its name says (a PNG named x.npy had replaced that file's states, and
+  // states named t10k-images-idx3-ubyte an MNIST file), in any case of the extension.
+  write_bytes(dir / "x.npy", "states");
+  expect_refused(sample({"--out", out, "--png", (dir / "x.npy").string()}),
+                 {"--png", "x.npy", "give a name ending in .png"});
+  expect_refused(sample({"--out", (dir / "t10k-images-idx3-ubyte").string()}),
+                 {"--out", "t10k-images-idx3-ubyte", "give a name ending in .npy"});
+  expect_refused(sample({"--out", out, "--before-after", (dir / "pairs.jpg").string()}),
+                 {"--before-after", "give a name ending in .png"});
+  EXPECT_EQ(read_file(dir / "x.npy"), "states");
+  {
+    const test::CommandResult r = run_cpu(
+        sample({"--out", (dir / "upper.NPY").string(), "--png", (dir / "upper.Png").string()}));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  }
   EXPECT_FALSE(std::filesystem::exists(dir / "s.npy"));
   // Pictures need 28x28 images: refused for a model of 100 visible units.
   const std::string small = (dir / "small").string();

@@ -636,7 +636,10 @@ TEST(SampleCli, WritesTheBackendsChainsAndPictures) {
       run_cpu({"sample", "--model", model, "--chains", "7", "--steps", "5", "--seed", "11", "--out",
                (dir / "s.npy").string(), "--png", (dir / "s.png").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(r.output.rfind("sampled 7 chains x 5 steps from random starts with cpu; wrote ", 0), 0u)
+  EXPECT_EQ(r.output.rfind("sampled 7 chains x 5 steps of a binary model (H 12) from random "
+                           "starts with cpu; wrote ",
+                           0),
+            0u)
       << r.output;
   const NpyArrayU8 states = read_sample_states(dir / "s.npy");
   ASSERT_EQ(states.shape, (std::vector<int64_t>{chains, d}));
@@ -687,6 +690,12 @@ TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
       run_cpu({"sample", "--model", model, "--chains", "5", "--steps", "0", "--init", "data",
                "--data", RBM_MNIST_DIR, "--out", (dir / "zero.npy").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(
+      r.output.rfind("sampled 5 chains x 0 steps of a binary model (H 12) from data starts (" +
+                         std::to_string(threes.rows) + " test images of digit 3) with cpu",
+                     0),
+      0u)
+      << r.output;
   const std::vector<uint8_t> first5(threes.pixels.begin(), threes.pixels.begin() + 5 * d);
   EXPECT_EQ(read_sample_states(dir / "zero.npy").data, first5);
 
@@ -859,8 +868,19 @@ TEST(SampleCli, BlocksGiveTheStatesOfOneCall) {
   r = run_cpu(
       {"sample", model, "--chains", "1", "--steps", "1", "--out", (dir / "one.npy").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(r.output, "sampled 1 chain x 1 step from random starts with cpu; wrote " +
-                          (dir / "one.npy").string() + "\n");
+  EXPECT_EQ(
+      r.output,
+      "sampled 1 chain x 1 step of a binary model (H 12) from random starts with cpu; wrote " +
+          (dir / "one.npy").string() + "\n");
+  // Without visible biases, random starts get a note: their noise is the model's, not a fault.
+  std::filesystem::remove(dir / "model" / "a.npy");
+  r = run_cpu(
+      {"sample", model, "--chains", "1", "--steps", "1", "--out", (dir / "one.npy").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\nnote: the model has no visible biases (a = 0): h = 0 gives every "
+                          "image weight 1"),
+            std::string::npos)
+      << r.output;
 }
 
 // rbm_cpu sample with `args`, writing its output to dir/log.txt: once sample has passed its checks
