@@ -20,20 +20,22 @@ namespace {
 
 // Lays out n tiles of tile_w x tile_h as described in png_image.hpp; pixel_of(t, i) is pixel i
 // (row-major within the tile) of tile t; the lines between tiles and the unused cells are
-// `separator`. columns = 0: ceil(sqrt(n)).
+// `separator`. columns = 0: ceil(sqrt(n)). After every `group` columns the line is `group_gap`
+// pixels wide instead of 1 (before_after_grid's pairs).
 template <class PixelOf>
 GrayImage tile_mosaic(int n, int tile_w, int tile_h, uint8_t separator, PixelOf pixel_of,
-                      int columns = 0) {
+                      int columns = 0, int group = 1, int group_gap = 1) {
   if (columns <= 0) {
     while (columns * columns < n) ++columns;
   }
   const int rows = columns == 0 ? 0 : (n + columns - 1) / columns;
+  const auto column_x = [&](int c) { return c * (tile_w + 1) + (c / group) * (group_gap - 1); };
   GrayImage image;
-  image.width = std::max(0, columns * (tile_w + 1) - 1);
+  image.width = columns == 0 ? 0 : column_x(columns - 1) + tile_w;
   image.height = std::max(0, rows * (tile_h + 1) - 1);
   image.pixels.assign(static_cast<size_t>(image.width) * image.height, separator);
   for (int t = 0; t < n; ++t) {
-    const int x0 = (t % columns) * (tile_w + 1), y0 = (t / columns) * (tile_h + 1);
+    const int x0 = column_x(t % columns), y0 = (t / columns) * (tile_h + 1);
     for (int y = 0; y < tile_h; ++y) {
       for (int x = 0; x < tile_w; ++x) {
         image.pixels[static_cast<size_t>(y0 + y) * image.width + x0 + x] =
@@ -150,7 +152,7 @@ GrayImage before_after_grid(const std::vector<uint8_t>& before, const std::vecto
         const std::vector<uint8_t>& side = t % 2 == 0 ? before : after;
         return side[static_cast<size_t>(t / 2) * cols + i] ? 255 : 0;
       },
-      2 * pair_columns);
+      2 * pair_columns, /*group=*/2, kPairGap);
 }
 
 }  // namespace rbm

@@ -46,7 +46,10 @@ GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images =
 
 // The before/after picture: pairs (before image t, after image t) side by side for the first
 // min(n, max_pairs) images of before and after (each (n, tile_w * tile_h), 0 or 1), in
-// 2 ceil(sqrt(pairs)) columns (before in the even columns, after in the odd ones), row-major.
+// 2 ceil(sqrt(pairs)) columns (before in the even columns, after in the odd ones), row-major. The
+// pairs stand kPairGap pixels apart (the line within a pair is 1 pixel), so that each pair reads
+// as one.
+inline constexpr int kPairGap = 5;
 GrayImage before_after_grid(const std::vector<uint8_t>& before, const std::vector<uint8_t>& after,
                             int n, int max_pairs = 50, int tile_w = 28, int tile_h = 28);
 

@@ -707,14 +707,15 @@ TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
   const std::vector<uint8_t> before(threes.pixels.begin(), threes.pixels.begin() + 3 * d);
   const GrayImage pairs = read_png_gray(dir / "pairs.png");
   const GrayImage want = before_after_grid(before, after, 3);
-  // 3 pairs: 2 pair columns, so 4 tiles a row, 2 rows.
-  EXPECT_EQ(pairs.width, 4 * 29 - 1);
+  // 3 pairs: 2 pair columns, so 4 tiles a row (the pairs kPairGap apart), 2 rows.
+  EXPECT_EQ(pairs.width, 4 * 29 - 1 + kPairGap - 1);
   EXPECT_EQ(pairs.height, 2 * 29 - 1);
   EXPECT_EQ(pairs.pixels, want.pixels);
-  // Pair 1's left tile (row 0, columns 2) is test three 1, pixel for pixel.
+  // Pair 1's left tile (row 0, column 2, after pair 0 and the gap) is test three 1, pixel for
+  // pixel.
   for (int y = 0; y < 28; ++y) {
     for (int x = 0; x < 28; ++x) {
-      ASSERT_EQ(pairs.pixels[static_cast<size_t>(y) * pairs.width + 2 * 29 + x],
+      ASSERT_EQ(pairs.pixels[static_cast<size_t>(y) * pairs.width + 2 * 29 - 1 + kPairGap + x],
                 threes.row(1)[y * 28 + x] ? 255 : 0);
     }
   }

@@ -116,6 +116,23 @@ TEST(ImageGrid, DrawsBinaryImagesOnTheSameLayout) {
   EXPECT_EQ(at(grid, 2 * 29 + 1, 29 + 1), kImageGridSeparator);  // the empty sixth cell
 }
 
+// Pairs read as pairs: 1 pixel between a start image and its sample, kPairGap between pairs.
+TEST(BeforeAfterGrid, SetsEachPairApart) {
+  const int n = 3, d = 784;  // 3 pairs: 2 pair columns, 2 rows
+  std::vector<uint8_t> before(n * d, 0), after(n * d, 0);
+  before[1 * d] = 1;  // pair 1's start image, pixel (0, 0)
+  after[2 * d] = 1;   // pair 2's sample, pixel (0, 0)
+  const GrayImage grid = before_after_grid(before, after, n);
+  const int pair_x = 2 * 29 - 1 + kPairGap;  // the second pair column's first pixel
+  EXPECT_EQ(grid.width, pair_x + 2 * 29 - 1);
+  EXPECT_EQ(grid.height, 2 * 29 - 1);
+  EXPECT_EQ(at(grid, pair_x, 0), 255);  // pair 1, before
+  EXPECT_EQ(at(grid, 29, 29), 255);     // pair 2 (row 1, pair column 0), after
+  for (int x = 2 * 29 - 1; x < pair_x; ++x) EXPECT_EQ(at(grid, x, 0), kImageGridSeparator) << x;
+  EXPECT_EQ(at(grid, 28, 0), kImageGridSeparator);            // within pair 0
+  EXPECT_EQ(at(grid, pair_x + 29, 29), kImageGridSeparator);  // the unused fourth pair
+}
+
 TEST(ImageGrid, ShowsAtMostMaxImages) {
   const GrayImage grid = image_grid(std::vector<uint8_t>(150 * 784, 1), 150);
   EXPECT_EQ(grid.width, 289);
