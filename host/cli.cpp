@@ -218,14 +218,28 @@ TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
   return options;
 }
 
+// The command that args (after the program's name, and after `train` when it is named) start
+// with: "eval", "sample" or "mosaic", which parse their own flags (host/commands.hpp); "" for
+// training.
+std::string command_of(const std::vector<std::string>& args) {
+  for (const char* command : {"eval", "sample", "mosaic"}) {
+    if (!args.empty() && args.front() == command) return command;
+  }
+  return "";
+}
+
 // What a command's exit code `code` says was done, for the message when its standard output could
 // not be written: what is lost then, and that its files are not.
-std::string lost_output_text(bool eval, bool sample, bool version_or_help, int code) {
+std::string lost_output_text(const std::string& command, bool version_or_help, int code) {
   if (code != 0 || version_or_help) return "";
-  if (eval) return ": the report is lost (eval writes no file)";
-  if (sample) {
+  if (command == "eval") return ": the report is lost (eval writes no file)";
+  if (command == "sample") {
     return ": the outputs were written; only the final line (what was sampled and written) could "
            "not be printed";
+  }
+  if (command == "mosaic") {
+    return ": the mosaic was written; only the final line (what was drawn and written) could not "
+           "be printed";
   }
   return ": the run was written; only its closing lines (what was trained and "
          "written) could not be printed";
@@ -246,34 +260,34 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
   std::vector<std::string> args(argv + 1, argv + argc);
   const bool train_named = !args.empty() && args.front() == "train";
   if (train_named) args.erase(args.begin());
-  // `eval` and `sample` parse their own flags (host/commands.hpp); train's are parsed here.
-  const bool eval = !train_named && !args.empty() && args.front() == "eval";
-  const bool sample = !train_named && !args.empty() && args.front() == "sample";
-  const std::vector<std::string> command_args(args.begin() + (eval || sample ? 1 : 0), args.end());
+  // The other commands parse their own flags (host/commands.hpp); train's are parsed here.
+  const std::string command = train_named ? "" : command_of(args);
+  const bool train = command.empty();
+  const std::vector<std::string> command_args(args.begin() + (train ? 0 : 1), args.end());
   // Messages start with the command, as its parse errors do: "rbm_cpu eval: ...".
-  const std::string who = program + (eval ? " eval" : sample ? " sample" : "");
+  const std::string who = program + (train ? "" : " " + command);
   // An exception no check expected: a bug, reported as one (exit 1, not the bad-input code 2).
   const auto internal_error = [&who](const std::exception& e) {
     std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
     return 1;
   };
   // Training takes flags only: a leading word is a command, misspelt ("Eval", "help").
-  if (train_named && !args.empty() &&
-      (args.front() == "train" || args.front() == "eval" || args.front() == "sample")) {
+  if (train_named && !args.empty() && (args.front() == "train" || !command_of(args).empty())) {
     std::fprintf(stderr, "%s train: takes flags, not another command ('%s'): one command a run\n",
                  program.c_str(), args.front().c_str());
     return kExitBadInput;
   }
-  if (!args.empty() && !eval && !sample && !args.front().starts_with('-')) {
+  if (!args.empty() && train && !args.front().starts_with('-')) {
     std::fprintf(stderr,
-                 "%s: '%s' is not a command: the commands are train (the default), eval and "
-                 "sample (see --help)\n",
+                 "%s: '%s' is not a command: the commands are train (the default), eval, sample "
+                 "and mosaic (see --help)\n",
                  program.c_str(), args.front().c_str());
     return kExitBadInput;
   }
-  app.footer("Other commands: " + program + " eval --help, " + program + " sample --help");
-  // Training's flags, looked at before CLI11 parses them (eval and sample look at their own).
-  if (!eval && !sample) {
+  app.footer("Other commands: " + program + " eval --help, " + program + " sample --help, " +
+             program + " mosaic --help");
+  // Training's flags, looked at before CLI11 parses them (the other commands look at their own).
+  if (train) {
     // --version, as --device-info, exits without doing anything else: another word is refused,
     // not ignored. (--help prints the help whatever else is given, as programs do.)
     const auto given = [&](const char* word) {
@@ -295,7 +309,7 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
   }
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
   try {
-    if (!eval && !sample) app.parse(args);
+    if (train) app.parse(args);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) {  // --help, --version
       version_or_help = true;
@@ -305,8 +319,9 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
     return kExitBadInput;
   }
   try {
-    if (eval) return run_eval_command(program, command_args);
-    if (sample) return run_sample_command(program, command_args);
+    if (command == "eval") return run_eval_command(program, command_args);
+    if (command == "sample") return run_sample_command(program, command_args);
+    if (command == "mosaic") return run_mosaic_command(program, command_args);
     reject_repeated_flags(app);
     if (device_info) {
       version_or_help = true;
@@ -393,13 +408,12 @@ int run_cli(int argc, char** argv) {
   // command and says what was done all the same (sample's and training's files).
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
     const std::vector<std::string> args(argv + 1, argv + argc);
-    const bool eval = !args.empty() && args.front() == "eval";
-    const bool sample = !args.empty() && args.front() == "sample";
-    const std::string who = program + (eval ? " eval" : sample ? " sample" : "");
+    const std::string command = command_of(args);
+    const std::string who = program + (command.empty() ? "" : " " + command);
     const bool help = std::find(args.begin(), args.end(), "--help") != args.end() ||
                       std::find(args.begin(), args.end(), "-h") != args.end();
     std::fprintf(stderr, "%s: cannot write standard output%s\n", who.c_str(),
-                 lost_output_text(eval, sample, version_or_help || help, code).c_str());
+                 lost_output_text(command, version_or_help || help, code).c_str());
     return code != 0 ? code : kExitBadInput;
   }
   return code;

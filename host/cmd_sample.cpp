@@ -4,16 +4,13 @@
 // a PNG grid of up to 100 chains and the before/after picture (each start image beside its K-step
 // sample).
 #include <algorithm>
-#include <cctype>
 #include <cfloat>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 #include <span>
 #include <string>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -206,20 +203,11 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   if (app.count("--png") > 0) check_output_file("--png", f.png);
   if (app.count("--before-after") > 0) check_output_file("--before-after", f.before_after);
   reject_same_files({{"--out", f.out}, {"--png", f.png}, {"--before-after", f.before_after}});
-  // Each file is what its name says: a PNG named x.npy, or states named after an MNIST file that
-  // --init data reads, had been written without a word over whatever had the name.
-  for (const auto& [flag, path, extension] : {std::tuple{"--out", f.out, ".npy"},
-                                              {"--png", f.png, ".png"},
-                                              {"--before-after", f.before_after, ".png"}}) {
-    std::string given = std::filesystem::path(path).extension().string();
-    std::transform(given.begin(), given.end(), given.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (!path.empty() && given != extension) {
-      throw InputError(std::string(flag) + " " + path + ": " + flag + " is written as " +
-                       extension + "; give a name ending in " + extension);
-    }
+  check_output_extension("--out", f.out, ".npy");
+  if (app.count("--png") > 0) check_output_extension("--png", f.png, ".png");
+  if (app.count("--before-after") > 0) {
+    check_output_extension("--before-after", f.before_after, ".png");
   }
-
   const Params params = read_model(f.model);  // finite, as read_model checks
   // Finite weights whose sums overflow in float would give infinite or NaN pre-activations (+inf
   // meeting -inf), the draws of another model (a NaN probability draws 0), without a word;

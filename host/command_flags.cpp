@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cfloat>
 #include <cmath>
@@ -345,10 +346,23 @@ void check_output_file(const std::string& flag, const std::string& text) {
     for (const char* marker : {"run.json", "W.npy"}) {
       if (fs::exists(parent / marker, error)) {
         throw InputError(where + to_file + "is a file of the run directory " + parent.string() +
-                         " (its checkpoint, records or mosaic), which sample does not overwrite; "
-                         "name another file");
+                         " (its checkpoint, records or mosaic), not to be overwritten; name "
+                         "another file");
       }
     }
+  }
+}
+
+void check_output_extension(const std::string& flag, const std::string& path,
+                            const std::string& extension) {
+  // A PNG named x.npy, or states named after an MNIST file that --init data reads, had been written
+  // without a word over whatever had the name.
+  std::string given = std::filesystem::path(path).extension().string();
+  std::transform(given.begin(), given.end(), given.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (given != extension) {
+    throw InputError(flag + " " + path + ": " + flag + " is written as " + extension +
+                     "; give a name ending in " + extension);
   }
 }
 

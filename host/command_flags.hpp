@@ -95,6 +95,11 @@ ImageChoice images_flagged_or_recorded(const std::string& digit_flag,
 // W.npy, run.json, metrics.csv). Checked before any work.
 void check_output_file(const std::string& flag, const std::string& path);
 
+// InputError unless the output's name ends in `extension` (".npy", ".png"; in any case): each file
+// is what its name says.
+void check_output_extension(const std::string& flag, const std::string& path,
+                            const std::string& extension);
+
 // InputError when two of the (flag, path) pairs name the same file (after normalizing the paths);
 // empty paths (flags not given) are skipped.
 void reject_same_files(const std::vector<std::pair<std::string, std::string>>& outputs);

@@ -1169,6 +1169,15 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
             "rbm_cpu sample: cannot write standard output: the outputs were written; only the "
             "final line (what was sampled and written) could not be printed\n");
   EXPECT_TRUE(std::filesystem::exists(full_out));
+  const std::string full_png = (dir / "full.png").string();
+  const test::CommandResult mosaic_full =
+      shell(exe + " mosaic " + test::shell_quote(model) + " --out " + test::shell_quote(full_png) +
+            " >/dev/full");
+  EXPECT_EQ(mosaic_full.exit_code, 2) << mosaic_full.output;
+  EXPECT_EQ(mosaic_full.output,
+            "rbm_cpu mosaic: cannot write standard output: the mosaic was written; only the final "
+            "line (what was drawn and written) could not be printed\n");
+  EXPECT_TRUE(std::filesystem::exists(full_png));
   // Training's run directory is written; a failed command says only what failed.
   const test::CommandResult train_full =
       shell(exe + " --data " + test::shell_quote(RBM_MNIST_DIR) + " --iters 10 --hidden 4 --out " +

@@ -41,8 +41,10 @@ TEST(Cli, HelpListsTheFlags) {
   // Every value is named for what it is (N, X, DIR, ...), never CLI11's TEXT, in each command.
   EXPECT_NE(r.output.find("--iters N=25000"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--lr R=0.005"), std::string::npos) << r.output;
-  for (const std::vector<std::string>& help :
-       {std::vector<std::string>{"--help"}, {"eval", "--help"}, {"sample", "--help"}}) {
+  for (const std::vector<std::string>& help : {std::vector<std::string>{"--help"},
+                                               {"eval", "--help"},
+                                               {"sample", "--help"},
+                                               {"mosaic", "--help"}}) {
     const std::string text = run_cpu(help).output;
     EXPECT_EQ(text.find("TEXT"), std::string::npos) << text;
   }
@@ -95,15 +97,15 @@ TEST(Cli, AnUnknownCommandIsNamed) {
     const std::string word = args[0] == "train" ? args[1] : args[0];
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_EQ(r.output, "rbm_cpu: '" + word +
-                            "' is not a command: the commands are train (the default), eval and "
-                            "sample (see --help)\n");
+                            "' is not a command: the commands are train (the default), eval, "
+                            "sample and mosaic (see --help)\n");
   }
 }
 
 // `train` names the default command; another command after it is refused, not run (`train eval
 // DIR` ran eval).
 TEST(Cli, TrainFollowedByAnotherCommandIsRefused) {
-  for (const std::string command : {"eval", "sample", "train"}) {
+  for (const std::string command : {"eval", "sample", "mosaic", "train"}) {
     const test::CommandResult r = run_cpu({"train", command, "runs/x"});
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_EQ(r.output, "rbm_cpu train: takes flags, not another command ('" + command +

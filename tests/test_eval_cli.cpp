@@ -884,6 +884,49 @@ TEST(SampleCli, BlocksGiveTheStatesOfOneCall) {
       << r.output;
 }
 
+// `mosaic` draws any model directory's weights as training draws weights.png: a run's byte for
+// byte, a bare model's as weight_mosaic does; its output is a new PNG, never a file of a run.
+TEST(MosaicCli, DrawsAModelsWeightsAsTrainingDoes) {
+  const test::TempDir dir;
+  const std::string run = (dir / "run").string();
+  test::CommandResult r =
+      run_cpu({"--data", RBM_MNIST_DIR, "--iters", "50", "--hidden", "7", "--out", run});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string drawn = (dir / "drawn.png").string();
+  r = run_cpu({"mosaic", run, "--out", drawn});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output,
+            "drew the weights of a binary model (H 7) in 3 columns; wrote " + drawn + "\n");
+  EXPECT_EQ(read_file(drawn), read_file(dir / "run" / "weights.png"));
+
+  const Params p = write_small_model(dir / "model", false);
+  r = run_cpu({"mosaic", "--model", (dir / "model").string(), "--out", drawn});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const GrayImage read = read_png_gray(drawn), want = weight_mosaic(p);
+  EXPECT_EQ(read.width, want.width);
+  EXPECT_EQ(read.pixels, want.pixels);
+
+  const std::string before = read_file(dir / "run" / "weights.png");
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"mosaic", run, "--out", (dir / "run" / "weights.png").string()},
+            "is a file of the run directory"},
+           {{"mosaic", run, "--out", (dir / "drawn.npy").string()}, "give a name ending in .png"},
+           {{"mosaic", run}, "--out is required"},
+           {{"mosaic", (dir / "missing").string(), "--out", drawn}, "--model"}}) {
+    r = run_cpu(args);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(read_file(dir / "run" / "weights.png"), before);
+  EXPECT_FALSE(std::filesystem::exists(dir / "drawn.npy"));
+  // Tiles are 28x28 images: a model of another size is refused.
+  std::filesystem::create_directories(dir / "small");
+  write_model(dir / "small", test::random_params(100, 4, 0.1f, 3, false));
+  r = run_cpu({"mosaic", (dir / "small").string(), "--out", drawn});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("100 visible units"), std::string::npos) << r.output;
+}
+
 // rbm_cpu sample with `args`, writing its output to dir/log.txt: once sample has passed its checks
 // (it catches SIGTERM from then on), before its sampling of about a second ends, it is held
 // (SIGSTOP) while `change` alters the files, so that a sampling quicker than this thread cannot
