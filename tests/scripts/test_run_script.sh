@@ -95,7 +95,7 @@ check "a flag missing its value at the end stays at the end" \
 $(ran rbm_cpu "${new_run[@]}" --iters)" --iters
 
 for flags in "--resume old" "--resume=old" "--help" "-h" "--version" "eval old" \
-             "sample old --count 4"; do
+             "sample old --count 4" "mosaic old --out m.png"; do
   # shellcheck disable=SC2086
   check "'$flags' gets no --data" "$fallback
 $(ran rbm_cpu $flags)" $flags
