@@ -549,5 +549,31 @@ TEST(AisCpu, RefusesRequestsThatDoNotFitTheModel) {
   EXPECT_THROW(ais_cpu(p, bad), InputError);
 }
 
+// estimate_log_z runs the base-rate base on AIS streams [0, runs) and the uniform base on
+// [runs, 2 runs) (AisRequest::first_stream), so that the two estimates it takes the larger of are
+// independent draws. A recording backend sees both requests; deterministic.
+class RecordingAisBackend : public test::ForwardingCpuBackend {
+ public:
+  std::vector<uint64_t> first_streams;
+  AisResult ais(const AisRequest& request) override {
+    first_streams.push_back(request.first_stream);
+    return inner().ais(request);
+  }
+};
+TEST(LogZ, TheTwoBasesRunOnDisjointStreams) {
+  const Params p = test::random_params(12, 30, 0.3f, 7, true);
+  RecordingAisBackend backend;
+  backend.set_params(p);
+  LogZOptions options;
+  options.method = LogZMethod::ais;
+  options.base_rate.assign(static_cast<size_t>(p.visible), 1.5f);
+  options.ais_betas = 100;
+  options.ais_runs = 4;
+  const LogZEstimate estimate = estimate_log_z(backend, p, options);
+  ASSERT_EQ(estimate.bases.size(), 2u);
+  EXPECT_EQ(estimate.bases[0].name, "base-rate");
+  EXPECT_EQ(backend.first_streams, (std::vector<uint64_t>{0, 4}));
+}
+
 }  // namespace
 }  // namespace rbm

@@ -936,5 +936,31 @@ TEST(MetricsCsv, AnEarlierVersionsFileTakesTheNewColumns) {
                 "200,0.2,0.02,0.03,-210,-200");
 }
 
+// The trainer's fixed metric batches (fixed_batch) spread their rows over the whole set: row r is
+// image floor(r n / m) of n, with its label, not the first m images (the first images of a file
+// can be one class or one writer). Deterministic.
+TEST(Metrics, FixedBatchSpreadsItsRowsOverTheImages) {
+  Dataset images;
+  images.width = 3;
+  images.height = 1;
+  images.rows = 10;
+  for (int r = 0; r < 10; ++r) {
+    for (int i = 0; i < 3; ++i) images.pixels.push_back(static_cast<uint8_t>((r >> i) & 1));
+    images.labels.push_back(static_cast<uint8_t>(r));
+  }
+  const Dataset batch = fixed_batch(images, 4);
+  ASSERT_EQ(batch.rows, 4);
+  ASSERT_EQ(batch.cols(), 3);
+  const int want[] = {0, 2, 5, 7};  // floor(r 10 / 4)
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(batch.labels[r], want[r]) << "row " << r;
+    EXPECT_TRUE(std::equal(batch.row(r), batch.row(r) + 3, images.row(want[r]))) << "row " << r;
+  }
+  const Dataset all = fixed_batch(images, 500);  // fewer images than asked: all, in order
+  EXPECT_EQ(all.rows, 10);
+  EXPECT_EQ(all.pixels, images.pixels);
+  EXPECT_EQ(all.labels, images.labels);
+}
+
 }  // namespace
 }  // namespace rbm

@@ -845,5 +845,28 @@ TEST(CpuBackend, TwoThreadsEqualOneThreadBitForBitTernary) {
   expect_two_threads_equal_one(recipe);
 }
 
+// sigmoid_bernoulli draws 1 with probability sigm(pre), where that differs from 1 - sigm(pre)
+// (ZeroModelMakesEveryUnitOneWithProbabilityHalf checks only pre = 0, where a draw of u > p passes
+// too): each unit's count of ones over 2^16 streams lies within 6 standard deviations of N p
+// (normal tail 2e-9 per unit, N p >= 3000; 8 units: < 2e-8), and prob is sigmoid(pre) exactly.
+TEST(CpuKernels, SigmoidBernoulliDrawsOnesWithTheSigmoidsProbability) {
+  const std::vector<float> pre = {-3.0f, -1.5f, -0.4f, 0.0f, 0.25f, 1.0f, 2.0f, 3.0f};
+  const int n = static_cast<int>(pre.size());
+  constexpr int kStreams = 1 << 16;
+  std::vector<float> prob(n), sample(n);
+  std::vector<int64_t> ones(n, 0);
+  for (int stream = 0; stream < kStreams; ++stream) {
+    cpu::sigmoid_bernoulli(pre.data(), n, philox_key(6, Purpose::sample), stream, 3, prob.data(),
+                           sample.data());
+    for (int j = 0; j < n; ++j) ones[j] += static_cast<int64_t>(sample[j]);
+  }
+  for (int j = 0; j < n; ++j) {
+    EXPECT_EQ(prob[j], sigmoid(pre[j])) << "pre " << pre[j];
+    const double p = 1.0 / (1.0 + std::exp(-static_cast<double>(pre[j])));
+    EXPECT_NEAR(static_cast<double>(ones[j]), kStreams * p, 6.0 * std::sqrt(kStreams * p * (1 - p)))
+        << "pre " << pre[j];
+  }
+}
+
 }  // namespace
 }  // namespace rbm

@@ -418,5 +418,48 @@ TEST(Evaluate, ReconstructionErrorMatchesDirectComputation) {
   EXPECT_NEAR(reconstruction_error(p, data), want, 1e-6);
 }
 
+// Products of many factors near their bound (host/log_product.hpp): a lane is renormalized after
+// per_lane factors, per_lane x max_factor_log <= 708, so the bound its callers pass must cover
+// log(1 + e^p) (exact log Z) or log(1 + e^t e^{sW} ...) (pseudo-likelihood), not just p: with p =
+// 4, log(1 + e^4) = 4.018, and a bound of 4 lets 177 factors into a lane before it is renormalized,
+// e^{177 x 4.018} = e^711 > DBL_MAX = e^709.78, which 3000 factors (~188 a lane) reach. Closed
+// forms, in double:
+//  - exact log Z of H = 1, b = 0, no visible bias, W = 4 on d = 3000 units: h = 0 contributes 2^d,
+//    h = 1 (1 + e^4)^d, so log Z = d softplus(4) + log1p(2^d / (1 + e^4)^d). The walk's rounding
+//    is below d x 513 x 1.1e-16 = 1.7e-10 (product_walk's comment); 1e-12 relative is 1.2e-8.
+//  - the PLL of x = (1, 0) under d = 2, H = 3000, W = 2, b = 0: the free energies' differences,
+//    summed in double (free_energy), as PseudoLikelihoodAtFullSizeMatchesFreeEnergyDifferences;
+//    the same 1e-11 relative tolerance.
+TEST(Evaluate, ProductsOfManyFactorsNearTheirBoundStayFinite) {
+  {
+    constexpr int d = 3000;
+    Params p;
+    p.visible = d;
+    p.hidden = 1;
+    p.W.assign(d, 4.0f);
+    p.b.assign(1, 0.0f);
+    ASSERT_TRUE(exact_log_partition_uses_products(p));
+    const double want =
+        d * softplus(4.0) + std::log1p(std::exp(d * (std::log(2.0) - softplus(4.0))));
+    EXPECT_NEAR(exact_log_partition(p), want, 1e-12 * want);
+  }
+  {
+    constexpr int H = 3000;
+    Params p;
+    p.visible = 2;
+    p.hidden = H;
+    p.W.assign(2 * H, 2.0f);
+    p.b.assign(H, 0.0f);
+    const Dataset images = test::bit_images(2, {0b01});
+    double want = 0.0;
+    const double f = free_energy(p, images.row(0));
+    for (const uint32_t flipped : {0b00u, 0b11u}) {
+      const uint8_t x[2] = {static_cast<uint8_t>(flipped & 1), static_cast<uint8_t>(flipped >> 1)};
+      want -= softplus(f - free_energy(p, x));
+    }
+    EXPECT_NEAR(mean_pseudo_log_likelihood(p, images), want, 1e-11 * std::fabs(want));
+  }
+}
+
 }  // namespace
 }  // namespace rbm

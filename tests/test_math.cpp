@@ -124,6 +124,25 @@ TEST(Math, SoftplusDifferenceAgreesWithLongDouble) {
   }
 }
 
+// log_one_plus_two_cosh_difference (the ternary units' AIS increment on the device) against long
+// double for pairs near and far apart, of either sign, as SoftplusDifferenceAgreesWithLongDouble
+// (Ternary.ExtremePreactivations takes only t2 = t1 (1 - 1e-9), where the ratio's
+// (1 + e1 + e2) could be almost anything): within 1e-15 of the larger log term plus 1e-15 relative
+// to the difference.
+TEST(Math, LogOnePlusTwoCoshDifferenceAgreesWithLongDouble) {
+  for (double u : {-700.0, -40.0, -3.0, -0.7, -1e-6, 0.0, 2e-7, 0.7, 3.0, 25.0, 700.0}) {
+    for (double step : {1e-5, 1e-3, 0.5, 1.0, 2.0}) {
+      const double t1 = u, t2 = (1.0 - step) * u;
+      const long double l1 = std::log(1.0L + 2.0L * std::cosh(static_cast<long double>(t1)));
+      const long double l2 = std::log(1.0L + 2.0L * std::cosh(static_cast<long double>(t2)));
+      const double want = static_cast<double>(l1 - l2);
+      EXPECT_NEAR(log_one_plus_two_cosh_difference(t1, t2), want,
+                  1e-15 * (static_cast<double>(std::max({1.0L, l1, l2})) + std::fabs(want)))
+          << u << " " << step;
+    }
+  }
+}
+
 TEST(Math, TernaryMeanAndLogPartitionAreStable) {
   for (float t : sweep()) {
     const long double lt = t;

@@ -294,17 +294,20 @@ TEST(Minibatch, ChainProductsMatchDoubleSums) {
 // image the same, single-sample iteration t = u B + r picks that image and names its draws as
 // row r of minibatch update u does (host/minibatch.hpp), so with plain SGD the minibatch step
 // equals the mean of the B single-sample steps from the same parameters.
-void expect_gradient_is_the_mean_of_single_sample_gradients(HiddenType type) {
-  const Dataset data = test::bit_images(10, std::vector<uint32_t>(16, 0b1011001110u));
+void expect_gradient_is_the_mean_of_single_sample_gradients(HiddenType type, int batch_rows = 8,
+                                                            int seeds = 10,
+                                                            double tolerance = 2e-6) {
+  const Dataset data = test::bit_images(
+      10, std::vector<uint32_t>(static_cast<size_t>(std::max(16, batch_rows)), 0b1011001110u));
   Params start = test::random_params(10, 4, 0.8f, 17, /*visible_bias=*/true);
   start.hidden_type = type;
   Recipe single;
   single.k = 2;
   single.lr = 0.25f;
   Recipe batch = single;
-  batch.batch = 8;
+  batch.batch = batch_rows;
   int checked = 0;
-  for (uint32_t seed = 1; seed <= 40 && checked < 10; ++seed) {
+  for (uint32_t seed = 1; seed <= 40 && checked < seeds; ++seed) {
     single.seed = batch.seed = seed;
     const int64_t u = seed % 3;
     double margin = 1.0;
@@ -328,13 +331,13 @@ void expect_gradient_is_the_mean_of_single_sample_gradients(HiddenType type) {
     backend->set_params(start);
     backend->train_minibatch(batch, u, 1);
     const Params got = backend->get_params();
-    for (size_t q = 0; q < W.size(); ++q) ASSERT_NEAR(got.W[q], W[q], 2e-6) << "seed " << seed;
-    for (size_t q = 0; q < b.size(); ++q) ASSERT_NEAR(got.b[q], b[q], 2e-6) << "seed " << seed;
-    for (size_t q = 0; q < a.size(); ++q) ASSERT_NEAR(got.a[q], a[q], 2e-6) << "seed " << seed;
+    for (size_t q = 0; q < W.size(); ++q) ASSERT_NEAR(got.W[q], W[q], tolerance) << "seed " << seed;
+    for (size_t q = 0; q < b.size(); ++q) ASSERT_NEAR(got.b[q], b[q], tolerance) << "seed " << seed;
+    for (size_t q = 0; q < a.size(); ++q) ASSERT_NEAR(got.a[q], a[q], tolerance) << "seed " << seed;
     EXPECT_NE(got.W, start.W);
     ++checked;
   }
-  EXPECT_EQ(checked, 10) << "too few seeds clear of ties";
+  EXPECT_EQ(checked, seeds) << "too few seeds clear of ties";
 }
 
 TEST(Minibatch, GradientIsTheMeanOfSingleSampleGradients) {
@@ -672,6 +675,48 @@ TEST(MinibatchCli, AnEpochsRunExtendedWithItersStaysOnTheMinibatchPath) {
                                 "(\"minibatch-cd\")"),
             std::string::npos)
       << refused.output;
+}
+
+// The same with a batch of 70 rows, two task tiles of 64 (host/cpu_minibatch.cpp's kRowTile): row
+// r of the second tile is single-sample iteration u B + r too, not u B + (r - 64). A batch mean
+// of 70 single-sample steps: the minibatch's float sums (two sgemms of 70 terms whose sizes add up
+// to at most 1, times lr = 0.25) err by at most 2 x 70 x 2^-24 x 0.25 = 2.1e-6, the double mean of
+// the single-sample results by ~1e-7, so 5e-6; a second tile that reused the first tile's draws
+// moves entries by ~6/70 x lr x |m(x) - m(x')| ~ 1e-3.
+TEST(Minibatch, GradientIsTheMeanOfSingleSampleGradientsAcrossTiles) {
+  expect_gradient_is_the_mean_of_single_sample_gradients(HiddenType::binary, 70, 3, 5e-6);
+}
+
+// PCD's chains start at the images initial_chain_image names, and chain c draws from stream c
+// whichever task tile of 64 chains it falls in (host/cpu_minibatch.cpp's kRowTile): with 70 chains
+// (two tiles), the chains after update 0 are exactly the sampler's k steps, from those images and
+// the start parameters, on the same two tiles (chains 0..63 as streams 0..63, chains 64..69 as
+// streams 64..69 via first_chain). Each tile runs the same products on the same rows, so the bits
+// agree: no tolerance, no failure probability. Fails a trainer whose later tiles reuse streams
+// 0.. (their chains would copy the first tile's draws) or whose chains all start at one image.
+TEST(Minibatch, PcdChainsPastTheFirstTileDrawFromTheirOwnStreams) {
+  constexpr int d = 16;
+  constexpr int64_t kChains = 70;
+  const Dataset data = patterned_images(d, 100, 3);
+  const Params start = test::random_params(d, 6, 0.5f, 8, /*visible_bias=*/true);
+  Recipe recipe = full_recipe(true, 5);
+  recipe.chains = static_cast<int>(kChains);
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->stage(data);
+  backend->set_params(start);
+  backend->train_minibatch(recipe, 0, 1);
+  const TrainingState state = backend->get_training_state();
+  ASSERT_EQ(state.n_chains, kChains);
+
+  std::vector<uint8_t> want(static_cast<size_t>(kChains) * d);
+  for (int64_t c = 0; c < kChains; ++c) {
+    const uint8_t* image = data.row(initial_chain_image(recipe.seed, c, data.rows));
+    std::copy_n(image, d, want.begin() + c * d);
+  }
+  const uint64_t key = philox_key(recipe.seed, Purpose::train);
+  cpu::sample_chains(start, key, want.data(), 64, 0, recipe.k, 1, 0);
+  cpu::sample_chains(start, key, want.data() + 64 * d, kChains - 64, 0, recipe.k, 1, 64);
+  EXPECT_EQ(state.chains, want);
 }
 
 }  // namespace
