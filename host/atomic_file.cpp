@@ -345,16 +345,23 @@ bool StagedFile::move_into_place(bool replace) {
   if (!staged_ || fd_ >= 0) {
     throw std::logic_error("StagedFile::commit: " + path_.string() + " is not staged and finished");
   }
-  // Without replacing: renameat2's RENAME_NOREPLACE, or where the file system lacks it (EINVAL),
-  // a hard link, which fails as well when the name is taken, and the temporary name's removal.
+  // Without replacing: renameat2's RENAME_NOREPLACE; where the kernel or file system lacks it
+  // (EINVAL, ENOSYS, or EPERM from a seccomp filter), a hard link, which fails as well when the
+  // name is taken, and the temporary name's removal; where hard links are not allowed either
+  // (vfat), a look at the name before the rename (racy, the last resort).
   const auto rename_new = [&]() -> int {
     if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, target_.c_str(), RENAME_NOREPLACE) == 0) {
       return 0;
     }
-    if (errno != EINVAL) return errno;
-    if (::link(tmp_.c_str(), target_.c_str()) != 0) return errno;
-    ::unlink(tmp_.c_str());
-    return 0;
+    if (errno == EEXIST) return EEXIST;
+    if (::link(tmp_.c_str(), target_.c_str()) == 0) {
+      ::unlink(tmp_.c_str());
+      return 0;
+    }
+    if (errno == EEXIST) return EEXIST;
+    std::error_code error;
+    if (std::filesystem::exists(std::filesystem::symlink_status(target_, error))) return EEXIST;
+    return ::rename(tmp_.c_str(), target_.c_str()) == 0 ? 0 : errno;
   };
   const int err =
       replace ? (::rename(tmp_.c_str(), target_.c_str()) == 0 ? 0 : errno) : rename_new();

@@ -174,7 +174,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
       ->type_name("N");
   app.add_option("--seed", f.seed, "seed of the AIS draws, 0..4294967295")
       ->capture_default_str()
-      ->type_name("N");
+      ->type_name("S");
   app.add_flag("--json", f.json, "print one JSON object instead of text");
   if (const auto exit_code = parse_command_flags(app, args)) return *exit_code;
 

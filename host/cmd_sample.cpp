@@ -131,7 +131,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
       ->type_name("N");
   app.add_option("--steps", f.steps, "Gibbs steps x -> h -> x' per chain K, 0..1e9")
       ->capture_default_str()
-      ->type_name("N");
+      ->type_name("K");
   app.add_option("--init", f.init, "first states: random (Bernoulli(1/2)) or data (images)")
       ->capture_default_str()
       ->type_name("INIT");
@@ -139,7 +139,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                  "random seed, 0..4294967295; chain c's draws depend on the seed and c alone, so "
                  "the same chain from other starts (--init) shares its draws and may end the same")
       ->capture_default_str()
-      ->type_name("N");
+      ->type_name("S");
   app.add_option("--out", f.out, "the final states, .npy (see --format)")
       ->required()
       ->type_name("FILE");
@@ -344,10 +344,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // What was sampled: the hidden units (run.json's, or binary without one) and the start images.
   std::string starts = "random starts";
   if (from_data) {
-    starts = "data starts (" +
-             count_text(images->rows,
-                        split == Split::all ? "image" : std::string(split_name(split)) + " image") +
-             " of " +
+    starts = "data starts (chain c at image c mod " + std::to_string(images->rows) + " of the " +
+             (split == Split::all ? std::string() : std::string(split_name(split)) + " ") +
+             "images of " +
              (start_images.digit.digit ? "digit " + start_images.digit.text : "all digits") +
              (split == Split::all ? ", both splits)" : ")");
   }
@@ -359,7 +358,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // Noise from random starts is what such a model samples, not a failure: h = 0 alone gives every
   // image weight exp(a'x) = 1, so log Z >= 784 log 2 (the reference recipe's model has nearly all
   // of its mass there; README, "What it learns").
-  if (!from_data && !params.has_visible_bias() && steps > 0) {
+  if (!from_data && !params.has_visible_bias() && params.hidden_type == HiddenType::binary &&
+      steps > 0) {
     std::printf(
         "note: the model has no visible biases (a = 0): h = 0 gives every image weight 1, so "
         "much of its probability can sit on noise, and chains from random starts often stay "

@@ -356,13 +356,21 @@ void check_output_file(const std::string& flag, const std::string& text) {
 void check_output_extension(const std::string& flag, const std::string& path,
                             const std::string& extension) {
   // A PNG named x.npy, or states named after an MNIST file that --init data reads, had been written
-  // without a word over whatever had the name.
-  std::string given = std::filesystem::path(path).extension().string();
-  std::transform(given.begin(), given.end(), given.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (given != extension) {
+  // without a word over whatever had the name. A link is written through: its target's name counts
+  // too (states.npy linked to an MNIST file).
+  const auto ends_in_extension = [&](const std::filesystem::path& name) {
+    std::string text = name.filename().string();
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return text.ends_with(extension);
+  };
+  if (!ends_in_extension(path)) {
     throw InputError(flag + " " + path + ": " + flag + " is written as " + extension +
                      "; give a name ending in " + extension);
+  }
+  if (const std::filesystem::path target = write_target(path); !ends_in_extension(target)) {
+    throw InputError(flag + " " + path + ": a link to " + target.string() + ", which " + flag +
+                     " would replace with its " + extension + " file; name another file");
   }
 }
 

@@ -327,6 +327,13 @@ TEST(BadInput, SampleOutputFiles) {
   expect_refused(sample({"--out", out, "--before-after", (dir / "pairs.jpg").string()}),
                  {"--before-after", "give a name ending in .png"});
   EXPECT_EQ(read_file(dir / "x.npy"), "states");
+  // Through a link the file written is the target: its name counts too (a reviewer's states.npy
+  // linked to an MNIST file replaced it).
+  write_bytes(dir / "t10k-images-idx3-ubyte", "images");
+  std::filesystem::create_symlink(dir / "t10k-images-idx3-ubyte", dir / "states.npy");
+  expect_refused(sample({"--out", (dir / "states.npy").string()}),
+                 {"--out", "a link to", "t10k-images-idx3-ubyte", "name another file"});
+  EXPECT_EQ(read_file(dir / "t10k-images-idx3-ubyte"), "images");
   {
     const test::CommandResult r = run_cpu(
         sample({"--out", (dir / "upper.NPY").string(), "--png", (dir / "upper.Png").string()}));
@@ -1167,7 +1174,7 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   EXPECT_EQ(sample_full.exit_code, 2) << sample_full.output;
   EXPECT_EQ(sample_full.output,
             "rbm_cpu sample: cannot write standard output: the outputs were written; only the "
-            "final line (what was sampled and written) could not be printed\n");
+            "final lines (what was sampled and written) could not be printed\n");
   EXPECT_TRUE(std::filesystem::exists(full_out));
   const std::string full_png = (dir / "full.png").string();
   const test::CommandResult mosaic_full =

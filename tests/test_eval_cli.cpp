@@ -691,8 +691,8 @@ TEST(SampleCli, DataStartsAndTheBeforeAfterPicture) {
                "--data", RBM_MNIST_DIR, "--out", (dir / "zero.npy").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(
-      r.output.rfind("sampled 5 chains x 0 steps of a binary model (H 12) from data starts (" +
-                         std::to_string(threes.rows) + " test images of digit 3) with cpu",
+      r.output.rfind("sampled 5 chains x 0 steps of a binary model (H 12) from data starts (chain c at image c mod " +
+                         std::to_string(threes.rows) + " of the test images of digit 3) with cpu",
                      0),
       0u)
       << r.output;

@@ -120,7 +120,7 @@ refused "too few --betas" "$prog --betas must be from 3 to 100000000" binary --b
 refused "too many --betas" "$prog --betas must be from 3 to 100000000" binary --betas 10000000000000
 refused "too many --runs" "$prog --runs must be from 2 to 10000000" binary --runs 100000000000
 # Runs that pass the bounds but not this machine's memory: numpy's MemoryError is one line, exit 2
-# (1e7 runs need 63 GB of (runs, 784) doubles; the limit of 2 GB leaves numpy room to start).
+# (1e7 runs need 31 GB of (runs, 784) float32; the limit of 2 GB leaves numpy room to start).
 printf '#!/usr/bin/env bash\nulimit -v 2000000\nexec timeout 120 %q "$@"\n' "$python" >limited_python
 chmod +x limited_python
 python="$scratch/limited_python" refused_as "AIS runs that do not fit the memory" \
