@@ -32,15 +32,15 @@ int run_mosaic_command(const std::string& program, const std::vector<std::string
   check_output_file("--out", out);
   check_output_extension("--out", out, ".png");
   const Params params = read_model(model);
-  if (params.visible != 28 * 28) {
+  if (params.visible != kImagePixels) {
     throw InputError("--model " + model + " has " + std::to_string(params.visible) +
                      " visible units: the mosaic draws 28x28 images (784)");
   }
   const GrayImage mosaic = weight_mosaic(params);
   write_png_gray(out, mosaic.width, mosaic.height, mosaic.pixels);
   std::printf("drew the weights of a %s model (H %d) in %d columns; wrote %s\n",
-              hidden_type_name(params.hidden_type), params.hidden, (mosaic.width + 1) / 29,
-              out.c_str());
+              hidden_type_name(params.hidden_type), params.hidden,
+              (mosaic.width + 1) / (kImageSide + 1), out.c_str());
   return 0;
 }
 

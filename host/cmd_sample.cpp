@@ -37,8 +37,6 @@ struct SampleFlags {
   std::string chains = "100", steps = "1000", seed = "1";
 };
 
-constexpr int kImagePixels = 28 * 28;  // --png and --before-after draw MNIST-sized tiles
-
 // "1 chain", "3 chains".
 std::string count_text(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");

@@ -33,16 +33,19 @@ GrayImage read_png_gray(const std::filesystem::path& path);
 // cells are separator-coloured. The lines are black in the weight mosaic (its tiles are mostly
 // mid-grey: the weights near 0) and mid-grey between the black and white images of the grids.
 inline constexpr uint8_t kWeightMosaicSeparator = 0;
+// The tiles are MNIST's images unless told otherwise: 28x28, 784 visible units.
+inline constexpr int kImageSide = 28;
+inline constexpr int kImagePixels = kImageSide * kImageSide;
 inline constexpr uint8_t kImageGridSeparator = 128;
 
 // Tile j is hidden unit j's weights, column j of W: pixel i of tile j is W[i * H + j], i over the
 // tile row-major. One grey scale for the whole mosaic: min(W) -> 0, max(W) -> 255 (constant W ->
 // 128). Throws InputError when W is not (tile_w * tile_h, hidden) or holds a non-finite value.
-GrayImage weight_mosaic(const Params& params, int tile_w = 28, int tile_h = 28);
+GrayImage weight_mosaic(const Params& params, int tile_w = kImageSide, int tile_h = kImageSide);
 
 // The first min(n, max_images) images of `states` ((n, tile_w * tile_h), each 0 or 1), 1 -> 255.
 GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images = 100,
-                     int tile_w = 28, int tile_h = 28);
+                     int tile_w = kImageSide, int tile_h = kImageSide);
 
 // The before/after picture: pairs (before image t, after image t) side by side for the first
 // min(n, max_pairs) images of before and after (each (n, tile_w * tile_h), 0 or 1), in
@@ -51,6 +54,7 @@ GrayImage image_grid(const std::vector<uint8_t>& states, int n, int max_images =
 // as one.
 inline constexpr int kPairGap = 5;
 GrayImage before_after_grid(const std::vector<uint8_t>& before, const std::vector<uint8_t>& after,
-                            int n, int max_pairs = 50, int tile_w = 28, int tile_h = 28);
+                            int n, int max_pairs = 50, int tile_w = kImageSide,
+                            int tile_h = kImageSide);
 
 }  // namespace rbm

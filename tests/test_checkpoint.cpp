@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -31,6 +34,7 @@
 #include "host/trainer.hpp"
 #include "tests/checkpoint_util.hpp"
 #include "tests/forwarding_backend.hpp"
+#include "tests/seccomp_filter.hpp"
 #include "tests/test_util.hpp"
 
 namespace rbm {
@@ -626,6 +630,54 @@ TEST_P(AtomicFileTemporaries, ACommitUnlessTakenReplacesNoFile) {
                           std::filesystem::directory_iterator()),
             2)
       << "a temporary file was left";
+}
+
+// The fallbacks, in a child process whose seccomp filter fails the system calls as a kernel or
+// file system without them would: renameat2 with ENOSYS (before Linux 3.15, or a container's filter
+// that knows no renameat2), then link and linkat too with EPERM, with the named temporary files of
+// a file system that has neither hard links nor unnamed files (vfat). Each level still writes a
+// free name and still leaves a taken one as it was, without a temporary file left over.
+TEST(StagedFile, CommitUnlessTakenFallsBackWithoutRenameat2OrHardLinks) {
+  for (const bool without_links : {false, true}) {
+    SCOPED_TRACE(without_links ? "no renameat2, no hard links" : "no renameat2");
+    test::TempDir dir;
+    write_file_atomic(dir / "taken", "theirs");
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0) << std::strerror(errno);
+    if (child == 0) {
+      // Exit codes: 0 done, 2 seccomp unavailable here, 10+ the first expectation that failed.
+      std::vector<int> failing_calls = {__NR_renameat2};
+      if (without_links) {
+        failing_calls.push_back(__NR_linkat);
+#ifdef __NR_link  // x86-64's link; AArch64 has only linkat
+        failing_calls.push_back(__NR_link);
+#endif
+      }
+      if (!test::fail_system_calls(failing_calls, without_links ? EPERM : ENOSYS)) ::_exit(2);
+      allow_unnamed_temporaries(!without_links);
+      try {
+        StagedFile refused(dir / "taken", "ours");
+        if (refused.commit_unless_taken()) ::_exit(10);
+        if (read_file(dir / "taken") != "theirs") ::_exit(11);
+        StagedFile accepted(dir / "free", "ours");
+        if (!accepted.commit_unless_taken()) ::_exit(12);
+        if (read_file(dir / "free") != "ours") ::_exit(13);
+        if (std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()) != 2) {
+          ::_exit(14);  // a temporary file was left
+        }
+      } catch (...) {
+        ::_exit(15);
+      }
+      ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "the child died: status " << status;
+    if (WEXITSTATUS(status) == 2) GTEST_SKIP() << "seccomp filters are not available here";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's failed expectation (see the codes above)";
+  }
 }
 
 // A file whose name is near the 255 bytes a name may have is written too: its temporary name

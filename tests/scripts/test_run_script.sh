@@ -82,6 +82,12 @@ check "train is the default command and is dropped" \
   "$fallback
 $(ran rbm_cpu "${new_run[@]}" --k 1)" train --k 1
 
+for command in train eval sample mosaic; do
+  check "'train $command' is passed on as written, for the trainer to refuse" \
+    "$fallback
+$(ran rbm_cpu train "$command" old)" train "$command" old
+done
+
 check "the user's --out and --data are kept, relative" \
   "$fallback
 $(ran rbm_cpu --out mine --data ../images)" --out mine --data ../images
