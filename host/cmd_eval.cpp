@@ -28,6 +28,7 @@
 #include "host/evaluate.hpp"
 #include "host/log_z.hpp"
 #include "host/metrics.hpp"
+#include "host/model.hpp"
 #include "host/model_io.hpp"
 #include "host/progress.hpp"
 #include "host/sha256.hpp"
@@ -133,6 +134,11 @@ std::optional<Selection> overlap(const Selection& a, const Selection& b) {
   if (a.digit && b.digit && *a.digit != *b.digit) return std::nullopt;
   if (a.split != Split::all && b.split != Split::all && a.split != b.split) return std::nullopt;
   return Selection{a.digit ? a.digit : b.digit, a.split == Split::all ? b.split : a.split};
+}
+
+// "digit 3", "all ten digits".
+std::string digits_text(const std::optional<int>& digit) {
+  return digit ? "digit " + std::to_string(*digit) : "all ten digits";
 }
 
 // Fixed decimals for the usual magnitudes; 9 significant digits for huge ones.
@@ -265,20 +271,32 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     trained.reset();
     other_images = true;
   }
-  std::optional<int64_t> trained_rows, scored_trained_rows;
+  // The gap compares like with like: the scored images against the model's training images of
+  // the same digits (a model of all digits scored on threes: its training threes). The free energy
+  // differs between digits by far more than any overfitting (a tester's all-digit model: test
+  // threes 7.5 nats above all its training digits, 1.9 below its training threes), so where the
+  // model was not trained on every scored digit there is no gap, and a note says why.
+  std::optional<Selection> compared;
+  if (trained && (!trained->digit || trained->digit == scored.digit)) {
+    compared = Selection{scored.digit, trained->split};
+  }
+  std::optional<int64_t> trained_rows, compared_rows, scored_trained_rows;
   std::optional<double> free_energy_trained, free_energy_gap;
   if (trained) {
-    const Dataset& training_images = load(*trained);
-    trained_rows = training_images.rows;
-    // The gap to held-out images; none when the scored images are the training images themselves.
-    if (*trained == scored) {
-      free_energy_trained = free_energy;
-    } else {
-      free_energy_trained = mean_free_energy(params, training_images);
-      free_energy_gap = free_energy - *free_energy_trained;
-    }
+    trained_rows = load(*trained).rows;
     const std::optional<Selection> both = overlap(scored, *trained);
     scored_trained_rows = both ? load(*both).rows : 0;
+  }
+  if (compared) {
+    const Dataset& compared_images = load(*compared);
+    compared_rows = compared_images.rows;
+    // The gap to held-out images; none when the scored images are the training images themselves.
+    if (*compared == scored) {
+      free_energy_trained = free_energy;
+    } else {
+      free_energy_trained = mean_free_energy(params, compared_images);
+      free_energy_gap = free_energy - *free_energy_trained;
+    }
   }
   const double avg_log_p = -free_energy - log_z.log_z;
   const double avg_pll = mean_pseudo_log_likelihood(params, images);
@@ -307,21 +325,29 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                     " are not the model's training images (their SHA-256 differs from run.json's "
                     "data.sha256): no free-energy gap, and the overlap with them is unknown");
   }
-  if (trained && *trained == scored) {
+  if (trained && !compared) {
+    notes.push_back("the scored images are " + digits_text(scored.digit) +
+                    "; the model was trained on " + digits_text(trained->digit) + " (" +
+                    trained_text +
+                    "): no free-energy gap, which would compare different digits' images");
+  }
+  if (compared && *compared == scored) {
     notes.push_back("the scored images are the model's training images (" + trained_text +
                     "): not a held-out score");
   } else if (scored_trained_rows && *scored_trained_rows == images.rows) {
     notes.push_back("the scored images were among the model's training images (" + trained_text +
-                    "): not a held-out score, and the free-energy gap measures no overfitting");
+                    "): not a held-out score" +
+                    (free_energy_gap ? ", and the free-energy gap measures no overfitting" : ""));
   } else if (scored_trained_rows && *scored_trained_rows > 0) {
-    notes.push_back(std::to_string(*scored_trained_rows) + " of the " +
-                    std::to_string(images.rows) + " scored images (" +
-                    format_number(100.0 * static_cast<double>(*scored_trained_rows) /
-                                      static_cast<double>(images.rows),
-                                  1) +
-                    "%) were among the model's training images (" + trained_text +
-                    "): partly a training score, and the free-energy gap mixes training and "
-                    "held-out images");
+    notes.push_back(
+        std::to_string(*scored_trained_rows) + " of the " + std::to_string(images.rows) +
+        " scored images (" +
+        format_number(
+            100.0 * static_cast<double>(*scored_trained_rows) / static_cast<double>(images.rows),
+            1) +
+        "%) were among the model's training images (" + trained_text +
+        "): partly a training score" +
+        (free_energy_gap ? ", and the free-energy gap mixes training and held-out images" : ""));
   }
   if (log_z.method == "exact" && options.method == LogZMethod::automatic) {
     std::string unused;
@@ -354,6 +380,27 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // Below the bound (the text's log Z line says so too) the note carries what may help to the
   // JSON: not a promise, since a mode that no run visits is missed at any schedule length (the
   // memorizing model of EvalCli.NotesSayWhatCouldBeMisread stays below at 1e5 temperatures).
+  // Numbers that the sums' rounding may have moved. log p(x) is a difference of sums as large as
+  // the pre-activations: the free energies take rows in double beyond a unit's reach of 2^12
+  // (host/evaluate.cpp), and double keeps a thousandth of a nat up to about 2^36 (a tester's hidden
+  // bias of 1e15 moved the exact log p(x) by 6.4 nats, 1e20 made it 0); AIS's samplers sum in
+  // float, a thousandth of a nat a unit up to 2^12. A trained model's reach is tens to hundreds.
+  {
+    const bool ais = log_z.method == "ais";
+    const double reach = largest_preactivation(params);
+    const double limit = ais ? 4096.0 : 68719476736.0;  // 2^12, 2^36
+    if (reach > limit) {
+      char text[400];
+      std::snprintf(text, sizeof text,
+                    "the model's pre-activations reach %.3g (|b_j| + sum_i |W_ij|, or |a_i| + "
+                    "sum_j |W_ij|), beyond the %s that %s carry to a thousandth of a nat: %s",
+                    reach, ais ? "4096" : "6.9e10", ais ? "AIS's float sums" : "double sums",
+                    ais ? "log Z and avg log p(x) may be off by more than their interval says"
+                        : "avg log p(x) and the PLL, differences of sums that large, may be off "
+                          "by nats");
+      notes.emplace_back(text);
+    }
+  }
   if (log_z.method == "ais" && log_z.ais_below_bound) {
     notes.push_back(
         "AIS fell below the exact lower bound of log Z, so only the bound is known: "
@@ -418,6 +465,13 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                                   {"split", split_name(trained->split)},
                                   {"n_images", *trained_rows}}
                  : nlohmann::json(nullptr)},
+        // The images free_energy_train averages over: the training images of the scored digits.
+        {"free_energy_train_images",
+         compared ? nlohmann::json{{"digit", compared->digit ? nlohmann::json(*compared->digit)
+                                                             : nlohmann::json("all")},
+                                   {"split", split_name(compared->split)},
+                                   {"n_images", *compared_rows}}
+                  : nlohmann::json(nullptr)},
         {"free_energy_train", optional_json(free_energy_trained)},
         {"free_energy_gap", optional_json(free_energy_gap)},
         {"log_z_seconds", log_z.seconds},
@@ -487,19 +541,24 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // The gap shows overfitting when the scored images were held out (the notes say when not).
   if (other_images || images_choice.bad_trained_split) {
     std::printf("free energy %s here; no gap (see the note)\n", fixed(free_energy).c_str());
+  } else if (trained && !compared) {
+    std::printf("free energy %s here; no gap: the model was not trained on %s (see the note)\n",
+                fixed(free_energy).c_str(), scored.digit ? "this digit" : "all of these digits");
   } else if (!trained) {
     const bool recorded = std::filesystem::exists(std::filesystem::path(f.model) / "run.json");
     std::printf("free energy %s here; no gap: %s the model's training images (digit, split)\n",
                 fixed(free_energy).c_str(),
                 recorded ? "its run.json does not record" : "no run.json records");
-  } else if (*trained == scored) {
+  } else if (*compared == scored) {
     std::printf("free energy %s here, on the model's training images themselves (%s): no gap\n",
                 fixed(free_energy).c_str(), trained_text.c_str());
   } else {
-    std::printf("free energy %s here, %s on the model's %lld training images (%s; gap %s)\n",
+    // "its 5958 training images of digit 3" when the model was trained on more digits than these.
+    const std::string which = *compared == *trained ? "" : " of " + digits_text(compared->digit);
+    std::printf("free energy %s here, %s on the model's %lld training images%s (%s; gap %s)\n",
                 fixed(free_energy).c_str(), fixed(*free_energy_trained).c_str(),
-                static_cast<long long>(*trained_rows), trained_text.c_str(),
-                fixed(free_energy - *free_energy_trained).c_str());
+                static_cast<long long>(*compared_rows), which.c_str(), trained_text.c_str(),
+                fixed(*free_energy_gap).c_str());
   }
   for (const std::string& note : notes) std::printf("note       %s\n", note.c_str());
   std::printf("time       %.1f s\n", seconds);

@@ -312,6 +312,37 @@ TEST(Evaluate, WeightsNearFloatMaxGiveFiniteScores) {
   EXPECT_NEAR(reconstruction_error(p, data), want_recon, 1e-12);
 }
 
+// A hidden unit whose bias is so large that it is always on (an exploratory tester's hand-edited
+// b_0 = 1e10) leaves the model of the other units with W's column 0 added to the visible biases,
+// whose log Z is smaller by exactly b_0 (Z's h_0 = 0 terms are e^{-1e10} of the rest) and whose
+// free energies are larger by b_0. log p(x) is the same: to 1e-6 nats (double's rounding at 1e10
+// is 2e-6), where float pre-activations had moved it by 2.5 nats (their rounding at 1e10 is 512).
+TEST(Evaluate, AHiddenBiasOf1e10LeavesLogProbAsTheFoldedModelsOne) {
+  const int d = 40, H = 6;
+  Params big = test::random_params(d, H, 0.5f, 44, /*visible_bias=*/true);
+  big.b[0] = 1e10f;
+  Params folded = big;
+  folded.hidden = H - 1;
+  folded.b.erase(folded.b.begin());
+  folded.W.clear();
+  for (int i = 0; i < d; ++i) {
+    // The sum in double, then float: the folded bias differs from a_i + W_i0 by float rounding
+    // (half of 2^-24 relative, below 1e-7 of a bias near 1: 4e-6 nats over 40 visible units).
+    folded.a[i] = static_cast<float>(double{big.a[i]} + big.W[static_cast<size_t>(i) * H]);
+    for (int j = 1; j < H; ++j) folded.W.push_back(big.W[static_cast<size_t>(i) * H + j]);
+  }
+  const Dataset data = test::patterned_images(d, 64, 45);
+  const double log_z_big = exact_log_partition(big), log_z_folded = exact_log_partition(folded);
+  // Each image's rounded a_i differ in at most d terms of at most 6e-8: 3e-6, and 2e-6 of 1e10.
+  constexpr double kTolerance = 1e-5;
+  EXPECT_NEAR(log_z_big - 1e10, log_z_folded, kTolerance);
+  EXPECT_NEAR(mean_free_energy(big, data) + 1e10, mean_free_energy(folded, data), kTolerance);
+  EXPECT_NEAR(mean_log_prob(big, data, log_z_big), mean_log_prob(folded, data, log_z_folded),
+              kTolerance);
+  EXPECT_NEAR(images_log_z_lower_bound(big, data) - 1e10, images_log_z_lower_bound(folded, data),
+              kTolerance);
+}
+
 // The PLL's terms take e^{s a_i} as a mantissa and a power of two only for |a_i| <= 1e6, and the
 // log of the product with a softplus beyond: a visible bias of 1e19 or 1e30 (whose exponent
 // would overflow an int64), or NaN, must give what -softplus(F(x) - F(x')) gives, to 1e-12
