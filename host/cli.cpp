@@ -221,6 +221,17 @@ TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
 // The command that args (after the program's name, and after `train` when it is named) start
 // with: "eval", "sample" or "mosaic", which parse their own flags (host/commands.hpp); "" for
 // training.
+// Training's --help: "Usage: rbm_cpu [train] [OPTIONS]".
+class TrainUsageFormatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App* app, std::string name) const override {
+    std::string usage = CLI::Formatter::make_usage(app, std::move(name));
+    const std::string program = app->get_name();
+    const size_t at = usage.find(program + " ");
+    return at == std::string::npos ? usage : usage.insert(at + program.size(), " [train]");
+  }
+};
+
 std::string command_of(const std::vector<std::string>& args) {
   for (const char* command : {"eval", "sample", "mosaic"}) {
     if (!args.empty() && args.front() == command) return command;
@@ -286,6 +297,8 @@ int run_command_line(const std::string& program, int argc, char** argv, bool& ve
   }
   app.footer("Other commands: " + program + " eval --help, " + program + " sample --help, " +
              program + " mosaic --help");
+  // The usage line names the optional command word (CLI11's would be "rbm_cpu [OPTIONS]").
+  app.formatter(std::make_shared<TrainUsageFormatter>());
   // Training's flags, looked at before CLI11 parses them (the other commands look at their own).
   if (train) {
     // --version, as --device-info, exits without doing anything else: another word is refused,

@@ -128,6 +128,10 @@ void reject_repeated_flags(const CLI::App& app) {
 
 std::string parse_error_text(const CLI::ParseError& error) {
   const std::string what = error.what();
+  // The model directory is most often given as a positional (eval DIR): CLI11 names the flag.
+  if (what == "--model is required") {
+    return "a model directory is required, as DIR or --model DIR";
+  }
   // ": 1 required N missing", N the value's name in --help (TEXT where none is set).
   const std::string required = ": 1 required ", missing = " missing";
   if (const size_t at = what.rfind(required);

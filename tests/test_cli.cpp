@@ -28,6 +28,7 @@ test::CommandResult run_cpu(const std::vector<std::string>& args) {
 TEST(Cli, HelpListsTheFlags) {
   const test::CommandResult r = run_cpu({"--help"});
   EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("\nUsage: rbm_cpu [train] [OPTIONS]\n"), std::string::npos) << r.output;
   for (const char* flag : {"--iters", "--hidden", "--lr", "--k", "--seed", "--data", "--digit",
                            "--split", "--visible-bias", "--init-std", "--log-every", "--out"}) {
     EXPECT_NE(r.output.find(flag), std::string::npos) << flag;
@@ -123,6 +124,15 @@ TEST(Cli, ParseErrorsInPlainWords) {
       {{"eval", "model", "one", "two"},
        "rbm_cpu eval: The following arguments were not expected: one two (see --help)\n"},
   };
+  // No model directory: the positional is how it is mostly given, not only --model (which CLI11
+  // named alone).
+  for (const std::string command : {"eval", "sample", "mosaic"}) {
+    const test::CommandResult r = run_cpu({command});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(r.output,
+              "rbm_cpu " + command +
+                  ": a model directory is required, as DIR or --model DIR (see --help)\n");
+  }
   for (const auto& [args, message] : cases) {
     const test::CommandResult r = run_cpu(args);
     EXPECT_EQ(r.exit_code, 2) << r.output;
