@@ -447,8 +447,13 @@ void run_training(Backend& backend, const TrainOptions& options) {
     progress.finish();
     // With weight decay, lr times it past 2 makes each step overshoot: either can be the cause.
     const char* lower = recipe.weight_decay > 0.0f ? "lower --lr or --weight-decay" : "lower --lr";
-    return DivergenceError("training diverged: " + what + " at iteration " + std::to_string(done) +
-                           " (" + lower + "); the last good checkpoint, iteration " +
+    // Found where the values are looked at, after the step that diverged: the iteration named is
+    // the check's (a tester read it as the step's).
+    return DivergenceError("training diverged: " + what + " at the check of iteration " +
+                           std::to_string(done) +
+                           " (values are checked at log points and "
+                           "checkpoints; " +
+                           lower + "); the last good checkpoint, iteration " +
                            std::to_string(checkpoint_at) + ", is in " + out_dir.string());
   };
   const auto take_state = [&] {

@@ -519,8 +519,8 @@ void expect_divergence_keeps_checkpoint(const std::function<void(Params&)>& pois
   } catch (const DivergenceError& e) {
     const std::string message = e.what();
     for (const std::string& part :
-         {what, std::string("at iteration 300"), std::string("last good checkpoint, iteration 200"),
-          options.out_dir.string()}) {
+         {what, std::string("at the check of iteration 300"),
+          std::string("last good checkpoint, iteration 200"), options.out_dir.string()}) {
       EXPECT_NE(message.find(part), std::string::npos) << message << " lacks " << part;
     }
   }

@@ -976,6 +976,8 @@ TEST(Resume, ANonFiniteRunExitsWith3AndKeepsTheLastGoodCheckpoint) {
   const test::CommandResult r = run_cpu({"--resume", run.string(), "--iters", "400"});
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("training diverged"), std::string::npos) << r.output;
+  // The iteration named is the check's, not the step's that diverged (a tester read it so).
+  EXPECT_NE(r.output.find(" at the check of iteration "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("the last good checkpoint, iteration 200"), std::string::npos)
       << r.output;
   std::vector<std::string> after;
