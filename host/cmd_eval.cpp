@@ -136,6 +136,15 @@ std::optional<Selection> overlap(const Selection& a, const Selection& b) {
   return Selection{a.digit ? a.digit : b.digit, a.split == Split::all ? b.split : a.split};
 }
 
+// {"digit": 3 or "all", "split": ..., "n_images": rows}, or null for no selection.
+nlohmann::json selection_json(const std::optional<Selection>& selection,
+                              const std::optional<int64_t>& rows) {
+  if (!selection) return nullptr;
+  return {{"digit", selection->digit ? nlohmann::json(*selection->digit) : nlohmann::json("all")},
+          {"split", split_name(selection->split)},
+          {"n_images", rows.value_or(0)}};
+}
+
 // "digit 3", "all ten digits".
 std::string digits_text(const std::optional<int>& digit) {
   return digit ? "digit " + std::to_string(*digit) : "all ten digits";
@@ -459,19 +468,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
         {"avg_pll", avg_pll},
         {"recon_error", recon},
         {"free_energy", free_energy},
-        {"training_images",
-         trained ? nlohmann::json{{"digit", trained->digit ? nlohmann::json(*trained->digit)
-                                                           : nlohmann::json("all")},
-                                  {"split", split_name(trained->split)},
-                                  {"n_images", *trained_rows}}
-                 : nlohmann::json(nullptr)},
+        {"training_images", selection_json(trained, trained_rows)},
         // The images free_energy_train averages over: the training images of the scored digits.
-        {"free_energy_train_images",
-         compared ? nlohmann::json{{"digit", compared->digit ? nlohmann::json(*compared->digit)
-                                                             : nlohmann::json("all")},
-                                   {"split", split_name(compared->split)},
-                                   {"n_images", *compared_rows}}
-                  : nlohmann::json(nullptr)},
+        {"free_energy_train_images", selection_json(compared, compared_rows)},
         {"free_energy_train", optional_json(free_energy_trained)},
         {"free_energy_gap", optional_json(free_energy_gap)},
         {"log_z_seconds", log_z.seconds},
