@@ -218,9 +218,6 @@ TrainOptions check_train_flags(const CLI::App& app, const TrainFlags& f) {
   return options;
 }
 
-// The command that args (after the program's name, and after `train` when it is named) start
-// with: "eval", "sample" or "mosaic", which parse their own flags (host/commands.hpp); "" for
-// training.
 // Training's --help: "Usage: rbm_cpu [train] [OPTIONS]".
 class TrainUsageFormatter : public CLI::Formatter {
  public:
@@ -232,6 +229,9 @@ class TrainUsageFormatter : public CLI::Formatter {
   }
 };
 
+// The command that args (after the program's name, and after `train` when it is named) start
+// with: "eval", "sample" or "mosaic", which parse their own flags (host/commands.hpp); "" for
+// training.
 std::string command_of(const std::vector<std::string>& args) {
   for (const char* command : {"eval", "sample", "mosaic"}) {
     if (!args.empty() && args.front() == command) return command;

@@ -386,9 +386,6 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                     " runs: a few runs carry the estimate, and its interval may not hold log Z; "
                     "more --ais-betas (or --ais-runs) make it reliable");
   }
-  // Below the bound (the text's log Z line says so too) the note carries what may help to the
-  // JSON: not a promise, since a mode that no run visits is missed at any schedule length (the
-  // memorizing model of EvalCli.NotesSayWhatCouldBeMisread stays below at 1e5 temperatures).
   // Numbers that the sums' rounding may have moved. log p(x) is a difference of sums as large as
   // the pre-activations: the free energies take rows in double beyond a unit's reach of 2^12
   // (host/evaluate.cpp), and double keeps a thousandth of a nat up to about 2^36 (a tester's hidden
@@ -410,6 +407,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
       notes.emplace_back(text);
     }
   }
+  // Below the bound (the text's log Z line says so too) the note carries what may help to the
+  // JSON: not a promise, since a mode that no run visits is missed at any schedule length (the
+  // memorizing model of EvalCli.NotesSayWhatCouldBeMisread stays below at 1e5 temperatures).
   if (log_z.method == "ais" && log_z.ais_below_bound) {
     notes.push_back(
         "AIS fell below the exact lower bound of log Z, so only the bound is known: "

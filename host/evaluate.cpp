@@ -348,8 +348,8 @@ bool float_preactivations_suffice(const Params& params) {
   std::vector<double> reach(params.b.begin(), params.b.end());  // (H) |b_j| + sum_i |W_ij|
   for (double& r : reach) r = std::fabs(r);
   for (int i = 0; i < d; ++i) {
-    for (int j = 0; j < H; ++j)
-      reach[j] += std::fabs(double{params.W[static_cast<size_t>(i) * H + j]});
+    const float* row = params.W.data() + static_cast<size_t>(i) * H;  // W's row i, (H)
+    for (int j = 0; j < H; ++j) reach[j] += std::fabs(double{row[j]});
   }
   // Written to keep a NaN reach out: NaN <= limit is false.
   return std::all_of(reach.begin(), reach.end(),

@@ -451,9 +451,8 @@ void run_training(Backend& backend, const TrainOptions& options) {
     // the check's (a tester read it as the step's).
     return DivergenceError("training diverged: " + what + " at the check of iteration " +
                            std::to_string(done) +
-                           " (values are checked at log points and "
-                           "checkpoints; " +
-                           lower + "); the last good checkpoint, iteration " +
+                           " (values are checked at log points and checkpoints; " + lower +
+                           "); the last good checkpoint, iteration " +
                            std::to_string(checkpoint_at) + ", is in " + out_dir.string());
   };
   const auto take_state = [&] {
