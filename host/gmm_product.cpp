@@ -21,7 +21,9 @@
 //  5. Check, H = 2: m = (u_1 + u_2)/2, u_1 - m = -(u_2 - m) = (u_1 - u_2)/2, S = |u_1 - u_2|^2 / 2,
 //     so w proportional to alpha_1 alpha_2 exp(-|u_1 - u_2|^2 / 4), and Z = N(u_1; u_2, 2I), the
 //     known int N(x; u_1, I) N(x; u_2, I) dx.
-// S is computed as sum_j |u_j - m|^2 (no cancellation), all in double.
+// S is computed as sum_j |(u_j - u_1) - (m - u_1)|^2, in double: from differences of the means,
+// so that shifting every mean changes no weight (sum_j |u_j|^2 - H |m|^2 would cancel, and even
+// sum_j |u_j - m|^2 carries m's rounding H times, squared).
 #include "host/gmm_product.hpp"
 
 #include <algorithm>
@@ -176,9 +178,22 @@ GaussianMixture product_of_gmm_experts(const std::vector<GmmExpert>& experts) {
       log_alpha += std::log(experts[j].weights[choice[j]]);  // -inf for a zero weight
     }
     for (std::size_t i = 0; i < d; ++i) m[i] /= h;
-    double spread = 0.0;  // S = sum_j |u_j - m|^2
-    for (std::size_t j = 0; j < H; ++j) {
-      spread += squared_distance(&experts[j].means[choice[j] * d], m, dim);
+    // S = sum_j |u_j - m|^2 from the differences u_j - u_1, whose mean is m - u_1: a shift of
+    // every mean leaves them, and so S and the weights, as they were. From m itself, its rounding
+    // (up to half an ulp of |m|) entered S H times squared, since sum_j (u_j - m) = 0 (a
+    // reviewer's shift by 1.3 * 2^52 moved a weight from 0.127 to 0.043).
+    const double* first = &experts[0].means[choice[0] * d];
+    double spread = 0.0;
+    for (std::size_t i = 0; i < d; ++i) {
+      double mean_offset = 0.0;  // (m - u_1)_i
+      for (std::size_t j = 0; j < H; ++j) {
+        mean_offset += experts[j].means[choice[j] * d + i] - first[i];
+      }
+      mean_offset /= h;
+      for (std::size_t j = 0; j < H; ++j) {
+        const double e = (experts[j].means[choice[j] * d + i] - first[i]) - mean_offset;
+        spread += e * e;
+      }
     }
     mix.log_weights[k] = log_alpha + log_z_const - 0.5 * spread;  // log c_(k), step 4
 

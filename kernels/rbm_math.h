@@ -141,7 +141,12 @@ RBM_HD float ternary_mean(float t) {
   return t != t ? t : result;
 }
 
-// A Bernoulli(p) draw from a uniform u in (0, 1]: 1 when u < p.
+// A Bernoulli(p) draw from a uniform u in (0, 1]: 1 when u < p. Near 1 the uniform's floats are
+// 2^-24 apart, and u = 1.0f has probability 2^-25 (its 128 words, uniform_from_bits), so an outcome
+// rarer than that on the side of u near 1 (0 when p rounds to 1; the ternary draw's -sign(t) when
+// p_sign + p_zero does) comes with probability up to 3e-8 instead of its own (e^-t): a floor far
+// below what any statistic of a run can see, kept because moving the rare outcome to u's small end
+// (resolution 2^-33) would change every trajectory and every figure measured on them.
 RBM_HD float bernoulli(float u, float p) { return u < p ? 1.0f : 0.0f; }
 
 // A ternary draw h in {-1, 0, 1} with P(h = s) proportional to exp(s t), from a uniform u.

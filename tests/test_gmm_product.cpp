@@ -213,6 +213,41 @@ TEST(GmmProduct, WeightsDecayWithDistanceNotAlphasAlone) {
   EXPECT_GT(grid_error(experts, naive, 12.0, 1201, &log_integral), 0.1);
 }
 
+// The weights depend on the means' differences only: shifting every mean by one vector changes none
+// of them, even where the means are near 2^52 and their average rounds by whole units (a
+// reviewer's case: from the rounded average the spread gained H times its rounding squared, and a
+// weight of 0.127 became 0.043). The shifts keep every mean an exact double (integers below 2^53).
+TEST(GmmProduct, WeightsDoNotChangeWhenEveryMeanIsShifted) {
+  const std::vector<std::array<double, 2>> means = {{0.0, 1.0}, {1.0, 2.0}, {0.0, 3.0}};
+  const auto product = [&](double shift) {
+    std::vector<GmmExpert> experts;
+    for (const auto& [u, v] : means) experts.push_back({1, {0.4, 0.6}, {u + shift, v + shift}});
+    return product_of_gmm_experts(experts);
+  };
+  const GaussianMixture base = product(0.0);
+  for (const double shift : {1024.0, 3.0 * 0x1p51, -0x1p52 - 7.0}) {
+    SCOPED_TRACE(shift);
+    const GaussianMixture shifted = product(shift);
+    ASSERT_EQ(shifted.components(), base.components());
+    for (std::size_t k = 0; k < base.components(); ++k) {
+      // The differences are exact and their mean rounds at its own magnitude (a few units): the
+      // log weights agree to a few ulps of the spreads (at most 12 here).
+      EXPECT_NEAR(shifted.log_weights[k], base.log_weights[k], 1e-13) << "component " << k;
+      // The component means move with the shift (rounded as the shifted average is).
+      EXPECT_NEAR(shifted.means[k] - shift, base.means[k], std::fabs(shift) * 0x1p-52);
+    }
+  }
+  // Components far apart and coincident ones near 2^60: (v, v, v) and (w, w, w) have spread 0 and
+  // take the mass, half each; a mixed choice's spread is about 2^118.
+  const double v = 0.1 * 0x1p60, w = 0.5 * 0x1p60;
+  const GmmExpert far{1, {0.5, 0.5}, {v, w}};
+  const GaussianMixture far_product = product_of_gmm_experts({far, far, far});
+  ASSERT_EQ(far_product.components(), 8u);
+  EXPECT_DOUBLE_EQ(far_product.weights[0], 0.5);
+  EXPECT_DOUBLE_EQ(far_product.weights[7], 0.5);
+  for (std::size_t k = 1; k < 7; ++k) EXPECT_EQ(far_product.weights[k], 0.0) << "component " << k;
+}
+
 // A zero alpha removes its components (log weight -inf, weight 0) and changes nothing else.
 TEST(GmmProduct, ZeroWeightComponentDropsOut) {
   const GmmExpert a{1, {0.4, 0.6}, {-1.0, 1.0}};
