@@ -240,8 +240,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // sampling longer. The sampling (below) looks before each block's start states and after each
   // piece of steps. A signal that is not looked at within StopSignals::kAcknowledgeAfter is
   // acknowledged. The handlers stay until the outputs are written: a signal in the last piece
-  // still stops the sampling, and one during the last writes lets them finish (a second one kills
-  // the program, and the temporary files go with it).
+  // still stops the sampling, and one during the last writes stops the command when they end,
+  // before any output is put in place (a second one kills the program, and the temporary files go
+  // with it).
   StopSignals signals(program + " sample",
                       "the sampling stops when the work in progress ends, writing nothing");
   std::optional<Dataset> images;
@@ -319,7 +320,10 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   if (steps > 0) progress.finish();
   // A signal after the last look (the last progress redraw), or with no steps to look between.
   stop_if_signalled(chains, total);
-  signals.stop_acknowledging();  // the writes finish whatever comes
+  // No acknowledgement from here: the writes run to their end (a signal during an fsync waits for
+  // it in the kernel, however many come), and a signal during them is looked at below, before any
+  // output is put in place.
+  signals.stop_acknowledging();
 
   // All or none: --out is staged (written above, synced here), then the pictures, and only when
   // all are are they put in place, so that a failure (a full disk) leaves every file as it was.
@@ -337,6 +341,14 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                         return stage_png_gray(f.before_after,
                                               before_after_grid(before, after, pairs));
                       })});
+  }
+  // A signal during the writes (an exploratory tester's Ctrl-Cs during the final fsync of a 1 GB
+  // --out had been absorbed, exit 0) stops here, where nothing is in place yet: the staged files go
+  // with their destructors, as for a signal during the sampling.
+  if (const int stop = signals.received(); stop != 0) {
+    throw Interrupted(stop, "interrupted by " + signal_name(stop) +
+                                " during the final writes, before any output was put in place; "
+                                "nothing written");
   }
   commit_outputs(staged);
   // What was sampled: the hidden units (run.json's, or binary without one) and the start images.
