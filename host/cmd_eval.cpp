@@ -289,6 +289,12 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   if (trained && (!trained->digit || trained->digit == scored.digit)) {
     compared = Selection{scored.digit, trained->split};
   }
+  // An IDX set whose training split holds none of the scored digit: nothing to compare with.
+  bool no_compared_images = false;
+  if (compared && load(*compared).rows == 0) {
+    compared.reset();
+    no_compared_images = true;
+  }
   std::optional<int64_t> trained_rows, compared_rows, scored_trained_rows;
   std::optional<double> free_energy_trained, free_energy_gap;
   if (trained) {
@@ -334,13 +340,16 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                     " are not the model's training images (their SHA-256 differs from run.json's "
                     "data.sha256): no free-energy gap, and the overlap with them is unknown");
   }
-  if (trained && !compared) {
+  if (no_compared_images) {
+    notes.push_back("the model's training images (" + trained_text + ") hold no image of " +
+                    digits_text(scored.digit) + ": no free-energy gap");
+  } else if (trained && !compared) {
     notes.push_back("the scored images are " + digits_text(scored.digit) +
                     "; the model was trained on " + digits_text(trained->digit) + " (" +
                     trained_text +
                     "): no free-energy gap, which would compare different digits' images");
   }
-  if (compared && *compared == scored) {
+  if (trained && *trained == scored) {
     notes.push_back("the scored images are the model's training images (" + trained_text +
                     "): not a held-out score");
   } else if (scored_trained_rows && *scored_trained_rows == images.rows) {
@@ -542,18 +551,21 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     std::printf("free energy %s here; no gap (see the note)\n", fixed(free_energy).c_str());
   } else if (trained && !compared) {
     std::printf("free energy %s here; no gap: the model was not trained on %s (see the note)\n",
-                fixed(free_energy).c_str(), scored.digit ? "this digit" : "all of these digits");
+                fixed(free_energy).c_str(),
+                no_compared_images ? "images of this digit"
+                : scored.digit     ? "this digit"
+                                   : "all of these digits");
   } else if (!trained) {
     const bool recorded = std::filesystem::exists(std::filesystem::path(f.model) / "run.json");
     std::printf("free energy %s here; no gap: %s the model's training images (digit, split)\n",
                 fixed(free_energy).c_str(),
                 recorded ? "its run.json does not record" : "no run.json records");
-  } else if (*compared == scored) {
-    std::printf("free energy %s here, on the model's training images themselves (%s): no gap\n",
-                fixed(free_energy).c_str(), trained_text.c_str());
+  } else if (const std::string which =  // "of digit 3" where the model had more digits than these
+             *compared == *trained ? "" : " of " + digits_text(compared->digit);
+             *compared == scored) {
+    std::printf("free energy %s here, on the model's training images%s themselves (%s): no gap\n",
+                fixed(free_energy).c_str(), which.c_str(), trained_text.c_str());
   } else {
-    // "its 5958 training images of digit 3" when the model was trained on more digits than these.
-    const std::string which = *compared == *trained ? "" : " of " + digits_text(compared->digit);
     std::printf("free energy %s here, %s on the model's %lld training images%s (%s; gap %s)\n",
                 fixed(free_energy).c_str(), fixed(*free_energy_trained).c_str(),
                 static_cast<long long>(*compared_rows), which.c_str(), trained_text.c_str(),

@@ -29,12 +29,17 @@ inline bool fail_system_calls(const std::vector<int>& calls, int error) {
   return false;
 #endif
 #if defined(__x86_64__) || defined(__aarch64__)
+#ifdef SECCOMP_RET_KILL_PROCESS  // Linux 4.14's headers; the thread's kill before
+  constexpr uint32_t kKill = SECCOMP_RET_KILL_PROCESS;
+#else
+  constexpr uint32_t kKill = SECCOMP_RET_KILL;
+#endif
   // A call of another architecture's numbering (x32, i386 on x86-64) is killed rather than
   // misread; then each listed number returns -error; everything else runs.
   std::vector<sock_filter> program = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_RET | BPF_K, kKill),
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
   };
   for (const int call : calls) {

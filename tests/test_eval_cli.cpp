@@ -137,6 +137,21 @@ TEST(EvalCli, TheGapComparesTheScoredDigitsWithTheirOwnTrainingImages) {
             std::string::npos)
       << text.output;
 
+  // The training threes themselves: 6131 of its 60000 training images, not all of them.
+  const nlohmann::json own =
+      eval_json({(dir / "model").string(), "--digit", "3", "--split", "train"});
+  EXPECT_TRUE(own["free_energy_gap"].is_null());
+  EXPECT_EQ(own["notes"],
+            nlohmann::json::array({"the scored images were among the model's training "
+                                   "images (run.json: digit all, split train): not a "
+                                   "held-out score"}));
+  const test::CommandResult own_text = run_cpu({"eval", (dir / "model").string(), "--data",
+                                                RBM_MNIST_DIR, "--digit", "3", "--split", "train"});
+  EXPECT_NE(own_text.output.find(" here, on the model's training images of digit 3 themselves "
+                                 "(run.json: digit all, split train): no gap"),
+            std::string::npos)
+      << own_text.output;
+
   test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 3, "split": "train"}})");
   for (const std::string digit : {"5", "all"}) {
     SCOPED_TRACE("a model of the threes scored on " + digit);
