@@ -29,6 +29,7 @@
 #include "kernels/philox.h"
 #include "tests/child_process.hpp"
 #include "tests/cli_runner.hpp"
+#include "tests/idx_util.hpp"
 #include "tests/test_util.hpp"
 #include "tests/tiny_model.hpp"
 
@@ -151,6 +152,29 @@ TEST(EvalCli, TheGapComparesTheScoredDigitsWithTheirOwnTrainingImages) {
                                  "(run.json: digit all, split train): no gap"),
             std::string::npos)
       << own_text.output;
+
+  // An IDX set whose training split holds no seven: nothing to compare the test sevens with (the
+  // reviewer's case had printed "nan on the model's 0 training images of digit 7; gap nan").
+  const std::filesystem::path tiny = dir / "tiny";
+  std::filesystem::create_directories(tiny);
+  const auto images = [](int n) {
+    std::string pixels;
+    for (int k = 0; k < n * 784; ++k) pixels += static_cast<char>((k * 37 % 11) < 5 ? 255 : 0);
+    return test::idx_file(0x803, {static_cast<uint32_t>(n), 28, 28}, pixels);
+  };
+  test::write_bytes(tiny / "train-images-idx3-ubyte", images(3));
+  test::write_bytes(tiny / "train-labels-idx1-ubyte", test::idx_file(0x801, {3}, "\x01\x02\x03"));
+  test::write_bytes(tiny / "t10k-images-idx3-ubyte", images(2));
+  test::write_bytes(tiny / "t10k-labels-idx1-ubyte", test::idx_file(0x801, {2}, "\x07\x07"));
+  const test::CommandResult sevens = run_cpu(
+      {"eval", (dir / "model").string(), "--data", tiny.string(), "--digit", "7", "--json"});
+  ASSERT_EQ(sevens.exit_code, 0) << sevens.output;
+  const nlohmann::json no_sevens = nlohmann::json::parse(sevens.output);
+  EXPECT_TRUE(no_sevens["free_energy_train_images"].is_null());
+  EXPECT_TRUE(no_sevens["free_energy_gap"].is_null());
+  EXPECT_EQ(no_sevens["notes"],
+            nlohmann::json::array({"the model's training images (run.json: digit all, split train) "
+                                   "hold no image of digit 7: no free-energy gap"}));
 
   test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 3, "split": "train"}})");
   for (const std::string digit : {"5", "all"}) {
