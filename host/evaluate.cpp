@@ -19,6 +19,7 @@
 
 #include "host/hidden_units.hpp"
 #include "host/log_product.hpp"
+#include "host/model.hpp"
 #include "host/numeric.hpp"
 #include "host/single_threaded_blas.hpp"
 #include "kernels/rbm_math.h"
@@ -345,13 +346,7 @@ void exact_preactivations(const Params& params, const uint8_t* x, std::vector<do
 // exact log p(x) by 2.5 nats.
 bool float_preactivations_suffice(const Params& params) {
   constexpr double kFloatPreactivationLimit = 4096.0;
-  const int d = params.visible, H = params.hidden;
-  std::vector<double> reach(params.b.begin(), params.b.end());  // (H) |b_j| + sum_i |W_ij|
-  for (double& r : reach) r = std::fabs(r);
-  for (int i = 0; i < d; ++i) {
-    const float* row = params.W.data() + static_cast<size_t>(i) * H;  // W's row i, (H)
-    for (int j = 0; j < H; ++j) reach[j] += std::fabs(double{row[j]});
-  }
+  const std::vector<double> reach = hidden_reach(params);
   // Written to keep a NaN reach out: NaN <= limit is false.
   return std::all_of(reach.begin(), reach.end(),
                      [](double r) { return r <= kFloatPreactivationLimit; });

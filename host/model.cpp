@@ -85,21 +85,27 @@ bool all_finite(const Params& params) {
   return all_finite(params.W) && all_finite(params.b) && all_finite(params.a);
 }
 
+std::vector<double> hidden_reach(const Params& params) {
+  const int d = params.visible, H = params.hidden;
+  std::vector<double> reach(params.b.begin(), params.b.end());  // (H) |b_j| + sum_i |W_ij|
+  for (double& r : reach) r = std::fabs(r);
+  for (int i = 0; i < d; ++i) {
+    const float* row = params.W.data() + static_cast<size_t>(i) * H;  // W's row i, (H)
+    for (int j = 0; j < H; ++j) reach[static_cast<size_t>(j)] += std::fabs(double{row[j]});
+  }
+  return reach;
+}
+
 double largest_preactivation(const Params& params) {
   const int d = params.visible, H = params.hidden;
-  std::vector<double> hidden_reach(params.b.begin(), params.b.end());  // (H) |b_j| + sum_i |W_ij|
-  for (double& r : hidden_reach) r = std::fabs(r);
   double largest = 0.0;
+  for (const double r : hidden_reach(params)) largest = std::max(largest, r);
   for (int i = 0; i < d; ++i) {
+    const float* row = params.W.data() + static_cast<size_t>(i) * H;  // W's row i, (H)
     double visible_reach = params.has_visible_bias() ? std::fabs(double{params.a[i]}) : 0.0;
-    for (int j = 0; j < H; ++j) {
-      const double w = std::fabs(double{params.W[static_cast<size_t>(i) * H + j]});
-      visible_reach += w;
-      hidden_reach[static_cast<size_t>(j)] += w;
-    }
+    for (int j = 0; j < H; ++j) visible_reach += std::fabs(double{row[j]});
     largest = std::max(largest, visible_reach);
   }
-  for (const double r : hidden_reach) largest = std::max(largest, r);
   return largest;
 }
 

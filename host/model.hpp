@@ -70,6 +70,8 @@ bool all_finite(const Params& params);
 // and over visible units i of |a_i| + sum_j |W_ij| (x in {0, 1}^d, |h_j| <= 1), in double. The
 // float sums of a Gibbs step cannot overflow while it is below FLT_MAX (less their rounding).
 double largest_preactivation(const Params& params);
+// Each hidden unit's part of it: |b_j| + sum_i |W_ij|, (H), in double.
+std::vector<double> hidden_reach(const Params& params);
 
 // The first value of the parameters that is not finite, W's first (C order), then b's, then a's:
 // the file that holds it ("W.npy", "b.npy", "a.npy") and where, "the value at [5, 3] (of (784,
