@@ -29,13 +29,14 @@ inline bool fail_system_calls(const std::vector<int>& calls, int error) {
   return false;
 #endif
 #if defined(__x86_64__) || defined(__aarch64__)
-#ifdef SECCOMP_RET_KILL_PROCESS  // Linux 4.14's headers; the thread's kill before
+#ifdef SECCOMP_RET_KILL_PROCESS  // from Linux 4.14's headers; before, a kill of the thread
   constexpr uint32_t kKill = SECCOMP_RET_KILL_PROCESS;
 #else
   constexpr uint32_t kKill = SECCOMP_RET_KILL;
 #endif
-  // A call of another architecture's numbering (x32, i386 on x86-64) is killed rather than
-  // misread; then each listed number returns -error; everything else runs.
+  // A call of another architecture's numbering (i386's on x86-64) is killed rather than misread;
+  // then each listed number returns -error; everything else runs. (x32 calls, which share
+  // x86-64's token with a high bit set in the number, do not match a listed number and run.)
   std::vector<sock_filter> program = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
