@@ -403,13 +403,13 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   {
     const bool ais = log_z.method == "ais";
     const double reach = largest_preactivation(params);
-    const double limit = ais ? 4096.0 : 68719476736.0;  // 2^12, 2^36
+    const double limit = ais ? kFloatPreciseReach : kDoublePreciseReach;
     if (reach > limit) {
       char text[400];
       std::snprintf(text, sizeof text,
                     "the model's pre-activations reach %.3g (|b_j| + sum_i |W_ij|, or |a_i| + "
-                    "sum_j |W_ij|), beyond the %s that %s carry to a thousandth of a nat: %s",
-                    reach, ais ? "4096" : "6.9e10", ais ? "AIS's float sums" : "double sums",
+                    "sum_j |W_ij|), beyond the %.0f that %s carry to a thousandth of a nat: %s",
+                    reach, limit, ais ? "AIS's float sums" : "double sums",
                     ais ? "log Z and avg log p(x) may be off by more than their interval says"
                         : "avg log p(x) and the PLL, differences of sums that large, may be off "
                           "by nats");

@@ -24,7 +24,13 @@ namespace rbm {
 
 double free_energy(const Params& params, const uint8_t* x);
 
-// Mean free energy over the images.
+// The reach |b_j| + sum_i |W_ij| of a unit's pre-activation up to which float sums of it keep
+// about a thousandth of a nat (2^12; the free energies sum a model beyond it in double), and up to
+// which double sums do (2^36). A trained model's reach is tens to hundreds.
+inline constexpr double kFloatPreciseReach = 4096.0;
+inline constexpr double kDoublePreciseReach = 68719476736.0;
+
+// Mean free energy over the images (in double where a unit's reach passes kFloatPreciseReach).
 double mean_free_energy(const Params& params, const Dataset& images, const StopRequest& stop = {});
 
 // An exact lower bound of log Z from the images themselves: log sum exp(-F(x)) over the distinct
