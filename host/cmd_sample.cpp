@@ -2,10 +2,11 @@
 // (Backend::gibbs, draws named as host/backend.hpp says), from Bernoulli(1/2) noise or from data
 // images; writes the final states (N, d) as a float32 or packed-bit .npy (host/npy.hpp), optionally
 // a PNG grid of up to 100 chains and the before/after picture (each start image beside its K-step
-// sample).
+// sample), and prints whether the chains mixed (host/mixing.hpp).
 #include <algorithm>
 #include <cfloat>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "host/commands.hpp"
 #include "host/errors.hpp"
 #include "host/gibbs_blocks.hpp"
+#include "host/mixing.hpp"
 #include "host/model_io.hpp"
 #include "host/npy.hpp"
 #include "host/png_image.hpp"
@@ -113,11 +115,50 @@ void commit_outputs(std::vector<StagedOutput>& staged) {
   }
 }
 
+// The line on whether the chains mixed (host/mixing.hpp), after the one on what was sampled: a
+// `note:` when they did not, nothing without steps.
+void print_mixing(const MixingTrace& mixing, int64_t steps) {
+  if (steps == 0) return;
+  if (!mixing.judged()) {
+    std::printf(
+        "mixing: not judged (the free energy's split R-hat needs %lld chains and %lld "
+        "steps)\n",
+        static_cast<long long>(kMixingMinChains), static_cast<long long>(kMixingMinSteps));
+    return;
+  }
+  const std::vector<int64_t>& at = mixing.read_steps();
+  char what[200];
+  std::snprintf(what, sizeof what,
+                "the free energy's split R-hat over %zu reads of steps %lld..%lld of chains "
+                "0..%lld",
+                at.size(), static_cast<long long>(at.front()), static_cast<long long>(at.back()),
+                static_cast<long long>(mixing.traced_chains() - 1));
+  const double r_hat = mixing.r_hat(), threshold = mixing.threshold();
+  if (std::isnan(r_hat)) {
+    std::printf("mixing: not judged: %s is undefined, every read giving one free energy\n", what);
+  } else if (r_hat <= threshold) {
+    std::printf(
+        "mixing: %s is %.4f, not above the %.4g that independent draws from the model "
+        "exceed at most once in 1000 runs: no sign that the chains have not mixed "
+        "(necessary, not sufficient: chains that all sit in one mode agree too)\n",
+        what, r_hat, threshold);
+  } else {
+    std::printf(
+        "note: the chains have not mixed: %s is %.4g, above the %.4g that independent "
+        "draws from the model exceed at most once in 1000 runs: the chains differ from "
+        "each other more than each changes over the reads, so their final states are "
+        "not yet draws from the model; run more steps\n",
+        what, r_hat, threshold);
+  }
+}
+
 }  // namespace
 
 int run_sample_command(const std::string& program, const std::vector<std::string>& args) {
-  CLI::App app{"run Gibbs chains of a trained model and write their final states",
-               program + " sample"};
+  CLI::App app{
+      "run Gibbs chains of a trained model, write their final states and say whether "
+      "they mixed (the split R-hat of the free energy of up to 256 of them)",
+      program + " sample"};
   SampleFlags f;
   app.add_option("--model,model", f.model,
                  "run directory holding W.npy, b.npy [, a.npy, run.json (its recipe.hidden_type: "
@@ -287,16 +328,25 @@ int run_sample_command(const std::string& program, const std::vector<std::string
     }
   };
   auto last_line = std::chrono::steady_clock::now();
-  GibbsBlockRun run(*backend, chains, d, seed, steps,
-                    GibbsBlocks{.block_chains = sample_block_chains(d, params.hidden)},
-                    [&](int64_t done) {
-                      stop_if_signalled(done / steps, done);
-                      const auto now = std::chrono::steady_clock::now();
-                      if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {
-                        progress.update(done, "");
-                        last_line = now;
-                      }
-                    });
+  // Whether the chains mixed: the free energies of the first chains at steps of the second half.
+  MixingTrace mixing(params, chains, steps);
+  GibbsBlockRun run(
+      *backend, chains, d, seed, steps,
+      GibbsBlocks{.block_chains = sample_block_chains(d, params.hidden)},
+      [&](int64_t done) {
+        stop_if_signalled(done / steps, done);
+        const auto now = std::chrono::steady_clock::now();
+        if (progress.interactive() || now - last_line >= std::chrono::seconds(10)) {
+          progress.update(done, "");
+          last_line = now;
+        }
+      },
+      ChainReads{
+          .chains = mixing.traced_chains(),
+          .steps = mixing.read_steps(),
+          .at_step = [&](int64_t step, int64_t first_chain, std::span<const uint8_t> states) {
+            mixing.record(step, first_chain, states);
+          }});
   // The pictures' chains, copied from the first block: the start and final states of the first
   // min(N, 50) chains (--before-after) and the final states of the first min(N, 100) (--png).
   const int n = static_cast<int>(std::min<int64_t>(chains, 100));
@@ -365,6 +415,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
               hidden_type_name(params.hidden_type), params.hidden, starts.c_str(),
               backend->name().c_str(), f.out.c_str(), f.png.empty() ? "" : " ", f.png.c_str(),
               f.before_after.empty() ? "" : " ", f.before_after.c_str());
+  print_mixing(mixing, steps);
   // Noise from random starts is what such a model samples, not a failure: h = 0 alone gives every
   // image weight exp(a'x) = 1, so log Z >= 784 log 2 (the reference recipe's model has nearly all
   // of its mass there; README, "What it learns").

@@ -391,18 +391,12 @@ double images_log_z_lower_bound(const Params& params, const Dataset& images) {
   if (images.cols() != params.visible) {
     throw std::invalid_argument("images_log_z_lower_bound: images of another width than the model");
   }
-  const int H = params.hidden, d = images.cols();
-  const std::vector<float> pre = float_preactivations_if_precise(params, images);
+  const int d = images.cols();
+  const std::vector<double> energies = free_energies(params, images);
   std::vector<std::pair<double, int64_t>> energy_of(static_cast<size_t>(images.rows));
-  with_hidden_type(params.hidden_type, [&](auto type) {
-    std::vector<double> row;  // (H)
-    for (int64_t r = 0; r < images.rows; ++r) {
-      row_preactivations(params, pre, images.row(r), r, row);
-      double energy = -visible_bias_term(params, images.row(r));
-      for (int j = 0; j < H; ++j) energy -= hidden_log_sum<decltype(type)::value>(row[j]);
-      energy_of[static_cast<size_t>(r)] = {energy, r};
-    }
-  });
+  for (int64_t r = 0; r < images.rows; ++r) {
+    energy_of[static_cast<size_t>(r)] = {energies[static_cast<size_t>(r)], r};
+  }
   const size_t terms = std::min<size_t>(energy_of.size(), kImagesLowerBoundTerms);
   std::partial_sort(energy_of.begin(), energy_of.begin() + static_cast<std::ptrdiff_t>(terms),
                     energy_of.end());
@@ -422,12 +416,15 @@ double images_log_z_lower_bound(const Params& params, const Dataset& images) {
   return top + std::log(sum);
 }
 
-double mean_free_energy(const Params& params, const Dataset& images, const StopRequest& stop) {
-  if (images.rows == 0) return std::numeric_limits<double>::quiet_NaN();
+std::vector<double> free_energies(const Params& params, const Dataset& images,
+                                  const StopRequest& stop) {
+  if (images.rows > 0 && images.cols() != params.visible) {
+    throw std::invalid_argument("free_energies: images of another width than the model");
+  }
   const int H = params.hidden;
   throw_if_stopped(stop);
   const std::vector<float> pre = float_preactivations_if_precise(params, images);
-  double total = 0.0;
+  std::vector<double> energies(static_cast<size_t>(images.rows));  // (n)
   with_hidden_type(params.hidden_type, [&](auto type) {
     std::vector<double> row;  // (H)
     for (int64_t r = 0; r < images.rows; ++r) {
@@ -435,9 +432,17 @@ double mean_free_energy(const Params& params, const Dataset& images, const StopR
       row_preactivations(params, pre, images.row(r), r, row);
       double energy = -visible_bias_term(params, images.row(r));
       for (int j = 0; j < H; ++j) energy -= hidden_log_sum<decltype(type)::value>(row[j]);
-      total += energy;
+      energies[static_cast<size_t>(r)] = energy;
     }
   });
+  return energies;
+}
+
+double mean_free_energy(const Params& params, const Dataset& images, const StopRequest& stop) {
+  if (images.rows == 0) return std::numeric_limits<double>::quiet_NaN();
+  const std::vector<double> energies = free_energies(params, images, stop);
+  double total = 0.0;
+  for (const double energy : energies) total += energy;
   return total / static_cast<double>(images.rows);
 }
 

@@ -30,7 +30,11 @@ double free_energy(const Params& params, const uint8_t* x);
 inline constexpr double kFloatPreciseReach = 4096.0;
 inline constexpr double kDoublePreciseReach = 68719476736.0;
 
-// Mean free energy over the images (in double where a unit's reach passes kFloatPreciseReach).
+// The free energy of each image ((n)), from float pre-activations (one GEMM) where every unit's
+// reach is within kFloatPreciseReach, else in double; each F then summed in double.
+std::vector<double> free_energies(const Params& params, const Dataset& images,
+                                  const StopRequest& stop = {});
+// Their mean over the images (NaN without images).
 double mean_free_energy(const Params& params, const Dataset& images, const StopRequest& stop = {});
 
 // An exact lower bound of log Z from the images themselves: log sum exp(-F(x)) over the distinct

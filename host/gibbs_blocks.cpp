@@ -62,7 +62,7 @@ int64_t sample_block_chains(int visible, int hidden) {
 
 GibbsBlockRun::GibbsBlockRun(Backend& backend, int64_t n_chains, int visible, uint32_t seed,
                              int64_t steps, const GibbsBlocks& blocks,
-                             std::function<void(int64_t done)> after_piece)
+                             std::function<void(int64_t done)> after_piece, ChainReads reads)
     : backend_(backend),
       n_chains_(n_chains),
       steps_(steps),
@@ -70,9 +70,14 @@ GibbsBlockRun::GibbsBlockRun(Backend& backend, int64_t n_chains, int visible, ui
       seed_(seed),
       block_chains_(blocks.block_chains),
       pieces_(blocks.piece_seconds),
-      after_piece_(std::move(after_piece)) {
+      after_piece_(std::move(after_piece)),
+      reads_(std::move(reads)) {
   if (block_chains_ <= 0 || n_chains < 0 || steps < 0 || visible < 0) {
     throw std::invalid_argument("GibbsBlockRun: bad block size or counts");
+  }
+  if (reads_.chains < 0 || !std::is_sorted(reads_.steps.begin(), reads_.steps.end()) ||
+      (!reads_.steps.empty() && (reads_.steps.front() < 1 || reads_.steps.back() > steps))) {
+    throw std::invalid_argument("GibbsBlockRun: read steps not ascending in 1..steps");
   }
 }
 
@@ -88,14 +93,25 @@ void GibbsBlockRun::run_next(std::span<uint8_t> states) {
         "GibbsBlockRun::run_next: no block left, or a states size that is "
         "not the block's");
   }
+  // The block's chains that are read, and the next step to read them after.
+  const int64_t read_rows =
+      reads_.at_step ? std::clamp<int64_t>(reads_.chains - next_first_, 0, in_block) : 0;
+  auto next_read = read_rows > 0 ? reads_.steps.begin() : reads_.steps.end();
   for (int64_t step = 0; step < steps_;) {
-    const int64_t count = std::min(pieces_.next(), steps_ - step);
+    int64_t count = std::min(pieces_.next(), steps_ - step);
+    if (next_read != reads_.steps.end()) count = std::min(count, *next_read - step);
     const auto start = std::chrono::steady_clock::now();
     backend_.gibbs(states, in_block, seed_, step, count, next_first_);
     step += count;
     done_ += in_block * count;
     pieces_.took(count,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    // Steps named twice are read once.
+    if (next_read != reads_.steps.end() && *next_read == step) {
+      reads_.at_step(step, next_first_,
+                     states.first(static_cast<size_t>(read_rows) * static_cast<size_t>(visible_)));
+      while (next_read != reads_.steps.end() && *next_read <= step) ++next_read;
+    }
     if (after_piece_) after_piece_(done_);
   }
   next_first_ += in_block;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "host/backend.hpp"
 #include "host/progress.hpp"
@@ -29,6 +30,16 @@ struct GibbsBlocks {
   double piece_seconds = 0.05;  // the pieces' target length (host/progress.hpp PieceSizer)
 };
 
+// Chains [0, chains) read after each of `steps` (ascending, each in 1..K): the pieces of the blocks
+// that hold them end at those steps, and at_step(step, first_chain, states) gets the states of
+// those of them in the block ((rows, d) row-major, from chain first_chain). `sample` reads the free
+// energies of its first chains so (host/mixing.hpp).
+struct ChainReads {
+  int64_t chains = 0;
+  std::vector<int64_t> steps;
+  std::function<void(int64_t step, int64_t first_chain, std::span<const uint8_t> states)> at_step;
+};
+
 // The blocks one after another, for a caller that holds one block's states at a time (`sample`
 // streams each block to its output as it finishes): the same states, pieces and after_piece calls
 // as gibbs_in_blocks. The piece sizer carries over from block to block.
@@ -37,8 +48,10 @@ class GibbsBlockRun {
   // `steps` Gibbs steps x -> h -> x' of each of n_chains chains, from step 0, draws keyed by
   // `seed`. after_piece(done) runs after every piece with the chain-steps done so far; it stops the
   // sampling by throwing.
+  // `reads`, when given, reads chains along the way (ChainReads).
   GibbsBlockRun(Backend& backend, int64_t n_chains, int visible, uint32_t seed, int64_t steps,
-                const GibbsBlocks& blocks, std::function<void(int64_t done)> after_piece = {});
+                const GibbsBlocks& blocks, std::function<void(int64_t done)> after_piece = {},
+                ChainReads reads = {});
 
   // Whether every block has run; else the next block's first chain and number of chains.
   bool finished() const { return next_first_ >= n_chains_; }
@@ -57,6 +70,7 @@ class GibbsBlockRun {
   int64_t block_chains_;
   PieceSizer pieces_;
   std::function<void(int64_t)> after_piece_;
+  ChainReads reads_;
   int64_t next_first_ = 0;
   int64_t done_ = 0;  // chain-steps
 };

@@ -3,17 +3,21 @@
 // flags within the tolerance between the builds.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "host/checkpoint.hpp"
 #include "host/dataset.hpp"
 #include "host/model.hpp"
+#include "host/model_io.hpp"
 #include "tests/cd_reference.hpp"
 #include "tests/cli_runner.hpp"
 #include "tests/cuda/cuda_test_util.hpp"
 #include "tests/test_util.hpp"
+#include "tests/tiny_model.hpp"
 
 namespace rbm {
 namespace {
@@ -180,6 +184,47 @@ TEST(CudaCli, ModelEqualsRbmCpusOnTheSameFlags) {
     EXPECT_LE(diff.b, test::kTrainRelTol);
   }
   if (!fused_unusable.empty()) RBM_SKIP_FUSED(fused_unusable);
+}
+
+// `sample`'s mixing line (host/mixing.hpp) is computed on the host from the chains' states, so
+// rbm_cuda prints rbm_cpu's verdict, and its R-hat within 0.01: the two builds' chains are the same
+// up to draws within rounding of their threshold (a few in millions), each changing a pixel of a
+// chain until it is drawn again, a few of the 5120 free energies read by at most max |a_i| + |b|.
+// W = 0 (independent draws) and W = 8 with integer sums (two modes no chain leaves).
+TEST(CudaCli, SampleJudgesMixingAsRbmCpuDoes) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const test::TempDir dir;
+  Params independent = test::random_params(50, 5, 1.0f, 8, true);
+  std::fill(independent.W.begin(), independent.W.end(), 0.0f);
+  Params two_modes;
+  two_modes.visible = 20;
+  two_modes.hidden = 1;
+  two_modes.W.assign(20, 8.0f);
+  two_modes.b = {-60.0f};
+  two_modes.a.assign(20, -4.0f);
+  for (const auto& [name, params] :
+       {std::pair{"independent", independent}, {"two_modes", two_modes}}) {
+    SCOPED_TRACE(name);
+    std::filesystem::create_directories(dir / name);
+    write_model(dir / name, params);
+    std::string lines[2];
+    double r_hat[2];
+    for (int build = 0; build < 2; ++build) {
+      const test::CommandResult result = test::run_command(
+          build == 0 ? cpu_exe() : cuda_exe(),
+          {"sample", (dir / name).string(), "--chains", "256", "--steps", "300", "--out",
+           (dir / (name + std::string(build == 0 ? "_cpu.npy" : "_cuda.npy"))).string()});
+      ASSERT_EQ(result.exit_code, 0) << result.output;
+      ASSERT_EQ(test::line_count(result.output), 2) << result.output;
+      lines[build] = result.output.substr(result.output.find('\n') + 1);
+      const size_t is = lines[build].find(" is ");
+      ASSERT_NE(is, std::string::npos) << lines[build];
+      r_hat[build] = std::stod(lines[build].substr(is + 4));
+    }
+    EXPECT_EQ(lines[0].substr(0, lines[0].find(" is ")), lines[1].substr(0, lines[1].find(" is ")));
+    EXPECT_NEAR(r_hat[1], r_hat[0], 0.01) << lines[0] << lines[1];
+    EXPECT_EQ(lines[0].starts_with("note:"), std::string(name) == "two_modes") << lines[0];
+  }
 }
 
 }  // namespace

@@ -1,0 +1,296 @@
+// `sample`'s mixing check (host/mixing.hpp): the split R-hat against a hand computation, its
+// threshold against exact F quantiles and against independent draws, the read steps, the chain
+// reads of GibbsBlockRun against Backend::gibbs, the verdict on a model whose chains are
+// independent draws after one step and on ones whose chains never leave their mode, and `sample`'s
+// line.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <numbers>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "host/gibbs_blocks.hpp"
+#include "host/mixing.hpp"
+#include "host/model_io.hpp"
+#include "kernels/philox.h"
+#include "tests/cli_runner.hpp"
+#include "tests/test_util.hpp"
+#include "tests/tiny_model.hpp"
+
+namespace rbm {
+namespace {
+
+// Two chains of four reads: half-chains [1 2], [3 4], [2 4], [6 8], n = 2, m = 4. Means 1.5, 3.5,
+// 3, 7 (grand mean 3.75), so B = 2 / 3 (2.25^2 + 0.25^2 + 0.75^2 + 3.25^2) = 2 / 3 16.25; s^2 are
+// 0.5, 0.5, 2, 2, so W = 1.25; R-hat^2 = (W / 2 + B / 2) / W = 29 / 6.
+TEST(SplitRHat, MatchesAHandComputation) {
+  const std::vector<double> trace = {1, 2, 3, 4, 2, 4, 6, 8};
+  EXPECT_NEAR(split_r_hat(trace, 2, 4), std::sqrt(29.0 / 6.0), 1e-14);
+}
+
+TEST(SplitRHat, ConstantTracesAreUndefinedAndFrozenChainsInfinite) {
+  EXPECT_TRUE(std::isnan(split_r_hat(std::vector<double>(8, 5.0), 2, 4)));
+  // Each half-chain constant, the halves different: W = 0 < B.
+  EXPECT_EQ(split_r_hat(std::vector<double>{1, 1, 1, 1, 2, 2, 2, 2}, 2, 4), INFINITY);
+  EXPECT_THROW(split_r_hat(std::vector<double>(6, 0.0), 2, 3), std::invalid_argument);
+  EXPECT_THROW(split_r_hat(std::vector<double>(6, 0.0), 3, 4), std::invalid_argument);
+}
+
+// Paulson's approximation against the exact quantiles of F (scipy.stats.f.isf), as R-hat: 4 chains
+// of 20 reads (F(7, 72)) within 0.0011, 100 and 256 chains within 1e-5.
+TEST(IndependentRHatQuantile, IsCloseToTheExactFQuantile) {
+  EXPECT_NEAR(independent_r_hat_quantile(4, 20, kMixingZ), 1.1391565746442494, 1.1e-3);
+  EXPECT_NEAR(independent_r_hat_quantile(100, 20, kMixingZ), 1.0180414593954523, 1e-5);
+  EXPECT_NEAR(independent_r_hat_quantile(256, 20, kMixingZ), 1.0108508266720386, 1e-5);
+  EXPECT_NEAR(independent_r_hat_quantile(100, 20, 2.3263478740408408), 1.0131824449584776, 1e-5);
+  // Few values at a large z: no finite quantile.
+  EXPECT_EQ(independent_r_hat_quantile(2, 4, 4.753424308822899), INFINITY);
+}
+
+// Box-Muller normals from Philox, stream `stream`.
+std::vector<double> philox_normals(int64_t count, uint64_t stream) {
+  const uint64_t key = philox_key(5, Purpose::sample);
+  std::vector<double> out(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) {
+    const double u1 = philox_uniform(key, stream, 0, static_cast<uint32_t>(2 * k));
+    const double u2 = philox_uniform(key, stream, 0, static_cast<uint32_t>(2 * k + 1));
+    out[static_cast<size_t>(k)] =
+        std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  }
+  return out;
+}
+
+// 20000 traces of 16 chains of 20 independent normal draws exceed the quantile at z = 2.326 (1e-2)
+// Binomial(20000, 0.01) times: within [135, 272] but with probability below 1e-6 (scipy.stats
+// binom: P(X < 135) = 4.0e-7, P(X > 272) = 4.9e-7); the quantile's approximation moves the
+// probability by far less than those bounds allow.
+TEST(IndependentRHatQuantile, IndependentDrawsExceedItAtItsRate) {
+  constexpr int64_t kTraces = 20000, kChains = 16, kReads = 20;
+  const double limit = independent_r_hat_quantile(kChains, kReads, 2.3263478740408408);
+  int exceeded = 0;
+  for (int64_t t = 0; t < kTraces; ++t) {
+    const std::vector<double> trace = philox_normals(kChains * kReads, static_cast<uint64_t>(t));
+    exceeded += split_r_hat(trace, kChains, kReads) > limit;
+  }
+  EXPECT_GE(exceeded, 135);
+  EXPECT_LE(exceeded, 272);
+}
+
+TEST(MixingReadSteps, AreEvenlySpacedInTheSecondHalfAndEndAtTheLastStep) {
+  EXPECT_TRUE(mixing_read_steps(0).empty());
+  EXPECT_TRUE(mixing_read_steps(kMixingMinSteps - 1).empty());
+  EXPECT_EQ(mixing_read_steps(8), (std::vector<int64_t>{5, 6, 7, 8}));
+  EXPECT_EQ(mixing_read_steps(9), (std::vector<int64_t>{6, 7, 8, 9}));
+  const std::vector<int64_t> thousand = mixing_read_steps(1000);
+  ASSERT_EQ(thousand.size(), 20u);
+  for (size_t r = 0; r < thousand.size(); ++r) EXPECT_EQ(thousand[r], 525 + 25 * int64_t(r));
+  for (int64_t steps = kMixingMinSteps; steps <= 3000; ++steps) {
+    const std::vector<int64_t> at = mixing_read_steps(steps);
+    ASSERT_GE(at.size(), 4u) << steps;
+    ASSERT_LE(at.size(), static_cast<size_t>(kMixingReads)) << steps;
+    ASSERT_EQ(at.size() % 2, 0u) << steps;
+    ASSERT_GT(at.front(), steps / 2) << steps;
+    ASSERT_EQ(at.back(), steps) << steps;
+    for (size_t r = 1; r < at.size(); ++r) ASSERT_GT(at[r], at[r - 1]) << steps;
+  }
+}
+
+// The reads of chains [0, 6) in blocks of 4 (so in two blocks, 4 and 2 of them) are the states
+// Backend::gibbs gives those chains from their start to each read step; the pieces that end at
+// the reads do not change the chains.
+TEST(GibbsBlockRunReads, AreTheChainsStatesAtTheReadSteps) {
+  const int d = 30, H = 6;
+  const int64_t chains = 10, steps = 40;
+  const uint32_t seed = 3;
+  const Params p = test::random_params(d, H, 0.5f, 21, true);
+  const std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  const std::vector<int64_t> read_steps = {1, 7, 7, 20, 40};
+
+  std::map<std::pair<int64_t, int64_t>, std::vector<uint8_t>> read;  // (step, chain) -> state
+  std::vector<uint8_t> states = random_initial_states(chains, d, seed);
+  const std::vector<uint8_t> start = states;
+  std::vector<int64_t> block_rows;
+  {
+    GibbsBlockRun run(
+        *backend, chains, d, seed, steps, GibbsBlocks{.block_chains = 4, .piece_seconds = 1e-9}, {},
+        ChainReads{
+            .chains = 6,
+            .steps = read_steps,
+            .at_step = [&](int64_t step, int64_t first_chain, std::span<const uint8_t> rows) {
+              const int64_t n = static_cast<int64_t>(rows.size()) / d;
+              if (step == 40) block_rows.push_back(n);
+              for (int64_t c = 0; c < n; ++c) {
+                auto& slot = read[{step, first_chain + c}];
+                EXPECT_TRUE(slot.empty()) << "read twice: " << step;
+                slot.assign(rows.begin() + c * d, rows.begin() + (c + 1) * d);
+              }
+            }});
+    while (!run.finished()) {
+      run.run_next(std::span(states).subspan(static_cast<size_t>(run.next_first()) * d,
+                                             static_cast<size_t>(run.next_count()) * d));
+    }
+  }
+  EXPECT_EQ(block_rows, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(read.size(), 4u * 6u);
+  for (const int64_t step : {1, 7, 20, 40}) {
+    std::vector<uint8_t> want = start;
+    backend->gibbs(want, chains, seed, 0, step);
+    for (int64_t c = 0; c < 6; ++c) {
+      const std::vector<uint8_t> chain(want.begin() + c * d, want.begin() + (c + 1) * d);
+      EXPECT_EQ((read[std::pair{step, c}]), chain) << "step " << step << ", chain " << c;
+    }
+    if (step == steps) {
+      EXPECT_EQ(states, want);
+    }
+  }
+  EXPECT_THROW(GibbsBlockRun(*backend, chains, d, seed, steps, GibbsBlocks{.block_chains = 4}, {},
+                             ChainReads{.chains = 6, .steps = {3, 41}, .at_step = {}}),
+               std::invalid_argument);
+}
+
+// Runs `chains` chains of `steps` steps from random starts on the CPU backend, tracing them as
+// `sample` does.
+MixingTrace traced_run(const Params& p, int64_t chains, int64_t steps, uint32_t seed) {
+  const std::unique_ptr<Backend> backend = make_cpu_backend();
+  backend->set_params(p);
+  MixingTrace mixing(p, chains, steps);
+  std::vector<uint8_t> states = random_initial_states(chains, p.visible, seed);
+  GibbsBlockRun run(
+      *backend, chains, p.visible, seed, steps,
+      GibbsBlocks{.block_chains = sample_block_chains(p.visible, p.hidden)}, {},
+      ChainReads{.chains = mixing.traced_chains(),
+                 .steps = mixing.read_steps(),
+                 .at_step = [&](int64_t step, int64_t first_chain, std::span<const uint8_t> rows) {
+                   mixing.record(step, first_chain, rows);
+                 }});
+  while (!run.finished()) {
+    run.run_next(std::span(states).subspan(static_cast<size_t>(run.next_first()) * p.visible,
+                                           static_cast<size_t>(run.next_count()) * p.visible));
+  }
+  return mixing;
+}
+
+// With W = 0 every visible state after a step is an independent draw from the model, and F(x) =
+// -a'x - sum_j softplus(b_j) a weighted sum of 50 independent bits, close to normal: the split
+// R-hat of 256 chains' 20 reads stays under the quantile that independent normal draws exceed
+// with probability 1e-6 (z = 4.753).
+TEST(MixingTrace, ChainsOfIndependentDrawsShowNoSignOfPoorMixing) {
+  Params p = test::random_params(50, 5, 1.0f, 8, true);
+  std::fill(p.W.begin(), p.W.end(), 0.0f);
+  const MixingTrace mixing = traced_run(p, 300, 200, 4);
+  ASSERT_TRUE(mixing.judged());
+  EXPECT_EQ(mixing.traced_chains(), kMixingChains);
+  EXPECT_LT(mixing.r_hat(), independent_r_hat_quantile(kMixingChains, kMixingReads, 4.7534));
+  EXPECT_GE(mixing.threshold(), kMixingRHatFloor);
+}
+
+// Two modes no chain leaves, 20 pixels with w_i = 8, a_i = -4: with h = 1 every pixel is on with
+// probability sigmoid(8 - 4) = 0.982, with h = 0 with sigmoid(-4) = 0.018, so that w'x + b stays
+// far above 0 in the one and far below in the other.
+Params two_mode_model(float hidden_bias) {
+  Params p;
+  p.visible = 20;
+  p.hidden = 1;
+  p.W.assign(20, 8.0f);
+  p.b = {hidden_bias};
+  p.a.assign(20, -4.0f);
+  return p;
+}
+
+// With b = -60 the modes' free energies differ (F = 60 - 4 s with s pixels on and h = 1: -18 at
+// s = 19.6; 4 s = 1.4 at s = 0.36 with h = 0), and random starts put a chain with at most 7 pixels
+// on (probability 0.13) in the h = 0 mode: 256 chains have chains in both modes but with
+// probability 0.87^256 < 1e-15, and the chains differ far more than each changes.
+TEST(MixingTrace, ChainsStuckInTwoModesHaveNotMixed) {
+  const MixingTrace mixing = traced_run(two_mode_model(-60.0f), 256, 500, 1);
+  ASSERT_TRUE(mixing.judged());
+  EXPECT_GT(mixing.r_hat(), 3.0);
+  EXPECT_GT(mixing.r_hat(), mixing.threshold());
+}
+
+// What the check cannot see (host/mixing.hpp, README): with b = -80 the two modes have about the
+// same free energy (80 - 4 s = 1.6 and 1.4), so chains split between them, half and half, never
+// moving from one to the other, look mixed by F.
+TEST(MixingTrace, ModesOfOneFreeEnergyAreNotTold) {
+  const MixingTrace mixing = traced_run(two_mode_model(-80.0f), 256, 500, 1);
+  ASSERT_TRUE(mixing.judged());
+  EXPECT_LT(mixing.r_hat(), mixing.threshold());
+}
+
+TEST(MixingTrace, FewChainsOrStepsAreNotJudged) {
+  const Params p = test::random_params(10, 2, 1.0f, 8, true);
+  EXPECT_FALSE(MixingTrace(p, kMixingMinChains - 1, 1000).judged());
+  EXPECT_FALSE(MixingTrace(p, 1000, kMixingMinSteps - 1).judged());
+  EXPECT_EQ(MixingTrace(p, kMixingMinChains - 1, 1000).traced_chains(), 0);
+  const MixingTrace incomplete(p, 10, 100);
+  EXPECT_THROW(static_cast<void>(incomplete.r_hat()), std::logic_error);
+  MixingTrace mixing(p, 10, 100);
+  const std::vector<uint8_t> rows(static_cast<size_t>(10) * 10, 0);
+  EXPECT_THROW(mixing.record(51, 0, rows), std::invalid_argument);   // not a read step
+  EXPECT_THROW(mixing.record(100, 1, rows), std::invalid_argument);  // chain 10 is not traced
+}
+
+// `sample` prints the check's line after the one on what was sampled: the value this file's
+// in-process run of the same chains gives, and its verdict; a note when the chains have not mixed;
+// "not judged" with too few chains or steps; nothing without steps.
+TEST(SampleCli, SaysWhetherTheChainsMixed) {
+  const test::TempDir dir;
+  Params independent = test::random_params(50, 5, 1.0f, 8, true);
+  std::fill(independent.W.begin(), independent.W.end(), 0.0f);
+  std::filesystem::create_directories(dir / "independent");
+  write_model(dir / "independent", independent);
+  std::filesystem::create_directories(dir / "two_modes");
+  write_model(dir / "two_modes", two_mode_model(-60.0f));
+  const auto sample = [&](const std::string& model, const std::string& chains,
+                          const std::string& steps) {
+    return test::run_command(RBM_CPU_EXE, {"sample", (dir / model).string(), "--chains", chains,
+                                           "--steps", steps, "--out", (dir / "s.npy").string()});
+  };
+  const auto last_line = [](const std::string& text) {
+    const size_t start = text.rfind('\n', text.size() - 2);
+    return text.substr(start == std::string::npos ? 0 : start + 1);
+  };
+
+  test::CommandResult r = sample("independent", "300", "200");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  char value[32];
+  std::snprintf(value, sizeof value, "%.4f", traced_run(independent, 300, 200, 1).r_hat());
+  EXPECT_EQ(
+      last_line(r.output).rfind("mixing: the free energy's split R-hat over 20 reads of steps "
+                                "105..200 of chains 0..255 is " +
+                                    std::string(value) + ", not above the ",
+                                0),
+      0u)
+      << r.output;
+  EXPECT_NE(r.output.find("no sign that the chains have not mixed"), std::string::npos);
+
+  r = sample("two_modes", "256", "500");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(last_line(r.output).rfind("note: the chains have not mixed: the free energy's split "
+                                      "R-hat over 20 reads of steps 263..500 of chains 0..255 is ",
+                                      0),
+            0u)
+      << r.output;
+
+  r = sample("independent", "3", "100");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(last_line(r.output),
+            "mixing: not judged (the free energy's split R-hat needs 4 chains and 8 steps)\n");
+  r = sample("independent", "300", "0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::line_count(r.output), 1) << r.output;
+  EXPECT_EQ(r.output.find("mixing"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace rbm
