@@ -88,6 +88,27 @@ TEST(Metrics, TheProgressLineWritesHugeValuesWithAnExponent) {
   EXPECT_EQ(format_number(0.1, -1), "0.1");
 }
 
+// metrics.csv keeps free energies and log-likelihoods to 9 significant digits (a gap of a few
+// nats between F(heldout) and F(train) from 6-digit values would keep two decimals), the
+// reconstruction errors to 6.
+TEST(MetricsCsv, FreeEnergiesKeepNineDigits) {
+  MetricsRow row;
+  row.iteration = 5000;
+  row.seconds = 1.25;
+  row.recon_error_train = 0.0812345678;
+  row.recon_error_heldout = 0.0912345678;
+  row.free_energy_train = -162.48412345;
+  row.free_energy_heldout = -158.91234567;
+  row.pll_train = -75.123456789;
+  row.pll_heldout = -80.123456789;
+  EXPECT_EQ(metrics_csv_line(row),
+            "5000,1.2500,0.0812346,0.0912346,-162.484123,-158.912346,-75.1234568,-80.1234568\n");
+  row.recon_error_heldout.reset();
+  row.free_energy_heldout.reset();
+  row.pll_heldout.reset();
+  EXPECT_EQ(metrics_csv_line(row), "5000,1.2500,0.0812346,,-162.484123,,-75.1234568,\n");
+}
+
 // The UTF-8 that JSON text may hold (RFC 3629's table), and the byte sequences it may not.
 TEST(Checkpoint, ValidUtf8IsWhatJsonTextMayHold) {
   for (const char* valid : {"", "plain/path", "caf\xc3\xa9", "\xe2\x82\xac", "\xed\x9f\xbf",
