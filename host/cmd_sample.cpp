@@ -138,16 +138,17 @@ void print_mixing(const MixingTrace& mixing, int64_t steps) {
     std::printf("mixing: not judged: %s is undefined, every read giving one free energy\n", what);
   } else if (r_hat <= threshold) {
     std::printf(
-        "mixing: %s is %.4f, not above the %.4g that independent draws from the model "
-        "exceed at most once in 1000 runs: no sign that the chains have not mixed "
-        "(necessary, not sufficient: chains that all sit in one mode agree too)\n",
+        "mixing: %s is %.4f, not above the %.4g that independent normal draws exceed once "
+        "in 1000 runs: no sign that the chains have not mixed (necessary, not sufficient: "
+        "chains that all sit in one mode agree too)\n",
         what, r_hat, threshold);
   } else {
     std::printf(
         "note: the chains have not mixed: %s is %.4g, above the %.4g that independent "
-        "draws from the model exceed at most once in 1000 runs: the chains differ from "
-        "each other more than each changes over the reads, so their final states are "
-        "not yet draws from the model; run more steps\n",
+        "normal draws exceed once in 1000 runs: the chains differ from each other more "
+        "than each changes over the reads, which are not yet like independent draws from "
+        "the model, and the final states may not be draws from it either; run more "
+        "steps\n",
         what, r_hat, threshold);
   }
 }

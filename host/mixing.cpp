@@ -117,9 +117,8 @@ double MixingTrace::r_hat() const {
 
 double MixingTrace::threshold() const {
   if (!judged()) throw std::logic_error("MixingTrace::threshold: nothing to judge");
-  return std::max(kMixingRHatFloor,
-                  independent_r_hat_quantile(traced_chains_,
-                                             static_cast<int64_t>(read_steps_.size()), kMixingZ));
+  return independent_r_hat_quantile(traced_chains_, static_cast<int64_t>(read_steps_.size()),
+                                    kMixingZ);
 }
 
 }  // namespace rbm

@@ -191,7 +191,7 @@ TEST(MixingTrace, ChainsOfIndependentDrawsShowNoSignOfPoorMixing) {
   ASSERT_TRUE(mixing.judged());
   EXPECT_EQ(mixing.traced_chains(), kMixingChains);
   EXPECT_LT(mixing.r_hat(), independent_r_hat_quantile(kMixingChains, kMixingReads, 4.7534));
-  EXPECT_GE(mixing.threshold(), kMixingRHatFloor);
+  EXPECT_EQ(mixing.threshold(), independent_r_hat_quantile(kMixingChains, kMixingReads, kMixingZ));
 }
 
 // Two modes no chain leaves, 20 pixels with w_i = 8, a_i = -4: with h = 1 every pixel is on with
@@ -209,7 +209,7 @@ Params two_mode_model(float hidden_bias) {
 
 // With b = -60 the modes' free energies differ (F = 60 - 4 s with s pixels on and h = 1: -18 at
 // s = 19.6; 4 s = 1.4 at s = 0.36 with h = 0), and random starts put a chain with at most 7 pixels
-// on (probability 0.13) in the h = 0 mode: 256 chains have chains in both modes but with
+// on (probability 0.13) in the h = 0 mode: 256 chains have chains in both modes except with
 // probability 0.87^256 < 1e-15, and the chains differ far more than each changes.
 TEST(MixingTrace, ChainsStuckInTwoModesHaveNotMixed) {
   const MixingTrace mixing = traced_run(two_mode_model(-60.0f), 256, 500, 1);
@@ -218,9 +218,11 @@ TEST(MixingTrace, ChainsStuckInTwoModesHaveNotMixed) {
   EXPECT_GT(mixing.r_hat(), mixing.threshold());
 }
 
-// What the check cannot see (host/mixing.hpp, README): with b = -80 the two modes have about the
-// same free energy (80 - 4 s = 1.6 and 1.4), so chains split between them, half and half, never
-// moving from one to the other, look mixed by F.
+// What the check cannot see (host/mixing.hpp, README): with b = -80 the two modes have the same
+// distribution of free energies, F(x) = 4 s - softplus(8 s - 80) being the same at s and 20 - s
+// (softplus(t) - softplus(-t) = t) and the modes' s mirror images (Binomial(20, 0.982) and
+// Binomial(20, 0.018)), so chains split between them, never moving from one to the other, look
+// mixed by F.
 TEST(MixingTrace, ModesOfOneFreeEnergyAreNotTold) {
   const MixingTrace mixing = traced_run(two_mode_model(-80.0f), 256, 500, 1);
   ASSERT_TRUE(mixing.judged());
