@@ -245,8 +245,8 @@ std::string lost_output_text(const std::string& command, bool version_or_help, i
   if (code != 0 || version_or_help) return "";
   if (command == "eval") return ": the report is lost (eval writes no file)";
   if (command == "sample") {
-    return ": the outputs were written; only the final lines (what was sampled and written) "
-           "could not be printed";
+    return ": the outputs were written; only the final lines (what was sampled and written, "
+           "whether the chains mixed) could not be printed";
   }
   if (command == "mosaic") {
     return ": the mosaic was written; only the final line (what was drawn and written) could not "

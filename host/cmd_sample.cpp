@@ -134,22 +134,42 @@ void print_mixing(const MixingTrace& mixing, int64_t steps) {
                 at.size(), static_cast<long long>(at.front()), static_cast<long long>(at.back()),
                 static_cast<long long>(mixing.traced_chains() - 1));
   const double r_hat = mixing.r_hat(), threshold = mixing.threshold();
+  // The two numbers with as many decimals as it takes to tell them apart (4 at least).
+  int decimals = 4;
+  const auto fixed = [&](double v) {
+    char text[40];
+    std::snprintf(text, sizeof text, "%.*f", decimals, v);
+    return std::string(text);
+  };
+  while (decimals < 12 && std::isfinite(r_hat) && r_hat != threshold &&
+         fixed(r_hat) == fixed(threshold)) {
+    ++decimals;
+  }
   if (std::isnan(r_hat)) {
-    std::printf("mixing: not judged: %s is undefined, every read giving one free energy\n", what);
+    std::printf(
+        "mixing: not judged: %s is undefined, every read giving the same free energy (to "
+        "9 digits)\n",
+        what);
   } else if (r_hat <= threshold) {
     std::printf(
-        "mixing: %s is %.4f, not above the %.4g that independent normal draws exceed once "
-        "in 1000 runs: no sign that the chains have not mixed (necessary, not sufficient: "
+        "mixing: %s is %s, not above the %s that independent normal draws exceed once in "
+        "1000 runs: no sign that the chains have not mixed (necessary, not sufficient: "
         "chains that all sit in one mode agree too)\n",
-        what, r_hat, threshold);
+        what, fixed(r_hat).c_str(), fixed(threshold).c_str());
+  } else if (std::isinf(r_hat)) {
+    std::printf(
+        "note: the chains have not mixed: %s is inf: each chain kept one free energy over "
+        "the reads of each half while the chains differ, so they are stuck where they are "
+        "(a model whose units are all but certain given the others), and more steps may "
+        "not move them\n",
+        what);
   } else {
     std::printf(
-        "note: the chains have not mixed: %s is %.4g, above the %.4g that independent "
-        "normal draws exceed once in 1000 runs: the chains differ from each other more "
-        "than each changes over the reads, which are not yet like independent draws from "
-        "the model, and the final states may not be draws from it either; run more "
-        "steps\n",
-        what, r_hat, threshold);
+        "note: the chains have not mixed: %s is %s, above the %s that independent normal "
+        "draws exceed once in 1000 runs: the chains differ from each other more than each "
+        "changes over the reads, which are not yet like independent draws from the model, "
+        "and the final states may not be draws from it either; run more steps\n",
+        what, fixed(r_hat).c_str(), fixed(threshold).c_str());
   }
 }
 
@@ -425,8 +445,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
     std::printf(
         "note: the model has no visible biases (a = 0): h = 0 gives every image weight 1, so "
         "much of its probability can sit on noise, and chains from random starts often stay "
-        "noise; --init data starts them at the images, and training with --visible-bias removes "
-        "that floor\n");
+        "noise (all in that one mode, where the mixing check sees nothing amiss); --init data "
+        "starts them at the images, and training with --visible-bias removes that floor\n");
   }
   return 0;
 }

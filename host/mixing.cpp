@@ -28,6 +28,11 @@ double split_r_hat(std::span<const double> trace, int64_t chains, int64_t reads)
       trace.size() != static_cast<size_t>(chains) * static_cast<size_t>(reads)) {
     throw std::invalid_argument("split_r_hat: chains >= 1 and an even reads >= 4 of the trace");
   }
+  const auto [low, high] = std::minmax_element(trace.begin(), trace.end());
+  const double scale = std::max(std::fabs(*low), std::fabs(*high));
+  if (*high - *low <= scale * kMixingSameRelative) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   const int64_t n = reads / 2, m = 2 * chains;
   // Half-chain j is chain j / 2's first (j even) or second half.
   std::vector<double> means(static_cast<size_t>(m));

@@ -43,8 +43,12 @@ std::vector<int64_t> mixing_read_steps(int64_t steps);
 // chain cut into its first and second halves, m = 2 chains half-chains of n = reads / 2 values,
 //   B = n / (m - 1) sum_j (mean_j - mean)^2,  W = (1 / m) sum_j s_j^2  (s_j^2 over n - 1),
 //   R-hat = sqrt(((n - 1) / n W + B / n) / W).
-// +inf when W = 0 < B; NaN when both are 0 (every value the same). std::invalid_argument for
-// shapes that do not fit.
+// +inf when W = 0 < B (every half-chain kept one value: stuck chains); NaN when the values differ
+// by no more than kMixingSameRelative of the largest |value| (a model whose F is the same for every
+// state, W = 0 and a = 0: the half-chains' means, rounded, differ from the values in their last
+// bits, and R-hat would be a ratio of rounding errors, 23.8 for an exploratory tester's).
+// std::invalid_argument for shapes that do not fit.
+inline constexpr double kMixingSameRelative = 1e-9;
 double split_r_hat(std::span<const double> trace, int64_t chains, int64_t reads);
 
 // The R-hat that `chains` chains of `reads` independent normal draws exceed with probability

@@ -1174,7 +1174,8 @@ TEST(BadInput, ModelsPathsAndEnvironmentThatCannotBeUsed) {
   EXPECT_EQ(sample_full.exit_code, 2) << sample_full.output;
   EXPECT_EQ(sample_full.output,
             "rbm_cpu sample: cannot write standard output: the outputs were written; only the "
-            "final lines (what was sampled and written) could not be printed\n");
+            "final lines (what was sampled and written, whether the chains mixed) could not be "
+            "printed\n");
   EXPECT_TRUE(std::filesystem::exists(full_out));
   const std::string full_png = (dir / "full.png").string();
   const test::CommandResult mosaic_full =

@@ -41,6 +41,11 @@ TEST(SplitRHat, ConstantTracesAreUndefinedAndFrozenChainsInfinite) {
   EXPECT_TRUE(std::isnan(split_r_hat(std::vector<double>(8, 5.0), 2, 4)));
   // Each half-chain constant, the halves different: W = 0 < B.
   EXPECT_EQ(split_r_hat(std::vector<double>{1, 1, 1, 1, 2, 2, 2, 2}, 2, 4), INFINITY);
+  // Values that differ in their last bits only: no ratio of rounding errors.
+  const double f = -34.657359027997266;
+  EXPECT_TRUE(std::isnan(split_r_hat(
+      std::vector<double>{f, f, std::nextafter(f, 0.0), f, f, std::nextafter(f, -40.0), f, f}, 2,
+      4)));
   EXPECT_THROW(split_r_hat(std::vector<double>(6, 0.0), 2, 3), std::invalid_argument);
   EXPECT_THROW(split_r_hat(std::vector<double>(6, 0.0), 3, 4), std::invalid_argument);
 }
@@ -229,6 +234,36 @@ TEST(MixingTrace, ModesOfOneFreeEnergyAreNotTold) {
   EXPECT_LT(mixing.r_hat(), mixing.threshold());
 }
 
+// Chains that never change: 20 pixels with w_i = 100, a_i = -50, b = -800, so that a chain with
+// 8 or more pixels on at the start (s >= 8: w'x + b >= 0) is all on for good (F = 1000 -
+// softplus(1200) = -200) and one with fewer all off (F = -softplus(-800), about 0): the
+// conditionals are 0 or 1 in float. Each half-chain holds one value, the chains two: W = 0 < B.
+Params frozen_model() {
+  Params p;
+  p.visible = 20;
+  p.hidden = 1;
+  p.W.assign(20, 100.0f);
+  p.b = {-800.0f};
+  p.a.assign(20, -50.0f);
+  return p;
+}
+
+TEST(MixingTrace, StuckChainsAreInfinite) {
+  const MixingTrace mixing = traced_run(frozen_model(), 256, 100, 1);
+  EXPECT_EQ(mixing.r_hat(), INFINITY);
+}
+
+// W = 0 and a = 0: every state has F = -sum_j softplus(b_j), and R-hat is undefined.
+Params flat_model() {
+  Params p = test::random_params(50, 5, 1.0f, 8, false);
+  std::fill(p.W.begin(), p.W.end(), 0.0f);
+  return p;
+}
+
+TEST(MixingTrace, OneFreeEnergyForEveryStateIsNotJudged) {
+  EXPECT_TRUE(std::isnan(traced_run(flat_model(), 300, 100, 1).r_hat()));
+}
+
 TEST(MixingTrace, FewChainsOrStepsAreNotJudged) {
   const Params p = test::random_params(10, 2, 1.0f, 8, true);
   EXPECT_FALSE(MixingTrace(p, kMixingMinChains - 1, 1000).judged());
@@ -282,6 +317,26 @@ TEST(SampleCli, SaysWhetherTheChainsMixed) {
                                       "R-hat over 20 reads of steps 263..500 of chains 0..255 is ",
                                       0),
             0u)
+      << r.output;
+
+  std::filesystem::create_directories(dir / "frozen");
+  write_model(dir / "frozen", frozen_model());
+  r = sample("frozen", "256", "100");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(last_line(r.output).rfind("note: the chains have not mixed: the free energy's split "
+                                      "R-hat over 20 reads of steps 53..100 of chains 0..255 is "
+                                      "inf: each chain kept one free energy",
+                                      0),
+            0u)
+      << r.output;
+  std::filesystem::create_directories(dir / "flat");
+  write_model(dir / "flat", flat_model());
+  r = sample("flat", "300", "100");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\nmixing: not judged: the free energy's split R-hat over 20 reads of "
+                          "steps 53..100 of chains 0..255 is undefined, every read giving the same "
+                          "free energy (to 9 digits)\n"),
+            std::string::npos)
       << r.output;
 
   r = sample("independent", "3", "100");
