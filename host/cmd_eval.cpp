@@ -225,7 +225,11 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   };
   const Selection scored{digit, split};
   const Dataset& images = load(scored);
-  const Dataset& train = load({digit, Split::train});
+  // The train split's files serve AIS's base-rate model and the model's training images where
+  // they include them; the test images score without them (an exact log Z, no gap).
+  const std::optional<std::string> train_file_missing = missing_mnist_file(f.data, Split::train);
+  const Dataset no_train_images;
+  const Dataset& train = train_file_missing ? no_train_images : load({digit, Split::train});
   if (images.rows == 0) {
     throw InputError("no images match --digit " + digit_text + " and --split " + f.split);
   }
@@ -238,7 +242,8 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
     options.base_rate = base_rate_biases(train);
   } else if (!log_z_is_exact(params, options)) {
     throw InputError("AIS takes its base-rate model from the train split's images of --digit " +
-                     digit_text + ", and " + f.data + " has none" +
+                     digit_text + ", and " + f.data +
+                     (train_file_missing ? " has no " + *train_file_missing : " has none") +
                      (exact_log_z_possible(params) ? " (--method exact needs none)" : ""));
   }
 
@@ -274,6 +279,12 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // The recorded selection names the training images only in a copy of MNIST that holds them:
   // the trainer recorded their pixels' SHA-256, which these must match (another IDX set in --data
   // would otherwise be called the model's training images).
+  // Nor without their files (only the test split's in --data): then no gap and no overlap.
+  std::optional<std::string> trained_file_missing;
+  if (trained) {
+    trained_file_missing = missing_mnist_file(f.data, trained->split);
+    if (trained_file_missing) trained.reset();
+  }
   bool other_images = false;
   if (trained && images_choice.trained_sha256 &&
       sha256_hex(load(*trained).pixels) != *images_choice.trained_sha256) {
@@ -334,6 +345,14 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
         *images_choice.bad_trained_split +
         " is not all, train or test: the model's training images are unknown, so there is no "
         "free-energy gap and no overlap with them");
+  }
+  if (trained_file_missing) {
+    notes.push_back("the model's training images (run.json: digit " +
+                    images_choice.trained_digit->text + ", split " +
+                    split_name(*images_choice.trained_split) + ") need " +
+                    (std::filesystem::path(f.data) / *trained_file_missing).string() +
+                    ", which is not there: no free-energy gap, and the overlap with them is "
+                    "unknown");
   }
   if (other_images) {
     notes.push_back("the images of run.json's digit and split in " + images_choice.data_dir +
@@ -547,7 +566,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
               params.visible);
   std::printf("recon err  %.5f (mean-field, per pixel)\n", recon);
   // The gap shows overfitting when the scored images were held out (the notes say when not).
-  if (other_images || images_choice.bad_trained_split) {
+  if (other_images || images_choice.bad_trained_split || trained_file_missing) {
     std::printf("free energy %s here; no gap (see the note)\n", fixed(free_energy).c_str());
   } else if (trained && !compared) {
     std::printf("free energy %s here; no gap: the model was not trained on %s (see the note)\n",

@@ -27,6 +27,12 @@ const char* split_name(Split split);
 // naming the file and the problem; a missing directory's message says to run scripts/fetch_mnist.
 Dataset load_mnist(const std::filesystem::path& dir, std::optional<int> digit, Split split);
 
+// The name of the first of the split's IDX files (images, then labels; train's before test's)
+// that is not in dir, raw or .gz, or none when all are there (or dir is not a directory, which
+// load_mnist names). A symbolic link that leads nowhere is there: load_mnist says what it is.
+// For `eval`, which can score the test images without the train split's files.
+std::optional<std::string> missing_mnist_file(const std::filesystem::path& dir, Split split);
+
 // The per-pixel mean of the images (cols,), as double.
 std::vector<double> pixel_means(const Dataset& data);
 

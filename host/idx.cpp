@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstdio>
 #include <optional>
@@ -497,6 +498,25 @@ Dataset load_mnist(const std::filesystem::path& dir, std::optional<int> digit, S
   if (split != Split::test) append_split(dir, "train", digit, data);
   if (split != Split::train) append_split(dir, "t10k", digit, data);
   return data;
+}
+
+std::optional<std::string> missing_mnist_file(const std::filesystem::path& dir, Split split) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return std::nullopt;
+  std::vector<std::string> prefixes;
+  if (split != Split::test) prefixes.push_back("train");
+  if (split != Split::train) prefixes.push_back("t10k");
+  for (const std::string& prefix : prefixes) {
+    for (const std::string& name : {prefix + "-images-idx3-ubyte", prefix + "-labels-idx1-ubyte"}) {
+      const bool there = std::ranges::any_of(
+          std::array{dir / name, dir / (name + ".gz")}, [](const std::filesystem::path& path) {
+            std::error_code error;
+            return std::filesystem::exists(std::filesystem::symlink_status(path, error));
+          });
+      if (!there) return name;
+    }
+  }
+  return std::nullopt;
 }
 
 std::vector<double> pixel_means(const Dataset& data) {

@@ -606,6 +606,52 @@ TEST(EvalCli, TrainingImagesMustMatchTheRecordedHash) {
   }
 }
 
+// With only the test split's files in --data, the test images score (an exact log Z needs no
+// training images): the same numbers as with all four files, no gap and a note on the training
+// images' missing file; AIS, whose base-rate model takes the train split's images, is refused
+// naming the file, and so is a train split to score.
+TEST(EvalCli, TestImagesScoreWithoutTheTrainFiles) {
+  const test::TempDir dir;
+  write_small_model(dir / "model", false);
+  const std::string model = (dir / "model").string();
+  test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 3, "split": "all"}})");
+  const std::filesystem::path test_only = dir / "t10k";
+  std::filesystem::create_directories(test_only);
+  for (const char* name : {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    std::filesystem::path source = std::filesystem::path(RBM_MNIST_DIR) / name;
+    if (!std::filesystem::exists(source)) source += ".gz";
+    std::filesystem::create_symlink(std::filesystem::absolute(source),
+                                    test_only / source.filename());
+  }
+  const nlohmann::json all_files = eval_json({model, "--split", "test"});
+  test::CommandResult r = run_cpu({"eval", model, "--data", test_only.string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json out = nlohmann::json::parse(r.output);
+  EXPECT_EQ(out["avg_log_p"], all_files["avg_log_p"]);
+  EXPECT_EQ(out["log_z"], all_files["log_z"]);
+  EXPECT_FALSE(all_files["free_energy_gap"].is_null());
+  EXPECT_TRUE(out["free_energy_gap"].is_null());
+  EXPECT_TRUE(out["training_images"].is_null());
+  EXPECT_TRUE(out["scored_training_image_count"].is_null());
+  EXPECT_NE(out["notes"].dump().find(
+                "the model's training images (run.json: digit 3, split all) need " +
+                (test_only / "train-images-idx3-ubyte").string() +
+                ", which is not there: no free-energy gap, and the overlap with them is unknown"),
+            std::string::npos)
+      << out["notes"];
+
+  r = run_cpu({"eval", model, "--data", test_only.string(), "--method", "ais"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.output,
+            "rbm_cpu eval: AIS takes its base-rate model from the train split's images "
+            "of --digit 3, and " +
+                test_only.string() +
+                " has no train-images-idx3-ubyte (--method exact needs none)\n");
+  r = run_cpu({"eval", model, "--data", test_only.string(), "--split", "train"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("train-images-idx3-ubyte: not found"), std::string::npos) << r.output;
+}
+
 TEST(EvalCli, BadInputGetsOneLineAndExitCode2) {
   const test::TempDir dir;
   write_small_model(dir / "model", false);
