@@ -190,26 +190,11 @@ MixingTrace traced_run(const Params& p, int64_t chains, int64_t steps, uint32_t 
 // R-hat of 256 chains' 20 reads stays under the quantile that independent normal draws exceed
 // with probability 1e-6 (z = 4.753).
 TEST(MixingTrace, ChainsOfIndependentDrawsShowNoSignOfPoorMixing) {
-  Params p = test::random_params(50, 5, 1.0f, 8, true);
-  std::fill(p.W.begin(), p.W.end(), 0.0f);
-  const MixingTrace mixing = traced_run(p, 300, 200, 4);
+  const MixingTrace mixing = traced_run(test::independent_pixels_model(), 300, 200, 4);
   ASSERT_TRUE(mixing.judged());
   EXPECT_EQ(mixing.traced_chains(), kMixingChains);
   EXPECT_LT(mixing.r_hat(), independent_r_hat_quantile(kMixingChains, kMixingReads, 4.7534));
   EXPECT_EQ(mixing.threshold(), independent_r_hat_quantile(kMixingChains, kMixingReads, kMixingZ));
-}
-
-// Two modes no chain leaves, 20 pixels with w_i = 8, a_i = -4: with h = 1 every pixel is on with
-// probability sigmoid(8 - 4) = 0.982, with h = 0 with sigmoid(-4) = 0.018, so that w'x + b stays
-// far above 0 in the one and far below in the other.
-Params two_mode_model(float hidden_bias) {
-  Params p;
-  p.visible = 20;
-  p.hidden = 1;
-  p.W.assign(20, 8.0f);
-  p.b = {hidden_bias};
-  p.a.assign(20, -4.0f);
-  return p;
 }
 
 // With b = -60 the modes' free energies differ (F = 60 - 4 s with s pixels on and h = 1: -18 at
@@ -217,7 +202,7 @@ Params two_mode_model(float hidden_bias) {
 // on (probability 0.13) in the h = 0 mode: 256 chains have chains in both modes except with
 // probability 0.87^256 < 1e-15, and the chains differ far more than each changes.
 TEST(MixingTrace, ChainsStuckInTwoModesHaveNotMixed) {
-  const MixingTrace mixing = traced_run(two_mode_model(-60.0f), 256, 500, 1);
+  const MixingTrace mixing = traced_run(test::two_mode_model(-60.0f), 256, 500, 1);
   ASSERT_TRUE(mixing.judged());
   EXPECT_GT(mixing.r_hat(), 3.0);
   EXPECT_GT(mixing.r_hat(), mixing.threshold());
@@ -229,39 +214,18 @@ TEST(MixingTrace, ChainsStuckInTwoModesHaveNotMixed) {
 // Binomial(20, 0.018)), so chains split between them, never moving from one to the other, look
 // mixed by F.
 TEST(MixingTrace, ModesOfOneFreeEnergyAreNotTold) {
-  const MixingTrace mixing = traced_run(two_mode_model(-80.0f), 256, 500, 1);
+  const MixingTrace mixing = traced_run(test::two_mode_model(-80.0f), 256, 500, 1);
   ASSERT_TRUE(mixing.judged());
   EXPECT_LT(mixing.r_hat(), mixing.threshold());
 }
 
-// Chains that never change: 20 pixels with w_i = 100, a_i = -50, b = -800, so that a chain with
-// 8 or more pixels on at the start (s >= 8: w'x + b >= 0) is all on for good (F = 1000 -
-// softplus(1200) = -200) and one with fewer all off (F = -softplus(-800), about 0): the
-// conditionals are 0 or 1 in float. Each half-chain holds one value, the chains two: W = 0 < B.
-Params frozen_model() {
-  Params p;
-  p.visible = 20;
-  p.hidden = 1;
-  p.W.assign(20, 100.0f);
-  p.b = {-800.0f};
-  p.a.assign(20, -50.0f);
-  return p;
-}
-
 TEST(MixingTrace, StuckChainsAreInfinite) {
-  const MixingTrace mixing = traced_run(frozen_model(), 256, 100, 1);
+  const MixingTrace mixing = traced_run(test::frozen_model(), 256, 100, 1);
   EXPECT_EQ(mixing.r_hat(), INFINITY);
 }
 
-// W = 0 and a = 0: every state has F = -sum_j softplus(b_j), and R-hat is undefined.
-Params flat_model() {
-  Params p = test::random_params(50, 5, 1.0f, 8, false);
-  std::fill(p.W.begin(), p.W.end(), 0.0f);
-  return p;
-}
-
 TEST(MixingTrace, OneFreeEnergyForEveryStateIsNotJudged) {
-  EXPECT_TRUE(std::isnan(traced_run(flat_model(), 300, 100, 1).r_hat()));
+  EXPECT_TRUE(std::isnan(traced_run(test::flat_model(), 300, 100, 1).r_hat()));
 }
 
 TEST(MixingTrace, FewChainsOrStepsAreNotJudged) {
@@ -282,71 +246,51 @@ TEST(MixingTrace, FewChainsOrStepsAreNotJudged) {
 // "not judged" with too few chains or steps; nothing without steps.
 TEST(SampleCli, SaysWhetherTheChainsMixed) {
   const test::TempDir dir;
-  Params independent = test::random_params(50, 5, 1.0f, 8, true);
-  std::fill(independent.W.begin(), independent.W.end(), 0.0f);
-  std::filesystem::create_directories(dir / "independent");
-  write_model(dir / "independent", independent);
-  std::filesystem::create_directories(dir / "two_modes");
-  write_model(dir / "two_modes", two_mode_model(-60.0f));
-  const auto sample = [&](const std::string& model, const std::string& chains,
-                          const std::string& steps) {
-    return test::run_command(RBM_CPU_EXE, {"sample", (dir / model).string(), "--chains", chains,
-                                           "--steps", steps, "--out", (dir / "s.npy").string()});
+  const Params independent = test::independent_pixels_model();
+  for (const auto& [name, params] : {std::pair{"independent", independent},
+                                     {"two_modes", test::two_mode_model(-60.0f)},
+                                     {"frozen", test::frozen_model()},
+                                     {"flat", test::flat_model()}}) {
+    std::filesystem::create_directories(dir / name);
+    write_model(dir / name, params);
+  }
+  // The line after the first ("sampled ...") of `sample MODEL --chains N --steps K` (exit code
+  // 0), the first without steps, or "" when it fails.
+  const auto mixing_line = [&](const std::string& model, const std::string& chains,
+                               const std::string& steps) {
+    const test::CommandResult r =
+        test::run_command(RBM_CPU_EXE, {"sample", (dir / model).string(), "--chains", chains,
+                                        "--steps", steps, "--out", (dir / "s.npy").string()});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    if (r.exit_code != 0) return std::string();
+    return steps == "0" ? r.output : r.output.substr(r.output.find('\n') + 1);
   };
-  const auto last_line = [](const std::string& text) {
-    const size_t start = text.rfind('\n', text.size() - 2);
-    return text.substr(start == std::string::npos ? 0 : start + 1);
-  };
-
-  test::CommandResult r = sample("independent", "300", "200");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
   char value[32];
   std::snprintf(value, sizeof value, "%.4f", traced_run(independent, 300, 200, 1).r_hat());
-  EXPECT_EQ(
-      last_line(r.output).rfind("mixing: the free energy's split R-hat over 20 reads of steps "
-                                "105..200 of chains 0..255 is " +
-                                    std::string(value) + ", not above the ",
-                                0),
-      0u)
-      << r.output;
-  EXPECT_NE(r.output.find("no sign that the chains have not mixed"), std::string::npos);
-
-  r = sample("two_modes", "256", "500");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(last_line(r.output).rfind("note: the chains have not mixed: the free energy's split "
-                                      "R-hat over 20 reads of steps 263..500 of chains 0..255 is ",
-                                      0),
-            0u)
-      << r.output;
-
-  std::filesystem::create_directories(dir / "frozen");
-  write_model(dir / "frozen", frozen_model());
-  r = sample("frozen", "256", "100");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(last_line(r.output).rfind("note: the chains have not mixed: the free energy's split "
-                                      "R-hat over 20 reads of steps 53..100 of chains 0..255 is "
-                                      "inf: each chain kept one free energy",
-                                      0),
-            0u)
-      << r.output;
-  std::filesystem::create_directories(dir / "flat");
-  write_model(dir / "flat", flat_model());
-  r = sample("flat", "300", "100");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("\nmixing: not judged: the free energy's split R-hat over 20 reads of "
-                          "steps 53..100 of chains 0..255 is undefined, every read giving the same "
-                          "free energy (to 9 digits)\n"),
-            std::string::npos)
-      << r.output;
-
-  r = sample("independent", "3", "100");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(last_line(r.output),
-            "mixing: not judged (the free energy's split R-hat needs 4 chains and 8 steps)\n");
-  r = sample("independent", "300", "0");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(test::line_count(r.output), 1) << r.output;
-  EXPECT_EQ(r.output.find("mixing"), std::string::npos) << r.output;
+  const std::string what = "the free energy's split R-hat over 20 reads of steps ";
+  const struct {
+    const char *model, *chains, *steps;
+    std::string starts;
+  } cases[] = {
+      {"independent", "300", "200",
+       "mixing: " + what + "105..200 of chains 0..255 is " + value + ", not above the "},
+      {"two_modes", "256", "500",
+       "note: the chains have not mixed: " + what + "263..500 of chains 0..255 is "},
+      {"frozen", "256", "100",
+       "note: the chains have not mixed: " + what +
+           "53..100 of chains 0..255 is inf: each chain kept one free energy"},
+      {"flat", "300", "100",
+       "mixing: not judged: " + what +
+           "53..100 of chains 0..255 is undefined, every read giving the same free energy (to 9 "
+           "digits)\n"},
+      {"independent", "3", "100",
+       "mixing: not judged (the free energy's split R-hat needs 4 chains and 8 steps)\n"},
+  };
+  for (const auto& c : cases) {
+    const std::string line = mixing_line(c.model, c.chains, c.steps);
+    EXPECT_EQ(line.rfind(c.starts, 0), 0u)
+        << c.model << " " << c.chains << " " << c.steps << ": " << line;
+  }
 }
 
 }  // namespace

@@ -132,6 +132,42 @@ inline Params with_tf32_weights(Params p, bool truncate, int* ties = nullptr) {
   return p;
 }
 
+// Models of known mixing for the sampler's mixing check (host/mixing.hpp; CPU and CUDA tests).
+// W = 0: 50 visible units with biases ~ N(0, 1). Every visible state after a Gibbs step is an
+// independent draw from the model; without visible biases (a = 0) every state has the same free
+// energy, -sum_j softplus(b_j).
+inline Params zero_weight_model(bool visible_bias) {
+  Params p = random_params(50, 5, 1.0f, 8, visible_bias);
+  std::fill(p.W.begin(), p.W.end(), 0.0f);
+  return p;
+}
+inline Params independent_pixels_model() { return zero_weight_model(true); }
+inline Params flat_model() { return zero_weight_model(false); }
+
+// 20 visible units and one hidden unit, every w_i = w and a_i = a.
+inline Params one_hidden_unit_model(float w, float b, float a) {
+  Params p;
+  p.visible = 20;
+  p.hidden = 1;
+  p.W.assign(20, w);
+  p.b = {b};
+  p.a.assign(20, a);
+  return p;
+}
+
+// Two modes no chain leaves, w = 8, a = -4: with h = 1 every pixel is on with probability
+// sigmoid(8 - 4) = 0.982, with h = 0 with sigmoid(-4) = 0.018, so that w'x + b stays far above 0
+// in the one and far below in the other.
+inline Params two_mode_model(float hidden_bias) {
+  return one_hidden_unit_model(8.0f, hidden_bias, -4.0f);
+}
+
+// Chains that never change: w = 100, a = -50, b = -800, so that a chain with 8 or more pixels on
+// at the start (s >= 8: w'x + b >= 0) is all on for good (F = 1000 - softplus(1200) = -200) and one
+// with fewer all off (F = -softplus(-800), about 0): the conditionals are 0 or 1 in float. Each
+// half-chain holds one value, the chains two: W = 0 < B.
+inline Params frozen_model() { return one_hidden_unit_model(100.0f, -800.0f, -50.0f); }
+
 // The upper quantile of the chi-square distribution with k degrees of freedom at the normal
 // quantile z (upper tail P(N(0, 1) > z)), by the Wilson-Hilferty cube approximation (accurate to
 // about 1% here), widened by 5% to cover the approximation's error.

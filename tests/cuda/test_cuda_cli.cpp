@@ -194,16 +194,8 @@ TEST(CudaCli, ModelEqualsRbmCpusOnTheSameFlags) {
 TEST(CudaCli, SampleJudgesMixingAsRbmCpuDoes) {
   RBM_REQUIRE_CUDA_DEVICE();
   const test::TempDir dir;
-  Params independent = test::random_params(50, 5, 1.0f, 8, true);
-  std::fill(independent.W.begin(), independent.W.end(), 0.0f);
-  Params two_modes;
-  two_modes.visible = 20;
-  two_modes.hidden = 1;
-  two_modes.W.assign(20, 8.0f);
-  two_modes.b = {-60.0f};
-  two_modes.a.assign(20, -4.0f);
-  for (const auto& [name, params] :
-       {std::pair{"independent", independent}, {"two_modes", two_modes}}) {
+  for (const auto& [name, params] : {std::pair{"independent", test::independent_pixels_model()},
+                                     {"two_modes", test::two_mode_model(-60.0f)}}) {
     SCOPED_TRACE(name);
     std::filesystem::create_directories(dir / name);
     write_model(dir / name, params);
