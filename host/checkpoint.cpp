@@ -552,6 +552,13 @@ void require_metrics_values(const std::filesystem::path& path, int line,
 
 MetricsUpTo metrics_up_to(const std::filesystem::path& dir, int64_t iteration, int64_t log_every) {
   const std::filesystem::path path = dir / "metrics.csv";
+  // The resumed run appends to its rows: without them its curves would start mid-run.
+  std::error_code error;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(path, error))) {
+    throw InputError(path.string() +
+                     ": missing: it holds the run's metrics up to the checkpoint, which the "
+                     "resumed run continues; put it back (a copy of the run directory has it)");
+  }
   const std::string file = metrics_csv_as_written(read_file(path));
   if (file.find('\r') != std::string::npos) {
     throw InputError(path.string() +

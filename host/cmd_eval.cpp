@@ -136,13 +136,14 @@ std::optional<Selection> overlap(const Selection& a, const Selection& b) {
   return Selection{a.digit ? a.digit : b.digit, a.split == Split::all ? b.split : a.split};
 }
 
-// {"digit": 3 or "all", "split": ..., "n_images": rows}, or null for no selection.
+// {"digit": 3 or "all", "split": ..., "n_images": rows (null when unknown: their files are not
+// there)}, or null for no selection.
 nlohmann::json selection_json(const std::optional<Selection>& selection,
                               const std::optional<int64_t>& rows) {
   if (!selection) return nullptr;
   return {{"digit", selection->digit ? nlohmann::json(*selection->digit) : nlohmann::json("all")},
           {"split", split_name(selection->split)},
-          {"n_images", rows.value_or(0)}};
+          {"n_images", rows ? nlohmann::json(*rows) : nlohmann::json(nullptr)}};
 }
 
 // "digit 3", "all ten digits".
@@ -279,14 +280,12 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // The recorded selection names the training images only in a copy of MNIST that holds them:
   // the trainer recorded their pixels' SHA-256, which these must match (another IDX set in --data
   // would otherwise be called the model's training images).
-  // Nor without their files (only the test split's in --data): then no gap and no overlap.
-  std::optional<std::string> trained_file_missing;
-  if (trained) {
-    trained_file_missing = missing_mnist_file(f.data, trained->split);
-    if (trained_file_missing) trained.reset();
-  }
+  // Without their files (only the test split's in --data) the record stands unchecked: the overlap
+  // with the scored images is the selections', and there is no gap (nothing to average over).
+  const std::optional<std::string> trained_file_missing =
+      trained ? missing_mnist_file(f.data, trained->split) : std::nullopt;
   bool other_images = false;
-  if (trained && images_choice.trained_sha256 &&
+  if (trained && !trained_file_missing && images_choice.trained_sha256 &&
       sha256_hex(load(*trained).pixels) != *images_choice.trained_sha256) {
     trained.reset();
     other_images = true;
@@ -297,7 +296,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   // threes 7.5 nats above all its training digits, 1.9 below its training threes), so where the
   // model was not trained on every scored digit there is no gap, and a note says why.
   std::optional<Selection> compared;
-  if (trained && (!trained->digit || trained->digit == scored.digit)) {
+  if (trained && !trained_file_missing && (!trained->digit || trained->digit == scored.digit)) {
     compared = Selection{scored.digit, trained->split};
   }
   // An IDX set whose training split holds none of the scored digit: nothing to compare with.
@@ -309,7 +308,8 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   std::optional<int64_t> trained_rows, compared_rows, scored_trained_rows;
   std::optional<double> free_energy_trained, free_energy_gap;
   if (trained) {
-    trained_rows = load(*trained).rows;
+    if (!trained_file_missing) trained_rows = load(*trained).rows;
+    // Within the scored images' selection, whose files are there.
     const std::optional<Selection> both = overlap(scored, *trained);
     scored_trained_rows = both ? load(*both).rows : 0;
   }
@@ -351,8 +351,9 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
                     images_choice.trained_digit->text + ", split " +
                     split_name(*images_choice.trained_split) + ") need " +
                     (std::filesystem::path(f.data) / *trained_file_missing).string() +
-                    ", which is not there: no free-energy gap, and the overlap with them is "
-                    "unknown");
+                    ", which is not there: no free-energy gap, and which scored images were "
+                    "training images is taken from run.json's record, without the check of its "
+                    "SHA-256 of them");
   }
   if (other_images) {
     notes.push_back("the images of run.json's digit and split in " + images_choice.data_dir +
@@ -362,7 +363,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   if (no_compared_images) {
     notes.push_back("the model's training images (" + trained_text + ") hold no image of " +
                     digits_text(scored.digit) + ": no free-energy gap");
-  } else if (trained && !compared) {
+  } else if (trained && !compared && !trained_file_missing) {
     notes.push_back("the scored images are " + digits_text(scored.digit) +
                     "; the model was trained on " + digits_text(trained->digit) + " (" +
                     trained_text +

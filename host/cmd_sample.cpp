@@ -445,7 +445,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
     std::printf(
         "note: the model has no visible biases (a = 0): h = 0 gives every image weight 1, so "
         "much of its probability can sit on noise, and chains from random starts often stay "
-        "noise (all in that one mode, where the mixing check sees nothing amiss); --init data "
+        "noise (all in that one mode, which the mixing check cannot tell from mixing); --init data "
         "starts them at the images, and training with --visible-bias removes that floor\n");
   }
   return 0;

@@ -41,8 +41,9 @@ struct ChainReads {
 };
 
 // The blocks one after another, for a caller that holds one block's states at a time (`sample`
-// streams each block to its output as it finishes): the same states, pieces and after_piece calls
-// as gibbs_in_blocks. The piece sizer carries over from block to block.
+// streams each block to its output as it finishes): the same states as gibbs_in_blocks, and without
+// reads the same pieces and after_piece calls (reads end pieces at their steps). The piece sizer
+// carries over from block to block.
 class GibbsBlockRun {
  public:
   // `steps` Gibbs steps x -> h -> x' of each of n_chains chains, from step 0, draws keyed by

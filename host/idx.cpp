@@ -510,8 +510,11 @@ std::optional<std::string> missing_mnist_file(const std::filesystem::path& dir, 
     for (const std::string& name : {prefix + "-images-idx3-ubyte", prefix + "-labels-idx1-ubyte"}) {
       const bool there = std::ranges::any_of(
           std::array{dir / name, dir / (name + ".gz")}, [](const std::filesystem::path& path) {
+            // Only a name that is not there is missing: one that cannot be looked at (no
+            // permission) is there, for load_mnist to say what is wrong with it.
             std::error_code error;
-            return std::filesystem::exists(std::filesystem::symlink_status(path, error));
+            return std::filesystem::symlink_status(path, error).type() !=
+                   std::filesystem::file_type::not_found;
           });
       if (!there) return name;
     }

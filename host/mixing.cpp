@@ -1,3 +1,4 @@
+// The split R-hat of `sample`'s free-energy trace and its threshold (host/mixing.hpp).
 #include "host/mixing.hpp"
 
 #include <algorithm>

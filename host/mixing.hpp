@@ -63,7 +63,7 @@ double independent_r_hat_quantile(int64_t chains, int64_t reads, double z);
 // mixing_read_steps(K).
 class MixingTrace {
  public:
-  // `chains` (N) and `steps` (K) of the run; `params` must outlive the trace.
+  // `chains` (N) and `steps` (K) of the run; the trace keeps a copy of `params`.
   MixingTrace(const Params& params, int64_t chains, int64_t steps);
 
   // Whether there is anything to judge (N >= kMixingMinChains, K >= kMixingMinSteps).
@@ -83,7 +83,7 @@ class MixingTrace {
   double threshold() const;
 
  private:
-  const Params& params_;
+  Params params_;
   int64_t traced_chains_;
   std::vector<int64_t> read_steps_;
   std::vector<double> trace_;      // (traced_chains, reads), row-major

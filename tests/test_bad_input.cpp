@@ -826,7 +826,8 @@ TEST_F(ResumeInput, TornOrForeignCheckpoints) {
   {
     const std::filesystem::path run = copy();
     std::filesystem::remove(run / "metrics.csv");
-    expect_resume_refused(run, {(run / "metrics.csv").string()});
+    expect_resume_refused(run, {(run / "metrics.csv").string() +
+                                ": missing: it holds the run's metrics up to the checkpoint"});
   }
   {
     const std::filesystem::path run = copy();

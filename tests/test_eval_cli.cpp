@@ -608,8 +608,9 @@ TEST(EvalCli, TrainingImagesMustMatchTheRecordedHash) {
 
 // With only the test split's files in --data, the test images score (an exact log Z needs no
 // training images): the same numbers as with all four files, no gap and a note on the training
-// images' missing file; AIS, whose base-rate model takes the train split's images, is refused
-// naming the file, and so is a train split to score.
+// images' missing file, and the overlap from run.json's record (split all: every scored image was
+// a training image); AIS, whose base-rate model takes the train split's images, is refused naming
+// the file, and so is a train split to score.
 TEST(EvalCli, TestImagesScoreWithoutTheTrainFiles) {
   const test::TempDir dir;
   write_small_model(dir / "model", false);
@@ -631,14 +632,21 @@ TEST(EvalCli, TestImagesScoreWithoutTheTrainFiles) {
   EXPECT_EQ(out["log_z"], all_files["log_z"]);
   EXPECT_FALSE(all_files["free_energy_gap"].is_null());
   EXPECT_TRUE(out["free_energy_gap"].is_null());
-  EXPECT_TRUE(out["training_images"].is_null());
-  EXPECT_TRUE(out["scored_training_image_count"].is_null());
-  EXPECT_NE(out["notes"].dump().find(
-                "the model's training images (run.json: digit 3, split all) need " +
-                (test_only / "train-images-idx3-ubyte").string() +
-                ", which is not there: no free-energy gap, and the overlap with them is unknown"),
+  EXPECT_TRUE(out["free_energy_train_images"].is_null());
+  EXPECT_EQ(out["training_images"],
+            (nlohmann::json{{"digit", 3}, {"split", "all"}, {"n_images", nullptr}}));
+  EXPECT_EQ(out["scored_training_image_count"], all_files["scored_training_image_count"]);
+  EXPECT_EQ(out["scored_training_images"], true);
+  const std::string notes = out["notes"].dump();
+  EXPECT_NE(notes.find("the model's training images (run.json: digit 3, split all) need " +
+                       (test_only / "train-images-idx3-ubyte").string() +
+                       ", which is not there: no free-energy gap, and which scored images were "
+                       "training images is taken from run.json's record"),
             std::string::npos)
-      << out["notes"];
+      << notes;
+  EXPECT_NE(notes.find("the scored images were among the model's training images"),
+            std::string::npos)
+      << notes;
 
   r = run_cpu({"eval", model, "--data", test_only.string(), "--method", "ais"});
   EXPECT_EQ(r.exit_code, 2) << r.output;

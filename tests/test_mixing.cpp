@@ -127,7 +127,7 @@ TEST(GibbsBlockRunReads, AreTheChainsStatesAtTheReadSteps) {
   std::vector<int64_t> block_rows;
   {
     GibbsBlockRun run(
-        *backend, chains, d, seed, steps, GibbsBlocks{.block_chains = 4, .piece_seconds = 1e-9}, {},
+        *backend, chains, d, seed, steps, GibbsBlocks{.block_chains = 4, .piece_seconds = 1e9}, {},
         ChainReads{
             .chains = 6,
             .steps = read_steps,

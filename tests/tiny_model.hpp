@@ -162,10 +162,10 @@ inline Params two_mode_model(float hidden_bias) {
   return one_hidden_unit_model(8.0f, hidden_bias, -4.0f);
 }
 
-// Chains that never change: w = 100, a = -50, b = -800, so that a chain with 8 or more pixels on
-// at the start (s >= 8: w'x + b >= 0) is all on for good (F = 1000 - softplus(1200) = -200) and one
-// with fewer all off (F = -softplus(-800), about 0): the conditionals are 0 or 1 in float. Each
-// half-chain holds one value, the chains two: W = 0 < B.
+// Chains that never change: w = 100, a = -50, b = -800, so that a chain with 9 or more pixels on
+// at the start (w'x + b > 0; with 8, h is a coin flip) is all on for good (F = 1000 -
+// softplus(1200) = -200) and one with fewer all off (F = -softplus(-800), about 0): the
+// conditionals are 0 or 1 in float. Each half-chain holds one value, the chains two: W = 0 < B.
 inline Params frozen_model() { return one_hidden_unit_model(100.0f, -800.0f, -50.0f); }
 
 // The upper quantile of the chi-square distribution with k degrees of freedom at the normal

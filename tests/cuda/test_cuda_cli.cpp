@@ -189,8 +189,9 @@ TEST(CudaCli, ModelEqualsRbmCpusOnTheSameFlags) {
 // `sample`'s mixing line (host/mixing.hpp) is computed on the host from the chains' states, so
 // rbm_cuda prints rbm_cpu's verdict, and its R-hat within 0.01: the two builds' chains are the same
 // up to draws within rounding of their threshold (a few in millions), each changing a pixel of a
-// chain until it is drawn again, a few of the 5120 free energies read by at most max |a_i| + |b|.
-// W = 0 (independent draws) and W = 8 with integer sums (two modes no chain leaves).
+// chain until it is drawn again, a few of the 5120 free energies read by at most |a_i| + sum_j
+// |W_ij| (|a_i| for W = 0, 12 for the two modes). W = 0 (independent draws) and W = 8 with integer
+// sums (two modes no chain leaves).
 TEST(CudaCli, SampleJudgesMixingAsRbmCpuDoes) {
   RBM_REQUIRE_CUDA_DEVICE();
   const test::TempDir dir;
