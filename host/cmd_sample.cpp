@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "host/atomic_file.hpp"
 #include "host/backend.hpp"
 #include "host/command_flags.hpp"
@@ -37,6 +39,7 @@ struct SampleFlags {
   std::string model, out, format = "float", png, before_after, init = "random", data, digit,
                           split = "test";
   std::string chains = "100", steps = "1000", seed = "1";
+  bool json = false;
 };
 
 // "1 chain", "3 chains".
@@ -115,16 +118,25 @@ void commit_outputs(std::vector<StagedOutput>& staged) {
   }
 }
 
-// The line on whether the chains mixed (host/mixing.hpp), after the one on what was sampled: a
-// `note:` when they did not, nothing without steps.
-void print_mixing(const MixingTrace& mixing, int64_t steps) {
-  if (steps == 0) return;
+// What the mixing check (host/mixing.hpp) found: `verdict` is "mixed" (no sign that the chains
+// have not), "not mixed", "stuck" (R-hat inf), "undefined" (one free energy), "not judged" (too
+// few chains or steps), or "none" without steps; `line` the text line (empty for "none"), a
+// `note:` when the chains have not mixed.
+struct MixingReport {
+  std::string verdict, line;
+  std::optional<double> r_hat, threshold;
+};
+
+MixingReport mixing_report(const MixingTrace& mixing, int64_t steps) {
+  if (steps == 0) return {"none", "", {}, {}};
+  char text[800];
   if (!mixing.judged()) {
-    std::printf(
-        "mixing: not judged (the free energy's split R-hat needs %lld chains and %lld "
-        "steps)\n",
-        static_cast<long long>(kMixingMinChains), static_cast<long long>(kMixingMinSteps));
-    return;
+    std::snprintf(text, sizeof text,
+                  "mixing: not judged (the free energy's split R-hat needs %lld chains and %lld "
+                  "steps)",
+                  static_cast<long long>(kMixingMinChains),
+                  static_cast<long long>(kMixingMinSteps));
+    return {"not judged", text, {}, {}};
   }
   const std::vector<int64_t>& at = mixing.read_steps();
   char what[200];
@@ -137,40 +149,46 @@ void print_mixing(const MixingTrace& mixing, int64_t steps) {
   // The two numbers with as many decimals as it takes to tell them apart (4 at least).
   int decimals = 4;
   const auto fixed = [&](double v) {
-    char text[40];
-    std::snprintf(text, sizeof text, "%.*f", decimals, v);
-    return std::string(text);
+    char number[40];
+    std::snprintf(number, sizeof number, "%.*f", decimals, v);
+    return std::string(number);
   };
   while (decimals < 12 && std::isfinite(r_hat) && r_hat != threshold &&
          fixed(r_hat) == fixed(threshold)) {
     ++decimals;
   }
   if (std::isnan(r_hat)) {
-    std::printf(
-        "mixing: not judged: %s is undefined, every read giving the same free energy (to "
-        "9 digits)\n",
-        what);
-  } else if (r_hat <= threshold) {
-    std::printf(
-        "mixing: %s is %s, not above the %s that independent normal draws exceed once in "
-        "1000 runs: no sign that the chains have not mixed (necessary, not sufficient: "
-        "chains that all sit in one mode agree too)\n",
-        what, fixed(r_hat).c_str(), fixed(threshold).c_str());
-  } else if (std::isinf(r_hat)) {
-    std::printf(
-        "note: the chains have not mixed: %s is inf: each chain kept one free energy over "
-        "the reads of each half while the chains differ, so they are stuck where they are "
-        "(a model whose units are all but certain given the others), and more steps may "
-        "not move them\n",
-        what);
-  } else {
-    std::printf(
-        "note: the chains have not mixed: %s is %s, above the %s that independent normal "
-        "draws exceed once in 1000 runs: the chains differ from each other more than each "
-        "changes over the reads, which are not yet like independent draws from the model, "
-        "and the final states may not be draws from it either; run more steps\n",
-        what, fixed(r_hat).c_str(), fixed(threshold).c_str());
+    std::snprintf(text, sizeof text,
+                  "mixing: not judged: %s is undefined, every read giving the same free energy "
+                  "(to 9 digits)",
+                  what);
+    return {"undefined", text, {}, threshold};
   }
+  if (r_hat <= threshold) {
+    std::snprintf(text, sizeof text,
+                  "mixing: %s is %s, not above the %s that independent normal draws exceed once in "
+                  "1000 runs: no sign that the chains have not mixed (necessary, not sufficient: "
+                  "chains that all sit in one mode agree too)",
+                  what, fixed(r_hat).c_str(), fixed(threshold).c_str());
+    return {"mixed", text, r_hat, threshold};
+  }
+  if (std::isinf(r_hat)) {
+    std::snprintf(
+        text, sizeof text,
+        "note: the chains have not mixed: %s is inf: each chain kept one free energy over "
+        "the reads of each half while the chains differ, so they are stuck where they "
+        "are (a model whose units are all but certain given the others), and more steps "
+        "may not move them",
+        what);
+    return {"stuck", text, {}, threshold};  // JSON holds no inf: null, with the verdict
+  }
+  std::snprintf(text, sizeof text,
+                "note: the chains have not mixed: %s is %s, above the %s that independent normal "
+                "draws exceed once in 1000 runs: the chains differ from each other more than each "
+                "changes over the reads, which are not yet like independent draws from the model, "
+                "and the final states may not be draws from it either; run more steps",
+                what, fixed(r_hat).c_str(), fixed(threshold).c_str());
+  return {"not mixed", text, r_hat, threshold};
 }
 
 }  // namespace
@@ -226,6 +244,9 @@ int run_sample_command(const std::string& program, const std::vector<std::string
                  "MNIST split of the start images (with --init data): test, train or all")
       ->capture_default_str()
       ->type_name("SPLIT");
+  app.add_flag("--json", f.json,
+               "print one JSON object instead of text: what was sampled and written, the mixing "
+               "check's verdict, R-hat and threshold, and the notes");
   if (const auto exit_code = parse_command_flags(app, args)) return *exit_code;
 
   const int64_t chains = parse_int_flag("--chains", f.chains, 1, 10'000'000, "1..1e7");
@@ -431,23 +452,69 @@ int run_sample_command(const std::string& program, const std::vector<std::string
              (start_images.digit.digit ? "digit " + start_images.digit.text : "all digits") +
              (split == Split::all ? ", both splits)" : ")");
   }
+  const MixingReport mixed = mixing_report(mixing, steps);
+  // Noise from random starts is what such a model samples, not a failure: h = 0 alone gives every
+  // image weight exp(a'x) = 1, so log Z >= 784 log 2 (the reference recipe's model has nearly all
+  // of its mass there; README, "What it learns").
+  std::vector<std::string> notes;
+  if (!from_data && !params.has_visible_bias() && params.hidden_type == HiddenType::binary &&
+      steps > 0) {
+    notes.push_back(
+        "the model has no visible biases (a = 0): h = 0 gives every image weight 1, so much of "
+        "its probability can sit on noise, and chains from random starts often stay noise (all "
+        "in that one mode, which the mixing check cannot tell from mixing); --init data starts "
+        "them at the images, and training with --visible-bias removes that floor");
+  }
+  if (f.json) {
+    const auto path_or_null = [](const std::string& path) {
+      return path.empty() ? nlohmann::json(nullptr) : nlohmann::json(path);
+    };
+    const auto number_or_null = [](const std::optional<double>& v) {
+      return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+    };
+    nlohmann::json start = nullptr;
+    if (from_data) {
+      start = {{"digit", start_images.digit.digit ? nlohmann::json(*start_images.digit.digit)
+                                                  : nlohmann::json("all")},
+               {"split", split_name(split)},
+               {"n_images", images->rows}};
+    }
+    const std::vector<int64_t>& at = mixing.read_steps();
+    nlohmann::json report = {
+        {"chains", chains},
+        {"steps", steps},
+        {"seed", seed},
+        {"init", f.init},
+        {"start_images", start},
+        {"hidden_type", hidden_type_name(params.hidden_type)},
+        {"hidden", params.hidden},
+        {"visible", d},
+        {"backend", backend->name()},
+        {"out", f.out},
+        {"format", f.format},
+        {"png", path_or_null(f.png)},
+        {"before_after", path_or_null(f.before_after)},
+        {"mixing",
+         {{"verdict", mixed.verdict},
+          {"r_hat", number_or_null(mixed.r_hat)},
+          {"threshold", number_or_null(mixed.threshold)},
+          {"traced_chains", mixing.traced_chains()},
+          {"read_steps",
+           at.empty() ? nlohmann::json(nullptr) : nlohmann::json::array({at.front(), at.back()})},
+          {"reads", at.size()},
+          {"text", mixed.line.empty() ? nlohmann::json(nullptr) : nlohmann::json(mixed.line)}}},
+        {"notes", notes}};
+    // Paths that are not valid UTF-8 cannot be JSON text: their invalid bytes print as U+FFFD.
+    std::printf("%s\n", report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return 0;
+  }
   std::printf("sampled %s x %s of a %s model (H %d) from %s with %s; wrote %s%s%s%s%s\n",
               count_text(chains, "chain").c_str(), count_text(steps, "step").c_str(),
               hidden_type_name(params.hidden_type), params.hidden, starts.c_str(),
               backend->name().c_str(), f.out.c_str(), f.png.empty() ? "" : " ", f.png.c_str(),
               f.before_after.empty() ? "" : " ", f.before_after.c_str());
-  print_mixing(mixing, steps);
-  // Noise from random starts is what such a model samples, not a failure: h = 0 alone gives every
-  // image weight exp(a'x) = 1, so log Z >= 784 log 2 (the reference recipe's model has nearly all
-  // of its mass there; README, "What it learns").
-  if (!from_data && !params.has_visible_bias() && params.hidden_type == HiddenType::binary &&
-      steps > 0) {
-    std::printf(
-        "note: the model has no visible biases (a = 0): h = 0 gives every image weight 1, so "
-        "much of its probability can sit on noise, and chains from random starts often stay "
-        "noise (all in that one mode, which the mixing check cannot tell from mixing); --init data "
-        "starts them at the images, and training with --visible-bias removes that floor\n");
-  }
+  if (!mixed.line.empty()) std::printf("%s\n", mixed.line.c_str());
+  for (const std::string& note : notes) std::printf("note: %s\n", note.c_str());
   return 0;
 }
 

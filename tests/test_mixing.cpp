@@ -5,6 +5,8 @@
 // line.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -241,19 +243,25 @@ TEST(MixingTrace, FewChainsOrStepsAreNotJudged) {
   EXPECT_THROW(mixing.record(100, 1, rows), std::invalid_argument);  // chain 10 is not traced
 }
 
-// `sample` prints the check's line after the one on what was sampled: the value this file's
-// in-process run of the same chains gives, and its verdict; a note when the chains have not mixed;
-// "not judged" with too few chains or steps; nothing without steps.
-TEST(SampleCli, SaysWhetherTheChainsMixed) {
-  const test::TempDir dir;
-  const Params independent = test::independent_pixels_model();
-  for (const auto& [name, params] : {std::pair{"independent", independent},
+// The models of known mixing (tests/tiny_model.hpp) as model directories dir/independent,
+// dir/two_modes, dir/frozen and dir/flat.
+void write_mixing_models(const std::filesystem::path& dir) {
+  for (const auto& [name, params] : {std::pair{"independent", test::independent_pixels_model()},
                                      {"two_modes", test::two_mode_model(-60.0f)},
                                      {"frozen", test::frozen_model()},
                                      {"flat", test::flat_model()}}) {
     std::filesystem::create_directories(dir / name);
     write_model(dir / name, params);
   }
+}
+
+// `sample` prints the check's line after the one on what was sampled: the value this file's
+// in-process run of the same chains gives, and its verdict; a note when the chains have not mixed;
+// "not judged" with too few chains or steps; nothing without steps.
+TEST(SampleCli, SaysWhetherTheChainsMixed) {
+  const test::TempDir dir;
+  write_mixing_models(dir.path());
+  const Params independent = test::independent_pixels_model();
   // The line after the first ("sampled ...") of `sample MODEL --chains N --steps K` (exit code
   // 0), the first without steps, or "" when it fails.
   const auto mixing_line = [&](const std::string& model, const std::string& chains,
@@ -291,6 +299,52 @@ TEST(SampleCli, SaysWhetherTheChainsMixed) {
     EXPECT_EQ(line.rfind(c.starts, 0), 0u)
         << c.model << " " << c.chains << " " << c.steps << ": " << line;
   }
+}
+
+// --json: one object with what the text says: the mixing check's verdict, R-hat (the in-process
+// value, exactly) and threshold, null where the text has no number; the notes; the start images.
+TEST(SampleCli, JsonHoldsTheVerdictAndTheNumbers) {
+  const test::TempDir dir;
+  write_mixing_models(dir.path());
+  const auto sample_json = [&](const std::string& model, const std::string& chains,
+                               const std::string& steps) {
+    const test::CommandResult r = test::run_command(
+        RBM_CPU_EXE, {"sample", (dir / model).string(), "--chains", chains, "--steps", steps,
+                      "--out", (dir / "s.npy").string(), "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.output) : nlohmann::json();
+  };
+  nlohmann::json out = sample_json("independent", "300", "200");
+  EXPECT_EQ(out["chains"], 300);
+  EXPECT_EQ(out["steps"], 200);
+  EXPECT_EQ(out["out"], (dir / "s.npy").string());
+  EXPECT_EQ(out["start_images"], nullptr);
+  EXPECT_EQ(out["notes"], nlohmann::json::array());
+  const nlohmann::json& mixing = out["mixing"];
+  EXPECT_EQ(mixing["verdict"], "mixed");
+  EXPECT_EQ(mixing["r_hat"].get<double>(),
+            traced_run(test::independent_pixels_model(), 300, 200, 1).r_hat());
+  EXPECT_EQ(mixing["threshold"].get<double>(),
+            independent_r_hat_quantile(kMixingChains, kMixingReads, kMixingZ));
+  EXPECT_EQ(mixing["read_steps"], nlohmann::json::array({105, 200}));
+  EXPECT_EQ(mixing["reads"], kMixingReads);
+  EXPECT_EQ(mixing["traced_chains"], kMixingChains);
+  EXPECT_EQ(mixing["text"].get<std::string>().rfind("mixing: the free energy's split R-hat", 0),
+            0u);
+
+  out = sample_json("frozen", "256", "100");
+  EXPECT_EQ(out["mixing"]["verdict"], "stuck");
+  EXPECT_EQ(out["mixing"]["r_hat"], nullptr);  // inf, which JSON cannot hold
+  out = sample_json("flat", "300", "100");
+  EXPECT_EQ(out["mixing"]["verdict"], "undefined");
+  EXPECT_EQ(out["mixing"]["r_hat"], nullptr);
+  EXPECT_EQ(out["notes"].size(), 1u) << out["notes"];  // no visible biases, random starts
+  out = sample_json("independent", "3", "100");
+  EXPECT_EQ(out["mixing"]["verdict"], "not judged");
+  EXPECT_EQ(out["mixing"]["read_steps"], nullptr);
+  out = sample_json("independent", "300", "0");
+  EXPECT_EQ(out["mixing"]["verdict"], "none");
+  EXPECT_EQ(out["mixing"]["text"], nullptr);
 }
 
 }  // namespace
