@@ -347,13 +347,13 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
         "free-energy gap and no overlap with them");
   }
   if (trained_file_missing) {
-    notes.push_back("the model's training images (run.json: digit " +
-                    images_choice.trained_digit->text + ", split " +
-                    split_name(*images_choice.trained_split) + ") need " +
-                    (std::filesystem::path(f.data) / *trained_file_missing).string() +
-                    ", which is not there: no free-energy gap, and which scored images were "
-                    "training images is taken from run.json's record, without the check of its "
-                    "SHA-256 of them");
+    notes.push_back(
+        "the model's training images (run.json: digit " + images_choice.trained_digit->text +
+        ", split " + split_name(*images_choice.trained_split) + ") need " +
+        (std::filesystem::path(f.data) / *trained_file_missing).string() +
+        ", which is not there: no free-energy gap, and which scored images were "
+        "training images is taken from run.json's record" +
+        (images_choice.trained_sha256 ? ", without the check of its SHA-256 of them" : ""));
   }
   if (other_images) {
     notes.push_back("the images of run.json's digit and split in " + images_choice.data_dir +
@@ -363,7 +363,7 @@ int run_eval_command(const std::string& program, const std::vector<std::string>&
   if (no_compared_images) {
     notes.push_back("the model's training images (" + trained_text + ") hold no image of " +
                     digits_text(scored.digit) + ": no free-energy gap");
-  } else if (trained && !compared && !trained_file_missing) {
+  } else if (trained && trained->digit && trained->digit != scored.digit) {
     notes.push_back("the scored images are " + digits_text(scored.digit) +
                     "; the model was trained on " + digits_text(trained->digit) + " (" +
                     trained_text +

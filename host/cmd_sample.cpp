@@ -456,7 +456,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // Noise from random starts is what such a model samples, not a failure: h = 0 alone gives every
   // image weight exp(a'x) = 1, so log Z >= 784 log 2 (the reference recipe's model has nearly all
   // of its mass there; README, "What it learns").
-  std::vector<std::string> notes;
+  std::vector<std::string> notes;  // without their "note: ", which the text lines have
+  if (mixed.line.starts_with("note: ")) notes.push_back(mixed.line.substr(6));
   if (!from_data && !params.has_visible_bias() && params.hidden_type == HiddenType::binary &&
       steps > 0) {
     notes.push_back(
@@ -483,7 +484,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
     nlohmann::json report = {
         {"chains", chains},
         {"steps", steps},
-        {"seed", seed},
+        {"seed", from_data && steps == 0 ? nlohmann::json(nullptr) : nlohmann::json(seed)},
         {"init", f.init},
         {"start_images", start},
         {"hidden_type", hidden_type_name(params.hidden_type)},
@@ -505,7 +506,8 @@ int run_sample_command(const std::string& program, const std::vector<std::string
           {"text", mixed.line.empty() ? nlohmann::json(nullptr) : nlohmann::json(mixed.line)}}},
         {"notes", notes}};
     // Paths that are not valid UTF-8 cannot be JSON text: their invalid bytes print as U+FFFD.
-    std::printf("%s\n", report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n",
+                report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
   std::printf("sampled %s x %s of a %s model (H %d) from %s with %s; wrote %s%s%s%s%s\n",
@@ -513,8 +515,11 @@ int run_sample_command(const std::string& program, const std::vector<std::string
               hidden_type_name(params.hidden_type), params.hidden, starts.c_str(),
               backend->name().c_str(), f.out.c_str(), f.png.empty() ? "" : " ", f.png.c_str(),
               f.before_after.empty() ? "" : " ", f.before_after.c_str());
+  // The mixing line (a note or not), then the other notes.
   if (!mixed.line.empty()) std::printf("%s\n", mixed.line.c_str());
-  for (const std::string& note : notes) std::printf("note: %s\n", note.c_str());
+  for (size_t k = mixed.line.starts_with("note: ") ? 1 : 0; k < notes.size(); ++k) {
+    std::printf("note: %s\n", notes[k].c_str());
+  }
   return 0;
 }
 

@@ -648,6 +648,25 @@ TEST(EvalCli, TestImagesScoreWithoutTheTrainFiles) {
             std::string::npos)
       << notes;
 
+  // Another digit: no gap for that reason too, said as with all four files.
+  r = run_cpu({"eval", model, "--data", test_only.string(), "--digit", "5", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(nlohmann::json::parse(r.output)["notes"].dump().find(
+                "the scored images are digit 5; the model was trained on digit 3"),
+            std::string::npos)
+      << r.output;
+  // A run of split train (its record without a SHA-256): none of the test images were its
+  // training images.
+  test::write_bytes(dir / "model" / "run.json", R"({"data": {"digit": 3, "split": "train"}})");
+  r = run_cpu({"eval", model, "--data", test_only.string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json train_run = nlohmann::json::parse(r.output);
+  EXPECT_EQ(train_run["scored_training_image_count"], 0);
+  EXPECT_EQ(train_run["scored_training_images"], false);
+  EXPECT_TRUE(train_run["free_energy_gap"].is_null());
+  EXPECT_NE(train_run["notes"].dump().find("is taken from run.json's record\""), std::string::npos)
+      << train_run["notes"];
+
   r = run_cpu({"eval", model, "--data", test_only.string(), "--method", "ais"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_EQ(r.output,
