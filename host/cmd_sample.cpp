@@ -371,7 +371,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   };
   auto last_line = std::chrono::steady_clock::now();
   // Whether the chains mixed: the free energies of the first chains at steps of the second half.
-  MixingTrace mixing(params, chains, steps);
+  MixingTrace mixing(chains, steps);
   GibbsBlockRun run(
       *backend, chains, d, seed, steps,
       GibbsBlocks{.block_chains = sample_block_chains(d, params.hidden)},
@@ -387,7 +387,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
           .chains = mixing.traced_chains(),
           .steps = mixing.read_steps(),
           .at_step = [&](int64_t step, int64_t first_chain, std::span<const uint8_t> states) {
-            mixing.record(step, first_chain, states);
+            mixing.record(params, step, first_chain, states);
           }});
   // The pictures' chains, copied from the first block: the start and final states of the first
   // min(N, 50) chains (--before-after) and the final states of the first min(N, 100) (--png).

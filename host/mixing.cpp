@@ -81,9 +81,8 @@ double independent_r_hat_quantile(int64_t chains, int64_t reads, double z) {
   return std::sqrt((n - 1.0) / n + f_quantile / n);
 }
 
-MixingTrace::MixingTrace(const Params& params, int64_t chains, int64_t steps)
-    : params_(params),
-      traced_chains_(chains >= kMixingMinChains ? std::min(chains, kMixingChains) : 0),
+MixingTrace::MixingTrace(int64_t chains, int64_t steps)
+    : traced_chains_(chains >= kMixingMinChains ? std::min(chains, kMixingChains) : 0),
       read_steps_(traced_chains_ > 0 ? mixing_read_steps(steps) : std::vector<int64_t>{}) {
   if (read_steps_.empty()) traced_chains_ = 0;
   const size_t size = static_cast<size_t>(traced_chains_) * read_steps_.size();
@@ -91,9 +90,10 @@ MixingTrace::MixingTrace(const Params& params, int64_t chains, int64_t steps)
   recorded_.assign(size, 0);
 }
 
-void MixingTrace::record(int64_t step, int64_t first_chain, std::span<const uint8_t> states) {
+void MixingTrace::record(const Params& params, int64_t step, int64_t first_chain,
+                         std::span<const uint8_t> states) {
   const auto read = std::find(read_steps_.begin(), read_steps_.end(), step);
-  const size_t d = static_cast<size_t>(params_.visible);
+  const size_t d = static_cast<size_t>(params.visible);
   const int64_t rows = d == 0 ? 0 : static_cast<int64_t>(states.size() / d);
   if (read == read_steps_.end() || first_chain < 0 ||
       states.size() != static_cast<size_t>(rows) * d || first_chain + rows > traced_chains_) {
@@ -102,10 +102,10 @@ void MixingTrace::record(int64_t step, int64_t first_chain, std::span<const uint
   // The chains as images of one row of d pixels, for free_energies' one GEMM.
   Dataset images;
   images.rows = rows;
-  images.width = params_.visible;
+  images.width = params.visible;
   images.height = 1;
   images.pixels.assign(states.begin(), states.end());
-  const std::vector<double> energies = free_energies(params_, images);
+  const std::vector<double> energies = free_energies(params, images);
   const size_t reads = read_steps_.size(), column = static_cast<size_t>(read - read_steps_.begin());
   for (int64_t c = 0; c < rows; ++c) {
     const size_t at = static_cast<size_t>(first_chain + c) * reads + column;

@@ -63,18 +63,20 @@ double independent_r_hat_quantile(int64_t chains, int64_t reads, double z);
 // mixing_read_steps(K).
 class MixingTrace {
  public:
-  // `chains` (N) and `steps` (K) of the run; the trace keeps a copy of `params`.
-  MixingTrace(const Params& params, int64_t chains, int64_t steps);
+  // `chains` (N) and `steps` (K) of the run.
+  MixingTrace(int64_t chains, int64_t steps);
 
   // Whether there is anything to judge (N >= kMixingMinChains, K >= kMixingMinSteps).
   bool judged() const { return !read_steps_.empty(); }
   int64_t traced_chains() const { return traced_chains_; }
   const std::vector<int64_t>& read_steps() const { return read_steps_; }
 
-  // Records the free energies of chains [first_chain, first_chain + rows) after step `step`, one
-  // of read_steps(): `states` is (rows, d) row-major, 0/1, with first_chain + rows <=
+  // Records the free energies under `params` (the sampled model; no copy of it is kept, which
+  // could double the memory of a large one) of chains [first_chain, first_chain + rows) after step
+  // `step`, one of read_steps(): `states` is (rows, d) row-major, 0/1, with first_chain + rows <=
   // traced_chains(). std::invalid_argument otherwise.
-  void record(int64_t step, int64_t first_chain, std::span<const uint8_t> states);
+  void record(const Params& params, int64_t step, int64_t first_chain,
+              std::span<const uint8_t> states);
 
   // The split R-hat of the trace, once every read of every traced chain is recorded
   // (std::logic_error before), and the R-hat above which the chains are said not to have mixed:
@@ -83,7 +85,6 @@ class MixingTrace {
   double threshold() const;
 
  private:
-  Params params_;
   int64_t traced_chains_;
   std::vector<int64_t> read_steps_;
   std::vector<double> trace_;      // (traced_chains, reads), row-major

@@ -170,7 +170,7 @@ TEST(GibbsBlockRunReads, AreTheChainsStatesAtTheReadSteps) {
 MixingTrace traced_run(const Params& p, int64_t chains, int64_t steps, uint32_t seed) {
   const std::unique_ptr<Backend> backend = make_cpu_backend();
   backend->set_params(p);
-  MixingTrace mixing(p, chains, steps);
+  MixingTrace mixing(chains, steps);
   std::vector<uint8_t> states = random_initial_states(chains, p.visible, seed);
   GibbsBlockRun run(
       *backend, chains, p.visible, seed, steps,
@@ -178,7 +178,7 @@ MixingTrace traced_run(const Params& p, int64_t chains, int64_t steps, uint32_t 
       ChainReads{.chains = mixing.traced_chains(),
                  .steps = mixing.read_steps(),
                  .at_step = [&](int64_t step, int64_t first_chain, std::span<const uint8_t> rows) {
-                   mixing.record(step, first_chain, rows);
+                   mixing.record(p, step, first_chain, rows);
                  }});
   while (!run.finished()) {
     run.run_next(std::span(states).subspan(static_cast<size_t>(run.next_first()) * p.visible,
@@ -232,15 +232,15 @@ TEST(MixingTrace, OneFreeEnergyForEveryStateIsNotJudged) {
 
 TEST(MixingTrace, FewChainsOrStepsAreNotJudged) {
   const Params p = test::random_params(10, 2, 1.0f, 8, true);
-  EXPECT_FALSE(MixingTrace(p, kMixingMinChains - 1, 1000).judged());
-  EXPECT_FALSE(MixingTrace(p, 1000, kMixingMinSteps - 1).judged());
-  EXPECT_EQ(MixingTrace(p, kMixingMinChains - 1, 1000).traced_chains(), 0);
-  const MixingTrace incomplete(p, 10, 100);
+  EXPECT_FALSE(MixingTrace(kMixingMinChains - 1, 1000).judged());
+  EXPECT_FALSE(MixingTrace(1000, kMixingMinSteps - 1).judged());
+  EXPECT_EQ(MixingTrace(kMixingMinChains - 1, 1000).traced_chains(), 0);
+  const MixingTrace incomplete(10, 100);
   EXPECT_THROW(static_cast<void>(incomplete.r_hat()), std::logic_error);
-  MixingTrace mixing(p, 10, 100);
+  MixingTrace mixing(10, 100);
   const std::vector<uint8_t> rows(static_cast<size_t>(10) * 10, 0);
-  EXPECT_THROW(mixing.record(51, 0, rows), std::invalid_argument);   // not a read step
-  EXPECT_THROW(mixing.record(100, 1, rows), std::invalid_argument);  // chain 10 is not traced
+  EXPECT_THROW(mixing.record(p, 51, 0, rows), std::invalid_argument);   // not a read step
+  EXPECT_THROW(mixing.record(p, 100, 1, rows), std::invalid_argument);  // chain 10 is not traced
 }
 
 // The models of known mixing (tests/tiny_model.hpp) as model directories dir/independent,
