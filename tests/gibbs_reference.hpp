@@ -10,30 +10,26 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "host/ais.hpp"
 #include "host/backend.hpp"
 #include "host/hidden_units.hpp"
 #include "host/model.hpp"
+#include "host/numeric.hpp"
 #include "kernels/philox.h"
 #include "tests/cd_reference.hpp"
 
 namespace rbm::test {
 
-// body(i) for i in [0, n), split into contiguous slices over the hardware threads.
+// body(i) for i in [0, n), over host/numeric.hpp's parallel_for (the CPU build's own split, which
+// covers every index on any number of threads; this file's former copy left out the last half of
+// the runs whenever they were fewer than the hardware threads: 8 AIS runs on 16 cores).
 template <typename Body>
 void parallel_indices(int64_t n, Body body) {
-  const int64_t threads =
-      std::clamp<int64_t>(static_cast<int64_t>(std::thread::hardware_concurrency()), 1, 64);
-  std::vector<std::thread> workers;
-  for (int64_t w = 0; w < std::min(threads, n); ++w) {
-    workers.emplace_back([&, w] {
-      for (int64_t i = n * w / threads; i < n * (w + 1) / threads; ++i) body(i);
-    });
-  }
-  for (std::thread& t : workers) t.join();
+  parallel_for(n, [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) body(i);
+  });
 }
 
 struct ChainReference {
@@ -172,6 +168,20 @@ inline SamplerChainsCase sampler_chains_case(HiddenType type) {
                                 c.steps);
   c.refs = sampler_reference(c.params, c.seed, all, c.initial, c.first_step, c.steps);
   return c;
+}
+
+// AIS on the tests' 16-pixel models: `steps` temperatures, `runs` runs from stream first_stream,
+// base-model biases `base` but pixel 5's, 1.5.
+inline AisRequest tiny_ais_request(int64_t steps, int64_t runs, uint32_t seed,
+                                   uint64_t first_stream, float base) {
+  AisRequest request;
+  request.betas = ais_betas(steps);
+  request.runs = runs;
+  request.seed = seed;
+  request.first_stream = first_stream;
+  request.base_bias.assign(16, base);
+  request.base_bias[5] = 1.5f;
+  return request;
 }
 
 struct AisRunReference {

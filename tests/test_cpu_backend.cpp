@@ -31,6 +31,7 @@
 #include "kernels/philox.h"
 #include "kernels/rbm_math.h"
 #include "tests/cd_reference.hpp"
+#include "tests/test_util.hpp"
 #include "tests/tiny_model.hpp"
 
 namespace rbm {
@@ -605,30 +606,6 @@ TEST(ThreadChoice, FollowsTheFasterModeAsTheLoadComesAndGoes) {
   EXPECT_GE(run_calls(100), 100 - 2);  // back on two; retries of one 16, then 32 calls apart
 }
 
-// Sets an environment variable for the guard's lifetime, then restores the old value (or its
-// absence), so that a forced thread count does not leak into the tests that follow.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    set(value);
-  }
-  ~ScopedEnv() { set(old_ ? old_->c_str() : nullptr); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-  void set(const char* value) {
-    if (value) {
-      setenv(name_.c_str(), value, 1);
-    } else {
-      unsetenv(name_.c_str());
-    }
-  }
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
-
 // The number of threads of this process (Linux: /proc/self/status), 0 when unreadable.
 int thread_count() {
   std::ifstream status("/proc/self/status");
@@ -647,12 +624,12 @@ TEST(CpuBackend, DeviceDescriptionNamesTheThreadsUsed) {
   const std::string best = cpu::simd_name(cpu::simd());
   const std::string kernels = std::string(", OpenBLAS ") + openblas_get_corename() + " kernels";
   {
-    const ScopedEnv env("RBM_CPU_THREADS", "1");
+    const test::ScopedEnv env("RBM_CPU_THREADS", "1");
     EXPECT_EQ(make_cpu_backend()->device_description(),
               "CPU, 1 thread (RBM_CPU_THREADS), " + best + kernels);
   }
   {
-    const ScopedEnv env("RBM_CPU_THREADS", "3");
+    const test::ScopedEnv env("RBM_CPU_THREADS", "3");
     EXPECT_EQ(make_cpu_backend()->device_description(),
               "CPU, 3 threads (RBM_CPU_THREADS), " + best + kernels);
   }
@@ -674,7 +651,7 @@ TEST(CpuBackend, DeviceDescriptionNamesTheThreadsUsed) {
 TEST(CpuBackend, RbmCpuSimdChoosesTheInstructions) {
   for (const auto& [name, simd] :
        {std::pair{"avx2", cpu::Simd::avx2}, std::pair{"avx512", cpu::Simd::avx512}}) {
-    const ScopedEnv env("RBM_CPU_SIMD", name);
+    const test::ScopedEnv env("RBM_CPU_SIMD", name);
     if (cpu::simd_usable(simd)) {
       EXPECT_EQ(cpu::forced_simd(), simd) << name;
       EXPECT_NO_THROW(make_cpu_backend()) << name;
@@ -683,7 +660,7 @@ TEST(CpuBackend, RbmCpuSimdChoosesTheInstructions) {
     }
   }
   for (const char* bad : {"AVX2", "avx", "scalar", " avx2", "avx512f"}) {
-    const ScopedEnv env("RBM_CPU_SIMD", bad);
+    const test::ScopedEnv env("RBM_CPU_SIMD", bad);
     try {
       make_cpu_backend();
       ADD_FAILURE() << "RBM_CPU_SIMD='" << bad << "' was taken";
@@ -694,8 +671,32 @@ TEST(CpuBackend, RbmCpuSimdChoosesTheInstructions) {
           << e.what();
     }
   }
-  const ScopedEnv unset("RBM_CPU_SIMD", "");
+  const test::ScopedEnv unset("RBM_CPU_SIMD", "");
   EXPECT_EQ(cpu::forced_simd(), std::nullopt);
+}
+
+// parallel_for and parallel_pieces visit every index of [0, n) once on any number of threads,
+// fewer indices than threads included (the GPU tests' double references split their runs with
+// parallel_for: 8 AIS runs on a 16-core device).
+TEST(CpuBackend, ParallelLoopsVisitEveryIndexOnceOnAnyThreads) {
+  for (const char* threads : {"1", "2", "3", "16", "64"}) {
+    const test::ScopedEnv env("RBM_CPU_THREADS", threads);
+    for (int64_t n = 0; n <= 70; ++n) {
+      SCOPED_TRACE(std::string("RBM_CPU_THREADS=") + threads + ", n = " + std::to_string(n));
+      std::vector<std::atomic<int>> for_visits(static_cast<size_t>(n));
+      parallel_for(n, [&](int64_t, int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) ++for_visits[static_cast<size_t>(i)];
+      });
+      std::vector<std::atomic<int>> piece_visits(static_cast<size_t>(n));
+      parallel_pieces(n, 3, [&](int64_t, int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) ++piece_visits[static_cast<size_t>(i)];
+      });
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_EQ(for_visits[static_cast<size_t>(i)], 1) << "parallel_for, index " << i;
+        EXPECT_EQ(piece_visits[static_cast<size_t>(i)], 1) << "parallel_pieces, index " << i;
+      }
+    }
+  }
 }
 
 // RBM_CPU_THREADS sets the threads of the evaluation's parallel loops too (parallel_for: the
@@ -720,7 +721,7 @@ TEST(CpuBackend, EvaluationUsesRbmCpuThreadsAndGivesTheSameResultOnAny) {
     std::vector<double> ais_log_weights;
   };
   const auto evaluate = [&](const char* threads) {
-    const ScopedEnv env("RBM_CPU_THREADS", threads);
+    const test::ScopedEnv env("RBM_CPU_THREADS", threads);
     EXPECT_EQ(workers_started(), std::atoi(threads)) << "RBM_CPU_THREADS=" << threads;
     Results results;
     for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
@@ -792,7 +793,7 @@ void expect_two_threads_equal_one(const Recipe& recipe) {
   const Params start = init_params(recipe, train);
   const auto trained = [&](CpuOptions options, const char* threads, int64_t piece,
                            int expect_new_threads) {
-    const ScopedEnv env("RBM_CPU_THREADS", threads);
+    const test::ScopedEnv env("RBM_CPU_THREADS", threads);
     std::unique_ptr<Backend> backend = make_cpu_backend(options);
     backend->stage(train);
     backend->set_params(start);

@@ -56,12 +56,17 @@ class StderrToFile {
 // The acknowledgement says what a second signal does: SIGINT's (and SIGTERM's) kills at once, a
 // second SIGHUP does not (a closed terminal sends two), and the program lives through it.
 TEST(StopSignals, ASignalNotLookedAtIsAcknowledgedOnceAfterTheDelay) {
-  // A test runner under nohup ignores SIGHUP, and StopSignals leaves an ignored signal so: the
-  // default action for the test, restored however it ends.
-  struct RestoreHangup {
+  // A test runner under nohup ignores SIGHUP, one started in the background by a shell without
+  // job control (`rbm_tests &` in a script: the device check's shards) ignores SIGINT, and
+  // StopSignals leaves an ignored signal so: the default action for the test, restored however
+  // it ends.
+  struct RestoreAction {
+    int signal_number;
     sighandler_t before;
-    ~RestoreHangup() { std::signal(SIGHUP, before); }
-  } const restore_hangup{std::signal(SIGHUP, SIG_DFL)};
+    ~RestoreAction() { std::signal(signal_number, before); }
+  };
+  const RestoreAction restore_interrupt{SIGINT, std::signal(SIGINT, SIG_DFL)};
+  const RestoreAction restore_hangup{SIGHUP, std::signal(SIGHUP, SIG_DFL)};
   for (const int signal_number : {SIGINT, SIGHUP}) {
     SCOPED_TRACE(signal_name(signal_number));
     const test::TempDir dir;

@@ -1,6 +1,6 @@
-// Helpers shared by the tests: a temporary directory that cleans up after itself, a text file's
-// lines, a directory's entries, and raw file writing for hand-made (often deliberately broken)
-// input files.
+// Helpers shared by the tests: an environment variable set for a scope, a temporary directory
+// that cleans up after itself, a text file's lines, a directory's entries, and raw file writing
+// for hand-made (often deliberately broken) input files.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -20,6 +22,30 @@
 #include "host/errors.hpp"
 
 namespace rbm::test {
+
+// Sets an environment variable for the guard's lifetime, then restores the old value (or its
+// absence), so that a forced thread count does not leak into the tests that follow.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    set(value);
+  }
+  ~ScopedEnv() { set(old_ ? old_->c_str() : nullptr); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  void set(const char* value) {
+    if (value) {
+      setenv(name_.c_str(), value, 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
 
 // A fresh directory under $TMPDIR (default /tmp), removed with its contents on destruction.
 class TempDir {

@@ -172,6 +172,7 @@ inline Params frozen_model() { return one_hidden_unit_model(100.0f, -800.0f, -50
 // quantile z (upper tail P(N(0, 1) > z)), by the Wilson-Hilferty cube approximation (accurate to
 // about 1% here), widened by 5% to cover the approximation's error.
 inline double chi_square_limit(int k, double z) {
+  if (k < 1) throw std::invalid_argument("chi_square_limit: fewer than 1 degree of freedom");
   const double c = 2.0 / (9.0 * k);
   return 1.05 * k * std::pow(1.0 - c + z * std::sqrt(c), 3.0);
 }

@@ -139,45 +139,79 @@ TEST(CudaBackend, MatchesCpuOnOtherShapes) {
   }
 }
 
-// The fused kernel under compute-sanitizer (scripts/device_check runs this test under memcheck,
-// racecheck, synccheck and initcheck, which instrument every shared-memory access, about a
-// million an iteration on the reference shape): runs of 4 iterations, both hidden types, CD-1 and
-// CD-3, on the reference shape and on d = 50, H = 37. Launches of 1 and 3 iterations equal one
-// of 4 bit for bit, and the CPU reference within kTrainRelTol.
+// Shapes for the fused kernel under compute-sanitizer, which instruments every shared-memory
+// access (about a million an iteration on the reference shape): d = 50, H = 37 first (a cluster's
+// CTAs hold few rows), then the reference shape.
+struct SanitizerShape {
+  Dataset data;
+  int hidden;
+};
+std::vector<SanitizerShape> sanitizer_shapes() {
+  std::vector<SanitizerShape> shapes;
+  shapes.push_back({test::random_images(50, 40, 0.3, 11), 37});
+  shapes.push_back({synthetic_images(100, 5), 100});
+  return shapes;
+}
+
+// Trains `iterations` of CD-k with the fused engine in one launch (and, with in_pieces, again in
+// launches of 1 and iterations - 1, which must equal it bit for bit) and compares with the CPU
+// reference within kTrainRelTol. A seed whose draws keep clear of ties.
+void expect_fused_run_matches_cpu(const SanitizerShape& shape, HiddenType type, int k,
+                                  int64_t iterations, bool in_pieces) {
+  SCOPED_TRACE(std::to_string(shape.data.cols()) + " x " + std::to_string(shape.hidden) + ", " +
+               hidden_type_name(type) + ", CD-" + std::to_string(k) + ", " +
+               std::to_string(iterations) + " iterations");
+  Recipe recipe = with_visible_bias(true, type);
+  recipe.hidden = shape.hidden;
+  recipe.k = k;
+  recipe.seed = 20240;
+  recipe.seed = test::seed_clear_of_ties(shape.data, recipe, iterations);
+  const Params start = init_params(recipe, shape.data);
+  const Params want =
+      test::train_in_pieces(*make_cpu_backend(), shape.data, start, recipe, {iterations});
+  const std::unique_ptr<Backend> gpu = make_cuda_backend({.engine = CudaEngine::fused});
+  const Params whole = test::train_in_pieces(*gpu, shape.data, start, recipe, {iterations});
+  if (in_pieces) {
+    const Params pieces =
+        test::train_in_pieces(*gpu, shape.data, start, recipe, {1, iterations - 1});
+    EXPECT_EQ(whole.W, pieces.W);
+    EXPECT_EQ(whole.b, pieces.b);
+    EXPECT_EQ(whole.a, pieces.a);
+  }
+  ASSERT_GT(max_abs_diff(want.W, start.W), 0.0) << "the CPU reference did not train";
+  const test::TrainedDifference diff = test::trained_difference(whole, want, recipe);
+  EXPECT_LE(diff.W, kTrainRelTol);
+  EXPECT_LE(diff.b, kTrainRelTol);
+  EXPECT_LE(diff.a, kTrainRelTol);
+}
+
+// The fused kernel under memcheck, synccheck and initcheck (scripts/device_check): runs of 4
+// iterations, both hidden types, CD-1 and CD-3, on both shapes. Launches of 1 and 3 iterations
+// equal one of 4 bit for bit, and the CPU reference within kTrainRelTol.
 TEST(CudaBackend, FusedShortRunsForTheSanitizers) {
   RBM_REQUIRE_CUDA_DEVICE();
-  const struct {
-    Dataset data;
-    int hidden;
-  } shapes[] = {{synthetic_images(100, 5), 100}, {test::random_images(50, 40, 0.3, 11), 37}};
-  for (const auto& shape : shapes) {
+  for (const SanitizerShape& shape : sanitizer_shapes()) {
     const std::string why =
         test::fused_unusable_reason(static_cast<int>(shape.data.cols()), shape.hidden);
     if (!why.empty()) RBM_SKIP_FUSED(why);
     for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
-      for (const int k : {1, 3}) {
-        SCOPED_TRACE(std::to_string(shape.data.cols()) + " x " + std::to_string(shape.hidden) +
-                     ", " + hidden_type_name(type) + ", CD-" + std::to_string(k));
-        Recipe recipe = with_visible_bias(true, type);
-        recipe.hidden = shape.hidden;
-        recipe.k = k;
-        recipe.seed = 20240;
-        recipe.seed = test::seed_clear_of_ties(shape.data, recipe, 4);
-        const Params start = init_params(recipe, shape.data);
-        const Params want =
-            test::train_in_pieces(*make_cpu_backend(), shape.data, start, recipe, {4});
-        const std::unique_ptr<Backend> gpu = make_cuda_backend({.engine = CudaEngine::fused});
-        const Params whole = test::train_in_pieces(*gpu, shape.data, start, recipe, {4});
-        const Params pieces = test::train_in_pieces(*gpu, shape.data, start, recipe, {1, 3});
-        EXPECT_EQ(whole.W, pieces.W);
-        EXPECT_EQ(whole.b, pieces.b);
-        EXPECT_EQ(whole.a, pieces.a);
-        ASSERT_GT(max_abs_diff(want.W, start.W), 0.0) << "the CPU reference did not train";
-        const test::TrainedDifference diff = test::trained_difference(whole, want, recipe);
-        EXPECT_LE(diff.W, kTrainRelTol);
-        EXPECT_LE(diff.b, kTrainRelTol);
-        EXPECT_LE(diff.a, kTrainRelTol);
-      }
+      for (const int k : {1, 3}) expect_fused_run_matches_cpu(shape, type, k, 4, true);
+    }
+  }
+}
+
+// The fused kernel under racecheck (scripts/device_check), far slower than the other tools on
+// it: FusedShortRunsForTheSanitizers (32 launches, 64 iterations) did not finish in 60 s on an
+// H200 (2026-12-04). One launch of one CD-1 iteration per hidden type and shape, the small shape
+// first: every barrier and exchange of an iteration, each once.
+TEST(CudaBackend, FusedOneIterationForRacecheck) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  for (const SanitizerShape& shape : sanitizer_shapes()) {
+    const std::string why =
+        test::fused_unusable_reason(static_cast<int>(shape.data.cols()), shape.hidden);
+    if (!why.empty()) RBM_SKIP_FUSED(why);
+    for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+      expect_fused_run_matches_cpu(shape, type, 1, 1, false);
     }
   }
 }
@@ -430,10 +464,15 @@ TEST(CudaBackendStatistics, TinyModelMixesWithinBurnIn) {  // CPU only
 
 // Pearson's chi-square of the final states (n, d) over the 2^d states against p. The states
 // expected fewer than 5 times go into one pooled cell, with the next least likely ones until the
-// pool expects at least 5 (the chi-square approximation wants that); returns the statistic and
-// sets *dof to the cells less one.
-double pooled_chi_square(const std::vector<uint8_t>& states, int d, const std::vector<double>& p,
-                         int* dof) {
+// pool expects at least 5 (the chi-square approximation wants that). The degrees of freedom come
+// with the statistic: an out-parameter read in the same EXPECT as the call was read before the
+// call set it (GCC evaluates those arguments right to left), and the limit of 0 degrees was NaN.
+struct ChiSquare {
+  double statistic = 0.0;
+  int dof = 0;  // the cells less one
+};
+ChiSquare pooled_chi_square(const std::vector<uint8_t>& states, int d,
+                            const std::vector<double>& p) {
   const int64_t n = static_cast<int64_t>(states.size()) / d;
   std::vector<double> counts(p.size(), 0.0);
   for (int64_t c = 0; c < n; ++c) {
@@ -458,8 +497,7 @@ double pooled_chi_square(const std::vector<uint8_t>& states, int d, const std::v
   }
   statistic +=
       (pooled_observed - pooled_expected) * (pooled_observed - pooled_expected) / pooled_expected;
-  *dof = cells;  // (cells + 1 with the pool) - 1
-  return statistic;
+  return {statistic, cells};  // (cells + 1 with the pool) - 1
 }
 
 // 2^20 independent chains from Bernoulli(1/2) states (Philox, kInitPhase, as the CPU test draws
@@ -490,17 +528,16 @@ TEST(CudaBackend, GibbsSamplerMatchesExactDistribution) {
   gpu->gibbs(states, n_chains, seed, 0, kBurnIn);
   ASSERT_TRUE(std::all_of(states.begin(), states.end(), [](uint8_t x) { return x <= 1; }));
 
-  int dof = 0;
-  const double statistic = pooled_chi_square(states, d, visible_distribution(params), &dof);
-  EXPECT_LT(statistic, test::chi_square_limit_1e6(dof)) << dof << " degrees of freedom";
-  std::printf("gibbs chi-square %.2f, %d degrees of freedom, limit %.2f\n", statistic, dof,
-              test::chi_square_limit_1e6(dof));
+  const ChiSquare fit = pooled_chi_square(states, d, visible_distribution(params));
+  EXPECT_LT(fit.statistic, test::chi_square_limit_1e6(fit.dof)) << fit.dof << " degrees of freedom";
+  std::printf("gibbs chi-square %.2f, %d degrees of freedom, limit %.2f\n", fit.statistic, fit.dof,
+              test::chi_square_limit_1e6(fit.dof));
 
   Params other = params;
   for (float& w : other.W) w *= 1.5f;
-  int other_dof = 0;
-  EXPECT_GT(pooled_chi_square(states, d, visible_distribution(other), &other_dof),
-            test::chi_square_limit_1e6(other_dof));
+  const ChiSquare misfit = pooled_chi_square(states, d, visible_distribution(other));
+  EXPECT_GT(misfit.statistic, test::chi_square_limit_1e6(misfit.dof))
+      << misfit.dof << " degrees of freedom";
 }
 
 }  // namespace

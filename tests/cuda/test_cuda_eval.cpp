@@ -114,20 +114,6 @@ double log_z_tolerance(const AisSummary& g, const AisSummary& c, double z) {
   return z * std::hypot(log_z_sd(g.log_z, g.log_z_high), log_z_sd(c.log_z, c.log_z_high));
 }
 
-// AIS on the tests' 16-pixel models: `steps` temperatures, `runs` runs from stream first_stream,
-// base-model biases `base` but pixel 5's, 1.5.
-AisRequest tiny_ais_request(int64_t steps, int64_t runs, uint32_t seed, uint64_t first_stream,
-                            float base) {
-  AisRequest request;
-  request.betas = ais_betas(steps);
-  request.runs = runs;
-  request.seed = seed;
-  request.first_stream = first_stream;
-  request.base_bias.assign(16, base);
-  request.base_bias[5] = 1.5f;
-  return request;
-}
-
 // A tiny model (d = 16, H = 12), 64 runs of 300 steps: each run takes 300 x 28 = 8400 draws, each
 // within 2e-6 of its probability with probability 4e-6, so about 3% of runs are left out of the
 // run-by-run comparison (5% with ternary units' two thresholds per hidden draw); at least 80% are
@@ -150,7 +136,7 @@ TEST(CudaEval, AisWeightsMatchCpuRunByRun) {
       SCOPED_TRACE(std::string(hidden_type_name(type)) +
                    (visible_bias ? ", visible bias" : ", no visible bias") + ", base " +
                    std::to_string(base));
-      const AisRequest request = tiny_ais_request(300, 64, 202, 3, base);
+      const AisRequest request = test::tiny_ais_request(300, 64, 202, 3, base);
       const std::vector<test::AisRunReference> refs = test::ais_reference(p, request);
       const AisResult want = cpu->ais(request);
       const AisResult got = gpu->ais(request);
@@ -179,7 +165,7 @@ TEST(CudaEval, AisSmallRunsMatchCpu) {
     p.hidden_type = type;
     gpu->set_params(p);
     cpu->set_params(p);
-    const AisRequest request = tiny_ais_request(12, 8, 204, 5, base);
+    const AisRequest request = test::tiny_ais_request(12, 8, 204, 5, base);
     const std::vector<test::AisRunReference> refs = test::ais_reference(p, request);
     EXPECT_EQ(expect_clear_runs_agree(gpu->ais(request), cpu->ais(request), refs), 8);
   }
