@@ -28,7 +28,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -38,6 +40,7 @@
 #include "host/ais.hpp"
 #include "host/atomic_file.hpp"
 #include "host/backend.hpp"
+#include "host/cpu_threads.hpp"
 #include "host/dataset.hpp"
 #include "host/gibbs_blocks.hpp"
 #include "host/minibatch.hpp"
@@ -212,9 +215,13 @@ Measure time_sample_command(Backend& backend, const Params& params, int64_t chai
   const std::vector<uint8_t> start_states = random_initial_states(chains, params.visible, 7);
   const GibbsBlocks blocks{.block_chains = sample_block_chains(params.visible, params.hidden)};
   std::vector<uint8_t> states = start_states;
-  // Warm-up: one step of the first block (the buffers a block needs, allocated once).
-  gibbs_in_blocks(backend, states, std::min(chains, blocks.block_chains), params.visible, 7, 1,
-                  blocks);
+  // Warm-up: one step of the first block (the buffers a block needs, allocated once), on that
+  // block's states alone.
+  const int64_t first_block = std::min(chains, blocks.block_chains);
+  gibbs_in_blocks(backend,
+                  std::span(states).first(static_cast<size_t>(first_block) *
+                                          static_cast<size_t>(params.visible)),
+                  first_block, params.visible, 7, 1, blocks);
   std::vector<double> times;
   for (int r = 0; r < repeats; ++r) {
     states = start_states;
@@ -472,12 +479,17 @@ int run(const Options& o) {
     return init_params(init, digits);
   };
   // 2. The sampler. The CPU runs at most 2e5 / H x 100 chain-steps' worth of chains (about two
-  // seconds each), --quick too: fewer would leave a core idle (a tile of 256 chains is one
-  // thread's work), and --quick's fewer steps keep it short.
+  // seconds each on the 2-core development machine), --quick too, but a tile of 256 chains (one
+  // thread's work) for each of its threads at least: fewer leave cores idle (on the H200's 16-core
+  // host, 2026-12-04, 512 chains at H 500 kept 2 of them busy); --quick's fewer steps keep it
+  // short.
+  const auto cpu_cap_for = [](int H) {
+    return std::max<int64_t>(H <= 100 ? 2048 : 512, int64_t{256} * cpu_threads());
+  };
   for (const int H : {100, 500}) {
     const Params params = sampler_params(H);
     const int64_t steps = 100 / (o.quick ? 5 : 1);
-    const int64_t cpu_cap = H <= 100 ? 2048 : 512;
+    const int64_t cpu_cap = cpu_cap_for(H);
     for (const int64_t N : {int64_t{1024}, int64_t{65536}, int64_t{262144}}) {
       const int64_t n = N / q_chains;
       Row row{"2 sampler H " + std::to_string(H) + " N " + std::to_string(n),
@@ -506,7 +518,7 @@ int run(const Options& o) {
   {
     const Params params = sampler_params(100);
     const int64_t steps = 100 / (o.quick ? 5 : 1), n = 262144 / q_chains;
-    const int64_t cpu_chains = std::min<int64_t>(n, 2048);
+    const int64_t cpu_chains = std::min<int64_t>(n, cpu_cap_for(100));
     Row row{"2 sample cmd N " + std::to_string(n),
             "H 100, K " + std::to_string(steps) + ", end to end (cpu: N " +
                 std::to_string(cpu_chains) + ")",
@@ -526,7 +538,10 @@ int run(const Options& o) {
   notes.push_back(
       "sampler rates are steady-state chain-steps per second: (time of K steps - time of 1 step) "
       "/ (K - 1), so moving the states in and out is not counted (end-to-end times in the JSON); "
-      "the CPU runs at most 2048 (H 100) or 512 (H 500) chains");
+      "the CPU runs at most " +
+      std::to_string(cpu_cap_for(100)) + " (H 100) or " + std::to_string(cpu_cap_for(500)) +
+      " (H 500) chains (a tile of 256 for each of its " + std::to_string(cpu_threads()) +
+      " threads at least)");
   if (peer && !peer_gpu) notes.push_back("torch, sampler: the CPU's N, 10 steps timed");
 
   // 3. One epoch of minibatch PCD-1 on the training digits.
@@ -590,6 +605,20 @@ int run(const Options& o) {
   double load_end = 0.0;
   (void)getloadavg(&load_end, 1);
   cpu_peak = std::max(cpu_peak, bench::measure_machine_fma_peak(cores) * 1e9);
+
+  // OpenBLAS 0.3.21 (Debian 12) chose its generic SSE3 kernels on the H200's host (2026-12-04),
+  // a CPU it does not know: the sampler's and PCD's CPU rates were measured so.
+  const char* chosen_core = std::getenv("OPENBLAS_CORETYPE");  // a user's choice is not noted
+  if ((chosen_core == nullptr || *chosen_core == '\0') &&
+      std::string_view(openblas_get_corename()) == "Prescott" && cpu::simd() != cpu::Simd::scalar) {
+    notes.push_back(
+        "OpenBLAS did not recognize this CPU and runs its generic SSE3 (Prescott) kernels on it, "
+        "which has " +
+        std::string(cpu::simd_name(cpu::simd())) +
+        ": the CPU rows that use OpenBLAS (the sampler, sample cmd, PCD) are slower than they need "
+        "be; OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) in the environment chooses its "
+        "faster kernels");
+  }
 
   // The table.
   std::printf(
