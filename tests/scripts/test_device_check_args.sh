@@ -62,7 +62,7 @@ if compgen -G "$scratch/rbm-device-check.*" >/dev/null; then
 fi
 # racecheck's exclusion of cuBLAS's kernels by name must not leave out a kernel of ours: no
 # __global__ function in kernels/ matches it, and cuBLAS's SGEMM and SGEMV names do.
-exclude_regex=$(sed -n 's/.*--kernel-name-exclude "regex=\(.*\)".*/\1/p' "$check")
+exclude_regex=$(sed -n "s/^ *local race_exclude='regex=\(.*\)'\$/\1/p" "$check")
 if [[ -z "$exclude_regex" ]]; then
   echo "FAIL racecheck's --kernel-name-exclude regex not found in scripts/device_check"
   failures=$((failures + 1))
@@ -95,6 +95,12 @@ else
       failures=$((failures + 1))
     fi
   done
+  # Both racecheck steps (ours but the fused kernel's, and the fused kernel's) use it.
+  uses=$(grep -c -- '--kernel-name-exclude "$race_exclude"' "$check" || true)
+  if [[ "$uses" != 2 ]]; then
+    echo "FAIL racecheck's exclusion is used by $uses steps, not both racecheck steps"
+    failures=$((failures + 1))
+  fi
   ((failures > failures_before)) ||
     echo "ok   racecheck's exclusion: none of our $(wc -l <<<"$ours") kernels, cuBLAS's names"
 fi
