@@ -4,9 +4,12 @@
 // iterations from the same initial parameters, without and with visible biases, and with ternary
 // hidden units) and timed (25000
 // iterations, median of 3, microseconds per iteration, synchronized; the repeats must give the
-// same W). The product runs 8 x 256; the table says what the others would change. Without a
-// usable device it says so in one line and exits 0; a variant that fails validation or errs, or
-// a product the device refuses, prints FAIL and the exit status is 1.
+// same W), each against 8 x 256 (the portable variant with the fewest threads, which rbm_cuda ran
+// until 2026-12-04); the line of the variant rbm_cuda runs here (kernels/fused_cd.cu's choice,
+// fused_product_variant) ends in "rbm_cuda". Without a usable device it says so in one line and
+// exits 0; a variant that fails validation or errs, or 8 x 256 or rbm_cuda's variant refused by the
+// device, prints FAIL and the exit status is 1. Then, for each variant that ran, the latency of its
+// two barriers (kernels/barrier_probe.hpp) and the share of an iteration they make together.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -15,6 +18,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/flags.hpp"
@@ -25,6 +29,7 @@
 #include "host/model.hpp"
 #include "tests/cd_reference.hpp"
 #ifdef RBM_BENCH_CUDA
+#include "kernels/barrier_probe.hpp"
 #include "kernels/cuda_backend.hpp"
 #endif
 
@@ -41,11 +46,8 @@ struct Options {
 
 #ifdef RBM_BENCH_CUDA
 
-struct Variant {
-  int cluster_ctas, threads;
-};
-constexpr Variant kVariants[] = {{8, 256}, {8, 512}, {16, 256}, {16, 512}};
-constexpr Variant kProduct = {8, 256};
+constexpr FusedVariant kVariants[] = {{8, 256}, {8, 512}, {16, 256}, {16, 512}};
+constexpr FusedVariant kBaseline = {8, 256};
 
 // Validation with tests/cd_reference.hpp's bound and margin: on a seed whose CPU trajectory keeps
 // every draw kMargin from its probability, a correct variant parts from the CPU reference only
@@ -68,10 +70,12 @@ double seconds_of(Backend& backend, const Dataset& train, const Params& start,
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
 }
 
-std::unique_ptr<Backend> make_variant(Variant v) {
-  return make_cuda_backend(
-      {.engine = CudaEngine::fused,
-       .fused_variant = {.cluster_ctas = v.cluster_ctas, .threads = v.threads}});
+std::unique_ptr<Backend> make_variant(FusedVariant v) {
+  return make_cuda_backend({.engine = CudaEngine::fused, .fused_variant = v});
+}
+
+bool same_variant(FusedVariant l, FusedVariant r) {
+  return l.cluster_ctas == r.cluster_ctas && l.threads == r.threads;
 }
 
 int run(const Options& o) {
@@ -118,10 +122,13 @@ int run(const Options& o) {
               "vs 8x256");
 
   bool all_valid = true;
-  double product_us = 0.0;
-  for (const Variant v : kVariants) {
+  double baseline_us = 0.0;
+  std::vector<std::pair<FusedVariant, double>> timed;  // the variants that ran, us an iteration
+  const FusedVariant chosen = fused_product_variant(train.cols(), recipe.hidden);
+  for (const FusedVariant v : kVariants) {
     const std::string name = std::to_string(v.cluster_ctas) + "x" + std::to_string(v.threads);
-    const bool product = v.cluster_ctas == kProduct.cluster_ctas && v.threads == kProduct.threads;
+    const bool baseline = same_variant(v, kBaseline), product = same_variant(v, chosen);
+    const bool must_run = baseline || product;
     std::string refused, failed;
     double diff = 0.0, us = 0.0;
     try {
@@ -148,23 +155,46 @@ int run(const Options& o) {
     } catch (const std::exception& e) {
       failed = e.what();
     }
-    if (!refused.empty() && !product) {
+    if (!refused.empty() && !must_run) {
       std::printf("%-10s %-6s %s\n", name.c_str(), "SKIP", refused.c_str());
       continue;
     }
-    if (!refused.empty() || !failed.empty()) {  // the product must run, and nothing may fail
+    if (!refused.empty() || !failed.empty()) {  // those two must run, and nothing may fail
       all_valid = false;
       std::printf("%-10s %-6s %s\n", name.c_str(), "FAIL", (refused + failed).c_str());
       continue;
     }
     const bool valid = diff <= kTrainRelTol;
     all_valid = all_valid && valid;
-    if (product) product_us = us;
+    if (baseline) baseline_us = us;
+    timed.emplace_back(v, us);
     std::printf("%-10s %-6s %11.3g %10.3f ", name.c_str(), valid ? "ok" : "FAIL", diff, us);
-    if (product_us > 0) {
-      std::printf("%11.2fx\n", product_us / us);  // > 1: faster than the product
+    if (baseline_us > 0) {
+      std::printf("%11.2fx", baseline_us / us);  // > 1: faster than 8 x 256
     } else {
-      std::printf("%12s\n", "-");
+      std::printf("%12s", "-");
+    }
+    std::printf("%s\n", product ? "  rbm_cuda" : "");
+  }
+  // What the barriers alone cost: an iteration of CD-k is a chain of phases with 5 + 5k
+  // __syncthreads and 1 + k cluster.sync between them (kernels/fused_cd_cta.h), 20 and 4 at CD-3.
+  const int cta_barriers = 5 + 5 * recipe.k, cluster_barriers = 1 + recipe.k;
+  std::printf(
+      "\nbarriers alone (kernels/barrier_probe.cu: one cluster, 20000 and 40000 in a loop; "
+      "an iteration has %d __syncthreads and %d cluster.sync):\n",
+      cta_barriers, cluster_barriers);
+  for (const auto& [v, us] : timed) {
+    try {
+      const BarrierLatency latency = measure_barrier_latency(v.cluster_ctas, v.threads, 20000);
+      const double barrier_us =
+          (cta_barriers * latency.cta_ns + cluster_barriers * latency.cluster_ns) / 1e3;
+      std::printf(
+          "%2dx%-4d  __syncthreads %6.1f ns, cluster.sync %6.1f ns: %6.2f us of the "
+          "iteration's %.2f (%.0f%%)\n",
+          v.cluster_ctas, v.threads, latency.cta_ns, latency.cluster_ns, barrier_us, us,
+          100.0 * barrier_us / us);
+    } catch (const std::exception& e) {
+      std::printf("%2dx%-4d  %s\n", v.cluster_ctas, v.threads, e.what());
     }
   }
   return all_valid ? 0 : 1;

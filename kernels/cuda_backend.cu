@@ -143,9 +143,10 @@ class CudaBackend final : public Backend {
     const StepConfig config{philox_key(recipe.seed, Purpose::train), recipe.lr, recipe.k};
     const cudaStream_t s = stream_.get();
     if (options_.engine == CudaEngine::fused) {
-      const auto [ctas, threads] = options_.fused_variant;
-      const std::string why =
-          cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, ctas, threads);
+      const FusedVariant variant = options_.fused_variant.cluster_ctas == 0
+                                       ? fused_product_variant(visible_, hidden_)
+                                       : options_.fused_variant;
+      const std::string why = cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, variant);
       // A user's choice that this device or model cannot take: exit 2, and a new run's directory
       // is removed again (host/trainer.cpp).
       if (!why.empty()) {
@@ -160,7 +161,7 @@ class CudaBackend final : public Backend {
       args.hidden_type = hidden_type_;
       args.first_iteration = first_iteration;
       args.count = count;
-      cuda::launch_fused_cd_variant(args, ctas, threads, s);
+      cuda::launch_fused_cd(args, variant, s);
       stream_.synchronize();
       return;
     }

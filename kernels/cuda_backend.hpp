@@ -16,6 +16,12 @@ namespace rbm {
 // in shared memory (fused, kernels/fused_cd.cuh; compute capability 9.0).
 enum class CudaEngine { gemv, fused };
 
+// A variant of the fused engine's kernel (kernels/fused_cd.cuh): cluster CTAs (8, portable, or 16)
+// x threads per CTA (256 or 512); 0 x 0 names none.
+struct FusedVariant {
+  int cluster_ctas = 0, threads = 0;
+};
+
 struct CudaOptions {
   CudaEngine engine = CudaEngine::gemv;
   // gemv engine: capture one training iteration in a CUDA graph and replay it (off: enqueue
@@ -35,11 +41,10 @@ struct CudaOptions {
   // -1/0/1 for ternary hidden units, and exact). Off: fp32. tests/cuda/test_cuda_minibatch.cpp
   // checks the statistics agree.
   bool tf32 = false;
-  // fused engine, lab only (bench/fused_lab.cpp): the kernel variant, cluster CTAs x threads per
-  // CTA (kernels/fused_cd.cuh); the default is the product's.
-  struct {
-    int cluster_ctas = 8, threads = 256;
-  } fused_variant{};
+  // fused engine: the kernel variant, cluster CTAs x threads per CTA (kernels/fused_cd.cuh), set
+  // by the lab (bench/fused_lab.cpp); 0 x 0, the default: rbm_cuda's, the fastest variant the
+  // device can hold for the model (fused_product_variant, below).
+  FusedVariant fused_variant{};
 };
 
 // Empty when device 0 is usable by this build, else one line saying why not: "no CUDA device",
@@ -49,6 +54,11 @@ std::string usable_device_or_reason();
 // Device 0 as "NVIDIA H200, 132 SMs, 139.8 GiB, compute capability 9.0, CUDA driver 13.0,
 // runtime 13.0". Requires a usable device.
 std::string cuda_device_description();
+
+// The variant that rbm_cuda's fused engine runs for a d x H model on device 0: 16 x 512 where the
+// device holds a cluster of 16 CTAs with the model's share of W, else the fastest of the others
+// that it holds (kernels/fused_cd.cu orders them by their measured speed).
+FusedVariant fused_product_variant(int d, int H);
 
 // Throws BackendUnavailable when usable_device_or_reason() gives a reason.
 std::unique_ptr<Backend> make_cuda_backend(CudaOptions options = {});

@@ -1,10 +1,10 @@
 // Single-sample CD-k in one persistent kernel (see fused_cd.cuh): the algorithm is
 // kernels/fused_cd_cta.h's, run by each CTA of one cluster for its own threads.
 //
-// One cluster of C = kCtas CTAs of kThreads threads (template parameters: the product runs
-// 8 x 256; bench/fused_lab.cpp validates and times the other variants). Draws come from
-// rbm::philox_block (kernels/philox.h), word for word cuRAND's device Philox (tests/cuda checks
-// that), without curand_init's extra evaluations.
+// One cluster of C = kCtas CTAs of kThreads threads (template parameters: rbm_cuda runs the
+// fastest variant the device can hold, fused_product_variant; bench/fused_lab.cpp validates and
+// times each). Draws come from rbm::philox_block (kernels/philox.h), word for word cuRAND's device
+// Philox (tests/cuda checks that), without curand_init's extra evaluations.
 #include "kernels/fused_cd.cuh"
 
 #include <cooperative_groups.h>
@@ -24,9 +24,11 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-// The product's variant: the portable cluster size and 256 threads per CTA.
-constexpr int kProductClusterCtas = 8;
-constexpr int kProductThreads = 256;
+// The variants by their time an iteration of the reference recipe on the H200 (fused_lab,
+// 2026-12-04: 13.1, 15.3, 16.2 and 22.9 us), fastest first: rbm_cuda runs the first that the
+// device can hold for the shape.
+constexpr FusedVariant kByMeasuredSpeed[] = {{16, 512}, {8, 512}, {16, 256}, {8, 256}};
+constexpr FusedVariant kPortableFewestThreads = {8, 256};  // its reason is given when none runs
 constexpr int kPortableClusterCtas = 8;  // beyond it: non-portable, only where the device allows
 
 size_t shared_bytes(int d, int H, int cluster_ctas, int threads) {
@@ -169,7 +171,8 @@ bool with_variant(int cluster_ctas, int threads, F&& f) {
 
 }  // namespace
 
-std::string fused_cd_variant_unsupported_reason(int d, int H, int cluster_ctas, int threads) {
+std::string fused_cd_variant_unsupported_reason(int d, int H, FusedVariant variant) {
+  const auto [cluster_ctas, threads] = variant;
   if (!with_variant(cluster_ctas, threads, [](auto) {})) {
     return "no variant " + std::to_string(cluster_ctas) + " x " + std::to_string(threads) +
            " (cluster CTAs 8 or 16, threads 256 or 512)";
@@ -199,11 +202,11 @@ std::string fused_cd_variant_unsupported_reason(int d, int H, int cluster_ctas, 
 }
 
 std::string fused_cd_unsupported_reason(int d, int H) {
-  return fused_cd_variant_unsupported_reason(d, H, kProductClusterCtas, kProductThreads);
+  return fused_cd_variant_unsupported_reason(d, H, fused_product_variant(d, H));
 }
 
-void launch_fused_cd_variant(const FusedCdArgs& args, int cluster_ctas, int threads,
-                             cudaStream_t stream) {
+void launch_fused_cd(const FusedCdArgs& args, FusedVariant variant, cudaStream_t stream) {
+  const auto [cluster_ctas, threads] = variant;
   if (args.count <= 0) return;
   if (args.problem.rows <= 0 || args.problem.rows > int64_t{UINT32_MAX} || args.problem.k < 1) {
     throw std::invalid_argument("launch_fused_cd: bad rows or k");
@@ -211,11 +214,18 @@ void launch_fused_cd_variant(const FusedCdArgs& args, int cluster_ctas, int thre
   const bool known = with_variant(cluster_ctas, threads, [&](auto v) {
     launch_variant<decltype(v)::ctas, decltype(v)::threads>(args, stream);
   });
-  if (!known) throw std::invalid_argument("launch_fused_cd_variant: no such variant");
-}
-
-void launch_fused_cd(const FusedCdArgs& args, cudaStream_t stream) {
-  launch_fused_cd_variant(args, kProductClusterCtas, kProductThreads, stream);
+  if (!known) throw std::invalid_argument("launch_fused_cd: no such variant");
 }
 
 }  // namespace rbm::cuda
+
+namespace rbm {
+
+FusedVariant fused_product_variant(int d, int H) {
+  for (const FusedVariant variant : cuda::kByMeasuredSpeed) {
+    if (cuda::fused_cd_variant_unsupported_reason(d, H, variant).empty()) return variant;
+  }
+  return cuda::kPortableFewestThreads;
+}
+
+}  // namespace rbm

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "host/model.hpp"
+#include "kernels/cuda_backend.hpp"
 #include "kernels/fused_cd_cta.h"
 
 namespace rbm::cuda {
@@ -23,19 +24,15 @@ struct FusedCdArgs {
   int64_t first_iteration = 0, count = 0;
 };
 
-// Empty when the fused kernel can train this shape on the current device, else why not (no
-// thread-block clusters before compute capability 9.0; W's share per CTA beyond shared memory).
+// Empty when the product's variant (fused_product_variant, kernels/cuda_backend.hpp) can train
+// this shape on the current device, else why not (no thread-block clusters before compute
+// capability 9.0; W's share per CTA beyond shared memory).
 std::string fused_cd_unsupported_reason(int d, int H);
 
-// Runs iterations [first_iteration, first_iteration + count) in one launch on `stream`.
-void launch_fused_cd(const FusedCdArgs& args, cudaStream_t stream);
+// The same for one variant, adding: no such variant, or a cluster of 16 the device cannot hold.
+std::string fused_cd_variant_unsupported_reason(int d, int H, FusedVariant variant);
 
-// The kernel lab's variants (bench/fused_lab.cpp, issue 8): the same kernel with other tunables,
-// cluster_ctas 8 (portable) or 16 (non-portable: where the device can co-schedule 16 CTAs) and
-// threads per CTA 256 or 512. The product above is 8 x 256. The reason adds to
-// fused_cd_unsupported_reason's: no such variant, or a cluster of 16 the device cannot hold.
-std::string fused_cd_variant_unsupported_reason(int d, int H, int cluster_ctas, int threads);
-void launch_fused_cd_variant(const FusedCdArgs& args, int cluster_ctas, int threads,
-                             cudaStream_t stream);
+// Runs iterations [first_iteration, first_iteration + count) in one launch on `stream`.
+void launch_fused_cd(const FusedCdArgs& args, FusedVariant variant, cudaStream_t stream);
 
 }  // namespace rbm::cuda
