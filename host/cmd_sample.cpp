@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -121,10 +122,11 @@ void commit_outputs(std::vector<StagedOutput>& staged) {
 // What the mixing check (host/mixing.hpp) found: `verdict` is "mixed" (no sign that the chains
 // have not), "not mixed", "stuck" (R-hat inf), "undefined" (one free energy), "not judged" (too
 // few chains or steps), or "none" without steps; `line` the text line (empty for "none"), a
-// `note:` when the chains have not mixed.
+// `note:` (and `note` true) when the chains have not mixed.
 struct MixingReport {
   std::string verdict, line;
   std::optional<double> r_hat, threshold;
+  bool note = false;
 };
 
 MixingReport mixing_report(const MixingTrace& mixing, int64_t steps) {
@@ -180,7 +182,7 @@ MixingReport mixing_report(const MixingTrace& mixing, int64_t steps) {
         "are (a model whose units are all but certain given the others), and more steps "
         "may not move them",
         what);
-    return {"stuck", text, {}, threshold};  // JSON holds no inf: null, with the verdict
+    return {"stuck", text, {}, threshold, true};  // JSON holds no inf: null, with the verdict
   }
   std::snprintf(text, sizeof text,
                 "note: the chains have not mixed: %s is %s, above the %s that independent normal "
@@ -188,7 +190,7 @@ MixingReport mixing_report(const MixingTrace& mixing, int64_t steps) {
                 "changes over the reads, which are not yet like independent draws from the model, "
                 "and the final states may not be draws from it either; run more steps",
                 what, fixed(r_hat).c_str(), fixed(threshold).c_str());
-  return {"not mixed", text, r_hat, threshold};
+  return {"not mixed", text, r_hat, threshold, true};
 }
 
 }  // namespace
@@ -457,7 +459,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
   // image weight exp(a'x) = 1, so log Z >= 784 log 2 (the reference recipe's model has nearly all
   // of its mass there; README, "What it learns").
   std::vector<std::string> notes;  // without their "note: ", which the text lines have
-  if (mixed.line.starts_with("note: ")) notes.push_back(mixed.line.substr(6));
+  if (mixed.note) notes.push_back(mixed.line.substr(std::string_view("note: ").size()));
   if (!from_data && !params.has_visible_bias() && params.hidden_type == HiddenType::binary &&
       steps > 0) {
     notes.push_back(
@@ -517,7 +519,7 @@ int run_sample_command(const std::string& program, const std::vector<std::string
               f.before_after.empty() ? "" : " ", f.before_after.c_str());
   // The mixing line (a note or not), then the other notes.
   if (!mixed.line.empty()) std::printf("%s\n", mixed.line.c_str());
-  for (size_t k = mixed.line.starts_with("note: ") ? 1 : 0; k < notes.size(); ++k) {
+  for (size_t k = mixed.note ? 1 : 0; k < notes.size(); ++k) {
     std::printf("note: %s\n", notes[k].c_str());
   }
   return 0;

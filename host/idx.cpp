@@ -399,11 +399,29 @@ namespace {
 const char* const kFetchHint =
     "run scripts/fetch_mnist, or point --data at a directory holding the MNIST IDX files";
 
+// The prefixes of a split's files, in the order they are loaded: train, t10k, or both.
+std::vector<std::string> split_prefixes(Split split) {
+  std::vector<std::string> prefixes;
+  if (split != Split::test) prefixes.push_back("train");
+  if (split != Split::train) prefixes.push_back("t10k");
+  return prefixes;
+}
+
+// A split's two files: its images and its labels.
+std::array<std::string, 2> split_file_names(const std::string& prefix) {
+  return {prefix + "-images-idx3-ubyte", prefix + "-labels-idx1-ubyte"};
+}
+
+// Where a file of that name may be, in the order looked at: raw, then gzipped.
+std::array<std::filesystem::path, 2> mnist_file_paths(const std::filesystem::path& dir,
+                                                      const std::string& name) {
+  return {dir / name, dir / (name + ".gz")};
+}
+
 // `dir/name`, or `dir/name.gz` when only that exists. A symbolic link that leads nowhere (its
 // target missing, or a loop) is named as such rather than as a missing file.
 std::filesystem::path find_mnist_file(const std::filesystem::path& dir, const std::string& name) {
-  const std::filesystem::path raw = dir / name;
-  const std::filesystem::path gz = dir / (name + ".gz");
+  const auto [raw, gz] = mnist_file_paths(dir, name);
   for (const std::filesystem::path& path : {raw, gz}) {
     std::error_code ec;
     if (std::filesystem::exists(path, ec)) return path;
@@ -421,8 +439,9 @@ std::filesystem::path find_mnist_file(const std::filesystem::path& dir, const st
 // images are read a piece at a time and only the kept ones are stored.
 void append_split(const std::filesystem::path& dir, const std::string& prefix,
                   std::optional<int> digit, Dataset& out) {
-  const std::filesystem::path images_path = find_mnist_file(dir, prefix + "-images-idx3-ubyte");
-  const std::filesystem::path labels_path = find_mnist_file(dir, prefix + "-labels-idx1-ubyte");
+  const auto [images_name, labels_name] = split_file_names(prefix);
+  const std::filesystem::path images_path = find_mnist_file(dir, images_name);
+  const std::filesystem::path labels_path = find_mnist_file(dir, labels_name);
   IdxReader images(3, images_path);  // its header and, uncompressed, its length checked here
   const uint32_t count = images.dims()[0];
   const uint32_t rows = images.dims()[1];
@@ -495,21 +514,17 @@ Dataset load_mnist(const std::filesystem::path& dir, std::optional<int> digit, S
     throw InputError(dir.string() + ": no such directory; " + kFetchHint);
   }
   Dataset data;
-  if (split != Split::test) append_split(dir, "train", digit, data);
-  if (split != Split::train) append_split(dir, "t10k", digit, data);
+  for (const std::string& prefix : split_prefixes(split)) append_split(dir, prefix, digit, data);
   return data;
 }
 
 std::optional<std::string> missing_mnist_file(const std::filesystem::path& dir, Split split) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) return std::nullopt;
-  std::vector<std::string> prefixes;
-  if (split != Split::test) prefixes.push_back("train");
-  if (split != Split::train) prefixes.push_back("t10k");
-  for (const std::string& prefix : prefixes) {
-    for (const std::string& name : {prefix + "-images-idx3-ubyte", prefix + "-labels-idx1-ubyte"}) {
-      const bool there = std::ranges::any_of(
-          std::array{dir / name, dir / (name + ".gz")}, [](const std::filesystem::path& path) {
+  for (const std::string& prefix : split_prefixes(split)) {
+    for (const std::string& name : split_file_names(prefix)) {
+      const bool there =
+          std::ranges::any_of(mnist_file_paths(dir, name), [](const std::filesystem::path& path) {
             // Only a name that is not there is missing: one that cannot be looked at (no
             // permission) is there, for load_mnist to say what is wrong with it.
             std::error_code error;
