@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -185,19 +186,26 @@ void expect_fused_run_matches_cpu(const SanitizerShape& shape, HiddenType type, 
   EXPECT_LE(diff.a, kTrainRelTol);
 }
 
-// The fused kernel under memcheck, synccheck and initcheck (scripts/device_check): runs of 4
-// iterations, both hidden types, CD-1 and CD-3, on both shapes. Launches of 1 and 3 iterations
-// equal one of 4 bit for bit, and the CPU reference within kTrainRelTol.
-TEST(CudaBackend, FusedShortRunsForTheSanitizers) {
-  RBM_REQUIRE_CUDA_DEVICE();
+// expect_fused_run_matches_cpu on every sanitizer shape, both hidden types and each k of `ks`;
+// skips (or, with RBM_REQUIRE_GPU=1, fails) where the fused engine cannot run a shape.
+void expect_fused_runs_match_cpu(std::initializer_list<int> ks, int64_t iterations,
+                                 bool in_pieces) {
   for (const SanitizerShape& shape : sanitizer_shapes()) {
     const std::string why =
         test::fused_unusable_reason(static_cast<int>(shape.data.cols()), shape.hidden);
     if (!why.empty()) RBM_SKIP_FUSED(why);
     for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
-      for (const int k : {1, 3}) expect_fused_run_matches_cpu(shape, type, k, 4, true);
+      for (const int k : ks) expect_fused_run_matches_cpu(shape, type, k, iterations, in_pieces);
     }
   }
+}
+
+// The fused kernel under memcheck, synccheck and initcheck (scripts/device_check): runs of 4
+// iterations, both hidden types, CD-1 and CD-3, on both shapes. Launches of 1 and 3 iterations
+// equal one of 4 bit for bit, and the CPU reference within kTrainRelTol.
+TEST(CudaBackend, FusedShortRunsForTheSanitizers) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  expect_fused_runs_match_cpu({1, 3}, 4, true);
 }
 
 // The fused kernel under racecheck (scripts/device_check), far slower than the other tools on
@@ -206,14 +214,7 @@ TEST(CudaBackend, FusedShortRunsForTheSanitizers) {
 // first: every barrier and exchange of an iteration, each once.
 TEST(CudaBackend, FusedOneIterationForRacecheck) {
   RBM_REQUIRE_CUDA_DEVICE();
-  for (const SanitizerShape& shape : sanitizer_shapes()) {
-    const std::string why =
-        test::fused_unusable_reason(static_cast<int>(shape.data.cols()), shape.hidden);
-    if (!why.empty()) RBM_SKIP_FUSED(why);
-    for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
-      expect_fused_run_matches_cpu(shape, type, 1, 1, false);
-    }
-  }
+  expect_fused_runs_match_cpu({1}, 1, false);
 }
 
 // The fused kernel runs the iterations it is given in order, whatever the launches: training in
