@@ -45,6 +45,7 @@
 #include "host/gibbs_blocks.hpp"
 #include "host/minibatch.hpp"
 #include "host/model.hpp"
+#include "host/openblas_kernels.hpp"
 #include "host/simd.hpp"
 #include "host/version.hpp"
 #include "kernels/philox.h"
@@ -607,7 +608,8 @@ int run(const Options& o) {
   cpu_peak = std::max(cpu_peak, bench::measure_machine_fma_peak(cores) * 1e9);
 
   // OpenBLAS 0.3.21 (Debian 12) chose its generic SSE3 kernels on the H200's host (2026-12-04),
-  // a CPU it does not know: the sampler's and PCD's CPU rates were measured so.
+  // a CPU it does not know, and the sampler's and PCD's CPU rates were measured so; main now runs
+  // itself again with better ones (host/openblas_kernels.hpp), so this note says the exec failed.
   const char* chosen_core = std::getenv("OPENBLAS_CORETYPE");  // a user's choice is not noted
   if ((chosen_core == nullptr || *chosen_core == '\0') &&
       std::string_view(openblas_get_corename()) == "Prescott" && cpu::simd() != cpu::Simd::scalar) {
@@ -716,6 +718,8 @@ int run(const Options& o) {
 }  // namespace rbm
 
 int main(int argc, char** argv) {
+  // The CPU build as rbm_cpu runs: OpenBLAS's AVX2 or AVX-512 kernels where it did not know the CPU.
+  rbm::rerun_with_openblas_kernels(argv);
   rbm::Options o;
   return rbm::bench::bench_main(
       argc, argv,
