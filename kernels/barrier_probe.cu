@@ -4,6 +4,8 @@
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <array>
 #include <string>
 
 #include "host/errors.hpp"
@@ -18,22 +20,22 @@ namespace cg = cooperative_groups;
 // `rounds` barriers of one kind; each round also changes a register that is stored at the end, so
 // that the loop is not removed.
 template <bool kCluster>
-__global__ void barrier_loop_kernel(int rounds, int* sink) {
-  int value = static_cast<int>(threadIdx.x);
+__global__ void barrier_loop_kernel(int rounds, unsigned* sink) {
+  unsigned value = threadIdx.x;
   for (int r = 0; r < rounds; ++r) {
     if constexpr (kCluster) {
       cg::this_cluster().sync();
     } else {
       __syncthreads();
     }
-    value = value * 3 + r;
+    value = value * 3u + static_cast<unsigned>(r);
   }
   sink[blockIdx.x * blockDim.x + threadIdx.x] = value;
 }
 
 // Milliseconds of one launch of `rounds` barriers on one cluster.
 template <bool kCluster>
-float launch_ms(int cluster_ctas, int threads, int rounds, int* sink, cudaStream_t stream) {
+float launch_ms(int cluster_ctas, int threads, int rounds, unsigned* sink, cudaStream_t stream) {
   const auto kernel = barrier_loop_kernel<kCluster>;
   if (cluster_ctas > 8) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
@@ -65,13 +67,19 @@ float launch_ms(int cluster_ctas, int threads, int rounds, int* sink, cudaStream
   return stop.elapsed_ms_since(start);
 }
 
-// One barrier's nanoseconds: (time of 2 x rounds - time of rounds) / rounds, after a warm-up.
+// One barrier's nanoseconds: (time of 2 x rounds - time of rounds) / rounds, after a warm-up; the
+// median of 3 such differences, and not below 0 (noise could make one so).
 template <bool kCluster>
-double barrier_ns(int cluster_ctas, int threads, int rounds, int* sink, cudaStream_t stream) {
+double barrier_ns(int cluster_ctas, int threads, int rounds, unsigned* sink, cudaStream_t stream) {
   (void)launch_ms<kCluster>(cluster_ctas, threads, rounds, sink, stream);
-  const float once = launch_ms<kCluster>(cluster_ctas, threads, rounds, sink, stream);
-  const float twice = launch_ms<kCluster>(cluster_ctas, threads, 2 * rounds, sink, stream);
-  return 1e6 * static_cast<double>(twice - once) / rounds;
+  std::array<double, 3> differences{};
+  for (double& difference : differences) {
+    const float once = launch_ms<kCluster>(cluster_ctas, threads, rounds, sink, stream);
+    const float twice = launch_ms<kCluster>(cluster_ctas, threads, 2 * rounds, sink, stream);
+    difference = 1e6 * static_cast<double>(twice - once) / rounds;
+  }
+  std::sort(differences.begin(), differences.end());
+  return std::max(differences[1], 0.0);
 }
 
 }  // namespace
@@ -84,7 +92,8 @@ BarrierLatency measure_barrier_latency(int cluster_ctas, int threads, int rounds
         "32), and at least one round");
   }
   cuda::Stream stream;
-  cuda::DeviceBuffer<int> sink(static_cast<size_t>(cluster_ctas) * static_cast<size_t>(threads));
+  cuda::DeviceBuffer<unsigned> sink(static_cast<size_t>(cluster_ctas) *
+                                    static_cast<size_t>(threads));
   BarrierLatency latency;
   latency.cta_ns = barrier_ns<false>(cluster_ctas, threads, rounds, sink.data(), stream.get());
   latency.cluster_ns = barrier_ns<true>(cluster_ctas, threads, rounds, sink.data(), stream.get());

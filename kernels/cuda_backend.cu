@@ -62,7 +62,18 @@ class CudaBackend final : public Backend {
   }
 
   std::string name() const override { return "cuda"; }
-  std::string device_description() const override { return cuda_device_description(); }
+  // With the fused engine, once it has trained, the variant too: its sums over the cluster's CTAs
+  // are in another order on another variant, so the trained bits depend on it (run.json keeps
+  // this description).
+  std::string device_description() const override {
+    std::string description = cuda_device_description();
+    if (fused_choice_.variant.cluster_ctas > 0 && fused_choice_.why.empty()) {
+      description += ", fused engine on clusters of " +
+                     std::to_string(fused_choice_.variant.cluster_ctas) + " CTAs x " +
+                     std::to_string(fused_choice_.variant.threads) + " threads";
+    }
+    return description;
+  }
 
   void stage(const Dataset& train) override {
     if (train.rows <= 0) throw std::invalid_argument("stage: no training images");
@@ -143,10 +154,17 @@ class CudaBackend final : public Backend {
     const StepConfig config{philox_key(recipe.seed, Purpose::train), recipe.lr, recipe.k};
     const cudaStream_t s = stream_.get();
     if (options_.engine == CudaEngine::fused) {
-      const FusedVariant variant = options_.fused_variant.cluster_ctas == 0
-                                       ? fused_product_variant(visible_, hidden_)
-                                       : options_.fused_variant;
-      const std::string why = cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, variant);
+      // The variant and the device's verdict, once per model shape: every piece of a run
+      // trains on the same variant, so pieces give the bits one call gives.
+      if (fused_choice_.d != visible_ || fused_choice_.H != hidden_) {
+        const FusedVariant variant = options_.fused_variant.cluster_ctas == 0
+                                         ? fused_product_variant(visible_, hidden_)
+                                         : options_.fused_variant;
+        fused_choice_ = {visible_, hidden_, variant,
+                         cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, variant)};
+      }
+      const FusedVariant variant = fused_choice_.variant;
+      const std::string& why = fused_choice_.why;
       // A user's choice that this device or model cannot take: exit 2, and a new run's directory
       // is removed again (host/trainer.cpp).
       if (!why.empty()) {
@@ -393,6 +411,12 @@ class CudaBackend final : public Backend {
   }
 
   CudaOptions options_;
+  // The fused engine's variant for a d x H model, and why the device cannot run it (empty: it can).
+  struct FusedChoice {
+    int d = 0, H = 0;
+    FusedVariant variant;
+    std::string why;
+  } fused_choice_;
   // Declared in this order so that the handle goes before its workspace and stream.
   cuda::Stream stream_;
   DeviceBuffer<uint8_t> workspace_{kCublasWorkspaceBytes};

@@ -120,9 +120,9 @@ int max_active_clusters(size_t bytes) {
   return clusters;
 }
 
-// The fewer of the two hidden types' instantiations: they differ in registers (ptxas -v for
-// sm_90, binary and ternary: 62 and 72 a thread in clusters of 8, 78 and 119 in clusters of 16),
-// so a variant counts as supported only when both fit.
+// The fewer of the two hidden types' instantiations: they differ in registers (ptxas 13.0 -v for
+// sm_90, binary and ternary: 64 and 72 a thread in clusters of 8, 72 and 120 in clusters of 16), so
+// a variant counts as supported only when both fit.
 template <int kCtas, int kThreads>
 int max_active_clusters_of_both_types(size_t bytes) {
   return std::min(max_active_clusters<HiddenType::binary, kCtas, kThreads>(bytes),

@@ -5,6 +5,7 @@
 // on is checked where there is no device.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -21,6 +22,22 @@
 
 namespace rbm {
 namespace {
+
+// The references' split over threads visits every chain or run once, also when they are fewer
+// than the threads (8 AIS runs on the 16-core device left runs 4 to 7 uncomputed before).
+TEST(GibbsReference, ParallelIndicesVisitEveryIndexOnce) {
+  for (const char* threads : {"1", "3", "16"}) {
+    const test::ScopedEnv env("RBM_CPU_THREADS", threads);
+    for (int64_t n = 0; n <= 40; ++n) {
+      std::vector<std::atomic<int>> visits(static_cast<size_t>(n));
+      test::parallel_indices(n, [&](int64_t i) { ++visits[static_cast<size_t>(i)]; });
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_EQ(visits[static_cast<size_t>(i)], 1)
+            << "RBM_CPU_THREADS=" << threads << ", n = " << n << ", index " << i;
+      }
+    }
+  }
+}
 
 // tests/cuda/test_cuda_minibatch.cpp's CudaSampler.ChainsMatchCpu on the CPU alone.
 TEST(GibbsReference, CpuSamplerMatchesClearChains) {

@@ -49,6 +49,10 @@ inline bool gpu_required() {
 inline std::string fused_unusable_reason(int d, int H) {
   return cuda::fused_cd_unsupported_reason(d, H);
 }
+// The same for one variant of the kernel (the sanitizer tests name theirs).
+inline std::string fused_unusable_reason(int d, int H, FusedVariant variant) {
+  return cuda::fused_cd_variant_unsupported_reason(d, H, variant);
+}
 
 }  // namespace rbm::test
 

@@ -154,14 +154,18 @@ std::vector<SanitizerShape> sanitizer_shapes() {
   return shapes;
 }
 
-// Trains `iterations` of CD-k with the fused engine in one launch (and, with in_pieces, again in
-// launches of 1 and iterations - 1, which must equal it bit for bit) and compares with the CPU
-// reference within kTrainRelTol. A seed whose draws keep clear of ties.
-void expect_fused_run_matches_cpu(const SanitizerShape& shape, HiddenType type, int k,
-                                  int64_t iterations, bool in_pieces) {
-  SCOPED_TRACE(std::to_string(shape.data.cols()) + " x " + std::to_string(shape.hidden) + ", " +
-               hidden_type_name(type) + ", CD-" + std::to_string(k) + ", " +
-               std::to_string(iterations) + " iterations");
+// Trains `iterations` of CD-k with the fused engine's `variant` in one launch (and, with
+// in_pieces, again in launches of 1 and iterations - 1, which must equal it bit for bit) and
+// compares with the CPU reference within kTrainRelTol. A seed whose draws keep clear of ties. Says
+// on stdout what it runs before it does, so that a timeout's log tells a hang from slowness.
+void expect_fused_run_matches_cpu(const SanitizerShape& shape, FusedVariant variant,
+                                  HiddenType type, int k, int64_t iterations, bool in_pieces) {
+  const std::string what =
+      "fused " + std::to_string(variant.cluster_ctas) + " x " + std::to_string(variant.threads) +
+      ", " + std::to_string(shape.data.cols()) + " x " + std::to_string(shape.hidden) + ", " +
+      hidden_type_name(type) + ", CD-" + std::to_string(k) + ", " + std::to_string(iterations) +
+      (iterations == 1 ? " iteration" : " iterations");
+  SCOPED_TRACE(what);
   Recipe recipe = with_visible_bias(true, type);
   recipe.hidden = shape.hidden;
   recipe.k = k;
@@ -170,7 +174,10 @@ void expect_fused_run_matches_cpu(const SanitizerShape& shape, HiddenType type, 
   const Params start = init_params(recipe, shape.data);
   const Params want =
       test::train_in_pieces(*make_cpu_backend(), shape.data, start, recipe, {iterations});
-  const std::unique_ptr<Backend> gpu = make_cuda_backend({.engine = CudaEngine::fused});
+  std::printf("%s...\n", what.c_str());
+  std::fflush(stdout);
+  const std::unique_ptr<Backend> gpu =
+      make_cuda_backend({.engine = CudaEngine::fused, .fused_variant = variant});
   const Params whole = test::train_in_pieces(*gpu, shape.data, start, recipe, {iterations});
   if (in_pieces) {
     const Params pieces =
@@ -186,35 +193,44 @@ void expect_fused_run_matches_cpu(const SanitizerShape& shape, HiddenType type, 
   EXPECT_LE(diff.a, kTrainRelTol);
 }
 
-// expect_fused_run_matches_cpu on every sanitizer shape, both hidden types and each k of `ks`;
-// skips (or, with RBM_REQUIRE_GPU=1, fails) where the fused engine cannot run a shape.
-void expect_fused_runs_match_cpu(std::initializer_list<int> ks, int64_t iterations,
+// expect_fused_run_matches_cpu for every variant of `variants`, sanitizer shape, hidden type and
+// k of `ks`; skips (or, with RBM_REQUIRE_GPU=1, fails) where the device cannot run a variant.
+void expect_fused_runs_match_cpu(std::initializer_list<FusedVariant> variants,
+                                 std::initializer_list<int> ks, int64_t iterations,
                                  bool in_pieces) {
-  for (const SanitizerShape& shape : sanitizer_shapes()) {
-    const std::string why =
-        test::fused_unusable_reason(static_cast<int>(shape.data.cols()), shape.hidden);
-    if (!why.empty()) RBM_SKIP_FUSED(why);
-    for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
-      for (const int k : ks) expect_fused_run_matches_cpu(shape, type, k, iterations, in_pieces);
+  for (const FusedVariant variant : variants) {
+    for (const SanitizerShape& shape : sanitizer_shapes()) {
+      const std::string why =
+          test::fused_unusable_reason(static_cast<int>(shape.data.cols()), shape.hidden, variant);
+      if (!why.empty()) RBM_SKIP_FUSED(why);
+      for (const HiddenType type : {HiddenType::binary, HiddenType::ternary}) {
+        for (const int k : ks) {
+          expect_fused_run_matches_cpu(shape, variant, type, k, iterations, in_pieces);
+        }
+      }
     }
   }
 }
 
+// The variant rbm_cuda runs on the H200 (fused_product_variant) and the portable one with the
+// fewest threads, which it runs where a cluster of 16 does not fit.
+constexpr FusedVariant kH200Variant = {16, 512}, kPortableVariant = {8, 256};
+
 // The fused kernel under memcheck, synccheck and initcheck (scripts/device_check): runs of 4
-// iterations, both hidden types, CD-1 and CD-3, on both shapes. Launches of 1 and 3 iterations
-// equal one of 4 bit for bit, and the CPU reference within kTrainRelTol.
+// iterations on both variants, both shapes, both hidden types, CD-1 and CD-3, 48 launches. Launches
+// of 1 and 3 iterations equal one of 4 bit for bit, and the CPU reference within kTrainRelTol.
 TEST(CudaBackend, FusedShortRunsForTheSanitizers) {
   RBM_REQUIRE_CUDA_DEVICE();
-  expect_fused_runs_match_cpu({1, 3}, 4, true);
+  expect_fused_runs_match_cpu({kH200Variant, kPortableVariant}, {1, 3}, 4, true);
 }
 
 // The fused kernel under racecheck (scripts/device_check), far slower than the other tools on
-// it: FusedShortRunsForTheSanitizers (32 launches, 64 iterations) did not finish in 60 s on an
-// H200 (2026-12-04). One launch of one CD-1 iteration per hidden type and shape, the small shape
-// first: every barrier and exchange of an iteration, each once.
+// it: FusedShortRunsForTheSanitizers (then 24 launches of 8 x 256, 64 iterations) did not finish
+// in 60 s on an H200 (2026-12-04). One launch of one CD-1 iteration of the H200's variant per
+// hidden type and shape, the small shape first: every barrier and exchange of an iteration, once.
 TEST(CudaBackend, FusedOneIterationForRacecheck) {
   RBM_REQUIRE_CUDA_DEVICE();
-  expect_fused_runs_match_cpu({1}, 1, false);
+  expect_fused_runs_match_cpu({kH200Variant}, {1}, 1, false);
 }
 
 // The fused kernel runs the iterations it is given in order, whatever the launches: training in
