@@ -4,7 +4,8 @@
 // sheet's numpy code.
 // Prints medians, microseconds per iteration, FLOPs per iteration and the fraction of the CPU
 // core's measured FMA peak, and the speedups; then the wall time of the whole commands (rbm_cpu,
-// and rbm_cuda when a device is usable), which adds their start, data loading, metrics and files.
+// and rbm_cuda with either engine when a device is usable), which adds their start, data loading,
+// metrics and files.
 #include <signal.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/flags.hpp"
@@ -105,7 +107,7 @@ NumpyRun time_numpy_sheet(const Options& o) {
   return run;
 }
 
-// The whole command a user runs, `BINARY --iters N --data DIR --split S --out TMP` in a new
+// The whole command a user runs, `BINARY --iters N --data DIR --split S --out TMP [EXTRA]` in a new
 // process: its start, loading the images, the metrics at every --log-every, the checkpoints and
 // the final files, besides the training. Median wall seconds over `repeats`, or the failure's last
 // lines.
@@ -145,7 +147,8 @@ class StopSignalsHeld {
   std::array<struct sigaction, 3> saved_{};
 };
 
-CommandTime time_whole_command(const std::filesystem::path& binary, const Options& o) {
+CommandTime time_whole_command(const std::filesystem::path& binary,
+                               const std::vector<std::string>& extra, const Options& o) {
   if (!std::filesystem::exists(binary)) return {.failure = binary.string() + " is not built"};
   std::error_code error;
   std::string pattern =
@@ -161,10 +164,11 @@ CommandTime time_whole_command(const std::filesystem::path& binary, const Option
   {
     const StopSignalsHeld held;
     for (int r = 0; r < o.repeats && result.failure.empty() && held.received() == 0; ++r) {
-      const std::string command =
-          bench::shell_quote(binary.string()) + " --iters " + std::to_string(o.iters) + " --data " +
-          bench::shell_quote(o.data) + " --split " + split_name(o.split) + " --out " +
-          bench::shell_quote((scratch / ("run" + std::to_string(r))).string());
+      std::string command = bench::shell_quote(binary.string()) + " --iters " +
+                            std::to_string(o.iters) + " --data " + bench::shell_quote(o.data) +
+                            " --split " + split_name(o.split) + " --out " +
+                            bench::shell_quote((scratch / ("run" + std::to_string(r))).string());
+      for (const std::string& arg : extra) command += " " + bench::shell_quote(arg);
       const auto start = std::chrono::steady_clock::now();
       const CommandOutput out = run_shell(command);
       times.push_back(
@@ -264,25 +268,29 @@ int run(const Options& o) {
       "checkpoints, the final files), median of %d:\n",
       o.repeats);
   const std::filesystem::path here = std::filesystem::read_symlink("/proc/self/exe").parent_path();
-  for (const char* name : {"rbm_cpu", "rbm_cuda"}) {
-    const std::string shown = std::string(name) + " --iters " + std::to_string(o.iters) +
-                              " --split " + split_name(o.split);
+  // rbm_cuda with its default engine, and with the fused one (issue 8: which becomes the default).
+  const std::vector<std::pair<const char*, std::vector<std::string>>> commands = {
+      {"rbm_cpu", {}}, {"rbm_cuda", {}}, {"rbm_cuda", {"--engine", "fused"}}};
+  for (const auto& [name, extra] : commands) {
+    std::string shown = std::string(name) + " --iters " + std::to_string(o.iters) + " --split " +
+                        split_name(o.split);
+    for (const std::string& arg : extra) shown += " " + arg;
 #ifdef RBM_BENCH_CUDA
     if (std::strcmp(name, "rbm_cuda") == 0 && !reason.empty()) {
-      std::printf("%-38s no device: %s\n", shown.c_str(), reason.c_str());
+      std::printf("%-52s no device: %s\n", shown.c_str(), reason.c_str());
       continue;
     }
 #else
     if (std::strcmp(name, "rbm_cuda") == 0) {
-      std::printf("%-38s not built (no CUDA toolkit at configure time)\n", shown.c_str());
+      std::printf("%-52s not built (no CUDA toolkit at configure time)\n", shown.c_str());
       continue;
     }
 #endif
-    const CommandTime command = time_whole_command(here / name, o);
+    const CommandTime command = time_whole_command(here / name, extra, o);
     if (command.seconds < 0) {
-      std::printf("%-38s %s\n", shown.c_str(), command.failure.c_str());
+      std::printf("%-52s %s\n", shown.c_str(), command.failure.c_str());
     } else {
-      std::printf("%-38s %8.3f s wall\n", shown.c_str(), command.seconds);
+      std::printf("%-52s %8.3f s wall\n", shown.c_str(), command.seconds);
     }
   }
 
