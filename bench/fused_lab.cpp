@@ -176,9 +176,9 @@ int run(const Options& o) {
     }
     std::printf("%s\n", product ? "  rbm_cuda" : "");
   }
-  // What the barriers alone cost: an iteration of CD-k is a chain of phases with 5 + 5k
-  // __syncthreads and 1 + k cluster.sync between them (kernels/fused_cd_cta.h), 20 and 4 at CD-3.
-  const int cta_barriers = 5 + 5 * recipe.k, cluster_barriers = 1 + recipe.k;
+  // What the barriers alone cost: an iteration of CD-k is a chain of phases with 5 + 4k
+  // __syncthreads and 1 + k cluster.sync between them (kernels/fused_cd_cta.h), 17 and 4 at CD-3.
+  const int cta_barriers = 5 + 4 * recipe.k, cluster_barriers = 1 + recipe.k;
   std::printf(
       "\nbarriers alone (kernels/barrier_probe.cu: one cluster, 20000 and 40000 in a loop; "
       "an iteration has %d __syncthreads and %d cluster.sync):\n",

@@ -1,5 +1,5 @@
 // The latency of the fused kernel's two barriers on device 0 (issue 8's lab, bench/fused_lab.cpp),
-// includable from plain C++: an iteration of the fused CD-3 trainer is a chain of 24 phases between
+// includable from plain C++: an iteration of the fused CD-3 trainer is a chain of 21 phases between
 // barriers, 4 of them across the cluster (kernels/fused_cd_cta.h), so these two numbers bound how
 // fast any design with that chain can go.
 #pragma once

@@ -10,13 +10,16 @@
 //   pick the image (every CTA draws the same index); each CTA sums its rows of W where x0 is 1
 //   into its partial (H) (its threads in column groups, each down every groups-th row, then the
 //   groups' sums added); cluster barrier; every CTA adds the C partials in rank order (so all
-//   CTAs hold identical ph0 = sigm(b + W'x0)); then k times: draw h (every CTA, identically), the
-//   CTA's rows of W h + a (row groups of threads, then the groups' sums added), their sigmoid
-//   and draws (units named by their global row), the partial sums of W'xk, barrier, ph = sigm(b +
-//   W'xk); finally each CTA updates its rows of W and a, and its copy of b (identically
-//   everywhere). The partials are double-buffered, so one cluster barrier per hidden layer
-//   suffices: a CTA writes buffer p again only after the next barrier, which no CTA reaches before
-//   it has finished reading buffer p.
+//   CTAs hold identical ph0 = sigm(b + W'x0)) and draws h from them in the same phase (every CTA,
+//   identically); then k times: the CTA's rows of W h + a (row groups of threads, then the
+//   groups' sums added), their sigmoid and draws (units named by their global row), the partial
+//   sums of W'xk, barrier, ph = sigm(b + W'xk) and, but after the last step, h drawn from it;
+//   finally each CTA updates its rows of W and a, and its copy of b (identically everywhere).
+//   At CD-k that is 5 + 4k barriers of the CTA and 1 + k of the cluster an iteration (17 and 4
+//   at CD-3; until 2026-12-04 the hidden draw was a phase of its own, 20 and 4). The partials
+//   are double-buffered, so one cluster barrier per hidden layer suffices: a CTA writes buffer p
+//   again only after the next barrier, which no CTA reaches before it has finished reading
+//   buffer p.
 // Ternary hidden units: ph0 and phk hold the pre-activations t = b + W'x while the chain runs
 // (the ternary draw needs t, not a probability); the update takes G(t) from them.
 //
@@ -220,8 +223,10 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
   e.sync_cta();
 
   // ph (H) = sigm(b + the cluster's partials of buffer `buffer`, added in rank order): the same
-  // in every CTA. Ternary: ph = b + the partials, the pre-activation itself.
-  const auto combine_partials = [&](int buffer, bool positive) {
+  // in every CTA. Ternary: ph = b + the partials, the pre-activation itself. With draw_step >= 0,
+  // the thread that computes ph_j then draws h_j of that step of iteration `stream` from it: the
+  // hidden draw needs no phase (and no barrier) of its own.
+  const auto combine_partials = [&](int buffer, bool positive, uint64_t stream, int draw_step) {
     e.each_thread([&](Cta& c, int thread, int threads) {
       float* ph = positive ? c.ph0 : c.phk;
       for (int j = thread; j < H; j += threads) {
@@ -230,10 +235,15 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
 #pragma unroll
 #endif
         for (int rank = 0; rank < kCtas; ++rank) total += e.partials_of(c, rank, buffer)[j];
+        const float mean_or_t =
+            kType == HiddenType::ternary ? c.b[j] + total : sigmoid(c.b[j] + total);
+        ph[j] = mean_or_t;
+        if (draw_step < 0) continue;
+        const float u = uniform(p.key, stream, train_hidden_phase(draw_step), j);
         if constexpr (kType == HiddenType::ternary) {
-          ph[j] = c.b[j] + total;
+          c.h[j] = ternary_draw(u, mean_or_t);
         } else {
-          ph[j] = sigmoid(c.b[j] + total);
+          c.h[j] = bernoulli(u, mean_or_t);
         }
       }
     });
@@ -266,26 +276,14 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
     });
     e.sync_cta();
 
-    // Positive phase: ph0 = sigm(b + W'x0), also the first hidden draw's probabilities.
+    // Positive phase: ph0 = sigm(b + W'x0), and from it the first hidden draw, h of step 0.
     partial_sums(false, buffer);
     e.sync_cluster();
-    combine_partials(buffer, true);
+    combine_partials(buffer, true, stream, 0);
     buffer ^= 1;
     e.sync_cta();
 
     for (int step = 0; step < p.k; ++step) {
-      e.each_thread([&](Cta& c, int thread, int threads) {
-        const float* ph = step == 0 ? c.ph0 : c.phk;
-        for (int j = thread; j < H; j += threads) {
-          const float u = uniform(p.key, stream, train_hidden_phase(step), j);
-          if constexpr (kType == HiddenType::ternary) {
-            c.h[j] = ternary_draw(u, ph[j]);  // ph holds t here
-          } else {
-            c.h[j] = bernoulli(u, ph[j]);
-          }
-        }
-      });
-      e.sync_cta();
       // This CTA's visible units in two phases. Thread (g, i) of the row groups sums W_ij h_j
       // over j = g, g + groups, ... (h in {0, 1} or {-1, 0, 1}, so each product is exact; four
       // running sums for the latency); then thread i adds the groups' sums in group order, a_i,
@@ -319,9 +317,11 @@ RBM_FUSED_HD void run_fused_cd(Executor& e, const Problem& p, int64_t first, int
         }
       });
       e.sync_cta();
+      // phk = sigm(b + W'xk), and from it h of the next step; none after the last step, whose
+      // probabilities phk enter the update.
       partial_sums(true, buffer);
       e.sync_cluster();
-      combine_partials(buffer, false);
+      combine_partials(buffer, false, stream, step + 1 < p.k ? step + 1 : -1);
       buffer ^= 1;
       e.sync_cta();
     }
