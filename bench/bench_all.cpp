@@ -390,7 +390,9 @@ int run(const Options& o) {
   std::string gpu_peak_text;
 #ifdef RBM_BENCH_CUDA
   const std::string reason = usable_device_or_reason();
-  builds.push_back({"cuda", [] { return make_cuda_backend(); }, reason.empty() ? "" : "no device",
+  // rbm_cuda's default engine for the recipe: fused where the device holds it, else gemv.
+  builds.push_back({"cuda", [] { return make_cuda_backend({.engine = CudaEngine::fused_or_gemv}); },
+                    reason.empty() ? "" : "no device",
                     reason.empty() ? cuda_fp32_peak_flops() : 0.0});
   if (reason.empty()) gpu_peak_text = cuda_fp32_peak_description();
   const std::string cuda_note = reason.empty() ? make_cuda_backend()->device_description() : reason;
@@ -718,7 +720,8 @@ int run(const Options& o) {
 }  // namespace rbm
 
 int main(int argc, char** argv) {
-  // The CPU build as rbm_cpu runs: OpenBLAS's AVX2 or AVX-512 kernels where it did not know the CPU.
+  // The CPU build as rbm_cpu runs: OpenBLAS's AVX2 or AVX-512 kernels where it did not know the
+  // CPU.
   rbm::rerun_with_openblas_kernels(argv);
   rbm::Options o;
   return rbm::bench::bench_main(

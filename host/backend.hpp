@@ -102,10 +102,10 @@ class Backend {
 
 // Each executable links exactly one definition: host/cpu_backend_factory.cpp for rbm_cpu,
 // kernels/cuda_backend_factory.cpp for rbm_cuda. The CUDA one throws BackendUnavailable when no
-// device is usable. `engine` is train's --engine: rbm_cuda's single-sample trainer, "gemv" (the
-// default: cuBLAS GEMVs and small kernels) or "fused" (one persistent kernel); empty for the
-// default. rbm_cpu has one engine and refuses any name. A bad name is an InputError, before any
-// device is touched.
+// device is usable. `engine` is train's --engine: rbm_cuda's single-sample trainer, "gemv" (cuBLAS
+// GEMVs and small kernels) or "fused" (one persistent kernel); empty for the default, fused where
+// the device and the model allow it and gemv elsewhere. rbm_cpu has one engine and refuses any
+// name. A bad name is an InputError, before any device is touched.
 struct BackendUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

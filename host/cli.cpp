@@ -68,8 +68,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f, const std::string& program) {
   // leave CLI11's messages without its name) and says so.
   app.add_option("--engine", f.engine,
                  std::string(program == "rbm_cuda" ? "" : "rbm_cuda only: ") +
-                     "single-sample trainer: gemv (cuBLAS, the default) or fused (one persistent "
-                     "kernel)")
+                     "single-sample trainer: fused (one persistent kernel; the default where the "
+                     "device and model allow it, else gemv) or gemv (cuBLAS)")
       ->type_name("ENGINE");
   app.add_option("--hidden-type", f.hidden_type,
                  "hidden units: binary (h in {0, 1}) or ternary (h in {-1, 0, 1})")

@@ -67,7 +67,8 @@ class CudaBackend final : public Backend {
   // this description).
   std::string device_description() const override {
     std::string description = cuda_device_description();
-    if (fused_choice_.variant.cluster_ctas > 0 && fused_choice_.why.empty()) {
+    if (options_.engine != CudaEngine::gemv && fused_choice_.variant.cluster_ctas > 0 &&
+        fused_choice_.why.empty()) {
       description += ", fused engine on clusters of " +
                      std::to_string(fused_choice_.variant.cluster_ctas) + " CTAs x " +
                      std::to_string(fused_choice_.variant.threads) + " threads";
@@ -153,9 +154,9 @@ class CudaBackend final : public Backend {
     if (count == 0) return;
     const StepConfig config{philox_key(recipe.seed, Purpose::train), recipe.lr, recipe.k};
     const cudaStream_t s = stream_.get();
-    if (options_.engine == CudaEngine::fused) {
+    if (options_.engine != CudaEngine::gemv) {
       // The variant and the device's verdict, once per model shape: every piece of a run
-      // trains on the same variant, so pieces give the bits one call gives.
+      // trains on the same variant (and engine), so pieces give the bits one call gives.
       if (fused_choice_.d != visible_ || fused_choice_.H != hidden_) {
         const FusedVariant variant = options_.fused_variant.cluster_ctas == 0
                                          ? fused_product_variant(visible_, hidden_)
@@ -163,13 +164,19 @@ class CudaBackend final : public Backend {
         fused_choice_ = {visible_, hidden_, variant,
                          cuda::fused_cd_variant_unsupported_reason(visible_, hidden_, variant)};
       }
+    }
+    // The default takes gemv where fused cannot run (no clusters before compute capability 9.0, a
+    // W too large for a cluster's shared memory); a user's --engine fused is refused there.
+    if (options_.engine == CudaEngine::fused ||
+        (options_.engine == CudaEngine::fused_or_gemv && fused_choice_.why.empty())) {
       const FusedVariant variant = fused_choice_.variant;
       const std::string& why = fused_choice_.why;
       // A user's choice that this device or model cannot take: exit 2, and a new run's directory
       // is removed again (host/trainer.cpp).
       if (!why.empty()) {
         throw InputError("--engine fused: " + why +
-                         "; --engine gemv (the default) trains any model");
+                         "; --engine gemv trains any model (and the default takes it where fused "
+                         "cannot run)");
       }
       cuda::FusedCdArgs args;
       args.problem = {W_.data(), b_.data(),  has_a_ ? a_.data() : nullptr,

@@ -20,8 +20,11 @@ std::unique_ptr<Backend> make_backend(const std::string& engine) {
   // first log point.
   (void)forced_cpu_threads();
   (void)cpu::forced_simd();
+  // No --engine: fused where the device and the model allow it, else gemv.
   CudaOptions options;
-  if (engine == "fused") options.engine = CudaEngine::fused;
+  options.engine = engine == "fused"  ? CudaEngine::fused
+                   : engine == "gemv" ? CudaEngine::gemv
+                                      : CudaEngine::fused_or_gemv;
   return make_cuda_backend(options);
 }
 std::string program_name() { return "rbm_cuda"; }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -110,6 +111,36 @@ TEST(CudaCli, TrainsAndWritesTheRunDirectoryWithEitherEngine) {
     }
   }
   if (!fused_unusable.empty()) RBM_SKIP_FUSED(fused_unusable);
+}
+
+// Without --engine, rbm_cuda trains with fused where the device and the model allow it (run.json's
+// device names the variant) and with gemv where they do not: a W of 784 x 1500 (4.7 MB), which no
+// variant's cluster holds in shared memory (at most 16 x 227 KB), trains, as --engine gemv would,
+// where --engine fused is refused (as AFirstUpdateThatCannotRunRemovesTheNewRunDirectory shows).
+TEST(CudaCli, TheDefaultEngineIsFusedWhereItCanRunAndGemvElsewhere) {
+  RBM_REQUIRE_CUDA_DEVICE();
+  const auto device_of = [](const std::vector<std::string>& flags) {
+    const test::TempDir dir;
+    const std::filesystem::path out = dir / "run";
+    std::vector<std::string> args = {"--iters", "2", "--data", mnist_dir(), "--out", out.string()};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const test::CommandResult result = test::run_command(cuda_exe(), args);
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    return nlohmann::json::parse(read_file(out / "run.json")).value("device", std::string());
+  };
+  EXPECT_NE(test::fused_unusable_reason(784, 1500), "");
+  const std::string large = device_of({"--hidden", "1500"});
+  EXPECT_EQ(large.find("fused engine"), std::string::npos) << large;
+  const std::string fused_unusable = test::fused_unusable_reason(784, 100);
+  if (!fused_unusable.empty()) RBM_SKIP_FUSED(fused_unusable);
+  const FusedVariant variant = fused_product_variant(784, 100);
+  const std::string reference = device_of({});
+  EXPECT_NE(reference.find("fused engine on clusters of " + std::to_string(variant.cluster_ctas) +
+                           " CTAs x " + std::to_string(variant.threads) + " threads"),
+            std::string::npos)
+      << reference;
+  const std::string gemv = device_of({"--engine", "gemv"});
+  EXPECT_EQ(gemv.find("fused engine"), std::string::npos) << gemv;
 }
 
 // A new run whose first update cannot run is refused there, after its iteration-0 checkpoint:
