@@ -30,7 +30,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -612,9 +611,7 @@ int run(const Options& o) {
   // OpenBLAS 0.3.21 (Debian 12) chose its generic SSE3 kernels on the H200's host (2026-12-04),
   // a CPU it does not know, and the sampler's and PCD's CPU rates were measured so; main now runs
   // itself again with better ones (host/openblas_kernels.hpp), so this note says the exec failed.
-  const char* chosen_core = std::getenv("OPENBLAS_CORETYPE");  // a user's choice is not noted
-  if ((chosen_core == nullptr || *chosen_core == '\0') &&
-      std::string_view(openblas_get_corename()) == "Prescott" && cpu::simd() != cpu::Simd::scalar) {
+  if (!openblas_kernels_to_choose(openblas_get_corename()).empty()) {
     notes.push_back(
         "OpenBLAS did not recognize this CPU and runs its generic SSE3 (Prescott) kernels on it, "
         "which has " +
